@@ -1,0 +1,379 @@
+//! Detection benchmark: false-alarm and detection rates of canaryd's judge on synthetic canary
+//! analyses with known truth, side by side with a reimplementation of Kayenta's judge.
+//!
+//! Run: `cargo bench --bench detection` (add `-- --trials N` for another trial count).
+//!
+//! Every trial is one analysis window of 30 one-minute points per side.
+//! - Latency: each point is one minute's p99 of one side, `200 ms × load(t) × noise`, where
+//!   `load(t) = 1 + A·sin(2π(t/20 min + φ))` is shared by both sides (A = 0.30, or 0 for "no
+//!   shared load"; φ random per trial), and the noise is independent per side and minute:
+//!   log-normal with σ = 0.10 (10% minute-to-minute noise of a p99), or "heavy tails": log-normal
+//!   σ = 0.08 times, with probability 5% per minute, a Pareto(α = 1.5) spike (infinite variance).
+//!   A bad canary multiplies its values by 1 + shift.
+//! - Errors: 500 requests per minute per side × load(t), base error rate 0.5%, each minute's
+//!   rate multiplied by a burst factor shared by both sides (log-normal σ = 0.3) and by an
+//!   independent per-side factor (log-normal σ = 0.1, overdispersion), errors ~ Binomial.
+//!
+//! canaryd: relative check, tolerance 5%, confidence 0.99, higher is worse (paired by timestamp);
+//! error-rate check on summed counts, tolerance 0.1 percentage points, confidence 0.99.
+//! Kayenta: Mann-Whitney with the Hodges-Lehmann 98% interval on the per-minute points (per-minute
+//! error rates for errors); "high" when the interval's lower bound exceeds 25% of |estimate|.
+
+use canaryd::judge::{
+    CheckKind, CheckSpec, CountPoint, Direction, Point, SideData, Verdict, judge_check,
+};
+use canaryd::stats::hodges_lehmann_ci;
+use std::f64::consts::PI;
+
+/// xoshiro256** seeded through splitmix64, with Box-Muller normals.
+struct Rng {
+    s: [u64; 4],
+    spare: Option<f64>,
+}
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        let mut x = seed;
+        let mut next = || {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        Rng {
+            s: [next(), next(), next(), next()],
+            spare: None,
+        }
+    }
+    fn next_u64(&mut self) -> u64 {
+        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = self.s[1] << 17;
+        self.s[2] ^= self.s[0];
+        self.s[3] ^= self.s[1];
+        self.s[1] ^= self.s[2];
+        self.s[0] ^= self.s[3];
+        self.s[2] ^= t;
+        self.s[3] = self.s[3].rotate_left(45);
+        result
+    }
+    /// Uniform in (0, 1).
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
+        let (u1, u2) = (self.uniform(), self.uniform());
+        let r = (-2.0 * u1.ln()).sqrt();
+        self.spare = Some(r * (2.0 * PI * u2).sin());
+        r * (2.0 * PI * u2).cos()
+    }
+    /// Binomial(n, p) by inversion (n·p is small here).
+    fn binomial(&mut self, n: u64, p: f64) -> u64 {
+        if p <= 0.0 || n == 0 {
+            return 0;
+        }
+        let p = p.min(1.0);
+        let u = self.uniform();
+        let q = 1.0 - p;
+        let mut pmf = q.powf(n as f64);
+        if pmf <= 0.0 {
+            // Too many trials for inversion from zero: normal approximation.
+            let mean = n as f64 * p;
+            let x = (mean + (mean * q).sqrt() * self.normal()).round();
+            return x.clamp(0.0, n as f64) as u64;
+        }
+        let mut cdf = pmf;
+        let mut k = 0u64;
+        while u > cdf && k < n {
+            pmf *= (n - k) as f64 / (k + 1) as f64 * p / q;
+            k += 1;
+            cdf += pmf;
+        }
+        k
+    }
+}
+
+const POINTS: usize = 30;
+
+#[derive(Clone, Copy)]
+enum Noise {
+    LogNormal,
+    HeavyTails,
+}
+
+#[derive(Clone, Copy)]
+enum Scenario {
+    Latency {
+        load: f64,
+        noise: Noise,
+        shift: f64,
+    },
+    Errors {
+        factor: f64,
+    },
+    /// A p99 check and an error-rate check on the same healthy canary: an analysis fails when
+    /// either check fails.
+    HealthyAnalysis,
+}
+
+fn load(minute: usize, amplitude: f64, phase: f64) -> f64 {
+    1.0 + amplitude * (2.0 * PI * (minute as f64 / 20.0 + phase)).sin()
+}
+
+fn latency(rng: &mut Rng, amplitude: f64, noise: Noise, shift: f64) -> (SideData, SideData) {
+    let phase = rng.uniform();
+    let mut side = |factor: f64, rng: &mut Rng| -> SideData {
+        SideData::Values(
+            (0..POINTS)
+                .map(|i| {
+                    let n = match noise {
+                        Noise::LogNormal => (0.10 * rng.normal()).exp(),
+                        Noise::HeavyTails => {
+                            let spike = if rng.uniform() < 0.05 {
+                                rng.uniform().powf(-1.0 / 1.5)
+                            } else {
+                                1.0
+                            };
+                            (0.08 * rng.normal()).exp() * spike
+                        }
+                    };
+                    Point {
+                        t: 60.0 * i as f64,
+                        v: 200.0 * factor * load(i, amplitude, phase) * n,
+                    }
+                })
+                .collect(),
+        )
+    };
+    let b = side(1.0, rng);
+    let c = side(1.0 + shift, rng);
+    (b, c)
+}
+
+fn errors(rng: &mut Rng, factor: f64) -> (SideData, SideData) {
+    let phase = rng.uniform();
+    let mut b = Vec::with_capacity(POINTS);
+    let mut c = Vec::with_capacity(POINTS);
+    for i in 0..POINTS {
+        let total = (500.0 * load(i, 0.3, phase)).round() as u64;
+        let burst = (0.3 * rng.normal()).exp();
+        for (side, f) in [(&mut b, 1.0), (&mut c, factor)] {
+            let rate = 0.005 * f * burst * (0.1 * rng.normal()).exp();
+            let errors = rng.binomial(total, rate);
+            side.push(CountPoint {
+                t: 60.0 * i as f64,
+                errors: errors as f64,
+                total: total as f64,
+            });
+        }
+    }
+    (SideData::Counts(b), SideData::Counts(c))
+}
+
+fn relative_spec() -> CheckSpec {
+    CheckSpec {
+        name: "p99".into(),
+        kind: CheckKind::Relative { tolerance: 0.05 },
+        direction: Direction::HigherIsWorse,
+        confidence: 0.99,
+        min_samples: 10,
+    }
+}
+
+fn error_spec() -> CheckSpec {
+    CheckSpec {
+        name: "errors".into(),
+        kind: CheckKind::ErrorRate { tolerance: 0.001 },
+        direction: Direction::HigherIsWorse,
+        confidence: 0.99,
+        min_samples: 100,
+    }
+}
+
+/// Kayenta's MannWhitneyClassifier (confidence 0.98, effect fraction 0.25), direction Increase.
+fn kayenta_high(control: &[f64], experiment: &[f64]) -> bool {
+    match hodges_lehmann_ci(control, experiment, 0.98) {
+        Ok(ci) => ci.low > 0.25 * ci.shift.abs(),
+        Err(_) => false,
+    }
+}
+
+fn values(side: &SideData) -> Vec<f64> {
+    match side {
+        SideData::Values(p) => p.iter().map(|p| p.v).collect(),
+        SideData::Counts(c) => c
+            .iter()
+            .map(|c| {
+                if c.total > 0.0 {
+                    c.errors / c.total
+                } else {
+                    0.0
+                }
+            })
+            .collect(),
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    canaryd_fail: usize,
+    canaryd_inconclusive: usize,
+    kayenta_fail: usize,
+}
+
+fn run(scenario: Scenario, trials: usize, seed: u64) -> Tally {
+    let mut rng = Rng::new(seed);
+    let mut tally = Tally::default();
+    let (rel, err) = (relative_spec(), error_spec());
+    for _ in 0..trials {
+        let (verdicts, kayenta): (Vec<Verdict>, bool) = match scenario {
+            Scenario::Latency { load, noise, shift } => {
+                let (b, c) = latency(&mut rng, load, noise, shift);
+                let k = kayenta_high(&values(&b), &values(&c));
+                (vec![judge_check(&rel, &b, &c).verdict], k)
+            }
+            Scenario::Errors { factor } => {
+                let (b, c) = errors(&mut rng, factor);
+                let k = kayenta_high(&values(&b), &values(&c));
+                (vec![judge_check(&err, &b, &c).verdict], k)
+            }
+            Scenario::HealthyAnalysis => {
+                let (lb, lc) = latency(&mut rng, 0.3, Noise::LogNormal, 0.0);
+                let (eb, ec) = errors(&mut rng, 1.0);
+                let k = kayenta_high(&values(&lb), &values(&lc))
+                    || kayenta_high(&values(&eb), &values(&ec));
+                (
+                    vec![
+                        judge_check(&rel, &lb, &lc).verdict,
+                        judge_check(&err, &eb, &ec).verdict,
+                    ],
+                    k,
+                )
+            }
+        };
+        if verdicts.contains(&Verdict::Fail) {
+            tally.canaryd_fail += 1;
+        } else if verdicts
+            .iter()
+            .any(|v| matches!(v, Verdict::Inconclusive { .. }))
+        {
+            tally.canaryd_inconclusive += 1;
+        }
+        if kayenta {
+            tally.kayenta_fail += 1;
+        }
+    }
+    tally
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes `--bench`; only `--trials N` is ours.
+    let trials = args
+        .iter()
+        .position(|a| a == "--trials")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(4000usize);
+    use Noise::*;
+    use Scenario::*;
+    let lat = |load, noise, shift| Latency { load, noise, shift };
+    let rows: Vec<(&str, Scenario, bool, &str)> = vec![
+        (
+            "healthy p99, shared load wave",
+            lat(0.3, LogNormal, 0.0),
+            false,
+            "≤ 1%",
+        ),
+        (
+            "healthy p99, no shared load",
+            lat(0.0, LogNormal, 0.0),
+            false,
+            "≤ 1%",
+        ),
+        (
+            "healthy p99, heavy tails + load",
+            lat(0.3, HeavyTails, 0.0),
+            false,
+            "≤ 1%",
+        ),
+        (
+            "healthy error rate (0.5%)",
+            Errors { factor: 1.0 },
+            false,
+            "≤ 1%",
+        ),
+        (
+            "healthy analysis (p99 + errors)",
+            HealthyAnalysis,
+            false,
+            "≤ 1%",
+        ),
+        ("p99 +5%, shared load", lat(0.3, LogNormal, 0.05), true, "-"),
+        (
+            "p99 +10%, shared load",
+            lat(0.3, LogNormal, 0.10),
+            true,
+            "≥ 65%",
+        ),
+        (
+            "p99 +20%, shared load",
+            lat(0.3, LogNormal, 0.20),
+            true,
+            "≥ 99%",
+        ),
+        (
+            "p99 +50%, shared load",
+            lat(0.3, LogNormal, 0.50),
+            true,
+            "-",
+        ),
+        (
+            "p99 +10%, no shared load",
+            lat(0.0, LogNormal, 0.10),
+            true,
+            "≥ 65%",
+        ),
+        (
+            "p99 +20%, no shared load",
+            lat(0.0, LogNormal, 0.20),
+            true,
+            "≥ 99%",
+        ),
+        (
+            "p99 +10%, heavy tails + load",
+            lat(0.3, HeavyTails, 0.10),
+            true,
+            "≥ 65%",
+        ),
+        (
+            "p99 +20%, heavy tails + load",
+            lat(0.3, HeavyTails, 0.20),
+            true,
+            "≥ 99%",
+        ),
+        ("errors ×1.5", Errors { factor: 1.5 }, true, "≥ 60%"),
+        ("errors ×2", Errors { factor: 2.0 }, true, "≥ 99%"),
+        ("errors ×3", Errors { factor: 3.0 }, true, "-"),
+    ];
+    println!("{trials} trials per scenario, {POINTS} one-minute points per side");
+    println!();
+    println!(
+        "| scenario | truth | canaryd fails | canaryd inconclusive | Kayenta fails | target (canaryd) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (i, (name, scenario, bad, target)) in rows.into_iter().enumerate() {
+        let t = run(scenario, trials, 0x5EED_0000 + i as u64);
+        let pct = |n: usize| format!("{:.1}%", 100.0 * n as f64 / trials as f64);
+        println!(
+            "| {name} | {} | {} | {} | {} | {target} |",
+            if bad { "bad" } else { "healthy" },
+            pct(t.canaryd_fail),
+            pct(t.canaryd_inconclusive),
+            pct(t.kayenta_fail)
+        );
+    }
+}

@@ -1,0 +1,440 @@
+//! The judge: one verdict per check from baseline and canary data, and a weighted score per analysis.
+//!
+//! It owns the decision rules that turn statistics into `Pass`, `Fail` or `Inconclusive` and the
+//! evidence that explains each verdict. It must stay pure: no I/O, no clock, no async. Missing or
+//! thin data is a verdict (`Inconclusive` with the reason), never an error and never a pass.
+
+use serde::{Deserialize, Serialize};
+
+/// Which way is bad for a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Latency, errors, memory: the canary being higher is bad.
+    HigherIsWorse,
+    /// Throughput, success rate: the canary being lower is bad.
+    LowerIsWorse,
+    /// Any departure beyond the tolerance is bad.
+    Either,
+}
+
+/// How one summary value of a series is taken for absolute thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Aggregate {
+    Mean,
+    Median,
+    Min,
+    Max,
+    Last,
+    /// A quantile in [0, 1] of the window's points.
+    Quantile(f64),
+}
+
+/// What a check compares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum CheckKind {
+    /// Canary series vs baseline series. Fails when the canary is worse by more than `tolerance`,
+    /// a fraction of the baseline (0.10 = 10% above), with statistical evidence at the confidence.
+    Relative { tolerance: f64 },
+    /// The canary's aggregate vs a fixed threshold on the metric's own scale (p99 ≤ 0.5 s).
+    Absolute {
+        threshold: f64,
+        aggregate: Aggregate,
+    },
+    /// Errors and totals summed over the window, canary rate vs baseline rate. `tolerance` is in
+    /// rate units: 0.001 = 0.1 percentage points.
+    ErrorRate { tolerance: f64 },
+    /// The canary's error rate (summed errors / summed totals) vs a fixed rate (0.005 = 0.5%).
+    ErrorRateAbsolute { threshold: f64 },
+    /// The canary's slope per minute (Theil-Sen) vs a limit: memory or queue depth growing.
+    Trend { max_slope_per_minute: f64 },
+}
+
+/// The settings of one check, as the judge needs them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckSpec {
+    pub name: String,
+    pub kind: CheckKind,
+    pub direction: Direction,
+    /// Confidence for statistical evidence, in (0, 1); default 0.99.
+    pub confidence: f64,
+    /// Minimum finite points per side; for error-rate kinds, the minimum total events per side.
+    pub min_samples: usize,
+}
+
+/// One observation of a series: unix time in seconds and a value (possibly NaN or ±inf, which
+/// the judge drops and counts).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    pub t: f64,
+    pub v: f64,
+}
+
+/// One observation of a counter pair: errors and totals in the interval ending at `t`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CountPoint {
+    pub t: f64,
+    pub errors: f64,
+    pub total: f64,
+}
+
+/// One side's data for a check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "shape", content = "points")]
+pub enum SideData {
+    Values(Vec<Point>),
+    Counts(Vec<CountPoint>),
+}
+
+mod counts;
+mod scoring;
+mod signed_rank;
+mod values;
+
+pub use scoring::{
+    AnalysisOutcome, AnalysisScore, GroupScore, ScoredCheck, Scoring, score_analysis,
+};
+pub use signed_rank::{SignedRank, SignedRankMethod, signed_rank_test, walsh_shift_ci};
+
+use crate::stats::Alternative;
+
+/// Two timestamps closer than this (in seconds) are the same instant for pairing baseline and
+/// canary points. Range queries with one start and step give identical timestamps; this absorbs
+/// rounding and scrape jitter without ever pairing neighbouring one-minute points.
+pub const PAIR_TOLERANCE_SECONDS: f64 = 1.0;
+
+/// The verdict of one check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "outcome")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// Not enough evidence either way (too few points, no data, a test that cannot be computed).
+    /// Never to be read as a pass.
+    Inconclusive {
+        reason: String,
+    },
+}
+
+impl Verdict {
+    /// "pass", "fail" or "inconclusive".
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Inconclusive { .. } => "inconclusive",
+        }
+    }
+}
+
+/// One check's verdict, a sentence saying why, and the evidence behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub verdict: Verdict,
+    /// One sentence for a person: why this verdict (for `Inconclusive`, the same as its reason).
+    pub reason: String,
+    pub evidence: Evidence,
+}
+
+/// Everything the verdict was based on, for reports and audits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub baseline: SideSummary,
+    pub canary: SideSummary,
+    /// The effect of the canary; absent when no comparison could be made.
+    pub effect: Option<Effect>,
+    /// The p-value of the test used, for the direction that is bad.
+    pub p_value: Option<f64>,
+    /// The statistical test used ("Wilcoxon signed-rank", "Fisher's exact", ...).
+    pub test: Option<String>,
+    /// What was compared with what ("paired log-ratio by timestamp, 28 pairs").
+    pub comparison: Option<String>,
+    pub thresholds: Thresholds,
+}
+
+/// What one side's data looked like after dropping unusable points.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SideSummary {
+    /// Usable points (finite values; for counts, finite, non-negative, errors ≤ total).
+    pub points: usize,
+    /// Points dropped as NaN/inf (or, for counts, as impossible).
+    pub dropped: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
+    /// The aggregate an absolute check compared with its threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<AggregateValue>,
+    /// Summed errors (counts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<f64>,
+    /// Summed totals (counts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+    /// errors / total over the window (counts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Theil-Sen slope per minute (trend checks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slope_per_minute: Option<f64>,
+}
+
+/// An aggregate and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AggregateValue {
+    pub aggregate: Aggregate,
+    pub value: f64,
+}
+
+/// The size of the canary's effect, on the metric's own scale.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Effect {
+    /// Canary / baseline (or canary / threshold for absolute kinds); absent when the reference is 0.
+    pub ratio: Option<f64>,
+    /// Canary − baseline (or canary − threshold; for trends, the slope per minute).
+    pub difference: f64,
+    /// The confidence interval of the effect.
+    pub interval: Option<Interval>,
+}
+
+/// A confidence interval and what it bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub low: f64,
+    pub high: f64,
+    pub confidence: f64,
+    pub scale: IntervalScale,
+}
+
+/// What an [`Interval`] is an interval of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IntervalScale {
+    /// The ratio canary / baseline.
+    Ratio,
+    /// The difference canary − baseline.
+    Difference,
+    /// The canary's error rate.
+    Rate,
+    /// The slope per minute.
+    SlopePerMinute,
+}
+
+/// The settings a verdict was judged against.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    pub direction: Direction,
+    pub confidence: f64,
+    pub min_samples: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_slope_per_minute: Option<f64>,
+}
+
+impl Thresholds {
+    fn of(spec: &CheckSpec) -> Self {
+        let mut t = Thresholds {
+            direction: spec.direction,
+            confidence: spec.confidence,
+            min_samples: spec.min_samples,
+            tolerance: None,
+            threshold: None,
+            max_slope_per_minute: None,
+        };
+        match spec.kind {
+            CheckKind::Relative { tolerance } | CheckKind::ErrorRate { tolerance } => {
+                t.tolerance = Some(tolerance)
+            }
+            CheckKind::Absolute { threshold, .. } | CheckKind::ErrorRateAbsolute { threshold } => {
+                t.threshold = Some(threshold)
+            }
+            CheckKind::Trend {
+                max_slope_per_minute,
+            } => t.max_slope_per_minute = Some(max_slope_per_minute),
+        }
+        t
+    }
+}
+
+/// Judge one check: `Pass`, `Fail` or `Inconclusive`, with the evidence.
+///
+/// Rules shared by every kind:
+/// - unusable points (NaN, ±inf; for counts also negative or errors > total) are dropped and
+///   counted; a side left empty is `Inconclusive("no data ...")`;
+/// - fewer than `min_samples` points (events, for error rates) on a side that matters is
+///   `Inconclusive`, never `Pass`;
+/// - a statistical `Fail` needs both a p-value below `1 − confidence` and an effect beyond the
+///   tolerance, limit or threshold in the bad direction.
+///
+/// See the kind-specific rules on [`CheckKind`] and in this module's submodules.
+pub fn judge_check(spec: &CheckSpec, baseline: &SideData, canary: &SideData) -> CheckResult {
+    let thresholds = Thresholds::of(spec);
+    if let Some(problem) = setting_problem(spec) {
+        return inconclusive_result(spec, thresholds, problem);
+    }
+    let shape = |side: &SideData| match side {
+        SideData::Values(_) => "values",
+        SideData::Counts(_) => "counts (errors, total)",
+    };
+    match (&spec.kind, baseline, canary) {
+        (CheckKind::Relative { tolerance }, SideData::Values(b), SideData::Values(c)) => {
+            values::relative(spec, *tolerance, b, c, thresholds)
+        }
+        (
+            CheckKind::Absolute {
+                threshold,
+                aggregate,
+            },
+            b,
+            SideData::Values(c),
+        ) => values::absolute(spec, *threshold, *aggregate, b, c, thresholds),
+        (
+            CheckKind::Trend {
+                max_slope_per_minute,
+            },
+            b,
+            SideData::Values(c),
+        ) => values::trend(spec, *max_slope_per_minute, b, c, thresholds),
+        (CheckKind::ErrorRate { tolerance }, SideData::Counts(b), SideData::Counts(c)) => {
+            counts::error_rate(spec, *tolerance, b, c, thresholds)
+        }
+        (CheckKind::ErrorRateAbsolute { threshold }, b, SideData::Counts(c)) => {
+            counts::error_rate_absolute(spec, *threshold, b, c, thresholds)
+        }
+        (kind, b, c) => {
+            let needs = match kind {
+                CheckKind::ErrorRate { .. } | CheckKind::ErrorRateAbsolute { .. } => {
+                    "counts (errors, total)"
+                }
+                _ => "values",
+            };
+            let reason = format!(
+                "check `{}` needs {needs} but got baseline {} and canary {}",
+                spec.name,
+                shape(b),
+                shape(c)
+            );
+            inconclusive_result(spec, thresholds, reason)
+        }
+    }
+}
+
+/// A setting the judge cannot work with, as a sentence. Rules files validate these earlier; the
+/// judge still refuses to guess.
+fn setting_problem(spec: &CheckSpec) -> Option<String> {
+    if !(spec.confidence > 0.0 && spec.confidence < 1.0) {
+        return Some(format!(
+            "confidence must be between 0 and 1 (exclusive), got {}",
+            spec.confidence
+        ));
+    }
+    let (what, value) = match spec.kind {
+        CheckKind::Relative { tolerance } | CheckKind::ErrorRate { tolerance } => {
+            ("tolerance", tolerance)
+        }
+        CheckKind::Absolute { threshold, .. } | CheckKind::ErrorRateAbsolute { threshold } => {
+            ("threshold", threshold)
+        }
+        CheckKind::Trend {
+            max_slope_per_minute,
+        } => ("max_slope_per_minute", max_slope_per_minute),
+    };
+    if !value.is_finite() {
+        return Some(format!("{what} must be a finite number, got {value}"));
+    }
+    if what == "tolerance" && value < 0.0 {
+        return Some(format!("tolerance must not be negative, got {value}"));
+    }
+    if let CheckKind::Absolute {
+        aggregate: Aggregate::Quantile(q),
+        ..
+    } = spec.kind
+        && !(0.0..=1.0).contains(&q)
+    {
+        return Some(format!("aggregate quantile must be in [0, 1], got {q}"));
+    }
+    None
+}
+
+fn inconclusive_result(spec: &CheckSpec, thresholds: Thresholds, reason: String) -> CheckResult {
+    CheckResult {
+        name: spec.name.clone(),
+        verdict: Verdict::Inconclusive {
+            reason: reason.clone(),
+        },
+        reason,
+        evidence: Evidence {
+            baseline: SideSummary::default(),
+            canary: SideSummary::default(),
+            effect: None,
+            p_value: None,
+            test: None,
+            comparison: None,
+            thresholds,
+        },
+    }
+}
+
+/// The alternative hypothesis that corresponds to "the canary is worse".
+fn bad_alternative(direction: Direction) -> Alternative {
+    match direction {
+        Direction::HigherIsWorse => Alternative::Greater,
+        Direction::LowerIsWorse => Alternative::Less,
+        Direction::Either => Alternative::TwoSided,
+    }
+}
+
+/// Whether `effect` (canary minus reference, on whatever scale) is beyond `limit` in the bad
+/// direction.
+fn beyond(direction: Direction, effect: f64, limit: f64) -> bool {
+    match direction {
+        Direction::HigherIsWorse => effect > limit,
+        Direction::LowerIsWorse => effect < -limit,
+        Direction::Either => effect.abs() > limit,
+    }
+}
+
+/// The word for the bad side, for reasons ("above", "below", "away from").
+fn bad_word(direction: Direction) -> &'static str {
+    match direction {
+        Direction::HigherIsWorse => "above",
+        Direction::LowerIsWorse => "below",
+        Direction::Either => "away from",
+    }
+}
+
+/// Format a p-value for a sentence.
+fn fmt_p(p: f64) -> String {
+    if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+/// Format a number compactly for a sentence.
+fn fmt_num(x: f64) -> String {
+    if x == 0.0 {
+        "0".to_string()
+    } else if x.abs() >= 1e5 || x.abs() < 1e-3 {
+        format!("{x:.3e}")
+    } else {
+        let s = format!("{x:.4}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+//! Weighted scoring of an analysis, after Kayenta: checks belong to groups with weights; a
+//! group's score is the share of its checks that passed; the analysis score (0–100) is the
+//! weighted mean of the group scores. It owns turning verdicts into an [`AnalysisOutcome`] and
+//! nothing else (no statistics, no I/O).
+//!
+//! Inconclusive checks never help an analysis pass. The score counts them as not passing (in the
+//! denominator, not the numerator), and a second, optimistic score counts them as passing:
+//! 1. a critical check that failed → `Fail`;
+//! 2. optimistic score below `marginal_score` → `Fail` (the failures alone sink it);
+//! 3. a critical check that is inconclusive → `Inconclusive`;
+//! 4. score ≥ `pass_score` → `Pass` (enough checks passed on evidence);
+//! 5. score ≥ `marginal_score` and optimistic score < `pass_score` → `Marginal` (the missing
+//!    evidence could not lift it to a pass);
+//! 6. otherwise → `Inconclusive` (missing evidence stands between this analysis and a decision).
+
+use super::{CheckResult, Verdict};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One judged check as scoring sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoredCheck {
+    pub name: String,
+    pub group: String,
+    /// A critical check that fails fails the analysis whatever the score.
+    #[serde(default)]
+    pub critical: bool,
+    pub verdict: Verdict,
+}
+
+impl ScoredCheck {
+    pub fn new(result: &CheckResult, group: impl Into<String>, critical: bool) -> Self {
+        ScoredCheck {
+            name: result.name.clone(),
+            group: group.into(),
+            critical,
+            verdict: result.verdict.clone(),
+        }
+    }
+}
+
+/// Group weights and score thresholds (Kayenta's defaults: pass at 95, marginal at 75).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scoring {
+    /// Weight per group; only relative sizes matter. Every group a check names must be here.
+    pub group_weights: BTreeMap<String, f64>,
+    #[serde(default = "default_pass_score")]
+    pub pass_score: f64,
+    #[serde(default = "default_marginal_score")]
+    pub marginal_score: f64,
+}
+
+fn default_pass_score() -> f64 {
+    95.0
+}
+
+fn default_marginal_score() -> f64 {
+    75.0
+}
+
+/// The outcome of a whole analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnalysisOutcome {
+    Pass,
+    Marginal,
+    Fail,
+    Inconclusive,
+}
+
+/// One group's tally.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupScore {
+    pub group: String,
+    pub weight: f64,
+    pub passed: usize,
+    pub failed: usize,
+    pub inconclusive: usize,
+    /// passed / all checks of the group, 0–100.
+    pub score: f64,
+}
+
+/// The scored analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisScore {
+    pub outcome: AnalysisOutcome,
+    /// 0–100, inconclusive checks counted as not passing.
+    pub score: f64,
+    /// 0–100, inconclusive checks counted as passing: the best the missing evidence could give.
+    pub score_if_inconclusive_passed: f64,
+    pub reason: String,
+    pub groups: Vec<GroupScore>,
+    pub critical_failures: Vec<String>,
+    pub inconclusive_checks: Vec<String>,
+}
+
+/// Score an analysis. Pure; misconfiguration (a group without a weight, thresholds out of
+/// order) gives `Inconclusive` with the reason, never a pass.
+pub fn score_analysis(checks: &[ScoredCheck], scoring: &Scoring) -> AnalysisScore {
+    let mut groups: BTreeMap<&str, GroupScore> = BTreeMap::new();
+    let mut critical_failures = Vec::new();
+    let mut critical_inconclusive = Vec::new();
+    let mut inconclusive_checks = Vec::new();
+    let mut problems = Vec::new();
+    for check in checks {
+        let weight = match scoring.group_weights.get(&check.group) {
+            Some(w) if w.is_finite() && *w >= 0.0 => *w,
+            Some(w) => {
+                problems.push(format!("group `{}` has an invalid weight {w}", check.group));
+                0.0
+            }
+            None => {
+                problems.push(format!(
+                    "check `{}` is in group `{}`, which has no weight",
+                    check.name, check.group
+                ));
+                0.0
+            }
+        };
+        let g = groups.entry(&check.group).or_insert_with(|| GroupScore {
+            group: check.group.clone(),
+            weight,
+            passed: 0,
+            failed: 0,
+            inconclusive: 0,
+            score: 0.0,
+        });
+        match check.verdict {
+            Verdict::Pass => g.passed += 1,
+            Verdict::Fail => {
+                g.failed += 1;
+                if check.critical {
+                    critical_failures.push(check.name.clone());
+                }
+            }
+            Verdict::Inconclusive { .. } => {
+                g.inconclusive += 1;
+                inconclusive_checks.push(check.name.clone());
+                if check.critical {
+                    critical_inconclusive.push(check.name.clone());
+                }
+            }
+        }
+    }
+    let (mut weighted, mut weighted_hi, mut weights) = (0.0, 0.0, 0.0);
+    for g in groups.values_mut() {
+        let n = (g.passed + g.failed + g.inconclusive) as f64;
+        g.score = 100.0 * g.passed as f64 / n;
+        weighted += g.weight * g.score;
+        weighted_hi += g.weight * 100.0 * (g.passed + g.inconclusive) as f64 / n;
+        weights += g.weight;
+    }
+    let (score, score_hi) = if weights > 0.0 {
+        (weighted / weights, weighted_hi / weights)
+    } else {
+        (0.0, 0.0)
+    };
+    let (pass, marginal) = (scoring.pass_score, scoring.marginal_score);
+    if !(0.0..=100.0).contains(&pass) || !(0.0..=100.0).contains(&marginal) || marginal > pass {
+        problems.push(format!(
+            "scores must satisfy 0 ≤ marginal_score ({marginal}) ≤ pass_score ({pass}) ≤ 100"
+        ));
+    }
+    if checks.is_empty() {
+        problems.push("the analysis has no checks".into());
+    } else if weights <= 0.0 {
+        problems.push("the groups of this analysis have no weight".into());
+    }
+    let (outcome, reason) = if !problems.is_empty() {
+        (AnalysisOutcome::Inconclusive, problems.join("; "))
+    } else if !critical_failures.is_empty() {
+        (
+            AnalysisOutcome::Fail,
+            format!("critical check failed: {}", critical_failures.join(", ")),
+        )
+    } else if score_hi < marginal {
+        (
+            AnalysisOutcome::Fail,
+            format!("score {score_hi:.1} is below the marginal score {marginal}"),
+        )
+    } else if !critical_inconclusive.is_empty() {
+        (
+            AnalysisOutcome::Inconclusive,
+            format!(
+                "critical check without enough evidence: {}",
+                critical_inconclusive.join(", ")
+            ),
+        )
+    } else if score >= pass {
+        (
+            AnalysisOutcome::Pass,
+            format!("score {score:.1} reaches the pass score {pass}"),
+        )
+    } else if score >= marginal && score_hi < pass {
+        (
+            AnalysisOutcome::Marginal,
+            format!(
+                "score {score:.1} is between the marginal score {marginal} and the pass score {pass}"
+            ),
+        )
+    } else {
+        (
+            AnalysisOutcome::Inconclusive,
+            format!(
+                "score {score:.1} (up to {score_hi:.1} if the inconclusive checks passed) is \
+                 below the pass score {pass} for want of evidence: {}",
+                inconclusive_checks.join(", ")
+            ),
+        )
+    };
+    AnalysisScore {
+        outcome,
+        score,
+        score_if_inconclusive_passed: score_hi,
+        reason,
+        groups: groups.into_values().collect(),
+        critical_failures,
+        inconclusive_checks,
+    }
+}

@@ -1,0 +1,210 @@
+//! What the state machine is told (events) and what it asks the runner to do (actions).
+//!
+//! Plain data only: the daemon builds an [`AnalysisReport`] from the judge's results and commands
+//! from API calls, hands them to [`step`](super::step), and carries out the returned [`Action`]s.
+//! Nothing here decides anything; the decisions live in `machine`.
+
+use super::plan::{EventKind, Severity};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One thing that happened to a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// The judge finished one analysis of the canary against the baseline.
+    Analysis(AnalysisReport),
+    /// Time passed: lets the machine advance when a stage's minimum duration ends after its
+    /// passes are in, and notice a stage past its maximum duration.
+    Tick,
+    /// Somebody (or something) asked for a change.
+    Command {
+        command: Command,
+        by: TriggeredBy,
+        reason: String,
+    },
+}
+
+impl Event {
+    /// Shorthand for a command event.
+    pub fn command(command: Command, by: TriggeredBy, reason: impl Into<String>) -> Self {
+        Event::Command {
+            command,
+            by,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The commands the API and the scheduler can give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Command {
+    /// Begin at the first stage (from Pending), or retry after a rollback.
+    Start,
+    /// Let a stage waiting for approval advance.
+    Approve,
+    /// Freeze the rollout at its current weight.
+    Pause,
+    /// Continue a paused rollout at the stage it was paused in.
+    Resume,
+    /// Skip the evidence and move to the next stage now.
+    Promote,
+    /// Roll back (to the previous stage's weight or 0%, per the plan).
+    Rollback,
+    /// Give up on the rollout: the canary goes to 0% and the rollout is over.
+    Abort,
+    /// Set 0% at once and ignore everything until a person clears it.
+    EmergencyStop,
+    /// Lift an emergency stop; the rollout stays paused until resumed.
+    ClearEmergency,
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Command::Start => "start",
+            Command::Approve => "approve",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Promote => "promote",
+            Command::Rollback => "rollback",
+            Command::Abort => "abort",
+            Command::EmergencyStop => "emergency-stop",
+            Command::ClearEmergency => "clear-emergency",
+        })
+    }
+}
+
+/// Who caused a change: recorded in every audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TriggeredBy {
+    /// The machine itself, on the evidence and the clock (advance, hold, pause for review).
+    Schedule,
+    /// A check's rollback trigger fired.
+    AutoRollback,
+    /// An emergency-stop switch (kill file, pager hook).
+    Emergency,
+    /// A named person.
+    Operator(String),
+}
+
+impl fmt::Display for TriggeredBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TriggeredBy::Schedule => f.write_str("schedule"),
+            TriggeredBy::AutoRollback => f.write_str("auto-rollback"),
+            TriggeredBy::Emergency => f.write_str("emergency"),
+            TriggeredBy::Operator(name) => write!(f, "operator `{name}`"),
+        }
+    }
+}
+
+/// The class of one check's verdict, as far as the rollout cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerdictClass {
+    Pass,
+    Fail,
+    Inconclusive,
+}
+
+/// The judge's overall outcome of one analysis (its weighted score against the thresholds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnalysisOutcome {
+    Pass,
+    Marginal,
+    Fail,
+    Inconclusive,
+}
+
+/// One check's result within an analysis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckOutcome {
+    /// The check's name, matched against `Trigger::check`.
+    pub check: String,
+    pub class: VerdictClass,
+    /// The inconclusive verdict was for lack of data (empty query, all NaN, too few samples),
+    /// which the check's [`NoDataPolicy`](super::NoDataPolicy) may turn into a hold, pause or fail.
+    /// Meaningless unless `class` is `Inconclusive`.
+    pub no_data: bool,
+}
+
+impl CheckOutcome {
+    pub fn new(check: impl Into<String>, class: VerdictClass) -> Self {
+        CheckOutcome {
+            check: check.into(),
+            class,
+            no_data: false,
+        }
+    }
+
+    /// An inconclusive verdict for lack of data.
+    pub fn no_data(check: impl Into<String>) -> Self {
+        CheckOutcome {
+            check: check.into(),
+            class: VerdictClass::Inconclusive,
+            no_data: true,
+        }
+    }
+}
+
+/// One analysis, as the state machine sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisReport {
+    pub checks: Vec<CheckOutcome>,
+    pub overall: AnalysisOutcome,
+}
+
+/// What the runner must do after a step, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Action {
+    /// Move the canary's share of traffic. Emitted exactly once per weight change, never when
+    /// the weight stays the same.
+    SetWeight { weight: u8, previous: u8 },
+    /// Tell the receivers subscribed to `event`.
+    Notify {
+        event: EventKind,
+        severity: Severity,
+        message: String,
+    },
+    /// Record what happened, and why, in the audit log.
+    Audit {
+        action: AuditAction,
+        previous_weight: u8,
+        new_weight: u8,
+        reason: String,
+        triggered_by: TriggeredBy,
+    },
+}
+
+/// What an audit entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditAction {
+    Started,
+    /// Retried after a rollback.
+    Retried,
+    /// An analysis was recorded (counted, held, or ignored during warm-up).
+    AnalysisRecorded,
+    StageAdvanced,
+    WaitingApproval,
+    Approved,
+    Promoted,
+    Succeeded,
+    Paused,
+    Resumed,
+    RolledBack,
+    Aborted,
+    EmergencyStopped,
+    EmergencyCleared,
+    /// A check's notify-only trigger fired.
+    CheckFailed,
+    /// A dry-run trigger fired: what would have happened, with nothing done.
+    DryRun,
+    /// An event was ignored because an emergency stop is in force.
+    IgnoredDuringEmergency,
+}

@@ -1,0 +1,167 @@
+//! Rule files: one rollout per TOML file, read in two stages and reported with file:line:column.
+//!
+//! This module owns the rule-file format (see `docs/rules.md`), its loading and its validation:
+//! `raw` turns text into serde shapes (syntax, unknown keys, wrong types), `validate` checks
+//! their meaning and builds a [`RolloutRule`], and this file ties the stages together for one
+//! text, many texts (names must be unique across files) and files on disk. Everything but
+//! [`load_dir`], [`load_paths`], [`rule_files`] and `config::load_config_names` is pure. It does
+//! not run rollouts, query metrics or send notifications: it only describes them.
+
+pub mod config;
+pub mod duration;
+pub mod model;
+pub mod problem;
+pub mod raw;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use config::{ConfigError, ConfigNames, KnownNames, NameKind, load_config_names};
+pub use model::{
+    CheckRule, Queries, RolloutRule, Route, Schedule, ScoreGroup, Scoring, Side, Sides, render,
+};
+pub use problem::{Location, Problem, SourceText};
+pub use validate::validate;
+
+/// One rule file's path and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleText {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Parse and validate one rule file's text: the rollout, or every problem found in it.
+pub fn parse_rule(
+    path: &Path,
+    text: &str,
+    known: &KnownNames,
+) -> Result<RolloutRule, Vec<Problem>> {
+    let src = SourceText::new(path, text);
+    let to_problems = |errors: Vec<raw::ShapeError>| -> Vec<Problem> {
+        errors
+            .into_iter()
+            .map(|e| src.problem(e.span, e.message, e.hint))
+            .collect()
+    };
+    match raw::parse(text) {
+        raw::Shape::Broken(errors) => Err(to_problems(errors)),
+        raw::Shape::Parsed { raw, unknown_keys } => {
+            let mut problems = to_problems(unknown_keys);
+            match validate(&raw, src, known) {
+                Ok(rule) if problems.is_empty() => Ok(rule),
+                Ok(_) => Err(problems),
+                Err(more) => {
+                    problems.extend(more);
+                    problems.sort_by_key(|p| p.location);
+                    Err(problems)
+                }
+            }
+        }
+    }
+}
+
+/// Validate several rule files together: each on its own, then rollout names across files.
+///
+/// Returns the rollouts of the valid files and the problems of the others, in file order.
+pub fn validate_texts(files: &[RuleText], known: &KnownNames) -> (Vec<RolloutRule>, Vec<Problem>) {
+    let mut rules: Vec<RolloutRule> = Vec::new();
+    let mut problems = Vec::new();
+    let mut first_seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for file in files {
+        match parse_rule(&file.path, &file.text, known) {
+            Ok(rule) => {
+                if let Some(first) = first_seen.get(&rule.name) {
+                    let src = SourceText::new(&file.path, &file.text);
+                    problems.push(src.problem(
+                        name_span(&file.text),
+                        format!("duplicate rollout name `{}`", rule.name),
+                        Some(format!(
+                            "{} already defines it; rollout names must be unique across rule files",
+                            first.display()
+                        )),
+                    ));
+                } else {
+                    first_seen.insert(rule.name.clone(), file.path.clone());
+                    rules.push(rule);
+                }
+            }
+            Err(more) => problems.extend(more),
+        }
+    }
+    (rules, problems)
+}
+
+/// Where `[rollout] name` is, to point at a duplicate.
+fn name_span(text: &str) -> Option<std::ops::Range<usize>> {
+    match raw::parse(text) {
+        raw::Shape::Parsed { raw, .. } => raw
+            .rollout
+            .and_then(|r| r.into_inner().name)
+            .map(|n| n.span()),
+        raw::Shape::Broken(_) => None,
+    }
+}
+
+/// The rule files a list of paths names: files as given, directories' `*.toml` files (not
+/// recursively, sorted). A path that cannot be read is an error naming it.
+pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Problem> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Problem::file(path, format!("cannot read: {e}")))?;
+        if !meta.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(path)
+            .map_err(|e| Problem::file(path, format!("cannot list: {e}")))?;
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Problem::file(path, format!("cannot list: {e}")))?;
+            let p = entry.path();
+            if p.extension().is_some_and(|x| x == "toml") && p.is_file() {
+                found.push(p);
+            }
+        }
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// Read rule files; an unreadable one is an error naming it.
+pub fn read_rule_files(files: &[PathBuf]) -> Result<Vec<RuleText>, Problem> {
+    files
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map(|text| RuleText {
+                    path: path.clone(),
+                    text,
+                })
+                .map_err(|e| Problem::file(path, format!("cannot read: {e}")))
+        })
+        .collect()
+}
+
+/// Load and validate the rule files (and directories of them) at `paths`.
+pub fn load_paths(paths: &[PathBuf], known: &KnownNames) -> Result<Vec<RolloutRule>, Vec<Problem>> {
+    let texts = rule_files(paths)
+        .and_then(|files| read_rule_files(&files))
+        .map_err(|p| vec![p])?;
+    let (rules, problems) = validate_texts(&texts, known);
+    if problems.is_empty() {
+        Ok(rules)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Load and validate every `*.toml` rule file in a directory.
+pub fn load_dir(dir: &Path, known: &KnownNames) -> Result<Vec<RolloutRule>, Vec<Problem>> {
+    load_paths(&[dir.to_path_buf()], known)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! Problems found in rule files, and where they are: what a user reads from `canaryd check`.
+//!
+//! This module owns the `Problem` type, turning byte offsets into line:column, and the
+//! "did you mean" suggestions. It reads no files.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// A line and column in a file, both counted from 1; the column counts characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// One thing wrong with a rule file: where, what, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: PathBuf,
+    /// `None` when the problem concerns the file as a whole (it cannot be read).
+    pub location: Option<Location>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    /// A problem about the whole file, with no position in it.
+    pub fn file(path: &Path, message: impl Into<String>) -> Problem {
+        Problem {
+            path: path.to_path_buf(),
+            location: None,
+            message: message.into(),
+            hint: None,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(loc) = self.location {
+            write!(f, ":{}:{}", loc.line, loc.column)?;
+        }
+        write!(f, ": error: {}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One rule file's text, to turn spans into locations.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceText<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+impl<'a> SourceText<'a> {
+    pub fn new(path: &'a Path, text: &'a str) -> Self {
+        SourceText { path, text }
+    }
+
+    /// The line and column of a byte offset (clamped to the text).
+    pub fn locate(&self, offset: usize) -> Location {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        Location { line, column }
+    }
+
+    /// A problem at the start of `span` (or at the top of the file without one).
+    pub fn problem(
+        &self,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Problem {
+        Problem {
+            path: self.path.to_path_buf(),
+            location: Some(self.locate(span.map_or(0, |s| s.start))),
+            message: message.into(),
+            hint,
+        }
+    }
+}
+
+/// Edit distance between two strings (Levenshtein, by characters).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The known name closest to `wrong`, if it is close enough to be a likely typo.
+pub fn closest<'k>(wrong: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    let limit = (wrong.chars().count() / 3).max(2);
+    known
+        .into_iter()
+        .map(|k| (edit_distance(&wrong.to_lowercase(), &k.to_lowercase()), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// "`a`, `b`, `c`" for hints.
+pub fn list<'k>(names: impl IntoIterator<Item = &'k str>) -> String {
+    let names: Vec<String> = names.into_iter().map(|n| format!("`{n}`")).collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// A hint naming the closest known name, or else all of them.
+pub fn suggest(wrong: &str, known: &[&str]) -> String {
+    match closest(wrong, known.iter().copied()) {
+        Some(best) => format!(
+            "did you mean `{best}`? known: {}",
+            list(known.iter().copied())
+        ),
+        None => format!("known: {}", list(known.iter().copied())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_count_lines_and_characters_from_one() {
+        let text = "a = 1\nbé = 2\n";
+        let src = SourceText::new(Path::new("x.toml"), text);
+        assert_eq!(src.locate(0), Location { line: 1, column: 1 });
+        assert_eq!(src.locate(6), Location { line: 2, column: 1 });
+        // 'é' is two bytes: the '=' after "bé " is the 4th character.
+        let eq = text.rfind('=').unwrap();
+        assert_eq!(src.locate(eq), Location { line: 2, column: 4 });
+        assert_eq!(src.locate(10_000).line, 3);
+    }
+
+    #[test]
+    fn display_has_path_line_column_and_hint() {
+        let src = SourceText::new(Path::new("rules/a.toml"), "x\ny = 1");
+        let p = src.problem(Some(2..3), "bad y", Some("fix it".into()));
+        assert_eq!(
+            p.to_string(),
+            "rules/a.toml:2:1: error: bad y\n  hint: fix it"
+        );
+        let p = Problem::file(Path::new("b.toml"), "cannot read");
+        assert_eq!(p.to_string(), "b.toml: error: cannot read");
+    }
+
+    #[test]
+    fn suggestions_find_typos_but_not_strangers() {
+        assert_eq!(
+            closest("tolerence", ["tolerance", "threshold"]),
+            Some("tolerance")
+        );
+        assert_eq!(closest("oncall", ["team-email", "pager"]), None);
+        assert_eq!(
+            suggest("pagr", &["team-email", "pager"]),
+            "did you mean `pager`? known: `team-email`, `pager`"
+        );
+        assert_eq!(
+            suggest("oncall", &["team-email", "pager"]),
+            "known: `team-email`, `pager`"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

@@ -1,0 +1,1297 @@
+//! The second stage of loading a rule file: from `RawRule` to a validated `RolloutRule`.
+//!
+//! This module owns the meaning of a rule file: required keys, ranges, names that must exist in
+//! the daemon config, stage order, template merging, query placeholders. `validate` is pure and
+//! reports every problem it finds, each with its position and a hint; it never stops at the first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::time::Duration;
+
+use croner::parser::{CronParser, Seconds, Year};
+use toml::Spanned;
+
+use crate::judge::{Aggregate, CheckKind, CheckSpec, Direction};
+use crate::rollout::{
+    NoDataPolicy, Plan, RollbackTarget, Severity, Stage, Sustain, Targeting, Trigger, TriggerAction,
+};
+
+use super::config::{KnownNames, NameKind};
+use super::duration;
+use super::model::{
+    CheckRule, EVENT_KINDS, PLACEHOLDERS, Queries, RolloutRule, Route, Schedule, ScoreGroup,
+    Scoring, Sides,
+};
+use super::problem::{Problem, SourceText, list, suggest};
+use super::raw::{RawCheck, RawRule};
+
+/// Confidence used when a check does not say.
+pub const DEFAULT_CONFIDENCE: f64 = 0.99;
+/// Minimum points per side for value checks when a check does not say.
+pub const DEFAULT_MIN_POINTS: usize = 10;
+/// Minimum events per side for error-rate checks when a check does not say.
+pub const DEFAULT_MIN_EVENTS: usize = 100;
+/// Pause after this many inconclusive analyses in a row when the file does not say.
+pub const DEFAULT_MAX_INCONCLUSIVE: u32 = 3;
+/// Scores when `[scoring]` does not say (the usual canary-analysis defaults).
+pub const DEFAULT_PASS_SCORE: f64 = 95.0;
+pub const DEFAULT_MARGINAL_SCORE: f64 = 75.0;
+/// The scoring group of a check that names none.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// Check a parsed rule file and build the rollout it describes, or report every problem in it.
+pub fn validate(
+    raw: &RawRule,
+    src: SourceText<'_>,
+    known: &KnownNames,
+) -> Result<RolloutRule, Vec<Problem>> {
+    let mut v = Validator {
+        src,
+        problems: Vec::new(),
+    };
+    let rule = v.rule(raw, known);
+    let mut problems = v.problems;
+    problems.sort_by_key(|p| p.location);
+    problems.dedup();
+    match rule {
+        Some(rule) if problems.is_empty() => Ok(rule),
+        _ => Err(problems),
+    }
+}
+
+struct Validator<'a> {
+    src: SourceText<'a>,
+    problems: Vec<Problem>,
+}
+
+type Span = Range<usize>;
+
+/// A query key of a check and its value, if set.
+type QueryKey<'r> = (&'static str, &'r Option<Spanned<String>>);
+
+/// The start of the file, for problems about something missing at the top level.
+const TOP: Span = 0..0;
+
+/// The kinds of check, as written in rule files.
+const KINDS: [&str; 5] = [
+    "relative",
+    "absolute",
+    "error-rate",
+    "error-rate-absolute",
+    "trend",
+];
+
+impl Validator<'_> {
+    fn err(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
+        let problem = self.src.problem(Some(span), message, hint);
+        self.problems.push(problem);
+    }
+
+    /// A required value, or a problem saying it is missing from the table at `at`.
+    fn need<'r, T>(
+        &mut self,
+        value: &'r Option<Spanned<T>>,
+        at: &Span,
+        what: &str,
+        hint: &str,
+    ) -> Option<&'r Spanned<T>> {
+        if value.is_none() {
+            self.err(
+                at.clone(),
+                format!("missing {what}"),
+                Some(hint.to_string()),
+            );
+        }
+        value.as_ref()
+    }
+
+    fn duration(&mut self, value: &Spanned<String>, what: &str) -> Option<Duration> {
+        match duration::parse(value.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(
+                    value.span(),
+                    format!("bad {what}: {e}"),
+                    Some(e.hint().into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A duration that must be longer than zero.
+    fn positive_duration(&mut self, value: &Spanned<String>, what: &str) -> Option<Duration> {
+        let d = self.duration(value, what)?;
+        if d.is_zero() {
+            self.err(
+                value.span(),
+                format!("{what} must be longer than zero"),
+                Some("e.g. `5m`".into()),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    /// One of a closed set of words.
+    fn word<T: Copy>(
+        &mut self,
+        value: &Spanned<String>,
+        what: &str,
+        options: &[(&str, T)],
+    ) -> Option<T> {
+        let found = options.iter().find(|(w, _)| *w == value.get_ref().as_str());
+        if found.is_none() {
+            let names: Vec<&str> = options.iter().map(|(w, _)| *w).collect();
+            self.err(
+                value.span(),
+                format!("unknown {what} `{}`", value.get_ref()),
+                Some(suggest(value.get_ref(), &names)),
+            );
+        }
+        found.map(|(_, t)| *t)
+    }
+
+    /// A name that must be declared in the daemon config.
+    fn known_name(
+        &mut self,
+        known: &KnownNames,
+        kind: NameKind,
+        value: &Spanned<String>,
+        at: &str,
+    ) {
+        if let Err(names) = known.check(kind, value.get_ref()) {
+            let k = kind.as_str();
+            self.err(
+                value.span(),
+                format!("unknown {k} `{}`{at}", value.get_ref()),
+                Some(format!(
+                    "{}; declare it as [{k}s.{}] in the daemon config",
+                    suggest(value.get_ref(), &names),
+                    value.get_ref()
+                )),
+            );
+        }
+    }
+
+    fn count(&mut self, value: &Spanned<i64>, what: &str, min: i64) -> Option<u32> {
+        let n = *value.get_ref();
+        match u32::try_from(n) {
+            Ok(n) if i64::from(n) >= min => Some(n),
+            _ => {
+                self.err(
+                    value.span(),
+                    format!("{what} must be a whole number of at least {min}, not {n}"),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn rule(&mut self, raw: &RawRule, known: &KnownNames) -> Option<RolloutRule> {
+        let header = self.rollout_header(raw, known);
+        let (schedule, warmup, max_inconclusive) = self.analysis(raw);
+        let stages = self.stages(raw);
+        let targeting = self.targeting(raw, header.as_ref().map(|h| h.name.as_str()));
+        let sides = self.sides(raw);
+        let checks = self.checks(raw);
+        let scoring = self.scoring(raw, &checks);
+        let routes = self.routes(raw, known);
+
+        let header = header?;
+        let checks = checks?;
+        let (checks, triggers): (Vec<CheckRule>, Vec<Trigger>) = checks.into_iter().unzip();
+        Some(RolloutRule {
+            path: self.src.path.to_path_buf(),
+            name: header.name,
+            team: header.team,
+            source: header.source,
+            actuator: header.actuator,
+            schedule: schedule?,
+            plan: Plan {
+                stages: stages?,
+                rollback_to: header.rollback_to,
+                warmup: warmup?,
+                max_inconclusive: max_inconclusive?,
+                triggers,
+            },
+            targeting: targeting?,
+            sides: sides?,
+            checks,
+            scoring: scoring?,
+            routes: routes?,
+        })
+    }
+
+    fn rollout_header(&mut self, raw: &RawRule, known: &KnownNames) -> Option<Header> {
+        let Some(rollout) = &raw.rollout else {
+            self.err(
+                TOP,
+                "missing [rollout] table",
+                Some(
+                    "start the file with [rollout] and its name, team, source and actuator".into(),
+                ),
+            );
+            return None;
+        };
+        let at = rollout.span();
+        let r = rollout.get_ref();
+        let name = self.need(
+            &r.name,
+            &at,
+            "`name` in [rollout]",
+            "e.g. name = \"checkout-api\"",
+        );
+        let team = self.need(
+            &r.team,
+            &at,
+            "`team` in [rollout]",
+            "the owning team, e.g. team = \"payments\"",
+        );
+        let source = self.need(
+            &r.source,
+            &at,
+            "`source` in [rollout]",
+            "a metric source of the daemon config, e.g. source = \"prometheus\"",
+        );
+        let actuator = self.need(
+            &r.actuator,
+            &at,
+            "`actuator` in [rollout]",
+            "an actuator of the daemon config, e.g. actuator = \"builtin\"",
+        );
+        if let Some(name) = name {
+            let n = name.get_ref();
+            let ok = !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok {
+                self.err(
+                    name.span(),
+                    format!(
+                        "rollout name `{n}` may only contain letters, digits, `-`, `_` and `.`"
+                    ),
+                    Some(
+                        "it appears in URLs, metrics and notifications; e.g. `checkout-api`".into(),
+                    ),
+                );
+            }
+        }
+        if let Some(team) = team
+            && team.get_ref().trim().is_empty()
+        {
+            self.err(
+                team.span(),
+                "`team` is empty",
+                Some("name the owning team".into()),
+            );
+        }
+        if let Some(source) = source {
+            self.known_name(known, NameKind::Source, source, "");
+        }
+        if let Some(actuator) = actuator {
+            self.known_name(known, NameKind::Actuator, actuator, "");
+        }
+        let rollback_to = match &r.rollback_to {
+            None => Some(RollbackTarget::PreviousStage),
+            Some(value) => self.word(
+                value,
+                "rollback target",
+                &[
+                    ("previous-stage", RollbackTarget::PreviousStage),
+                    ("zero", RollbackTarget::Zero),
+                ],
+            ),
+        };
+        Some(Header {
+            name: name?.get_ref().clone(),
+            team: team?.get_ref().clone(),
+            source: source?.get_ref().clone(),
+            actuator: actuator?.get_ref().clone(),
+            rollback_to: rollback_to?,
+        })
+    }
+
+    fn analysis(&mut self, raw: &RawRule) -> (Option<Schedule>, Option<Duration>, Option<u32>) {
+        let Some(analysis) = &raw.analysis else {
+            self.err(
+                TOP,
+                "missing [analysis] table",
+                Some("say when analyses run: [analysis] with schedule = \"*/2 * * * *\" or every = \"2m\"".into()),
+            );
+            return (None, None, None);
+        };
+        let at = analysis.span();
+        let a = analysis.get_ref();
+        let schedule = match (&a.schedule, &a.every) {
+            (Some(cron), None) => self.cron(cron),
+            (None, Some(every)) => self
+                .positive_duration(every, "`every`")
+                .map(Schedule::Every),
+            (Some(_), Some(every)) => {
+                self.err(
+                    every.span(),
+                    "both `schedule` and `every` in [analysis]",
+                    Some("keep one: a crontab `schedule` or an interval `every`".into()),
+                );
+                None
+            }
+            (None, None) => {
+                self.err(
+                    at,
+                    "missing `schedule` or `every` in [analysis]",
+                    Some("e.g. schedule = \"*/2 * * * *\" (crontab) or every = \"2m\"".into()),
+                );
+                None
+            }
+        };
+        let warmup = match &a.warmup {
+            None => Some(Duration::ZERO),
+            Some(w) => self.duration(w, "`warmup`"),
+        };
+        let max_inconclusive = match &a.max_inconclusive {
+            None => Some(DEFAULT_MAX_INCONCLUSIVE),
+            Some(n) => self.count(n, "`max_inconclusive`", 1),
+        };
+        (schedule, warmup, max_inconclusive)
+    }
+
+    fn cron(&mut self, value: &Spanned<String>) -> Option<Schedule> {
+        let expr = value.get_ref().trim();
+        let fields = expr.split_whitespace().count();
+        let hint = "5 fields: minute hour day-of-month month day-of-week, e.g. \"*/2 * * * *\"";
+        if fields != 5 {
+            self.err(
+                value.span(),
+                format!("bad crontab `{expr}`: it has {fields} fields, not 5"),
+                Some(hint.into()),
+            );
+            return None;
+        }
+        let parser = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build();
+        match parser.parse(expr) {
+            Ok(cron) => Some(Schedule::Cron {
+                expr: expr.to_string(),
+                cron: Box::new(cron),
+            }),
+            Err(e) => {
+                self.err(
+                    value.span(),
+                    format!("bad crontab `{expr}`: {e}"),
+                    Some(hint.into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn stages(&mut self, raw: &RawRule) -> Option<Vec<Stage>> {
+        if raw.stages.is_empty() {
+            self.err(
+                raw.rollout.as_ref().map_or(TOP, Spanned::span),
+                "no stages",
+                Some("add [[stages]] entries with a name and a weight, e.g. name = \"10%\", weight = 10".into()),
+            );
+            return None;
+        }
+        let mut names: BTreeMap<&str, Span> = BTreeMap::new();
+        let mut previous: Option<(String, i64)> = None;
+        let mut stages = Vec::new();
+        let mut ok = true;
+        for (i, stage) in raw.stages.iter().enumerate() {
+            let at = stage.span();
+            let s = stage.get_ref();
+            let label = format!("stage {}", i + 1);
+            let name = self.need(
+                &s.name,
+                &at,
+                &format!("`name` in {label}"),
+                "e.g. name = \"25%\"",
+            );
+            let weight = self.need(
+                &s.weight,
+                &at,
+                &format!("`weight` in {label}"),
+                "the canary's share of traffic, 0 to 100",
+            );
+            let shown = name.map_or(label.clone(), |n| format!("stage `{}`", n.get_ref()));
+            if let Some(name) = name {
+                if let Some(first) = names.get(name.get_ref().as_str()) {
+                    let first = self.src.locate(first.start);
+                    self.err(
+                        name.span(),
+                        format!("duplicate stage name `{}`", name.get_ref()),
+                        Some(format!(
+                            "first used at line {}; stage names must be unique",
+                            first.line
+                        )),
+                    );
+                } else {
+                    names.insert(name.get_ref(), name.span());
+                }
+            }
+            let mut weight_ok = None;
+            if let Some(w) = weight {
+                let w_val = *w.get_ref();
+                if !(0..=100).contains(&w_val) {
+                    self.err(
+                        w.span(),
+                        format!("{shown} has weight {w_val}, outside 0 to 100"),
+                        Some("the weight is the canary's percentage of traffic".into()),
+                    );
+                } else {
+                    if let Some((prev_name, prev)) = &previous
+                        && w_val <= *prev
+                    {
+                        self.err(
+                            w.span(),
+                            format!("stage weights must increase: {shown} has weight {w_val} after {prev}"),
+                            Some(format!("stages run in file order; put it before `{prev_name}` or raise its weight")),
+                        );
+                    }
+                    previous = Some((name.map_or(label.clone(), |n| n.get_ref().clone()), w_val));
+                    weight_ok = u8::try_from(w_val).ok();
+                }
+            }
+            let min_duration = match &s.min_duration {
+                None => Some(Duration::ZERO),
+                Some(d) => self.duration(d, "`min_duration`"),
+            };
+            let max_duration = match &s.max_duration {
+                None => Some(None),
+                Some(d) => match (self.positive_duration(d, "`max_duration`"), min_duration) {
+                    (Some(max), Some(min)) if max < min => {
+                        self.err(
+                            d.span(),
+                            format!(
+                                "{shown} has max_duration {} shorter than its min_duration {}",
+                                duration::format(max),
+                                duration::format(min)
+                            ),
+                            None,
+                        );
+                        None
+                    }
+                    (max, _) => max.map(Some),
+                },
+            };
+            let required_passes = match &s.required_passes {
+                None => Some(1),
+                Some(n) => self.count(n, "`required_passes`", 1),
+            };
+            match (name, weight_ok, min_duration, max_duration, required_passes) {
+                (
+                    Some(name),
+                    Some(weight),
+                    Some(min_duration),
+                    Some(max_duration),
+                    Some(required_passes),
+                ) => stages.push(Stage {
+                    name: name.get_ref().clone(),
+                    weight,
+                    min_duration,
+                    max_duration,
+                    required_passes,
+                    approval: s.approval.as_ref().is_some_and(|a| *a.get_ref()),
+                }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(stages)
+    }
+
+    fn targeting(&mut self, raw: &RawRule, rollout: Option<&str>) -> Option<Targeting> {
+        let Some(t) = &raw.targeting else {
+            return Some(Targeting {
+                allow: Vec::new(),
+                deny: Vec::new(),
+                salt: rollout.unwrap_or_default().to_string(),
+            });
+        };
+        let t = t.get_ref();
+        let denied: BTreeSet<&str> = t.deny.iter().map(|d| d.get_ref().as_str()).collect();
+        for key in &t.allow {
+            if denied.contains(key.get_ref().as_str()) {
+                self.err(
+                    key.span(),
+                    format!("`{}` is both allowed and denied", key.get_ref()),
+                    Some("a key may be in `allow` or in `deny`, not both".into()),
+                );
+            }
+        }
+        let salt = match &t.salt {
+            Some(s) if s.get_ref().is_empty() => {
+                self.err(
+                    s.span(),
+                    "`salt` is empty",
+                    Some("leave it out to use the rollout name, or pick any fixed text".into()),
+                );
+                return None;
+            }
+            Some(s) => s.get_ref().clone(),
+            None => rollout.unwrap_or_default().to_string(),
+        };
+        Some(Targeting {
+            allow: t.allow.iter().map(|a| a.get_ref().clone()).collect(),
+            deny: t.deny.iter().map(|d| d.get_ref().clone()).collect(),
+            salt,
+        })
+    }
+
+    fn sides(&mut self, raw: &RawRule) -> Option<Sides> {
+        let Some(sides) = &raw.sides else {
+            self.err(
+                TOP,
+                "missing [sides] table",
+                Some("say what {{side}} becomes in queries: [sides] with baseline = \"v1\" and canary = \"v2\"".into()),
+            );
+            return None;
+        };
+        let at = sides.span();
+        let s = sides.get_ref();
+        let baseline = self.need(
+            &s.baseline,
+            &at,
+            "`baseline` in [sides]",
+            "the label value of the old version, e.g. baseline = \"stable\"",
+        );
+        let canary = self.need(
+            &s.canary,
+            &at,
+            "`canary` in [sides]",
+            "the label value of the new version, e.g. canary = \"canary\"",
+        );
+        let (baseline, canary) = (baseline?, canary?);
+        if baseline.get_ref() == canary.get_ref() {
+            self.err(
+                canary.span(),
+                format!("baseline and canary are both `{}`", canary.get_ref()),
+                Some("the two sides must select different series".into()),
+            );
+            return None;
+        }
+        Some(Sides {
+            label: s
+                .label
+                .as_ref()
+                .map(|l| l.get_ref().clone())
+                .unwrap_or_default(),
+            baseline: baseline.get_ref().clone(),
+            canary: canary.get_ref().clone(),
+        })
+    }
+
+    fn checks(&mut self, raw: &RawRule) -> Option<Vec<(CheckRule, Trigger)>> {
+        for (name, template) in &raw.templates {
+            let t = template.get_ref();
+            for (field, present) in [("name", &t.name), ("use", &t.use_)] {
+                if let Some(value) = present {
+                    self.err(
+                        value.span(),
+                        format!("template `{name}` has `{field}`"),
+                        Some("templates cannot be named or use other templates; give the name in the check".into()),
+                    );
+                }
+            }
+        }
+        if raw.checks.is_empty() {
+            self.err(
+                raw.rollout.as_ref().map_or(TOP, Spanned::span),
+                "no checks",
+                Some(
+                    "add [[checks]] entries; a rollout with nothing to judge cannot advance safely"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+        let has_label = raw
+            .sides
+            .as_ref()
+            .is_some_and(|s| s.get_ref().label.is_some());
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, check) in raw.checks.iter().enumerate() {
+            let at = check.span();
+            let merged = match &check.get_ref().use_ {
+                None => check.get_ref().clone(),
+                Some(used) => match raw.templates.get(used.get_ref()) {
+                    Some(template) => merge(check.get_ref(), template.get_ref()),
+                    None => {
+                        let known: Vec<&str> = raw.templates.keys().map(String::as_str).collect();
+                        self.err(
+                            used.span(),
+                            format!("unknown template `{}` in check {}", used.get_ref(), i + 1),
+                            Some(format!(
+                                "{}; templates are [templates.NAME] tables in the same file",
+                                suggest(used.get_ref(), &known)
+                            )),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                },
+            };
+            if let Some(name) = &check.get_ref().name {
+                if let Some(first) = names.get(name.get_ref()) {
+                    self.err(
+                        name.span(),
+                        format!("duplicate check name `{}`", name.get_ref()),
+                        Some(format!(
+                            "first used by check {first}; check names must be unique"
+                        )),
+                    );
+                } else {
+                    names.insert(name.get_ref().clone(), i + 1);
+                }
+            }
+            match self.check(&merged, &at, i + 1, has_label) {
+                Some(c) => out.push(c),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn check(
+        &mut self,
+        c: &RawCheck,
+        at: &Span,
+        index: usize,
+        has_label: bool,
+    ) -> Option<(CheckRule, Trigger)> {
+        let name = self.need(
+            &c.name,
+            at,
+            &format!("`name` in check {index}"),
+            "e.g. name = \"p99-latency\"",
+        );
+        let shown = name.map_or(format!("check {index}"), |n| {
+            format!("check `{}`", n.get_ref())
+        });
+        if let Some(n) = name
+            && n.get_ref().trim().is_empty()
+        {
+            self.err(n.span(), "check name is empty", None);
+        }
+        let kind_word = self.need(
+            &c.kind,
+            at,
+            &format!("`kind` in {shown}"),
+            "one of `relative`, `absolute`, `error-rate`, `error-rate-absolute`, `trend`",
+        );
+        let kind_word = kind_word.and_then(|k| {
+            let options: Vec<(&str, &str)> = KINDS.iter().map(|k| (*k, *k)).collect();
+            self.word(k, "check kind", &options)
+        });
+        let direction = match &c.direction {
+            None => Some(Direction::HigherIsWorse),
+            Some(d) => self.word(
+                d,
+                "direction",
+                &[
+                    ("higher-is-worse", Direction::HigherIsWorse),
+                    ("lower-is-worse", Direction::LowerIsWorse),
+                    ("either", Direction::Either),
+                ],
+            ),
+        };
+        let kind = kind_word.and_then(|k| self.kind(k, c, at, &shown));
+        let counts = matches!(kind_word, Some("error-rate" | "error-rate-absolute"));
+
+        let confidence = match &c.confidence {
+            None => Some(DEFAULT_CONFIDENCE),
+            Some(conf) => {
+                let x = *conf.get_ref();
+                if x > 0.0 && x < 1.0 {
+                    Some(x)
+                } else {
+                    self.err(
+                        conf.span(),
+                        format!("confidence {x} of {shown} is not between 0 and 1"),
+                        Some("write it as a fraction, e.g. 0.99 for 99%".into()),
+                    );
+                    None
+                }
+            }
+        };
+        let min_samples = match &c.min_samples {
+            None => Some(if counts {
+                DEFAULT_MIN_EVENTS
+            } else {
+                DEFAULT_MIN_POINTS
+            }),
+            Some(n) => self.count(n, "`min_samples`", 1).map(|n| n as usize),
+        };
+        let no_data = match &c.no_data {
+            None => Some(NoDataPolicy::Inconclusive),
+            Some(w) => self.word(
+                w,
+                "no-data policy",
+                &[
+                    ("inconclusive", NoDataPolicy::Inconclusive),
+                    ("pause", NoDataPolicy::Pause),
+                    ("fail", NoDataPolicy::Fail),
+                ],
+            ),
+        };
+        let sustain = match (&c.for_, &c.consecutive) {
+            (None, None) => Some(Sustain::Immediately),
+            (Some(f), None) => self.positive_duration(f, "`for`").map(Sustain::For),
+            (None, Some(n)) => self.count(n, "`consecutive`", 1).map(Sustain::Consecutive),
+            (Some(_), Some(n)) => {
+                self.err(
+                    n.span(),
+                    format!("{shown} has both `for` and `consecutive`"),
+                    Some("keep one: `for = \"5m\"` (failing for 5 minutes) or `consecutive = 3` (3 analyses in a row)".into()),
+                );
+                None
+            }
+        };
+        let critical = c.critical.as_ref().is_some_and(|x| *x.get_ref());
+        let action = match &c.action {
+            None if critical => Some(TriggerAction::Rollback),
+            None => Some(TriggerAction::Pause),
+            Some(w) => self.word(
+                w,
+                "action",
+                &[
+                    ("rollback", TriggerAction::Rollback),
+                    ("pause", TriggerAction::Pause),
+                    ("notify", TriggerAction::Notify),
+                ],
+            ),
+        };
+        let group = c
+            .group
+            .as_ref()
+            .map_or(DEFAULT_GROUP.to_string(), |g| g.get_ref().clone());
+        let weight = match &c.weight {
+            None => Some(1.0),
+            Some(w) => {
+                let x = *w.get_ref();
+                if x.is_finite() && x > 0.0 {
+                    Some(x)
+                } else {
+                    self.err(
+                        w.span(),
+                        format!("weight {x} of {shown} must be above 0"),
+                        None,
+                    );
+                    None
+                }
+            }
+        };
+        let window = self
+            .need(
+                &c.window,
+                at,
+                &format!("`window` in {shown}"),
+                "the range each query covers, e.g. window = \"5m\"",
+            )
+            .and_then(|w| self.positive_duration(w, "`window`"));
+        let queries = kind_word.and_then(|_| self.queries(c, at, &shown, counts, has_label));
+
+        let name = name?.get_ref().clone();
+        let spec = CheckSpec {
+            name: name.clone(),
+            kind: kind?,
+            direction: direction?,
+            confidence: confidence?,
+            min_samples: min_samples?,
+        };
+        let trigger = Trigger {
+            check: name,
+            action: action?,
+            sustain: sustain?,
+            no_data: no_data?,
+            dry_run: c.dry_run.as_ref().is_some_and(|x| *x.get_ref()),
+        };
+        let rule = CheckRule {
+            spec,
+            queries: queries?,
+            window: window?,
+            group,
+            weight: weight?,
+            critical,
+        };
+        Some((rule, trigger))
+    }
+
+    /// The kind with its parameter; flags parameters that belong to other kinds.
+    fn kind(&mut self, kind: &str, c: &RawCheck, at: &Span, shown: &str) -> Option<CheckKind> {
+        let params: [(&str, Option<Span>); 4] = [
+            ("tolerance", c.tolerance.as_ref().map(Spanned::span)),
+            ("threshold", c.threshold.as_ref().map(Spanned::span)),
+            ("aggregate", c.aggregate.as_ref().map(Spanned::span)),
+            (
+                "max_slope_per_minute",
+                c.max_slope_per_minute.as_ref().map(Spanned::span),
+            ),
+        ];
+        let (allowed, example): (&[&str], &str) = match kind {
+            "relative" => (
+                &["tolerance"],
+                "tolerance = 0.10 (10% worse than the baseline)",
+            ),
+            "error-rate" => (&["tolerance"], "tolerance = 0.01 (1 percentage point)"),
+            "absolute" => (&["threshold", "aggregate"], "threshold = 0.5"),
+            "error-rate-absolute" => (&["threshold"], "threshold = 0.005 (0.5%)"),
+            _ => (&["max_slope_per_minute"], "max_slope_per_minute = 10.0"),
+        };
+        for (param, span) in &params {
+            if let Some(span) = span
+                && !allowed.contains(param)
+            {
+                self.err(
+                    span.clone(),
+                    format!("`{param}` does not apply to {shown}, a `{kind}` check"),
+                    Some(format!(
+                        "`{kind}` checks take {}",
+                        list(allowed.iter().copied())
+                    )),
+                );
+            }
+        }
+        let needed = allowed[0];
+        let value = match needed {
+            "tolerance" => &c.tolerance,
+            "threshold" => &c.threshold,
+            _ => &c.max_slope_per_minute,
+        };
+        let value = self.need(
+            value,
+            at,
+            &format!("`{needed}` in {shown}"),
+            &format!("e.g. {example}"),
+        )?;
+        let x = *value.get_ref();
+        let in_range = match kind {
+            "relative" => x.is_finite() && x >= 0.0,
+            "error-rate" | "error-rate-absolute" => (0.0..=1.0).contains(&x),
+            _ => x.is_finite(),
+        };
+        if !in_range {
+            let hint = match kind {
+                "relative" => {
+                    "a fraction of the baseline at or above 0: 0.10 = 10% worse, 1.0 = twice the baseline"
+                }
+                "trend" => "a finite slope per minute",
+                "absolute" => "a finite number on the metric's own scale",
+                _ => "a rate between 0 and 1: 0.01 = 1%",
+            };
+            self.err(
+                value.span(),
+                format!("{needed} {x} of {shown} is out of range"),
+                Some(hint.into()),
+            );
+            return None;
+        }
+        Some(match kind {
+            "relative" => CheckKind::Relative { tolerance: x },
+            "error-rate" => CheckKind::ErrorRate { tolerance: x },
+            "error-rate-absolute" => CheckKind::ErrorRateAbsolute { threshold: x },
+            "trend" => CheckKind::Trend {
+                max_slope_per_minute: x,
+            },
+            _ => CheckKind::Absolute {
+                threshold: x,
+                aggregate: match &c.aggregate {
+                    None => Aggregate::Mean,
+                    Some(a) => self.aggregate(a)?,
+                },
+            },
+        })
+    }
+
+    fn aggregate(&mut self, value: &Spanned<String>) -> Option<Aggregate> {
+        let word = value.get_ref().as_str();
+        let fixed = [
+            ("mean", Aggregate::Mean),
+            ("median", Aggregate::Median),
+            ("min", Aggregate::Min),
+            ("max", Aggregate::Max),
+            ("last", Aggregate::Last),
+        ];
+        if let Some((_, a)) = fixed.iter().find(|(w, _)| *w == word) {
+            return Some(*a);
+        }
+        let quantile = word
+            .strip_prefix('p')
+            .and_then(|p| p.parse::<f64>().ok())
+            .filter(|p| *p > 0.0 && *p < 100.0);
+        if let Some(p) = quantile {
+            return Some(Aggregate::Quantile(p / 100.0));
+        }
+        self.err(
+            value.span(),
+            format!("unknown aggregate `{word}`"),
+            Some("one of `mean`, `median`, `min`, `max`, `last`, or a percentile such as `p95` or `p99.9`".into()),
+        );
+        None
+    }
+
+    fn queries(
+        &mut self,
+        c: &RawCheck,
+        at: &Span,
+        shown: &str,
+        counts: bool,
+        has_label: bool,
+    ) -> Option<Queries> {
+        let (wanted, unwanted): (&[QueryKey<'_>], &[QueryKey<'_>]) = if counts {
+            (
+                &[
+                    ("errors_query", &c.errors_query),
+                    ("total_query", &c.total_query),
+                ],
+                &[("query", &c.query)],
+            )
+        } else {
+            (
+                &[("query", &c.query)],
+                &[
+                    ("errors_query", &c.errors_query),
+                    ("total_query", &c.total_query),
+                ],
+            )
+        };
+        for (key, value) in unwanted {
+            if let Some(v) = value {
+                let instead = if counts {
+                    "`errors_query` and `total_query`"
+                } else {
+                    "one `query`"
+                };
+                self.err(
+                    v.span(),
+                    format!("`{key}` does not apply to {shown}"),
+                    Some(format!("this kind of check takes {instead}")),
+                );
+            }
+        }
+        let mut found = Vec::new();
+        for (key, value) in wanted {
+            let hint = if counts {
+                "error-rate checks need errors_query and total_query, e.g. errors_query = 'sum(increase(http_requests_total{version=\"{{side}}\",code=~\"5..\"}[{{window}}]))'"
+            } else {
+                "e.g. query = 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{version=\"{{side}}\"}[{{window}}])))'"
+            };
+            let Some(q) = self.need(value, at, &format!("`{key}` in {shown}"), hint) else {
+                continue;
+            };
+            if self.placeholders(q, key, shown, has_label) {
+                found.push(q.get_ref().clone());
+            }
+        }
+        match (counts, found.as_slice()) {
+            (false, [query]) => Some(Queries::Values {
+                query: query.clone(),
+            }),
+            (true, [errors, total]) => Some(Queries::Counts {
+                errors: errors.clone(),
+                total: total.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether a query template's placeholders are all known and `{{side}}` is among them.
+    fn placeholders(
+        &mut self,
+        q: &Spanned<String>,
+        key: &str,
+        shown: &str,
+        has_label: bool,
+    ) -> bool {
+        let text = q.get_ref();
+        if text.trim().is_empty() {
+            self.err(q.span(), format!("`{key}` of {shown} is empty"), None);
+            return false;
+        }
+        let mut ok = true;
+        let mut seen = BTreeSet::new();
+        let mut rest = text.as_str();
+        while let Some(open) = rest.find("{{") {
+            let after = &rest[open + 2..];
+            let Some(close) = after.find("}}") else {
+                self.err(
+                    q.span(),
+                    format!("unclosed `{{{{` in `{key}` of {shown}"),
+                    Some("placeholders are written {{side}}, {{label}}, {{window}}".into()),
+                );
+                return false;
+            };
+            let name = after[..close].trim();
+            if !PLACEHOLDERS.contains(&name) {
+                self.err(
+                    q.span(),
+                    format!("unknown placeholder `{{{{{name}}}}}` in `{key}` of {shown}"),
+                    Some(suggest(name, &PLACEHOLDERS)),
+                );
+                ok = false;
+            }
+            seen.insert(name.to_string());
+            rest = &after[close + 2..];
+        }
+        // An unknown placeholder is most likely a misspelt {{side}}: one problem is enough.
+        if ok && !seen.contains("side") {
+            self.err(
+                q.span(),
+                format!("`{key}` of {shown} has no `{{{{side}}}}`"),
+                Some("without it baseline and canary run the same query; put {{side}} where the version label's value goes".into()),
+            );
+            ok = false;
+        }
+        if seen.contains("label") && !has_label {
+            self.err(
+                q.span(),
+                format!("`{key}` of {shown} uses `{{{{label}}}}` but [sides] has no `label`"),
+                Some("add label = \"version\" (or your label's name) to [sides]".into()),
+            );
+            ok = false;
+        }
+        ok
+    }
+
+    fn scoring(
+        &mut self,
+        raw: &RawRule,
+        checks: &Option<Vec<(CheckRule, Trigger)>>,
+    ) -> Option<Scoring> {
+        let (pass, marginal, declared) = match &raw.scoring {
+            None => (DEFAULT_PASS_SCORE, DEFAULT_MARGINAL_SCORE, &BTreeMap::new()),
+            Some(s) => {
+                let s = s.get_ref();
+                let mut score = |v: &Option<Spanned<f64>>, default: f64, what: &str| match v {
+                    None => Some(default),
+                    Some(v) if (0.0..=100.0).contains(v.get_ref()) => Some(*v.get_ref()),
+                    Some(v) => {
+                        self.err(
+                            v.span(),
+                            format!("{what} score {} is outside 0 to 100", v.get_ref()),
+                            None,
+                        );
+                        None
+                    }
+                };
+                let pass = score(&s.pass, DEFAULT_PASS_SCORE, "pass");
+                let marginal = score(&s.marginal, DEFAULT_MARGINAL_SCORE, "marginal");
+                let (pass, marginal) = (pass?, marginal?);
+                if marginal > pass
+                    && let Some(m) = s.marginal.as_ref().or(s.pass.as_ref())
+                {
+                    self.err(
+                        m.span(),
+                        format!("marginal score {marginal} is above the pass score {pass}"),
+                        Some("an analysis scoring at least `pass` passes; at least `marginal`, is marginal; below, fails".into()),
+                    );
+                    return None;
+                }
+                (pass, marginal, &s.groups)
+            }
+        };
+        let mut ok = true;
+        for (name, weight) in declared {
+            let w = *weight.get_ref();
+            if !(w.is_finite() && w > 0.0) {
+                self.err(
+                    weight.span(),
+                    format!("weight {w} of scoring group `{name}` must be above 0"),
+                    None,
+                );
+                ok = false;
+            }
+        }
+        let used: BTreeSet<&str> = raw
+            .checks
+            .iter()
+            .map(|c| {
+                let c = c.get_ref();
+                let from_template = c.use_.as_ref().and_then(|u| raw.templates.get(u.get_ref()));
+                c.group
+                    .as_ref()
+                    .or(from_template.and_then(|t| t.get_ref().group.as_ref()))
+                    .map_or(DEFAULT_GROUP, |g| g.get_ref().as_str())
+            })
+            .collect();
+        if !declared.is_empty() {
+            let names: Vec<&str> = declared.keys().map(String::as_str).collect();
+            for check in &raw.checks {
+                let c = check.get_ref();
+                let from_template = c.use_.as_ref().and_then(|u| raw.templates.get(u.get_ref()));
+                let group = c
+                    .group
+                    .as_ref()
+                    .or(from_template.and_then(|t| t.get_ref().group.as_ref()));
+                let (group_name, span) = match group {
+                    Some(g) => (g.get_ref().as_str(), g.span()),
+                    None => (DEFAULT_GROUP, check.span()),
+                };
+                if !declared.contains_key(group_name) {
+                    self.err(
+                        span,
+                        format!("unknown scoring group `{group_name}`"),
+                        Some(format!(
+                            "{}; add it under [scoring.groups]",
+                            suggest(group_name, &names)
+                        )),
+                    );
+                    ok = false;
+                }
+            }
+            for (name, weight) in declared {
+                if !used.contains(name.as_str()) {
+                    self.err(
+                        weight.span(),
+                        format!("scoring group `{name}` has no checks"),
+                        Some(
+                            "remove it, or fix the `group` of the checks meant to be in it".into(),
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let groups = match checks {
+            Some(checks) => {
+                let used: BTreeSet<&str> = checks.iter().map(|(c, _)| c.group.as_str()).collect();
+                used.into_iter()
+                    .map(|name| ScoreGroup {
+                        name: name.to_string(),
+                        weight: declared.get(name).map_or(1.0, |w| *w.get_ref()),
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        Some(Scoring {
+            pass,
+            marginal,
+            groups,
+        })
+    }
+
+    fn routes(&mut self, raw: &RawRule, known: &KnownNames) -> Option<Vec<Route>> {
+        let mut routes = Vec::new();
+        let mut ok = true;
+        for (i, route) in raw.routes.iter().enumerate() {
+            let at = route.span();
+            let r = route.get_ref();
+            let n = i + 1;
+            if r.receivers.is_empty() {
+                self.err(
+                    at.clone(),
+                    format!("route {n} has no receivers"),
+                    Some("e.g. receivers = [\"team-email\"]; receivers are [receivers.NAME] in the daemon config".into()),
+                );
+                ok = false;
+            }
+            let before = self.problems.len();
+            for receiver in &r.receivers {
+                self.known_name(
+                    known,
+                    NameKind::Receiver,
+                    receiver,
+                    &format!(" in route {n}"),
+                );
+            }
+            let mut events = Vec::new();
+            match &r.events {
+                None => events.extend(EVENT_KINDS.iter().map(|(_, k)| *k)),
+                Some(list) => {
+                    if list.is_empty() {
+                        self.err(
+                            at.clone(),
+                            format!("route {n} has an empty `events` list"),
+                            Some("leave `events` out to route every event".into()),
+                        );
+                    }
+                    for e in list {
+                        if let Some(kind) = self.word(e, "event", &EVENT_KINDS) {
+                            events.push(kind);
+                        }
+                    }
+                }
+            }
+            let min_severity = match &r.min_severity {
+                None => Some(Severity::Info),
+                Some(s) => self.word(
+                    s,
+                    "severity",
+                    &[
+                        ("info", Severity::Info),
+                        ("warning", Severity::Warning),
+                        ("critical", Severity::Critical),
+                    ],
+                ),
+            };
+            if self.problems.len() != before {
+                ok = false;
+            }
+            if let Some(min_severity) = min_severity {
+                routes.push(Route {
+                    receivers: r.receivers.iter().map(|x| x.get_ref().clone()).collect(),
+                    events,
+                    min_severity,
+                });
+            }
+        }
+        ok.then_some(routes)
+    }
+}
+
+/// The `[rollout]` table, validated.
+struct Header {
+    name: String,
+    team: String,
+    source: String,
+    actuator: String,
+    rollback_to: RollbackTarget,
+}
+
+/// A check with its template: every key the check sets wins, the template fills the rest.
+pub fn merge(check: &RawCheck, template: &RawCheck) -> RawCheck {
+    fn pick<T: Clone>(a: &Option<Spanned<T>>, b: &Option<Spanned<T>>) -> Option<Spanned<T>> {
+        a.clone().or_else(|| b.clone())
+    }
+    let (c, t) = (check, template);
+    // `for` and `consecutive` are one setting: a check that sets either replaces the template's.
+    let sustain_from = if c.for_.is_some() || c.consecutive.is_some() {
+        c
+    } else {
+        t
+    };
+    RawCheck {
+        name: c.name.clone(),
+        use_: c.use_.clone(),
+        kind: pick(&c.kind, &t.kind),
+        direction: pick(&c.direction, &t.direction),
+        tolerance: pick(&c.tolerance, &t.tolerance),
+        threshold: pick(&c.threshold, &t.threshold),
+        aggregate: pick(&c.aggregate, &t.aggregate),
+        max_slope_per_minute: pick(&c.max_slope_per_minute, &t.max_slope_per_minute),
+        confidence: pick(&c.confidence, &t.confidence),
+        min_samples: pick(&c.min_samples, &t.min_samples),
+        no_data: pick(&c.no_data, &t.no_data),
+        for_: sustain_from.for_.clone(),
+        consecutive: sustain_from.consecutive.clone(),
+        action: pick(&c.action, &t.action),
+        dry_run: pick(&c.dry_run, &t.dry_run),
+        group: pick(&c.group, &t.group),
+        weight: pick(&c.weight, &t.weight),
+        critical: pick(&c.critical, &t.critical),
+        query: pick(&c.query, &t.query),
+        errors_query: pick(&c.errors_query, &t.errors_query),
+        total_query: pick(&c.total_query, &t.total_query),
+        window: pick(&c.window, &t.window),
+    }
+}

@@ -1,0 +1,57 @@
+//! Statistical tests for comparing a canary with its baseline, exact to SciPy.
+//!
+//! This module owns the numbers and nothing else: every function takes plain slices of finite
+//! values and returns a test result or a [`StatsError`]. It does no I/O, reads no clock and knows
+//! nothing of rules or rollouts; dropping NaN/inf and deciding what "too little data" means is the
+//! judge's job. Distributions come from `statrs`; the Mann-Whitney exact null distribution is ours,
+//! because statrs's is wrong unless the first sample is the larger one and enumerates subsets.
+//! Conventions follow SciPy: `Greater` means the first sample (`x`, or the canary) tends to be larger.
+
+mod fisher;
+mod hodges_lehmann;
+mod ks;
+mod mann_kendall;
+mod mann_whitney;
+mod proportion;
+mod quantile;
+mod theil_sen;
+mod welch;
+
+pub use fisher::{FisherExact, fisher_exact};
+pub use hodges_lehmann::{ShiftEstimate, hodges_lehmann, hodges_lehmann_ci};
+pub use ks::{KsMethod, KsTest, ks_2samp};
+pub use mann_kendall::{MannKendall, mann_kendall};
+pub use mann_whitney::{MannWhitney, MwMethod, mann_whitney_u};
+pub use proportion::{Counts, ZTest, two_proportion_z};
+pub use quantile::{quantile, quantiles};
+pub use theil_sen::{TheilSen, theil_sen};
+pub use welch::{WelchT, welch_t};
+
+/// Which way the alternative hypothesis points, in SciPy's sense: `Greater` means the first
+/// sample (`x`, or the canary) tends to be larger than the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Alternative {
+    TwoSided,
+    Less,
+    Greater,
+}
+
+/// Why a test could not be computed. The judge turns these into `Inconclusive` verdicts.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StatsError {
+    /// A sample has fewer points than the test needs.
+    #[error("too few points: {what} needs at least {needed}, got {got}")]
+    TooFew {
+        what: &'static str,
+        needed: usize,
+        got: usize,
+    },
+    /// A value is NaN or infinite; callers must drop those first.
+    #[error("non-finite value in {what}")]
+    NonFinite { what: &'static str },
+    /// An argument is out of its domain (a confidence outside (0, 1), a quantile outside [0, 1],
+    /// counts with more errors than totals, samples of different lengths where pairs are needed).
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+}

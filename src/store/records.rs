@@ -1,0 +1,281 @@
+//! The plain records the store reads and writes: what a caller hands in (`New*`, [`Step`]) and
+//! what it gets back (rows with their ids and timestamps). It owns no I/O and no SQL.
+//!
+//! Event kinds, severities, actions and outcomes are kept as strings: their enums belong to the
+//! rollout state machine and the notifiers, and the store must not pin their spelling.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One decision of the state machine, written by [`super::Store::commit_step`] in a single
+/// transaction: either every part is recorded or none is.
+#[derive(Debug, Clone)]
+pub struct Step<'a, S> {
+    /// The rollout's name; its row is created on the first step.
+    pub rollout: &'a str,
+    /// The rollout's new state, stored as JSON (opaque to the store).
+    pub state: &'a S,
+    /// Fingerprint of the rule file the state was computed under.
+    pub rule_fingerprint: &'a str,
+    /// When the decision was taken; the timestamp of every row written by the step.
+    pub at: DateTime<Utc>,
+    pub audit: Vec<NewAudit>,
+    /// The weight change to carry out, recorded before the actuator is called.
+    pub intent: Option<NewIntent>,
+    /// Notifications to send; one whose dedupe key is already in the outbox is skipped.
+    pub outbox: Vec<NewMessage>,
+    pub analysis: Option<NewAnalysis>,
+}
+
+impl<'a, S> Step<'a, S> {
+    /// A step that only saves the state; add the other parts with the public fields.
+    pub fn new(
+        rollout: &'a str,
+        state: &'a S,
+        rule_fingerprint: &'a str,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Step {
+            rollout,
+            state,
+            rule_fingerprint,
+            at,
+            audit: Vec::new(),
+            intent: None,
+            outbox: Vec::new(),
+            analysis: None,
+        }
+    }
+}
+
+/// What [`super::Store::commit_step`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    pub audit_ids: Vec<i64>,
+    pub intent_id: Option<i64>,
+    /// One entry per message of the step, `None` where its dedupe key was already enqueued.
+    pub outbox_ids: Vec<Option<i64>>,
+    pub analysis_id: Option<i64>,
+}
+
+/// A rollout's saved state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRollout<S> {
+    pub name: String,
+    pub state: S,
+    pub rule_fingerprint: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAnalysis {
+    pub outcome: String,
+    /// The weighted score; NaN is stored as no score.
+    pub score: Option<f64>,
+    /// Per-check evidence, as the judge produced it.
+    pub evidence: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    pub id: i64,
+    pub rollout: String,
+    pub at: DateTime<Utc>,
+    pub outcome: String,
+    pub score: Option<f64>,
+    pub evidence: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAudit {
+    pub action: String,
+    pub previous_weight: Option<u8>,
+    pub new_weight: Option<u8>,
+    pub reason: String,
+    /// Who or what caused it: `analysis`, `schedule`, `operator:alice`, ...
+    pub triggered_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub rollout: String,
+    pub at: DateTime<Utc>,
+    pub action: String,
+    pub previous_weight: Option<u8>,
+    pub new_weight: Option<u8>,
+    pub reason: String,
+    pub triggered_by: String,
+}
+
+/// A weight change about to be carried out. The idempotency key is unique across the store and
+/// is what the actuator receives, so re-driving the intent after a crash is harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewIntent {
+    pub idempotency_key: String,
+    pub weight: u8,
+    pub previous_weight: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentStatus {
+    Pending,
+    Done,
+    Failed,
+}
+
+impl IntentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentStatus::Pending => "pending",
+            IntentStatus::Done => "done",
+            IntentStatus::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(IntentStatus::Pending),
+            "done" => Some(IntentStatus::Done),
+            "failed" => Some(IntentStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for IntentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub id: i64,
+    pub rollout: String,
+    pub idempotency_key: String,
+    pub weight: u8,
+    pub previous_weight: u8,
+    pub status: IntentStatus,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A notification to enqueue. The dedupe key is unique across the outbox: enqueueing it twice
+/// keeps the first message only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewMessage {
+    pub receiver: String,
+    pub dedupe_key: String,
+    pub event: String,
+    pub severity: String,
+    pub payload: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Pending,
+    Sent,
+    /// Given up on: a permanent error or too many attempts.
+    Failed,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Pending => "pending",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(MessageStatus::Pending),
+            "sent" => Some(MessageStatus::Sent),
+            "failed" => Some(MessageStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: i64,
+    pub receiver: String,
+    pub dedupe_key: String,
+    pub event: String,
+    pub severity: String,
+    pub payload: Value,
+    pub status: MessageStatus,
+    /// Delivery attempts started (each claim counts one).
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// Number of outbox messages in each status, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub sent: u64,
+    pub failed: u64,
+}
+
+/// A daemon flag (emergency stop, ...): a JSON value under a key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flag<T> {
+    pub key: String,
+    pub value: T,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where the next page starts: listings are newest first, and the cursor is the id of the last
+/// row returned. It prints and parses as a plain string, for HTTP query parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Cursor(pub(crate) i64);
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A cursor string that is not one the store handed out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid page cursor `{0}`: use the `next` value of a previous page")]
+pub struct BadCursor(pub String);
+
+impl FromStr for Cursor {
+    type Err = BadCursor;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(Cursor(id)),
+            _ => Err(BadCursor(text.to_string())),
+        }
+    }
+}
+
+/// One page of a newest-first listing; `next` is `None` on the last page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
+}

@@ -1,0 +1,137 @@
+//! The store's schema as an ordered list of migrations, and the code that applies them. It owns
+//! the mapping "schema version N = the first N migrations applied"; it must not hold queries of
+//! the typed API (those live in [`super`]).
+//!
+//! The version lives in `PRAGMA user_version`, which SQLite keeps in the database header and
+//! changes transactionally: each migration and its version bump commit together, so a crash in
+//! the middle of an upgrade leaves the database at the previous version, never half-migrated.
+//! Migrations are append-only: never edit one that has shipped, add a new one.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// Every migration in order; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // v1: rollouts and their history (analyses, audit) and actuator intents.
+    "
+    CREATE TABLE rollouts (
+        name             TEXT PRIMARY KEY NOT NULL,
+        state            TEXT NOT NULL,
+        rule_fingerprint TEXT NOT NULL,
+        updated_at       INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE analyses (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        rollout  TEXT NOT NULL REFERENCES rollouts(name),
+        at       INTEGER NOT NULL,
+        outcome  TEXT NOT NULL,
+        score    REAL,
+        evidence TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX analyses_by_rollout ON analyses(rollout, id);
+
+    CREATE TABLE audit (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        rollout         TEXT NOT NULL REFERENCES rollouts(name),
+        at              INTEGER NOT NULL,
+        action          TEXT NOT NULL,
+        previous_weight INTEGER CHECK (previous_weight BETWEEN 0 AND 100),
+        new_weight      INTEGER CHECK (new_weight BETWEEN 0 AND 100),
+        reason          TEXT NOT NULL,
+        triggered_by    TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_by_rollout ON audit(rollout, id);
+
+    CREATE TABLE intents (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        rollout         TEXT NOT NULL REFERENCES rollouts(name),
+        idempotency_key TEXT NOT NULL UNIQUE,
+        weight          INTEGER NOT NULL CHECK (weight BETWEEN 0 AND 100),
+        previous_weight INTEGER NOT NULL CHECK (previous_weight BETWEEN 0 AND 100),
+        status          TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed')),
+        error           TEXT,
+        created_at      INTEGER NOT NULL,
+        completed_at    INTEGER
+    ) STRICT;
+    CREATE INDEX intents_pending ON intents(status, id);
+    ",
+    // v2: the notification outbox and the daemon's flags.
+    "
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        receiver        TEXT NOT NULL,
+        dedupe_key      TEXT NOT NULL UNIQUE,
+        event           TEXT NOT NULL,
+        severity        TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        created_at      INTEGER NOT NULL,
+        sent_at         INTEGER
+    ) STRICT;
+    CREATE INDEX outbox_due ON outbox(status, next_attempt_at, id);
+
+    CREATE TABLE flags (
+        key        TEXT PRIMARY KEY NOT NULL,
+        value      TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;
+    ",
+];
+
+/// The schema version this build writes: the number of migrations.
+pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Reads `PRAGMA user_version`.
+pub(crate) fn version(conn: &Connection, path: &Path) -> Result<u32, StoreError> {
+    conn.pragma_query_value(None, "user_version", |row| row.get::<_, u32>(0))
+        .map_err(|e| StoreError::sql("read the schema version", path, e))
+}
+
+/// Brings the database up to `migrations.len()`, one transaction per migration. Fails with
+/// [`StoreError::TooNew`] if the database is already past the end of the list.
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    path: &Path,
+    migrations: &[&str],
+) -> Result<u32, StoreError> {
+    let target = migrations.len() as u32;
+    let found = version(conn, path)?;
+    if found > target {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: target,
+        });
+    }
+    for (index, sql) in migrations.iter().enumerate().skip(found as usize) {
+        let next = index as u32 + 1;
+        let failed = |source| StoreError::Migration {
+            path: path.to_path_buf(),
+            version: next,
+            source,
+        };
+        // IMMEDIATE takes the write lock up front; re-reading the version under it makes two
+        // processes opening the same fresh database apply each migration once.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        let now = tx
+            .pragma_query_value(None, "user_version", |row| row.get::<_, u32>(0))
+            .map_err(failed)?;
+        if now >= next {
+            continue;
+        }
+        tx.execute_batch(sql).map_err(failed)?;
+        tx.pragma_update(None, "user_version", next)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+    }
+    version(conn, path)
+}

@@ -1,0 +1,142 @@
+//! `canaryd check` as a user runs it: the real binary on the shipped rules and on fixtures
+//! with one known mistake each (`tests/fixtures/rules/bad/`), whose `# expect:` lines give the
+//! position and words that must be printed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn check(args: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .current_dir(root())
+        .arg("check")
+        .arg("--config")
+        .arg("config/canaryd.toml")
+        .args(args)
+        .output()
+        .expect("run canaryd")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `# expect: line:col: error: text` lines of a fixture; `\n` stands for a newline.
+fn expectations(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# expect: "))
+        .map(|e| e.replace("\\n", "\n"))
+        .collect()
+}
+
+fn assert_reports(target: &Path, file: &Path) {
+    let expected = expectations(&root().join(file));
+    assert!(
+        !expected.is_empty(),
+        "{} has no `# expect:` line",
+        file.display()
+    );
+    let out = check(&[target]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{}: {text}", file.display());
+    for e in &expected {
+        let want = format!("{}:{e}", file.display());
+        assert!(text.contains(&want), "expected\n{want}\nin\n{text}");
+    }
+}
+
+#[test]
+fn each_bad_fixture_reports_its_mistake_at_its_position() {
+    let dir = Path::new("tests/fixtures/rules/bad");
+    let mut count = 0;
+    for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+        let name = entry.unwrap().file_name();
+        let path = dir.join(&name);
+        if path.extension().is_some_and(|x| x == "toml") {
+            assert_reports(&path, &path);
+            count += 1;
+        }
+    }
+    assert!(count >= 20, "only {count} fixtures");
+}
+
+#[test]
+fn three_mistakes_in_one_file_are_all_reported() {
+    let file = Path::new("tests/fixtures/rules/bad/three-mistakes.toml");
+    assert_eq!(expectations(&root().join(file)).len(), 3);
+    assert_reports(file, file);
+    assert!(stdout(&check(&[file])).ends_with("1 rule file checked, 3 problems in 1 file\n"));
+}
+
+#[test]
+fn a_rollout_name_used_by_two_files_is_reported_in_the_second() {
+    let dir = Path::new("tests/fixtures/rules/bad/duplicate-rollout");
+    assert_reports(dir, &dir.join("b.toml"));
+    assert!(stdout(&check(&[dir])).ends_with("2 rule files checked, 1 problem in 1 file\n"));
+}
+
+#[test]
+fn the_shipped_rules_pass() {
+    let out = check(&[Path::new("rules")]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.ends_with("rule files checked, no problems\n"),
+        "{text}"
+    );
+    assert!(!text.contains("error"), "{text}");
+}
+
+#[test]
+fn a_good_file_reports_nothing() {
+    let out = check(&[Path::new("tests/fixtures/rules/good/web.toml")]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "1 rule file checked, no problems\n");
+}
+
+#[test]
+fn several_paths_are_checked_together() {
+    let out = check(&[
+        Path::new("tests/fixtures/rules/good"),
+        Path::new("tests/fixtures/rules/bad/no-stages.toml"),
+        Path::new("tests/fixtures/rules/bad/no-checks.toml"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).ends_with("3 rule files checked, 2 problems in 2 files\n"));
+}
+
+#[test]
+fn unreadable_inputs_are_usage_errors() {
+    let out = check(&[Path::new("tests/fixtures/rules/nonexistent.toml")]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nonexistent.toml"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .current_dir(root())
+        .args(["check", "--config", "no/such/canaryd.toml", "rules"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read config no/such/canaryd.toml")
+    );
+}
+
+#[test]
+fn without_a_config_names_are_not_checked_and_that_is_said() {
+    if Path::new("/etc/canaryd/canaryd.toml").exists() {
+        return; // The default config exists on this machine; this case cannot be set up.
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .current_dir(root())
+        .args(["check", "tests/fixtures/rules/bad/unknown-receiver.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("names are not checked"));
+}

@@ -1,0 +1,264 @@
+//! `canaryd judge` run as a user would: the real binary on the fixture files in
+//! tests/fixtures/judge, checking exit codes, the JSON document and error messages.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> String {
+    let mut p = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    p.push("tests/fixtures/judge");
+    p.push(name);
+    p.display().to_string()
+}
+
+fn judge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .arg("judge")
+        .args(args)
+        .output()
+        .expect("the canaryd binary runs")
+}
+
+fn judge_files(baseline: &str, canary: &str, extra: &[&str]) -> Output {
+    let (b, c) = (fixture(baseline), fixture(canary));
+    let mut args = vec!["--baseline", b.as_str(), "--canary", c.as_str()];
+    args.extend_from_slice(extra);
+    judge(&args)
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_slower_canary_fails_with_exit_1_and_paired_evidence() {
+    let out = judge_files(
+        "baseline.csv",
+        "canary_slow.csv",
+        &["--tolerance", "0.05", "--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["verdict"], "fail");
+    assert!(v["p_value"].as_f64().unwrap() < 0.01);
+    let ratio = v["effect"]["ratio"].as_f64().unwrap();
+    assert!((ratio - 1.2).abs() < 0.03, "{ratio}");
+    assert_eq!(v["comparison"], "paired log-ratio by timestamp, 30 pairs");
+    assert_eq!(v["baseline"]["points"], 30);
+    assert!(v["canary"]["median"].as_f64().unwrap() > v["baseline"]["median"].as_f64().unwrap());
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("beyond the 5.0% tolerance")
+    );
+    assert_eq!(v["evidence"]["thresholds"]["confidence"], 0.99);
+    assert_eq!(v["evidence"]["thresholds"]["tolerance"], 0.05);
+}
+
+#[test]
+fn a_healthy_canary_passes_with_exit_0_and_counts_its_nan_point() {
+    let out = judge_files("baseline.csv", "canary_ok.csv", &["--output", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = json(&out);
+    assert_eq!(v["verdict"], "pass");
+    assert_eq!(v["canary"]["dropped"], 1);
+    assert_eq!(v["canary"]["points"], 29);
+    assert_eq!(v["comparison"], "paired log-ratio by timestamp, 29 pairs");
+}
+
+#[test]
+fn thin_data_is_inconclusive_with_exit_2() {
+    let out = judge_files("baseline.csv", "canary_thin.csv", &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v = json(&out);
+    assert_eq!(v["verdict"], "inconclusive");
+    assert_eq!(
+        v["reason"],
+        "too few points: the canary has 5, needs at least 10"
+    );
+    assert!(v["p_value"].is_null());
+}
+
+#[test]
+fn nan_only_data_is_no_data() {
+    let out = judge_files("baseline.csv", "canary_nan.csv", &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        json(&out)["reason"],
+        "no data: the canary has no usable points (6 dropped as NaN/inf)"
+    );
+}
+
+#[test]
+fn the_table_is_the_default_output() {
+    let out = judge_files("baseline.csv", "canary_slow.csv", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verdict     FAIL"), "{text}");
+    assert!(text.contains("baseline"));
+    assert!(text.lines().any(|l| l.starts_with("p99")), "{text}");
+}
+
+#[test]
+fn error_rates_are_judged_on_summed_counts() {
+    let out = judge_files(
+        "errors_baseline.csv",
+        "errors_canary_bad.csv",
+        &["--kind", "error-rate", "--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["test"], "two-proportion z-test (pooled)");
+    assert_eq!(v["canary"]["total"], 60000.0);
+    assert!(v["canary"]["rate"].as_f64().unwrap() > 0.01);
+    let out = judge_files(
+        "errors_baseline.csv",
+        "errors_canary_ok.csv",
+        &["--kind", "error-rate"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let out = judge_files(
+        "errors_baseline.csv",
+        "errors_canary_bad.csv",
+        &[
+            "--kind",
+            "error-rate-absolute",
+            "--threshold",
+            "0.005",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["test"], "exact binomial test");
+}
+
+#[test]
+fn plain_number_files_are_compared_unpaired() {
+    let out = judge_files(
+        "plain_baseline.txt",
+        "plain_canary.txt",
+        &["--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json(&out);
+    assert!(
+        v["comparison"]
+            .as_str()
+            .unwrap()
+            .contains("unpaired, 40 vs 40 points")
+    );
+}
+
+#[test]
+fn absolute_and_trend_kinds() {
+    let out = judge_files(
+        "baseline.csv",
+        "canary_slow.csv",
+        &[
+            "--kind",
+            "absolute",
+            "--threshold",
+            "250",
+            "--aggregate",
+            "p99",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = judge_files(
+        "baseline.csv",
+        "canary_ok.csv",
+        &[
+            "--kind",
+            "absolute",
+            "--threshold",
+            "400",
+            "--aggregate",
+            "max",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let out = judge_files(
+        "baseline.csv",
+        "memory_canary.csv",
+        &[
+            "--kind",
+            "trend",
+            "--max-slope-per-minute",
+            "1",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let slope = json(&out)["canary"]["slope_per_minute"].as_f64().unwrap();
+    assert!((slope - 2.5).abs() < 0.2, "{slope}");
+}
+
+#[test]
+fn a_bad_line_names_the_file_and_line_and_exits_3() {
+    let out = judge_files("baseline.csv", "canary_bad.csv", &[]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(
+        err.contains("canary_bad.csv:7: expected a number, found `abc`"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_missing_file_names_the_path_and_exits_3() {
+    let out = judge(&[
+        "--baseline",
+        "/nonexistent/base.csv",
+        "--canary",
+        &fixture("canary_ok.csv"),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("cannot read /nonexistent/base.csv"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_usage_exits_3() {
+    // A counts file where values are needed.
+    let out = judge_files("baseline.csv", "errors_canary_ok.csv", &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("errors_canary_ok.csv: this kind needs one number per line"),
+        "{}",
+        stderr(&out)
+    );
+    // A flag that does not apply to the kind.
+    let out = judge_files("baseline.csv", "canary_ok.csv", &["--threshold", "3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("--threshold does not apply to --kind relative"));
+    // A missing required setting.
+    let out = judge_files("baseline.csv", "canary_ok.csv", &["--kind", "trend"]);
+    assert_eq!(out.status.code(), Some(3));
+    // clap's own usage errors.
+    let out = judge(&["--baseline", "x"]);
+    assert_eq!(out.status.code(), Some(3));
+    let out = judge_files("baseline.csv", "canary_ok.csv", &["--confidence", "1.5"]);
+    assert_eq!(out.status.code(), Some(3));
+}
