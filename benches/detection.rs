@@ -10,7 +10,7 @@
 //!   log-normal with σ = 0.10 (10% minute-to-minute noise of a p99), or "heavy tails": log-normal
 //!   σ = 0.08 times, with probability 5% per minute, a Pareto(α = 1.5) spike (infinite variance).
 //!   A bad canary multiplies its values by 1 + shift.
-//! - Errors: 500 requests per minute per side × load(t), base error rate 0.5%, each minute's
+//! - Errors: 500 (or 1000) requests per minute per side × load(t), base error rate 0.5%, each minute's
 //!   rate multiplied by a burst factor shared by both sides (log-normal σ = 0.3) and by an
 //!   independent per-side factor (log-normal σ = 0.1, overdispersion), errors ~ Binomial.
 //!
@@ -125,7 +125,7 @@ fn load(minute: usize, amplitude: f64, phase: f64) -> f64 {
 
 fn latency(rng: &mut Rng, amplitude: f64, noise: Noise, shift: f64) -> (SideData, SideData) {
     let phase = rng.uniform();
-    let mut side = |factor: f64, rng: &mut Rng| -> SideData {
+    let side = |factor: f64, rng: &mut Rng| -> SideData {
         SideData::Values(
             (0..POINTS)
                 .map(|i| {
@@ -153,12 +153,12 @@ fn latency(rng: &mut Rng, amplitude: f64, noise: Noise, shift: f64) -> (SideData
     (b, c)
 }
 
-fn errors(rng: &mut Rng, factor: f64) -> (SideData, SideData) {
+fn errors(rng: &mut Rng, factor: f64, rpm: f64) -> (SideData, SideData) {
     let phase = rng.uniform();
     let mut b = Vec::with_capacity(POINTS);
     let mut c = Vec::with_capacity(POINTS);
     for i in 0..POINTS {
-        let total = (500.0 * load(i, 0.3, phase)).round() as u64;
+        let total = (rpm * load(i, 0.3, phase)).round() as u64;
         let burst = (0.3 * rng.normal()).exp();
         for (side, f) in [(&mut b, 1.0), (&mut c, factor)] {
             let rate = 0.005 * f * burst * (0.1 * rng.normal()).exp();
@@ -235,14 +235,14 @@ fn run(scenario: Scenario, trials: usize, seed: u64) -> Tally {
                 let k = kayenta_high(&values(&b), &values(&c));
                 (vec![judge_check(&rel, &b, &c).verdict], k)
             }
-            Scenario::Errors { factor } => {
-                let (b, c) = errors(&mut rng, factor);
+            Scenario::Errors { factor, rpm } => {
+                let (b, c) = errors(&mut rng, factor, rpm);
                 let k = kayenta_high(&values(&b), &values(&c));
                 (vec![judge_check(&err, &b, &c).verdict], k)
             }
             Scenario::HealthyAnalysis => {
                 let (lb, lc) = latency(&mut rng, 0.3, Noise::LogNormal, 0.0);
-                let (eb, ec) = errors(&mut rng, 1.0);
+                let (eb, ec) = errors(&mut rng, 1.0, 500.0);
                 let k = kayenta_high(&values(&lb), &values(&lc))
                     || kayenta_high(&values(&eb), &values(&ec));
                 (
@@ -281,6 +281,7 @@ fn main() {
     use Noise::*;
     use Scenario::*;
     let lat = |load, noise, shift| Latency { load, noise, shift };
+    let err = |factor, rpm| Errors { factor, rpm };
     let rows: Vec<(&str, Scenario, bool, &str)> = vec![
         (
             "healthy p99, shared load wave",
@@ -355,9 +356,11 @@ fn main() {
             true,
             "≥ 99%",
         ),
-        ("errors ×1.5", Errors { factor: 1.5 }, true, "≥ 60%"),
-        ("errors ×2", Errors { factor: 2.0 }, true, "≥ 99%"),
-        ("errors ×3", Errors { factor: 3.0 }, true, "-"),
+        ("errors ×1.5, 500 rpm", err(1.5, 500.0), true, "≥ 60%"),
+        ("errors ×2, 500 rpm", err(2.0, 500.0), true, "≥ 99%"),
+        ("errors ×3, 500 rpm", err(3.0, 500.0), true, "-"),
+        ("errors ×1.5, 1000 rpm", err(1.5, 1000.0), true, "≥ 60%"),
+        ("errors ×2, 1000 rpm", err(2.0, 1000.0), true, "≥ 99%"),
     ];
     println!("{trials} trials per scenario, {POINTS} one-minute points per side");
     println!();

@@ -13,7 +13,10 @@ use canaryd::stats::{Alternative, MwMethod, mann_whitney_u};
 fn read_f64s(path: &str) -> anyhow::Result<Vec<f64>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
     if bytes.len() % 8 != 0 {
-        bail!("{path}: {} bytes is not a whole number of f64 values", bytes.len());
+        bail!(
+            "{path}: {} bytes is not a whole number of f64 values",
+            bytes.len()
+        );
     }
     Ok(bytes
         .chunks_exact(8)
@@ -28,7 +31,9 @@ fn main() -> anyhow::Result<()> {
     };
     let x = read_f64s(x_path)?;
     let y = read_f64s(y_path)?;
-    let repeats: usize = repeats.parse().context("REPEATS must be a positive integer")?;
+    let repeats: usize = repeats
+        .parse()
+        .context("REPEATS must be a positive integer")?;
     let mut times = Vec::with_capacity(repeats);
     let mut last = None;
     for _ in 0..repeats.max(1) {

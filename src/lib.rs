@@ -7,14 +7,23 @@
 //! - [`rules`]: rule files: parsing, validation with file:line:column errors (pure but for reading files).
 //! - [`rollout`]: the plan and the rollout state machine `step(state, event, now)` (pure).
 //! - [`assign`]: sticky hash-bucket assignment of keys to baseline or canary (pure).
+//! - [`config`]: the daemon config `canaryd.toml`: parse with positions, env overrides, validate.
+//! - [`daemon`]: `canaryd serve`: scheduler, per-rollout runners, reload, emergency stop, HTTP.
+//! - [`systemd`]: the sd_notify protocol (READY, RELOADING, STOPPING, WATCHDOG, STATUS).
+//! - [`logging`]: the tracing subscriber (text or JSON).
 //! - [`cli`]: the command-line front end; `main` is thin glue around it.
 
 pub mod actuator;
 pub mod assign;
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod judge;
+pub mod logging;
+pub mod notify;
 pub mod rollout;
 pub mod rules;
 pub mod source;
 pub mod stats;
 pub mod store;
+pub mod systemd;

@@ -56,20 +56,29 @@ fn floats(case: &Value, key: &str) -> Vec<f64> {
         .as_array()
         .unwrap_or_else(|| panic!("`{key}` is not a list"))
         .iter()
-        .map(|v| v.as_f64().unwrap_or_else(|| panic!("`{key}` holds a non-number {v}")))
+        .map(|v| {
+            v.as_f64()
+                .unwrap_or_else(|| panic!("`{key}` holds a non-number {v}"))
+        })
         .collect()
 }
 
 fn float(case: &Value, key: &str) -> f64 {
-    case[key].as_f64().unwrap_or_else(|| panic!("`{key}` is not a number"))
+    case[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` is not a number"))
 }
 
 fn text<'a>(case: &'a Value, key: &str) -> &'a str {
-    case[key].as_str().unwrap_or_else(|| panic!("`{key}` is not a string"))
+    case[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("`{key}` is not a string"))
 }
 
 fn flag(case: &Value, key: &str) -> bool {
-    case[key].as_bool().unwrap_or_else(|| panic!("`{key}` is not a boolean"))
+    case[key]
+        .as_bool()
+        .unwrap_or_else(|| panic!("`{key}` is not a boolean"))
 }
 
 fn alternative(case: &Value) -> Alternative {
@@ -83,7 +92,10 @@ fn alternative(case: &Value) -> Alternative {
 
 fn counts(case: &Value, key: &str) -> Counts {
     let c = &case[key];
-    let get = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("`{key}.{k}` is not a count"));
+    let get = |k: &str| {
+        c[k].as_u64()
+            .unwrap_or_else(|| panic!("`{key}.{k}` is not a count"))
+    };
     Counts {
         errors: get("errors"),
         total: get("total"),
@@ -123,7 +135,8 @@ fn compute(case: &Value) -> Result<Vec<(String, f64)>, String> {
             vec![f("u", r.u), f("p_value", r.p_value)]
         }
         "hodges_lehmann" => {
-            let shift = stats::hodges_lehmann(&floats(case, "x"), &floats(case, "y")).map_err(err)?;
+            let shift =
+                stats::hodges_lehmann(&floats(case, "x"), &floats(case, "y")).map_err(err)?;
             vec![f("shift", shift)]
         }
         "welch_t" => {
@@ -138,8 +151,13 @@ fn compute(case: &Value) -> Result<Vec<(String, f64)>, String> {
                 "auto" => KsMethod::Auto,
                 other => panic!("unknown method `{other}`"),
             };
-            let r = stats::ks_2samp(&floats(case, "x"), &floats(case, "y"), alternative(case), method)
-                .map_err(err)?;
+            let r = stats::ks_2samp(
+                &floats(case, "x"),
+                &floats(case, "y"),
+                alternative(case),
+                method,
+            )
+            .map_err(err)?;
             vec![f("d", r.d), f("p_value", r.p_value)]
         }
         "fisher_exact" => {
@@ -157,8 +175,12 @@ fn compute(case: &Value) -> Result<Vec<(String, f64)>, String> {
             vec![f("z", r.z), f("p_value", r.p_value)]
         }
         "theil_sen" => {
-            let r = stats::theil_sen(&floats(case, "t"), &floats(case, "y"), float(case, "confidence"))
-                .map_err(err)?;
+            let r = stats::theil_sen(
+                &floats(case, "t"),
+                &floats(case, "y"),
+                float(case, "confidence"),
+            )
+            .map_err(err)?;
             vec![
                 f("slope", r.slope),
                 f("intercept", r.intercept),
@@ -206,9 +228,12 @@ fn expected_fields(case: &Value) -> Vec<(String, Value)> {
     if let Some(map) = case["expected"].as_object() {
         for (k, v) in map {
             match v {
-                Value::Array(items) => {
-                    out.extend(items.iter().enumerate().map(|(i, x)| (format!("{k}[{i}]"), x.clone())))
-                }
+                Value::Array(items) => out.extend(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| (format!("{k}[{i}]"), x.clone())),
+                ),
                 _ => out.push((k.clone(), v.clone())),
             }
         }
@@ -220,7 +245,10 @@ fn expected_fields(case: &Value) -> Vec<(String, Value)> {
 fn check_cases(cases: &[Value]) -> (usize, Vec<Mismatch>) {
     let mut mismatches = Vec::new();
     for (index, case) in cases.iter().enumerate() {
-        let test = case["test"].as_str().unwrap_or("<missing test name>").to_string();
+        let test = case["test"]
+            .as_str()
+            .unwrap_or("<missing test name>")
+            .to_string();
         let mut miss = |field: &str, expected: String, got: String| {
             mismatches.push(Mismatch {
                 index,
@@ -232,7 +260,11 @@ fn check_cases(cases: &[Value]) -> (usize, Vec<Mismatch>) {
         };
         let expected = expected_fields(case);
         if expected.is_empty() {
-            miss("expected", "a non-empty `expected` object".into(), case["expected"].to_string());
+            miss(
+                "expected",
+                "a non-empty `expected` object".into(),
+                case["expected"].to_string(),
+            );
             continue;
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| compute(case)));
@@ -281,7 +313,11 @@ fn every_reference_case_agrees_with_scipy() {
     ];
     for name in names {
         let n = cases.iter().filter(|c| c["test"] == name).count();
-        let bad = mismatches.iter().filter(|m| m.test == name).map(|m| m.index).collect::<std::collections::BTreeSet<_>>();
+        let bad = mismatches
+            .iter()
+            .filter(|m| m.test == name)
+            .map(|m| m.index)
+            .collect::<std::collections::BTreeSet<_>>();
         println!("{name}: {} of {n} cases agree", n - bad.len());
     }
     assert!(checked > 0, "no cases in {}", reference_path().display());
@@ -315,13 +351,20 @@ fn the_checker_reports_wrong_values_unknown_tests_and_panics() {
         "test": "fisher_exact", "table": [[1, 99], [0, 20]], "alternative": "greater",
         "expected": {"odds_ratio": "nan", "p_value": 0.8333333333333334}
     });
-    let (checked, mismatches) =
-        check_cases(&[good, wrong, unknown, malformed, nan_expected]);
+    let (checked, mismatches) = check_cases(&[good, wrong, unknown, malformed, nan_expected]);
     assert_eq!(checked, 5);
-    let seen: Vec<(usize, &str)> = mismatches.iter().map(|m| (m.index, m.field.as_str())).collect();
+    let seen: Vec<(usize, &str)> = mismatches
+        .iter()
+        .map(|m| (m.index, m.field.as_str()))
+        .collect();
     assert_eq!(
         seen,
-        vec![(1, "p_value"), (2, "<call>"), (3, "<call>"), (4, "odds_ratio")],
+        vec![
+            (1, "p_value"),
+            (2, "<call>"),
+            (3, "<call>"),
+            (4, "odds_ratio")
+        ],
         "{mismatches:#?}"
     );
     assert!(mismatches[0].to_string().contains("expected 0.2, got 0.1"));

@@ -8,8 +8,8 @@
 //! failure as retryable. It does not retry: the runner decides.
 
 use super::{
-    Actuator, ActuatorError, ActuatorFuture, Failure, WeightChange, check_weight,
-    duration_str, truncate_tail,
+    Actuator, ActuatorError, ActuatorFuture, Failure, WeightChange, check_weight, duration_str,
+    truncate_tail,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -128,7 +128,10 @@ impl CommandActuator {
             .env("CANARYD_ROLLOUT", &change.rollout)
             .env("CANARYD_STAGE", &change.stage)
             .env("CANARYD_WEIGHT", change.weight.to_string())
-            .env("CANARYD_PREVIOUS_WEIGHT", change.previous_weight.to_string())
+            .env(
+                "CANARYD_PREVIOUS_WEIGHT",
+                change.previous_weight.to_string(),
+            )
             .env("CANARYD_REASON", &change.reason)
             .env("CANARYD_IDEMPOTENCY_KEY", &change.idempotency_key)
             .stdin(Stdio::null())

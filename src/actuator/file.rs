@@ -63,7 +63,10 @@ impl FileConfig {
             ));
         }
         if self.path.ends_with('/') {
-            problems.push(format!("path `{}` names a directory, not a file", self.path));
+            problems.push(format!(
+                "path `{}` names a directory, not a file",
+                self.path
+            ));
         }
         if self.path.contains('\0') {
             problems.push("path contains a NUL byte".to_owned());

@@ -100,12 +100,14 @@ pub enum Failure {
         "the rollout is not registered with the builtin weight table (was its rule file loaded?)"
     )]
     UnknownRollout,
-    #[error("POST {url} failed after {attempts} attempt(s): {source}")]
+    #[error("POST {url} failed after {attempts} attempt(s): {detail}")]
     Request {
         url: String,
         attempts: u32,
         /// A timeout or connection failure: a retry may succeed.
         transient: bool,
+        /// The error and its causes in one line ("…: connection refused").
+        detail: String,
         #[source]
         source: reqwest::Error,
     },
@@ -144,6 +146,21 @@ pub enum Failure {
     },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// `error` and each of its causes, joined with ": ".
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// Exit code a command may use to ask for a retry (`EX_TEMPFAIL` from sysexits.h).
@@ -372,13 +389,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
 
-        let err = toml::from_str::<ActuatorConfig>("kind = \"webhook\"\nurl = \"http://x\"\nretry = 3")
-            .unwrap_err();
+        let err =
+            toml::from_str::<ActuatorConfig>("kind = \"webhook\"\nurl = \"http://x\"\nretry = 3")
+                .unwrap_err();
         assert!(err.to_string().contains("unknown field `retry`"), "{err}");
         let err = toml::from_str::<ActuatorConfig>("kind = \"istio\"").unwrap_err();
         assert!(err.to_string().contains("istio"), "{err}");
-        let err = toml::from_str::<ActuatorConfig>("kind = \"webhook\"\nurl = \"http://x\"\ntimeout = \"5\"")
-            .unwrap_err();
+        let err = toml::from_str::<ActuatorConfig>(
+            "kind = \"webhook\"\nurl = \"http://x\"\ntimeout = \"5\"",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("invalid duration"), "{err}");
     }
 

@@ -3,12 +3,12 @@
 //! This file owns the request (the [`WeightChange`] as the body, configured headers plus an
 //! `Idempotency-Key` header), its timeout, and bounded retries with exponential backoff on failures
 //! a retry can help (connection errors, timeouts, 5xx, 429, honouring `Retry-After` up to
-//! `max_backoff`). Anything but a 2xx is an error carrying the status and the first part of the
-//! body. It does not alert or move the rollout: the runner decides what a failure means.
+//! `max_backoff`). Anything but a 2xx (redirects included: they are not followed) is an error
+//! carrying the status and the first part of the body. It does not alert or move the rollout: the runner decides what a failure means.
 
 use super::{
-    Actuator, ActuatorError, ActuatorFuture, ConfigError, Failure, WeightChange, check_weight,
-    duration_str, truncate_head,
+    Actuator, ActuatorError, ActuatorFuture, ConfigError, Failure, WeightChange, chain,
+    check_weight, duration_str, truncate_head,
 };
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
@@ -137,6 +137,8 @@ impl WebhookActuator {
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(config.timeout)
+            // A redirect would turn the POST into a GET; report the 3xx instead.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("canaryd/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| fail(vec![format!("cannot build the HTTP client: {e}")]))?;
@@ -181,6 +183,7 @@ impl WebhookActuator {
                     url: url.clone(),
                     attempts: attempt,
                     transient,
+                    detail: chain(&source),
                     source,
                 };
                 (failure, None)

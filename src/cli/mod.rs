@@ -9,6 +9,7 @@ pub const USAGE_ERROR: u8 = 3;
 
 pub mod check;
 pub mod judge;
+pub mod serve;
 
 #[derive(Debug, Parser)]
 #[command(name = "canaryd", version, about = "Automated canary analysis daemon")]
@@ -23,6 +24,8 @@ pub enum Command {
     Judge(judge::JudgeArgs),
     /// Validate rule files; exits 0 when all are valid, 1 otherwise.
     Check(check::CheckArgs),
+    /// Run the daemon: analyse and drive every rollout of the rule files.
+    Serve(serve::ServeArgs),
 }
 
 /// Parse the command line and run the chosen subcommand.
@@ -41,5 +44,6 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Judge(args) => judge::run(args),
         Command::Check(args) => check::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

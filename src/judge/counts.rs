@@ -10,6 +10,7 @@
 use super::{
     CheckResult, CheckSpec, CountPoint, Direction, Effect, Evidence, Interval, IntervalScale,
     SideData, SideSummary, Thresholds, Verdict, bad_alternative, bad_word, beyond, fmt_num, fmt_p,
+    significance_level,
 };
 use crate::stats::{Counts, StatsError, fisher_exact, two_proportion_z};
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -201,7 +202,7 @@ pub(super) fn error_rate(
         "error rates summed over the window: canary {} of {} vs baseline {} of {}",
         c.errors, c.total, b.errors, b.total
     ));
-    let alpha = 1.0 - spec.confidence;
+    let alpha = significance_level(spec);
     let significant = p_value < alpha;
     let too_far = beyond(spec.direction, difference, tolerance);
     let rates = format!(
@@ -333,7 +334,7 @@ pub(super) fn error_rate_absolute(
         c.total,
         pp(threshold)
     ));
-    let alpha = 1.0 - spec.confidence;
+    let alpha = significance_level(spec);
     let significant = p_value < alpha;
     let too_far = beyond(spec.direction, rate - threshold, 0.0);
     let head = format!(

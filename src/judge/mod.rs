@@ -274,8 +274,9 @@ impl Thresholds {
 ///   counted; a side left empty is `Inconclusive("no data ...")`;
 /// - fewer than `min_samples` points (events, for error rates) on a side that matters is
 ///   `Inconclusive`, never `Pass`;
-/// - a statistical `Fail` needs both a p-value below `1 − confidence` and an effect beyond the
-///   tolerance, limit or threshold in the bad direction.
+/// - a statistical `Fail` needs both evidence at the confidence (the effect's interval at
+///   `confidence` excludes "no change" on the bad side, see [`significance_level`]) and an
+///   effect whose estimate is beyond the tolerance, limit or threshold in the bad direction.
 ///
 /// See the kind-specific rules on [`CheckKind`] and in this module's submodules.
 pub fn judge_check(spec: &CheckSpec, baseline: &SideData, canary: &SideData) -> CheckResult {
@@ -383,6 +384,21 @@ fn inconclusive_result(spec: &CheckSpec, thresholds: Thresholds, reason: String)
             comparison: None,
             thresholds,
         },
+    }
+}
+
+/// The p-value below which a test counts as evidence that the canary is worse.
+///
+/// `confidence` is the two-sided confidence of the effect's interval that the evidence reports,
+/// and a verdict agrees with that interval: a directional check (higher or lower is worse) needs
+/// its one-sided p-value below (1 − confidence) / 2, which is the interval at `confidence`
+/// lying wholly on the bad side of "no change"; `Either` needs its two-sided p-value below
+/// 1 − confidence. At the default 0.99 a healthy canary trips a directional check at most 0.5%
+/// of the time, so an analysis of two checks stays within 1% (see BENCHMARKS.md, "Judge").
+fn significance_level(spec: &CheckSpec) -> f64 {
+    match spec.direction {
+        Direction::Either => 1.0 - spec.confidence,
+        Direction::HigherIsWorse | Direction::LowerIsWorse => (1.0 - spec.confidence) / 2.0,
     }
 }
 

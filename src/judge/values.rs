@@ -12,7 +12,7 @@
 use super::{
     Aggregate, AggregateValue, CheckResult, CheckSpec, Direction, Effect, Evidence, Interval,
     IntervalScale, PAIR_TOLERANCE_SECONDS, Point, SideData, SideSummary, Thresholds, Verdict,
-    bad_alternative, bad_word, beyond, fmt_num, fmt_p,
+    bad_alternative, bad_word, beyond, fmt_num, fmt_p, significance_level,
 };
 use crate::stats::{
     self, MwMethod, StatsError, hodges_lehmann, hodges_lehmann_ci, mann_kendall, mann_whitney_u,
@@ -223,7 +223,7 @@ pub(super) fn relative(
     evidence.test = Some(m.test);
     evidence.comparison = Some(m.comparison);
 
-    let alpha = 1.0 - spec.confidence;
+    let alpha = significance_level(spec);
     let significant = m.p_value < alpha;
     let too_far = beyond(spec.direction, m.relative, tolerance);
     let effect = format!("canary {} vs baseline", pct(m.relative));
@@ -597,7 +597,7 @@ pub(super) fn trend(
             " (no timestamps: one point per minute assumed)"
         }
     ));
-    let alpha = 1.0 - spec.confidence;
+    let alpha = significance_level(spec);
     let significant = mk.p_value < alpha;
     let too_steep = beyond(spec.direction, ts.slope, max_slope);
     let slope = format!("canary slope {} per minute", fmt_num(ts.slope));

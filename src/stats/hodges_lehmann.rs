@@ -61,7 +61,14 @@ impl Differences {
     /// `lo[i]..=hi[i]` (true for any `p` strictly between the values already excluded on either
     /// side). Row counts are non-decreasing down the rows, so the column pointer only moves
     /// forward and never scans outside the candidate range: O(n + min(m, candidates)).
-    fn count_rows(&self, p: f64, strict: bool, lo: &[usize], hi: &[usize], out: &mut [usize]) -> u64 {
+    fn count_rows(
+        &self,
+        p: f64,
+        strict: bool,
+        lo: &[usize],
+        hi: &[usize],
+        out: &mut [usize],
+    ) -> u64 {
         let mut j = 0usize;
         let mut total = 0u64;
         for (i, slot) in out.iter_mut().enumerate() {
@@ -104,7 +111,7 @@ impl Differences {
     /// between the two. Each round draws a random sample of candidates and takes two of them as
     /// pivots bracketing the expected position of the answer (Floyd-Rivest); counting entries
     /// `<=` the lower pivot and `<` the upper one either finds the answer (a pivot that ties it)
-    /// or cuts the candidates down, typically by a factor of ten or more per round.
+    /// or cuts the candidates down, typically to a sixth or less per round.
     fn select(&self, k: u64) -> f64 {
         const SAMPLE: usize = 1024;
         let (n, m) = (self.xs.len(), self.ys.len());
@@ -186,7 +193,11 @@ impl Differences {
             self.next_above(a).unwrap_or(a)
         };
         let mid = (a + b) / 2.0;
-        if mid.is_finite() { mid } else { a / 2.0 + b / 2.0 }
+        if mid.is_finite() {
+            mid
+        } else {
+            a / 2.0 + b / 2.0
+        }
     }
 }
 
@@ -275,7 +286,10 @@ mod tests {
     use super::*;
 
     fn all_differences(x: &[f64], y: &[f64]) -> Vec<f64> {
-        let mut d: Vec<f64> = y.iter().flat_map(|&b| x.iter().map(move |&a| b - a)).collect();
+        let mut d: Vec<f64> = y
+            .iter()
+            .flat_map(|&b| x.iter().map(move |&a| b - a))
+            .collect();
         d.sort_by(f64::total_cmp);
         d
     }
@@ -285,7 +299,11 @@ mod tests {
         (0..len)
             .map(|_| {
                 let v = (g.next() >> 11) as f64 / (1u64 << 53) as f64;
-                if ties { (v * 6.0).floor() } else { v * 10.0 - 3.0 }
+                if ties {
+                    (v * 6.0).floor()
+                } else {
+                    v * 10.0 - 3.0
+                }
             })
             .collect()
     }
@@ -313,11 +331,20 @@ mod tests {
 
     #[test]
     fn shift_is_the_numpy_median_of_differences() {
-        for (seed, n, m, ties) in [(5, 4, 6, false), (6, 3, 3, false), (7, 30, 20, true), (8, 2, 1, false)] {
+        for (seed, n, m, ties) in [
+            (5, 4, 6, false),
+            (6, 3, 3, false),
+            (7, 30, 20, true),
+            (8, 2, 1, false),
+        ] {
             let (x, y) = (sample(seed, n, ties), sample(seed + 7, m, ties));
             let brute = all_differences(&x, &y);
             let t = brute.len();
-            let median = if t % 2 == 1 { brute[t / 2] } else { (brute[t / 2 - 1] + brute[t / 2]) / 2.0 };
+            let median = if t % 2 == 1 {
+                brute[t / 2]
+            } else {
+                (brute[t / 2 - 1] + brute[t / 2]) / 2.0
+            };
             assert_eq!(hodges_lehmann(&x, &y).unwrap(), median);
         }
         assert_eq!(hodges_lehmann(&[0.0, 6.0], &[2.0, 2.0, 4.0]).unwrap(), 0.0);
@@ -345,10 +372,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(matches!(hodges_lehmann(&[], &[1.0]), Err(StatsError::TooFew { .. })));
-        assert!(matches!(hodges_lehmann(&[1.0], &[f64::NAN]), Err(StatsError::NonFinite { .. })));
+        assert!(matches!(
+            hodges_lehmann(&[], &[1.0]),
+            Err(StatsError::TooFew { .. })
+        ));
+        assert!(matches!(
+            hodges_lehmann(&[1.0], &[f64::NAN]),
+            Err(StatsError::NonFinite { .. })
+        ));
         for c in [0.0, 1.0, -0.5, f64::NAN] {
-            assert!(matches!(hodges_lehmann_ci(&[1.0, 2.0], &[3.0, 4.0], c), Err(StatsError::Invalid(_))));
+            assert!(matches!(
+                hodges_lehmann_ci(&[1.0, 2.0], &[3.0, 4.0], c),
+                Err(StatsError::Invalid(_))
+            ));
         }
         // 2 vs 2 can never reach 99%: the widest interval covers 1 - 2/6.
         assert!(matches!(

@@ -184,7 +184,7 @@ fn exact_sf(n: usize, m: usize, u: f64) -> Result<f64, StatsError> {
         return Ok(0.0);
     }
     // By symmetry P(U >= u) = P(U <= nm - u); use whichever tail is shorter.
-    let (limit, upper) = if nm - u <= u - 1 {
+    let (limit, upper) = if nm - u < u {
         ((nm - u) as usize, false)
     } else {
         ((u - 1) as usize, true)
@@ -295,7 +295,10 @@ mod tests {
     fn recurrence_matches_enumeration() {
         for (n, m) in [(1, 1), (2, 3), (3, 2), (4, 4), (5, 7), (1, 9), (6, 6)] {
             let brute = brute_cdf(n, m);
-            for exact in [exact_cdf(n, m, n * m), exact_cdf_recurrence(n.min(m), n.max(m), n * m)] {
+            for exact in [
+                exact_cdf(n, m, n * m),
+                exact_cdf_recurrence(n.min(m), n.max(m), n * m),
+            ] {
                 for (a, b) in exact.iter().zip(&brute) {
                     assert!((a - b).abs() < 1e-14, "n={n} m={m}: {a} vs {b}");
                 }
@@ -317,8 +320,14 @@ mod tests {
         assert_eq!(r.u, 0.0);
         assert!((r.p_value - 0.1).abs() < 1e-15);
         assert_eq!(r.method, MwMethod::Exact);
-        let r = mann_whitney_u(&[1.0, 2.0], &[3.0, 4.0, 5.0, 6.0], Alternative::Less, MwMethod::Auto, true)
-            .unwrap();
+        let r = mann_whitney_u(
+            &[1.0, 2.0],
+            &[3.0, 4.0, 5.0, 6.0],
+            Alternative::Less,
+            MwMethod::Auto,
+            true,
+        )
+        .unwrap();
         // Only one of C(6,2) = 15 arrangements is this extreme.
         assert!((r.p_value - 1.0 / 15.0).abs() < 1e-15);
     }
@@ -345,13 +354,25 @@ mod tests {
     #[test]
     fn ties_use_midranks_and_auto_goes_asymptotic() {
         // Pooled: 1 2 2 3 -> ranks 1, 2.5, 2.5, 4. x = [2, 3]: R = 6.5, U = 3.5.
-        let r = mann_whitney_u(&[2.0, 3.0], &[1.0, 2.0], Alternative::TwoSided, MwMethod::Auto, true)
-            .unwrap();
+        let r = mann_whitney_u(
+            &[2.0, 3.0],
+            &[1.0, 2.0],
+            Alternative::TwoSided,
+            MwMethod::Auto,
+            true,
+        )
+        .unwrap();
         assert_eq!(r.u, 3.5);
         assert_eq!(r.method, MwMethod::Asymptotic);
         // All tied: no evidence at all.
-        let r = mann_whitney_u(&[1.0, 1.0], &[1.0, 1.0], Alternative::Greater, MwMethod::Asymptotic, true)
-            .unwrap();
+        let r = mann_whitney_u(
+            &[1.0, 1.0],
+            &[1.0, 1.0],
+            Alternative::Greater,
+            MwMethod::Asymptotic,
+            true,
+        )
+        .unwrap();
         assert_eq!(r.p_value, 1.0);
     }
 

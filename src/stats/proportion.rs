@@ -73,7 +73,10 @@ pub fn two_proportion_z(
         p1 * (1.0 - p1) / n1 + p2 * (1.0 - p2) / n2
     };
     if var == 0.0 && diff == 0.0 {
-        return Ok(ZTest { z: 0.0, p_value: 1.0 });
+        return Ok(ZTest {
+            z: 0.0,
+            p_value: 1.0,
+        });
     }
     let z = diff / var.sqrt();
     Ok(ZTest {
@@ -113,7 +116,13 @@ mod tests {
     #[test]
     fn no_errors_anywhere_is_no_evidence() {
         let r = two_proportion_z(c(0, 100), c(0, 50), Alternative::TwoSided, true).unwrap();
-        assert_eq!(r, ZTest { z: 0.0, p_value: 1.0 });
+        assert_eq!(
+            r,
+            ZTest {
+                z: 0.0,
+                p_value: 1.0
+            }
+        );
     }
 
     #[test]
@@ -124,7 +133,10 @@ mod tests {
         ));
         assert!(matches!(
             two_proportion_z(c(0, 4), c(0, 0), Alternative::Less, true),
-            Err(StatsError::TooFew { what: "baseline counts", .. })
+            Err(StatsError::TooFew {
+                what: "baseline counts",
+                ..
+            })
         ));
     }
 }

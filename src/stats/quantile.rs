@@ -96,7 +96,11 @@ fn radix_sort_u64(keys: &mut Vec<u64>) {
 /// NumPy's `_lerp`: interpolates from whichever end is nearer, so `t = 1` returns `b` exactly.
 fn lerp(a: f64, b: f64, t: f64) -> f64 {
     let diff = b - a;
-    if t >= 0.5 { b - diff * (1.0 - t) } else { a + diff * t }
+    if t >= 0.5 {
+        b - diff * (1.0 - t)
+    } else {
+        a + diff * t
+    }
 }
 
 fn check_q(q: f64) -> Result<(), StatsError> {
@@ -160,7 +164,10 @@ mod tests {
             Err(StatsError::NonFinite { .. })
         ));
         assert!(matches!(quantile(&[1.0], 1.5), Err(StatsError::Invalid(_))));
-        assert!(matches!(quantiles(&[1.0], &[0.5, f64::NAN]), Err(StatsError::Invalid(_))));
+        assert!(matches!(
+            quantiles(&[1.0], &[0.5, f64::NAN]),
+            Err(StatsError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -74,16 +74,28 @@ mod tests {
     #[test]
     fn matches_scipy_on_a_small_case() {
         // scipy.stats.ttest_ind([1,2,3,4], [2,4,6,8,10], equal_var=False)
-        let r = welch_t(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 6.0, 8.0, 10.0], Alternative::TwoSided)
-            .unwrap();
+        let r = welch_t(
+            &[1.0, 2.0, 3.0, 4.0],
+            &[2.0, 4.0, 6.0, 8.0, 10.0],
+            Alternative::TwoSided,
+        )
+        .unwrap();
         let se = (1.25f64 / 3.0 * 4.0 / 4.0 + 10.0 / 5.0).sqrt();
         assert!((r.t - (2.5 - 6.0) / se).abs() < 1e-12);
         let (a, b) = (5.0f64 / 12.0, 2.0f64);
         assert!((r.df - (a + b).powi(2) / (a * a / 3.0 + b * b / 4.0)).abs() < 1e-12);
-        let g = welch_t(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 6.0, 8.0, 10.0], Alternative::Greater)
-            .unwrap();
-        let l = welch_t(&[1.0, 2.0, 3.0, 4.0], &[2.0, 4.0, 6.0, 8.0, 10.0], Alternative::Less)
-            .unwrap();
+        let g = welch_t(
+            &[1.0, 2.0, 3.0, 4.0],
+            &[2.0, 4.0, 6.0, 8.0, 10.0],
+            Alternative::Greater,
+        )
+        .unwrap();
+        let l = welch_t(
+            &[1.0, 2.0, 3.0, 4.0],
+            &[2.0, 4.0, 6.0, 8.0, 10.0],
+            Alternative::Less,
+        )
+        .unwrap();
         assert!((g.p_value + l.p_value - 1.0).abs() < 1e-12);
         assert!((r.p_value - 2.0 * l.p_value).abs() < 1e-12);
     }
@@ -92,7 +104,11 @@ mod tests {
     fn rejects_degenerate_samples() {
         assert!(matches!(
             welch_t(&[1.0], &[1.0, 2.0], Alternative::Less),
-            Err(StatsError::TooFew { needed: 2, got: 1, .. })
+            Err(StatsError::TooFew {
+                needed: 2,
+                got: 1,
+                ..
+            })
         ));
         assert!(matches!(
             welch_t(&[1.0, 1.0], &[2.0, 2.0], Alternative::Less),

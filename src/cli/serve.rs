@@ -1,0 +1,93 @@
+//! `canaryd serve`: load the config, set up logging, and run the daemon until SIGTERM or SIGINT;
+//! SIGHUP reloads the rules. The only place that knows about signals: it turns them into the
+//! daemon's `CancellationToken` and reload channel.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config;
+use crate::daemon::{self, Options};
+
+/// Exit code when the daemon stops on an error (bad config, bad rules, store trouble).
+pub const FAILURE: u8 = 1;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The daemon config file.
+    #[arg(long, default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+}
+
+/// Whether `CANARYD_EMERGENCY_STOP` asks for an emergency stop at start.
+fn emergency_from_env() -> bool {
+    std::env::var("CANARYD_EMERGENCY_STOP").is_ok_and(|v| {
+        matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+    })
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    let config = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("canaryd: {e}");
+            return ExitCode::from(FAILURE);
+        }
+    };
+    if let Err(e) = crate::logging::init(&config.log) {
+        eprintln!("canaryd: {e}");
+        return ExitCode::from(FAILURE);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("canaryd: cannot start the async runtime: {e}");
+            return ExitCode::from(FAILURE);
+        }
+    };
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let (reload_tx, reload_rx) = mpsc::channel(4);
+        let signals = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => (term, int, hup),
+            _ => {
+                eprintln!("canaryd: cannot install signal handlers");
+                return ExitCode::from(FAILURE);
+            }
+        };
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let (mut term, mut int, mut hup) = signals;
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { tracing::info!("SIGTERM received."); token.cancel(); return; }
+                    _ = int.recv() => { tracing::info!("SIGINT received."); token.cancel(); return; }
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP received: reloading rules.");
+                        let _ = reload_tx.try_send(());
+                    }
+                }
+            }
+        });
+        let options = Options {
+            emergency_stop_at_start: emergency_from_env(),
+            on_listen: None,
+        };
+        match daemon::run(config, options, shutdown, reload_rx).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "canaryd stopped on an error.");
+                eprintln!("canaryd: {e}");
+                ExitCode::from(FAILURE)
+            }
+        }
+    })
+}

@@ -1,0 +1,344 @@
+//! The daemon's configuration (`canaryd.toml`): its shapes, loading in two stages and validation.
+//!
+//! This module owns the `[server]`, `[log]`, `[scheduler]`, `[sources.*]`, `[actuators.*]` and
+//! `[receivers.*]` schema. Loading first parses the file with `toml`, so syntax errors and unknown
+//! keys are reported with file:line:column; then it applies `CANARYD__SECTION__KEY` environment
+//! overrides through the `config` crate (which loses positions, hence the first pass); then the
+//! pure [`Config::validate`] returns every remaining problem at once. It builds nothing (sources
+//! and actuators are built by the daemon) and reads no file but the config itself.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::actuator::ActuatorConfig;
+use crate::rules::{KnownNames, SourceText};
+use crate::source::{PrometheusConfig, PrometheusSource};
+
+/// Where `canaryd serve` looks for its config when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/canaryd/canaryd.toml";
+
+/// The prefix of environment overrides: `CANARYD__SERVER__LISTEN=127.0.0.1:9797`.
+pub const ENV_PREFIX: &str = "CANARYD";
+/// Separates the prefix and the path of an override's key.
+pub const ENV_SEPARATOR: &str = "__";
+
+/// The whole daemon configuration, after overrides. Call [`Config::validate`] before use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite state database lives.
+    pub state_dir: PathBuf,
+    /// Where the rule files (`*.toml`, one rollout each) live.
+    pub rules_dir: PathBuf,
+    /// While this file exists, every rollout is held at 0% (emergency stop).
+    #[serde(default)]
+    pub emergency_stop_file: Option<PathBuf>,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    #[serde(default)]
+    pub actuators: BTreeMap<String, ActuatorConfig>,
+    #[serde(default)]
+    pub receivers: BTreeMap<String, ReceiverConfig>,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port; loopback by default, since the API has no authentication yet.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The base URL people use to reach the daemon, for links in notifications.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Accept emergency-stop requests from other hosts (off: loopback peers only).
+    #[serde(default)]
+    pub remote_emergency_stop: bool,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9797))
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            public_url: None,
+            remote_emergency_stop: false,
+        }
+    }
+}
+
+/// `[log]`: how logs are written (to stderr, which journald collects).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `canaryd=debug,info`, ...
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_level() -> String {
+    "info".to_string()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: default_level(),
+        }
+    }
+}
+
+/// Readable lines for a terminal, or one JSON object per line for log collectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[scheduler]`: limits on what the analyses may ask of the metric backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Queries in flight at once, across every rollout.
+    #[serde(default = "default_max_queries")]
+    pub max_concurrent_queries: usize,
+    /// Consecutive analyses failing on backend errors before an alert is raised. The rollout
+    /// holds from the first error either way.
+    #[serde(default = "default_error_limit")]
+    pub backend_error_limit: u32,
+}
+
+fn default_max_queries() -> usize {
+    8
+}
+
+fn default_error_limit() -> u32 {
+    3
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            max_concurrent_queries: default_max_queries(),
+            backend_error_limit: default_error_limit(),
+        }
+    }
+}
+
+/// One `[sources.NAME]` table, chosen by its `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceConfig {
+    Prometheus(PrometheusConfig),
+}
+
+/// One `[receivers.NAME]` table. Only the kind is checked for now; delivery (and the checking
+/// of the other keys) belongs to the notifiers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiverConfig {
+    pub kind: ReceiverKind,
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+/// The kinds of receiver notifications can go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiverKind {
+    Email,
+    Slack,
+    Webhook,
+    Pagerduty,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Syntax, unknown keys, wrong types: with file:line:column.
+    #[error("{0}")]
+    Parse(crate::rules::Problem),
+    /// An environment override that does not fit the schema.
+    #[error("config {path} with environment overrides ({vars}) is not valid: {message}")]
+    Override {
+        path: PathBuf,
+        vars: String,
+        message: String,
+    },
+    /// Every problem [`Config::validate`] found.
+    #[error("{}", Problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+struct Problems<'a>(&'a Path, &'a [String]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config {} is not valid:", self.0.display())?;
+        for p in self.1 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Read, parse, override from the process environment and validate the config at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    parse(path, &text, &env)
+}
+
+/// Parse config text, apply the `CANARYD__*` overrides found in `env`, and validate. Pure.
+pub fn parse(path: &Path, text: &str, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+    // Stage 1: the file alone, for positions.
+    let from_file: Config = toml::from_str(text).map_err(|e| {
+        let src = SourceText::new(path, text);
+        ConfigError::Parse(src.problem(e.span(), e.message().trim().to_string(), None))
+    })?;
+    // Stage 2: overrides.
+    let overrides: HashMap<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}")))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let config = if overrides.is_empty() {
+        from_file
+    } else {
+        let mut vars: Vec<&str> = overrides.keys().map(String::as_str).collect();
+        vars.sort_unstable();
+        let vars = vars.join(", ");
+        let fail = |message: String| ConfigError::Override {
+            path: path.to_path_buf(),
+            vars: vars.clone(),
+            message,
+        };
+        ::config::Config::builder()
+            .add_source(::config::File::from_str(text, ::config::FileFormat::Toml))
+            .add_source(
+                ::config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator(ENV_SEPARATOR)
+                    .separator(ENV_SEPARATOR)
+                    .try_parsing(true)
+                    .source(Some(overrides.into_iter().collect())),
+            )
+            .build()
+            .map_err(|e| fail(e.to_string()))?
+            .try_deserialize::<Config>()
+            .map_err(|e| fail(e.to_string()))?
+    };
+    // Stage 3: meaning.
+    config.validate().map_err(|problems| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        problems,
+    })?;
+    Ok(config)
+}
+
+impl Config {
+    /// Every problem with the settings at once; `Ok` when the daemon can run with them.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.state_dir.as_os_str().is_empty() {
+            problems.push("`state_dir` is empty: give the directory for the state database".into());
+        }
+        if self.rules_dir.as_os_str().is_empty() {
+            problems.push("`rules_dir` is empty: give the directory of the rule files".into());
+        }
+        if let Some(file) = &self.emergency_stop_file
+            && file.as_os_str().is_empty()
+        {
+            problems.push("`emergency_stop_file` is empty: remove the key or give a path".into());
+        }
+        if self.scheduler.max_concurrent_queries == 0 {
+            problems.push("`scheduler.max_concurrent_queries` must be at least 1".into());
+        }
+        if self.scheduler.backend_error_limit == 0 {
+            problems.push("`scheduler.backend_error_limit` must be at least 1".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problems.push(format!(
+                "`log.level` = {:?} is not a valid filter ({e}); use e.g. \"info\" or \"canaryd=debug,info\"",
+                self.log.level
+            ));
+        }
+        if let Some(url) = &self.server.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            problems.push(format!(
+                "`server.public_url` = {url:?} must start with http:// or https://"
+            ));
+        }
+        for (name, source) in &self.sources {
+            match source {
+                SourceConfig::Prometheus(c) => {
+                    if let Err(e) = PrometheusSource::new(name.clone(), c) {
+                        problems.push(format!("[sources.{name}]: {e}"));
+                    }
+                }
+            }
+        }
+        for (name, actuator) in &self.actuators {
+            if let Err(e) = crate::actuator::validate(name, actuator) {
+                problems.push(format!("[actuators.{name}]: {e}"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The names rule files may refer to.
+    pub fn known_names(&self) -> KnownNames {
+        KnownNames::new(
+            self.sources.keys().cloned().collect::<Vec<_>>(),
+            self.actuators.keys().cloned().collect(),
+            self.receivers.keys().cloned().collect(),
+        )
+    }
+
+    /// The longest a source waits for one attempt, to bound shutdown and analyses.
+    pub fn max_source_timeout(&self) -> Duration {
+        self.sources
+            .values()
+            .map(|s| match s {
+                SourceConfig::Prometheus(c) => c.timeout,
+            })
+            .max()
+            .unwrap_or(Duration::from_secs(10))
+    }
+}
+
+#[cfg(test)]
+mod tests;

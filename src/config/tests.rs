@@ -1,0 +1,128 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+state_dir = "/var/lib/canaryd"
+rules_dir = "/etc/canaryd/rules"
+
+[server]
+listen = "127.0.0.1:9797"
+
+[sources.prometheus]
+kind = "prometheus"
+url = "http://127.0.0.1:9090"
+
+[actuators.builtin]
+kind = "builtin"
+
+[receivers.pager]
+kind = "pagerduty"
+routing_key_file = "/etc/canaryd/pagerduty.key"
+"#;
+
+fn no_env() -> HashMap<String, String> {
+    HashMap::new()
+}
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_minimal_config_parses_with_defaults() {
+    let c = parse(Path::new("c.toml"), MINIMAL, &no_env()).unwrap();
+    assert_eq!(c.server.listen, "127.0.0.1:9797".parse().unwrap());
+    assert_eq!(c.scheduler, SchedulerConfig::default());
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert_eq!(c.receivers["pager"].kind, ReceiverKind::Pagerduty);
+    assert!(c.receivers["pager"].settings.contains_key("routing_key_file"));
+    assert!(matches!(c.sources["prometheus"], SourceConfig::Prometheus(_)));
+}
+
+#[test]
+fn unknown_keys_are_reported_with_line_and_column() {
+    let text = MINIMAL.replace("[server]\n", "[server]\nlisten_adress = \"x\"\n");
+    let err = parse(Path::new("c.toml"), &text, &no_env()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("c.toml:6:1: error:"), "{msg}");
+    assert!(msg.contains("listen_adress"), "{msg}");
+}
+
+#[test]
+fn unknown_keys_inside_a_source_are_reported() {
+    let text = MINIMAL.replace("url = ", "timout = \"1s\"\nurl = ");
+    let msg = parse(Path::new("c.toml"), &text, &no_env()).unwrap_err().to_string();
+    assert!(msg.starts_with("c.toml:"), "{msg}");
+    assert!(msg.contains("timout"), "{msg}");
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let msg = parse(Path::new("c.toml"), "state_dir = \n", &no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.starts_with("c.toml:1:"), "{msg}");
+}
+
+#[test]
+fn environment_overrides_win_over_the_file() {
+    let e = env(&[
+        ("CANARYD__SERVER__LISTEN", "127.0.0.1:9999"),
+        ("CANARYD__STATE_DIR", "/tmp/elsewhere"),
+        ("CANARYD__SCHEDULER__BACKEND_ERROR_LIMIT", "7"),
+        ("CANARYD__SOURCES__PROMETHEUS__URL", "http://127.0.0.1:9191"),
+        ("CANARYD_EMERGENCY_STOP", "true"),
+        ("PATH", "/usr/bin"),
+    ]);
+    let c = parse(Path::new("c.toml"), MINIMAL, &e).unwrap();
+    assert_eq!(c.server.listen, "127.0.0.1:9999".parse().unwrap());
+    assert_eq!(c.state_dir, PathBuf::from("/tmp/elsewhere"));
+    assert_eq!(c.scheduler.backend_error_limit, 7);
+    let SourceConfig::Prometheus(p) = &c.sources["prometheus"];
+    assert_eq!(p.url, "http://127.0.0.1:9191");
+    assert_eq!(c.receivers["pager"].kind, ReceiverKind::Pagerduty);
+}
+
+#[test]
+fn an_override_with_an_unknown_key_is_an_error_naming_the_variable() {
+    let e = env(&[("CANARYD__SERVER__LISTN", "127.0.0.1:1")]);
+    let msg = parse(Path::new("c.toml"), MINIMAL, &e).unwrap_err().to_string();
+    assert!(msg.contains("CANARYD__SERVER__LISTN"), "{msg}");
+    assert!(msg.contains("listn"), "{msg}");
+}
+
+#[test]
+fn validation_reports_every_problem_at_once() {
+    let text = format!(
+        "{MINIMAL}\n[scheduler]\nmax_concurrent_queries = 0\nbackend_error_limit = 0\n\
+         [actuators.lb]\nkind = \"webhook\"\nurl = \"ftp://x\"\n"
+    )
+    .replace("http://127.0.0.1:9090", "not a url");
+    let err = parse(Path::new("c.toml"), &text, &no_env()).unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(problems.len(), 4, "{err}");
+    let msg = err.to_string();
+    for needle in ["max_concurrent_queries", "backend_error_limit", "[sources.prometheus]", "[actuators.lb]"] {
+        assert!(msg.contains(needle), "{needle} missing from {msg}");
+    }
+}
+
+#[test]
+fn unknown_receiver_kinds_are_refused() {
+    let text = MINIMAL.replace("kind = \"pagerduty\"", "kind = \"carrier-pigeon\"");
+    let msg = parse(Path::new("c.toml"), &text, &no_env()).unwrap_err().to_string();
+    assert!(msg.contains("carrier-pigeon"), "{msg}");
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/canaryd.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let c = parse(&path, &text, &no_env()).unwrap();
+    assert!(c.server.listen.ip().is_loopback());
+    assert!(c.emergency_stop_file.is_some());
+}

@@ -1,0 +1,371 @@
+//! `canaryd serve`: the long-running daemon, embeddable through [`run`].
+//!
+//! It owns the daemon's world and its lifecycle: open the store, load and validate the rules,
+//! build sources and actuators, re-drive the actuator intents a crash left pending, start one
+//! supervised task per rollout ([`scheduler`], [`runner`]), serve HTTP ([`server`]), watch the
+//! emergency stop ([`emergency`]) and reload rules on request or on file changes ([`reload`]:
+//! validate, build, then swap). It knows no signals: the caller cancels a `CancellationToken` to
+//! stop it and sends `()` on a channel to reload, so tests run the whole daemon in-process. It
+//! decides nothing about rollouts: the state machine does, through the runners.
+//!
+//! - [`analysis`]: query both sides, judge, score.
+//! - [`runner`]: one rollout's task: step, record, then act.
+//! - [`scheduler`]: supervised tasks and mailboxes.
+//! - [`reload`]: rule reloads (SIGHUP, file changes).
+//! - [`emergency`]: the emergency-stop switch.
+//! - [`server`]: HTTP routes.
+//! - [`metrics`], [`status`]: what `/metrics` and `/v1/rollouts` show.
+
+pub mod analysis;
+pub mod emergency;
+pub mod metrics;
+pub mod reload;
+pub mod runner;
+pub mod scheduler;
+pub mod server;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::actuator::{self, Actuator, WeightChange, WeightTable};
+use crate::config::{Config, SourceConfig};
+use crate::rollout::RolloutState;
+use crate::rules::{Problem, RolloutRule};
+use crate::source::{MetricSource, PrometheusSource};
+use crate::store::{Store, StoreError};
+
+pub use emergency::Emergency;
+pub use metrics::Metrics;
+pub use status::RolloutStatus;
+
+/// How long shutdown waits for in-flight analyses and steps before stopping them.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(7);
+
+/// Why the daemon could not start (or stopped on an error).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the rule files in {dir} are not valid:\n{}", list(problems))]
+    Rules { dir: String, problems: Vec<Problem> },
+    #[error("source `{name}`: {message}")]
+    Source { name: String, message: String },
+    #[error("{0}")]
+    Actuator(#[from] actuator::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Extra knobs for embedding.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Engage the emergency stop at start (the binary sets it from `CANARYD_EMERGENCY_STOP`).
+    pub emergency_stop_at_start: bool,
+    /// Told the bound address once the listener is up (useful with port 0).
+    pub on_listen: Option<oneshot::Sender<SocketAddr>>,
+}
+
+/// The loaded rules, swapped whole on reload.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    pub rules: BTreeMap<String, Arc<RolloutRule>>,
+}
+
+impl RuleSet {
+    pub fn get(&self, name: &str) -> Option<Arc<RolloutRule>> {
+        self.rules.get(name).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<RolloutRule>> {
+        self.rules.values().cloned().collect()
+    }
+}
+
+/// What every part of the daemon shares.
+pub struct Shared {
+    pub config: Config,
+    pub store: Store,
+    pub rules: ArcSwap<RuleSet>,
+    pub sources: BTreeMap<String, Arc<dyn MetricSource>>,
+    pub actuators: BTreeMap<String, Arc<dyn Actuator>>,
+    /// The builtin actuator's weights, served over HTTP.
+    pub table: WeightTable,
+    pub metrics: Metrics,
+    statuses: RwLock<BTreeMap<String, RolloutStatus>>,
+    pub emergency: watch::Sender<Emergency>,
+    /// Bounds the metric queries in flight across the daemon.
+    pub permits: Arc<Semaphore>,
+    /// Store and rules are loaded.
+    pub ready: AtomicBool,
+    pub scheduler: scheduler::Scheduler,
+}
+
+impl Shared {
+    /// Replace one rollout's published status.
+    pub fn publish(&self, status: RolloutStatus) {
+        self.statuses
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(status.name.clone(), status);
+    }
+
+    /// Every rollout's status, by name.
+    pub fn statuses(&self) -> Vec<RolloutStatus> {
+        self.statuses
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// A short fingerprint of a rule, stored with each state to tell which rule it was computed under.
+pub fn fingerprint(rule: &RolloutRule) -> String {
+    // FNV-1a over the rule's debug form: stable within a build, cheap, no extra dependency.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("{rule:?}").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Build the metric sources of the config.
+fn build_sources(config: &Config) -> Result<BTreeMap<String, Arc<dyn MetricSource>>, DaemonError> {
+    let mut out: BTreeMap<String, Arc<dyn MetricSource>> = BTreeMap::new();
+    for (name, source) in &config.sources {
+        let built: Arc<dyn MetricSource> = match source {
+            SourceConfig::Prometheus(c) => Arc::new(PrometheusSource::new(name.clone(), c).map_err(
+                |e| DaemonError::Source {
+                    name: name.clone(),
+                    message: e.to_string(),
+                },
+            )?),
+        };
+        out.insert(name.clone(), built);
+    }
+    Ok(out)
+}
+
+/// Load and validate the rule files (blocking: call from `spawn_blocking`).
+pub fn load_rules(config: &Config) -> Result<RuleSet, Vec<Problem>> {
+    let rules = crate::rules::load_dir(&config.rules_dir, &config.known_names())?;
+    Ok(RuleSet {
+        rules: rules
+            .into_iter()
+            .map(|r| (r.name.clone(), Arc::new(r)))
+            .collect(),
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DaemonError::Internal(format!("a blocking task failed: {e}")))
+}
+
+/// Run the daemon until `shutdown` is cancelled. Each `()` received on `reload` reloads the rules.
+pub async fn run(
+    config: Config,
+    options: Options,
+    shutdown: CancellationToken,
+    reload: mpsc::Receiver<()>,
+) -> Result<(), DaemonError> {
+    crate::systemd::status("Opening the state database.");
+    let dir = config.state_dir.clone();
+    let store = blocking(move || Store::open(&dir)).await??;
+    crate::systemd::status("Loading rules.");
+    let cfg = config.clone();
+    let rules = blocking(move || load_rules(&cfg)).await?.map_err(|problems| DaemonError::Rules {
+        dir: config.rules_dir.display().to_string(),
+        problems,
+    })?;
+    let sources = build_sources(&config)?;
+    let table = WeightTable::new();
+    let mut actuators = BTreeMap::new();
+    for (name, c) in &config.actuators {
+        actuators.insert(name.clone(), actuator::build(name, c, &table)?);
+    }
+    for rule in rules.rules.values() {
+        table.register(&rule.name, rule.targeting.clone());
+    }
+    let (emergency_tx, _) = watch::channel(Emergency::default());
+    let shared = Arc::new(Shared {
+        permits: Arc::new(Semaphore::new(config.scheduler.max_concurrent_queries)),
+        config,
+        store,
+        rules: ArcSwap::from_pointee(rules),
+        sources,
+        actuators,
+        table,
+        metrics: Metrics::new(),
+        statuses: RwLock::new(BTreeMap::new()),
+        emergency: emergency_tx,
+        ready: AtomicBool::new(false),
+        scheduler: scheduler::Scheduler::default(),
+    });
+    reload::record_success(&shared);
+    shared.metrics.set("canaryd_emergency_stop_active", &[], 0.0);
+
+    restore(&shared).await?;
+
+    if options.emergency_stop_at_start {
+        emergency::engage(
+            &shared,
+            "CANARYD_EMERGENCY_STOP is set".to_string(),
+            "environment".to_string(),
+        )
+        .await
+        .map_err(DaemonError::Internal)?;
+    } else {
+        emergency::refresh(&shared, "").await;
+    }
+
+    let listener = tokio::net::TcpListener::bind(shared.config.server.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: shared.config.server.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| DaemonError::Listen {
+        addr: shared.config.server.listen,
+        source,
+    })?;
+    if let Some(tx) = options.on_listen {
+        let _ = tx.send(addr);
+    }
+
+    for name in shared.rules.load().rules.keys() {
+        shared.scheduler.spawn(&shared, name, &shutdown);
+    }
+    let file_watch = tokio::spawn(emergency::watch_file(Arc::clone(&shared), shutdown.clone()));
+    let reloader = tokio::spawn(reload::run(Arc::clone(&shared), reload, shutdown.clone()));
+    let watchdog = crate::systemd::watchdog_interval().map(|every| {
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    _ = tick.tick() => crate::systemd::watchdog(),
+                }
+            }
+        })
+    });
+
+    shared.ready.store(true, Ordering::SeqCst);
+    let summary = format!(
+        "Serving {} rollout(s) on http://{addr}.",
+        shared.rules.load().rules.len()
+    );
+    tracing::info!(listen = %addr, rollouts = shared.rules.load().rules.len(), "canaryd is ready.");
+    crate::systemd::ready(&summary);
+
+    let app = server::router(Arc::clone(&shared))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let token = shutdown.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await;
+
+    crate::systemd::stopping();
+    tracing::info!("Shutting down: finishing in-flight work.");
+    shared.ready.store(false, Ordering::SeqCst);
+    shared.scheduler.drain(DRAIN_LIMIT).await;
+    file_watch.abort();
+    reloader.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    tracing::info!("Stopped.");
+    served.map_err(DaemonError::Serve)
+}
+
+/// After a start (or a crash): publish the stored states, put the builtin weights back, and
+/// re-drive every intent whose outcome is unknown with its own idempotency key.
+async fn restore(shared: &Arc<Shared>) -> Result<(), DaemonError> {
+    let store = shared.store.clone();
+    let (states, pending) = blocking(move || {
+        Ok::<_, StoreError>((store.rollouts::<RolloutState>()?, store.pending_intents()?))
+    })
+    .await??;
+    let rules = shared.rules.load();
+    for stored in &states {
+        let rule = rules.get(&stored.name);
+        shared.publish(RolloutStatus::of(&stored.name, &stored.state, rule.as_deref()));
+        if rule.is_none() {
+            tracing::warn!(rollout = %stored.name, "A stored rollout has no rule file; it stays as it was.");
+        }
+    }
+    // The builtin table lives in memory: put each rollout's last recorded weight back.
+    for stored in &states {
+        let Some(rule) = rules.get(&stored.name) else {
+            continue;
+        };
+        let Some(act) = shared.actuators.get(&rule.actuator) else {
+            continue;
+        };
+        if act.kind() != "builtin" {
+            continue;
+        }
+        let change = WeightChange {
+            rollout: stored.name.clone(),
+            stage: runner::stage_label(&stored.state, &rule),
+            weight: stored.state.weight,
+            previous_weight: stored.state.weight,
+            reason: "restored after a restart".to_string(),
+            idempotency_key: format!("{}/restore/{}", stored.name, stored.updated_at.timestamp_millis()),
+        };
+        if let Err(e) = act.set_weight(&change).await {
+            tracing::error!(rollout = %stored.name, error = %e, "Could not restore the builtin weight.");
+        }
+    }
+    for intent in pending {
+        let Some(rule) = rules.get(&intent.rollout) else {
+            tracing::error!(rollout = %intent.rollout, key = %intent.idempotency_key, "A pending weight change has no rule file to name its actuator; left pending.");
+            continue;
+        };
+        let state = states
+            .iter()
+            .find(|s| s.name == intent.rollout)
+            .map(|s| s.state.clone())
+            .unwrap_or_default();
+        tracing::warn!(rollout = %intent.rollout, weight = intent.weight, key = %intent.idempotency_key, "Re-driving a weight change interrupted by a restart.");
+        let change = WeightChange {
+            rollout: intent.rollout.clone(),
+            stage: runner::stage_label(&state, &rule),
+            weight: intent.weight,
+            previous_weight: intent.previous_weight,
+            reason: "re-driven after a restart".to_string(),
+            idempotency_key: intent.idempotency_key.clone(),
+        };
+        runner::actuate(shared, &rule.actuator, intent.id, change).await;
+    }
+    Ok(())
+}

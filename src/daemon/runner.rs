@@ -1,0 +1,467 @@
+//! One rollout's task: the only place its state changes. Analyses on the rule's schedule, ticks,
+//! commands from its mailbox and emergency-stop changes are serialised here; each goes through
+//! the pure `step`, is recorded with `commit_step` (state, audit, actuator intent, outbox,
+//! analysis in one transaction) and only then acted on: the actuator is called with the intent's
+//! idempotency key and the intent completed. A backend error holds the rollout (no analysis and
+//! no tick reaches the machine) and alerts after `backend_error_limit` in a row.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::analysis::analyse;
+use super::status::RolloutStatus;
+use crate::actuator::WeightChange;
+use crate::rollout::{
+    Action, Command, Event, EventKind, Phase, RolloutState, Severity, TriggeredBy, step,
+};
+use crate::rules::{RolloutRule, Schedule};
+use crate::store::{NewAnalysis, NewAudit, NewIntent, NewMessage, Step};
+
+/// How often the machine is told that time passed (stage minimum and maximum durations).
+const TICK: Duration = Duration::from_millis(500);
+/// Attempts at one weight change before it is recorded as failed.
+const ACTUATOR_ATTEMPTS: u32 = 3;
+
+/// What can be sent to a rollout's task.
+#[derive(Debug)]
+pub enum Msg {
+    /// An operator's (or the daemon's) command; the reply says what became of it.
+    Command {
+        command: Command,
+        by: TriggeredBy,
+        reason: String,
+        reply: Option<oneshot::Sender<Result<RolloutStatus, String>>>,
+    },
+    /// The rule set was swapped: pick up the new rule (or notice it is gone).
+    RulesChanged,
+}
+
+/// The serde (kebab-case) name of a value, for the store's string columns.
+fn kebab<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "unknown".to_string(),
+    }
+}
+
+/// The messages an event becomes for the receivers a rule routes it to.
+pub fn route(
+    rules: &[&RolloutRule],
+    rollout: &str,
+    kind: EventKind,
+    severity: Severity,
+    message: &str,
+    at: DateTime<Utc>,
+    seq: usize,
+) -> Vec<NewMessage> {
+    let mut receivers: Vec<&str> = rules
+        .iter()
+        .flat_map(|r| r.routes.iter())
+        .filter(|route| route.matches(kind, severity))
+        .flat_map(|route| route.receivers.iter().map(String::as_str))
+        .collect();
+    receivers.sort_unstable();
+    receivers.dedup();
+    let stamp = at.timestamp_nanos_opt().unwrap_or_else(|| at.timestamp_micros());
+    receivers
+        .into_iter()
+        .map(|receiver| NewMessage {
+            receiver: receiver.to_string(),
+            dedupe_key: format!("{rollout}/{stamp}/{seq}/{}/{receiver}", kebab(&kind)),
+            event: kebab(&kind),
+            severity: kebab(&severity),
+            payload: serde_json::json!({
+                "rollout": rollout,
+                "event": kind,
+                "severity": severity,
+                "message": message,
+                "at": at,
+            }),
+        })
+        .collect()
+}
+
+/// Enqueue an alert that is not part of a step (reload failure, task restart, actuator failure),
+/// routed by the given rules, and log it.
+pub async fn alert(
+    shared: &Shared,
+    rules: Vec<Arc<RolloutRule>>,
+    rollout: &str,
+    kind: EventKind,
+    severity: Severity,
+    message: String,
+) {
+    let now = Utc::now();
+    let refs: Vec<&RolloutRule> = rules.iter().map(Arc::as_ref).collect();
+    let messages = route(&refs, rollout, kind, severity, &message, now, 0);
+    let store = shared.store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        messages
+            .iter()
+            .try_for_each(|m| store.enqueue(m, now).map(|_| ()))
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "Could not enqueue an alert."),
+        Err(e) => tracing::error!(error = %e, "Could not enqueue an alert."),
+    }
+}
+
+/// Carry out a recorded intent: call the actuator with its idempotency key (a few attempts for
+/// retryable failures), then record the outcome. Used for fresh intents and, at start-up, for
+/// the ones a crash left pending.
+pub async fn actuate(shared: &Shared, actuator: &str, intent_id: i64, change: WeightChange) {
+    let outcome = match shared.actuators.get(actuator) {
+        None => Err(format!("actuator `{actuator}` is not configured")),
+        Some(act) => {
+            let mut attempt = 1;
+            loop {
+                match act.set_weight(&change).await {
+                    Ok(()) => break Ok(()),
+                    Err(e) if e.retryable() && attempt < ACTUATOR_ATTEMPTS => {
+                        tracing::warn!(rollout = %change.rollout, attempt, error = %e, "Weight change failed; retrying.");
+                        tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                        attempt += 1;
+                    }
+                    Err(e) => break Err(e.to_string()),
+                }
+            }
+        }
+    };
+    if let Err(e) = &outcome {
+        shared.metrics.inc(
+            "canaryd_actuator_failures_total",
+            &[("rollout", &change.rollout), ("actuator", actuator)],
+        );
+        tracing::error!(rollout = %change.rollout, weight = change.weight, error = %e, "The actuator failed to set the weight.");
+    }
+    let store = shared.store.clone();
+    let result = outcome.clone();
+    let completed = tokio::task::spawn_blocking(move || {
+        store.complete_intent(intent_id, result.as_ref().map(|_| ()).map_err(String::as_str), Utc::now())
+    })
+    .await;
+    match completed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome."),
+        Err(e) => tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome."),
+    }
+    if let Err(e) = outcome {
+        let rules: Vec<Arc<RolloutRule>> = shared.rules.load().get(&change.rollout).into_iter().collect();
+        alert(
+            shared,
+            rules,
+            &change.rollout,
+            EventKind::ActuatorFailed,
+            Severity::Critical,
+            format!("Could not set the canary to {}%: {e}", change.weight),
+        )
+        .await;
+    }
+}
+
+/// The stage name a weight change belongs to, for actuators.
+pub fn stage_label(state: &RolloutState, rule: &RolloutRule) -> String {
+    match state.phase.stage().and_then(|s| rule.plan.stages.get(s)) {
+        Some(stage) => stage.name.clone(),
+        None => crate::daemon::status::phase_name(&state.phase).to_string(),
+    }
+}
+
+/// One rollout's running task.
+pub struct Runner {
+    shared: Arc<Shared>,
+    name: String,
+    rule: Arc<RolloutRule>,
+    state: RolloutState,
+    backend_errors: u32,
+    next_analysis: Instant,
+}
+
+impl Runner {
+    /// Load the rollout's state (or begin one) and start it if it is new.
+    pub async fn new(shared: Arc<Shared>, name: String, rule: Arc<RolloutRule>) -> Result<Runner, String> {
+        let store = shared.store.clone();
+        let key = name.clone();
+        let stored = tokio::task::spawn_blocking(move || store.rollout::<RolloutState>(&key))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let runner = Runner {
+            next_analysis: Instant::now() + first_delay(&rule.schedule),
+            shared,
+            name,
+            rule,
+            state: stored.map(|s| s.state).unwrap_or_default(),
+            backend_errors: 0,
+        };
+        runner.publish();
+        Ok(runner)
+    }
+
+    fn publish(&self) {
+        let status = RolloutStatus::of(&self.name, &self.state, Some(&self.rule));
+        self.shared.publish(status);
+    }
+
+    /// The task's loop, until shutdown.
+    pub async fn run(mut self, mailbox: Arc<Mutex<mpsc::Receiver<Msg>>>, shutdown: CancellationToken) {
+        let mut inbox = mailbox.lock().await;
+        let mut emergency = self.shared.emergency.subscribe();
+        if self.state.phase == Phase::Pending {
+            let start = Event::command(Command::Start, TriggeredBy::Schedule, "rule file loaded");
+            let _ = self.apply(start, None).await;
+        }
+        let at_start = emergency.borrow_and_update().clone();
+        self.sync_emergency(&at_start).await;
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let current = self.shared.rules.load().get(&self.name);
+            let present = current.is_some();
+            if let Some(rule) = current
+                && !Arc::ptr_eq(&rule, &self.rule)
+            {
+                if rule.schedule != self.rule.schedule {
+                    self.next_analysis = Instant::now() + first_delay(&rule.schedule);
+                }
+                self.rule = rule;
+                self.publish();
+            }
+            let active = matches!(self.state.phase, Phase::Progressing { .. } | Phase::WaitingApproval { .. });
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                changed = emergency.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = emergency.borrow_and_update().clone();
+                    self.sync_emergency(&now).await;
+                }
+                msg = inbox.recv() => match msg {
+                    None => return,
+                    Some(Msg::RulesChanged) => {
+                        if !present {
+                            self.pause_removed().await;
+                        }
+                    }
+                    Some(Msg::Command { command, by, reason, reply }) => {
+                        let result = self.apply(Event::command(command, by, reason), None).await;
+                        if let Some(reply) = reply {
+                            let _ = reply.send(result.map(|()| RolloutStatus::of(&self.name, &self.state, Some(&self.rule))));
+                        }
+                    }
+                },
+                () = tokio::time::sleep_until(self.next_analysis), if present => {
+                    if active {
+                        self.analysis().await;
+                    }
+                    self.next_analysis = Instant::now() + next_delay(&self.rule.schedule);
+                }
+                _ = ticker.tick(), if present && active && self.backend_errors == 0 => {
+                    let _ = self.apply(Event::Tick, None).await;
+                }
+            }
+        }
+    }
+
+    async fn sync_emergency(&mut self, emergency: &super::Emergency) {
+        let stopped = matches!(self.state.phase, Phase::EmergencyStopped { .. });
+        if emergency.active && !stopped {
+            let event = Event::command(Command::EmergencyStop, TriggeredBy::Emergency, emergency.reason.clone());
+            let _ = self.apply(event, None).await;
+        } else if !emergency.active && stopped {
+            let by = TriggeredBy::Operator(emergency.cleared_by.clone());
+            let event = Event::command(Command::ClearEmergency, by, "emergency stop cleared");
+            let _ = self.apply(event, None).await;
+        }
+    }
+
+    async fn pause_removed(&mut self) {
+        if matches!(self.state.phase, Phase::Progressing { .. } | Phase::WaitingApproval { .. }) {
+            let reason = format!("its rule file {} was removed", self.rule.path.display());
+            let _ = self
+                .apply(Event::command(Command::Pause, TriggeredBy::Schedule, reason), None)
+                .await;
+        }
+    }
+
+    async fn analysis(&mut self) {
+        let Some(source) = self.shared.sources.get(&self.rule.source).cloned() else {
+            tracing::error!(rollout = %self.name, source = %self.rule.source, "The rule's source is not configured; holding.");
+            return;
+        };
+        let started = Utc::now();
+        match analyse(&self.rule, source, Arc::clone(&self.shared.permits), started).await {
+            Ok(analysed) => {
+                if self.backend_errors > 0 {
+                    tracing::info!(rollout = %self.name, failed = self.backend_errors, "The metric backend answers again; analyses resume.");
+                    self.backend_errors = 0;
+                }
+                self.shared.metrics.inc(
+                    "canaryd_analyses_total",
+                    &[("rollout", &self.name), ("verdict", &analysed.record.outcome)],
+                );
+                tracing::info!(rollout = %self.name, outcome = %analysed.record.outcome, score = analysed.record.score, "Analysis judged.");
+                let _ = self.apply(Event::Analysis(analysed.report), Some(analysed.record)).await;
+            }
+            Err(e) => {
+                self.backend_errors += 1;
+                self.shared.metrics.inc(
+                    "canaryd_backend_query_errors_total",
+                    &[("rollout", &self.name), ("source", &self.rule.source)],
+                );
+                tracing::warn!(rollout = %self.name, errors = self.backend_errors, error = %e, "The metric backend failed; holding the rollout.");
+                if self.backend_errors == self.shared.config.scheduler.backend_error_limit {
+                    self.backend_alert(&e.to_string()).await;
+                }
+            }
+        }
+    }
+
+    /// Record and route the backend-errors alert: state unchanged, one audit entry.
+    async fn backend_alert(&mut self, error: &str) {
+        let now = Utc::now();
+        let reason = format!(
+            "{} analyses in a row failed on metric backend errors; holding at {}% (last: {error})",
+            self.backend_errors, self.state.weight
+        );
+        let audit = NewAudit {
+            action: "backend-errors".to_string(),
+            previous_weight: Some(self.state.weight),
+            new_weight: Some(self.state.weight),
+            reason: reason.clone(),
+            triggered_by: TriggeredBy::Schedule.to_string(),
+        };
+        let outbox = route(&[&self.rule], &self.name, EventKind::BackendErrors, Severity::Warning, &reason, now, 0);
+        tracing::error!(rollout = %self.name, weight = self.state.weight, "{reason}");
+        if let Err(e) = self.commit(self.state.clone(), vec![audit], None, outbox, None, now).await {
+            tracing::error!(rollout = %self.name, error = %e, "Could not record the backend alert.");
+        }
+    }
+
+    /// Step the machine, record the decision, then act on it.
+    async fn apply(&mut self, event: Event, analysis: Option<NewAnalysis>) -> Result<(), String> {
+        let now = Utc::now();
+        let (next, actions) = match step(&self.state, &self.rule.plan, event, now) {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::warn!(rollout = %self.name, error = %e, "The rollout refused the event.");
+                return Err(e.to_string());
+            }
+        };
+        if actions.is_empty() && next == self.state && analysis.is_none() {
+            return Ok(());
+        }
+        let mut audit = Vec::new();
+        let mut intent = None;
+        let mut outbox = Vec::new();
+        for (seq, action) in actions.iter().enumerate() {
+            match action {
+                Action::SetWeight { weight, previous } => {
+                    let stamp = now.timestamp_nanos_opt().unwrap_or_else(|| now.timestamp_micros());
+                    intent = Some(NewIntent {
+                        idempotency_key: format!("{}/{stamp}/{previous}-{weight}", self.name),
+                        weight: *weight,
+                        previous_weight: *previous,
+                    });
+                }
+                Action::Notify { event, severity, message } => {
+                    outbox.extend(route(&[&self.rule], &self.name, *event, *severity, message, now, seq));
+                }
+                Action::Audit { action, previous_weight, new_weight, reason, triggered_by } => {
+                    audit.push(NewAudit {
+                        action: kebab(action),
+                        previous_weight: Some(*previous_weight),
+                        new_weight: Some(*new_weight),
+                        reason: reason.clone(),
+                        triggered_by: triggered_by.to_string(),
+                    });
+                }
+            }
+        }
+        let intent_id = self
+            .commit(next.clone(), audit.clone(), intent.clone(), outbox, analysis, now)
+            .await
+            .map_err(|e| {
+                tracing::error!(rollout = %self.name, error = %e, "Could not record the step; nothing was done.");
+                e
+            })?;
+        self.state = next;
+        self.publish();
+        for a in &audit {
+            tracing::info!(
+                rollout = %self.name,
+                stage = self.state.phase.stage().map(|s| s + 1),
+                weight = a.new_weight,
+                action = %a.action,
+                by = %a.triggered_by,
+                "{}", a.reason
+            );
+        }
+        if let (Some(id), Some(intent)) = (intent_id, intent) {
+            let change = WeightChange {
+                rollout: self.name.clone(),
+                stage: stage_label(&self.state, &self.rule),
+                weight: intent.weight,
+                previous_weight: intent.previous_weight,
+                reason: audit.last().map(|a| a.reason.clone()).unwrap_or_default(),
+                idempotency_key: intent.idempotency_key,
+            };
+            actuate(&self.shared, &self.rule.actuator, id, change).await;
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &self,
+        state: RolloutState,
+        audit: Vec<NewAudit>,
+        intent: Option<NewIntent>,
+        outbox: Vec<NewMessage>,
+        analysis: Option<NewAnalysis>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<i64>, String> {
+        let store = self.shared.store.clone();
+        let name = self.name.clone();
+        let fingerprint = super::fingerprint(&self.rule);
+        tokio::task::spawn_blocking(move || {
+            let mut s = Step::new(&name, &state, &fingerprint, at);
+            s.audit = audit;
+            s.intent = intent;
+            s.outbox = outbox;
+            s.analysis = analysis;
+            store.commit_step(&s).map(|c| c.intent_id)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The wait before a rollout's first analysis.
+fn first_delay(schedule: &Schedule) -> Duration {
+    next_delay(schedule)
+}
+
+/// The wait until the next analysis.
+fn next_delay(schedule: &Schedule) -> Duration {
+    match schedule {
+        Schedule::Every(d) => *d,
+        Schedule::Cron { cron, .. } => {
+            let now = Utc::now();
+            cron.find_next_occurrence(&now, false)
+                .ok()
+                .and_then(|next| (next - now).to_std().ok())
+                .unwrap_or(Duration::from_secs(60))
+        }
+    }
+}

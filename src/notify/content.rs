@@ -1,0 +1,338 @@
+//! Content: a [`Notification`] rendered for each kind of receiver (email subject, plain text and
+//! HTML; Slack blocks; the generic webhook document; the PagerDuty Events v2 event). It owns
+//! wording and layout; it must not choose recipients nor talk to the network. Pure.
+
+use serde_json::{Value, json};
+
+use super::notification::{CheckRow, IncidentAction, Limit, Notification};
+use super::route::{event_name, severity_name};
+use crate::rollout::Severity;
+
+/// The version of the generic webhook document (see the module doc of [`super`]).
+pub const WEBHOOK_SCHEMA_VERSION: u32 = 1;
+
+/// A one-line summary: `[canaryd] CRITICAL web: rolled back at 10% (Rolled back from ...)`.
+pub fn subject(n: &Notification) -> String {
+    let tag = match n.incident {
+        IncidentAction::Resolve => "RESOLVED".to_string(),
+        _ => severity_name(n.severity).to_uppercase(),
+    };
+    let mut s = format!("[canaryd] {tag} {}: {}", n.rollout, first_line(&n.message));
+    if s.chars().count() > 200 {
+        s = s.chars().take(199).collect::<String>() + "…";
+    }
+    s
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+/// A number for a table cell: short, no trailing zeros, exponent for very large or small.
+pub fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    if x == 0.0 {
+        return "0".to_string();
+    }
+    if x.abs() >= 1e6 || x.abs() < 1e-3 {
+        return format!("{x:.3e}");
+    }
+    let s = format!("{x:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), fmt_num)
+}
+
+/// The effect cell: the relative change when there is a ratio (`+12.5%`), else the difference.
+pub fn effect_cell(row: &CheckRow) -> String {
+    match (row.ratio, row.difference) {
+        (Some(r), _) if r.is_finite() => format!("{:+.1}%", (r - 1.0) * 100.0),
+        (_, Some(d)) => {
+            let s = fmt_num(d);
+            if d > 0.0 { format!("+{s}") } else { s }
+        }
+        _ => "-".to_string(),
+    }
+}
+
+/// The threshold cell (`tolerance 10%`, `threshold 0.5`, `max slope 2/min`).
+pub fn limit_cell(row: &CheckRow) -> String {
+    match row.limit {
+        Some(Limit::Tolerance(t)) if row.measure == "error rate" => {
+            format!("tolerance {}", fmt_num(t))
+        }
+        Some(Limit::Tolerance(t)) => format!("tolerance {}%", fmt_num(t * 100.0)),
+        Some(Limit::Threshold(t)) => format!("threshold {}", fmt_num(t)),
+        Some(Limit::MaxSlopePerMinute(s)) => format!("max slope {}/min", fmt_num(s)),
+        None => "-".to_string(),
+    }
+}
+
+/// The p-value cell.
+pub fn p_cell(row: &CheckRow) -> String {
+    match row.p_value {
+        Some(p) if p < 1e-4 => format!("{p:.1e}"),
+        Some(p) => format!("{p:.4}"),
+        None => "-".to_string(),
+    }
+}
+
+const HEADERS: [&str; 7] = [
+    "check",
+    "verdict",
+    "baseline",
+    "canary",
+    "effect",
+    "threshold",
+    "p-value",
+];
+
+fn cells(row: &CheckRow) -> [String; 7] {
+    [
+        row.check.clone(),
+        row.verdict.clone(),
+        opt(row.baseline),
+        opt(row.canary),
+        effect_cell(row),
+        limit_cell(row),
+        p_cell(row),
+    ]
+}
+
+fn stage_line(n: &Notification) -> String {
+    match &n.stage {
+        Some(s) => format!(
+            "stage {} of {} `{}` ({}% planned), canary now at {}%",
+            s.number, s.of, s.name, s.weight, n.weight
+        ),
+        None => format!("canary at {}%", n.weight),
+    }
+}
+
+/// The plain-text body: what happened, the evidence table, the link and the commands.
+pub fn text(n: &Notification) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Rollout {} (team {}): {}\n\n",
+        n.rollout,
+        n.team,
+        event_name(n.event)
+    ));
+    out.push_str(&format!("Decision: {}\n", n.message));
+    out.push_str(&format!("Phase:    {}\n", n.phase));
+    out.push_str(&format!("Stage:    {}\n", stage_line(n)));
+    out.push_str(&format!(
+        "Severity: {}\nAt:       {}\n",
+        severity_name(n.severity),
+        n.at.to_rfc3339()
+    ));
+    if !n.checks.is_empty() {
+        out.push_str("\nLatest analysis:\n");
+        let rows: Vec<[String; 7]> = n.checks.iter().map(cells).collect();
+        let mut widths = HEADERS.map(|h| h.chars().count());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            format!("  {}\n", padded.join("  ").trim_end())
+        };
+        out.push_str(&line(&HEADERS.map(String::from)));
+        for row in &rows {
+            out.push_str(&line(row));
+        }
+        for row in &n.checks {
+            out.push_str(&format!("  - {}: {}\n", row.check, row.reason));
+        }
+    }
+    if let Some(url) = &n.status_url {
+        out.push_str(&format!("\nStatus: {url}\n"));
+    }
+    if !n.commands.is_empty() {
+        out.push_str("\nTo act:\n");
+        for c in &n.commands {
+            out.push_str(&format!("  {c}\n"));
+        }
+    }
+    out
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn colour(n: &Notification) -> &'static str {
+    match (n.incident, n.severity) {
+        (IncidentAction::Resolve, _) => "#2e7d32",
+        (_, Severity::Critical) => "#c62828",
+        (_, Severity::Warning) => "#ef6c00",
+        (_, Severity::Info) => "#1565c0",
+    }
+}
+
+/// The HTML body: the same content as [`text`], with a real table.
+pub fn html(n: &Notification) -> String {
+    let e = escape;
+    let mut out = String::from("<!DOCTYPE html>\n<html><body style=\"font-family:sans-serif\">\n");
+    out.push_str(&format!(
+        "<h2 style=\"color:{}\">{} &middot; {}</h2>\n",
+        colour(n),
+        e(&n.rollout),
+        e(event_name(n.event))
+    ));
+    out.push_str(&format!("<p><b>Decision:</b> {}</p>\n", e(&n.message)));
+    out.push_str(&format!(
+        "<p>Team {} &middot; phase <b>{}</b> &middot; {} &middot; severity {} &middot; {}</p>\n",
+        e(&n.team),
+        e(&n.phase),
+        e(&stage_line(n)),
+        severity_name(n.severity),
+        e(&n.at.to_rfc3339())
+    ));
+    if !n.checks.is_empty() {
+        out.push_str("<h3>Latest analysis</h3>\n<table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">\n<tr>");
+        for h in HEADERS {
+            out.push_str(&format!("<th>{h}</th>"));
+        }
+        out.push_str("</tr>\n");
+        for row in &n.checks {
+            out.push_str("<tr>");
+            for cell in cells(row) {
+                out.push_str(&format!("<td>{}</td>", e(&cell)));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>\n<ul>\n");
+        for row in &n.checks {
+            out.push_str(&format!(
+                "<li><b>{}</b>: {}</li>\n",
+                e(&row.check),
+                e(&row.reason)
+            ));
+        }
+        out.push_str("</ul>\n");
+    }
+    if let Some(url) = &n.status_url {
+        out.push_str(&format!("<p><a href=\"{0}\">{0}</a></p>\n", e(url)));
+    }
+    if !n.commands.is_empty() {
+        out.push_str("<p>To act:</p>\n<pre>");
+        out.push_str(&e(&n.commands.join("\n")));
+        out.push_str("</pre>\n");
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// The Slack incoming-webhook body: `text` (the fallback and notification line) and `blocks`.
+pub fn slack(n: &Notification) -> Value {
+    let mut blocks = vec![
+        json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": format!("*{}*\n{}", subject(n), n.message)}}),
+        json!({"type": "context", "elements": [{"type": "mrkdwn",
+            "text": format!("team {} · phase {} · {}", n.team, n.phase, stage_line(n))}]}),
+    ];
+    if !n.checks.is_empty() {
+        let rows: Vec<String> = n
+            .checks
+            .iter()
+            .map(|row| {
+                let c = cells(row);
+                format!(
+                    "`{}` {}: baseline {} → canary {} ({}; {}; p={})",
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+                )
+            })
+            .collect();
+        blocks
+            .push(json!({"type": "section", "text": {"type": "mrkdwn", "text": rows.join("\n")}}));
+    }
+    let mut links = Vec::new();
+    if let Some(url) = &n.status_url {
+        links.push(format!("<{url}|status page>"));
+    }
+    links.extend(n.commands.iter().map(|c| format!("`{c}`")));
+    if !links.is_empty() {
+        blocks.push(
+            json!({"type": "context", "elements": [{"type": "mrkdwn", "text": links.join(" · ")}]}),
+        );
+    }
+    json!({"text": subject(n), "blocks": blocks})
+}
+
+/// The generic webhook document (schema in the module doc of [`super`]).
+pub fn webhook(n: &Notification, idempotency_key: &str) -> Value {
+    json!({
+        "version": WEBHOOK_SCHEMA_VERSION,
+        "idempotency_key": idempotency_key,
+        "summary": subject(n),
+        "text": text(n),
+        "notification": n,
+    })
+}
+
+/// The PagerDuty Events v2 event: `trigger` or `resolve` keyed by the incident's group key.
+pub fn pagerduty(n: &Notification, routing_key: &str, source: &str) -> Value {
+    let action = match n.incident {
+        IncidentAction::Resolve => "resolve",
+        IncidentAction::Trigger | IncidentAction::None => "trigger",
+    };
+    let severity = match n.severity {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    };
+    let mut event = json!({
+        "routing_key": routing_key,
+        "event_action": action,
+        "dedup_key": n.group_key,
+    });
+    if action == "trigger" {
+        let summary: String = subject(n).chars().take(1024).collect();
+        event["payload"] = json!({
+            "summary": summary,
+            "severity": severity,
+            "source": source,
+            "component": n.rollout,
+            "group": n.team,
+            "class": event_name(n.event),
+            "timestamp": n.at.to_rfc3339(),
+            "custom_details": {
+                "rollout": n.rollout,
+                "team": n.team,
+                "decision": n.message,
+                "phase": n.phase,
+                "stage": n.stage,
+                "weight": n.weight,
+                "checks": n.checks,
+                "commands": n.commands,
+            },
+        });
+        if let Some(url) = &n.status_url {
+            event["links"] = json!([{"href": url, "text": "canaryd status page"}]);
+        }
+    }
+    event
+}

@@ -1,0 +1,107 @@
+//! Routing: which receivers get a notification, and the outbox messages that carry it. It owns
+//! the routing rules and the dedupe keys that make one incident one page; it must not render
+//! content nor send anything. Pure: tested with tables of cases.
+//!
+//! # Rules
+//! - A notification goes to the receivers of every route that matches its kind and severity
+//!   ([`Route::matches`]), each receiver once, in the order routes name them.
+//! - A *resolve* also goes to every receiver that could have been paged for the incident (the
+//!   receivers of any route matching an incident-opening event at `critical`), whatever the
+//!   resolve's own severity: otherwise a pager route with `min_severity = "warning"` would open
+//!   incidents and never see the `info` resume that closes them.
+//! - An incident message's dedupe key is `GROUP/EVENT/RECEIVER`: the outbox keeps the first and
+//!   skips later ones, so repeated failing analyses within one incident do not page again.
+//!   Informational messages are keyed by the step's time and the action's index in the step, so
+//!   each occurrence is sent.
+
+use crate::rollout::{EventKind, Severity};
+use crate::rules::Route;
+use crate::rules::model::EVENT_KINDS;
+use crate::store::NewMessage;
+
+use super::notification::{IncidentAction, Notification, incident_action};
+
+/// The receivers for an event of this kind and severity, each once, in route order.
+pub fn receivers_for(routes: &[Route], event: EventKind, severity: Severity) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |route: &Route| {
+        for r in &route.receivers {
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+    };
+    for route in routes.iter().filter(|r| r.matches(event, severity)) {
+        add(route);
+    }
+    if incident_action(event, severity) == IncidentAction::Resolve {
+        for route in routes.iter().filter(|r| could_page(r)) {
+            add(route);
+        }
+    }
+    out
+}
+
+/// Whether a route matches some incident-opening event.
+fn could_page(route: &Route) -> bool {
+    EVENT_KINDS.iter().any(|(_, kind)| {
+        incident_action(*kind, Severity::Critical) == IncidentAction::Trigger
+            && route.matches(*kind, Severity::Critical)
+    })
+}
+
+/// The outbox dedupe key of one notification for one receiver. `index` is the position of the
+/// `Notify` action within its step.
+pub fn dedupe_key(notification: &Notification, receiver: &str, index: usize) -> String {
+    let event = event_name(notification.event);
+    match notification.incident {
+        IncidentAction::Trigger | IncidentAction::Resolve => {
+            format!("{}/{event}/{receiver}", notification.group_key)
+        }
+        IncidentAction::None => format!(
+            "canaryd/{}/{}/{index}/{event}/{receiver}",
+            notification.rollout,
+            notification.at.timestamp_millis()
+        ),
+    }
+}
+
+/// The event's name as rule files spell it (`rolled-back`).
+pub fn event_name(event: EventKind) -> &'static str {
+    EVENT_KINDS
+        .iter()
+        .find(|(_, k)| *k == event)
+        .map_or("unknown", |(name, _)| name)
+}
+
+/// The severity's name (`warning`).
+pub fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    }
+}
+
+/// The outbox messages for one notification: one per receiver, ready for
+/// [`Step::outbox`](crate::store::Step) or [`Store::enqueue`](crate::store::Store::enqueue).
+/// Empty when no route matches.
+pub fn outbox_messages(
+    routes: &[Route],
+    notification: &Notification,
+    index: usize,
+) -> Result<Vec<NewMessage>, serde_json::Error> {
+    let payload = serde_json::to_value(notification)?;
+    Ok(
+        receivers_for(routes, notification.event, notification.severity)
+            .into_iter()
+            .map(|receiver| NewMessage {
+                dedupe_key: dedupe_key(notification, &receiver, index),
+                event: event_name(notification.event).to_string(),
+                severity: severity_name(notification.severity).to_string(),
+                payload: payload.clone(),
+                receiver,
+            })
+            .collect(),
+    )
+}
