@@ -14,7 +14,7 @@
 //!   rate multiplied by a burst factor shared by both sides (log-normal σ = 0.3) and by an
 //!   independent per-side factor (log-normal σ = 0.1, overdispersion), errors ~ Binomial.
 //!
-//! canaryd: relative check, tolerance 5%, confidence 0.99, higher is worse (paired by timestamp);
+//! canaryd: relative check, tolerance 5%, confidence 0.99 (and 0.98 in a second column), higher is worse (paired by timestamp);
 //! error-rate check on summed counts, tolerance 0.1 percentage points, confidence 0.99.
 //! Kayenta: Mann-Whitney with the Hodges-Lehmann 98% interval on the per-minute points (per-minute
 //! error rates for errors); "high" when the interval's lower bound exceeds 25% of |estimate|.
@@ -113,6 +113,7 @@ enum Scenario {
     },
     Errors {
         factor: f64,
+        rpm: f64,
     },
     /// A p99 check and an error-rate check on the same healthy canary: an analysis fails when
     /// either check fails.
@@ -173,22 +174,22 @@ fn errors(rng: &mut Rng, factor: f64, rpm: f64) -> (SideData, SideData) {
     (SideData::Counts(b), SideData::Counts(c))
 }
 
-fn relative_spec() -> CheckSpec {
+fn relative_spec(confidence: f64) -> CheckSpec {
     CheckSpec {
         name: "p99".into(),
         kind: CheckKind::Relative { tolerance: 0.05 },
         direction: Direction::HigherIsWorse,
-        confidence: 0.99,
+        confidence,
         min_samples: 10,
     }
 }
 
-fn error_spec() -> CheckSpec {
+fn error_spec(confidence: f64) -> CheckSpec {
     CheckSpec {
         name: "errors".into(),
         kind: CheckKind::ErrorRate { tolerance: 0.001 },
         direction: Direction::HigherIsWorse,
-        confidence: 0.99,
+        confidence,
         min_samples: 100,
     }
 }
@@ -217,50 +218,70 @@ fn values(side: &SideData) -> Vec<f64> {
     }
 }
 
+/// Fail / inconclusive counts of one judge configuration.
+#[derive(Default, Clone, Copy)]
+struct Count {
+    fail: usize,
+    inconclusive: usize,
+}
+
+impl Count {
+    fn add(&mut self, verdicts: &[Verdict]) {
+        if verdicts.contains(&Verdict::Fail) {
+            self.fail += 1;
+        } else if verdicts
+            .iter()
+            .any(|v| matches!(v, Verdict::Inconclusive { .. }))
+        {
+            self.inconclusive += 1;
+        }
+    }
+}
+
+/// canaryd at confidence 0.99 (the default) and 0.98, and Kayenta, over the same trials.
 #[derive(Default)]
 struct Tally {
-    canaryd_fail: usize,
-    canaryd_inconclusive: usize,
+    canaryd: Count,
+    canaryd_98: Count,
     kayenta_fail: usize,
 }
 
 fn run(scenario: Scenario, trials: usize, seed: u64) -> Tally {
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
-    let (rel, err) = (relative_spec(), error_spec());
+    let specs = [
+        (relative_spec(0.99), error_spec(0.99)),
+        (relative_spec(0.98), error_spec(0.98)),
+    ];
     for _ in 0..trials {
-        let (verdicts, kayenta): (Vec<Verdict>, bool) = match scenario {
+        // (latency sides, error sides) of this trial.
+        let (lat, err) = match scenario {
             Scenario::Latency { load, noise, shift } => {
-                let (b, c) = latency(&mut rng, load, noise, shift);
-                let k = kayenta_high(&values(&b), &values(&c));
-                (vec![judge_check(&rel, &b, &c).verdict], k)
+                (Some(latency(&mut rng, load, noise, shift)), None)
             }
-            Scenario::Errors { factor, rpm } => {
-                let (b, c) = errors(&mut rng, factor, rpm);
-                let k = kayenta_high(&values(&b), &values(&c));
-                (vec![judge_check(&err, &b, &c).verdict], k)
-            }
-            Scenario::HealthyAnalysis => {
-                let (lb, lc) = latency(&mut rng, 0.3, Noise::LogNormal, 0.0);
-                let (eb, ec) = errors(&mut rng, 1.0, 500.0);
-                let k = kayenta_high(&values(&lb), &values(&lc))
-                    || kayenta_high(&values(&eb), &values(&ec));
-                (
-                    vec![
-                        judge_check(&rel, &lb, &lc).verdict,
-                        judge_check(&err, &eb, &ec).verdict,
-                    ],
-                    k,
-                )
-            }
+            Scenario::Errors { factor, rpm } => (None, Some(errors(&mut rng, factor, rpm))),
+            Scenario::HealthyAnalysis => (
+                Some(latency(&mut rng, 0.3, Noise::LogNormal, 0.0)),
+                Some(errors(&mut rng, 1.0, 500.0)),
+            ),
         };
-        if verdicts.contains(&Verdict::Fail) {
-            tally.canaryd_fail += 1;
-        } else if verdicts
-            .iter()
-            .any(|v| matches!(v, Verdict::Inconclusive { .. }))
-        {
-            tally.canaryd_inconclusive += 1;
+        let mut kayenta = false;
+        for (b, c) in lat.iter().chain(err.iter()) {
+            kayenta |= kayenta_high(&values(b), &values(c));
+        }
+        for (k, (rel, errs)) in specs.iter().enumerate() {
+            let mut verdicts = Vec::new();
+            if let Some((b, c)) = &lat {
+                verdicts.push(judge_check(rel, b, c).verdict);
+            }
+            if let Some((b, c)) = &err {
+                verdicts.push(judge_check(errs, b, c).verdict);
+            }
+            if k == 0 {
+                tally.canaryd.add(&verdicts);
+            } else {
+                tally.canaryd_98.add(&verdicts);
+            }
         }
         if kayenta {
             tally.kayenta_fail += 1;
@@ -282,80 +303,22 @@ fn main() {
     use Scenario::*;
     let lat = |load, noise, shift| Latency { load, noise, shift };
     let err = |factor, rpm| Errors { factor, rpm };
+    #[rustfmt::skip]
     let rows: Vec<(&str, Scenario, bool, &str)> = vec![
-        (
-            "healthy p99, shared load wave",
-            lat(0.3, LogNormal, 0.0),
-            false,
-            "≤ 1%",
-        ),
-        (
-            "healthy p99, no shared load",
-            lat(0.0, LogNormal, 0.0),
-            false,
-            "≤ 1%",
-        ),
-        (
-            "healthy p99, heavy tails + load",
-            lat(0.3, HeavyTails, 0.0),
-            false,
-            "≤ 1%",
-        ),
-        (
-            "healthy error rate (0.5%)",
-            Errors { factor: 1.0 },
-            false,
-            "≤ 1%",
-        ),
-        (
-            "healthy analysis (p99 + errors)",
-            HealthyAnalysis,
-            false,
-            "≤ 1%",
-        ),
+        ("healthy p99, shared load wave", lat(0.3, LogNormal, 0.0), false, "≤ 1%"),
+        ("healthy p99, no shared load", lat(0.0, LogNormal, 0.0), false, "≤ 1%"),
+        ("healthy p99, heavy tails + load", lat(0.3, HeavyTails, 0.0), false, "≤ 1%"),
+        ("healthy error rate 0.5%, 500 rpm", err(1.0, 500.0), false, "≤ 1%"),
+        ("healthy error rate 0.5%, 1000 rpm", err(1.0, 1000.0), false, "≤ 1%"),
+        ("healthy analysis (p99 + errors)", HealthyAnalysis, false, "≤ 1%"),
         ("p99 +5%, shared load", lat(0.3, LogNormal, 0.05), true, "-"),
-        (
-            "p99 +10%, shared load",
-            lat(0.3, LogNormal, 0.10),
-            true,
-            "≥ 65%",
-        ),
-        (
-            "p99 +20%, shared load",
-            lat(0.3, LogNormal, 0.20),
-            true,
-            "≥ 99%",
-        ),
-        (
-            "p99 +50%, shared load",
-            lat(0.3, LogNormal, 0.50),
-            true,
-            "-",
-        ),
-        (
-            "p99 +10%, no shared load",
-            lat(0.0, LogNormal, 0.10),
-            true,
-            "≥ 65%",
-        ),
-        (
-            "p99 +20%, no shared load",
-            lat(0.0, LogNormal, 0.20),
-            true,
-            "≥ 99%",
-        ),
-        (
-            "p99 +10%, heavy tails + load",
-            lat(0.3, HeavyTails, 0.10),
-            true,
-            "≥ 65%",
-        ),
-        (
-            "p99 +20%, heavy tails + load",
-            lat(0.3, HeavyTails, 0.20),
-            true,
-            "≥ 99%",
-        ),
+        ("p99 +10%, shared load", lat(0.3, LogNormal, 0.10), true, "≥ 65%"),
+        ("p99 +20%, shared load", lat(0.3, LogNormal, 0.20), true, "≥ 99%"),
+        ("p99 +50%, shared load", lat(0.3, LogNormal, 0.50), true, "-"),
+        ("p99 +10%, no shared load", lat(0.0, LogNormal, 0.10), true, "≥ 65%"),
+        ("p99 +20%, no shared load", lat(0.0, LogNormal, 0.20), true, "≥ 99%"),
+        ("p99 +10%, heavy tails + load", lat(0.3, HeavyTails, 0.10), true, "≥ 65%"),
+        ("p99 +20%, heavy tails + load", lat(0.3, HeavyTails, 0.20), true, "≥ 99%"),
         ("errors ×1.5, 500 rpm", err(1.5, 500.0), true, "≥ 60%"),
         ("errors ×2, 500 rpm", err(2.0, 500.0), true, "≥ 99%"),
         ("errors ×3, 500 rpm", err(3.0, 500.0), true, "-"),
@@ -365,17 +328,18 @@ fn main() {
     println!("{trials} trials per scenario, {POINTS} one-minute points per side");
     println!();
     println!(
-        "| scenario | truth | canaryd fails | canaryd inconclusive | Kayenta fails | target (canaryd) |"
+        "| scenario | truth | canaryd fails (0.99) | canaryd inconclusive | canaryd fails (0.98) | Kayenta fails | target |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (i, (name, scenario, bad, target)) in rows.into_iter().enumerate() {
         let t = run(scenario, trials, 0x5EED_0000 + i as u64);
         let pct = |n: usize| format!("{:.1}%", 100.0 * n as f64 / trials as f64);
         println!(
-            "| {name} | {} | {} | {} | {} | {target} |",
+            "| {name} | {} | {} | {} | {} | {} | {target} |",
             if bad { "bad" } else { "healthy" },
-            pct(t.canaryd_fail),
-            pct(t.canaryd_inconclusive),
+            pct(t.canaryd.fail),
+            pct(t.canaryd.inconclusive + t.canaryd_98.inconclusive),
+            pct(t.canaryd_98.fail),
             pct(t.kayenta_fail)
         );
     }

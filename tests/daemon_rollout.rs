@@ -26,12 +26,16 @@ fn audit_actions(store: &Store, rollout: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rollouts_advance_roll_back_hold_reload_and_stop() {
-    let scrape = serve_metrics(&[("base", 0.1), ("good", 0.1), ("bad", 0.9), ("steady", 0.1)]).await;
+    let scrape =
+        serve_metrics(&[("base", 0.1), ("good", 0.1), ("bad", 0.9), ("steady", 0.1)]).await;
     let mut prom = tokio::task::spawn_blocking(move || {
         let p = Prometheus::builder()
             .scrape("app", scrape.to_string())
             .start();
-        assert!(p.wait_for_data("latency_seconds", Duration::from_secs(15)), "no scrape landed");
+        assert!(
+            p.wait_for_data("latency_seconds", Duration::from_secs(15)),
+            "no scrape landed"
+        );
         p
     })
     .await
@@ -52,38 +56,63 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
         on_listen: Some(addr_tx),
     };
     let running = tokio::spawn(daemon::run(config, options, shutdown.clone(), reload_rx));
-    let addr = tokio::time::timeout(Duration::from_secs(10), addr_rx).await.unwrap().unwrap();
+    let addr = match tokio::time::timeout(Duration::from_secs(10), addr_rx).await {
+        Ok(Ok(addr)) => addr,
+        other => panic!("the daemon did not start ({other:?}): {:?}", running.await),
+    };
     let base = format!("http://{addr}");
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
 
     // Healthy: 10% → 50% → 100% → Succeeded, through the file actuator.
     wait_for("healthy to succeed", Duration::from_secs(30), || async {
-        rollout(&base, "healthy").await.filter(|r| r.phase == "succeeded" && r.weight == 100)
+        rollout(&base, "healthy")
+            .await
+            .filter(|r| r.phase == "succeeded" && r.weight == 100)
     })
     .await;
     let file = std::fs::read_to_string(dir.join("weights/healthy.json")).unwrap();
     assert!(file.contains("\"weight\":100"), "{file}");
     // Failing: the critical check rolls back to 0% and the rollout never passed 10%.
     let failing = wait_for("failing to roll back", Duration::from_secs(15), || async {
-        rollout(&base, "failing").await.filter(|r| r.phase == "rolled-back")
+        rollout(&base, "failing")
+            .await
+            .filter(|r| r.phase == "rolled-back")
     })
     .await;
     assert_eq!(failing.weight, 0);
     let store = Store::open(&dir.join("state")).unwrap();
     let failing_audit = audit_actions(&store, "failing");
-    assert!(!failing_audit.contains(&"stage-advanced".to_string()), "{failing_audit:?}");
-    assert!(failing_audit.contains(&"rolled-back".to_string()), "{failing_audit:?}");
+    assert!(
+        !failing_audit.contains(&"stage-advanced".to_string()),
+        "{failing_audit:?}"
+    );
+    assert!(
+        failing_audit.contains(&"rolled-back".to_string()),
+        "{failing_audit:?}"
+    );
     let healthy_audit = audit_actions(&store, "healthy");
     assert_eq!(
-        healthy_audit.iter().filter(|a| *a == "stage-advanced").count(),
+        healthy_audit
+            .iter()
+            .filter(|a| *a == "stage-advanced")
+            .count(),
         2,
         "{healthy_audit:?}"
     );
-    assert_eq!(healthy_audit.iter().filter(|a| *a == "succeeded").count(), 1);
+    assert_eq!(
+        healthy_audit.iter().filter(|a| *a == "succeeded").count(),
+        1
+    );
     let m = metrics(&base).await;
-    assert!(m.contains("canaryd_rollout_weight{rollout=\"healthy\"} 100"), "{m}");
-    assert!(m.contains("canaryd_analyses_total{rollout=\"failing\",verdict=\"fail\"}"), "{m}");
+    assert!(
+        m.contains("canaryd_rollout_weight{rollout=\"healthy\"} 100"),
+        "{m}"
+    );
+    assert!(
+        m.contains("canaryd_analyses_total{rollout=\"failing\",verdict=\"fail\"}"),
+        "{m}"
+    );
 
     // Outage: the steady rollout holds at 10% and alerts after 2 failed analyses.
     let steady = rollout(&base, "steady").await.unwrap();
@@ -94,16 +123,28 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
     })
     .await
     .unwrap();
-    wait_for("the backend-errors alert", Duration::from_secs(15), || async {
-        audit_actions(&store, "steady")
-            .contains(&"backend-errors".to_string())
-            .then_some(())
-    })
+    wait_for(
+        "the backend-errors alert",
+        Duration::from_secs(15),
+        || async {
+            audit_actions(&store, "steady")
+                .contains(&"backend-errors".to_string())
+                .then_some(())
+        },
+    )
     .await;
     let held = rollout(&base, "steady").await.unwrap();
     assert_eq!((held.phase.as_str(), held.weight), ("progressing", 10));
-    assert!(metrics(&base).await.contains("canaryd_backend_query_errors_total{rollout=\"steady\",source=\"prometheus\"}"));
-    let analyses_before = store.analyses_page("steady", None, 1000).unwrap().items.len();
+    assert!(
+        metrics(&base).await.contains(
+            "canaryd_backend_query_errors_total{rollout=\"steady\",source=\"prometheus\"}"
+        )
+    );
+    let analyses_before = store
+        .analyses_page("steady", None, 1000)
+        .unwrap()
+        .items
+        .len();
     prom = tokio::task::spawn_blocking(move || {
         prom.restart();
         prom
@@ -111,24 +152,48 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
     .await
     .unwrap();
     wait_for("analyses to resume", Duration::from_secs(20), || async {
-        (store.analyses_page("steady", None, 1000).unwrap().items.len() > analyses_before).then_some(())
+        (store
+            .analyses_page("steady", None, 1000)
+            .unwrap()
+            .items
+            .len()
+            > analyses_before)
+            .then_some(())
     })
     .await;
 
     // A broken rule file: the reload fails, the old rules keep running.
     std::fs::write(dir.join("rules/broken.toml"), "[rollout\nname = ").unwrap();
     reload_tx.send(()).await.unwrap();
-    wait_for("the failed reload in /metrics", Duration::from_secs(10), || async {
-        metrics(&base)
-            .await
-            .contains("canaryd_config_last_reload_successful 0")
-            .then_some(())
-    })
+    wait_for(
+        "the failed reload in /metrics",
+        Duration::from_secs(10),
+        || async {
+            metrics(&base)
+                .await
+                .contains("canaryd_config_last_reload_successful 0")
+                .then_some(())
+        },
+    )
     .await;
-    let count = store.analyses_page("steady", None, 1000).unwrap().items.len();
-    wait_for("steady to keep being analysed", Duration::from_secs(10), || async {
-        (store.analyses_page("steady", None, 1000).unwrap().items.len() > count).then_some(())
-    })
+    let count = store
+        .analyses_page("steady", None, 1000)
+        .unwrap()
+        .items
+        .len();
+    wait_for(
+        "steady to keep being analysed",
+        Duration::from_secs(10),
+        || async {
+            (store
+                .analyses_page("steady", None, 1000)
+                .unwrap()
+                .items
+                .len()
+                > count)
+                .then_some(())
+        },
+    )
     .await;
     std::fs::remove_file(dir.join("rules/broken.toml")).unwrap();
     reload_tx.send(()).await.unwrap();
@@ -143,11 +208,18 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
     // The stop file: every rollout at 0% within a second.
     std::fs::write(dir.join("stop"), "").unwrap();
     let started = Instant::now();
-    wait_for("the stop file to stop everything", Duration::from_secs(1), || async {
-        let all = rollouts(&base).await;
-        (all.len() == 3 && all.iter().all(|r| r.phase == "emergency-stopped" && r.weight == 0))
+    wait_for(
+        "the stop file to stop everything",
+        Duration::from_secs(1),
+        || async {
+            let all = rollouts(&base).await;
+            (all.len() == 3
+                && all
+                    .iter()
+                    .all(|r| r.phase == "emergency-stopped" && r.weight == 0))
             .then_some(())
-    })
+        },
+    )
     .await;
     assert!(started.elapsed() <= Duration::from_secs(1));
     let w: serde_json::Value = reqwest::get(format!("{base}/v1/rollouts/steady/weight"))
@@ -158,20 +230,30 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
         .unwrap();
     assert_eq!(w["weight"], 0);
     let client = reqwest::Client::new();
-    let refused = client.delete(format!("{base}/v1/emergency-stop")).send().await.unwrap();
+    let refused = client
+        .delete(format!("{base}/v1/emergency-stop"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 409, "the file keeps the stop in force");
     std::fs::remove_file(dir.join("stop")).unwrap();
     wait_for("the stop to clear", Duration::from_secs(5), || async {
-        rollouts(&base).await.iter().all(|r| r.phase == "paused").then_some(())
+        rollouts(&base)
+            .await
+            .iter()
+            .all(|r| r.phase == "paused")
+            .then_some(())
     })
     .await;
 
     // A new rule file starts a new rollout (picked up by the directory watch, or a reload).
     write_rule(&dir, "late", "steady", "builtin", "1h");
     reload_tx.send(()).await.unwrap();
-    wait_for("the new rollout to start", Duration::from_secs(10), || async {
-        rollout(&base, "late").await.filter(|r| r.weight == 10)
-    })
+    wait_for(
+        "the new rollout to start",
+        Duration::from_secs(10),
+        || async { rollout(&base, "late").await.filter(|r| r.weight == 10) },
+    )
     .await;
     // The API: every rollout at 0% within a second.
     let resp = client
@@ -183,14 +265,27 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
     assert_eq!(resp.status(), 200);
     let started = Instant::now();
     wait_for("the API stop", Duration::from_secs(1), || async {
-        rollout(&base, "late").await.filter(|r| r.phase == "emergency-stopped" && r.weight == 0)
+        rollout(&base, "late")
+            .await
+            .filter(|r| r.phase == "emergency-stopped" && r.weight == 0)
     })
     .await;
     assert!(started.elapsed() <= Duration::from_secs(1));
-    assert!(metrics(&base).await.contains("canaryd_emergency_stop_active 1"));
+    assert!(
+        metrics(&base)
+            .await
+            .contains("canaryd_emergency_stop_active 1")
+    );
     let late_audit = audit_actions(&store, "late");
-    assert!(late_audit.contains(&"emergency-stopped".to_string()), "{late_audit:?}");
-    let cleared = client.delete(format!("{base}/v1/emergency-stop")).send().await.unwrap();
+    assert!(
+        late_audit.contains(&"emergency-stopped".to_string()),
+        "{late_audit:?}"
+    );
+    let cleared = client
+        .delete(format!("{base}/v1/emergency-stop"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(cleared.status(), 200);
 
     shutdown.cancel();

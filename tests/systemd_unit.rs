@@ -24,7 +24,10 @@ fn temp_dir(tag: &str) -> PathBuf {
 /// The shipped unit with ExecStart pointing at the built binary (verify needs it to exist).
 fn unit_copy(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(repo("systemd/canaryd.service")).unwrap();
-    assert!(text.contains("ExecStart=/usr/bin/canaryd serve"), "unexpected ExecStart");
+    assert!(
+        text.contains("ExecStart=/usr/bin/canaryd serve"),
+        "unexpected ExecStart"
+    );
     let path = dir.join("canaryd.service");
     std::fs::write(&path, text.replace("/usr/bin/canaryd", BIN)).unwrap();
     path
@@ -41,7 +44,10 @@ fn the_unit_file_verifies_cleanly() {
         .expect("systemd-analyze must be installed");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "verify failed: {stderr}");
-    assert!(stderr.trim().is_empty(), "verify printed warnings:\n{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "verify printed warnings:\n{stderr}"
+    );
     let text = std::fs::read_to_string(&unit).unwrap();
     for needed in [
         "Type=notify",
@@ -102,7 +108,8 @@ fn expect(sock: &UnixDatagram, want: &str, within: Duration, seen: &mut Vec<Stri
     let deadline = Instant::now() + within;
     let mut buf = [0u8; 4096];
     while Instant::now() < deadline {
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         if let Ok(n) = sock.recv(&mut buf) {
             let msg = String::from_utf8_lossy(&buf[..n]).to_string();
             let hit = msg.lines().any(|l| l == want);
@@ -131,7 +138,10 @@ fn the_daemon_speaks_the_notify_protocol_and_stops_on_sigterm() {
         .env("CANARYD__EMERGENCY_STOP_FILE", dir.join("stop"))
         .env("CANARYD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
         // Nothing listens there: the daemon must still become ready.
-        .env("CANARYD__SOURCES__PROMETHEUS__URL", format!("http://127.0.0.1:{}", free_port()))
+        .env(
+            "CANARYD__SOURCES__PROMETHEUS__URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
         .env_remove("CANARYD_EMERGENCY_STOP")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -143,13 +153,25 @@ fn the_daemon_speaks_the_notify_protocol_and_stops_on_sigterm() {
     expect(&sock, "READY=1", Duration::from_secs(10), &mut seen);
     expect(&sock, "WATCHDOG=1", Duration::from_secs(2), &mut seen);
 
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     expect(&sock, "RELOADING=1", Duration::from_secs(5), &mut seen);
     let reloading = seen.last().unwrap().clone();
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
     expect(&sock, "READY=1", Duration::from_secs(5), &mut seen);
 
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     expect(&sock, "STOPPING=1", Duration::from_secs(5), &mut seen);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -157,14 +179,15 @@ fn the_daemon_speaks_the_notify_protocol_and_stops_on_sigterm() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(Instant::now() < deadline, "still running 10 s after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // State was flushed: the shipped rules' rollouts are in the database.
     let store = canaryd::store::Store::open(&dir.join("state")).unwrap();
-    let rollouts = store
-        .rollouts::<canaryd::rollout::RolloutState>()
-        .unwrap();
+    let rollouts = store.rollouts::<canaryd::rollout::RolloutState>().unwrap();
     let names: Vec<_> = rollouts.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["checkout-api", "search-api"]);
 }

@@ -26,7 +26,10 @@ pub struct ServeArgs {
 /// Whether `CANARYD_EMERGENCY_STOP` asks for an emergency stop at start.
 fn emergency_from_env() -> bool {
     std::env::var("CANARYD_EMERGENCY_STOP").is_ok_and(|v| {
-        matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
     })
 }
 
@@ -42,7 +45,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
         eprintln!("canaryd: {e}");
         return ExitCode::from(FAILURE);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("canaryd: cannot start the async runtime: {e}");

@@ -219,7 +219,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Parse config text, apply the `CANARYD__*` overrides found in `env`, and validate. Pure.
-pub fn parse(path: &Path, text: &str, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+pub fn parse(
+    path: &Path,
+    text: &str,
+    env: &HashMap<String, String>,
+) -> Result<Config, ConfigError> {
     // Stage 1: the file alone, for positions.
     let from_file: Config = toml::from_str(text).map_err(|e| {
         let src = SourceText::new(path, text);

@@ -37,8 +37,15 @@ fn a_minimal_config_parses_with_defaults() {
     assert_eq!(c.scheduler, SchedulerConfig::default());
     assert_eq!(c.log.format, LogFormat::Text);
     assert_eq!(c.receivers["pager"].kind, ReceiverKind::Pagerduty);
-    assert!(c.receivers["pager"].settings.contains_key("routing_key_file"));
-    assert!(matches!(c.sources["prometheus"], SourceConfig::Prometheus(_)));
+    assert!(
+        c.receivers["pager"]
+            .settings
+            .contains_key("routing_key_file")
+    );
+    assert!(matches!(
+        c.sources["prometheus"],
+        SourceConfig::Prometheus(_)
+    ));
 }
 
 #[test]
@@ -53,7 +60,9 @@ fn unknown_keys_are_reported_with_line_and_column() {
 #[test]
 fn unknown_keys_inside_a_source_are_reported() {
     let text = MINIMAL.replace("url = ", "timout = \"1s\"\nurl = ");
-    let msg = parse(Path::new("c.toml"), &text, &no_env()).unwrap_err().to_string();
+    let msg = parse(Path::new("c.toml"), &text, &no_env())
+        .unwrap_err()
+        .to_string();
     assert!(msg.starts_with("c.toml:"), "{msg}");
     assert!(msg.contains("timout"), "{msg}");
 }
@@ -88,7 +97,9 @@ fn environment_overrides_win_over_the_file() {
 #[test]
 fn an_override_with_an_unknown_key_is_an_error_naming_the_variable() {
     let e = env(&[("CANARYD__SERVER__LISTN", "127.0.0.1:1")]);
-    let msg = parse(Path::new("c.toml"), MINIMAL, &e).unwrap_err().to_string();
+    let msg = parse(Path::new("c.toml"), MINIMAL, &e)
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("CANARYD__SERVER__LISTN"), "{msg}");
     assert!(msg.contains("listn"), "{msg}");
 }
@@ -106,7 +117,12 @@ fn validation_reports_every_problem_at_once() {
     };
     assert_eq!(problems.len(), 4, "{err}");
     let msg = err.to_string();
-    for needle in ["max_concurrent_queries", "backend_error_limit", "[sources.prometheus]", "[actuators.lb]"] {
+    for needle in [
+        "max_concurrent_queries",
+        "backend_error_limit",
+        "[sources.prometheus]",
+        "[actuators.lb]",
+    ] {
         assert!(msg.contains(needle), "{needle} missing from {msg}");
     }
 }
@@ -114,7 +130,9 @@ fn validation_reports_every_problem_at_once() {
 #[test]
 fn unknown_receiver_kinds_are_refused() {
     let text = MINIMAL.replace("kind = \"pagerduty\"", "kind = \"carrier-pigeon\"");
-    let msg = parse(Path::new("c.toml"), &text, &no_env()).unwrap_err().to_string();
+    let msg = parse(Path::new("c.toml"), &text, &no_env())
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("carrier-pigeon"), "{msg}");
 }
 

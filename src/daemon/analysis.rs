@@ -146,7 +146,9 @@ pub fn describe(rule: &RolloutRule, results: &[CheckResult]) -> Analysed {
         .map(|r| match &r.verdict {
             Verdict::Pass => CheckOutcome::new(&r.name, VerdictClass::Pass),
             Verdict::Fail => CheckOutcome::new(&r.name, VerdictClass::Fail),
-            Verdict::Inconclusive { reason } if lacks_data(reason) => CheckOutcome::no_data(&r.name),
+            Verdict::Inconclusive { reason } if lacks_data(reason) => {
+                CheckOutcome::no_data(&r.name)
+            }
             Verdict::Inconclusive { .. } => CheckOutcome::new(&r.name, VerdictClass::Inconclusive),
         })
         .collect();
@@ -179,7 +181,11 @@ fn first_series(series: Vec<Series>) -> Vec<Point> {
             "A query returned several series; using the first. Aggregate it to one series."
         );
     }
-    series.into_iter().next().map(|s| s.points).unwrap_or_default()
+    series
+        .into_iter()
+        .next()
+        .map(|s| s.points)
+        .unwrap_or_default()
 }
 
 /// Errors and totals paired by timestamp (points within half a second are the same instant).
@@ -226,7 +232,9 @@ mod tests {
     #[test]
     fn no_data_reasons_are_recognised() {
         assert!(lacks_data("no data: the canary has no points"));
-        assert!(lacks_data("too few points: the canary has 1, needs at least 3"));
+        assert!(lacks_data(
+            "too few points: the canary has 1, needs at least 3"
+        ));
         assert!(!lacks_data("the test cannot be computed"));
     }
 }

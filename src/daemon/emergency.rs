@@ -81,9 +81,11 @@ pub async fn refresh(shared: &Shared, cleared_by: &str) {
         true
     });
     if changed {
-        shared
-            .metrics
-            .set("canaryd_emergency_stop_active", &[], f64::from(u8::from(next.active)));
+        shared.metrics.set(
+            "canaryd_emergency_stop_active",
+            &[],
+            f64::from(u8::from(next.active)),
+        );
         if next.active {
             tracing::error!(reason = %next.reason, "EMERGENCY STOP: every rollout goes to 0%.");
         } else {
@@ -106,7 +108,12 @@ pub async fn engage(shared: &Shared, reason: String, by: String) -> Result<(), S
 /// Clear the API flag. Fails (changing nothing else) while the stop file exists, since the file
 /// would keep the stop in force.
 pub async fn clear(shared: &Shared, by: String) -> Result<(), String> {
-    if let Some(file) = shared.config.emergency_stop_file.as_ref().filter(|f| f.exists()) {
+    if let Some(file) = shared
+        .config
+        .emergency_stop_file
+        .as_ref()
+        .filter(|f| f.exists())
+    {
         return Err(format!(
             "the stop file {} exists; remove it to clear the emergency stop",
             file.display()

@@ -20,14 +20,46 @@ pub struct Metrics {
 
 /// Help texts and types of the metrics the daemon updates.
 const HELP: &[(&str, &str, &str)] = &[
-    ("canaryd_analyses_total", "counter", "Analyses judged, by rollout and verdict."),
-    ("canaryd_backend_query_errors_total", "counter", "Analyses that failed on a metric backend error, by rollout and source."),
-    ("canaryd_actuator_failures_total", "counter", "Weight changes an actuator failed to apply, by rollout and actuator."),
-    ("canaryd_rollout_task_restarts_total", "counter", "Rollout tasks restarted after a panic."),
-    ("canaryd_config_last_reload_successful", "gauge", "Whether the last rule reload succeeded (1) or failed (0)."),
-    ("canaryd_config_last_reload_timestamp_seconds", "gauge", "Unix time of the last successful rule reload."),
-    ("canaryd_emergency_stop_active", "gauge", "Whether an emergency stop is in force."),
-    ("canaryd_rules_loaded", "gauge", "Rollout rules currently loaded."),
+    (
+        "canaryd_analyses_total",
+        "counter",
+        "Analyses judged, by rollout and verdict.",
+    ),
+    (
+        "canaryd_backend_query_errors_total",
+        "counter",
+        "Analyses that failed on a metric backend error, by rollout and source.",
+    ),
+    (
+        "canaryd_actuator_failures_total",
+        "counter",
+        "Weight changes an actuator failed to apply, by rollout and actuator.",
+    ),
+    (
+        "canaryd_rollout_task_restarts_total",
+        "counter",
+        "Rollout tasks restarted after a panic.",
+    ),
+    (
+        "canaryd_config_last_reload_successful",
+        "gauge",
+        "Whether the last rule reload succeeded (1) or failed (0).",
+    ),
+    (
+        "canaryd_config_last_reload_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful rule reload.",
+    ),
+    (
+        "canaryd_emergency_stop_active",
+        "gauge",
+        "Whether an emergency stop is in force.",
+    ),
+    (
+        "canaryd_rules_loaded",
+        "gauge",
+        "Rollout rules currently loaded.",
+    ),
 ];
 
 const PHASES: [&str; 8] = [
@@ -102,7 +134,9 @@ impl Metrics {
                 let _ = writeln!(out, "canaryd_rollout_phase{} {on}", render_labels(&labels));
             }
         }
-        out.push_str("# HELP canaryd_rollout_stage The rollout's stage, from 1 (0 when at none).\n");
+        out.push_str(
+            "# HELP canaryd_rollout_stage The rollout's stage, from 1 (0 when at none).\n",
+        );
         out.push_str("# TYPE canaryd_rollout_stage gauge\n");
         for r in rollouts {
             let _ = writeln!(
@@ -152,8 +186,14 @@ mod tests {
     #[test]
     fn renders_counters_gauges_and_rollouts_in_text_format() {
         let m = Metrics::new();
-        m.inc("canaryd_analyses_total", &[("rollout", "web"), ("verdict", "pass")]);
-        m.inc("canaryd_analyses_total", &[("rollout", "web"), ("verdict", "pass")]);
+        m.inc(
+            "canaryd_analyses_total",
+            &[("rollout", "web"), ("verdict", "pass")],
+        );
+        m.inc(
+            "canaryd_analyses_total",
+            &[("rollout", "web"), ("verdict", "pass")],
+        );
         m.set("canaryd_config_last_reload_successful", &[], 0.0);
         let text = m.render(&[RolloutStatus {
             name: "we\"b".into(),
@@ -162,12 +202,29 @@ mod tests {
             stage_name: Some("50%".into()),
             weight: 50,
         }]);
-        assert!(text.contains("canaryd_analyses_total{rollout=\"web\",verdict=\"pass\"} 2\n"), "{text}");
-        assert!(text.contains("canaryd_config_last_reload_successful 0\n"), "{text}");
-        assert!(text.contains("canaryd_rollout_weight{rollout=\"we\\\"b\"} 50\n"), "{text}");
-        assert!(text.contains("canaryd_rollout_phase{rollout=\"we\\\"b\",phase=\"progressing\"} 1\n"));
+        assert!(
+            text.contains("canaryd_analyses_total{rollout=\"web\",verdict=\"pass\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("canaryd_config_last_reload_successful 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("canaryd_rollout_weight{rollout=\"we\\\"b\"} 50\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("canaryd_rollout_phase{rollout=\"we\\\"b\",phase=\"progressing\"} 1\n")
+        );
         assert!(text.contains("canaryd_rollout_phase{rollout=\"we\\\"b\",phase=\"paused\"} 0\n"));
         assert!(text.contains("canaryd_rollout_stage{rollout=\"we\\\"b\"} 2\n"));
-        assert_eq!(m.get("canaryd_analyses_total", &[("rollout", "web"), ("verdict", "pass")]), 2.0);
+        assert_eq!(
+            m.get(
+                "canaryd_analyses_total",
+                &[("rollout", "web"), ("verdict", "pass")]
+            ),
+            2.0
+        );
     }
 }

@@ -159,12 +159,14 @@ fn build_sources(config: &Config) -> Result<BTreeMap<String, Arc<dyn MetricSourc
     let mut out: BTreeMap<String, Arc<dyn MetricSource>> = BTreeMap::new();
     for (name, source) in &config.sources {
         let built: Arc<dyn MetricSource> = match source {
-            SourceConfig::Prometheus(c) => Arc::new(PrometheusSource::new(name.clone(), c).map_err(
-                |e| DaemonError::Source {
-                    name: name.clone(),
-                    message: e.to_string(),
-                },
-            )?),
+            SourceConfig::Prometheus(c) => {
+                Arc::new(PrometheusSource::new(name.clone(), c).map_err(|e| {
+                    DaemonError::Source {
+                        name: name.clone(),
+                        message: e.to_string(),
+                    }
+                })?)
+            }
         };
         out.insert(name.clone(), built);
     }
@@ -202,10 +204,12 @@ pub async fn run(
     let store = blocking(move || Store::open(&dir)).await??;
     crate::systemd::status("Loading rules.");
     let cfg = config.clone();
-    let rules = blocking(move || load_rules(&cfg)).await?.map_err(|problems| DaemonError::Rules {
-        dir: config.rules_dir.display().to_string(),
-        problems,
-    })?;
+    let rules = blocking(move || load_rules(&cfg))
+        .await?
+        .map_err(|problems| DaemonError::Rules {
+            dir: config.rules_dir.display().to_string(),
+            problems,
+        })?;
     let sources = build_sources(&config)?;
     let table = WeightTable::new();
     let mut actuators = BTreeMap::new();
@@ -231,7 +235,9 @@ pub async fn run(
         scheduler: scheduler::Scheduler::default(),
     });
     reload::record_success(&shared);
-    shared.metrics.set("canaryd_emergency_stop_active", &[], 0.0);
+    shared
+        .metrics
+        .set("canaryd_emergency_stop_active", &[], 0.0);
 
     restore(&shared).await?;
 
@@ -253,10 +259,12 @@ pub async fn run(
             addr: shared.config.server.listen,
             source,
         })?;
-    let addr = listener.local_addr().map_err(|source| DaemonError::Listen {
-        addr: shared.config.server.listen,
-        source,
-    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen {
+            addr: shared.config.server.listen,
+            source,
+        })?;
     if let Some(tx) = options.on_listen {
         let _ = tx.send(addr);
     }
@@ -287,8 +295,8 @@ pub async fn run(
     tracing::info!(listen = %addr, rollouts = shared.rules.load().rules.len(), "canaryd is ready.");
     crate::systemd::ready(&summary);
 
-    let app = server::router(Arc::clone(&shared))
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        server::router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>();
     let token = shutdown.clone();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { token.cancelled().await })
@@ -318,7 +326,11 @@ async fn restore(shared: &Arc<Shared>) -> Result<(), DaemonError> {
     let rules = shared.rules.load();
     for stored in &states {
         let rule = rules.get(&stored.name);
-        shared.publish(RolloutStatus::of(&stored.name, &stored.state, rule.as_deref()));
+        shared.publish(RolloutStatus::of(
+            &stored.name,
+            &stored.state,
+            rule.as_deref(),
+        ));
         if rule.is_none() {
             tracing::warn!(rollout = %stored.name, "A stored rollout has no rule file; it stays as it was.");
         }
@@ -340,7 +352,11 @@ async fn restore(shared: &Arc<Shared>) -> Result<(), DaemonError> {
             weight: stored.state.weight,
             previous_weight: stored.state.weight,
             reason: "restored after a restart".to_string(),
-            idempotency_key: format!("{}/restore/{}", stored.name, stored.updated_at.timestamp_millis()),
+            idempotency_key: format!(
+                "{}/restore/{}",
+                stored.name,
+                stored.updated_at.timestamp_millis()
+            ),
         };
         if let Err(e) = act.set_weight(&change).await {
             tracing::error!(rollout = %stored.name, error = %e, "Could not restore the builtin weight.");

@@ -29,13 +29,19 @@ pub(crate) fn record_success(shared: &Shared) {
         &[],
         now.timestamp_millis() as f64 / 1000.0,
     );
-    shared
-        .metrics
-        .set("canaryd_rules_loaded", &[], shared.rules.load().rules.len() as f64);
+    shared.metrics.set(
+        "canaryd_rules_loaded",
+        &[],
+        shared.rules.load().rules.len() as f64,
+    );
 }
 
 /// Reload on every request and file change until shutdown.
-pub async fn run(shared: Arc<Shared>, mut requests: mpsc::Receiver<()>, shutdown: CancellationToken) {
+pub async fn run(
+    shared: Arc<Shared>,
+    mut requests: mpsc::Receiver<()>,
+    shutdown: CancellationToken,
+) {
     let (fs_tx, mut fs_rx) = mpsc::channel::<()>(16);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
@@ -45,7 +51,10 @@ pub async fn run(shared: Arc<Shared>, mut requests: mpsc::Receiver<()>, shutdown
         }
     })
     .and_then(|mut w| {
-        w.watch(&shared.config.rules_dir, notify::RecursiveMode::NonRecursive)?;
+        w.watch(
+            &shared.config.rules_dir,
+            notify::RecursiveMode::NonRecursive,
+        )?;
         Ok(w)
     });
     let _watcher = match watcher {
@@ -68,12 +77,7 @@ pub async fn run(shared: Arc<Shared>, mut requests: mpsc::Receiver<()>, shutdown
             }
             Some(()) = fs_rx.recv() => {
                 // Debounce: wait until the directory has been quiet for a while.
-                loop {
-                    match tokio::time::timeout(DEBOUNCE, fs_rx.recv()).await {
-                        Ok(Some(())) => continue,
-                        _ => break,
-                    }
-                }
+                while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, fs_rx.recv()).await {}
                 reload(&shared, &shutdown, "rule files changed").await;
             }
         }

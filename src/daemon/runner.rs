@@ -68,7 +68,9 @@ pub fn route(
         .collect();
     receivers.sort_unstable();
     receivers.dedup();
-    let stamp = at.timestamp_nanos_opt().unwrap_or_else(|| at.timestamp_micros());
+    let stamp = at
+        .timestamp_nanos_opt()
+        .unwrap_or_else(|| at.timestamp_micros());
     receivers
         .into_iter()
         .map(|receiver| NewMessage {
@@ -145,16 +147,29 @@ pub async fn actuate(shared: &Shared, actuator: &str, intent_id: i64, change: We
     let store = shared.store.clone();
     let result = outcome.clone();
     let completed = tokio::task::spawn_blocking(move || {
-        store.complete_intent(intent_id, result.as_ref().map(|_| ()).map_err(String::as_str), Utc::now())
+        store.complete_intent(
+            intent_id,
+            result.as_ref().map(|_| ()).map_err(String::as_str),
+            Utc::now(),
+        )
     })
     .await;
     match completed {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome."),
-        Err(e) => tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome."),
+        Ok(Err(e)) => {
+            tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome.")
+        }
+        Err(e) => {
+            tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome.")
+        }
     }
     if let Err(e) = outcome {
-        let rules: Vec<Arc<RolloutRule>> = shared.rules.load().get(&change.rollout).into_iter().collect();
+        let rules: Vec<Arc<RolloutRule>> = shared
+            .rules
+            .load()
+            .get(&change.rollout)
+            .into_iter()
+            .collect();
         alert(
             shared,
             rules,
@@ -187,7 +202,11 @@ pub struct Runner {
 
 impl Runner {
     /// Load the rollout's state (or begin one) and start it if it is new.
-    pub async fn new(shared: Arc<Shared>, name: String, rule: Arc<RolloutRule>) -> Result<Runner, String> {
+    pub async fn new(
+        shared: Arc<Shared>,
+        name: String,
+        rule: Arc<RolloutRule>,
+    ) -> Result<Runner, String> {
         let store = shared.store.clone();
         let key = name.clone();
         let stored = tokio::task::spawn_blocking(move || store.rollout::<RolloutState>(&key))
@@ -212,15 +231,20 @@ impl Runner {
     }
 
     /// The task's loop, until shutdown.
-    pub async fn run(mut self, mailbox: Arc<Mutex<mpsc::Receiver<Msg>>>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mailbox: Arc<Mutex<mpsc::Receiver<Msg>>>,
+        shutdown: CancellationToken,
+    ) {
         let mut inbox = mailbox.lock().await;
         let mut emergency = self.shared.emergency.subscribe();
+        // An emergency stop in force wins over starting: a new rollout never gets traffic then.
+        let at_start = emergency.borrow_and_update().clone();
+        self.sync_emergency(&at_start).await;
         if self.state.phase == Phase::Pending {
             let start = Event::command(Command::Start, TriggeredBy::Schedule, "rule file loaded");
             let _ = self.apply(start, None).await;
         }
-        let at_start = emergency.borrow_and_update().clone();
-        self.sync_emergency(&at_start).await;
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -235,7 +259,10 @@ impl Runner {
                 self.rule = rule;
                 self.publish();
             }
-            let active = matches!(self.state.phase, Phase::Progressing { .. } | Phase::WaitingApproval { .. });
+            let active = matches!(
+                self.state.phase,
+                Phase::Progressing { .. } | Phase::WaitingApproval { .. }
+            );
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
@@ -276,7 +303,11 @@ impl Runner {
     async fn sync_emergency(&mut self, emergency: &super::Emergency) {
         let stopped = matches!(self.state.phase, Phase::EmergencyStopped { .. });
         if emergency.active && !stopped {
-            let event = Event::command(Command::EmergencyStop, TriggeredBy::Emergency, emergency.reason.clone());
+            let event = Event::command(
+                Command::EmergencyStop,
+                TriggeredBy::Emergency,
+                emergency.reason.clone(),
+            );
             let _ = self.apply(event, None).await;
         } else if !emergency.active && stopped {
             let by = TriggeredBy::Operator(emergency.cleared_by.clone());
@@ -286,10 +317,16 @@ impl Runner {
     }
 
     async fn pause_removed(&mut self) {
-        if matches!(self.state.phase, Phase::Progressing { .. } | Phase::WaitingApproval { .. }) {
+        if matches!(
+            self.state.phase,
+            Phase::Progressing { .. } | Phase::WaitingApproval { .. }
+        ) {
             let reason = format!("its rule file {} was removed", self.rule.path.display());
             let _ = self
-                .apply(Event::command(Command::Pause, TriggeredBy::Schedule, reason), None)
+                .apply(
+                    Event::command(Command::Pause, TriggeredBy::Schedule, reason),
+                    None,
+                )
                 .await;
         }
     }
@@ -300,7 +337,14 @@ impl Runner {
             return;
         };
         let started = Utc::now();
-        match analyse(&self.rule, source, Arc::clone(&self.shared.permits), started).await {
+        match analyse(
+            &self.rule,
+            source,
+            Arc::clone(&self.shared.permits),
+            started,
+        )
+        .await
+        {
             Ok(analysed) => {
                 if self.backend_errors > 0 {
                     tracing::info!(rollout = %self.name, failed = self.backend_errors, "The metric backend answers again; analyses resume.");
@@ -308,10 +352,15 @@ impl Runner {
                 }
                 self.shared.metrics.inc(
                     "canaryd_analyses_total",
-                    &[("rollout", &self.name), ("verdict", &analysed.record.outcome)],
+                    &[
+                        ("rollout", &self.name),
+                        ("verdict", &analysed.record.outcome),
+                    ],
                 );
                 tracing::info!(rollout = %self.name, outcome = %analysed.record.outcome, score = analysed.record.score, "Analysis judged.");
-                let _ = self.apply(Event::Analysis(analysed.report), Some(analysed.record)).await;
+                let _ = self
+                    .apply(Event::Analysis(analysed.report), Some(analysed.record))
+                    .await;
             }
             Err(e) => {
                 self.backend_errors += 1;
@@ -341,9 +390,20 @@ impl Runner {
             reason: reason.clone(),
             triggered_by: TriggeredBy::Schedule.to_string(),
         };
-        let outbox = route(&[&self.rule], &self.name, EventKind::BackendErrors, Severity::Warning, &reason, now, 0);
+        let outbox = route(
+            &[&self.rule],
+            &self.name,
+            EventKind::BackendErrors,
+            Severity::Warning,
+            &reason,
+            now,
+            0,
+        );
         tracing::error!(rollout = %self.name, weight = self.state.weight, "{reason}");
-        if let Err(e) = self.commit(self.state.clone(), vec![audit], None, outbox, None, now).await {
+        if let Err(e) = self
+            .commit(self.state.clone(), vec![audit], None, outbox, None, now)
+            .await
+        {
             tracing::error!(rollout = %self.name, error = %e, "Could not record the backend alert.");
         }
     }
@@ -367,17 +427,37 @@ impl Runner {
         for (seq, action) in actions.iter().enumerate() {
             match action {
                 Action::SetWeight { weight, previous } => {
-                    let stamp = now.timestamp_nanos_opt().unwrap_or_else(|| now.timestamp_micros());
+                    let stamp = now
+                        .timestamp_nanos_opt()
+                        .unwrap_or_else(|| now.timestamp_micros());
                     intent = Some(NewIntent {
                         idempotency_key: format!("{}/{stamp}/{previous}-{weight}", self.name),
                         weight: *weight,
                         previous_weight: *previous,
                     });
                 }
-                Action::Notify { event, severity, message } => {
-                    outbox.extend(route(&[&self.rule], &self.name, *event, *severity, message, now, seq));
+                Action::Notify {
+                    event,
+                    severity,
+                    message,
+                } => {
+                    outbox.extend(route(
+                        &[&self.rule],
+                        &self.name,
+                        *event,
+                        *severity,
+                        message,
+                        now,
+                        seq,
+                    ));
                 }
-                Action::Audit { action, previous_weight, new_weight, reason, triggered_by } => {
+                Action::Audit {
+                    action,
+                    previous_weight,
+                    new_weight,
+                    reason,
+                    triggered_by,
+                } => {
                     audit.push(NewAudit {
                         action: kebab(action),
                         previous_weight: Some(*previous_weight),

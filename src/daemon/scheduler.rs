@@ -31,7 +31,9 @@ pub struct Scheduler {
 
 impl Scheduler {
     fn lock_mailboxes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, mpsc::Sender<Msg>>> {
-        self.mailboxes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.mailboxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether a task runs for this rollout.
@@ -83,15 +85,31 @@ impl Scheduler {
         let name = name.to_string();
         let span = tracing::info_span!("rollout", rollout = %name);
         let handle = tokio::spawn(
-            supervise(name.clone(), FIRST_BACKOFF, make, shutdown.clone(), move |message| {
-                let shared = Arc::clone(&for_alerts);
-                let name = name.clone();
-                async move {
-                    shared.metrics.inc("canaryd_rollout_task_restarts_total", &[("rollout", &name)]);
-                    let rules = shared.rules.load().get(&name).into_iter().collect();
-                    alert(&shared, rules, &name, EventKind::ActuatorFailed, Severity::Critical, message).await;
-                }
-            })
+            supervise(
+                name.clone(),
+                FIRST_BACKOFF,
+                make,
+                shutdown.clone(),
+                move |message| {
+                    let shared = Arc::clone(&for_alerts);
+                    let name = name.clone();
+                    async move {
+                        shared
+                            .metrics
+                            .inc("canaryd_rollout_task_restarts_total", &[("rollout", &name)]);
+                        let rules = shared.rules.load().get(&name).into_iter().collect();
+                        alert(
+                            &shared,
+                            rules,
+                            &name,
+                            EventKind::ActuatorFailed,
+                            Severity::Critical,
+                            message,
+                        )
+                        .await;
+                    }
+                },
+            )
             .instrument(span),
         );
         self.handles
@@ -104,7 +122,10 @@ impl Scheduler {
     /// still running then are aborted (their last step is either recorded or not at all).
     pub async fn drain(&self, limit: Duration) {
         let handles: Vec<_> = std::mem::take(
-            &mut *self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            &mut *self
+                .handles
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         let aborts: Vec<_> = handles.iter().map(JoinHandle::abort_handle).collect();
         let all = async {
@@ -129,8 +150,7 @@ pub async fn supervise<F, Fut, P, PFut>(
     make: F,
     shutdown: CancellationToken,
     on_panic: P,
-)
-where
+) where
     F: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
     P: Fn(String) -> PFut,
@@ -138,7 +158,8 @@ where
 {
     let mut backoff = first_backoff;
     loop {
-        let task = tokio::spawn(make());
+        // The supervisor's span (one per rollout) follows the task across restarts.
+        let task = tokio::spawn(make().instrument(tracing::Span::current()));
         match task.await {
             Ok(()) => return,
             Err(e) if e.is_panic() => {
@@ -185,16 +206,30 @@ mod tests {
             }
         };
         let rep = Arc::clone(&reports);
-        supervise("web".into(), Duration::from_millis(10), make, CancellationToken::new(), move |m| {
-            rep.lock().unwrap().push(m);
-            async {}
-        })
+        supervise(
+            "web".into(),
+            Duration::from_millis(10),
+            make,
+            CancellationToken::new(),
+            move |m| {
+                rep.lock().unwrap().push(m);
+                async {}
+            },
+        )
         .await;
         assert_eq!(runs.load(Ordering::SeqCst), 3);
         let reports = reports.lock().unwrap();
         assert_eq!(reports.len(), 2);
-        assert!(reports[0].contains("`web` panicked (boom)"), "{}", reports[0]);
-        assert!(reports[1].contains("restarting it in 20 ms"), "{}", reports[1]);
+        assert!(
+            reports[0].contains("`web` panicked (boom)"),
+            "{}",
+            reports[0]
+        );
+        assert!(
+            reports[1].contains("restarting it in 20 ms"),
+            "{}",
+            reports[1]
+        );
     }
 
     #[tokio::test]

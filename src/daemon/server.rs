@@ -26,7 +26,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/rollouts", get(rollouts))
         .route(
             "/v1/emergency-stop",
-            get(emergency_status).post(emergency_stop).delete(emergency_clear),
+            get(emergency_status)
+                .post(emergency_stop)
+                .delete(emergency_clear),
         )
         .with_state(Arc::clone(&shared));
     own.merge(crate::actuator::builtin::routes(shared.table.clone()))
@@ -36,14 +38,21 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     if shared.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting: store or rules not loaded yet\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: store or rules not loaded yet\n",
+        )
+            .into_response()
     }
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let body = shared.metrics.render(&shared.statuses());
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response()
@@ -86,15 +95,15 @@ fn refuse_remote(shared: &Shared, peer: SocketAddr) -> Option<Response> {
     ))
 }
 
-fn parse_request(body: &str) -> Result<StopRequest, Response> {
+fn parse_request(body: &str) -> Result<StopRequest, Box<Response>> {
     if body.trim().is_empty() {
         return Ok(StopRequest::default());
     }
     serde_json::from_str(body).map_err(|e| {
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("the body must be JSON like {{\"reason\": \"...\", \"by\": \"alice\"}}: {e}"),
-        )
+        ))
     })
 }
 
@@ -108,9 +117,11 @@ async fn emergency_stop(
     }
     let request = match parse_request(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
-    let reason = request.reason.unwrap_or_else(|| "emergency stop requested over the API".into());
+    let reason = request
+        .reason
+        .unwrap_or_else(|| "emergency stop requested over the API".into());
     let by = request.by.unwrap_or_else(|| format!("api {}", peer.ip()));
     match emergency::engage(&shared, reason, by).await {
         Ok(()) => Json(json!({ "active": true })).into_response(),
@@ -128,7 +139,7 @@ async fn emergency_clear(
     }
     let request = match parse_request(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let by = request.by.unwrap_or_else(|| format!("api {}", peer.ip()));
     match emergency::clear(&shared, by).await {

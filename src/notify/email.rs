@@ -151,7 +151,9 @@ impl EmailNotifier {
                 after: self.timeout,
             };
         }
-        if e.is_tls() {
+        // lettre reports a failed handshake (an untrusted certificate, ...) as a connection
+        // error whose cause is the TLS library's.
+        if e.is_tls() || detail.contains("certificate") || detail.contains("handshake") {
             return NotifyError::Tls { target, detail };
         }
         if e.is_client() {

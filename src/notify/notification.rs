@@ -166,8 +166,8 @@ impl CheckRow {
 }
 
 /// One notification: the outbox payload, rendered per receiver when sent.
+/// Unknown fields are ignored when reading, so a payload written by a newer canaryd still sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Notification {
     pub rollout: String,
     pub team: String,

@@ -1,0 +1,240 @@
+//! The real `canaryd` binary: a kill -9 in the middle of a stage and a restart resume the same
+//! rollout with no audit record lost and no duplicate or contradicting actuation (counted by a
+//! webhook actuator this test serves); `CANARYD_EMERGENCY_STOP=true` at start holds every
+//! rollout at 0%; a config with an unknown key or a bad override fails with where and what.
+
+#[path = "support/prometheus.rs"]
+mod prometheus_support;
+#[path = "fixtures/daemon/support.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use canaryd::rollout::{Phase, RolloutState};
+use canaryd::store::Store;
+use prometheus_support::{Prometheus, free_port};
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_canaryd");
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(config: &Path, port: u16, emergency: bool) -> Daemon {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config"])
+        .arg(config)
+        .env("CANARYD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("CANARYD_EMERGENCY_STOP")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if emergency {
+        cmd.env("CANARYD_EMERGENCY_STOP", "true");
+    }
+    Daemon(cmd.spawn().unwrap())
+}
+
+async fn wait_ready(base: &str) {
+    wait_for("/readyz", Duration::from_secs(10), || async {
+        match reqwest::get(format!("{base}/readyz")).await {
+            Ok(r) if r.status() == 200 => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+}
+
+fn audit(store: &Store, rollout: &str) -> Vec<(i64, String, Option<u8>)> {
+    let page = store.audit_page(rollout, None, 1000).unwrap();
+    page.items
+        .into_iter()
+        .rev()
+        .map(|a| (a.id, a.action, a.new_weight))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_stage_resumes_without_loss_or_duplicate_actuation() {
+    let scrape = serve_metrics(&[("base", 0.1), ("good", 0.1)]).await;
+    let (hook, received) = serve_webhook().await;
+    let prom = tokio::task::spawn_blocking(move || {
+        let p = Prometheus::builder()
+            .scrape("app", scrape.to_string())
+            .start();
+        assert!(p.wait_for_data("latency_seconds", Duration::from_secs(15)));
+        p
+    })
+    .await
+    .unwrap();
+    let dir = temp_dir("crash");
+    let config = write_config(&dir, &prom.url(), &format!("http://{hook}/weights"));
+    write_rule(&dir, "crashy", "good", "webhook", "3s");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let mut daemon = start(&config, port, false);
+    wait_ready(&base).await;
+    // Kill the moment the second stage's weight reaches the webhook: mid-stage, possibly
+    // between the actuator call and the intent's completion.
+    wait_for("the 50% change", Duration::from_secs(20), || async {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.weight == 50)
+            .then_some(())
+    })
+    .await;
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
+
+    let store = Store::open(&dir.join("state")).unwrap();
+    let before = audit(&store, "crashy");
+    let state: RolloutState = store.rollout("crashy").unwrap().unwrap().state;
+    assert_eq!(state.phase, Phase::Progressing { stage: 1 });
+    assert_eq!(state.weight, 50);
+    drop(store);
+
+    let _daemon = start(&config, port, false);
+    wait_ready(&base).await;
+    wait_for(
+        "the rollout to succeed after the restart",
+        Duration::from_secs(20),
+        || async {
+            rollout(&base, "crashy")
+                .await
+                .filter(|r| r.phase == "succeeded" && r.weight == 100)
+        },
+    )
+    .await;
+
+    let store = Store::open(&dir.join("state")).unwrap();
+    let after = audit(&store, "crashy");
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "audit records were lost or changed"
+    );
+    assert!(after.iter().any(|(_, a, _)| a == "succeeded"));
+    assert!(store.pending_intents().unwrap().is_empty());
+
+    // Every distinct change was sent under its own key; a key seen twice is a re-drive of the
+    // same change, never a new one.
+    let seen = received.lock().unwrap().clone();
+    let mut distinct: Vec<(String, u8, u8)> = Vec::new();
+    for r in &seen {
+        match distinct.iter().find(|(k, _, _)| *k == r.idempotency_key) {
+            Some((_, prev, w)) => assert_eq!(
+                (*prev, *w),
+                (r.previous_weight, r.weight),
+                "a key reused for another change"
+            ),
+            None => distinct.push((r.idempotency_key.clone(), r.previous_weight, r.weight)),
+        }
+    }
+    let weights: Vec<(u8, u8)> = distinct.iter().map(|(_, p, w)| (*p, *w)).collect();
+    assert_eq!(weights, [(0, 10), (10, 50), (50, 100)], "{seen:?}");
+    drop(prom);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_stop_from_the_environment_holds_every_rollout_at_zero() {
+    let (hook, received) = serve_webhook().await;
+    let dir = temp_dir("envstop");
+    // No Prometheus at all: the daemon starts anyway.
+    let config = write_config(
+        &dir,
+        &format!("http://127.0.0.1:{}", free_port()),
+        &format!("http://{hook}/weights"),
+    );
+    write_rule(&dir, "frozen", "good", "webhook", "1h");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _daemon = start(&config, port, true);
+    wait_ready(&base).await;
+    let r = wait_for("the emergency stop", Duration::from_secs(1), || async {
+        rollout(&base, "frozen")
+            .await
+            .filter(|r| r.phase == "emergency-stopped")
+    })
+    .await;
+    assert_eq!(r.weight, 0);
+    assert!(
+        received.lock().unwrap().iter().all(|c| c.weight == 0),
+        "the canary got traffic"
+    );
+    let status: serde_json::Value = reqwest::get(format!("{base}/v1/emergency-stop"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["active"], true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_config_with_an_unknown_key_fails_naming_file_line_and_column() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/daemon/unknown-key.toml");
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:7:1: error:", path.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("listen_adress"), "{stderr}");
+}
+
+#[test]
+fn environment_overrides_apply_and_bad_ones_are_named() {
+    let dir = temp_dir("envcfg");
+    let config = write_config(&dir, "http://127.0.0.1:9090", "http://127.0.0.1:9/weights");
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CANARYD__SCHEDULER__BACKEND_ERROR_LIMT", "3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("CANARYD__SCHEDULER__BACKEND_ERROR_LIMT"),
+        "{stderr}"
+    );
+    // A good override: the state directory moves where the environment says.
+    let moved = dir.join("elsewhere");
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CANARYD__STATE_DIR", &moved)
+        .env("CANARYD__RULES_DIR", dir.join("missing-rules"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no rules dir: the daemon must refuse to start"
+    );
+    assert!(
+        moved.join("canaryd.db").exists(),
+        "the state dir override was not applied"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing-rules"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
