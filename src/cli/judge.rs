@@ -454,8 +454,8 @@ fn num(x: Option<f64>) -> String {
     let Some(v) = x else {
         return "-".into();
     };
-    if v == 0.0 {
-        "0".into()
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
     } else if v.abs() >= 1e6 || v.abs() < 1e-3 {
         format!("{v:.4e}")
     } else {

@@ -65,6 +65,14 @@ pub struct ServerConfig {
     /// Accept emergency-stop requests from other hosts (off: loopback peers only).
     #[serde(default)]
     pub remote_emergency_stop: bool,
+    /// The API token file: one `NAME ROLE SHA256-HEX` per line (see `crate::api::auth`). Without
+    /// it every mutation is refused with 401.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Reads (`GET /v1/...`) need a token too; off: open to loopback peers (other peers always
+    /// need one).
+    #[serde(default)]
+    pub reads_need_token: bool,
 }
 
 fn default_listen() -> SocketAddr {
@@ -77,6 +85,8 @@ impl Default for ServerConfig {
             listen: default_listen(),
             public_url: None,
             remote_emergency_stop: false,
+            token_file: None,
+            reads_need_token: false,
         }
     }
 }
@@ -151,24 +161,8 @@ pub enum SourceConfig {
     Prometheus(PrometheusConfig),
 }
 
-/// One `[receivers.NAME]` table. Only the kind is checked for now; delivery (and the checking
-/// of the other keys) belongs to the notifiers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReceiverConfig {
-    pub kind: ReceiverKind,
-    #[serde(flatten)]
-    pub settings: toml::Table,
-}
-
-/// The kinds of receiver notifications can go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReceiverKind {
-    Email,
-    Slack,
-    Webhook,
-    Pagerduty,
-}
+/// One `[receivers.NAME]` table: the notifier's own configuration, chosen by its `kind`.
+pub use crate::notify::ReceiverConfig;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -315,6 +309,14 @@ impl Config {
             if let Err(e) = crate::actuator::validate(name, actuator) {
                 problems.push(format!("[actuators.{name}]: {e}"));
             }
+        }
+        for (name, receiver) in &self.receivers {
+            problems.extend(
+                receiver
+                    .validate(name)
+                    .into_iter()
+                    .map(|e| e.to_string()),
+            );
         }
         if problems.is_empty() {
             Ok(())

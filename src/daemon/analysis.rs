@@ -28,6 +28,8 @@ pub struct Analysed {
     pub report: AnalysisReport,
     /// For the store: outcome, score and every check's evidence.
     pub record: NewAnalysis,
+    /// Every check's result, for the evidence table of notifications.
+    pub results: Vec<CheckResult>,
 }
 
 /// The step of a range query over `window`: about 60 points, never below one second.
@@ -100,6 +102,7 @@ pub async fn analyse(
             .unwrap_or_default()
     };
     let mut results = Vec::new();
+    let mut series = Vec::new();
     for (i, check) in rule.checks.iter().enumerate() {
         let side_data = |side: Side| match &check.queries {
             Queries::Values { .. } => SideData::Values(first_series(data(i, side, 0))),
@@ -108,13 +111,41 @@ pub async fn analyse(
                 &first_series(data(i, side, 1)),
             )),
         };
-        results.push(judge_check(
-            &check.spec,
-            &side_data(Side::Baseline),
-            &side_data(Side::Canary),
-        ));
+        let (baseline, canary) = (side_data(Side::Baseline), side_data(Side::Canary));
+        series.push(json!({
+            "check": check.spec.name,
+            "baseline": plotted(&baseline),
+            "canary": plotted(&canary),
+        }));
+        results.push(judge_check(&check.spec, &baseline, &canary));
     }
-    Ok(describe(rule, &results))
+    let mut analysed = describe(rule, &results);
+    // The raw points, for the status page's charts (not read by any decision).
+    analysed.record.evidence["series"] = serde_json::Value::Array(series);
+    Ok(analysed)
+}
+
+/// One side's points as the status page charts them: `[[t, v], ...]`, counts as their rate
+/// (errors / total); a NaN, infinite or undefined value is `null`.
+pub fn plotted(data: &SideData) -> serde_json::Value {
+    let point = |t: f64, v: f64| json!([t, v.is_finite().then_some(v)]);
+    let points = match data {
+        SideData::Values(points) => points.iter().map(|p| point(p.t, p.v)).collect(),
+        SideData::Counts(points) => points
+            .iter()
+            .map(|p| {
+                point(
+                    p.t,
+                    if p.total > 0.0 {
+                        p.errors / p.total
+                    } else {
+                        f64::NAN
+                    },
+                )
+            })
+            .collect(),
+    };
+    serde_json::Value::Array(points)
 }
 
 /// Score judged checks and describe the analysis for the machine and the store. Pure.
@@ -165,6 +196,7 @@ pub fn describe(rule: &RolloutRule, results: &[CheckResult]) -> Analysed {
             score: Some(score.score),
             evidence: json!({ "score": score, "checks": results }),
         },
+        results: results.to_vec(),
     }
 }
 
@@ -227,6 +259,31 @@ mod tests {
                 total: 20.0
             }]
         );
+    }
+
+    #[test]
+    fn plotted_points_keep_time_and_turn_unusable_values_into_null() {
+        let values = SideData::Values(vec![
+            Point { t: 1.0, v: 0.5 },
+            Point {
+                t: 2.0,
+                v: f64::NAN,
+            },
+        ]);
+        assert_eq!(plotted(&values), json!([[1.0, 0.5], [2.0, null]]));
+        let counts = SideData::Counts(vec![
+            CountPoint {
+                t: 1.0,
+                errors: 1.0,
+                total: 4.0,
+            },
+            CountPoint {
+                t: 2.0,
+                errors: 0.0,
+                total: 0.0,
+            },
+        ]);
+        assert_eq!(plotted(&counts), json!([[1.0, 0.25], [2.0, null]]));
     }
 
     #[test]

@@ -19,6 +19,7 @@
 pub mod analysis;
 pub mod emergency;
 pub mod metrics;
+pub mod receivers;
 pub mod reload;
 pub mod runner;
 pub mod scheduler;
@@ -114,6 +115,8 @@ pub struct Shared {
     /// The builtin actuator's weights, served over HTTP.
     pub table: WeightTable,
     pub metrics: Metrics,
+    /// Wakes the notification dispatcher and swaps its receivers on reload.
+    pub notify: crate::notify::DispatcherHandle,
     statuses: RwLock<BTreeMap<String, RolloutStatus>>,
     pub emergency: watch::Sender<Emergency>,
     /// Bounds the metric queries in flight across the daemon.
@@ -219,8 +222,23 @@ pub async fn run(
     for rule in rules.rules.values() {
         table.register(&rule.name, rule.targeting.clone());
     }
+    let (built, receiver_problems) = receivers::build(&config.receivers);
+    for problem in &receiver_problems {
+        tracing::error!(
+            "{problem}; its notifications wait in the outbox until a reload can build it."
+        );
+    }
+    let dispatcher = crate::notify::Dispatcher::new(
+        store.clone(),
+        built,
+        crate::notify::DispatchSettings::default(),
+    );
+    let notify = dispatcher.handle();
+    let dispatch_token = CancellationToken::new();
+    let dispatching = tokio::spawn(dispatcher.run(dispatch_token.clone()));
     let (emergency_tx, _) = watch::channel(Emergency::default());
     let shared = Arc::new(Shared {
+        notify,
         permits: Arc::new(Semaphore::new(config.scheduler.max_concurrent_queries)),
         config,
         store,
@@ -306,6 +324,11 @@ pub async fn run(
     tracing::info!("Shutting down: finishing in-flight work.");
     shared.ready.store(false, Ordering::SeqCst);
     shared.scheduler.drain(DRAIN_LIMIT).await;
+    // Notifications recorded by the last steps get one more chance to go out before exit;
+    // whatever is still pending stays in the outbox for the next start.
+    shared.notify.wake();
+    dispatch_token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), dispatching).await;
     file_watch.abort();
     reloader.abort();
     if let Some(w) = watchdog {

@@ -17,6 +17,8 @@ use super::Shared;
 use super::analysis::analyse;
 use super::status::RolloutStatus;
 use crate::actuator::WeightChange;
+use crate::judge::CheckResult;
+use crate::notify::Notification;
 use crate::rollout::{
     Action, Command, Event, EventKind, Phase, RolloutState, Severity, TriggeredBy, step,
 };
@@ -50,43 +52,52 @@ fn kebab<T: serde::Serialize>(value: &T) -> String {
     }
 }
 
-/// The messages an event becomes for the receivers a rule routes it to.
-pub fn route(
-    rules: &[&RolloutRule],
+/// The outbox messages one notification becomes for the receivers a rule routes it to.
+pub fn messages(rule: &RolloutRule, n: &Notification, index: usize) -> Vec<NewMessage> {
+    match crate::notify::outbox_messages(&rule.routes, n, index) {
+        Ok(messages) => messages,
+        Err(e) => {
+            tracing::error!(rollout = %n.rollout, error = %e, "Could not encode a notification.");
+            Vec::new()
+        }
+    }
+}
+
+/// A notification that is not part of a step (reload failure, task restart, actuator failure,
+/// backend errors): what the rollout's published status says, no evidence table.
+pub fn alert_notification(
+    shared: &Shared,
+    rule: Option<&RolloutRule>,
     rollout: &str,
     kind: EventKind,
     severity: Severity,
-    message: &str,
+    message: String,
     at: DateTime<Utc>,
-    seq: usize,
-) -> Vec<NewMessage> {
-    let mut receivers: Vec<&str> = rules
-        .iter()
-        .flat_map(|r| r.routes.iter())
-        .filter(|route| route.matches(kind, severity))
-        .flat_map(|route| route.receivers.iter().map(String::as_str))
-        .collect();
-    receivers.sort_unstable();
-    receivers.dedup();
-    let stamp = at
-        .timestamp_nanos_opt()
-        .unwrap_or_else(|| at.timestamp_micros());
-    receivers
-        .into_iter()
-        .map(|receiver| NewMessage {
-            receiver: receiver.to_string(),
-            dedupe_key: format!("{rollout}/{stamp}/{seq}/{}/{receiver}", kebab(&kind)),
-            event: kebab(&kind),
-            severity: kebab(&severity),
-            payload: serde_json::json!({
-                "rollout": rollout,
-                "event": kind,
-                "severity": severity,
-                "message": message,
-                "at": at,
-            }),
-        })
-        .collect()
+) -> Notification {
+    let status = shared.statuses().into_iter().find(|s| s.name == rollout);
+    Notification {
+        rollout: rollout.to_string(),
+        team: rule.map(|r| r.team.clone()).unwrap_or_default(),
+        event: kind,
+        severity,
+        incident: crate::notify::incident_action(kind, severity),
+        group_key: crate::notify::group_key(rollout, None, at),
+        at,
+        message,
+        phase: status
+            .as_ref()
+            .map_or_else(|| "unknown".to_string(), |s| s.phase.clone()),
+        stage: None,
+        weight: status.map_or(0, |s| s.weight),
+        checks: Vec::new(),
+        status_url: shared
+            .config
+            .server
+            .public_url
+            .as_deref()
+            .map(|base| crate::notify::notification::status_url(base, rollout)),
+        commands: vec![format!("canaryd status {rollout}")],
+    }
 }
 
 /// Enqueue an alert that is not part of a step (reload failure, task restart, actuator failure),
@@ -100,17 +111,18 @@ pub async fn alert(
     message: String,
 ) {
     let now = Utc::now();
-    let refs: Vec<&RolloutRule> = rules.iter().map(Arc::as_ref).collect();
-    let messages = route(&refs, rollout, kind, severity, &message, now, 0);
+    let own = rules.iter().find(|r| r.name == rollout).map(Arc::as_ref);
+    let n = alert_notification(shared, own, rollout, kind, severity, message, now);
+    let queued: Vec<NewMessage> = rules.iter().flat_map(|r| messages(r, &n, 0)).collect();
     let store = shared.store.clone();
     let result = tokio::task::spawn_blocking(move || {
-        messages
+        queued
             .iter()
             .try_for_each(|m| store.enqueue(m, now).map(|_| ()))
     })
     .await;
     match result {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => shared.notify.wake(),
         Ok(Err(e)) => tracing::error!(error = %e, "Could not enqueue an alert."),
         Err(e) => tracing::error!(error = %e, "Could not enqueue an alert."),
     }
@@ -198,6 +210,8 @@ pub struct Runner {
     state: RolloutState,
     backend_errors: u32,
     next_analysis: Instant,
+    /// The latest analysis's check results, for the evidence table of notifications.
+    evidence: Vec<CheckResult>,
 }
 
 impl Runner {
@@ -220,6 +234,7 @@ impl Runner {
             rule,
             state: stored.map(|s| s.state).unwrap_or_default(),
             backend_errors: 0,
+            evidence: Vec::new(),
         };
         runner.publish();
         Ok(runner)
@@ -358,6 +373,7 @@ impl Runner {
                     ],
                 );
                 tracing::info!(rollout = %self.name, outcome = %analysed.record.outcome, score = analysed.record.score, "Analysis judged.");
+                self.evidence = analysed.results;
                 let _ = self
                     .apply(Event::Analysis(analysed.report), Some(analysed.record))
                     .await;
@@ -390,15 +406,16 @@ impl Runner {
             reason: reason.clone(),
             triggered_by: TriggeredBy::Schedule.to_string(),
         };
-        let outbox = route(
-            &[&self.rule],
+        let n = alert_notification(
+            &self.shared,
+            Some(&self.rule),
             &self.name,
             EventKind::BackendErrors,
             Severity::Warning,
-            &reason,
+            reason.clone(),
             now,
-            0,
         );
+        let outbox = messages(&self.rule, &n, 0);
         tracing::error!(rollout = %self.name, weight = self.state.weight, "{reason}");
         if let Err(e) = self
             .commit(self.state.clone(), vec![audit], None, outbox, None, now)
@@ -441,15 +458,18 @@ impl Runner {
                     severity,
                     message,
                 } => {
-                    outbox.extend(route(
-                        &[&self.rule],
-                        &self.name,
-                        *event,
-                        *severity,
-                        message,
-                        now,
-                        seq,
-                    ));
+                    let ctx = crate::notify::Context {
+                        rollout: &self.name,
+                        team: &self.rule.team,
+                        plan: &self.rule.plan,
+                        before: &self.state,
+                        after: &next,
+                        at: now,
+                        evidence: &self.evidence,
+                        public_url: self.shared.config.server.public_url.as_deref(),
+                    };
+                    let n = Notification::from_action(&ctx, *event, *severity, message);
+                    outbox.extend(messages(&self.rule, &n, seq));
                 }
                 Action::Audit {
                     action,
@@ -468,6 +488,7 @@ impl Runner {
                 }
             }
         }
+        let has_messages = !outbox.is_empty();
         let intent_id = self
             .commit(next.clone(), audit.clone(), intent.clone(), outbox, analysis, now)
             .await
@@ -477,6 +498,9 @@ impl Runner {
             })?;
         self.state = next;
         self.publish();
+        if has_messages {
+            self.shared.notify.wake();
+        }
         for a in &audit {
             tracing::info!(
                 rollout = %self.name,
