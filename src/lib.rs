@@ -9,11 +9,15 @@
 //! - [`assign`]: sticky hash-bucket assignment of keys to baseline or canary (pure).
 //! - [`config`]: the daemon config `canaryd.toml`: parse with positions, env overrides, validate.
 //! - [`daemon`]: `canaryd serve`: scheduler, per-rollout runners, reload, emergency stop, HTTP.
+//! - [`api`]: the operator HTTP API under `/v1` (reads, commands, emergency stop) and its tokens.
+//! - [`web`]: the status page: server-rendered HTML with inline SVG charts, no JavaScript.
 //! - [`systemd`]: the sd_notify protocol (READY, RELOADING, STOPPING, WATCHDOG, STATUS).
 //! - [`logging`]: the tracing subscriber (text or JSON).
+//! - [`sim`]: a simulated service (baseline and canary) for `canaryd demo` and end-to-end tests.
 //! - [`cli`]: the command-line front end; `main` is thin glue around it.
 
 pub mod actuator;
+pub mod api;
 pub mod assign;
 pub mod cli;
 pub mod config;
@@ -23,7 +27,9 @@ pub mod logging;
 pub mod notify;
 pub mod rollout;
 pub mod rules;
+pub mod sim;
 pub mod source;
 pub mod stats;
 pub mod store;
 pub mod systemd;
+pub mod web;

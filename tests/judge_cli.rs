@@ -262,3 +262,83 @@ fn bad_usage_exits_3() {
     let out = judge_files("baseline.csv", "canary_ok.csv", &["--confidence", "1.5"]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+fn rule_file() -> String {
+    let mut p = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    p.push("rules/checkout-api.toml");
+    p.display().to_string()
+}
+
+#[test]
+fn a_rule_files_check_judges_with_that_checks_settings() {
+    let rule = rule_file();
+    // The shipped critical check: canary error rate above 0.5% fails.
+    let critical = judge_files(
+        "errors_baseline.csv",
+        "errors_canary_bad.csv",
+        &[
+            "--rule",
+            &rule,
+            "--check",
+            "error-rate-critical",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(critical.status.code(), Some(1), "{}", stderr(&critical));
+    let doc = json(&critical);
+    assert_eq!(doc["verdict"], "fail");
+    assert_eq!(doc["evidence"]["thresholds"]["threshold"], 0.005);
+    // The same data against the shipped "+1 percentage point vs baseline" check passes.
+    let relative = judge_files(
+        "errors_baseline.csv",
+        "errors_canary_bad.csv",
+        &[
+            "--rule",
+            &rule,
+            "--check",
+            "error-rate-vs-baseline",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(relative.status.code(), Some(0), "{}", stderr(&relative));
+    assert_eq!(json(&relative)["evidence"]["thresholds"]["tolerance"], 0.01);
+}
+
+#[test]
+fn an_unknown_check_of_a_rule_file_names_the_known_ones() {
+    let rule = rule_file();
+    let out = judge_files(
+        "errors_baseline.csv",
+        "errors_canary_bad.csv",
+        &["--rule", &rule, "--check", "nope"],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(err.contains("no check `nope`"), "{err}");
+    assert!(err.contains("`error-rate-critical`"), "{err}");
+}
+
+#[test]
+fn rule_settings_and_flag_settings_do_not_mix() {
+    let rule = rule_file();
+    let out = judge_files(
+        "baseline.csv",
+        "canary_ok.csv",
+        &[
+            "--rule",
+            &rule,
+            "--check",
+            "p99-vs-baseline",
+            "--tolerance",
+            "0.1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -61,6 +61,18 @@ pub struct JudgeArgs {
     /// The check's name, shown in the output.
     #[arg(long, default_value = "judge")]
     pub name: String,
+    /// Take the check's settings from this rule file (with `--check`) instead of the flags.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "check",
+        conflicts_with_all = ["kind", "direction", "tolerance", "threshold", "aggregate",
+            "confidence", "min_samples", "max_slope_per_minute"]
+    )]
+    pub rule: Option<PathBuf>,
+    /// The check of `--rule` to judge as.
+    #[arg(long, value_name = "NAME", requires = "rule")]
+    pub check: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -320,8 +332,44 @@ fn side_data(path: &Path, file: DataFile, counts_needed: bool) -> Result<SideDat
     }
 }
 
-/// Build the check from the flags, refusing flags that do not apply to the kind.
+/// The check named `--check` of the rule file `--rule`, validated as `canaryd check` would
+/// (but without a daemon config: source, actuator and receiver names are not checked).
+fn rule_spec(path: &std::path::Path, check: &str) -> Result<CheckSpec, JudgeError> {
+    let known = crate::rules::KnownNames::any();
+    let rules = crate::rules::load_paths(&[path.to_path_buf()], &known).map_err(|problems| {
+        JudgeError::Usage(
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    let checks: Vec<&crate::rules::CheckRule> =
+        rules.iter().flat_map(|r| r.checks.iter()).collect();
+    checks
+        .iter()
+        .find(|c| c.spec.name == check)
+        .map(|c| c.spec.clone())
+        .ok_or_else(|| {
+            let known: Vec<String> = checks
+                .iter()
+                .map(|c| format!("`{}`", c.spec.name))
+                .collect();
+            JudgeError::Usage(format!(
+                "{}: no check `{check}`; known: {}",
+                path.display(),
+                known.join(", ")
+            ))
+        })
+}
+
+/// Build the check from `--rule`/`--check`, or from the flags, refusing flags that do not apply
+/// to the kind.
 pub fn build_spec(args: &JudgeArgs) -> Result<CheckSpec, JudgeError> {
+    if let (Some(rule), Some(check)) = (&args.rule, &args.check) {
+        return rule_spec(rule, check);
+    }
     let usage = |m: String| Err(JudgeError::Usage(m));
     let kind_name = args
         .kind
@@ -427,7 +475,10 @@ pub fn build_spec(args: &JudgeArgs) -> Result<CheckSpec, JudgeError> {
 /// Read both files and judge them.
 pub fn judge_files(args: &JudgeArgs) -> Result<CheckResult, JudgeError> {
     let spec = build_spec(args)?;
-    let counts_needed = matches!(args.kind, KindArg::ErrorRate | KindArg::ErrorRateAbsolute);
+    let counts_needed = matches!(
+        spec.kind,
+        CheckKind::ErrorRate { .. } | CheckKind::ErrorRateAbsolute { .. }
+    );
     let baseline = side_data(&args.baseline, read_data(&args.baseline)?, counts_needed)?;
     let canary = side_data(&args.canary, read_data(&args.canary)?, counts_needed)?;
     Ok(judge_check(&spec, &baseline, &canary))

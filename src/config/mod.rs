@@ -311,12 +311,7 @@ impl Config {
             }
         }
         for (name, receiver) in &self.receivers {
-            problems.extend(
-                receiver
-                    .validate(name)
-                    .into_iter()
-                    .map(|e| e.to_string()),
-            );
+            problems.extend(receiver.validate(name).into_iter().map(|e| e.to_string()));
         }
         if problems.is_empty() {
             Ok(())

@@ -124,6 +124,8 @@ pub struct Shared {
     /// Store and rules are loaded.
     pub ready: AtomicBool,
     pub scheduler: scheduler::Scheduler,
+    /// The API tokens (`server.token_file`), re-read when the file changes.
+    pub tokens: crate::api::auth::Tokens,
 }
 
 impl Shared {
@@ -202,6 +204,19 @@ pub async fn run(
     shutdown: CancellationToken,
     reload: mpsc::Receiver<()>,
 ) -> Result<(), DaemonError> {
+    run_with_sources(config, options, BTreeMap::new(), shutdown, reload).await
+}
+
+/// [`run`], with metric sources built by the caller (`canaryd demo` injects its simulator's
+/// in-memory source). Each replaces the config's `[sources.NAME]` of the same name, which must
+/// still be configured: rule files are validated against the config's names.
+pub async fn run_with_sources(
+    config: Config,
+    options: Options,
+    injected: BTreeMap<String, Arc<dyn MetricSource>>,
+    shutdown: CancellationToken,
+    reload: mpsc::Receiver<()>,
+) -> Result<(), DaemonError> {
     crate::systemd::status("Opening the state database.");
     let dir = config.state_dir.clone();
     let store = blocking(move || Store::open(&dir)).await??;
@@ -213,7 +228,8 @@ pub async fn run(
             dir: config.rules_dir.display().to_string(),
             problems,
         })?;
-    let sources = build_sources(&config)?;
+    let mut sources = build_sources(&config)?;
+    sources.extend(injected);
     let table = WeightTable::new();
     let mut actuators = BTreeMap::new();
     for (name, c) in &config.actuators {
@@ -236,6 +252,8 @@ pub async fn run(
     let notify = dispatcher.handle();
     let dispatch_token = CancellationToken::new();
     let dispatching = tokio::spawn(dispatcher.run(dispatch_token.clone()));
+    let tokens = crate::api::auth::Tokens::load(config.server.token_file.as_deref())
+        .map_err(|e| DaemonError::Internal(e.to_string()))?;
     let (emergency_tx, _) = watch::channel(Emergency::default());
     let shared = Arc::new(Shared {
         notify,
@@ -251,6 +269,7 @@ pub async fn run(
         emergency: emergency_tx,
         ready: AtomicBool::new(false),
         scheduler: scheduler::Scheduler::default(),
+        tokens,
     });
     reload::record_success(&shared);
     shared

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::notify::{NotifyError, ReceiverConfig, Receivers, SendFuture};
 use crate::notify::{Notification, Notifier};
+use crate::notify::{NotifyError, ReceiverConfig, Receivers, SendFuture};
 
 /// A configured receiver that could not be built; every send fails with a retryable error
 /// that says why and what to do.

@@ -1,0 +1,572 @@
+//! The operator HTTP API under `/v1`: read rollouts, their plan's progress, history, analyses
+//! and the baseline-vs-canary comparison; give commands (start, approve, pause, resume, promote,
+//! rollback, abort) and the emergency stop. It owns the routes, request checking, authentication
+//! ([`auth`]) and the JSON shapes ([`view`]); it decides nothing about rollouts: a command goes
+//! through the rollout's mailbox to its runner and the state machine, and the answer says what
+//! became of it (200 with the new phase and weight, or 409 with the machine's refusal).
+//!
+//! # Rules
+//! - Every error is JSON `{"error": "..."}`: 400 bad request (with what is wrong), 401 no or an
+//!   unknown token, 403 a read-only token on a mutation, 404 unknown rollout, 405 wrong method,
+//!   409 refused by the state machine, 413 a body over [`BODY_LIMIT`].
+//! - Mutations need an admin token (`Authorization: Bearer ...`), whose name is recorded as the
+//!   operator in the audit trail. Reads are open to loopback peers unless
+//!   `server.reads_need_token` is set; other peers always need a token (read or admin).
+//! - A command's body is `{"reason": "..."}`: required, not blank, at most [`MAX_REASON`]
+//!   characters, no other field.
+
+pub mod auth;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::daemon::runner::Msg;
+use crate::daemon::{Shared, emergency};
+use crate::rollout::{Command, RolloutState, TriggeredBy};
+use crate::store::{Cursor, MAX_PAGE};
+use auth::{Caller, Denied, Role};
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// The longest reason accepted, in characters.
+pub const MAX_REASON: usize = 1000;
+/// How long a command waits for its rollout's task to answer.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
+/// History entries per page when `limit` is not given.
+const DEFAULT_HISTORY: usize = 50;
+/// Analyses per page when `limit` is not given.
+const DEFAULT_ANALYSES: usize = 10;
+
+/// An error answer: a status and a message for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn internal(message: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"canaryd\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::Unauthenticated(m) => ApiError::new(StatusCode::UNAUTHORIZED, m),
+            Denied::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+        }
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The API's routes, to merge into the daemon's router.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let mut rollout = Router::new()
+        .route("/v1/rollouts", get(list))
+        .route("/v1/rollouts/{name}", get(one))
+        .route("/v1/rollouts/{name}/history", get(history))
+        .route("/v1/rollouts/{name}/analyses", get(analyses))
+        .route("/v1/rollouts/{name}/comparison", get(compare))
+        .route(
+            "/v1/emergency-stop",
+            get(emergency_status)
+                .post(emergency_stop)
+                .delete(emergency_clear),
+        );
+    for (path, command) in COMMANDS {
+        let command = *command;
+        rollout = rollout.route(
+            path,
+            post(
+                move |state: State<Arc<Shared>>,
+                      peer: ConnectInfo<SocketAddr>,
+                      name: Path<String>,
+                      headers: HeaderMap,
+                      body: Result<Bytes, BytesRejection>| {
+                    give(state, peer, name, headers, body, command)
+                },
+            ),
+        );
+    }
+    rollout
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this method is not allowed here: reads are GET, commands are POST, and \
+                 /v1/emergency-stop takes GET, POST and DELETE",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(shared)
+}
+
+const COMMANDS: &[(&str, Command)] = &[
+    ("/v1/rollouts/{name}/start", Command::Start),
+    ("/v1/rollouts/{name}/approve", Command::Approve),
+    ("/v1/rollouts/{name}/pause", Command::Pause),
+    ("/v1/rollouts/{name}/resume", Command::Resume),
+    ("/v1/rollouts/{name}/promote", Command::Promote),
+    ("/v1/rollouts/{name}/rollback", Command::Rollback),
+    ("/v1/rollouts/{name}/abort", Command::Abort),
+];
+
+fn authorization(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "the Authorization header is not readable text",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// Let a read through, or say why not.
+fn allow_read(shared: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
+    let header = authorization(headers)?;
+    if header.is_none() && peer.ip().is_loopback() && !shared.config.server.reads_need_token {
+        return Ok(());
+    }
+    shared.tokens.authorize(header, Role::Read)?;
+    Ok(())
+}
+
+/// The admin calling for a mutation.
+fn admin(shared: &Shared, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    Ok(shared
+        .tokens
+        .authorize(authorization(headers)?, Role::Admin)?)
+}
+
+/// A command's body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    reason: String,
+}
+
+/// Check a command's body: JSON `{"reason": "..."}` within the limits.
+pub fn parse_reason(body: &[u8]) -> Result<String, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err("the body must be JSON like {\"reason\": \"why\"}; it is empty".to_string());
+    }
+    let parsed: CommandBody = serde_json::from_slice(body)
+        .map_err(|e| format!("the body must be JSON like {{\"reason\": \"why\"}}: {e}"))?;
+    let reason = parsed.reason.trim();
+    if reason.is_empty() {
+        return Err("`reason` is empty: say why, for the audit trail".to_string());
+    }
+    let chars = reason.chars().count();
+    if chars > MAX_REASON {
+        return Err(format!(
+            "`reason` is {chars} characters long; at most {MAX_REASON} are accepted"
+        ));
+    }
+    Ok(reason.to_string())
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("the body is larger than {BODY_LIMIT} bytes")
+        } else {
+            rejection.body_text()
+        };
+        ApiError::new(status, message)
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no rollout named `{name}`; GET /v1/rollouts lists them"),
+    )
+}
+
+/// The rollout must be known (loaded, or stored from before).
+fn known(shared: &Shared, name: &str) -> Result<(), ApiError> {
+    if shared.rules.load().get(name).is_some() || shared.statuses().iter().any(|s| s.name == name) {
+        Ok(())
+    } else {
+        Err(not_found(name))
+    }
+}
+
+async fn list(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult {
+    allow_read(&shared, &headers, peer)?;
+    Ok(Json(json!({ "rollouts": shared.statuses() })).into_response())
+}
+
+async fn one(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    allow_read(&shared, &headers, peer)?;
+    known(&shared, &name)?;
+    let store = shared.store.clone();
+    let key = name.clone();
+    let (stored, started_at, last) = blocking(move || {
+        let stored = store.rollout::<RolloutState>(&key)?;
+        // The newest start: walk the history back until one is found.
+        let mut started_at = None;
+        let mut cursor = None;
+        loop {
+            let page = store.audit_page(&key, cursor, MAX_PAGE)?;
+            if let Some(e) = page
+                .items
+                .iter()
+                .find(|e| e.action == "started" || e.action == "retried")
+            {
+                started_at = Some(e.at);
+                break;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let last = store.analyses_page(&key, None, 1)?.items.into_iter().next();
+        Ok::<_, crate::store::StoreError>((stored, started_at, last.map(|a| a.at)))
+    })
+    .await?
+    .map_err(ApiError::internal)?;
+    let rule = shared.rules.load().get(&name);
+    let (state, updated_at) = match stored {
+        Some(s) => (s.state, Some(s.updated_at)),
+        None => (RolloutState::default(), None),
+    };
+    let known = view::Known {
+        started_at,
+        updated_at,
+        last_analysis_at: last,
+    };
+    let detail = view::detail(&name, &state, rule.as_deref(), known, chrono::Utc::now());
+    Ok(Json(detail).into_response())
+}
+
+/// `?limit=&cursor=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn page_params(
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    default: usize,
+) -> Result<(usize, Option<Cursor>), ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "bad query string ({}); use ?limit=N&cursor=C",
+            e.body_text()
+        ))
+    })?;
+    let limit = match q.limit.as_deref() {
+        None => default,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "`limit` = `{text}` must be a whole number from 1 to {MAX_PAGE}"
+                )));
+            }
+        },
+    };
+    let cursor = q
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(str::parse::<Cursor>)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok((limit, cursor))
+}
+
+async fn history(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    allow_read(&shared, &headers, peer)?;
+    known(&shared, &name)?;
+    let (limit, cursor) = page_params(query, DEFAULT_HISTORY)?;
+    let store = shared.store.clone();
+    let key = name.clone();
+    let page = blocking(move || store.audit_page(&key, cursor, limit))
+        .await?
+        .map_err(ApiError::internal)?;
+    let entries: Vec<view::HistoryEntry> = page.items.into_iter().map(Into::into).collect();
+    Ok(Json(json!({
+        "rollout": name,
+        "entries": entries,
+        "next_cursor": page.next.map(|c| c.to_string()),
+    }))
+    .into_response())
+}
+
+async fn analyses(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    allow_read(&shared, &headers, peer)?;
+    known(&shared, &name)?;
+    let (limit, cursor) = page_params(query, DEFAULT_ANALYSES)?;
+    let store = shared.store.clone();
+    let key = name.clone();
+    let page = blocking(move || store.analyses_page(&key, cursor, limit))
+        .await?
+        .map_err(ApiError::internal)?;
+    let items: Vec<_> = page
+        .items
+        .into_iter()
+        .map(|a| {
+            json!({
+                "id": a.id,
+                "at": a.at,
+                "outcome": a.outcome,
+                "score": a.score,
+                "evidence": a.evidence,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "rollout": name,
+        "analyses": items,
+        "next_cursor": page.next.map(|c| c.to_string()),
+    }))
+    .into_response())
+}
+
+async fn compare(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    allow_read(&shared, &headers, peer)?;
+    known(&shared, &name)?;
+    let store = shared.store.clone();
+    let key = name.clone();
+    let latest = blocking(move || store.analyses_page(&key, None, 1))
+        .await?
+        .map_err(ApiError::internal)?
+        .items
+        .into_iter()
+        .next();
+    let Some(latest) = latest else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("rollout `{name}` has no analysis yet"),
+        ));
+    };
+    let comparison = view::comparison(&latest).map_err(ApiError::internal)?;
+    Ok(Json(comparison).into_response())
+}
+
+/// Give `command` to rollout `name` and wait for what became of it.
+async fn give(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(_peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    command: Command,
+) -> ApiResult {
+    let caller = admin(&shared, &headers)?;
+    let body = body_bytes(body)?;
+    known(&shared, &name)?;
+    let reason = parse_reason(&body).map_err(ApiError::bad_request)?;
+    if !shared.scheduler.has(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("rollout `{name}` has no rule file loaded, so it takes no commands"),
+        ));
+    }
+    let (reply, answer) = oneshot::channel();
+    let msg = Msg::Command {
+        command,
+        by: TriggeredBy::Operator(caller.name.clone()),
+        reason: reason.clone(),
+        reply: Some(reply),
+    };
+    if !shared.scheduler.send(&name, msg).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("rollout `{name}`'s task is not running (shutting down?); try again"),
+        ));
+    }
+    tracing::info!(rollout = %name, command = %command, by = %caller.name, "Command received over the API.");
+    match tokio::time::timeout(COMMAND_TIMEOUT, answer).await {
+        Ok(Ok(Ok(status))) => Ok(Json(json!({
+            "rollout": name,
+            "command": command,
+            "by": caller.name,
+            "phase": status.phase,
+            "stage": status.stage,
+            "stage_name": status.stage_name,
+            "weight": status.weight,
+        }))
+        .into_response()),
+        Ok(Ok(Err(refusal))) => Err(ApiError::new(StatusCode::CONFLICT, refusal)),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("rollout `{name}`'s task stopped before answering; check its state"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "rollout `{name}` did not answer within {} s; the command may still apply",
+                COMMAND_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+async fn emergency_status(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult {
+    allow_read(&shared, &headers, peer)?;
+    let e = shared.emergency.borrow().clone();
+    Ok(Json(json!({ "active": e.active, "reason": e.reason })).into_response())
+}
+
+/// Emergency mutations answer only loopback peers unless `server.remote_emergency_stop` is set.
+fn refuse_remote(shared: &Shared, peer: SocketAddr) -> Result<(), ApiError> {
+    if peer.ip().is_loopback() || shared.config.server.remote_emergency_stop {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "emergency stop is accepted from loopback only (you are {}); set \
+             server.remote_emergency_stop = true to allow other hosts",
+            peer.ip()
+        ),
+    ))
+}
+
+async fn emergency_stop(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let caller = admin(&shared, &headers)?;
+    refuse_remote(&shared, peer)?;
+    let reason = parse_reason(&body_bytes(body)?).map_err(ApiError::bad_request)?;
+    emergency::engage(&shared, reason.clone(), caller.name.clone())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "active": true, "reason": reason, "by": caller.name })).into_response())
+}
+
+async fn emergency_clear(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let caller = admin(&shared, &headers)?;
+    refuse_remote(&shared, peer)?;
+    let reason = parse_reason(&body_bytes(body)?).map_err(ApiError::bad_request)?;
+    tracing::warn!(by = %caller.name, reason = %reason, "Emergency stop clear requested over the API.");
+    emergency::clear(&shared, caller.name.clone())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?;
+    Ok(Json(json!({ "active": false, "by": caller.name })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_checked_with_a_message_saying_what_is_wrong() {
+        assert_eq!(
+            parse_reason(br#"{"reason": " deploy 42 "}"#).unwrap(),
+            "deploy 42"
+        );
+        let cases: [(&[u8], &str); 5] = [
+            (b"", "it is empty"),
+            (b"pause please", "must be JSON"),
+            (br#"{"reason": "x", "by": "bob"}"#, "unknown field `by`"),
+            (br#"{}"#, "missing field `reason`"),
+            (br#"{"reason": "  "}"#, "`reason` is empty"),
+        ];
+        for (body, want) in cases {
+            let err = parse_reason(body).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+        let long = format!("{{\"reason\": \"{}\"}}", "x".repeat(MAX_REASON + 1));
+        assert!(
+            parse_reason(long.as_bytes())
+                .unwrap_err()
+                .contains("at most 1000")
+        );
+    }
+}

@@ -1,0 +1,558 @@
+//! `GET /rollouts/{name}`: one rollout in depth. Per check, a chart of baseline vs canary over
+//! the latest analysis window with the threshold or tolerance it was judged against, its verdict
+//! and evidence (test, p-value, effect, interval, points kept and dropped); the recent analyses;
+//! and the audit trail, newest first, a page at a time. Pure: views in, HTML out.
+//!
+//! Evidence is read from the stored JSON field by field, so an analysis recorded by an older
+//! version (or with a NaN stored as `null`) still shows what it has instead of failing the page.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::chart::{self, Chart, Mark, Unit};
+use super::html::{escape, number, page, time, url_segment};
+use super::overview::{phase_badge, stage_chips, stop_banner, time_in_stage, weight_bar};
+use super::{RolloutView, StopView};
+use crate::rules::{CheckRule, Queries};
+use crate::store::{Analysis, AuditEntry, Page};
+
+/// What a rollout's page shows.
+#[derive(Debug, Clone, Copy)]
+pub struct Detail<'a> {
+    pub rollout: &'a RolloutView,
+    /// The most recent analyses, newest first.
+    pub analyses: &'a [Analysis],
+    /// One page of the audit trail, newest first.
+    pub history: &'a Page<AuditEntry>,
+    /// Whether this is a later page of the history (so a link back to the newest is shown).
+    pub paged: bool,
+    pub stop: &'a StopView,
+    pub now: DateTime<Utc>,
+}
+
+/// The unit a check's values are in, guessed from its queries (Prometheus naming conventions).
+pub fn unit_of(check: &CheckRule) -> Unit {
+    match &check.queries {
+        Queries::Counts { .. } => Unit::Fraction,
+        Queries::Values { query } => {
+            let q = query.to_ascii_lowercase();
+            if q.contains("_seconds") {
+                Unit::Seconds
+            } else if q.contains("_bytes") {
+                Unit::Bytes
+            } else if q.contains("_ratio") {
+                Unit::Fraction
+            } else {
+                Unit::Plain
+            }
+        }
+    }
+}
+
+fn get<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |v, key| v.get(key))
+}
+
+fn num(value: &Value, path: &[&str]) -> Option<f64> {
+    get(value, path).and_then(Value::as_f64)
+}
+
+fn text<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
+    get(value, path).and_then(Value::as_str)
+}
+
+/// A recorded series `[[t, v|null], ...]` as points (null becomes NaN, which the chart skips).
+fn points(series: Option<&Value>) -> Vec<(f64, f64)> {
+    series
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|p| {
+                    let pair = p.as_array()?;
+                    let t = pair.first()?.as_f64()?;
+                    let v = pair.get(1).and_then(Value::as_f64).unwrap_or(f64::NAN);
+                    Some((t, v))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The marks for a check's recorded result: its threshold, tolerance or slope limit, placed
+/// as the judge applied it (tolerances around the baseline's median, or its rate for counts).
+pub fn marks(result: &Value, unit: Unit, canary: &[(f64, f64)]) -> Vec<Mark> {
+    let ev = |path: &[&str]| {
+        let mut full = vec!["evidence"];
+        full.extend_from_slice(path);
+        num(result, &full)
+    };
+    let direction = text(result, &["evidence", "thresholds", "direction"]).unwrap_or("either");
+    let mut out = Vec::new();
+    if let Some(threshold) = ev(&["thresholds", "threshold"]) {
+        let on = text(result, &["evidence", "canary", "aggregate", "aggregate"])
+            .map(|a| format!(" (on the {a})"))
+            .or_else(|| {
+                get(
+                    result,
+                    &["evidence", "canary", "aggregate", "aggregate", "quantile"],
+                )
+                .and_then(Value::as_f64)
+                .map(|q| format!(" (on the {} quantile)", number(q)))
+            })
+            .unwrap_or_default();
+        out.push(Mark::Line {
+            value: threshold,
+            label: format!("threshold {}{on}", chart::value_label(unit, threshold)),
+        });
+    }
+    if let Some(tolerance) = ev(&["thresholds", "tolerance"]) {
+        // Error-rate tolerances are in rate units; relative ones a fraction of the baseline.
+        let (reference, what, up, down) = match ev(&["baseline", "rate"]) {
+            Some(rate) => (
+                rate,
+                format!(
+                    "baseline rate ± {}",
+                    chart::value_label(Unit::Fraction, tolerance)
+                ),
+                rate + tolerance,
+                rate - tolerance,
+            ),
+            None => {
+                let median = ev(&["baseline", "median"]).unwrap_or(f64::NAN);
+                (
+                    median,
+                    format!("baseline median ± {}%", number(tolerance * 100.0)),
+                    median * (1.0 + tolerance),
+                    median * (1.0 - tolerance),
+                )
+            }
+        };
+        if reference.is_finite() {
+            let label = format!("tolerance: {what}");
+            out.push(match direction {
+                "higher-is-worse" => Mark::Line { value: up, label },
+                "lower-is-worse" => Mark::Line { value: down, label },
+                _ => Mark::Band {
+                    low: down,
+                    high: up,
+                    label,
+                },
+            });
+        }
+    }
+    if let Some(limit) = ev(&["thresholds", "max_slope_per_minute"]) {
+        let start = canary.iter().find(|(t, v)| t.is_finite() && v.is_finite());
+        if let Some(&(t0, v0)) = start {
+            let label = format!("slope limit {} per minute", chart::value_label(unit, limit));
+            let signs: &[f64] = match direction {
+                "higher-is-worse" => &[1.0],
+                "lower-is-worse" => &[-1.0],
+                _ => &[1.0, -1.0],
+            };
+            for sign in signs {
+                out.push(Mark::Slope {
+                    t0,
+                    v0,
+                    per_second: sign * limit / 60.0,
+                    label: label.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn verdict_badge(outcome: &str) -> String {
+    let class = match outcome {
+        "pass" | "fail" | "inconclusive" | "marginal" => outcome,
+        _ => "inconclusive",
+    };
+    format!(
+        "<span class=\"verdict verdict-{class}\">{}</span>",
+        escape(outcome)
+    )
+}
+
+fn side_text(result: &Value, side: &str, unit: Unit) -> String {
+    let at = |key: &str| num(result, &["evidence", side, key]);
+    let mut parts = vec![format!(
+        "{} points, {} dropped",
+        at("points").unwrap_or(0.0),
+        at("dropped").unwrap_or(0.0)
+    )];
+    for (key, name) in [("median", "median"), ("p99", "p99")] {
+        if let Some(v) = at(key) {
+            parts.push(format!("{name} {}", chart::value_label(unit, v)));
+        }
+    }
+    if let Some(v) = num(result, &["evidence", side, "aggregate", "value"]) {
+        parts.push(format!("aggregate {}", chart::value_label(unit, v)));
+    }
+    if let (Some(e), Some(t)) = (at("errors"), at("total")) {
+        parts.push(format!("{} errors of {}", number(e), number(t)));
+    }
+    if let Some(r) = at("rate") {
+        parts.push(format!("rate {}", chart::value_label(Unit::Fraction, r)));
+    }
+    if let Some(s) = at("slope_per_minute") {
+        parts.push(format!("slope {} per minute", chart::value_label(unit, s)));
+    }
+    escape(&parts.join(" · "))
+}
+
+/// The evidence behind one verdict, as a definition list.
+fn evidence(result: &Value, unit: Unit) -> String {
+    let dash = || "—".to_string();
+    let test = text(result, &["evidence", "test"]).map_or_else(dash, escape);
+    let p = num(result, &["evidence", "p_value"]).map_or_else(dash, number);
+    let effect = get(result, &["evidence", "effect"])
+        .filter(|e| !e.is_null())
+        .map_or_else(dash, |e| {
+            let mut parts = Vec::new();
+            if let Some(r) = num(e, &["ratio"]) {
+                parts.push(format!("ratio {} ({:+.1}%)", number(r), (r - 1.0) * 100.0));
+            }
+            if let Some(d) = num(e, &["difference"]) {
+                parts.push(format!("difference {}", number(d)));
+            }
+            escape(&parts.join(", "))
+        });
+    let interval = get(result, &["evidence", "effect", "interval"])
+        .filter(|i| !i.is_null())
+        .map_or_else(dash, |i| {
+            escape(&format!(
+                "[{}, {}] at {}% confidence ({})",
+                num(i, &["low"]).map_or_else(dash, number),
+                num(i, &["high"]).map_or_else(dash, number),
+                num(i, &["confidence"]).map_or_else(dash, |c| number(c * 100.0)),
+                text(i, &["scale"]).unwrap_or("?")
+            ))
+        });
+    let comparison = text(result, &["evidence", "comparison"]).map_or_else(dash, escape);
+    let settings = escape(&format!(
+        "{}, confidence {}%, at least {} samples",
+        text(result, &["evidence", "thresholds", "direction"]).unwrap_or("?"),
+        num(result, &["evidence", "thresholds", "confidence"])
+            .map_or_else(dash, |c| number(c * 100.0)),
+        num(result, &["evidence", "thresholds", "min_samples"]).map_or_else(dash, number)
+    ));
+    format!(
+        "<dl class=\"evidence\"><dt>Test</dt><dd class=\"test\">{test}</dd>\
+         <dt>p-value</dt><dd class=\"p-value\">{p}</dd>\
+         <dt>Effect</dt><dd class=\"effect\">{effect}</dd>\
+         <dt>Interval</dt><dd class=\"interval\">{interval}</dd>\
+         <dt>Compared</dt><dd>{comparison}</dd>\
+         <dt>Baseline</dt><dd class=\"points\">{}</dd>\
+         <dt>Canary</dt><dd class=\"points\">{}</dd>\
+         <dt>Settings</dt><dd>{settings}</dd></dl>",
+        side_text(result, "baseline", unit),
+        side_text(result, "canary", unit),
+    )
+}
+
+/// One check's card: name, verdict, reason, chart, evidence.
+fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>) -> String {
+    let find = |key: &str| {
+        latest
+            .and_then(|a| a.evidence.get(key))
+            .and_then(Value::as_array)
+            .and_then(|items| {
+                items.iter().find(|item| {
+                    item.get(if key == "series" { "check" } else { "name" })
+                        .and_then(Value::as_str)
+                        == Some(name)
+                })
+            })
+    };
+    let result = find("checks");
+    let series = find("series");
+    let baseline = points(series.and_then(|s| s.get("baseline")));
+    let canary = points(series.and_then(|s| s.get("canary")));
+    let marks = result.map(|r| marks(r, unit, &canary)).unwrap_or_default();
+    let title = format!("{name}: baseline vs canary");
+    let mut out = String::from("<section class=\"card check\">");
+    let verdict = result
+        .and_then(|r| text(r, &["verdict", "outcome"]))
+        .map(verdict_badge)
+        .unwrap_or_default();
+    let _ = write!(
+        out,
+        "<div class=\"check-head\"><h3>{}</h3>{verdict}</div>",
+        escape(name)
+    );
+    if let Some(reason) = result.and_then(|r| text(r, &["reason"])) {
+        let _ = write!(out, "<p class=\"reason\">{}</p>", escape(reason));
+    }
+    out.push_str(&chart::render(&Chart {
+        title: &title,
+        unit,
+        baseline: &baseline,
+        canary: &canary,
+        marks: &marks,
+    }));
+    match result {
+        Some(r) => out.push_str(&evidence(r, unit)),
+        None => out.push_str("<p class=\"muted\">Not judged yet.</p>"),
+    }
+    out.push_str("</section>\n");
+    out
+}
+
+fn analyses_table(analyses: &[Analysis]) -> String {
+    if analyses.is_empty() {
+        return "<p class=\"muted\">No analyses yet.</p>\n".into();
+    }
+    let mut out = String::from(
+        "<table class=\"analyses\"><thead><tr><th>When</th><th>Outcome</th><th>Score</th>\
+         <th>Checks</th></tr></thead><tbody>\n",
+    );
+    for a in analyses {
+        let checks = a
+            .evidence
+            .get("checks")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} {}",
+                            escape(text(c, &["name"]).unwrap_or("?")),
+                            verdict_badge(text(c, &["verdict", "outcome"]).unwrap_or("?"))
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" &nbsp; ")
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{checks}</td></tr>",
+            time(a.at),
+            verdict_badge(&a.outcome),
+            a.score
+                .map_or_else(|| "—".to_string(), |s| format!("{s:.1}"))
+        );
+    }
+    out.push_str("</tbody></table>\n");
+    out
+}
+
+fn history_table(d: &Detail<'_>) -> String {
+    let mut out = String::new();
+    if d.history.items.is_empty() {
+        out.push_str("<p class=\"muted\">No history yet.</p>\n");
+    } else {
+        out.push_str(
+            "<table class=\"history\"><thead><tr><th>When</th><th>Action</th><th>Weight</th>\
+             <th>Reason</th><th>By</th></tr></thead><tbody>\n",
+        );
+        for e in &d.history.items {
+            let weight = match (e.previous_weight, e.new_weight) {
+                (Some(a), Some(b)) if a != b => format!("{a}% → {b}%"),
+                (_, Some(b)) => format!("{b}%"),
+                (Some(a), None) => format!("{a}%"),
+                (None, None) => "—".into(),
+            };
+            let _ = writeln!(
+                out,
+                "<tr class=\"audit\"><td>{}</td><td>{}</td><td>{weight}</td><td class=\"reason\">{}</td>\
+                 <td>{}</td></tr>",
+                time(e.at),
+                escape(&e.action),
+                escape(&e.reason),
+                escape(&e.triggered_by)
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    let base = format!("/rollouts/{}", url_segment(&d.rollout.name));
+    let mut links = Vec::new();
+    if d.paged {
+        links.push(format!("<a href=\"{base}\">← Newest</a>"));
+    }
+    if let Some(next) = &d.history.next {
+        links.push(format!(
+            "<a class=\"older\" href=\"{base}?cursor={}\">Older →</a>",
+            url_segment(&next.to_string())
+        ));
+    }
+    if !links.is_empty() {
+        let _ = writeln!(out, "<p class=\"pager\">{}</p>", links.join(" &nbsp; "));
+    }
+    out
+}
+
+/// The whole page of one rollout.
+pub fn render(d: &Detail<'_>) -> String {
+    let view = d.rollout;
+    let mut body = String::with_capacity(16_384);
+    body.push_str("<p><a href=\"/\">← All rollouts</a></p>\n");
+    let _ = writeln!(
+        body,
+        "<h1>{} {}</h1>",
+        escape(&view.name),
+        phase_badge(&view.state.phase)
+    );
+    body.push_str(&stop_banner(d.stop));
+    let team = view
+        .rule
+        .as_ref()
+        .map(|r| escape(&r.team))
+        .unwrap_or_else(|| "<span class=\"muted\">no rule file loaded</span>".into());
+    let _ = writeln!(
+        body,
+        "<div class=\"card\"><dl class=\"evidence\"><dt>Weight</dt><dd>{}</dd><dt>Stages</dt>\
+         <dd>{}</dd><dt>In stage</dt><dd>{}</dd><dt>Team</dt><dd>{team}</dd></dl></div>",
+        weight_bar(view.state.weight),
+        stage_chips(view),
+        time_in_stage(view, d.now)
+    );
+
+    let latest = d.analyses.first();
+    body.push_str("<h2>Checks</h2>\n");
+    match latest {
+        Some(a) => {
+            let _ = writeln!(
+                body,
+                "<p class=\"muted\">Latest analysis {}: {} (score {}).</p>",
+                time(a.at),
+                verdict_badge(&a.outcome),
+                a.score
+                    .map_or_else(|| "—".to_string(), |s| format!("{s:.1}"))
+            );
+        }
+        None => body.push_str("<p class=\"muted\">No analysis has run yet.</p>\n"),
+    }
+    body.push_str("<div class=\"checks\">\n");
+    match &view.rule {
+        Some(rule) => {
+            for check in &rule.checks {
+                body.push_str(&check_card(&check.spec.name, unit_of(check), latest));
+            }
+        }
+        None => {
+            let names: Vec<String> = latest
+                .and_then(|a| a.evidence.get("checks"))
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|c| text(c, &["name"]).map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for name in names {
+                body.push_str(&check_card(&name, Unit::Plain, latest));
+            }
+        }
+    }
+    body.push_str("</div>\n<h2>Recent analyses</h2>\n");
+    body.push_str(&analyses_table(d.analyses));
+    body.push_str("<h2>History</h2>\n");
+    body.push_str(&history_table(d));
+    page(&view.name, &body, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn result(thresholds: Value, baseline: Value) -> Value {
+        json!({
+            "name": "latency",
+            "verdict": {"outcome": "fail"},
+            "reason": "canary <b>worse</b>",
+            "evidence": {
+                "baseline": baseline,
+                "canary": {"points": 60, "dropped": 2},
+                "effect": {"ratio": 1.25, "difference": 0.025,
+                           "interval": {"low": 1.1, "high": 1.4, "confidence": 0.99, "scale": "ratio"}},
+                "p_value": 0.0012,
+                "test": "Wilcoxon signed-rank",
+                "comparison": "paired",
+                "thresholds": thresholds,
+            }
+        })
+    }
+
+    #[test]
+    fn thresholds_become_lines_and_tolerances_lines_or_bands_around_the_baseline() {
+        let abs = result(
+            json!({"direction": "higher-is-worse", "confidence": 0.99, "min_samples": 3, "threshold": 0.5}),
+            json!({"points": 60, "dropped": 0}),
+        );
+        assert_eq!(
+            marks(&abs, Unit::Seconds, &[]),
+            [Mark::Line {
+                value: 0.5,
+                label: "threshold 500 ms".into()
+            }]
+        );
+        let rel = result(
+            json!({"direction": "higher-is-worse", "confidence": 0.99, "min_samples": 3, "tolerance": 0.1}),
+            json!({"points": 60, "dropped": 0, "median": 0.2}),
+        );
+        match &marks(&rel, Unit::Seconds, &[])[..] {
+            [Mark::Line { value, .. }] => assert!((value - 0.22).abs() < 1e-12),
+            other => panic!("{other:?}"),
+        }
+        let either = result(
+            json!({"direction": "either", "confidence": 0.99, "min_samples": 3, "tolerance": 0.001}),
+            json!({"points": 60, "dropped": 0, "rate": 0.01}),
+        );
+        match &marks(&either, Unit::Fraction, &[])[..] {
+            [Mark::Band { low, high, .. }] => {
+                assert!((low - 0.009).abs() < 1e-12 && (high - 0.011).abs() < 1e-12)
+            }
+            other => panic!("{other:?}"),
+        }
+        let trend = result(
+            json!({"direction": "higher-is-worse", "confidence": 0.99, "min_samples": 3, "max_slope_per_minute": 6.0}),
+            json!({"points": 60, "dropped": 0}),
+        );
+        match &marks(&trend, Unit::Plain, &[(f64::NAN, 1.0), (100.0, 5.0)])[..] {
+            [
+                Mark::Slope {
+                    t0, v0, per_second, ..
+                },
+            ] => {
+                assert_eq!((*t0, *v0, *per_second), (100.0, 5.0, 0.1))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn evidence_shows_test_p_value_effect_interval_and_points_escaped() {
+        let r = result(
+            json!({"direction": "higher-is-worse", "confidence": 0.99, "min_samples": 3, "tolerance": 0.1}),
+            json!({"points": 58, "dropped": 2, "median": 0.1}),
+        );
+        let html = evidence(&r, Unit::Seconds);
+        assert!(html.contains("Wilcoxon signed-rank"));
+        assert!(html.contains(">0.0012<"));
+        assert!(html.contains("ratio 1.25 (+25.0%)"));
+        assert!(html.contains("[1.1, 1.4] at 99% confidence (ratio)"));
+        assert!(html.contains("58 points, 2 dropped · median 100 ms"));
+        let analysis = Analysis {
+            id: 1,
+            rollout: "api".into(),
+            at: DateTime::from_timestamp(0, 0).unwrap(),
+            outcome: "fail".into(),
+            score: Some(0.0),
+            evidence: json!({"checks": [r], "series": [
+                {"check": "latency", "baseline": [[0.0, 0.1], [60.0, null]], "canary": []}
+            ]}),
+        };
+        let card = check_card("latency", Unit::Seconds, Some(&analysis));
+        assert!(card.contains("canary &lt;b&gt;worse&lt;/b&gt;"), "{card}");
+        assert!(card.contains("<svg"));
+        let missing = check_card("errors", Unit::Fraction, Some(&analysis));
+        assert!(missing.contains("class=\"nodata\"") && missing.contains("Not judged yet"));
+    }
+}

@@ -1,0 +1,220 @@
+//! The status page: server-rendered HTML for people, no JavaScript. `GET /` lists every rollout
+//! (stage progress, phase, weight, last decision, time in stage, the emergency-stop banner,
+//! notification counts) and refreshes itself every 10 s; `GET /rollouts/{name}` charts each
+//! check's baseline and canary over the last analysis window with its threshold, shows the
+//! latest verdicts with their evidence and pages through the audit trail with `?cursor=`.
+//!
+//! This module owns reading what the pages need (store reads off the async threads) and the
+//! routes; [`overview`] and [`detail`] turn that into markup and [`chart`] draws the SVG, all
+//! three pure. It only reads: it must never change a rollout, the store or the rules.
+//!
+//! - [`html`]: escaping and the page shell.
+//! - [`chart`]: inline SVG charts.
+//! - [`overview`], [`detail`]: the two pages.
+
+pub mod chart;
+pub mod detail;
+pub mod html;
+pub mod overview;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::Utc;
+use serde::Deserialize;
+
+use crate::daemon::Shared;
+use crate::rollout::RolloutState;
+use crate::rules::RolloutRule;
+use crate::store::{Analysis, AuditEntry, Cursor, OutboxCounts, Page, StoreError};
+
+/// Audit entries per history page.
+pub const HISTORY_PAGE: usize = 20;
+/// Analyses listed under "recent analyses".
+pub const RECENT_ANALYSES: usize = 10;
+
+/// Why a page could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("no rollout is named `{0}`")]
+    UnknownRollout(String),
+    #[error("`{0}` is not a history cursor; use the links on the page")]
+    BadCursor(String),
+    #[error("cannot read the state database: {0}")]
+    Store(#[from] StoreError),
+    #[error("a background read failed: {0}")]
+    Task(String),
+}
+
+impl WebError {
+    fn status(&self) -> StatusCode {
+        match self {
+            WebError::UnknownRollout(_) => StatusCode::NOT_FOUND,
+            WebError::BadCursor(_) => StatusCode::BAD_REQUEST,
+            WebError::Store(_) | WebError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let heading = match self {
+            WebError::UnknownRollout(_) => "Rollout not found",
+            WebError::BadCursor(_) => "Bad request",
+            WebError::Store(_) | WebError::Task(_) => "Something went wrong",
+        };
+        let body = format!(
+            "<h1>{heading}</h1>\n<p class=\"card\">{}</p>\n<p><a href=\"/\">← All rollouts</a></p>\n",
+            html::escape(&self.to_string())
+        );
+        html_response(status, html::page(heading, &body, false))
+    }
+}
+
+fn html_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// One rollout as the pages show it.
+#[derive(Debug, Clone)]
+pub struct RolloutView {
+    pub name: String,
+    /// Its rule, when a rule file for it is loaded.
+    pub rule: Option<Arc<RolloutRule>>,
+    /// Its stored state (a fresh one when it has never been stepped).
+    pub state: RolloutState,
+    /// The newest audit entry: the last decision and its reason.
+    pub last: Option<AuditEntry>,
+}
+
+/// The emergency stop as the pages show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StopView {
+    pub active: bool,
+    pub reason: String,
+}
+
+/// The routes of the status page, to merge into the daemon's router.
+pub fn routes(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(overview_page))
+        .route("/rollouts/{name}", get(detail_page))
+        .with_state(shared)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WebError> + Send + 'static,
+) -> Result<T, WebError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| WebError::Task(e.to_string()))?
+}
+
+fn stop_view(shared: &Shared) -> StopView {
+    let e = shared.emergency.borrow();
+    StopView {
+        active: e.active,
+        reason: e.reason.clone(),
+    }
+}
+
+async fn overview_page(State(shared): State<Arc<Shared>>) -> Result<Response, WebError> {
+    let rules = shared.rules.load_full();
+    let store = shared.store.clone();
+    let (rollouts, outbox) = blocking(move || {
+        let stored = store.rollouts::<RolloutState>()?;
+        let mut names: BTreeSet<String> = rules.rules.keys().cloned().collect();
+        names.extend(stored.iter().map(|s| s.name.clone()));
+        let mut views = Vec::with_capacity(names.len());
+        for name in names {
+            let state = stored
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.state.clone())
+                .unwrap_or_default();
+            let last = store.audit_page(&name, None, 1)?.items.into_iter().next();
+            views.push(RolloutView {
+                rule: rules.get(&name),
+                name,
+                state,
+                last,
+            });
+        }
+        let outbox: Option<OutboxCounts> = store
+            .outbox_counts()
+            .map_err(
+                |e| tracing::warn!(error = %e, "Cannot count notifications for the status page."),
+            )
+            .ok();
+        Ok((views, outbox))
+    })
+    .await?;
+    let page = overview::render(&overview::Overview {
+        rollouts: &rollouts,
+        stop: &stop_view(&shared),
+        outbox,
+        now: Utc::now(),
+    });
+    Ok(html_response(StatusCode::OK, page))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    cursor: Option<String>,
+}
+
+async fn detail_page(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Response, WebError> {
+    let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(text) => Some(
+            text.parse::<Cursor>()
+                .map_err(|_| WebError::BadCursor(text.to_string()))?,
+        ),
+    };
+    let rule = shared.rules.load().get(&name);
+    let store = shared.store.clone();
+    let (view, analyses, history) = blocking(move || {
+        let stored = store.rollout::<RolloutState>(&name)?;
+        if stored.is_none() && rule.is_none() {
+            return Err(WebError::UnknownRollout(name));
+        }
+        let last = store.audit_page(&name, None, 1)?.items.into_iter().next();
+        let analyses: Page<Analysis> = store.analyses_page(&name, None, RECENT_ANALYSES)?;
+        let history = store.audit_page(&name, cursor, HISTORY_PAGE)?;
+        let view = RolloutView {
+            state: stored.map(|s| s.state).unwrap_or_default(),
+            name,
+            rule,
+            last,
+        };
+        Ok((view, analyses.items, history))
+    })
+    .await?;
+    let page = detail::render(&detail::Detail {
+        rollout: &view,
+        analyses: &analyses,
+        history: &history,
+        paged: cursor.is_some(),
+        stop: &stop_view(&shared),
+        now: Utc::now(),
+    });
+    Ok(html_response(StatusCode::OK, page))
+}

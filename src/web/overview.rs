@@ -1,0 +1,280 @@
+//! `GET /`: every rollout in one table (stage chips, phase, weight, last decision and its reason,
+//! time in stage), the emergency-stop banner and the notification counts. Pure: views in, HTML
+//! out; the parts a rollout's own page reuses (phase badge, stage chips, time in stage) live here.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+
+use super::html::{escape, human_duration, page, time, url_segment};
+use super::{RolloutView, StopView};
+use crate::daemon::status::phase_name;
+use crate::rollout::Phase;
+use crate::store::OutboxCounts;
+
+/// What the overview shows.
+#[derive(Debug, Clone, Copy)]
+pub struct Overview<'a> {
+    pub rollouts: &'a [RolloutView],
+    pub stop: &'a StopView,
+    /// Notification counts, when they could be read.
+    pub outbox: Option<OutboxCounts>,
+    pub now: DateTime<Utc>,
+}
+
+/// A coloured badge naming the phase (its CSS class is `phase-<kebab name>`).
+pub fn phase_badge(phase: &Phase) -> String {
+    let name = phase_name(phase);
+    format!(
+        "<span class=\"phase phase-{name}\">{}</span>",
+        escape(phase.name())
+    )
+}
+
+/// Where a stage stands relative to the rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageMark {
+    Done,
+    Current,
+    Pending,
+}
+
+/// Each stage's mark, given the phase.
+pub fn stage_marks(phase: &Phase, stages: usize) -> Vec<StageMark> {
+    (0..stages)
+        .map(|i| match (phase, phase.stage()) {
+            (Phase::Succeeded, _) => StageMark::Done,
+            (_, Some(current)) if i < current => StageMark::Done,
+            (_, Some(current)) if i == current => StageMark::Current,
+            _ => StageMark::Pending,
+        })
+        .collect()
+}
+
+/// The row of stage chips: done / current / pending, each with its weight.
+pub fn stage_chips(view: &RolloutView) -> String {
+    let Some(rule) = &view.rule else {
+        return "<span class=\"muted\">no rule file loaded</span>".into();
+    };
+    let stages = &rule.plan.stages;
+    let mut out = String::from("<div class=\"chips\">");
+    for (stage, mark) in stages
+        .iter()
+        .zip(stage_marks(&view.state.phase, stages.len()))
+    {
+        let (class, what) = match mark {
+            StageMark::Done => ("done", "done"),
+            StageMark::Current => ("current", "current"),
+            StageMark::Pending => ("pending", "pending"),
+        };
+        let weight = format!("{}%", stage.weight);
+        let text = if stage.name == weight {
+            weight
+        } else {
+            format!("{} · {weight}", escape(&stage.name))
+        };
+        let _ = write!(
+            out,
+            "<span class=\"chip chip-{class}\" title=\"stage {} ({what})\">{text}</span>",
+            escape(&stage.name)
+        );
+    }
+    out.push_str("</div>");
+    out
+}
+
+/// How long the rollout has been in its current stage; a dash when it is not at one.
+pub fn time_in_stage(view: &RolloutView, now: DateTime<Utc>) -> String {
+    match (view.state.phase.stage(), view.state.stage_started_at) {
+        (Some(_), Some(since)) => human_duration((now - since).num_seconds()),
+        _ => "—".into(),
+    }
+}
+
+/// A weight as a number and a small bar.
+pub fn weight_bar(weight: u8) -> String {
+    format!(
+        "<span class=\"weight\" aria-hidden=\"true\"><span style=\"width:{}%\"></span></span>{weight}%",
+        weight.min(100)
+    )
+}
+
+/// The emergency-stop banner, empty when it is not in force.
+pub fn stop_banner(stop: &StopView) -> String {
+    if !stop.active {
+        return String::new();
+    }
+    format!(
+        "<div class=\"banner\" role=\"alert\">EMERGENCY STOP in force: every rollout is held at \
+         0%. Reason: {}</div>\n",
+        escape(&stop.reason)
+    )
+}
+
+fn last_decision(view: &RolloutView) -> String {
+    match &view.last {
+        None => "<span class=\"muted\">none yet</span>".into(),
+        Some(entry) => {
+            let weights = match (entry.previous_weight, entry.new_weight) {
+                (Some(a), Some(b)) if a != b => format!(" ({a}% → {b}%)"),
+                _ => String::new(),
+            };
+            format!(
+                "<strong>{}</strong>{weights}<div class=\"reason\">{}</div>\
+                 <div class=\"muted\">{} by {}</div>",
+                escape(&entry.action),
+                escape(&entry.reason),
+                time(entry.at),
+                escape(&entry.triggered_by)
+            )
+        }
+    }
+}
+
+/// The whole overview page.
+pub fn render(o: &Overview<'_>) -> String {
+    let mut body = String::with_capacity(4096);
+    body.push_str("<h1>Rollouts</h1>\n");
+    body.push_str(&stop_banner(o.stop));
+    if let Some(counts) = o.outbox
+        && (counts.failed > 0 || counts.pending > 0)
+    {
+        let _ = writeln!(
+            body,
+            "<div class=\"notice\">Notifications: {} failed, {} pending delivery.</div>",
+            counts.failed, counts.pending
+        );
+    }
+    if o.rollouts.is_empty() {
+        body.push_str(
+            "<p class=\"card\">No rollouts: add a rule file to the rules directory and reload.</p>\n",
+        );
+    } else {
+        body.push_str(
+            "<table class=\"rollouts\">\n<thead><tr><th>Rollout</th><th>Phase</th><th>Weight</th>\
+             <th>Stages</th><th>Last decision</th><th>In stage</th></tr></thead>\n<tbody>\n",
+        );
+        for view in o.rollouts {
+            let _ = writeln!(
+                body,
+                "<tr class=\"rollout\"><td><a href=\"/rollouts/{}\">{}</a></td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                url_segment(&view.name),
+                escape(&view.name),
+                phase_badge(&view.state.phase),
+                weight_bar(view.state.weight),
+                stage_chips(view),
+                last_decision(view),
+                time_in_stage(view, o.now),
+            );
+        }
+        body.push_str("</tbody>\n</table>\n");
+    }
+    if let Some(counts) = o.outbox {
+        let _ = writeln!(
+            body,
+            "<p class=\"muted\">Notifications: {} sent, {} pending, {} failed. Updated {}; this \
+             page refreshes every 10 seconds.</p>",
+            counts.sent,
+            counts.pending,
+            counts.failed,
+            time(o.now)
+        );
+    } else {
+        let _ = writeln!(
+            body,
+            "<p class=\"muted\">Updated {}; this page refreshes every 10 seconds.</p>",
+            time(o.now)
+        );
+    }
+    page("Rollouts", &body, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::RolloutState;
+    use crate::store::AuditEntry;
+
+    fn view(name: &str, phase: Phase, reason: &str) -> RolloutView {
+        let state = RolloutState {
+            phase,
+            weight: 25,
+            stage_started_at: Some(DateTime::from_timestamp(1_000, 0).unwrap()),
+            ..RolloutState::default()
+        };
+        RolloutView {
+            name: name.into(),
+            rule: None,
+            state,
+            last: Some(AuditEntry {
+                id: 1,
+                rollout: name.into(),
+                at: DateTime::from_timestamp(1_000, 0).unwrap(),
+                action: "paused".into(),
+                previous_weight: Some(25),
+                new_weight: Some(25),
+                reason: reason.into(),
+                triggered_by: "operator:<eve>".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn stages_before_the_current_one_are_done_and_later_ones_pending() {
+        use StageMark::*;
+        assert_eq!(
+            stage_marks(&Phase::Progressing { stage: 1 }, 3),
+            [Done, Current, Pending]
+        );
+        assert_eq!(stage_marks(&Phase::Succeeded, 2), [Done, Done]);
+        assert_eq!(stage_marks(&Phase::Pending, 2), [Pending, Pending]);
+        assert_eq!(
+            stage_marks(&Phase::RolledBack { reason: "x".into() }, 2),
+            [Pending, Pending]
+        );
+    }
+
+    #[test]
+    fn reasons_and_names_are_escaped_and_the_banner_shows_only_when_active() {
+        let rollouts = [view(
+            "a<b",
+            Phase::Progressing { stage: 0 },
+            "<script>alert(1)</script>",
+        )];
+        let stop = StopView {
+            active: true,
+            reason: "<img src=x>".into(),
+        };
+        let now = DateTime::from_timestamp(1_192, 0).unwrap();
+        let html = render(&Overview {
+            rollouts: &rollouts,
+            stop: &stop,
+            outbox: Some(OutboxCounts {
+                pending: 2,
+                sent: 5,
+                failed: 1,
+            }),
+            now,
+        });
+        assert!(
+            !html.contains("<script>") && !html.contains("<img"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("href=\"/rollouts/a%3Cb\">a&lt;b</a>"));
+        assert!(html.contains("EMERGENCY STOP") && html.contains("&lt;img src=x&gt;"));
+        assert!(html.contains("1 failed, 2 pending delivery"));
+        assert!(html.contains("<meta http-equiv=\"refresh\" content=\"10\">"));
+        assert!(html.contains(">3m 12s<"), "time in stage");
+        assert!(html.contains("phase-progressing"));
+
+        let calm = render(&Overview {
+            rollouts: &rollouts,
+            stop: &StopView::default(),
+            outbox: None,
+            now,
+        });
+        assert!(!calm.contains("EMERGENCY STOP"));
+    }
+}

@@ -1,0 +1,365 @@
+//! The operator API over real HTTP on 127.0.0.1, against the embedded daemon and a stand-in
+//! Prometheus: authentication (401/403), request checking (400/404/405/413), commands answered
+//! by the state machine (200 with the new phase, 409 with its refusal), the operator's name in
+//! the audit trail, history pagination, the comparison, the emergency stop and `/metrics`.
+
+mod api_support;
+
+use api_support::{ALICE, GRAF, start, wait_for_analysis};
+use serde_json::Value;
+
+async fn send(method: reqwest::Method, url: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("answer {status} is not JSON ({e}): {text}"));
+    (status, json)
+}
+
+async fn post(url: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    send(reqwest::Method::POST, url, token, body).await
+}
+
+async fn get(url: &str, token: Option<&str>) -> (u16, Value) {
+    send(reqwest::Method::GET, url, token, "").await
+}
+
+fn error_of(v: &Value) -> &str {
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message: {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commands_need_an_admin_token_and_answer_with_the_state_machine() {
+    let d = start(
+        "api-http",
+        &[("web", "steady", "1h"), ("bad", "bad", "1h")],
+        "",
+    )
+    .await;
+    let base = &d.base;
+    let pause = format!("{base}/v1/rollouts/web/pause");
+    let reason = r#"{"reason": "checking the dashboards"}"#;
+
+    // Authentication and authorisation.
+    let (s, v) = post(&pause, None, reason).await;
+    assert_eq!(s, 401, "{v}");
+    assert!(error_of(&v).contains("Authorization: Bearer"), "{v}");
+    let (s, v) = post(&pause, Some("not-a-token"), reason).await;
+    assert_eq!((s, error_of(&v)), (401, "unknown API token"));
+    let (s, v) = post(&pause, Some(GRAF), reason).await;
+    assert_eq!(s, 403, "{v}");
+    assert!(error_of(&v).contains("`graf` is read-only"), "{v}");
+
+    // Bad requests say what is wrong.
+    let (s, v) = post(&pause, Some(ALICE), "pause it").await;
+    assert_eq!(s, 400);
+    assert!(error_of(&v).contains("must be JSON"), "{v}");
+    let (s, v) = post(&pause, Some(ALICE), r#"{"reason": "x", "by": "bob"}"#).await;
+    assert_eq!(s, 400);
+    assert!(error_of(&v).contains("unknown field `by`"), "{v}");
+    let (s, v) = post(&pause, Some(ALICE), r#"{"reason": ""}"#).await;
+    assert_eq!(s, 400);
+    assert!(error_of(&v).contains("`reason` is empty"), "{v}");
+    let (s, v) = post(&pause, Some(ALICE), "{}").await;
+    assert_eq!(s, 400);
+    assert!(error_of(&v).contains("missing field `reason`"), "{v}");
+    let long = format!(r#"{{"reason": "{}"}}"#, "x".repeat(1001));
+    let (s, v) = post(&pause, Some(ALICE), &long).await;
+    assert_eq!(s, 400);
+    assert!(error_of(&v).contains("at most 1000"), "{v}");
+    let huge = format!(r#"{{"reason": "{}"}}"#, "x".repeat(20 * 1024));
+    let (s, v) = post(&pause, Some(ALICE), &huge).await;
+    assert_eq!(s, 413, "{v}");
+    let (s, v) = post(
+        &format!("{base}/v1/rollouts/nope/pause"),
+        Some(ALICE),
+        reason,
+    )
+    .await;
+    assert_eq!(s, 404);
+    assert!(error_of(&v).contains("no rollout named `nope`"), "{v}");
+    let (s, v) = send(reqwest::Method::PUT, &pause, Some(ALICE), reason).await;
+    assert_eq!(s, 405, "{v}");
+    let (s, v) = get(&pause, Some(ALICE)).await;
+    assert_eq!(s, 405, "{v}");
+
+    // The state machine refuses what makes no sense, and says why.
+    let (s, v) = post(
+        &format!("{base}/v1/rollouts/web/approve"),
+        Some(ALICE),
+        reason,
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        error_of(&v).contains("`approve` is not allowed while the rollout is progressing"),
+        "{v}"
+    );
+    let (s, v) = post(
+        &format!("{base}/v1/rollouts/web/resume"),
+        Some(ALICE),
+        reason,
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+
+    // A pause applies and answers with the new phase; alice is recorded as who did it.
+    let (s, v) = post(&pause, Some(ALICE), reason).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["phase"], "paused");
+    assert_eq!(v["weight"], 10);
+    assert_eq!(v["by"], "alice");
+    let (s, detail) = get(&format!("{base}/v1/rollouts/web"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(detail["phase"], "paused");
+    assert_eq!(detail["phase_reason"], "checking the dashboards");
+    let (_, h) = get(&format!("{base}/v1/rollouts/web/history?limit=1"), None).await;
+    let newest = &h["entries"][0];
+    assert_eq!(newest["action"], "paused", "{h}");
+    assert_eq!(newest["triggered_by"], "alice", "{h}");
+    assert_eq!(newest["by_operator"], true);
+    assert_eq!(newest["reason"], "checking the dashboards");
+    let (s, v) = post(
+        &format!("{base}/v1/rollouts/web/resume"),
+        Some(ALICE),
+        r#"{"reason": "fine"}"#,
+    )
+    .await;
+    assert_eq!((s, v["phase"].as_str()), (200, Some("progressing")), "{v}");
+
+    // Abort is final: a later start is refused.
+    let (s, v) = post(
+        &format!("{base}/v1/rollouts/bad/abort"),
+        Some(ALICE),
+        r#"{"reason": "bad build"}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, v["phase"].as_str(), v["weight"].as_u64()),
+        (200, Some("aborted"), Some(0)),
+        "{v}"
+    );
+    let (s, v) = post(
+        &format!("{base}/v1/rollouts/bad/start"),
+        Some(ALICE),
+        reason,
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+
+    // The emergency stop needs an admin too, and records alice.
+    let stop = format!("{base}/v1/emergency-stop");
+    let (s, _) = post(&stop, Some(GRAF), r#"{"reason": "incident"}"#).await;
+    assert_eq!(s, 403);
+    let (s, v) = post(&stop, Some(ALICE), r#"{"reason": "incident 7"}"#).await;
+    assert_eq!((s, v["active"].as_bool()), (200, Some(true)), "{v}");
+    api_support::daemon_support::wait_for(
+        "the stop",
+        std::time::Duration::from_secs(5),
+        || async {
+            api_support::daemon_support::rollout(base, "web")
+                .await
+                .filter(|r| r.phase == "emergency-stopped" && r.weight == 0)
+        },
+    )
+    .await;
+    let (s, v) = get(&stop, None).await;
+    assert_eq!(s, 200);
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("incident 7 (by alice)"),
+        "{v}"
+    );
+    let (s, _) = send(
+        reqwest::Method::DELETE,
+        &stop,
+        None,
+        r#"{"reason": "over"}"#,
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, v) = send(
+        reqwest::Method::DELETE,
+        &stop,
+        Some(ALICE),
+        r#"{"reason": "over"}"#,
+    )
+    .await;
+    assert_eq!((s, v["active"].as_bool()), (200, Some(false)), "{v}");
+
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_show_the_plan_history_pages_analyses_and_the_comparison() {
+    let d = start("api-reads", &[("web", "bad", "1h")], "").await;
+    let base = &d.base;
+    wait_for_analysis(base, "web").await;
+
+    let (s, v) = get(&format!("{base}/v1/rollouts"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["rollouts"][0]["name"], "web");
+
+    let (s, v) = get(&format!("{base}/v1/rollouts/web"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["name"], "web");
+    assert_eq!(v["stage"], 0);
+    assert_eq!(v["stage_name"], "10%");
+    assert_eq!(v["weight"], 10);
+    assert!(v["started_at"].is_string(), "{v}");
+    assert!(v["last_advanced_at"].is_string(), "{v}");
+    assert!(v["next_analysis_at"].is_string(), "{v}");
+    let plan = v["plan"].as_array().unwrap();
+    assert_eq!(plan.len(), 3);
+    assert_eq!(plan[0]["status"], "current");
+    assert_eq!(plan[0]["passes_required"], 1);
+    assert_eq!(plan[0]["min_duration_seconds"], 3600.0);
+    assert!(plan[0]["time_in_stage_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(plan[1]["status"], "pending");
+    assert!(plan[1]["passes_seen"].is_null());
+    let (s, v) = get(&format!("{base}/v1/rollouts/nope"), None).await;
+    assert_eq!(s, 404);
+    assert!(error_of(&v).contains("nope"));
+
+    // The comparison of the latest analysis: the canary (0.9) is beyond the threshold (0.5).
+    let (s, v) = get(&format!("{base}/v1/rollouts/web/comparison"), None).await;
+    assert_eq!(s, 200, "{v}");
+    let check = &v["checks"][0];
+    assert_eq!(check["check"], "latency");
+    assert_eq!(check["measure"], "max");
+    assert_eq!(check["baseline"], 0.1);
+    assert_eq!(check["canary"], 0.9);
+    assert_eq!(check["threshold_kind"], "threshold");
+    assert_eq!(check["threshold"], 0.5);
+    assert_eq!(check["verdict"], "fail");
+    assert!(check["effect_difference"].as_f64().is_some(), "{v}");
+
+    // The critical check rolled it back; the history pages through every entry once.
+    api_support::daemon_support::wait_for(
+        "the rollback",
+        std::time::Duration::from_secs(10),
+        || async {
+            api_support::daemon_support::rollout(base, "web")
+                .await
+                .filter(|r| r.phase == "rolled-back")
+        },
+    )
+    .await;
+    let (_, all) = get(&format!("{base}/v1/rollouts/web/history?limit=1000"), None).await;
+    let all_ids: Vec<i64> = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert!(all_ids.len() >= 2, "{all}");
+    assert!(all["next_cursor"].is_null());
+    let mut paged = Vec::new();
+    let mut url = format!("{base}/v1/rollouts/web/history?limit=1");
+    loop {
+        let (s, page) = get(&url, None).await;
+        assert_eq!(s, 200, "{page}");
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() <= 1);
+        paged.extend(entries.iter().map(|e| e["id"].as_i64().unwrap()));
+        match page["next_cursor"].as_str() {
+            Some(c) => url = format!("{base}/v1/rollouts/web/history?limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all_ids);
+    let actions: Vec<&str> = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"rolled-back"), "{actions:?}");
+    assert!(
+        all["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["triggered_by"] == "auto-rollback" && e["by_operator"] == false),
+        "{all}"
+    );
+    for bad in [
+        "limit=0",
+        "limit=abc",
+        "limit=5000",
+        "cursor=zzz",
+        "cursor=-3",
+        "colour=red",
+    ] {
+        let (s, v) = get(&format!("{base}/v1/rollouts/web/history?{bad}"), None).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+
+    let (s, v) = get(&format!("{base}/v1/rollouts/web/analyses?limit=2"), None).await;
+    assert_eq!(s, 200);
+    let first = &v["analyses"][0];
+    assert_eq!(first["outcome"], "fail");
+    assert_eq!(first["evidence"]["checks"][0]["name"], "latency");
+    assert!(
+        first["evidence"]["checks"][0]["evidence"]["canary"].is_object(),
+        "{v}"
+    );
+
+    // /metrics: the families the operators alert on.
+    let m = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "canaryd_rollout_weight{rollout=\"web\"}",
+        "canaryd_rollout_phase{rollout=\"web\",phase=\"rolled-back\"} 1",
+        "canaryd_analyses_total{rollout=\"web\",verdict=\"fail\"}",
+        "canaryd_backend_query_duration_seconds_bucket{source=\"prometheus\",le=\"+Inf\"}",
+        "canaryd_backend_query_duration_seconds_count{source=\"prometheus\"}",
+        "# TYPE canaryd_actuator_failures_total counter",
+        "canaryd_notifications_pending ",
+        "canaryd_notifications_sent_total ",
+        "canaryd_notifications_failed_total ",
+        "canaryd_config_last_reload_successful 1",
+    ] {
+        assert!(m.contains(family), "missing {family} in:\n{m}");
+    }
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_can_be_made_to_need_a_token() {
+    let d = start(
+        "api-locked",
+        &[("web", "steady", "1h")],
+        "reads_need_token = true",
+    )
+    .await;
+    let url = format!("{}/v1/rollouts/web", d.base);
+    let (s, v) = get(&url, None).await;
+    assert_eq!(s, 401, "{v}");
+    let (s, _) = get(&format!("{}/v1/rollouts", d.base), None).await;
+    assert_eq!(s, 401);
+    let (s, v) = get(&url, Some(GRAF)).await;
+    assert_eq!((s, v["name"].as_str()), (200, Some("web")), "{v}");
+    let (s, _) = get(&url, Some(ALICE)).await;
+    assert_eq!(s, 200);
+    // Health and metrics stay open for probes and scrapers.
+    let health = reqwest::get(format!("{}/healthz", d.base)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    d.stop().await;
+}
