@@ -34,14 +34,28 @@ fn mann_whitney(c: &mut Criterion) {
         let y = normal_sample(2, n, 0.01);
         g.bench_function(format!("asymptotic {n} vs {n}"), |b| {
             b.iter(|| {
-                mann_whitney_u(black_box(&x), black_box(&y), Alternative::TwoSided, MwMethod::Asymptotic, true)
+                mann_whitney_u(
+                    black_box(&x),
+                    black_box(&y),
+                    Alternative::TwoSided,
+                    MwMethod::Asymptotic,
+                    true,
+                )
             })
         });
     }
     let x = normal_sample(3, 50, 0.0);
     let y = normal_sample(4, 50, 0.3);
     g.bench_function("exact 50 vs 50", |b| {
-        b.iter(|| mann_whitney_u(black_box(&x), black_box(&y), Alternative::TwoSided, MwMethod::Exact, true))
+        b.iter(|| {
+            mann_whitney_u(
+                black_box(&x),
+                black_box(&y),
+                Alternative::TwoSided,
+                MwMethod::Exact,
+                true,
+            )
+        })
     });
     g.finish();
 }
@@ -62,7 +76,12 @@ fn fisher(c: &mut Criterion) {
     let mut g = c.benchmark_group("fisher_exact");
     g.measurement_time(Duration::from_secs(2));
     g.bench_function("two-sided [[2600,997400],[2500,997500]]", |b| {
-        b.iter(|| fisher_exact(black_box([[2600, 997_400], [2500, 997_500]]), Alternative::TwoSided))
+        b.iter(|| {
+            fisher_exact(
+                black_box([[2600, 997_400], [2500, 997_500]]),
+                Alternative::TwoSided,
+            )
+        })
     });
     g.bench_function("greater [[8,92],[2530,47470]]", |b| {
         b.iter(|| fisher_exact(black_box([[8, 92], [2530, 47_470]]), Alternative::Greater))

@@ -118,9 +118,16 @@ pub async fn start(tag: &str, rollouts: &[(&str, &str, &str)], extra_server: &st
     let base = format!("http://{addr}");
     for (name, _, _) in rollouts {
         daemon_support::wait_for("the rollout to start", Duration::from_secs(10), || async {
-            daemon_support::rollout(&base, name)
+            let v: Value = reqwest::Client::new()
+                .get(format!("{base}/v1/rollouts/{name}"))
+                .bearer_auth(GRAF)
+                .send()
                 .await
-                .filter(|r| r.phase == "progressing")
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (v["phase"] != "pending" && v["phase"].is_string()).then_some(())
         })
         .await;
     }
