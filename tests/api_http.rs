@@ -42,7 +42,7 @@ fn error_of(v: &Value) -> &str {
 async fn commands_need_an_admin_token_and_answer_with_the_state_machine() {
     let d = start(
         "api-http",
-        &[("web", "steady", "1h"), ("bad", "bad", "1h")],
+        &[("web", "steady", "1h"), ("other", "steady", "1h")],
         "",
     )
     .await;
@@ -143,7 +143,7 @@ async fn commands_need_an_admin_token_and_answer_with_the_state_machine() {
 
     // Abort is final: a later start is refused.
     let (s, v) = post(
-        &format!("{base}/v1/rollouts/bad/abort"),
+        &format!("{base}/v1/rollouts/other/abort"),
         Some(ALICE),
         r#"{"reason": "bad build"}"#,
     )
@@ -154,7 +154,7 @@ async fn commands_need_an_admin_token_and_answer_with_the_state_machine() {
         "{v}"
     );
     let (s, v) = post(
-        &format!("{base}/v1/rollouts/bad/start"),
+        &format!("{base}/v1/rollouts/other/start"),
         Some(ALICE),
         reason,
     )

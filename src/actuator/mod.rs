@@ -14,7 +14,7 @@ pub mod command;
 pub mod file;
 pub mod webhook;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -261,42 +261,8 @@ pub fn build(
     Ok(built)
 }
 
-/// Parses "250ms", "10s", "2m", "1h" (one number, one unit).
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let hint = "write a whole number and a unit: ms, s, m or h (e.g. \"10s\")";
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: {hint}"))?;
-    let millis = match unit.trim() {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("invalid duration {text:?}: {hint}")),
-    };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("duration {text:?} is too large"))
-}
-
-/// Serde glue for durations written as strings ("10s").
-pub(crate) mod duration_str {
-    use super::*;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text).map_err(serde::de::Error::custom)
-    }
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}ms", d.as_millis()))
-    }
-}
+/// Serde glue for durations written as strings ("10s"): the one parser rule files use.
+pub(crate) use crate::rules::duration::serde_text as duration_str;
 
 /// Cuts `text` to at most `max` bytes at a character boundary, marking the cut.
 pub(crate) fn truncate_head(text: &str, max: usize) -> String {
@@ -327,20 +293,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_with_units_and_reject_the_rest() {
-        let cases = [
-            ("250ms", Ok(Duration::from_millis(250))),
-            ("10s", Ok(Duration::from_secs(10))),
-            (" 2m ", Ok(Duration::from_secs(120))),
-            ("1h", Ok(Duration::from_secs(3600))),
-        ];
-        for (text, want) in cases {
-            assert_eq!(parse_duration(text), want, "{text}");
-        }
-        for bad in ["10", "s", "1.5s", "-1s", "10 days", ""] {
-            let err = parse_duration(bad).unwrap_err();
-            assert!(err.contains("invalid duration"), "{bad}: {err}");
-        }
+    fn config_durations_use_the_rule_file_syntax_and_name_bad_ones() {
+        let ok: WebhookConfig = toml::from_str(
+            "url = \"http://127.0.0.1:1/w\"\ntimeout = \"1m30s\"\nbackoff = \"250ms\"",
+        )
+        .unwrap();
+        assert_eq!(ok.timeout, Duration::from_secs(90));
+        assert_eq!(ok.backoff, Duration::from_millis(250));
+        let err =
+            toml::from_str::<WebhookConfig>("url = \"http://127.0.0.1:1/w\"\ntimeout = \"10\"")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("bad duration `10`"), "{err}");
     }
 
     #[test]
@@ -399,7 +363,7 @@ mod tests {
             "kind = \"webhook\"\nurl = \"http://x\"\ntimeout = \"5\"",
         )
         .unwrap_err();
-        assert!(err.to_string().contains("invalid duration"), "{err}");
+        assert!(err.to_string().contains("bad duration `5`"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 pub const USAGE_ERROR: u8 = 3;
 
 pub mod check;
+pub mod demo;
 pub mod judge;
 pub mod serve;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Run the daemon: analyse and drive every rollout of the rule files.
     Serve(serve::ServeArgs),
+    /// Run two canary rollouts on a simulated service, in-process, in under a minute.
+    Demo(demo::DemoArgs),
 }
 
 /// Parse the command line and run the chosen subcommand.
@@ -45,5 +48,6 @@ pub fn main() -> ExitCode {
         Command::Judge(args) => judge::run(args),
         Command::Check(args) => check::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

@@ -1,22 +1,47 @@
 //! The daemon's own metrics, rendered in the Prometheus text format for `/metrics`.
 //!
-//! A small registry of counters and gauges keyed by name and labels; rollout weights and phases
-//! are read from the rollouts' published status at render time. It owns the metric names and
-//! their help texts, nothing else.
+//! A small registry of counters, gauges and histograms keyed by name and labels; rollout weights
+//! and phases are read from the rollouts' published status at render time. It owns the metric
+//! names and their help texts, and [`Timed`], the source wrapper that measures query latency;
+//! nothing else.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use super::status::RolloutStatus;
+use crate::source::{MetricSource, QueryFuture};
 
 type Labels = Vec<(&'static str, String)>;
 
-/// Counters and gauges the daemon updates as it works.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    series: Mutex<BTreeMap<(&'static str, Labels), f64>>,
+/// Upper bounds (seconds) of the query latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Bucket counts (cumulative at render), sum and count of one histogram series.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    sum: f64,
+    count: u64,
 }
+
+/// Counters, gauges and histograms the daemon updates as it works. Clones share the registry.
+#[derive(Debug, Default, Clone)]
+pub struct Metrics {
+    series: Arc<Mutex<BTreeMap<(&'static str, Labels), f64>>>,
+    histograms: Arc<Mutex<BTreeMap<(&'static str, Labels), Histogram>>>,
+}
+
+/// Help texts of the histograms.
+const HISTOGRAMS: &[(&str, &str)] = &[(
+    "canaryd_backend_query_duration_seconds",
+    "Time metric backend queries took (answers and errors), by source.",
+)];
 
 /// Help texts and types of the metrics the daemon updates.
 const HELP: &[(&str, &str, &str)] = &[
@@ -60,6 +85,21 @@ const HELP: &[(&str, &str, &str)] = &[
         "gauge",
         "Rollout rules currently loaded.",
     ),
+    (
+        "canaryd_notifications_pending",
+        "gauge",
+        "Notifications in the outbox waiting to be sent (or retried).",
+    ),
+    (
+        "canaryd_notifications_sent_total",
+        "counter",
+        "Notifications delivered, from the outbox.",
+    ),
+    (
+        "canaryd_notifications_failed_total",
+        "counter",
+        "Notifications given up on (a permanent error or too many attempts), from the outbox.",
+    ),
 ];
 
 const PHASES: [&str; 8] = [
@@ -95,6 +135,20 @@ impl Metrics {
         self.lock().insert((name, own(labels)), value);
     }
 
+    /// Records one observation in a histogram.
+    pub fn observe(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
+        let mut all = self
+            .histograms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let h = all.entry((name, own(labels))).or_default();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|le| value <= *le) {
+            h.buckets[i] += 1;
+        }
+        h.sum += value;
+        h.count += 1;
+    }
+
     /// A series' current value (0 when never touched), for tests and status lines.
     pub fn get(&self, name: &'static str, labels: &[(&'static str, &str)]) -> f64 {
         self.lock()
@@ -113,6 +167,31 @@ impl Metrics {
                 if n == name {
                     let _ = writeln!(out, "{name}{} {}", render_labels(labels), number(*value));
                 }
+            }
+        }
+        let histograms = self
+            .histograms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (name, help) in HISTOGRAMS {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for ((n, labels), h) in &histograms {
+                if n != name {
+                    continue;
+                }
+                let mut cumulative = 0;
+                for (le, count) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+                    cumulative += count;
+                    let mut with_le = labels.clone();
+                    with_le.push(("le", le.to_string()));
+                    let _ = writeln!(out, "{name}_bucket{} {cumulative}", render_labels(&with_le));
+                }
+                let mut inf = labels.clone();
+                inf.push(("le", "+Inf".to_string()));
+                let _ = writeln!(out, "{name}_bucket{} {}", render_labels(&inf), h.count);
+                let _ = writeln!(out, "{name}_sum{} {}", render_labels(labels), h.sum);
+                let _ = writeln!(out, "{name}_count{} {}", render_labels(labels), h.count);
             }
         }
         out.push_str("# HELP canaryd_rollout_weight The canary's share of traffic, 0-100.\n");
@@ -147,6 +226,55 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// A metric source that records each query's duration in
+/// `canaryd_backend_query_duration_seconds{source=...}`.
+pub struct Timed {
+    inner: Arc<dyn MetricSource>,
+    metrics: Metrics,
+}
+
+impl Timed {
+    pub fn wrap(inner: Arc<dyn MetricSource>, metrics: &Metrics) -> Arc<dyn MetricSource> {
+        Arc::new(Timed {
+            inner,
+            metrics: metrics.clone(),
+        })
+    }
+
+    fn timed<'a>(&'a self, query: QueryFuture<'a>) -> QueryFuture<'a> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let answer = query.await;
+            self.metrics.observe(
+                "canaryd_backend_query_duration_seconds",
+                &[("source", self.inner.name())],
+                started.elapsed().as_secs_f64(),
+            );
+            answer
+        })
+    }
+}
+
+impl MetricSource for Timed {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn query_range<'a>(
+        &'a self,
+        query: &'a str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> QueryFuture<'a> {
+        self.timed(self.inner.query_range(query, start, end, step))
+    }
+
+    fn query_instant<'a>(&'a self, query: &'a str, at: DateTime<Utc>) -> QueryFuture<'a> {
+        self.timed(self.inner.query_instant(query, at))
     }
 }
 
@@ -219,6 +347,19 @@ mod tests {
         );
         assert!(text.contains("canaryd_rollout_phase{rollout=\"we\\\"b\",phase=\"paused\"} 0\n"));
         assert!(text.contains("canaryd_rollout_stage{rollout=\"we\\\"b\"} 2\n"));
+        m.observe("canaryd_backend_query_duration_seconds", &[("source", "p")], 0.02);
+        m.observe("canaryd_backend_query_duration_seconds", &[("source", "p")], 30.0);
+        let text = m.render(&[]);
+        for line in [
+            "canaryd_backend_query_duration_seconds_bucket{source=\"p\",le=\"0.01\"} 0\n",
+            "canaryd_backend_query_duration_seconds_bucket{source=\"p\",le=\"0.025\"} 1\n",
+            "canaryd_backend_query_duration_seconds_bucket{source=\"p\",le=\"10\"} 1\n",
+            "canaryd_backend_query_duration_seconds_bucket{source=\"p\",le=\"+Inf\"} 2\n",
+            "canaryd_backend_query_duration_seconds_sum{source=\"p\"} 30.02\n",
+            "canaryd_backend_query_duration_seconds_count{source=\"p\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
         assert_eq!(
             m.get(
                 "canaryd_analyses_total",

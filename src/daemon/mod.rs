@@ -230,6 +230,11 @@ pub async fn run_with_sources(
         })?;
     let mut sources = build_sources(&config)?;
     sources.extend(injected);
+    let metrics = Metrics::new();
+    let sources = sources
+        .into_iter()
+        .map(|(name, source)| (name, metrics::Timed::wrap(source, &metrics)))
+        .collect();
     let table = WeightTable::new();
     let mut actuators = BTreeMap::new();
     for (name, c) in &config.actuators {
@@ -264,7 +269,7 @@ pub async fn run_with_sources(
         sources,
         actuators,
         table,
-        metrics: Metrics::new(),
+        metrics,
         statuses: RwLock::new(BTreeMap::new()),
         emergency: emergency_tx,
         ready: AtomicBool::new(false),

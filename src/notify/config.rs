@@ -157,20 +157,7 @@ fn default_source() -> String {
     "canaryd".to_string()
 }
 
-mod duration_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::rules::duration::format(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        crate::rules::duration::parse(&text)
-            .map_err(|e| serde::de::Error::custom(format!("bad duration `{text}`: {e}")))
-    }
-}
+use crate::rules::duration::serde_text as duration_text;
 
 /// Why a receiver cannot be built; names the receiver.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -105,6 +105,24 @@ pub fn format(d: Duration) -> String {
     out
 }
 
+/// Serde glue for durations written as text in config files (`timeout = "10s"`), shared by
+/// every config struct that has one: `#[serde(with = "crate::rules::duration::serde_text")]`.
+pub mod serde_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse(&text).map_err(|e| {
+            serde::de::Error::custom(format!("bad duration `{text}`: {e}; {}", e.hint()))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{BUCKETS, Simulator, SideCounters, Snapshot, Version};
+use super::{BUCKETS, SideCounters, Simulator, Snapshot, Version};
 use crate::judge::Point;
 use crate::source::{MemorySource, Request, Series, SourceError};
 
@@ -299,10 +299,7 @@ mod tests {
         assert!((0.06..0.1).contains(&mean(&b)), "baseline p99 {}", mean(&b));
         sim.set_behaviour(Version::Canary, Behaviour::Silent);
         sim.tick(t(121));
-        let silent = source
-            .query_instant(&p99("canary"), t(121))
-            .await
-            .unwrap();
+        let silent = source.query_instant(&p99("canary"), t(121)).await.unwrap();
         assert!(silent.is_empty(), "{silent:?}");
     }
 
@@ -310,9 +307,18 @@ mod tests {
     async fn bad_queries_say_what_the_simulator_answers() {
         let source = sim_source("sim", &[filled(1, Behaviour::Healthy)]);
         let cases = [
-            ("cpu{service=\"shop\",version=\"canary\"}", "unknown query name `cpu`"),
-            ("errors{service=\"cart\",version=\"canary\"}", "no simulated service `cart`"),
-            ("errors{service=\"shop\",version=\"v2\"}", "unknown version `v2`"),
+            (
+                "cpu{service=\"shop\",version=\"canary\"}",
+                "unknown query name `cpu`",
+            ),
+            (
+                "errors{service=\"cart\",version=\"canary\"}",
+                "no simulated service `cart`",
+            ),
+            (
+                "errors{service=\"shop\",version=\"v2\"}",
+                "unknown version `v2`",
+            ),
             ("errors{service=\"shop\"}", "the label `version` is missing"),
             ("errors", "no `{`"),
         ];

@@ -184,56 +184,8 @@ pub(crate) fn unix_seconds(t: DateTime<Utc>) -> f64 {
     t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9
 }
 
-/// Durations written as text in config files: `500ms`, `10s`, `2m`, `1h`, or a bare number of
-/// seconds (`1.5`).
-pub(crate) mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Parses `500ms`, `10s`, `2m`, `1h` or a bare number of seconds.
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let value: f64 = number.parse().map_err(|_| {
-            format!("`{text}` is not a duration; write it like `500ms`, `10s`, `2m` or `1h`")
-        })?;
-        let seconds = match unit.trim() {
-            "ms" => value / 1000.0,
-            "" | "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            other => {
-                return Err(format!(
-                    "`{text}` has an unknown unit `{other}`; use `ms`, `s`, `m` or `h`"
-                ));
-            }
-        };
-        Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
-    }
-
-    /// Writes a duration the way [`parse`] reads it.
-    pub fn format(d: Duration) -> String {
-        let ms = d.as_millis();
-        if ms.is_multiple_of(1000) {
-            format!("{}s", ms / 1000)
-        } else {
-            format!("{ms}ms")
-        }
-    }
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse(&text).map_err(serde::de::Error::custom)
-    }
-}
+/// Durations written as text in config files (`timeout = "10s"`): the rule files' syntax.
+pub(crate) use crate::rules::duration::serde_text as duration_text;
 
 #[cfg(test)]
 mod tests {
@@ -319,23 +271,16 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_from_text() {
-        let cases = [
-            ("500ms", Some(Duration::from_millis(500))),
-            ("10s", Some(Duration::from_secs(10))),
-            ("2m", Some(Duration::from_secs(120))),
-            ("1h", Some(Duration::from_secs(3600))),
-            ("1.5", Some(Duration::from_millis(1500))),
-            ("ten", None),
-            ("10d", None),
-            ("", None),
-            ("-1s", None),
-        ];
-        for (text, want) in cases {
-            assert_eq!(duration_text::parse(text).ok(), want, "{text:?}");
-        }
-        assert_eq!(duration_text::format(Duration::from_secs(10)), "10s");
-        assert_eq!(duration_text::format(Duration::from_millis(250)), "250ms");
+    fn config_durations_use_the_rule_file_syntax() {
+        let ok: PrometheusConfig =
+            toml::from_str("url = \"http://127.0.0.1:9090\"\ntimeout = \"1m30s\"").unwrap();
+        assert_eq!(ok.timeout, Duration::from_secs(90));
+        let err = toml::from_str::<PrometheusConfig>(
+            "url = \"http://127.0.0.1:9090\"\ntimeout = \"ten\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("bad duration `ten`"), "{err}");
     }
 
     #[test]
