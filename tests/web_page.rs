@@ -214,7 +214,9 @@ async fn the_status_pages_render_charts_history_and_escaped_reasons_in_chromium(
     let base = format!("http://{addr}");
     let store = Store::open(&dir.join("state")).unwrap();
 
-    // Real analyses, then a backend outage whose error message is hostile markup.
+    // Real analyses, then a backend outage whose error message is hostile markup; it lasts
+    // while the pages are read, so the alert is the last decision and the charts come from the
+    // last analysis that had data.
     wait_for("three analyses", Duration::from_secs(30), || async {
         let page = store.analyses_page("checkout", None, 10).unwrap();
         (page.items.len() >= 3).then_some(())
@@ -229,11 +231,12 @@ async fn the_status_pages_render_charts_history_and_escaped_reasons_in_chromium(
             .then_some(())
     })
     .await;
-    failing.store(false, Ordering::SeqCst);
 
     let pages = base.clone();
     let shot = dir.join("page.png");
     let shot_path = shot.clone();
+    let overview_shot = dir.join("overview.png");
+    let overview_path = overview_shot.clone();
     let (detail, overview, missing) = tokio::task::spawn_blocking(move || {
         let detail = browser.dump_dom("detail", &format!("{pages}/rollouts/checkout"));
         let overview = browser.dump_dom("overview", &format!("{pages}/"));
@@ -245,10 +248,18 @@ async fn the_status_pages_render_charts_history_and_escaped_reasons_in_chromium(
             1280,
             1600,
         );
+        browser.screenshot(
+            "shot-overview",
+            &format!("{pages}/"),
+            &overview_shot,
+            1280,
+            700,
+        );
         (detail, overview, missing)
     })
     .await
     .unwrap();
+    failing.store(false, Ordering::SeqCst);
 
     // One chart per check, each with both series drawn from many points and a threshold.
     let charts = svgs(&detail);
@@ -308,14 +319,28 @@ async fn the_status_pages_render_charts_history_and_escaped_reasons_in_chromium(
         .unwrap()
         .status();
     assert_eq!(bad, 400);
+    let newest = store.audit_page("checkout", None, 1).unwrap().items[0].id;
+    let older = reqwest::get(format!("{base}/rollouts/checkout?cursor={newest}"))
+        .await
+        .unwrap();
+    assert_eq!(older.status(), 200);
+    let older = older.text().await.unwrap();
+    assert!(
+        older.contains("← Newest") && older.contains("class=\"audit\""),
+        "{older}"
+    );
 
     let size = is_png(&shot_path);
     assert!(
         size > 20_000,
         "a {size}-byte screenshot is too small to show the page"
     );
-    if let Ok(keep) = std::env::var("CANARYD_WEB_SCREENSHOT") {
-        std::fs::copy(&shot_path, keep).unwrap();
+    assert!(is_png(&overview_path) > 5_000);
+    // CANARYD_WEB_SCREENSHOTS=DIR keeps both screenshots, to look at them.
+    if let Some(keep) = std::env::var_os("CANARYD_WEB_SCREENSHOTS") {
+        let keep = std::path::PathBuf::from(keep);
+        std::fs::copy(&shot_path, keep.join("rollout.png")).unwrap();
+        std::fs::copy(&overview_path, keep.join("overview.png")).unwrap();
     }
 
     shutdown.cancel();

@@ -353,6 +353,9 @@ async fn demo(args: DemoArgs) -> Result<bool, String> {
             fresh.sort_by_key(|a| a.id);
             for a in fresh {
                 last_audit.insert(name.clone(), a.id);
+                if a.action == "analysis-recorded" {
+                    continue;
+                }
                 let weights = match (a.previous_weight, a.new_weight) {
                     (Some(p), Some(n)) if p != n => format!(" {p}% → {n}%"),
                     _ => String::new(),

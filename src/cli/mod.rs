@@ -8,9 +8,12 @@ use std::process::ExitCode;
 pub const USAGE_ERROR: u8 = 3;
 
 pub mod check;
+pub mod client;
+pub mod control;
 pub mod demo;
 pub mod judge;
 pub mod serve;
+pub mod token;
 
 #[derive(Debug, Parser)]
 #[command(name = "canaryd", version, about = "Automated canary analysis daemon")]
@@ -29,6 +32,30 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run two canary rollouts on a simulated service, in-process, in under a minute.
     Demo(demo::DemoArgs),
+    /// Show rollouts (all, or one with its plan) from a running daemon.
+    Status(control::StatusArgs),
+    /// Show a rollout's audit trail, newest first.
+    History(control::HistoryArgs),
+    /// Show the latest analysis, baseline against canary, check by check.
+    Compare(control::CompareArgs),
+    /// Start a pending rollout, or retry a rolled-back one from its first stage.
+    Start(control::CommandArgs),
+    /// Let a stage waiting for approval advance.
+    Approve(control::CommandArgs),
+    /// Freeze a rollout at its current weight.
+    Pause(control::CommandArgs),
+    /// Continue a paused rollout.
+    Resume(control::CommandArgs),
+    /// Skip the evidence and move to the next stage now.
+    Promote(control::CommandArgs),
+    /// Roll a rollout back (previous stage's weight or 0%, per its plan).
+    Rollback(control::CommandArgs),
+    /// Give up on a rollout: the canary goes to 0% for good.
+    Abort(control::CommandArgs),
+    /// Send every rollout to 0% now (or lift the stop with --clear).
+    EmergencyStop(control::EmergencyArgs),
+    /// Make API tokens for the token file.
+    Token(token::TokenArgs),
 }
 
 /// Parse the command line and run the chosen subcommand.
@@ -49,5 +76,17 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Status(args) => control::status(args),
+        Command::History(args) => control::history(args),
+        Command::Compare(args) => control::compare(args),
+        Command::Start(args) => control::command("start", args),
+        Command::Approve(args) => control::command("approve", args),
+        Command::Pause(args) => control::command("pause", args),
+        Command::Resume(args) => control::command("resume", args),
+        Command::Promote(args) => control::command("promote", args),
+        Command::Rollback(args) => control::command("rollback", args),
+        Command::Abort(args) => control::command("abort", args),
+        Command::EmergencyStop(args) => control::emergency(args),
+        Command::Token(args) => token::run(args),
     }
 }

@@ -110,11 +110,16 @@ pub fn marks(result: &Value, unit: Unit, canary: &[(f64, f64)]) -> Vec<Mark> {
     }
     if let Some(tolerance) = ev(&["thresholds", "tolerance"]) {
         // Error-rate tolerances are in rate units; relative ones a fraction of the baseline.
+        let sign = match direction {
+            "higher-is-worse" => "+",
+            "lower-is-worse" => "−",
+            _ => "±",
+        };
         let (reference, what, up, down) = match ev(&["baseline", "rate"]) {
             Some(rate) => (
                 rate,
                 format!(
-                    "baseline rate ± {}",
+                    "baseline rate {sign} {}",
                     chart::value_label(Unit::Fraction, tolerance)
                 ),
                 rate + tolerance,
@@ -124,7 +129,7 @@ pub fn marks(result: &Value, unit: Unit, canary: &[(f64, f64)]) -> Vec<Mark> {
                 let median = ev(&["baseline", "median"]).unwrap_or(f64::NAN);
                 (
                     median,
-                    format!("baseline median ± {}%", number(tolerance * 100.0)),
+                    format!("baseline median {sign} {}%", number(tolerance * 100.0)),
                     median * (1.0 + tolerance),
                     median * (1.0 - tolerance),
                 )
@@ -286,6 +291,7 @@ fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>) -> String {
     if let Some(reason) = result.and_then(|r| text(r, &["reason"])) {
         let _ = write!(out, "<p class=\"reason\">{}</p>", escape(reason));
     }
+    out.push_str("<div class=\"check-body\">");
     out.push_str(&chart::render(&Chart {
         title: &title,
         unit,
@@ -297,7 +303,7 @@ fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>) -> String {
         Some(r) => out.push_str(&evidence(r, unit)),
         None => out.push_str("<p class=\"muted\">Not judged yet.</p>"),
     }
-    out.push_str("</section>\n");
+    out.push_str("</div></section>\n");
     out
 }
 
@@ -498,7 +504,10 @@ mod tests {
             json!({"points": 60, "dropped": 0, "median": 0.2}),
         );
         match &marks(&rel, Unit::Seconds, &[])[..] {
-            [Mark::Line { value, .. }] => assert!((value - 0.22).abs() < 1e-12),
+            [Mark::Line { value, label }] => {
+                assert!((value - 0.22).abs() < 1e-12);
+                assert_eq!(label, "tolerance: baseline median + 10%");
+            }
             other => panic!("{other:?}"),
         }
         let either = result(
@@ -525,6 +534,58 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn history_is_newest_first_with_links_to_older_pages_and_back() {
+        let entry = |id: i64, reason: &str| AuditEntry {
+            id,
+            rollout: "a b".into(),
+            at: DateTime::from_timestamp(id, 0).unwrap(),
+            action: "paused".into(),
+            previous_weight: Some(10),
+            new_weight: Some(0),
+            reason: reason.into(),
+            triggered_by: "operator:alice".into(),
+        };
+        let rollout = RolloutView {
+            name: "a b".into(),
+            rule: None,
+            state: crate::rollout::RolloutState::default(),
+            last: None,
+        };
+        let history = Page {
+            items: vec![entry(9, "newer"), entry(8, "<older>")],
+            next: Some("8".parse().unwrap()),
+        };
+        let detail = Detail {
+            rollout: &rollout,
+            analyses: &[],
+            history: &history,
+            paged: true,
+            stop: &StopView::default(),
+            now: DateTime::from_timestamp(100, 0).unwrap(),
+        };
+        let html = history_table(&detail);
+        assert!(html.find("newer").unwrap() < html.find("&lt;older&gt;").unwrap());
+        assert!(html.contains("10% → 0%"));
+        assert!(
+            html.contains("href=\"/rollouts/a%20b?cursor=8\">Older →</a>"),
+            "{html}"
+        );
+        assert!(html.contains("href=\"/rollouts/a%20b\">← Newest</a>"));
+        let last = Page {
+            items: vec![],
+            next: None,
+        };
+        let html = history_table(&Detail {
+            history: &last,
+            paged: false,
+            ..detail
+        });
+        assert!(html.contains("No history yet") && !html.contains("Older"));
+        let page = render(&detail);
+        assert!(page.contains("No analysis has run yet"));
     }
 
     #[test]

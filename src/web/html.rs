@@ -117,7 +117,9 @@ a{color:#1f5fa8}
 .card{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:12px 16px;margin:0 0 14px}
 table{border-collapse:collapse;width:100%;background:var(--card)}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
-th{font-size:12px;text-transform:uppercase;letter-spacing:.03em;color:var(--muted)}
+th{font-size:12px;text-transform:uppercase;letter-spacing:.03em;color:var(--muted);white-space:nowrap}
+td.nowrap{white-space:nowrap}
+td.stages{min-width:280px}
 .banner{background:#b3261e;color:#fff;padding:12px 16px;border-radius:6px;margin:0 0 14px;font-weight:600}
 .notice{background:#fff4e5;border:1px solid #f0c36d;padding:8px 12px;border-radius:6px;margin:0 0 14px}
 .phase{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;white-space:nowrap}
@@ -136,6 +138,8 @@ th{font-size:12px;text-transform:uppercase;letter-spacing:.03em;color:var(--mute
 .weight{display:inline-block;width:60px;height:8px;background:#e9ecef;border-radius:4px;vertical-align:middle;margin-right:6px;overflow:hidden}
 .weight span{display:block;height:100%;background:var(--canary)}
 .checks{display:grid;grid-template-columns:1fr;gap:14px}
+.check-body{display:grid;grid-template-columns:minmax(0,720px) minmax(260px,1fr);gap:8px 20px;align-items:start}
+@media (max-width:1000px){.check-body{grid-template-columns:1fr}}
 .check-head{display:flex;gap:10px;align-items:baseline;flex-wrap:wrap}
 .chart{width:100%;max-width:720px;height:auto;display:block;margin:6px 0}
 .chart text{font:11px system-ui,sans-serif;fill:var(--muted)}

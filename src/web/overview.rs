@@ -158,7 +158,7 @@ pub fn render(o: &Overview<'_>) -> String {
             let _ = writeln!(
                 body,
                 "<tr class=\"rollout\"><td><a href=\"/rollouts/{}\">{}</a></td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                 <td class=\"nowrap\">{}</td><td class=\"stages\">{}</td><td>{}</td><td class=\"nowrap\">{}</td></tr>",
                 url_segment(&view.name),
                 escape(&view.name),
                 phase_badge(&view.state.phase),

@@ -1,0 +1,357 @@
+//! The control commands, clients of a running daemon's HTTP API: `status`, `history`,
+//! `compare`, the rollout commands (`start`, `approve`, `pause`, `resume`, `promote`,
+//! `rollback`, `abort`) and `emergency-stop`. Each builds one request, sends it through
+//! [`client`](super::client) and shows the answer as a table (or the API's JSON with
+//! `--output json`). They decide nothing: the daemon does.
+//!
+//! Exit codes: 0 done; 1 the daemon refused (4xx), with its message; 3 bad usage or an
+//! unreadable token file; 4 the daemon cannot be reached; 5 the daemon failed (5xx).
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::{Value, json};
+
+use super::client::{Conn, Failure, Output, table};
+
+const EXIT_CODES: &str = "Exit codes: 0 done; 1 the daemon refused (4xx), its message is printed; \
+3 bad usage or an unreadable token file; 4 the daemon cannot be reached; 5 the daemon failed (5xx).";
+
+/// `canaryd status [NAME]`.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct StatusArgs {
+    /// One rollout in detail (its plan and progress); all of them when absent.
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `canaryd history NAME`.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct HistoryArgs {
+    pub name: String,
+    /// Entries per page, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Continue after a previous page (the cursor it printed).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `canaryd compare NAME`.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct CompareArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `canaryd pause|resume|... NAME --reason TEXT`.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct CommandArgs {
+    /// The rollout.
+    pub name: String,
+    /// Why, for the audit trail and the notifications.
+    #[arg(long)]
+    pub reason: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `canaryd emergency-stop [--clear] --reason TEXT`.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct EmergencyArgs {
+    /// Lift the stop (rollouts stay paused until resumed) instead of engaging it.
+    #[arg(long)]
+    pub clear: bool,
+    /// Why, for the audit trail.
+    #[arg(long)]
+    pub reason: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn number(v: &Value) -> String {
+    match v.as_f64() {
+        None => "-".to_string(),
+        Some(x) if x != 0.0 && (x.abs() < 0.001 || x.abs() >= 1e6) => format!("{x:.3e}"),
+        Some(x) => {
+            let s = format!("{x:.4}");
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+    }
+}
+
+fn duration(v: &Value) -> String {
+    match v.as_f64() {
+        None => "-".to_string(),
+        Some(s) if s >= 3600.0 => format!("{:.1}h", s / 3600.0),
+        Some(s) if s >= 60.0 => format!("{:.1}m", s / 60.0),
+        Some(s) => format!("{s:.0}s"),
+    }
+}
+
+/// Show an answer: the JSON as is, or the table `show` makes of it.
+fn finish(
+    conn: &Conn,
+    answer: Result<Value, Failure>,
+    show: impl FnOnce(&Value) -> String,
+) -> ExitCode {
+    match answer {
+        Err(f) => f.report(),
+        Ok(v) => {
+            match conn.output {
+                Output::Json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string())
+                    )
+                }
+                Output::Table => print!("{}", show(&v)),
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn segment(name: &str) -> String {
+    // Rollout names are plain identifiers; escape the few characters that would break a path.
+    name.replace('%', "%25")
+        .replace('/', "%2F")
+        .replace('?', "%3F")
+        .replace('#', "%23")
+}
+
+pub fn status(args: StatusArgs) -> ExitCode {
+    match &args.name {
+        None => {
+            let answer = args
+                .conn
+                .request(reqwest::Method::GET, "/v1/rollouts", None);
+            finish(&args.conn, answer, |v| {
+                let rows: Vec<Vec<String>> = v["rollouts"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            text(&r["name"]),
+                            text(&r["phase"]),
+                            text(&r["stage_name"]),
+                            format!("{}%", text(&r["weight"])),
+                        ]
+                    })
+                    .collect();
+                table(&["ROLLOUT", "PHASE", "STAGE", "WEIGHT"], &rows)
+            })
+        }
+        Some(name) => {
+            let path = format!("/v1/rollouts/{}", segment(name));
+            let answer = args.conn.request(reqwest::Method::GET, &path, None);
+            finish(&args.conn, answer, show_detail)
+        }
+    }
+}
+
+fn show_detail(v: &Value) -> String {
+    let mut out = format!(
+        "{}: {} at {}% (stage {})\n",
+        text(&v["name"]),
+        text(&v["phase"]),
+        text(&v["weight"]),
+        text(&v["stage_name"])
+    );
+    if !v["phase_reason"].is_null() {
+        out.push_str(&format!("  why:            {}\n", text(&v["phase_reason"])));
+    }
+    out.push_str(&format!("  started:        {}\n", text(&v["started_at"])));
+    out.push_str(&format!(
+        "  stage began:    {}\n",
+        text(&v["last_advanced_at"])
+    ));
+    out.push_str(&format!(
+        "  last analysis:  {}\n",
+        text(&v["last_analysis_at"])
+    ));
+    out.push_str(&format!(
+        "  next analysis:  {}\n\n",
+        text(&v["next_analysis_at"])
+    ));
+    let rows: Vec<Vec<String>> = v["plan"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let passes = match s["passes_seen"].as_u64() {
+                Some(seen) => format!("{seen}/{}", text(&s["passes_required"])),
+                None => format!("-/{}", text(&s["passes_required"])),
+            };
+            vec![
+                text(&s["name"]),
+                format!("{}%", text(&s["weight"])),
+                text(&s["status"]),
+                passes,
+                format!(
+                    "{}/{}",
+                    duration(&s["time_in_stage_seconds"]),
+                    duration(&s["min_duration_seconds"])
+                ),
+                if s["approval"] == true { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "STAGE", "WEIGHT", "STATUS", "PASSES", "TIME/MIN", "APPROVAL",
+        ],
+        &rows,
+    ));
+    out
+}
+
+pub fn history(args: HistoryArgs) -> ExitCode {
+    let mut path = format!(
+        "/v1/rollouts/{}/history?limit={}",
+        segment(&args.name),
+        args.limit
+    );
+    if let Some(c) = &args.cursor {
+        path.push_str(&format!("&cursor={}", segment(c)));
+    }
+    let answer = args.conn.request(reqwest::Method::GET, &path, None);
+    finish(&args.conn, answer, |v| {
+        let rows: Vec<Vec<String>> = v["entries"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| {
+                vec![
+                    text(&e["at"]),
+                    text(&e["action"]),
+                    format!("{}→{}", text(&e["previous_weight"]), text(&e["new_weight"])),
+                    text(&e["triggered_by"]),
+                    text(&e["reason"]),
+                ]
+            })
+            .collect();
+        let mut out = table(&["AT", "ACTION", "WEIGHT", "BY", "REASON"], &rows);
+        if let Some(next) = v["next_cursor"].as_str() {
+            out.push_str(&format!("(more: --cursor {next})\n"));
+        }
+        out
+    })
+}
+
+pub fn compare(args: CompareArgs) -> ExitCode {
+    let path = format!("/v1/rollouts/{}/comparison", segment(&args.name));
+    let answer = args.conn.request(reqwest::Method::GET, &path, None);
+    finish(&args.conn, answer, |v| {
+        let rows: Vec<Vec<String>> = v["checks"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                let effect = match (c["effect_ratio"].as_f64(), c["effect_difference"].as_f64()) {
+                    (Some(r), _) => format!("×{}", number(&json!(r))),
+                    (None, Some(d)) => format!("{:+}", d),
+                    (None, None) => "-".to_string(),
+                };
+                let threshold = match c["threshold_kind"].as_str() {
+                    Some(kind) => format!("{kind} {}", number(&c["threshold"])),
+                    None => "-".to_string(),
+                };
+                let measure = c["measure"]
+                    .as_str()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default();
+                vec![
+                    format!("{}{measure}", text(&c["check"])),
+                    number(&c["baseline"]),
+                    number(&c["canary"]),
+                    effect,
+                    threshold,
+                    text(&c["verdict"]),
+                ]
+            })
+            .collect();
+        let mut out = format!(
+            "{}: analysis {} at {}: {} (score {})\n",
+            text(&v["rollout"]),
+            text(&v["analysis_id"]),
+            text(&v["at"]),
+            text(&v["outcome"]),
+            number(&v["score"])
+        );
+        out.push_str(&table(
+            &[
+                "CHECK",
+                "BASELINE (LEGACY)",
+                "CANARY (NEW)",
+                "EFFECT",
+                "THRESHOLD",
+                "VERDICT",
+            ],
+            &rows,
+        ));
+        out
+    })
+}
+
+/// Give a rollout command.
+pub fn command(verb: &str, args: CommandArgs) -> ExitCode {
+    let path = format!("/v1/rollouts/{}/{verb}", segment(&args.name));
+    let answer = args.conn.request(
+        reqwest::Method::POST,
+        &path,
+        Some(json!({ "reason": args.reason })),
+    );
+    finish(&args.conn, answer, |v| {
+        format!(
+            "{}: {} at {}% (stage {}), by {}\n",
+            text(&v["rollout"]),
+            text(&v["phase"]),
+            text(&v["weight"]),
+            text(&v["stage_name"]),
+            text(&v["by"])
+        )
+    })
+}
+
+pub fn emergency(args: EmergencyArgs) -> ExitCode {
+    let method = if args.clear {
+        reqwest::Method::DELETE
+    } else {
+        reqwest::Method::POST
+    };
+    let answer = args.conn.request(
+        method,
+        "/v1/emergency-stop",
+        Some(json!({ "reason": args.reason })),
+    );
+    finish(&args.conn, answer, |v| {
+        if v["active"] == true {
+            "Emergency stop engaged: every rollout goes to 0%.\n".to_string()
+        } else {
+            "Emergency stop cleared: rollouts stay paused until resumed.\n".to_string()
+        }
+    })
+}
