@@ -12,7 +12,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use canaryd::api::auth::{hex, sha256};
 use canaryd::daemon::{self, Options};
+
+const ADMIN_TOKEN: &str = "alice-admin-token-for-the-rollout-test";
 use canaryd::store::Store;
 use prometheus_support::Prometheus;
 use support::*;
@@ -43,6 +46,21 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
 
     let dir = temp_dir("rollout");
     let config_path = write_config(&dir, &prom.url(), "http://127.0.0.1:9/weights");
+    // An operator token: the emergency-stop API is a mutation and needs one.
+    let tokens = dir.join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("alice admin {}\n", hex(&sha256(ADMIN_TOKEN.as_bytes()))),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&config_path).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!(
+            "listen = \"127.0.0.1:0\"\ntoken_file = \"{}\"",
+            tokens.display()
+        ),
+    );
+    std::fs::write(&config_path, text).unwrap();
     write_rule(&dir, "healthy", "good", "file", "2s");
     write_rule(&dir, "failing", "bad", "builtin", "2s");
     write_rule(&dir, "steady", "steady", "builtin", "1h");
@@ -232,6 +250,8 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
     let client = reqwest::Client::new();
     let refused = client
         .delete(format!("{base}/v1/emergency-stop"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"reason": "stop file test"}))
         .send()
         .await
         .unwrap();
@@ -258,7 +278,8 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
     // The API: every rollout at 0% within a second.
     let resp = client
         .post(format!("{base}/v1/emergency-stop"))
-        .body(r#"{"reason": "bad deploy", "by": "alice"}"#)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"reason": "bad deploy"}))
         .send()
         .await
         .unwrap();
@@ -283,6 +304,8 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
     );
     let cleared = client
         .delete(format!("{base}/v1/emergency-stop"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"reason": "stop file test"}))
         .send()
         .await
         .unwrap();

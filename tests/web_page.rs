@@ -349,4 +349,5 @@ async fn the_status_pages_render_charts_history_and_escaped_reasons_in_chromium(
         matches!(stopped, Ok(Ok(Ok(())))),
         "the daemon did not stop cleanly: {stopped:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }

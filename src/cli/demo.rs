@@ -63,6 +63,9 @@ pub struct DemoArgs {
     /// Also print the daemon's own logs (to stderr).
     #[arg(long)]
     pub verbose: bool,
+    /// After the summary, keep the daemon and its status page up until Ctrl-C.
+    #[arg(long)]
+    pub stay: bool,
 }
 
 /// The demo's daemon config: everything in `dir`, the simulator as source `sim` (the Prometheus
@@ -383,8 +386,6 @@ async fn demo(args: DemoArgs) -> Result<bool, String> {
             break rows;
         }
     };
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), running).await;
 
     let elapsed = started.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
@@ -412,11 +413,8 @@ async fn demo(args: DemoArgs) -> Result<bool, String> {
         let _ = writeln!(out, "  {:<13} {outcome}", r.name);
     }
     let _ = writeln!(out, "Audit trail (SQLite): {}", store.path().display());
-    let _ = writeln!(
-        out,
-        "{}",
-        history_hint(&config_path, &rules.keys().cloned().collect::<Vec<_>>())
-    );
+    let names: Vec<String> = rules.keys().cloned().collect();
+    let _ = writeln!(out, "{}", history_hint(&base, &names, args.stay));
     if !as_scripted {
         let _ = writeln!(
             out,
@@ -424,27 +422,41 @@ async fn demo(args: DemoArgs) -> Result<bool, String> {
         );
     }
     let _ = out.flush();
+    drop(out);
+    if args.stay {
+        println!("Serving {base}/ until Ctrl-C.");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), running).await;
     Ok(as_scripted)
 }
 
-/// How to read the audit trail afterwards: `canaryd history NAME` when this build has it.
-fn history_hint(config: &Path, names: &[String]) -> String {
+/// How to read the audit trail afterwards: `canaryd history NAME` while the daemon is up (this
+/// build's `history` asks the daemon over HTTP), or the SQLite file itself.
+fn history_hint(base: &str, names: &[String], stay: bool) -> String {
     let cli = super::Cli::command();
-    match cli.find_subcommand("history") {
-        Some(history) => {
-            let with_config = history.get_arguments().any(|a| a.get_id() == "config");
-            let tail = if with_config {
-                format!(" --config {}", config.display())
-            } else {
-                String::new()
-            };
-            let lines: Vec<String> = names
-                .iter()
-                .map(|n| format!("  canaryd history {n}{tail}"))
-                .collect();
-            format!("Read it with:\n{}", lines.join("\n"))
-        }
-        None => "Read it with: sqlite3 on that file (tables `audit` and `analyses`).".to_string(),
+    let Some(history) = cli.find_subcommand("history") else {
+        return "Read it with sqlite3 (tables `audit` and `analyses`).".to_string();
+    };
+    let url = history.get_arguments().any(|a| a.get_id() == "url");
+    let tail = if url {
+        format!(" --url {base}")
+    } else {
+        String::new()
+    };
+    let lines: Vec<String> = names
+        .iter()
+        .map(|n| format!("  canaryd history {n}{tail}"))
+        .collect();
+    if stay {
+        format!("Read it with:\n{}", lines.join("\n"))
+    } else {
+        format!(
+            "Read it with sqlite3 (tables `audit` and `analyses`), or run `canaryd demo --stay` \
+             and, while it serves:\n{}",
+            lines.join("\n")
+        )
     }
 }
 

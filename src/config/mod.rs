@@ -56,7 +56,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address and port; loopback by default, since the API has no authentication yet.
+    /// Address and port; loopback by default (reads are open to loopback peers).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// The base URL people use to reach the daemon, for links in notifications.
