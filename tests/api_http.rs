@@ -130,7 +130,10 @@ async fn commands_need_an_admin_token_and_answer_with_the_state_machine() {
     assert_eq!(newest["triggered_by"], "alice", "{h}");
     assert_eq!(newest["by_operator"], true);
     assert!(
-        newest["reason"].as_str().unwrap().contains("checking the dashboards"),
+        newest["reason"]
+            .as_str()
+            .unwrap()
+            .contains("checking the dashboards"),
         "{h}"
     );
     let (s, v) = post(

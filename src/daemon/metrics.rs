@@ -347,8 +347,16 @@ mod tests {
         );
         assert!(text.contains("canaryd_rollout_phase{rollout=\"we\\\"b\",phase=\"paused\"} 0\n"));
         assert!(text.contains("canaryd_rollout_stage{rollout=\"we\\\"b\"} 2\n"));
-        m.observe("canaryd_backend_query_duration_seconds", &[("source", "p")], 0.02);
-        m.observe("canaryd_backend_query_duration_seconds", &[("source", "p")], 30.0);
+        m.observe(
+            "canaryd_backend_query_duration_seconds",
+            &[("source", "p")],
+            0.02,
+        );
+        m.observe(
+            "canaryd_backend_query_duration_seconds",
+            &[("source", "p")],
+            30.0,
+        );
         let text = m.render(&[]);
         for line in [
             "canaryd_backend_query_duration_seconds_bucket{source=\"p\",le=\"0.01\"} 0\n",

@@ -44,7 +44,11 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             let m = &shared.metrics;
             m.set("canaryd_notifications_pending", &[], counts.pending as f64);
             m.set("canaryd_notifications_sent_total", &[], counts.sent as f64);
-            m.set("canaryd_notifications_failed_total", &[], counts.failed as f64);
+            m.set(
+                "canaryd_notifications_failed_total",
+                &[],
+                counts.failed as f64,
+            );
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "Cannot count the notifications for /metrics."),
         Err(e) => tracing::warn!(error = %e, "Cannot count the notifications for /metrics."),
