@@ -10,6 +10,7 @@ mod prometheus_support;
 #[path = "fixtures/daemon/support.rs"]
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use canaryd::api::auth::{hex, sha256};
@@ -53,13 +54,32 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
         format!("alice admin {}\n", hex(&sha256(ADMIN_TOKEN.as_bytes()))),
     )
     .unwrap();
-    let text = std::fs::read_to_string(&config_path).unwrap().replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!(
-            "listen = \"127.0.0.1:0\"\ntoken_file = \"{}\"",
-            tokens.display()
-        ),
+    // A real HTTP receiver for the `team` webhook: notifications must reach it.
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let sink = Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
     );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let text = std::fs::read_to_string(&config_path)
+        .unwrap()
+        .replace("http://127.0.0.1:9/unused", &receiver_url)
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!(
+                "listen = \"127.0.0.1:0\"\ntoken_file = \"{}\"",
+                tokens.display()
+            ),
+        );
     std::fs::write(&config_path, text).unwrap();
     write_rule(&dir, "healthy", "good", "file", "2s");
     write_rule(&dir, "failing", "bad", "builtin", "2s");
@@ -99,6 +119,24 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
     })
     .await;
     assert_eq!(failing.weight, 0);
+    // The team's webhook hears about the rollback, with the evidence that caused it.
+    let rollback = wait_for("the rollback notification", Duration::from_secs(10), || {
+        let received = Arc::clone(&received);
+        async move {
+            received
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|n| {
+                    n.to_string().contains("\"failing\"") && n.to_string().contains("rolled-back")
+                })
+                .cloned()
+        }
+    })
+    .await;
+    let text = rollback.to_string();
+    assert!(text.contains("\"checks\""), "{text}");
+    assert!(text.contains("\"verdict\":\"fail\""), "{text}");
     let store = Store::open(&dir.join("state")).unwrap();
     let failing_audit = audit_actions(&store, "failing");
     assert!(

@@ -1,0 +1,339 @@
+//! End to end: the simulated service (baseline and canary, traffic split by each daemon's
+//! assignment endpoint over HTTP) scraped every second by a real Prometheus, and one embedded
+//! daemon per scenario judging it with plans compressed to seconds.
+//!
+//! The scenarios run concurrently (one Prometheus, one metrics endpoint, each scenario its own
+//! service label, daemon, state and port) and each is bounded to 40 s; the test prints each
+//! scenario's wall time. `CANARYD_E2E_ONLY=healthy,spike` runs a subset.
+//! - healthy: the canary reaches 100% and the rollout succeeds.
+//! - slower: p99 +50% from the 25% stage: rolled back by the p99 check, never past 25%.
+//! - spike: 100% errors on the canary: rolled back by the first analyses that can see it.
+//! - leak: the canary's memory grows 2 MB/s: the trend check fails and pauses the rollout.
+//! - silent: the canary exports nothing: the rollout never advances and pauses after 4
+//!   inconclusive analyses.
+//! - stop: the emergency-stop file takes the canary to 0% within a second, and the service
+//!   stops sending it requests.
+
+#[path = "support/prometheus.rs"]
+mod prometheus_support;
+#[path = "support/sim.rs"]
+mod sim_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use canaryd::rollout::Phase;
+use canaryd::sim::{self, Behaviour, Profile, Simulator, Split, Version};
+use prometheus_support::Prometheus;
+use sim_support::{Daemon, rule, temp_dir, wait_for};
+use tokio_util::sync::CancellationToken;
+
+const SCENARIO_LIMIT: Duration = Duration::from_secs(40);
+const RATE: u32 = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Healthy,
+    Slower,
+    Spike,
+    Leak,
+    Silent,
+    Stop,
+}
+
+const ALL: [(&str, Kind); 6] = [
+    ("healthy", Kind::Healthy),
+    ("slower", Kind::Slower),
+    ("spike", Kind::Spike),
+    ("leak", Kind::Leak),
+    ("silent", Kind::Silent),
+    ("stop", Kind::Stop),
+];
+
+fn selected() -> Vec<(&'static str, Kind)> {
+    match std::env::var("CANARYD_E2E_ONLY") {
+        Ok(only) if !only.trim().is_empty() => {
+            let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+            ALL.into_iter()
+                .filter(|(n, _)| wanted.contains(n))
+                .collect()
+        }
+        _ => ALL.to_vec(),
+    }
+}
+
+fn actions(d: &Daemon, name: &str) -> Vec<String> {
+    d.audit(name).into_iter().map(|a| a.action).collect()
+}
+
+fn weight(d: &Daemon, name: &str) -> Option<(Phase, u8)> {
+    d.state(name).map(|s| (s.phase, s.weight))
+}
+
+/// One scenario from the daemon's start to its verdict; `Ok` with what was measured.
+async fn scenario(
+    kind: Kind,
+    name: &str,
+    sim: Arc<Simulator>,
+    d: &Daemon,
+) -> Result<String, String> {
+    let progressing_at = |w: u8| {
+        move || match weight(d, name) {
+            Some((Phase::Progressing { .. }, got)) if got == w => Some(()),
+            _ => None,
+        }
+    };
+    match kind {
+        Kind::Healthy => {
+            wait_for("success", SCENARIO_LIMIT, || {
+                matches!(weight(d, name), Some((Phase::Succeeded, 100))).then_some(())
+            })
+            .await
+            .map_err(|e| format!("{e}; audit {:?}", actions(d, name)))?;
+            let a = actions(d, name);
+            let advanced = a.iter().filter(|x| *x == "stage-advanced").count();
+            if advanced != 3 || !a.contains(&"succeeded".to_string()) {
+                return Err(format!("expected 3 advances and a success: {a:?}"));
+            }
+            let served = sim.counters(Version::Canary).requests();
+            Ok(format!("succeeded; the canary served {served} requests"))
+        }
+        Kind::Slower => {
+            wait_for("the 25% stage", SCENARIO_LIMIT, progressing_at(25)).await?;
+            sim.set_behaviour(Version::Canary, Behaviour::Slower { factor: 1.5 });
+            let flipped = Instant::now();
+            wait_for("the rollback", SCENARIO_LIMIT, || {
+                matches!(weight(d, name), Some((Phase::RolledBack { .. }, 0))).then_some(())
+            })
+            .await
+            .map_err(|e| format!("{e}; audit {:?}", actions(d, name)))?;
+            let audit = d.audit(name);
+            let back = audit.iter().find(|a| a.action == "rolled-back");
+            if !back.is_some_and(|a| a.reason.contains("p99-vs-baseline")) {
+                return Err(format!("not rolled back by the p99 check: {back:?}"));
+            }
+            if audit.iter().any(|a| a.new_weight == Some(50)) {
+                return Err("the slower canary reached 50%".into());
+            }
+            Ok(format!(
+                "rolled back {:.1} s after p99 +50%",
+                flipped.elapsed().as_secs_f64()
+            ))
+        }
+        Kind::Spike => {
+            wait_for("the 10% stage", SCENARIO_LIMIT, progressing_at(10)).await?;
+            // Let a few healthy analyses pass first.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            sim.set_behaviour(Version::Canary, Behaviour::Spike { error_rate: 1.0 });
+            wait_for("the rollback", SCENARIO_LIMIT, || {
+                matches!(weight(d, name), Some((Phase::RolledBack { .. }, 0))).then_some(())
+            })
+            .await
+            .map_err(|e| format!("{e}; audit {:?}", actions(d, name)))?;
+            let seen = sim
+                .change_seen_at(Version::Canary)
+                .ok_or("Prometheus never scraped the spike")?;
+            let audit = d.audit(name);
+            let back = audit
+                .iter()
+                .find(|a| a.action == "rolled-back")
+                .ok_or("no rolled-back entry")?;
+            if !back.reason.contains("error-rate-critical") {
+                return Err(format!("not rolled back by the error check: {back:?}"));
+            }
+            // Analyses that started once Prometheus had the spike, up to the rollback.
+            let analyses = d.store.analyses_page(name, None, 1000).unwrap().items;
+            let after: Vec<_> = analyses
+                .iter()
+                .filter(|a| a.at > seen && a.at <= back.at)
+                .collect();
+            // The first analysis after the scrape may have read Prometheus a moment before that
+            // scrape was stored; the next one (one interval later) must roll back.
+            if after.len() > 2 {
+                return Err(format!(
+                    "{} analyses after the spike was scraped before the rollback: {:?}",
+                    after.len(),
+                    after.iter().map(|a| &a.outcome).collect::<Vec<_>>()
+                ));
+            }
+            Ok(format!(
+                "rolled back {} ms after the first scrape with the spike, by analysis #{} after it",
+                (back.at - seen).num_milliseconds(),
+                after.len()
+            ))
+        }
+        Kind::Leak => wait_for("the pause", SCENARIO_LIMIT, || match weight(d, name) {
+            Some((Phase::Paused { reason, .. }, _)) => Some(reason),
+            _ => None,
+        })
+        .await
+        .map_err(|e| format!("{e}; audit {:?}", actions(d, name)))
+        .and_then(|reason| {
+            if reason.contains("memory-trend") {
+                Ok(format!("paused: {reason}"))
+            } else {
+                Err(format!("paused for another reason: {reason}"))
+            }
+        }),
+        Kind::Silent => {
+            let reason = wait_for("the pause", SCENARIO_LIMIT, || match weight(d, name) {
+                Some((Phase::Paused { reason, .. }, w)) => Some((reason, w)),
+                _ => None,
+            })
+            .await
+            .map_err(|e| format!("{e}; audit {:?}", actions(d, name)))?;
+            let a = actions(d, name);
+            if a.contains(&"stage-advanced".to_string()) || reason.1 != 10 {
+                return Err(format!("a silent canary advanced: {a:?}"));
+            }
+            let analyses = d.store.analyses_page(name, None, 1000).unwrap().items;
+            let inconclusive = analyses
+                .iter()
+                .filter(|a| a.outcome == "inconclusive")
+                .count();
+            if inconclusive < 4 || !reason.0.contains("inconclusive") {
+                return Err(format!(
+                    "expected a pause after 4 inconclusive analyses: {inconclusive}, {}",
+                    reason.0
+                ));
+            }
+            Ok(format!(
+                "paused at 10% after {inconclusive} inconclusive analyses"
+            ))
+        }
+        Kind::Stop => {
+            wait_for("the 25% stage", SCENARIO_LIMIT, progressing_at(25)).await?;
+            std::fs::write(d.dir.join("stop"), "e2e").map_err(|e| e.to_string())?;
+            let touched = Instant::now();
+            let client = reqwest::Client::new();
+            let url = format!("{}/v1/rollouts/{name}/weight", d.base);
+            loop {
+                let body: serde_json::Value = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if body["weight"] == 0 {
+                    break;
+                }
+                if touched.elapsed() > Duration::from_secs(1) {
+                    return Err(format!("still {body} a second after the stop"));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let stopped = touched.elapsed();
+            if !matches!(weight(d, name), Some((Phase::EmergencyStopped { .. }, 0))) {
+                return Err(format!("not emergency-stopped: {:?}", d.state(name)));
+            }
+            // In-flight requests finish; then the service sends the canary nothing.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let before = sim.counters(Version::Canary).requests();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let after = sim.counters(Version::Canary).requests();
+            if after != before {
+                return Err(format!("the canary still got {} requests", after - before));
+            }
+            Ok(format!("0% {} ms after the stop file", stopped.as_millis()))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scenarios_against_a_real_prometheus() {
+    let scenarios = selected();
+    assert!(
+        !scenarios.is_empty(),
+        "CANARYD_E2E_ONLY selects no scenario"
+    );
+    let started = Instant::now();
+    let stop = CancellationToken::new();
+    let sims: Vec<Arc<Simulator>> = scenarios
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| Arc::new(Simulator::new(*name, Profile::default(), i as u64 + 1)))
+        .collect();
+    for (sim, (_, kind)) in sims.iter().zip(&scenarios) {
+        match kind {
+            Kind::Leak => sim.set_behaviour(
+                Version::Canary,
+                Behaviour::Leaking {
+                    bytes_per_second: 2e6,
+                },
+            ),
+            Kind::Silent => sim.set_behaviour(Version::Canary, Behaviour::Silent),
+            _ => {}
+        }
+    }
+    let target = sim::serve(sims.clone(), stop.clone()).await.unwrap();
+    let prom = tokio::task::spawn_blocking(move || {
+        let p = Prometheus::builder()
+            .scrape("sim", target.to_string())
+            .start();
+        assert!(
+            p.wait_for_data("http_requests_total", Duration::from_secs(15)),
+            "no scrape landed: {}",
+            p.log_tail()
+        );
+        p
+    })
+    .await
+    .unwrap();
+    let setup = started.elapsed();
+
+    let mut tasks = Vec::new();
+    for (i, (sim, (name, kind))) in sims.iter().zip(scenarios).enumerate() {
+        let sim = Arc::clone(sim);
+        let url = prom.url();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let began = Instant::now();
+            let dir = temp_dir(name);
+            let d = Daemon::start(
+                &dir,
+                &url,
+                name,
+                &rule(name, name, 4 + 96 * u32::from(kind != Kind::Silent)),
+            )
+            .await;
+            let traffic = tokio::spawn(sim::drive(
+                Arc::clone(&sim),
+                Split::http(d.base.clone(), name),
+                RATE,
+                100 + i as u64,
+                stop.clone(),
+            ));
+            let outcome =
+                tokio::time::timeout(SCENARIO_LIMIT, scenario(kind, name, Arc::clone(&sim), &d))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("took more than {SCENARIO_LIMIT:?}")));
+            traffic.abort();
+            if sim.fallbacks() > 0 {
+                eprintln!("{name}: {} assignment requests fell back", sim.fallbacks());
+            }
+            d.stop().await;
+            (name, began.elapsed(), outcome)
+        }));
+    }
+    let mut failures = Vec::new();
+    eprintln!(
+        "setup (Prometheus up, first scrape): {:.1} s",
+        setup.as_secs_f64()
+    );
+    for task in tasks {
+        let (name, took, outcome) = task.await.unwrap();
+        match outcome {
+            Ok(what) => eprintln!("{name:>8}: {:>5.1} s  ok: {what}", took.as_secs_f64()),
+            Err(why) => {
+                eprintln!("{name:>8}: {:>5.1} s  FAILED: {why}", took.as_secs_f64());
+                failures.push(format!("{name}: {why}"));
+            }
+        }
+    }
+    stop.cancel();
+    drop(prom);
+    eprintln!("total: {:.1} s", started.elapsed().as_secs_f64());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
