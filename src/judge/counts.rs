@@ -10,7 +10,7 @@
 use super::{
     CheckResult, CheckSpec, CountPoint, Direction, Effect, Evidence, Interval, IntervalScale,
     SideData, SideSummary, Thresholds, Verdict, bad_alternative, bad_word, beyond, fmt_num, fmt_p,
-    significance_level,
+    significance_level, significant_clause,
 };
 use crate::stats::{Counts, StatsError, fisher_exact, two_proportion_z};
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -217,9 +217,9 @@ pub(super) fn error_rate(
         (
             Verdict::Fail,
             format!(
-                "{rates}: beyond the {tol} tolerance {} baseline, p = {p} < {}",
+                "{rates}: beyond the {tol} tolerance {} baseline, {}",
                 bad_word(spec.direction),
-                fmt_num(alpha)
+                significant_clause(p_value, alpha)
             ),
         )
     } else if !significant {
@@ -347,9 +347,9 @@ pub(super) fn error_rate_absolute(
         (
             Verdict::Fail,
             format!(
-                "{head}: {} the threshold, p = {p} < {}",
+                "{head}: {} the threshold, {}",
                 bad_word(spec.direction),
-                fmt_num(alpha)
+                significant_clause(p_value, alpha)
             ),
         )
     } else if too_far {

@@ -233,9 +233,9 @@ pub(super) fn relative(
         (
             Verdict::Fail,
             format!(
-                "{effect}: beyond the {tol} tolerance {} baseline, p = {p} < {}",
+                "{effect}: beyond the {tol} tolerance {} baseline, {}",
                 bad_word(spec.direction),
-                fmt_num(alpha)
+                significant_clause(p_value, alpha)
             ),
         )
     } else if !significant {
@@ -612,8 +612,8 @@ pub(super) fn trend(
         (
             Verdict::Fail,
             format!(
-                "{slope} is {word} the limit {limit}, trend p = {p} < {}",
-                fmt_num(alpha)
+                "{slope} is {word} the limit {limit}, trend {}",
+                significant_clause(p_value, alpha)
             ),
         )
     } else if !significant {

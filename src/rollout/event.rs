@@ -23,6 +23,14 @@ pub enum Event {
         by: TriggeredBy,
         reason: String,
     },
+    /// The actuator could not apply the last `SetWeight` (from `previous`% to `attempted`%),
+    /// even after its retries: the traffic is still at `previous`%. The machine puts the
+    /// recorded weight back and pauses the rollout for review (see `machine`).
+    ActuationFailed {
+        attempted: u8,
+        previous: u8,
+        error: String,
+    },
 }
 
 impl Event {
@@ -207,4 +215,7 @@ pub enum AuditAction {
     DryRun,
     /// An event was ignored because an emergency stop is in force.
     IgnoredDuringEmergency,
+    /// The actuator could not apply a weight change; the recorded weight went back to the
+    /// applied one.
+    ActuationFailed,
 }

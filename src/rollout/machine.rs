@@ -25,6 +25,13 @@
 //!   still waiting for its sustain: then the stage holds and that trigger decides.
 //! - `max_inconclusive == 0` disables the inconclusive-streak pause.
 //! - Notify-only and dry-run triggers speak once per failure streak, not on every analysis.
+//! - **A weight change the actuator could not apply** (`ActuationFailed`) puts the recorded
+//!   weight back to the one still applied and pauses the rollout for review where it was, the
+//!   reason naming the actuator's error; `Resume` re-applies the stage's weight with a normal
+//!   `SetWeight`. A failed rollback or abort pauses at the stage whose weight is still applied
+//!   (or leaves a succeeded rollout succeeded at 100%), so the operator can try again. A failed
+//!   emergency stop stays an emergency stop, at the weight still applied, and a second
+//!   `EmergencyStop` retries the 0%.
 
 use super::event::{
     Action, AnalysisOutcome, AnalysisReport, AuditAction, CheckOutcome, Command, Event,
@@ -165,6 +172,11 @@ pub enum StepError {
          the rule file changed under a running rollout: abort or roll it back"
     )]
     StageOutOfRange { stage: usize, stages: usize },
+    #[error(
+        "the failed change to {attempted}% is not the rollout's last one (it is at {weight}%); \
+         nothing to put back"
+    )]
+    StaleActuation { attempted: u8, weight: u8 },
 }
 
 /// Apply one event to a rollout at instant `now`: the new state and what the runner must do.
@@ -190,6 +202,11 @@ pub fn step(
             by,
             reason,
         } => m.command(command, by, &reason)?,
+        Event::ActuationFailed {
+            attempted,
+            previous,
+            error,
+        } => m.actuation_failed(attempted, previous, &error)?,
     }
     Ok((m.next, m.actions))
 }
@@ -410,6 +427,18 @@ impl Machine<'_> {
                     ),
                 );
             }
+            // The stop's 0% never reached the actuator: a second stop tries again.
+            Command::EmergencyStop if self.next.weight != 0 => {
+                let why = format!("emergency stop retried by {by}: {reason}");
+                let phase = self.next.phase.clone();
+                let from = self.next.weight;
+                self.transition(phase, 0, AuditAction::EmergencyStopped, why, by);
+                self.notify(
+                    EventKind::EmergencyStop,
+                    Severity::Critical,
+                    format!("EMERGENCY STOP retried: canary set from {from}% to 0%: {reason}"),
+                );
+            }
             other => {
                 let why = format!(
                     "`{other}` from {by} ignored: an emergency stop is in force ({reason})"
@@ -498,6 +527,112 @@ impl Machine<'_> {
             Severity::Critical,
             format!("EMERGENCY STOP: canary set from {from}% to 0%: {reason}"),
         );
+    }
+
+    // ----- the outside world -----
+
+    /// The actuator could not move the canary from `previous`% to `attempted`%: record the
+    /// weight still applied and stop for a person (see the module documentation).
+    fn actuation_failed(
+        &mut self,
+        attempted: u8,
+        previous: u8,
+        error: &str,
+    ) -> Result<(), StepError> {
+        if self.next.weight != attempted {
+            return Err(StepError::StaleActuation {
+                attempted,
+                weight: self.next.weight,
+            });
+        }
+        let problem = format!(
+            "the actuator could not set the canary from {previous}% to {attempted}%: {error}"
+        );
+        let why = format!("{problem}; the canary stays at {previous}%");
+        let by = TriggeredBy::Schedule;
+        if let Phase::EmergencyStopped { .. } = self.next.phase {
+            // Still an emergency stop (deaf to everything else), at the weight really applied.
+            self.put_back(previous, self.next.phase.clone(), why, by);
+            self.notify(
+                EventKind::ActuatorFailed,
+                Severity::Critical,
+                format!(
+                    "EMERGENCY STOP NOT APPLIED: {problem}. The canary still has {previous}% \
+                     of traffic; fix the actuator and send the emergency stop again."
+                ),
+            );
+            return Ok(());
+        }
+        // Where the rollout was before the failed change: the stage it was moving within, or
+        // for a change out of the stages (succeed, roll back, abort) the stage still applied.
+        let at = match &self.next.phase {
+            Phase::Progressing { stage } => Some((*stage, ResumeTo::Progressing)),
+            Phase::WaitingApproval { stage } => Some((*stage, ResumeTo::WaitingApproval)),
+            Phase::Paused {
+                stage, resume_to, ..
+            } => Some((*stage, *resume_to)),
+            Phase::Succeeded
+            | Phase::RolledBack { .. }
+            | Phase::Aborted
+            | Phase::Pending
+            | Phase::EmergencyStopped { .. } => self
+                .plan
+                .stages
+                .iter()
+                .rposition(|s| s.weight == previous)
+                .or((previous == 0).then_some(0))
+                .map(|stage| (stage, ResumeTo::Progressing)),
+        };
+        match at {
+            Some((stage, resume_to)) => {
+                let phase = Phase::Paused {
+                    stage,
+                    resume_to,
+                    reason: why.clone(),
+                };
+                let label = self.stage_label(stage);
+                self.put_back(previous, phase, format!("paused for review: {why}"), by);
+                self.notify(
+                    EventKind::ActuatorFailed,
+                    Severity::Critical,
+                    format!(
+                        "Rollout paused at {label} with the canary still at {previous}%: \
+                         {problem}. Fix the actuator, then resume (or roll back)."
+                    ),
+                );
+            }
+            // Only a succeeded rollout (at 100%, no stage's weight) gets here.
+            None => {
+                self.put_back(previous, Phase::Succeeded, why, by);
+                self.notify(
+                    EventKind::ActuatorFailed,
+                    Severity::Critical,
+                    format!(
+                        "The rollout stays succeeded with the canary still at {previous}%: \
+                         {problem}. Fix the actuator, then roll back again."
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Record `weight` (the one still applied) and `phase` without asking the actuator for
+    /// anything: the audit says the change failed.
+    fn put_back(&mut self, weight: u8, phase: Phase, reason: String, by: TriggeredBy) {
+        let attempted = self.next.weight;
+        self.next.phase = phase;
+        self.next.weight = weight;
+        self.next.passes = 0;
+        self.next.inconclusive_streak = 0;
+        self.next.failing.clear();
+        self.actions.push(Action::Audit {
+            action: AuditAction::ActuationFailed,
+            previous_weight: attempted,
+            new_weight: weight,
+            reason,
+            triggered_by: by,
+        });
     }
 
     // ----- shared transitions -----
