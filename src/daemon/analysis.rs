@@ -1,11 +1,11 @@
 //! One analysis of a rollout: query both sides of every check over its window through the
 //! rollout's [`MetricSource`] (at most `max_concurrent_queries` queries in flight across the
-//! daemon), judge each check, score the analysis, and describe it for the state machine and the
-//! store. A backend error fails the whole analysis (the rollout holds): it is never judged on
+//! daemon), judge the checks together (`judge::judge_analysis`, Holm's correction unless the rule
+//! turns it off), score the analysis, and describe it for the state machine and the store.
+//! A backend error fails the whole analysis (the rollout holds): it is never judged on
 //! half the data. Empty answers are not errors: the judge turns them into `Inconclusive`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -13,8 +13,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::judge::{
-    self, CheckResult, CountPoint, Point, ScoredCheck, SideData, Verdict, judge_check,
-    score_analysis,
+    self, CheckResult, CountPoint, FamilyControl, Point, ScoredCheck, SideData, Verdict,
+    judge_analysis, score_analysis,
 };
 use crate::rollout::{AnalysisOutcome, AnalysisReport, CheckOutcome, VerdictClass};
 use crate::rules::{Queries, RolloutRule, Side};
@@ -30,11 +30,6 @@ pub struct Analysed {
     pub record: NewAnalysis,
     /// Every check's result, for the evidence table of notifications.
     pub results: Vec<CheckResult>,
-}
-
-/// The step of a range query over `window`: about 60 points, never below one second.
-pub fn query_step(window: Duration) -> Duration {
-    (window / 60).max(Duration::from_secs(1))
 }
 
 /// Which query of which check and side an answer belongs to.
@@ -71,7 +66,7 @@ pub async fn analyse(
                 let source = Arc::clone(&source);
                 let permits = Arc::clone(&permits);
                 let start = now - chrono::Duration::from_std(check.window).unwrap_or_default();
-                let step = query_step(check.window);
+                let step = check.step;
                 queries.spawn(async move {
                     // The semaphore is never closed, so acquiring only waits.
                     let _permit = permits.acquire_owned().await;
@@ -101,7 +96,7 @@ pub async fn analyse(
             .and_then(|i| answers[i].clone())
             .unwrap_or_default()
     };
-    let mut results = Vec::new();
+    let mut sides = Vec::new();
     let mut series = Vec::new();
     for (i, check) in rule.checks.iter().enumerate() {
         let side_data = |side: Side| match &check.queries {
@@ -117,8 +112,22 @@ pub async fn analyse(
             "baseline": plotted(&baseline),
             "canary": plotted(&canary),
         }));
-        results.push(judge_check(&check.spec, &baseline, &canary));
+        sides.push((baseline, canary));
     }
+    // The checks are judged together: Holm's correction keeps a healthy analysis's chance of any
+    // false alarm at the checks' significance, however many checks the rule has.
+    let control = if rule.scoring.family_wise {
+        FamilyControl::Holm
+    } else {
+        FamilyControl::PerCheck
+    };
+    let checks: Vec<_> = rule
+        .checks
+        .iter()
+        .zip(&sides)
+        .map(|(check, (baseline, canary))| (&check.spec, baseline, canary))
+        .collect();
+    let results = judge_analysis(&checks, control);
     let mut analysed = describe(rule, &results);
     // The raw points, for the status page's charts (not read by any decision).
     analysed.record.evidence["series"] = serde_json::Value::Array(series);
@@ -240,12 +249,6 @@ fn pair_counts(errors: &[Point], totals: &[Point]) -> Vec<CountPoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn steps_give_about_sixty_points_and_at_least_a_second() {
-        assert_eq!(query_step(Duration::from_secs(5)), Duration::from_secs(1));
-        assert_eq!(query_step(Duration::from_secs(300)), Duration::from_secs(5));
-    }
 
     #[test]
     fn counts_pair_by_timestamp_and_drop_unpaired_points() {

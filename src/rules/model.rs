@@ -73,10 +73,16 @@ pub enum Queries {
 }
 
 /// The placeholders a query template may use.
-pub const PLACEHOLDERS: [&str; 3] = ["side", "label", "window"];
+pub const PLACEHOLDERS: [&str; 4] = ["side", "label", "window", "step"];
 
 /// Fill a query template's `{{side}}`, `{{label}}` and `{{window}}` placeholders.
-pub fn render(template: &str, sides: &Sides, side: Side, window: Duration) -> String {
+pub fn render(
+    template: &str,
+    sides: &Sides,
+    side: Side,
+    window: Duration,
+    step: Duration,
+) -> String {
     let value = match side {
         Side::Baseline => &sides.baseline,
         Side::Canary => &sides.canary,
@@ -85,6 +91,7 @@ pub fn render(template: &str, sides: &Sides, side: Side, window: Duration) -> St
         .replace("{{side}}", value)
         .replace("{{label}}", &sides.label)
         .replace("{{window}}", &duration::format(window))
+        .replace("{{step}}", &duration::format(step))
 }
 
 /// One validated check.
@@ -95,6 +102,9 @@ pub struct CheckRule {
     pub queries: Queries,
     /// The range each query covers, substituted for `{{window}}`.
     pub window: Duration,
+    /// The spacing of the points of each range query, substituted for `{{step}}`: a point
+    /// summarises its own step (`increase(x[{{step}}])`), so points do not overlap.
+    pub step: Duration,
     /// Its scoring group.
     pub group: String,
     /// Its weight within the group.
@@ -108,11 +118,11 @@ impl CheckRule {
     pub fn rendered(&self, sides: &Sides, side: Side) -> Queries {
         match &self.queries {
             Queries::Values { query } => Queries::Values {
-                query: render(query, sides, side, self.window),
+                query: render(query, sides, side, self.window, self.step),
             },
             Queries::Counts { errors, total } => Queries::Counts {
-                errors: render(errors, sides, side, self.window),
-                total: render(total, sides, side, self.window),
+                errors: render(errors, sides, side, self.window, self.step),
+                total: render(total, sides, side, self.window, self.step),
             },
         }
     }
@@ -127,6 +137,10 @@ pub struct Scoring {
     pub marginal: f64,
     /// Every group a check uses, with its weight, sorted by name.
     pub groups: Vec<ScoreGroup>,
+    /// Whether the checks of an analysis are judged as a family (Holm's correction), so a
+    /// healthy analysis alarms at most at the checks' significance however many checks it has.
+    /// `[scoring] family_wise`, default true.
+    pub family_wise: bool,
 }
 
 /// A scoring group and its weight.
@@ -217,14 +231,15 @@ mod tests {
             baseline: "v1".into(),
             canary: "v2".into(),
         };
-        let q = "rate(x{ {{label}}=\"{{side}}\" }[{{window}}])";
+        let q = "rate(x{ {{label}}=\"{{side}}\" }[{{step}}]) # over {{window}}";
+        let (w, st) = (Duration::from_secs(1800), Duration::from_secs(90));
         assert_eq!(
-            render(q, &sides, Side::Canary, Duration::from_secs(90)),
-            "rate(x{ version=\"v2\" }[1m30s])"
+            render(q, &sides, Side::Canary, w, st),
+            "rate(x{ version=\"v2\" }[1m30s]) # over 30m"
         );
         assert_eq!(
-            render(q, &sides, Side::Baseline, Duration::from_secs(300)),
-            "rate(x{ version=\"v1\" }[5m])"
+            render(q, &sides, Side::Baseline, w, Duration::from_secs(60)),
+            "rate(x{ version=\"v1\" }[1m]) # over 30m"
         );
     }
 

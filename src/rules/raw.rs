@@ -115,6 +115,7 @@ pub struct RawCheck {
     pub errors_query: S<String>,
     pub total_query: S<String>,
     pub window: S<String>,
+    pub step: S<String>,
 }
 
 /// `[scoring]`.
@@ -123,6 +124,8 @@ pub struct RawCheck {
 pub struct RawScoring {
     pub pass: S<f64>,
     pub marginal: S<f64>,
+    /// Holm's correction over the analysis's tested checks (default true).
+    pub family_wise: S<bool>,
     #[serde(default)]
     pub groups: BTreeMap<String, Spanned<f64>>,
 }

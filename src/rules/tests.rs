@@ -52,14 +52,14 @@ group = "latency"
 [[checks]]
 name = "p99"
 use = "latency"
-query = 'histogram_quantile(0.99, rate(x_bucket{ {{label}}="{{side}}" }[{{window}}]))'
+query = 'histogram_quantile(0.99, rate(x_bucket{ {{label}}="{{side}}" }[{{step}}]))'
 
 [[checks]]
 name = "errors"
 kind = "error-rate"
 tolerance = 0.01
-errors_query = 'sum(increase(e{v="{{side}}"}[{{window}}]))'
-total_query = 'sum(increase(t{v="{{side}}"}[{{window}}]))'
+errors_query = 'sum(increase(e{v="{{side}}"}[{{step}}]))'
+total_query = 'sum(increase(t{v="{{side}}"}[{{step}}]))'
 window = "5m"
 critical = true
 
@@ -139,7 +139,7 @@ fn a_good_file_builds_the_whole_rollout() {
     assert_eq!(
         p99.rendered(&rule.sides, Side::Canary),
         Queries::Values {
-            query: r#"histogram_quantile(0.99, rate(x_bucket{ version="v2" }[5m]))"#.into()
+            query: r#"histogram_quantile(0.99, rate(x_bucket{ version="v2" }[10s]))"#.into()
         }
     );
     let errors = &rule.checks[1];
@@ -548,7 +548,7 @@ fn absolute_checks_need_a_threshold_and_a_known_aggregate() {
 fn a_check_missing_its_query() {
     assert_one(
         &with(
-            "total_query = 'sum(increase(t{v=\"{{side}}\"}[{{window}}]))'\n",
+            "total_query = 'sum(increase(t{v=\"{{side}}\"}[{{step}}]))'\n",
             "",
         ),
         "41:1",
@@ -556,7 +556,7 @@ fn a_check_missing_its_query() {
     );
     assert_one(
         &with(
-            "query = 'histogram_quantile(0.99, rate(x_bucket{ {{label}}=\"{{side}}\" }[{{window}}]))'\n",
+            "query = 'histogram_quantile(0.99, rate(x_bucket{ {{label}}=\"{{side}}\" }[{{step}}]))'\n",
             "",
         ),
         "36:1",
@@ -740,4 +740,79 @@ fn rollout_names_are_unique_across_files() {
         found[0].to_string(),
         "b.toml:2:8: error: duplicate rollout name `web`\n  hint: a.toml already defines it; rollout names must be unique across rule files"
     );
+}
+
+#[test]
+fn points_are_spaced_by_step_which_defaults_to_a_thirtieth_of_the_window() {
+    let rule = parse(GOOD).unwrap();
+    let errors = rule
+        .checks
+        .iter()
+        .find(|c| c.spec.name == "errors")
+        .unwrap();
+    assert_eq!(errors.window, Duration::from_secs(300));
+    assert_eq!(errors.step, Duration::from_secs(10));
+    let sides = rule.sides.clone();
+    match errors.rendered(&sides, Side::Canary) {
+        Queries::Counts { errors, .. } => {
+            assert_eq!(errors, r#"sum(increase(e{v="v2"}[10s]))"#)
+        }
+        other => panic!("{other:?}"),
+    }
+    let stepped = parse(&with(
+        "window = \"5m\"\ncritical",
+        "window = \"30m\"\nstep = \"1m\"\ncritical",
+    ))
+    .unwrap();
+    let errors = stepped
+        .checks
+        .iter()
+        .find(|c| c.spec.name == "errors")
+        .unwrap();
+    assert_eq!(
+        (errors.window, errors.step),
+        (Duration::from_secs(1800), Duration::from_secs(60))
+    );
+}
+
+#[test]
+fn a_step_longer_than_its_window_is_refused() {
+    let text = with(
+        "window = \"5m\"\ncritical",
+        "window = \"5m\"\nstep = \"10m\"\ncritical",
+    );
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains("`step` 10m of check `errors` is longer than its window 5m"),
+        "{found:#?}"
+    );
+}
+
+/// Regression: `increase(x[{{window}}])` in a range query makes every point cover the whole
+/// window, so summing the points counts every error about thirty times over and the error-rate
+/// test becomes falsely certain.
+#[test]
+fn a_query_ranging_over_the_whole_window_is_refused_with_the_fix() {
+    let text = with(
+        r#"errors_query = 'sum(increase(e{v="{{side}}"}[{{step}}]))'"#,
+        r#"errors_query = 'sum(increase(e{v="{{side}}"}[{{window}}]))'"#,
+    );
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains("uses `[{{window}}]` as a range"),
+        "{found:#?}"
+    );
+    assert!(found[0].contains("write `[{{step}}]`"), "{found:#?}");
+}
+
+#[test]
+fn family_wise_scoring_is_on_unless_turned_off() {
+    let rule = parse(GOOD).unwrap();
+    assert!(rule.scoring.family_wise);
+    let rule = parse(&format!("{GOOD}\n[scoring]\nfamily_wise = false\n")).unwrap();
+    assert!(!rule.scoring.family_wise);
+    let found = problems(&format!("{GOOD}\n[scoring]\nfamily_wise = \"yes\"\n"));
+    assert_eq!(found.len(), 1, "{found:#?}");
 }

@@ -795,6 +795,27 @@ impl Validator<'_> {
                 "the range each query covers, e.g. window = \"5m\"",
             )
             .and_then(|w| self.positive_duration(w, "`window`"));
+        let step = match (&c.step, window) {
+            (None, Some(w)) => Some(default_step(w)),
+            (None, None) => None,
+            (Some(st), w) => self
+                .positive_duration(st, "`step`")
+                .and_then(|d| match w {
+                    Some(w) if d > w => {
+                        self.err(
+                            st.span(),
+                            format!(
+                                "`step` {} of {shown} is longer than its window {}",
+                                duration::format(d),
+                                duration::format(w)
+                            ),
+                            Some("a step is the spacing of the points inside the window, e.g. window = \"30m\", step = \"1m\"".into()),
+                        );
+                        None
+                    }
+                    _ => Some(d),
+                }),
+        };
         let queries = kind_word.and_then(|_| self.queries(c, at, &shown, counts, has_label));
 
         let name = name?.get_ref().clone();
@@ -816,6 +837,7 @@ impl Validator<'_> {
             spec,
             queries: queries?,
             window: window?,
+            step: step?,
             group,
             weight: weight?,
             critical,
@@ -978,13 +1000,21 @@ impl Validator<'_> {
         let mut found = Vec::new();
         for (key, value) in wanted {
             let hint = if counts {
-                "error-rate checks need errors_query and total_query, e.g. errors_query = 'sum(increase(http_requests_total{version=\"{{side}}\",code=~\"5..\"}[{{window}}]))'"
+                "error-rate checks need errors_query and total_query, e.g. errors_query = 'sum(increase(http_requests_total{version=\"{{side}}\",code=~\"5..\"}[{{step}}]))'"
             } else {
-                "e.g. query = 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{version=\"{{side}}\"}[{{window}}])))'"
+                "e.g. query = 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{version=\"{{side}}\"}[{{step}}])))'"
             };
             let Some(q) = self.need(value, at, &format!("`{key}` in {shown}"), hint) else {
                 continue;
             };
+            if q.get_ref().contains("[{{window}}]") {
+                self.err(
+                    q.span(),
+                    format!("`{key}` of {shown} uses `[{{{{window}}}}]` as a range"),
+                    Some("each point of the analysis would cover the whole window, so points overlap: counts are summed many times over and latencies smoothed into false certainty; write `[{{step}}]`".into()),
+                );
+                continue;
+            }
             if self.placeholders(q, key, shown, has_label) {
                 found.push(q.get_ref().clone());
             }
@@ -1023,7 +1053,9 @@ impl Validator<'_> {
                 self.err(
                     q.span(),
                     format!("unclosed `{{{{` in `{key}` of {shown}"),
-                    Some("placeholders are written {{side}}, {{label}}, {{window}}".into()),
+                    Some(
+                        "placeholders are written {{side}}, {{label}}, {{window}}, {{step}}".into(),
+                    ),
                 );
                 return false;
             };
@@ -1173,10 +1205,16 @@ impl Validator<'_> {
             }
             None => Vec::new(),
         };
+        let family_wise = raw
+            .scoring
+            .as_ref()
+            .and_then(|s| s.get_ref().family_wise.as_ref())
+            .is_none_or(|v| *v.get_ref());
         Some(Scoring {
             pass,
             marginal,
             groups,
+            family_wise,
         })
     }
 
@@ -1258,6 +1296,11 @@ struct Header {
     rollback_to: RollbackTarget,
 }
 
+/// The default spacing of a check's points: 30 points over the window, at least a second apart.
+pub fn default_step(window: Duration) -> Duration {
+    (window / 30).max(Duration::from_secs(1))
+}
+
 /// A check with its template: every key the check sets wins, the template fills the rest.
 pub fn merge(check: &RawCheck, template: &RawCheck) -> RawCheck {
     fn pick<T: Clone>(a: &Option<Spanned<T>>, b: &Option<Spanned<T>>) -> Option<Spanned<T>> {
@@ -1293,5 +1336,6 @@ pub fn merge(check: &RawCheck, template: &RawCheck) -> RawCheck {
         errors_query: pick(&c.errors_query, &t.errors_query),
         total_query: pick(&c.total_query, &t.total_query),
         window: pick(&c.window, &t.window),
+        step: pick(&c.step, &t.step),
     }
 }

@@ -76,9 +76,10 @@ canary = "canary"
 name = "error-rate-critical"
 kind = "error-rate-absolute"
 threshold = 0.02
-errors_query = 'sum(increase(http_requests_total{{{sel}, code="500"}}[{{{{window}}}}]))'
-total_query = 'sum(increase(http_requests_total{{{sel}}}[{{{{window}}}}]))'
+errors_query = 'sum(increase(http_requests_total{{{sel}, code="500"}}[{{{{step}}}}]))'
+total_query = 'sum(increase(http_requests_total{{{sel}}}[{{{{step}}}}]))'
 window = "3s"
+step = "3s"
 min_samples = 20
 group = "errors"
 critical = true
