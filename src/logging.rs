@@ -3,6 +3,8 @@
 //! set). It owns nothing else: the daemon's code logs through `tracing` macros with structured
 //! fields first, then a sentence.
 
+use std::io::IsTerminal;
+
 use crate::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -23,8 +25,11 @@ pub fn init(config: &LogConfig) -> Result<(), LoggingError> {
         level: config.level.clone(),
         message: e.to_string(),
     })?;
+    // Colours only on a terminal: under systemd stderr is the journal, which would keep the
+    // escape codes as text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // `try_init` fails only when a subscriber is already installed, which is fine.
     let _ = match config.format {
