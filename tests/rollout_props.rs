@@ -1,6 +1,6 @@
 //! Properties of the rollout state machine over random plans and random event sequences: the
 //! promises an operator relies on whatever happens (weights, evidence, emergency stop, rollback,
-//! pause, storage).
+//! pause, failed actuation, storage).
 
 use canaryd::rollout::{
     Action, AnalysisOutcome, AnalysisReport, CheckOutcome, Command, Event, NoDataPolicy, Phase,
@@ -135,7 +135,18 @@ fn event_strategy() -> impl Strategy<Value = Event> {
         4 => Just(Event::Tick),
         8 => report_strategy().prop_map(Event::Analysis),
         3 => (command, by).prop_map(|(c, by)| Event::command(c, by, "prop")),
+        // A placeholder: the test fills in the last weight change it saw, as the runner does.
+        1 => Just(Event::ActuationFailed { attempted: 0, previous: 0, error: "prop".to_string() }),
     ]
+}
+
+/// The actuator failed to apply the last `SetWeight` of `actions` (from the previous step).
+fn failure_of(last_set: Option<(u8, u8)>) -> Option<Event> {
+    last_set.map(|(previous, attempted)| Event::ActuationFailed {
+        attempted,
+        previous,
+        error: "webhook answered 500".to_string(),
+    })
 }
 
 /// Events with the seconds elapsed since the previous one.
@@ -197,9 +208,18 @@ proptest! {
         // Our own count of evidence since the phase last changed.
         let mut entered = now;
         let mut evidence = 0u32;
+        // The weight change the previous step asked for, as (previous, new).
+        let mut last_set: Option<(u8, u8)> = None;
 
         for (gap, event) in events {
             now += chrono::Duration::seconds(gap);
+            let event = match event {
+                Event::ActuationFailed { .. } => match failure_of(last_set) {
+                    Some(failed) => failed,
+                    None => continue,
+                },
+                other => other,
+            };
             let prev = state.clone();
             let result = step(&prev, &plan, event.clone(), now);
             let (next, actions) = match result {
@@ -207,24 +227,53 @@ proptest! {
                 Err(_) => {
                     // Refusals are only for commands, and change nothing.
                     prop_assert!(matches!(event, Event::Command { .. }), "{event:?} refused");
+                    last_set = None;
                     continue;
                 }
             };
 
-            // The weight is always a stage weight or 0; 100 only once succeeded.
+            // The weight is always a stage weight, 0 or 100, and the machine asks for 100 only
+            // to succeed. (An actuator that could not apply a change away from 100% leaves the
+            // rollout recorded at the 100% still applied.)
             prop_assert!(
-                next.weight == 0
-                    || stage_weights.contains(&next.weight)
-                    || (next.weight == 100 && next.phase == Phase::Succeeded),
+                next.weight == 0 || next.weight == 100 || stage_weights.contains(&next.weight),
                 "weight {} not in {:?} ({:?})", next.weight, stage_weights, next.phase
             );
+            if actions.iter().any(|a| matches!(a, Action::SetWeight { weight: 100, .. }))
+                && !stage_weights.contains(&100)
+            {
+                prop_assert_eq!(&next.phase, &Phase::Succeeded);
+            }
 
-            // Exactly one SetWeight per weight change, none otherwise; an audit for every change.
+            // A change the actuator could not apply: the applied weight is put back, nothing
+            // more is asked of the actuator, the rollout no longer progresses, a person is told.
+            if let Event::ActuationFailed { previous, .. } = event {
+                prop_assert_eq!(next.weight, previous);
+                prop_assert!(
+                    matches!(
+                        next.phase,
+                        Phase::Paused { .. } | Phase::EmergencyStopped { .. } | Phase::Succeeded
+                    ),
+                    "{:?} after a failed actuation", next.phase
+                );
+                prop_assert!(
+                    actions.iter().any(|a| matches!(
+                        a,
+                        Action::Notify { event: canaryd::rollout::EventKind::ActuatorFailed, .. }
+                    )),
+                    "no alert: {:?}", actions
+                );
+            }
+
+            // Exactly one SetWeight per weight change, none otherwise (a failed actuation puts
+            // back the weight still applied: nothing to ask); an audit for every change.
             let sets: Vec<(u8, u8)> = actions.iter().filter_map(|a| match a {
                 Action::SetWeight { weight, previous } => Some((*previous, *weight)),
                 _ => None,
             }).collect();
-            if next.weight != prev.weight {
+            if matches!(event, Event::ActuationFailed { .. }) {
+                prop_assert!(sets.is_empty(), "SetWeight after a failed actuation: {:?}", actions);
+            } else if next.weight != prev.weight {
                 prop_assert_eq!(sets, vec![(prev.weight, next.weight)]);
             } else {
                 prop_assert!(sets.is_empty(), "SetWeight without a change: {:?}", actions);
@@ -241,12 +290,23 @@ proptest! {
                 prop_assert!(matches!(next.phase, Phase::EmergencyStopped { .. }), "{:?}", next.phase);
                 prop_assert_eq!(next.weight, 0);
             }
-            if matches!(prev.phase, Phase::EmergencyStopped { .. }) && !is_clear_by_person(&event) {
+            // (Unless its 0% could not be applied: then only the stop's retry moves the weight.)
+            let failed = matches!(event, Event::ActuationFailed { .. });
+            let retry = matches!(event, Event::Command { command: Command::EmergencyStop, .. });
+            if matches!(prev.phase, Phase::EmergencyStopped { .. })
+                && !is_clear_by_person(&event)
+                && !failed
+                && (!retry || prev.weight == 0)
+            {
                 prop_assert_eq!(&next, &prev, "{:?} changed an emergency-stopped rollout", event);
+            }
+            if matches!(prev.phase, Phase::EmergencyStopped { .. }) && !is_clear_by_person(&event) {
+                prop_assert!(matches!(next.phase, Phase::EmergencyStopped { .. }), "{:?}", next.phase);
             }
             if matches!(prev.phase, Phase::EmergencyStopped { .. }) && is_clear_by_person(&event) {
                 prop_assert!(matches!(next.phase, Phase::Paused { .. }), "{:?}", next.phase);
-                prop_assert_eq!(next.weight, 0);
+                // 0%, unless the stop's 0% was never applied: clearing changes no weight.
+                prop_assert_eq!(next.weight, prev.weight);
             }
 
             // Rollback never raises the weight.
@@ -295,6 +355,10 @@ proptest! {
             let back: RolloutState = serde_json::from_str(&json).unwrap();
             prop_assert_eq!(&back, &next);
 
+            last_set = actions.iter().find_map(|a| match a {
+                Action::SetWeight { weight, previous } => Some((*previous, *weight)),
+                _ => None,
+            });
             state = next;
         }
     }
@@ -321,7 +385,11 @@ proptest! {
                 || actions.contains(&Action::SetWeight { weight: 0, previous: state.weight }),
             "{:?}", actions
         );
-        for (gap, event) in after.into_iter().filter(|(_, e)| !is_clear_by_person(e)) {
+        // (An actuator failing to apply the stop is another matter: see the first property.)
+        let events = after
+            .into_iter()
+            .filter(|(_, e)| !is_clear_by_person(e) && !matches!(e, Event::ActuationFailed { .. }));
+        for (gap, event) in events {
             now += chrono::Duration::seconds(gap);
             match step(&stopped, &plan, event.clone(), now) {
                 Ok((next, actions)) => {

@@ -428,7 +428,7 @@ async fn restore(shared: &Arc<Shared>) -> Result<(), DaemonError> {
             reason: "re-driven after a restart".to_string(),
             idempotency_key: intent.idempotency_key.clone(),
         };
-        runner::actuate(shared, &rule.actuator, intent.id, change).await;
+        runner::redrive(shared, rule, intent.id, change).await;
     }
     Ok(())
 }

@@ -1,11 +1,15 @@
 //! The daemon's notification receivers, built from `[receivers.*]`. A receiver that cannot be
 //! built (a secret file missing or unreadable) is not dropped: it stands in as unavailable, so
 //! its messages wait in the outbox and are retried until a reload builds it, instead of being
-//! lost or keeping the daemon from starting. It owns no delivery logic; that is `notify`.
+//! lost or keeping the daemon from starting. Every reload ([`rebuild`], from `reload`) builds
+//! the whole set again from the config, re-reading the secret files, and swaps it into the
+//! dispatcher, so a stand-in whose file the operator fixed starts delivering. It owns no
+//! delivery logic; that is `notify`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::Shared;
 use crate::notify::{Notification, Notifier};
 use crate::notify::{NotifyError, ReceiverConfig, Receivers, SendFuture};
 
@@ -61,6 +65,36 @@ pub fn build(configs: &BTreeMap<String, ReceiverConfig>) -> (Receivers, Vec<Stri
         }
     }
     (receivers, problems)
+}
+
+/// Build the receivers again from the config (re-reading their secret files) and swap them into
+/// the dispatcher; the ones that still cannot be built keep standing in as unavailable and are
+/// logged. Returns their problems. The dispatcher retries waiting messages on their schedule.
+pub async fn rebuild(shared: &Shared) -> Vec<String> {
+    let configs = shared.config.receivers.clone();
+    let built = tokio::task::spawn_blocking(move || build(&configs)).await;
+    let (receivers, problems) = match built {
+        Ok(built) => built,
+        Err(e) => {
+            let problem = format!("the receiver rebuild failed: {e}");
+            tracing::error!("{problem}; the running receivers stay in use.");
+            return vec![problem];
+        }
+    };
+    let total = receivers.names().len();
+    shared.notify.set_receivers(receivers);
+    for problem in &problems {
+        tracing::error!(
+            "{problem}; it still stands in as unavailable, its notifications wait in the outbox."
+        );
+    }
+    tracing::info!(
+        receivers = total,
+        unavailable = problems.len(),
+        "Notification receivers rebuilt from the config (secret files re-read). Sources, \
+         actuators and the listen address change only with a restart."
+    );
+    problems
 }
 
 #[cfg(test)]

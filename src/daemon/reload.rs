@@ -1,9 +1,13 @@
-//! Rule reloads, on request (SIGHUP, through the caller's channel) and when files in the rules
-//! directory change (debounced 500 ms). A reload validates and builds the whole new rule set,
-//! then swaps it in: new rollouts get a task, changed ones use their new rule from the next
-//! analysis, removed ones are paused (never dropped). A bad edit leaves the running rules
-//! untouched, logs every problem with file:line, enqueues an alert and sets
-//! `canaryd_config_last_reload_successful` to 0.
+//! Reloads, on request (SIGHUP or `systemctl reload`, through the caller's channel) and when
+//! files in the rules directory change (debounced 500 ms). A reload validates and builds the
+//! whole new rule set, then swaps it in: new rollouts get a task, changed ones use their new rule
+//! from the next analysis, removed ones are paused (never dropped). A bad edit leaves the running
+//! rules untouched, logs every problem with file:line, enqueues an alert and sets
+//! `canaryd_config_last_reload_successful` to 0. Every reload also rebuilds the notification
+//! receivers from the config, re-reading their secret files ([`super::receivers::rebuild`]), so a
+//! receiver standing in as unavailable starts delivering once its file is fixed. The config file
+//! itself is read only at start: sources, actuators, receivers' addresses and the listen address
+//! change only with a restart.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +112,8 @@ pub async fn reload(shared: &Arc<Shared>, shutdown: &CancellationToken, why: &st
             false
         }
     };
+    // Receivers do not depend on the rules: rebuild them whether or not the rules were good.
+    super::receivers::rebuild(shared).await;
     let n = shared.rules.load().rules.len();
     crate::systemd::ready(&if result {
         format!("Rules reloaded: {n} rollout(s).")

@@ -2,7 +2,9 @@
 //! commands from its mailbox and emergency-stop changes are serialised here; each goes through
 //! the pure `step`, is recorded with `commit_step` (state, audit, actuator intent, outbox,
 //! analysis in one transaction) and only then acted on: the actuator is called with the intent's
-//! idempotency key and the intent completed. A backend error holds the rollout (no analysis and
+//! idempotency key and the intent completed. A change the actuator could not apply (after its
+//! retries) is fed back to the machine as `ActuationFailed`, one more recorded step that puts
+//! the weight back to the applied one and pauses for review. A backend error holds the rollout (no analysis and
 //! no tick reaches the machine) and alerts after `backend_error_limit` in a row.
 
 use std::sync::Arc;
@@ -63,7 +65,7 @@ pub fn messages(rule: &RolloutRule, n: &Notification, index: usize) -> Vec<NewMe
     }
 }
 
-/// A notification that is not part of a step (reload failure, task restart, actuator failure,
+/// A notification that is not part of a step (reload failure, task restart,
 /// backend errors): what the rollout's published status says, no evidence table.
 pub fn alert_notification(
     shared: &Shared,
@@ -100,7 +102,7 @@ pub fn alert_notification(
     }
 }
 
-/// Enqueue an alert that is not part of a step (reload failure, task restart, actuator failure),
+/// Enqueue an alert that is not part of a step (reload failure, task restart),
 /// routed by the given rules, and log it.
 pub async fn alert(
     shared: &Shared,
@@ -130,8 +132,15 @@ pub async fn alert(
 
 /// Carry out a recorded intent: call the actuator with its idempotency key (a few attempts for
 /// retryable failures), then record the outcome. Used for fresh intents and, at start-up, for
-/// the ones a crash left pending.
-pub async fn actuate(shared: &Shared, actuator: &str, intent_id: i64, change: WeightChange) {
+/// the ones a crash left pending. The error, when the change could not be applied for good, is
+/// for the caller to feed to the rollout's machine (`Event::ActuationFailed`), which puts the
+/// recorded weight back, pauses and alerts.
+pub async fn actuate(
+    shared: &Shared,
+    actuator: &str,
+    intent_id: i64,
+    change: WeightChange,
+) -> Result<(), String> {
     let outcome = match shared.actuators.get(actuator) {
         None => Err(format!("actuator `{actuator}` is not configured")),
         Some(act) => {
@@ -175,22 +184,36 @@ pub async fn actuate(shared: &Shared, actuator: &str, intent_id: i64, change: We
             tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome.")
         }
     }
-    if let Err(e) = outcome {
-        let rules: Vec<Arc<RolloutRule>> = shared
-            .rules
-            .load()
-            .get(&change.rollout)
-            .into_iter()
-            .collect();
-        alert(
-            shared,
-            rules,
-            &change.rollout,
-            EventKind::ActuatorFailed,
-            Severity::Critical,
-            format!("Could not set the canary to {}%: {e}", change.weight),
-        )
-        .await;
+    outcome
+}
+
+/// Re-drive an intent a crash left pending, at start-up before the rollout's task runs. If the
+/// actuator still cannot apply it, the rollout's machine is told (`ActuationFailed`), recorded
+/// as one more step, exactly as a running task would: the weight goes back to the applied one
+/// and the rollout pauses for review with a critical alert.
+pub async fn redrive(
+    shared: &Arc<Shared>,
+    rule: Arc<RolloutRule>,
+    intent_id: i64,
+    change: WeightChange,
+) {
+    let Err(error) = actuate(shared, &rule.actuator, intent_id, change.clone()).await else {
+        return;
+    };
+    let failed = Event::ActuationFailed {
+        attempted: change.weight,
+        previous: change.previous_weight,
+        error,
+    };
+    match Runner::new(Arc::clone(shared), change.rollout.clone(), rule).await {
+        Ok(mut runner) => {
+            if let Err(e) = runner.step_and_act(failed, None).await {
+                tracing::error!(rollout = %change.rollout, error = %e, "Could not record the failed re-driven weight change.");
+            }
+        }
+        Err(e) => {
+            tracing::error!(rollout = %change.rollout, error = %e, "Could not load the rollout to record its failed weight change.");
+        }
     }
 }
 
@@ -425,8 +448,26 @@ impl Runner {
         }
     }
 
-    /// Step the machine, record the decision, then act on it.
+    /// Step the machine, record the decision, then act on it. A weight change the actuator
+    /// could not apply is fed back to the machine as one more recorded step
+    /// (`ActuationFailed`: weight put back, paused for review, critical alert).
     async fn apply(&mut self, event: Event, analysis: Option<NewAnalysis>) -> Result<(), String> {
+        if let Some(failed) = self.step_and_act(event, analysis).await? {
+            // ActuationFailed never asks for a weight change, so this cannot fail the same way.
+            if let Err(e) = self.step_and_act(failed, None).await {
+                tracing::error!(rollout = %self.name, error = %e, "Could not record the failed weight change.");
+            }
+        }
+        Ok(())
+    }
+
+    /// One step: the machine, the record, then the actuator. Returns the `ActuationFailed`
+    /// event to feed next when the actuator could not apply the step's weight change.
+    async fn step_and_act(
+        &mut self,
+        event: Event,
+        analysis: Option<NewAnalysis>,
+    ) -> Result<Option<Event>, String> {
         let now = Utc::now();
         let (next, actions) = match step(&self.state, &self.rule.plan, event, now) {
             Ok(out) => out,
@@ -436,7 +477,7 @@ impl Runner {
             }
         };
         if actions.is_empty() && next == self.state && analysis.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let mut audit = Vec::new();
         let mut intent = None;
@@ -520,9 +561,15 @@ impl Runner {
                 reason: audit.last().map(|a| a.reason.clone()).unwrap_or_default(),
                 idempotency_key: intent.idempotency_key,
             };
-            actuate(&self.shared, &self.rule.actuator, id, change).await;
+            if let Err(error) = actuate(&self.shared, &self.rule.actuator, id, change).await {
+                return Ok(Some(Event::ActuationFailed {
+                    attempted: intent.weight,
+                    previous: intent.previous_weight,
+                    error,
+                }));
+            }
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn commit(

@@ -2034,4 +2034,177 @@ mod tests {
         let back: RolloutState = serde_json::from_str(&json).unwrap();
         assert_eq!(back, state, "{json}");
     }
+
+    fn failed(attempted: u8, previous: u8) -> Event {
+        Event::ActuationFailed {
+            attempted,
+            previous,
+            error: "webhook answered 500".to_string(),
+        }
+    }
+
+    fn audited(actions: &[Action], action: AuditAction) -> Option<(u8, u8, String)> {
+        actions.iter().find_map(|a| match a {
+            Action::Audit {
+                action: got,
+                previous_weight,
+                new_weight,
+                reason,
+                ..
+            } if *got == action => Some((*previous_weight, *new_weight, reason.clone())),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_failed_advance_stays_at_the_applied_weight_paused_until_resumed() {
+        let (at_25, _) = run(&plan(), to_stage_2());
+        assert_eq!(
+            (&at_25.phase, at_25.weight),
+            (&Phase::Progressing { stage: 1 }, 25)
+        );
+        let (paused, actions) = step(&at_25, &plan(), failed(25, 10), at(10 * MIN + 1)).unwrap();
+        assert_eq!(paused.weight, 10);
+        let Phase::Paused {
+            stage,
+            resume_to,
+            reason,
+        } = &paused.phase
+        else {
+            panic!("not paused: {:?}", paused.phase);
+        };
+        assert_eq!((*stage, *resume_to), (1, ResumeTo::Progressing));
+        assert!(reason.contains("webhook answered 500"), "{reason}");
+        assert!(reason.contains("from 10% to 25%"), "{reason}");
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::SetWeight { .. }))
+        );
+        let (from, to, why) = audited(&actions, AuditAction::ActuationFailed).unwrap();
+        assert_eq!((from, to), (25, 10));
+        assert!(why.contains("webhook answered 500"), "{why}");
+        assert_eq!(
+            notified(&actions, EventKind::ActuatorFailed),
+            Some(Severity::Critical)
+        );
+        // Analyses and ticks do not move it; Resume re-applies the stage's weight.
+        let (held, _) = step(&paused, &plan(), pass(), at(11 * MIN)).unwrap();
+        assert_eq!((&held.phase, held.weight), (&paused.phase, 10));
+        let (resumed, actions) =
+            step(&paused, &plan(), cmd(Command::Resume), at(12 * MIN)).unwrap();
+        assert_eq!(
+            (&resumed.phase, resumed.weight),
+            (&Phase::Progressing { stage: 1 }, 25)
+        );
+        assert!(actions.contains(&Action::SetWeight {
+            weight: 25,
+            previous: 10
+        }));
+    }
+
+    #[test]
+    fn a_failed_rollback_or_abort_stays_at_the_applied_stage_and_can_be_retried() {
+        let (at_25, _) = run(&plan(), to_stage_2());
+        for command in [Command::Rollback, Command::Abort] {
+            let (down, actions) = step(&at_25, &plan(), cmd(command), at(11 * MIN)).unwrap();
+            let target = down.weight;
+            assert!(actions.contains(&Action::SetWeight {
+                weight: target,
+                previous: 25
+            }));
+            let (kept, _) = step(&down, &plan(), failed(target, 25), at(11 * MIN + 1)).unwrap();
+            assert_eq!(kept.weight, 25, "{command}");
+            assert!(
+                matches!(kept.phase, Phase::Paused { stage: 1, .. }),
+                "{command}: {:?}",
+                kept.phase
+            );
+            let (again, actions) = step(&kept, &plan(), cmd(command), at(12 * MIN)).unwrap();
+            assert_eq!(again.weight, target);
+            assert!(actions.contains(&Action::SetWeight {
+                weight: target,
+                previous: 25
+            }));
+        }
+    }
+
+    #[test]
+    fn a_failed_success_pauses_at_the_last_stage_and_a_failed_rollback_after_it_stays_succeeded() {
+        let mut events = to_stage_2();
+        events.extend(repeat(11, 3, pass()));
+        events.push((20 * MIN, Event::Tick));
+        events.extend(repeat(21, 3, pass()));
+        events.push((30 * MIN, Event::Tick));
+        let (done, _) = run(&plan(), events);
+        assert_eq!((&done.phase, done.weight), (&Phase::Succeeded, 100));
+        let (kept, _) = step(&done, &plan(), failed(100, 50), at(30 * MIN + 1)).unwrap();
+        assert_eq!(kept.weight, 50);
+        assert!(
+            matches!(kept.phase, Phase::Paused { stage: 2, .. }),
+            "{kept:?}"
+        );
+        // From succeeded, a rollback to 50% that fails leaves it succeeded at 100%.
+        let (back, _) = step(&done, &plan(), cmd(Command::Rollback), at(31 * MIN)).unwrap();
+        assert_eq!(back.weight, 50);
+        let (kept, actions) = step(&back, &plan(), failed(50, 100), at(31 * MIN + 1)).unwrap();
+        assert_eq!((&kept.phase, kept.weight), (&Phase::Succeeded, 100));
+        assert_eq!(
+            notified(&actions, EventKind::ActuatorFailed),
+            Some(Severity::Critical)
+        );
+    }
+
+    #[test]
+    fn a_failed_emergency_stop_stays_stopped_at_the_applied_weight_and_a_second_stop_retries() {
+        let (at_25, _) = run(&plan(), to_stage_2());
+        let stop = Event::command(Command::EmergencyStop, TriggeredBy::Emergency, "kill file");
+        let (stopped, _) = step(&at_25, &plan(), stop.clone(), at(11 * MIN)).unwrap();
+        let (stuck, actions) = step(&stopped, &plan(), failed(0, 25), at(11 * MIN + 1)).unwrap();
+        assert!(matches!(
+            stuck.phase,
+            Phase::EmergencyStopped { stage: 1, .. }
+        ));
+        assert_eq!(stuck.weight, 25);
+        assert_eq!(
+            notified(&actions, EventKind::ActuatorFailed),
+            Some(Severity::Critical)
+        );
+        // Still deaf to everything else...
+        let (same, _) = step(&stuck, &plan(), cmd(Command::Resume), at(12 * MIN)).unwrap();
+        assert_eq!(same, stuck);
+        // ...but a second stop tries the 0% again.
+        let (retried, actions) = step(&stuck, &plan(), stop, at(12 * MIN)).unwrap();
+        assert_eq!(retried.weight, 0);
+        assert!(actions.contains(&Action::SetWeight {
+            weight: 0,
+            previous: 25
+        }));
+        // Once the 0% is applied, a further stop changes nothing again.
+        let (twice, actions) = step(
+            &retried,
+            &plan(),
+            Event::command(Command::EmergencyStop, TriggeredBy::Emergency, "again"),
+            at(13 * MIN),
+        )
+        .unwrap();
+        assert_eq!(twice, retried);
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::SetWeight { .. }))
+        );
+    }
+
+    #[test]
+    fn a_stale_actuation_failure_changes_nothing() {
+        let (at_25, _) = run(&plan(), to_stage_2());
+        assert_eq!(
+            step(&at_25, &plan(), failed(10, 0), at(11 * MIN)),
+            Err(StepError::StaleActuation {
+                attempted: 10,
+                weight: 25
+            })
+        );
+    }
 }

@@ -1,0 +1,549 @@
+//! The embedded daemon when things around it break, against a stand-in Prometheus and real HTTP
+//! servers on 127.0.0.1:
+//! - a webhook actuator that answers 500 to the 10% → 50% change: the rollout stays at 10% (API
+//!   and store), pauses for review naming the error, the audit shows the failure, and once the
+//!   actuator is fixed an operator's `resume` applies 50% and the rollout finishes;
+//! - a notification receiver whose bearer-token file is missing: its message waits in the
+//!   outbox; the operator creates the file and reloads, and the message arrives exactly once;
+//! - rule files edited on disk without any reload request: the watcher picks them up (a new
+//!   rollout appears, a tightened threshold turns a passing rollout into a rollback) and a
+//!   broken edit leaves the old rules in force with `canaryd_config_last_reload_successful 0`;
+//! - a rollout whose stored state cannot be read: its task panics, is restarted with backoff,
+//!   counted and alerted on, and runs once the state is readable again.
+
+mod api_support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use api_support::daemon_support::{
+    Received, metrics, rollout, rollouts, temp_dir, wait_for, write_config, write_rule,
+};
+use api_support::{ALICE, fake_prometheus};
+use axum::http::{HeaderMap, StatusCode};
+use canaryd::api::auth::{hex, sha256};
+use canaryd::daemon::{self, DaemonError, Options};
+use canaryd::rollout::{Phase, RolloutState};
+use canaryd::store::{NewIntent, Step, Store};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Daemon {
+    base: String,
+    dir: PathBuf,
+    store: Store,
+    reload: mpsc::Sender<()>,
+    shutdown: CancellationToken,
+    running: JoinHandle<Result<(), DaemonError>>,
+}
+
+impl Daemon {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let stopped = tokio::time::timeout(Duration::from_secs(10), self.running).await;
+        assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+        drop(self.store);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Write the test config into `dir` (with an admin token and `edit` applied), then start the
+/// daemon embedded. Rule files must already be in `dir/rules`.
+async fn start(dir: &Path, webhook: &str, edit: impl FnOnce(String) -> String) -> Daemon {
+    let prometheus = fake_prometheus().await;
+    let tokens = dir.join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("alice admin {}\n", hex(&sha256(ALICE.as_bytes()))),
+    )
+    .unwrap();
+    let path = write_config(dir, &prometheus, webhook);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!(
+            "listen = \"127.0.0.1:0\"\ntoken_file = \"{}\"",
+            tokens.display()
+        ),
+    );
+    std::fs::write(&path, edit(text)).unwrap();
+    let config = canaryd::config::load(&path).unwrap();
+    let shutdown = CancellationToken::new();
+    let (reload, reload_rx) = mpsc::channel(4);
+    let (addr_tx, addr_rx) = oneshot::channel();
+    let options = Options {
+        emergency_stop_at_start: false,
+        on_listen: Some(addr_tx),
+    };
+    let running = tokio::spawn(daemon::run(config, options, shutdown.clone(), reload_rx));
+    let addr = match tokio::time::timeout(Duration::from_secs(10), addr_rx).await {
+        Ok(Ok(addr)) => addr,
+        other => panic!("the daemon did not start ({other:?}): {:?}", running.await),
+    };
+    Daemon {
+        base: format!("http://{addr}"),
+        store: Store::open(&dir.join("state")).unwrap(),
+        dir: dir.to_path_buf(),
+        reload,
+        shutdown,
+        running,
+    }
+}
+
+fn state(store: &Store, name: &str) -> RolloutState {
+    store.rollout::<RolloutState>(name).unwrap().unwrap().state
+}
+
+/// The bodies a notification receiver got, each with its Authorization header.
+type Inbox = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
+/// A notification receiver on 127.0.0.1 recording each body with its Authorization header.
+async fn serve_receiver() -> (String, Inbox) {
+    let received: Inbox = Arc::default();
+    let sink = Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(
+            move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let sink = Arc::clone(&sink);
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    sink.lock().unwrap().push((auth, body));
+                    "ok"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+/// What a webhook actuator on 127.0.0.1 was sent and did.
+type Applied = Arc<Mutex<Vec<Received>>>;
+
+/// A webhook actuator on 127.0.0.1 that records what it applied and answers 500 to any change
+/// to 50% while `broken` (counted in `refused`). Its URL and the switches.
+async fn serve_flaky_actuator() -> (String, Arc<AtomicBool>, Applied, Arc<Mutex<u32>>) {
+    let broken = Arc::new(AtomicBool::new(true));
+    let applied: Applied = Arc::default();
+    let refused = Arc::new(Mutex::new(0u32));
+    let (b, log, count) = (
+        Arc::clone(&broken),
+        Arc::clone(&applied),
+        Arc::clone(&refused),
+    );
+    let app = axum::Router::new().route(
+        "/weights",
+        axum::routing::post(move |body: String| {
+            let (b, log, count) = (Arc::clone(&b), Arc::clone(&log), Arc::clone(&count));
+            async move {
+                let r: Received = serde_json::from_str(&body).unwrap();
+                if r.weight == 50 && b.load(Ordering::SeqCst) {
+                    *count.lock().unwrap() += 1;
+                    return (StatusCode::INTERNAL_SERVER_ERROR, "traffic router down");
+                }
+                log.lock().unwrap().push(r);
+                (StatusCode::OK, "ok")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/weights", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, broken, applied, refused)
+}
+
+/// The webhook actuator's lines in the test config, with fewer and quicker retries.
+fn quick_webhook(text: String, hook: &str) -> String {
+    let lines = format!("url = \"{hook}\"\ntimeout = \"2s\"");
+    text.replace(
+        &lines,
+        &format!("{lines}\nmax_attempts = 2\nbackoff = \"100ms\""),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_weight_change_the_actuator_refuses_keeps_the_rollout_where_it_was_until_resumed() {
+    let (hook, broken, applied, refused) = serve_flaky_actuator().await;
+    let dir = temp_dir("faults-actuator");
+    write_rule(&dir, "hooked", "good", "webhook", "1s");
+    let d = start(&dir, &hook, |text| quick_webhook(text, &hook)).await;
+    let base = &d.base;
+
+    // 10% applies; 50% is refused (after the webhook's and the daemon's retries).
+    let paused = wait_for(
+        "the rollout to pause on the refused change",
+        Duration::from_secs(30),
+        || async {
+            rollout(base, "hooked")
+                .await
+                .filter(|r| r.phase == "paused")
+        },
+    )
+    .await;
+    assert_eq!(paused.weight, 10, "{paused:?}");
+    assert!(*refused.lock().unwrap() >= 1);
+    let weights: Vec<u8> = applied.lock().unwrap().iter().map(|r| r.weight).collect();
+    assert_eq!(weights, vec![10]);
+    let detail: Value = reqwest::get(format!("{base}/v1/rollouts/hooked"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["weight"], 10, "{detail}");
+    let stored = state(&d.store, "hooked");
+    assert_eq!(stored.weight, 10);
+    let Phase::Paused { stage, reason, .. } = &stored.phase else {
+        panic!("not paused: {:?}", stored.phase);
+    };
+    assert_eq!(*stage, 1, "paused in the stage it could not enter");
+    assert!(reason.contains("from 10% to 50%"), "{reason}");
+    assert!(reason.contains("500"), "{reason}");
+    let audit = d.store.audit_page("hooked", None, 100).unwrap().items;
+    let failure = audit
+        .iter()
+        .find(|a| a.action == "actuation-failed")
+        .unwrap_or_else(|| panic!("no actuation-failed entry: {audit:?}"));
+    assert_eq!(
+        (failure.previous_weight, failure.new_weight),
+        (Some(50), Some(10))
+    );
+    assert!(failure.reason.contains("500"), "{}", failure.reason);
+    assert!(
+        metrics(base)
+            .await
+            .contains("canaryd_actuator_failures_total{rollout=\"hooked\",actuator=\"webhook\"}"),
+    );
+    // Nothing moves while paused.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rollout(base, "hooked").await.unwrap().weight, 10);
+    assert_eq!(applied.lock().unwrap().len(), 1);
+
+    // The actuator is fixed; an operator resumes through the API: 50% is applied, then the rest.
+    broken.store(false, Ordering::SeqCst);
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/rollouts/hooked/resume"))
+        .bearer_auth(ALICE)
+        .json(&serde_json::json!({"reason": "traffic router is back"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    wait_for(
+        "the rollout to succeed",
+        Duration::from_secs(30),
+        || async {
+            rollout(base, "hooked")
+                .await
+                .filter(|r| r.phase == "succeeded" && r.weight == 100)
+        },
+    )
+    .await;
+    let changes: Vec<(u8, u8)> = applied
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.previous_weight, r.weight))
+        .collect();
+    assert_eq!(changes, vec![(0, 10), (10, 50), (50, 100)]);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_change_left_pending_by_a_crash_that_still_fails_at_start_up_pauses_at_the_applied_weight()
+ {
+    let (hook, broken, applied, refused) = serve_flaky_actuator().await;
+    let dir = temp_dir("faults-redrive");
+    write_rule(&dir, "crashed", "good", "webhook", "1s");
+    // What a kill -9 between recording the 10% → 50% step and calling the actuator leaves.
+    let at_50 = RolloutState {
+        phase: Phase::Progressing { stage: 1 },
+        weight: 50,
+        stage_started_at: Some(chrono::Utc::now()),
+        ..RolloutState::new()
+    };
+    {
+        let store = Store::open(&dir.join("state")).unwrap();
+        let mut step = Step::new("crashed", &at_50, "before-the-crash", chrono::Utc::now());
+        step.intent = Some(NewIntent {
+            idempotency_key: "crashed/before-the-crash/10-50".to_string(),
+            weight: 50,
+            previous_weight: 10,
+        });
+        store.commit_step(&step).unwrap();
+        assert_eq!(store.pending_intents().unwrap().len(), 1);
+    }
+    let d = start(&dir, &hook, |text| quick_webhook(text, &hook)).await;
+    // Restored before the tasks start: the re-driven change fails again and is put back.
+    let listed = rollout(&d.base, "crashed").await.unwrap();
+    assert_eq!((listed.phase.as_str(), listed.weight), ("paused", 10));
+    assert!(*refused.lock().unwrap() >= 1);
+    assert!(d.store.pending_intents().unwrap().is_empty());
+    let stored = state(&d.store, "crashed");
+    assert_eq!(stored.weight, 10);
+    let Phase::Paused {
+        stage: 1, reason, ..
+    } = &stored.phase
+    else {
+        panic!("not paused at stage 2: {:?}", stored.phase);
+    };
+    assert!(reason.contains("from 10% to 50%"), "{reason}");
+    let audit = d.store.audit_page("crashed", None, 100).unwrap().items;
+    assert!(
+        audit.iter().any(|a| a.action == "actuation-failed"),
+        "{audit:?}"
+    );
+
+    // Fixed and resumed: the 50% goes through with a fresh key.
+    broken.store(false, Ordering::SeqCst);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/rollouts/crashed/resume", d.base))
+        .bearer_auth(ALICE)
+        .json(&serde_json::json!({"reason": "actuator fixed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    wait_for("50% applied", Duration::from_secs(15), || async {
+        rollout(&d.base, "crashed").await.filter(|r| r.weight >= 50)
+    })
+    .await;
+    let first = applied.lock().unwrap().first().cloned().unwrap();
+    assert_eq!((first.previous_weight, first.weight), (10, 50));
+    assert_ne!(first.idempotency_key, "crashed/before-the-crash/10-50");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_whose_secret_file_was_missing_delivers_after_the_operator_fixes_it_and_reloads()
+{
+    let (url, received) = serve_receiver().await;
+    let dir = temp_dir("faults-receiver");
+    let token_file = dir.join("team.token");
+    write_rule(&dir, "quiet", "good", "builtin", "1h");
+    let d = start(&dir, "http://127.0.0.1:9/weights", |text| {
+        text.replace(
+            "url = \"http://127.0.0.1:9/unused\"",
+            &format!(
+                "url = \"{url}\"\nbearer_token_file = \"{}\"",
+                token_file.display()
+            ),
+        )
+    })
+    .await;
+
+    // The start notification is tried, fails (the receiver stands in as unavailable) and waits.
+    let db = rusqlite::Connection::open(d.store.path()).unwrap();
+    let error = wait_for(
+        "a failed attempt in the outbox",
+        Duration::from_secs(15),
+        || async {
+            db.query_row(
+                "SELECT last_error FROM outbox WHERE receiver = 'team' AND status = 'pending' \
+                 AND attempts >= 1",
+                [],
+                |row| row.get::<_, Option<String>>(0),
+            )
+            .ok()
+            .flatten()
+        },
+    )
+    .await;
+    assert!(error.contains("team.token"), "{error}");
+    assert!(received.lock().unwrap().is_empty());
+
+    // The operator writes the secret and reloads (SIGHUP / systemctl reload).
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    d.reload.send(()).await.unwrap();
+    let (auth, body) = wait_for(
+        "the notification to arrive",
+        Duration::from_secs(30),
+        || async { received.lock().unwrap().first().cloned() },
+    )
+    .await;
+    assert_eq!(auth.as_deref(), Some("Bearer s3cret-token"));
+    assert_eq!(body["notification"]["rollout"], "quiet", "{body}");
+    assert_eq!(body["notification"]["event"], "started", "{body}");
+    // Exactly once: the outbox marks it sent and nothing is sent again.
+    wait_for(
+        "the outbox to mark it sent",
+        Duration::from_secs(10),
+        || async {
+            db.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE receiver = 'team' AND status = 'sent'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .ok()
+            .filter(|n| *n == 1)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = received.lock().unwrap().clone();
+    assert_eq!(all.len(), 1, "{all:?}");
+    drop(db);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rule_files_edited_on_disk_are_picked_up_without_a_reload_request() {
+    let dir = temp_dir("faults-watch");
+    write_rule(&dir, "watched", "good", "builtin", "1h");
+    // No reload is ever sent: the directory watch must do it.
+    let d = start(&dir, "http://127.0.0.1:9/weights", |t| t).await;
+    let base = &d.base;
+    wait_for("watched to start", Duration::from_secs(10), || async {
+        rollout(base, "watched").await.filter(|r| r.weight == 10)
+    })
+    .await;
+
+    // A broken file: the old rules stay in force and the metric says the reload failed.
+    std::fs::write(dir.join("rules/broken.toml"), "[rollout\nname = ").unwrap();
+    wait_for(
+        "the failed reload in /metrics",
+        Duration::from_secs(10),
+        || async {
+            metrics(base)
+                .await
+                .contains("canaryd_config_last_reload_successful 0")
+                .then_some(())
+        },
+    )
+    .await;
+    let analysed = |store: &Store| {
+        store
+            .analyses_page("watched", None, 1000)
+            .unwrap()
+            .items
+            .len()
+    };
+    let before = analysed(&d.store);
+    wait_for(
+        "watched to keep being analysed",
+        Duration::from_secs(10),
+        || async { (analysed(&d.store) > before).then_some(()) },
+    )
+    .await;
+    let watched = rollout(base, "watched").await.unwrap();
+    assert_eq!(
+        (watched.phase.as_str(), watched.weight),
+        ("progressing", 10)
+    );
+    std::fs::remove_file(dir.join("rules/broken.toml")).unwrap();
+    wait_for("a good reload", Duration::from_secs(10), || async {
+        metrics(base)
+            .await
+            .contains("canaryd_config_last_reload_successful 1")
+            .then_some(())
+    })
+    .await;
+
+    // A new rule file: a new rollout appears.
+    write_rule(&dir, "newcomer", "good", "builtin", "1h");
+    wait_for("the new rollout", Duration::from_secs(10), || async {
+        rollout(base, "newcomer").await.filter(|r| r.weight == 10)
+    })
+    .await;
+
+    // A tightened threshold: the passing canary (latency 0.1) now fails and rolls back.
+    let path = dir.join("rules/watched.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("threshold = 0.5"));
+    std::fs::write(&path, text.replace("threshold = 0.5", "threshold = 0.05")).unwrap();
+    let rolled = wait_for("watched to roll back", Duration::from_secs(15), || async {
+        rollout(base, "watched")
+            .await
+            .filter(|r| r.phase == "rolled-back")
+    })
+    .await;
+    assert_eq!(rolled.weight, 0);
+    let newcomer = rollout(base, "newcomer").await.unwrap();
+    assert_eq!(
+        (newcomer.phase.as_str(), newcomer.weight),
+        ("progressing", 10)
+    );
+    assert_eq!(rollouts(base).await.len(), 2);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollout_task_that_panics_is_restarted_counted_and_alerted_until_it_can_run() {
+    let (url, received) = serve_receiver().await;
+    let dir = temp_dir("faults-panic");
+    write_rule(&dir, "first", "good", "builtin", "1h");
+    let d = start(&dir, "http://127.0.0.1:9/weights", |text| {
+        text.replace("http://127.0.0.1:9/unused", &url)
+    })
+    .await;
+    let base = &d.base;
+    wait_for("first to start", Duration::from_secs(10), || async {
+        rollout(base, "first").await.filter(|r| r.weight == 10)
+    })
+    .await;
+
+    // A state row nobody can read (written by another version, say) for a rollout whose rule
+    // file arrives now: loading it fails, and the task panics.
+    let db = rusqlite::Connection::open(d.store.path()).unwrap();
+    db.execute(
+        "INSERT INTO rollouts (name, state, rule_fingerprint, updated_at) \
+         VALUES ('unreadable', '{\"phase\":\"from-the-future\"}', 'x', 0)",
+        [],
+    )
+    .unwrap();
+    write_rule(&dir, "unreadable", "good", "builtin", "1h");
+    d.reload.send(()).await.unwrap();
+    wait_for(
+        "two restarts in /metrics",
+        Duration::from_secs(15),
+        || async {
+            let m = metrics(base).await;
+            m.lines()
+                .find_map(|l| {
+                    l.strip_prefix("canaryd_rollout_task_restarts_total{rollout=\"unreadable\"} ")
+                })
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .filter(|n| *n >= 2.0)
+        },
+    )
+    .await;
+    let alert = wait_for("the restart alert", Duration::from_secs(15), || async {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| body.clone())
+            .find(|b| {
+                b["notification"]["rollout"] == "unreadable" && b.to_string().contains("panicked")
+            })
+    })
+    .await;
+    assert!(
+        alert.to_string().contains("state of rollout"),
+        "the alert says why: {alert}"
+    );
+    // The other rollout is untouched.
+    let first = rollout(base, "first").await.unwrap();
+    assert_eq!((first.phase.as_str(), first.weight), ("progressing", 10));
+
+    // The row is removed (the operator's fix): the next restart runs the rollout.
+    db.execute("DELETE FROM rollouts WHERE name = 'unreadable'", [])
+        .unwrap();
+    wait_for(
+        "the restarted rollout to start",
+        Duration::from_secs(20),
+        || async { rollout(base, "unreadable").await.filter(|r| r.weight == 10) },
+    )
+    .await;
+    drop(db);
+    d.stop().await;
+}
