@@ -531,6 +531,7 @@ async fn a_rollout_task_that_panics_is_restarted_counted_and_alerted_until_it_ca
         alert.to_string().contains("state of rollout"),
         "the alert says why: {alert}"
     );
+    assert_eq!(alert["notification"]["event"], "task-restarted", "{alert}");
     // The other rollout is untouched.
     let first = rollout(base, "first").await.unwrap();
     assert_eq!((first.phase.as_str(), first.weight), ("progressing", 10));

@@ -102,7 +102,7 @@ impl Scheduler {
                             &shared,
                             rules,
                             &name,
-                            EventKind::ActuatorFailed,
+                            EventKind::TaskRestarted,
                             Severity::Critical,
                             message,
                         )

@@ -45,7 +45,8 @@ pub fn incident_action(event: EventKind, severity: Severity) -> IncidentAction {
         | EventKind::InconclusiveStreak
         | EventKind::BackendErrors
         | EventKind::ActuatorFailed
-        | EventKind::ConfigReloadFailed => {
+        | EventKind::ConfigReloadFailed
+        | EventKind::TaskRestarted => {
             if severity >= Severity::Warning {
                 IncidentAction::Trigger
             } else {

@@ -128,4 +128,6 @@ pub enum EventKind {
     BackendErrors,
     ActuatorFailed,
     ConfigReloadFailed,
+    /// A rollout's task panicked and was restarted by its supervisor.
+    TaskRestarted,
 }

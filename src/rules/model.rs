@@ -169,7 +169,7 @@ impl Route {
 }
 
 /// Every event kind with its name in rule files (kebab-case, as serde writes it).
-pub const EVENT_KINDS: [(&str, EventKind); 15] = [
+pub const EVENT_KINDS: [(&str, EventKind); 16] = [
     ("started", EventKind::Started),
     ("stage-advanced", EventKind::StageAdvanced),
     ("waiting-approval", EventKind::WaitingApproval),
@@ -185,6 +185,7 @@ pub const EVENT_KINDS: [(&str, EventKind); 15] = [
     ("backend-errors", EventKind::BackendErrors),
     ("actuator-failed", EventKind::ActuatorFailed),
     ("config-reload-failed", EventKind::ConfigReloadFailed),
+    ("task-restarted", EventKind::TaskRestarted),
 ];
 
 #[cfg(test)]
@@ -216,11 +217,12 @@ mod tests {
             | EventKind::InconclusiveStreak
             | EventKind::BackendErrors
             | EventKind::ActuatorFailed
-            | EventKind::ConfigReloadFailed => 1,
+            | EventKind::ConfigReloadFailed
+            | EventKind::TaskRestarted => 1,
         };
         assert_eq!(
             EVENT_KINDS.iter().map(|(_, k)| count(*k)).sum::<usize>(),
-            15
+            16
         );
     }
 
