@@ -7,6 +7,10 @@
 //! - [`rules`]: rule files: parsing, validation with file:line:column errors (pure but for reading files).
 //! - [`rollout`]: the plan and the rollout state machine `step(state, event, now)` (pure).
 //! - [`assign`]: sticky hash-bucket assignment of keys to baseline or canary (pure).
+//! - [`source`]: metric backends behind the `MetricSource` trait: Prometheus, and in-memory.
+//! - [`store`]: SQLite state: rollouts, analyses, audit trail, actuator intents, outbox.
+//! - [`actuator`]: what sets the traffic weight: builtin assignment endpoint, webhook, command, file.
+//! - [`notify`]: notifications: routing, content, email/Slack/webhook/PagerDuty, outbox delivery.
 //! - [`config`]: the daemon config `canaryd.toml`: parse with positions, env overrides, validate.
 //! - [`daemon`]: `canaryd serve`: scheduler, per-rollout runners, reload, emergency stop, HTTP.
 //! - [`api`]: the operator HTTP API under `/v1` (reads, commands, emergency stop) and its tokens.

@@ -1,3 +1,5 @@
+//! Unit tests of the daemon config: the shipped file, env overrides, positions of mistakes.
+
 use super::*;
 
 const MINIMAL: &str = r#"
