@@ -14,13 +14,18 @@
 //!   rate multiplied by a burst factor shared by both sides (log-normal σ = 0.3) and by an
 //!   independent per-side factor (log-normal σ = 0.1, overdispersion), errors ~ Binomial.
 //!
-//! canaryd: relative check, tolerance 5%, confidence 0.99 (and 0.98 in a second column), higher is worse (paired by timestamp);
-//! error-rate check on summed counts, tolerance 0.1 percentage points, confidence 0.99.
+//! canaryd: relative check, tolerance 5%, confidence 0.99 (and 0.98 in a second column), higher
+//! is worse (paired by timestamp); error-rate check on summed counts, tolerance 0.1 percentage
+//! points. Every trial is one analysis judged through `judge_analysis` with Holm's correction
+//! (the default), and again check by check without it; an analysis fails when any check fails.
+//! Analyses of several checks add healthy p99 checks (shared load) and healthy error checks
+//! (600 rpm) next to the check under test.
 //! Kayenta: Mann-Whitney with the Hodges-Lehmann 98% interval on the per-minute points (per-minute
 //! error rates for errors); "high" when the interval's lower bound exceeds 25% of |estimate|.
 
 use canaryd::judge::{
-    CheckKind, CheckSpec, CountPoint, Direction, Point, SideData, Verdict, judge_check,
+    CheckKind, CheckSpec, CountPoint, Direction, FamilyControl, Point, SideData, Verdict,
+    judge_analysis,
 };
 use canaryd::stats::hodges_lehmann_ci;
 use std::f64::consts::PI;
@@ -104,20 +109,17 @@ enum Noise {
     HeavyTails,
 }
 
-#[derive(Clone, Copy)]
-enum Scenario {
-    Latency {
-        load: f64,
-        noise: Noise,
-        shift: f64,
-    },
-    Errors {
-        factor: f64,
-        rpm: f64,
-    },
-    /// A p99 check and an error-rate check on the same healthy canary: an analysis fails when
-    /// either check fails.
-    HealthyAnalysis,
+/// One analysis: the checks under test and any further healthy checks judged with them.
+#[derive(Clone, Copy, Default)]
+struct Scenario {
+    /// A p99 check: shared load amplitude, noise, the canary's shift.
+    latency: Option<(f64, Noise, f64)>,
+    /// An error-rate check: the canary's factor on the error rate, requests per minute.
+    errors: Option<(f64, f64)>,
+    /// Further healthy p99 checks (shared load wave, log-normal noise).
+    healthy_latency: usize,
+    /// Further healthy error-rate checks at 600 rpm.
+    healthy_errors: usize,
 }
 
 fn load(minute: usize, amplitude: f64, phase: f64) -> f64 {
@@ -226,7 +228,8 @@ struct Count {
 }
 
 impl Count {
-    fn add(&mut self, verdicts: &[Verdict]) {
+    fn add(&mut self, verdicts: impl Iterator<Item = Verdict>) {
+        let verdicts: Vec<Verdict> = verdicts.collect();
         if verdicts.contains(&Verdict::Fail) {
             self.fail += 1;
         } else if verdicts
@@ -238,53 +241,59 @@ impl Count {
     }
 }
 
-/// canaryd at confidence 0.99 (the default) and 0.98, and Kayenta, over the same trials.
+/// The judge configurations of the table: confidence and family control.
+const CONFIGS: [(f64, FamilyControl); 3] = [
+    (0.99, FamilyControl::Holm),
+    (0.99, FamilyControl::PerCheck),
+    (0.98, FamilyControl::Holm),
+];
+
+/// canaryd in each of [`CONFIGS`], and Kayenta, over the same trials.
 #[derive(Default)]
 struct Tally {
-    canaryd: Count,
-    canaryd_98: Count,
+    canaryd: [Count; CONFIGS.len()],
     kayenta_fail: usize,
 }
 
 fn run(scenario: Scenario, trials: usize, seed: u64) -> Tally {
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
-    let specs = [
-        (relative_spec(0.99), error_spec(0.99)),
-        (relative_spec(0.98), error_spec(0.98)),
-    ];
     for _ in 0..trials {
-        // (latency sides, error sides) of this trial.
-        let (lat, err) = match scenario {
-            Scenario::Latency { load, noise, shift } => {
-                (Some(latency(&mut rng, load, noise, shift)), None)
-            }
-            Scenario::Errors { factor, rpm } => (None, Some(errors(&mut rng, factor, rpm))),
-            Scenario::HealthyAnalysis => (
-                Some(latency(&mut rng, 0.3, Noise::LogNormal, 0.0)),
-                Some(errors(&mut rng, 1.0, 500.0)),
-            ),
-        };
-        let mut kayenta = false;
-        for (b, c) in lat.iter().chain(err.iter()) {
-            kayenta |= kayenta_high(&values(b), &values(c));
+        // Every check's (is latency, baseline, canary) in this trial.
+        let mut sides: Vec<(bool, SideData, SideData)> = Vec::new();
+        if let Some((load, noise, shift)) = scenario.latency {
+            let (b, c) = latency(&mut rng, load, noise, shift);
+            sides.push((true, b, c));
         }
-        for (k, (rel, errs)) in specs.iter().enumerate() {
-            let mut verdicts = Vec::new();
-            if let Some((b, c)) = &lat {
-                verdicts.push(judge_check(rel, b, c).verdict);
-            }
-            if let Some((b, c)) = &err {
-                verdicts.push(judge_check(errs, b, c).verdict);
-            }
-            if k == 0 {
-                tally.canaryd.add(&verdicts);
-            } else {
-                tally.canaryd_98.add(&verdicts);
-            }
+        for _ in 0..scenario.healthy_latency {
+            let (b, c) = latency(&mut rng, 0.3, Noise::LogNormal, 0.0);
+            sides.push((true, b, c));
         }
-        if kayenta {
+        if let Some((factor, rpm)) = scenario.errors {
+            let (b, c) = errors(&mut rng, factor, rpm);
+            sides.push((false, b, c));
+        }
+        for _ in 0..scenario.healthy_errors {
+            let (b, c) = errors(&mut rng, 1.0, 600.0);
+            sides.push((false, b, c));
+        }
+        if sides
+            .iter()
+            .any(|(_, b, c)| kayenta_high(&values(b), &values(c)))
+        {
             tally.kayenta_fail += 1;
+        }
+        for (count, (confidence, control)) in tally.canaryd.iter_mut().zip(CONFIGS) {
+            let (rel, errs) = (relative_spec(confidence), error_spec(confidence));
+            let checks: Vec<(&CheckSpec, &SideData, &SideData)> = sides
+                .iter()
+                .map(|(is_latency, b, c)| (if *is_latency { &rel } else { &errs }, b, c))
+                .collect();
+            count.add(
+                judge_analysis(&checks, control)
+                    .into_iter()
+                    .map(|r| r.verdict),
+            );
         }
     }
     tally
@@ -300,9 +309,25 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(4000usize);
     use Noise::*;
-    use Scenario::*;
-    let lat = |load, noise, shift| Latency { load, noise, shift };
-    let err = |factor, rpm| Errors { factor, rpm };
+    let lat = |load, noise, shift| Scenario {
+        latency: Some((load, noise, shift)),
+        ..Scenario::default()
+    };
+    let err = |factor, rpm| Scenario {
+        errors: Some((factor, rpm)),
+        ..Scenario::default()
+    };
+    // The check under test next to `latency` healthy p99 checks and `errors` healthy error checks.
+    let among = |mut s: Scenario, latency: usize, errors: usize| {
+        s.healthy_latency = latency;
+        s.healthy_errors = errors;
+        s
+    };
+    let healthy_pair = Scenario {
+        latency: Some((0.3, LogNormal, 0.0)),
+        errors: Some((1.0, 500.0)),
+        ..Scenario::default()
+    };
     #[rustfmt::skip]
     let rows: Vec<(&str, Scenario, bool, &str)> = vec![
         ("healthy p99, shared load wave", lat(0.3, LogNormal, 0.0), false, "≤ 1%"),
@@ -310,7 +335,7 @@ fn main() {
         ("healthy p99, heavy tails + load", lat(0.3, HeavyTails, 0.0), false, "≤ 1%"),
         ("healthy error rate 0.5%, 500 rpm", err(1.0, 500.0), false, "≤ 1%"),
         ("healthy error rate 0.5%, 1000 rpm", err(1.0, 1000.0), false, "≤ 1%"),
-        ("healthy analysis (p99 + errors)", HealthyAnalysis, false, "≤ 1%"),
+        ("healthy analysis (p99 + errors)", healthy_pair, false, "≤ 1%"),
         ("p99 +5%, shared load", lat(0.3, LogNormal, 0.05), true, "-"),
         ("p99 +10%, shared load", lat(0.3, LogNormal, 0.10), true, "≥ 65%"),
         ("p99 +20%, shared load", lat(0.3, LogNormal, 0.20), true, "≥ 99%"),
@@ -329,22 +354,32 @@ fn main() {
         ("errors ×2, 600 rpm", err(2.0, 600.0), true, "≥ 99%"),
         ("errors ×1.5, 1000 rpm", err(1.5, 1000.0), true, "≥ 60%"),
         ("errors ×2, 1000 rpm", err(2.0, 1000.0), true, "≥ 99%"),
+        // Whole analyses: the check under test among healthy ones (errors at 600 rpm).
+        ("healthy analysis of 20 checks (10 p99 + 10 errors)", among(Scenario::default(), 10, 10), false, "≤ 1%"),
+        ("p99 +10% in a 2-check analysis (+ errors)", among(lat(0.3, LogNormal, 0.10), 0, 1), true, "≥ 65%"),
+        ("errors ×1.5, 600 rpm in a 2-check analysis (+ p99)", among(err(1.5, 600.0), 1, 0), true, "≥ 60%"),
+        ("p99 +10% in a 20-check analysis", among(lat(0.3, LogNormal, 0.10), 9, 10), true, "≥ 65%"),
+        ("p99 +20% in a 20-check analysis", among(lat(0.3, LogNormal, 0.20), 9, 10), true, "≥ 99%"),
+        ("errors ×1.5, 600 rpm in a 20-check analysis", among(err(1.5, 600.0), 10, 9), true, "≥ 60%"),
+        ("errors ×2, 600 rpm in a 20-check analysis", among(err(2.0, 600.0), 10, 9), true, "≥ 99%"),
     ];
     println!("{trials} trials per scenario, {POINTS} one-minute points per side");
     println!();
     println!(
-        "| scenario | truth | canaryd fails (0.99) | canaryd inconclusive | canaryd fails (0.98) | Kayenta fails | target |"
+        "| scenario | truth | canaryd fails (0.99, Holm) | canaryd fails (0.99, per check) | canaryd inconclusive | canaryd fails (0.98, Holm) | Kayenta fails | target |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (i, (name, scenario, bad, target)) in rows.into_iter().enumerate() {
         let t = run(scenario, trials, 0x5EED_0000 + i as u64);
         let pct = |n: usize| format!("{:.1}%", 100.0 * n as f64 / trials as f64);
+        let [holm, per_check, holm_98] = t.canaryd;
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {target} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {target} |",
             if bad { "bad" } else { "healthy" },
-            pct(t.canaryd.fail),
-            pct(t.canaryd.inconclusive + t.canaryd_98.inconclusive),
-            pct(t.canaryd_98.fail),
+            pct(holm.fail),
+            pct(per_check.fail),
+            pct(holm.inconclusive + per_check.inconclusive + holm_98.inconclusive),
+            pct(holm_98.fail),
             pct(t.kayenta_fail)
         );
     }

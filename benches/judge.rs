@@ -1,9 +1,9 @@
 //! Criterion benchmark of a whole analysis: 20 checks with 60 one-minute points per side, judged
-//! and scored. Target: ≤ 1 ms per analysis. Run: `cargo bench --bench judge`.
+//! together (`judge_analysis` with Holm's correction) and scored. Target: ≤ 1 ms per analysis. Run: `cargo bench --bench judge`.
 
 use canaryd::judge::{
-    Aggregate, CheckKind, CheckSpec, CountPoint, Direction, Point, ScoredCheck, Scoring, SideData,
-    judge_check, score_analysis,
+    Aggregate, CheckKind, CheckSpec, CountPoint, Direction, FamilyControl, Point, ScoredCheck,
+    Scoring, SideData, judge_analysis, score_analysis,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -116,11 +116,16 @@ fn bench(c: &mut Criterion) {
     };
     c.bench_function("analysis of 20 checks, 60 points per side", |b| {
         b.iter(|| {
-            let scored: Vec<ScoredCheck> = checks
+            let family: Vec<(&CheckSpec, &SideData, &SideData)> = checks
                 .iter()
-                .map(|(spec, base, canary, group)| {
-                    let r = judge_check(black_box(spec), black_box(base), black_box(canary));
-                    ScoredCheck::new(&r, group.clone(), spec.name == "error-slo")
+                .map(|(spec, base, canary, _)| (spec, base, canary))
+                .collect();
+            let results = judge_analysis(black_box(&family), FamilyControl::Holm);
+            let scored: Vec<ScoredCheck> = results
+                .iter()
+                .zip(&checks)
+                .map(|(r, (spec, _, _, group))| {
+                    ScoredCheck::new(r, group.clone(), spec.name == "error-slo")
                 })
                 .collect();
             score_analysis(&scored, &scoring)

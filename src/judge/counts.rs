@@ -140,6 +140,7 @@ pub(super) fn error_rate(
         test: None,
         comparison: None,
         thresholds,
+        family: None,
     };
     let need = spec.min_samples.max(1) as f64;
     if let Some(reason) = thin("baseline", &evidence.baseline, b_total, need)
@@ -294,6 +295,7 @@ pub(super) fn error_rate_absolute(
         test: None,
         comparison: None,
         thresholds,
+        family: None,
     };
     if !(0.0..=1.0).contains(&threshold) {
         let reason = format!("an error-rate threshold must be in [0, 1], got {threshold}");

@@ -1,4 +1,6 @@
-//! The judge: one verdict per check from baseline and canary data, and a weighted score per analysis.
+//! The judge: one verdict per check from baseline and canary data, the family-wise correction
+//! that keeps a whole analysis's false alarms at the checks' significance (`family`), and a
+//! weighted score per analysis.
 //!
 //! It owns the decision rules that turn statistics into `Pass`, `Fail` or `Inconclusive` and the
 //! evidence that explains each verdict. It must stay pure: no I/O, no clock, no async. Missing or
@@ -89,10 +91,12 @@ pub enum SideData {
 }
 
 mod counts;
+mod family;
 mod scoring;
 mod signed_rank;
 mod values;
 
+pub use family::{FamilyControl, FamilyEvidence, apply_family_control, judge_analysis};
 pub use scoring::{
     AnalysisOutcome, AnalysisScore, GroupScore, ScoredCheck, Scoring, score_analysis,
 };
@@ -153,6 +157,10 @@ pub struct Evidence {
     /// What was compared with what ("paired log-ratio by timestamp, 28 pairs").
     pub comparison: Option<String>,
     pub thresholds: Thresholds,
+    /// How the analysis's family-wise correction treated this check; absent when the check was
+    /// judged on its own (a single tested check, no p-value, or the correction turned off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<FamilyEvidence>,
 }
 
 /// What one side's data looked like after dropping unusable points.
@@ -383,6 +391,7 @@ fn inconclusive_result(spec: &CheckSpec, thresholds: Thresholds, reason: String)
             test: None,
             comparison: None,
             thresholds,
+            family: None,
         },
     }
 }
@@ -394,12 +403,20 @@ fn inconclusive_result(spec: &CheckSpec, thresholds: Thresholds, reason: String)
 /// its one-sided p-value below (1 − confidence) / 2, which is the interval at `confidence`
 /// lying wholly on the bad side of "no change"; `Either` needs its two-sided p-value below
 /// 1 − confidence. At the default 0.99 a healthy canary trips a directional check at most 0.5%
-/// of the time, so an analysis of two checks stays within 1% (see BENCHMARKS.md, "Judge").
+/// of the time. Checks judged together ([`judge_analysis`]) share this level as a family through
+/// Holm's correction, so a whole analysis alarms at most about as often as one check (see
+/// BENCHMARKS.md, "Judge").
 fn significance_level(spec: &CheckSpec) -> f64 {
     match spec.direction {
         Direction::Either => 1.0 - spec.confidence,
         Direction::HigherIsWorse | Direction::LowerIsWorse => (1.0 - spec.confidence) / 2.0,
     }
+}
+
+/// The closing clause of a failing reason: "p = 0.0012 < 0.005". Every kind ends its `Fail`
+/// reason with it, so the family-wise correction can restate it after adjusting the threshold.
+fn significant_clause(p: f64, alpha: f64) -> String {
+    format!("p = {} < {}", fmt_p(p), fmt_num(alpha))
 }
 
 /// The alternative hypothesis that corresponds to "the canary is worse".

@@ -12,7 +12,7 @@
 use super::{
     Aggregate, AggregateValue, CheckResult, CheckSpec, Direction, Effect, Evidence, Interval,
     IntervalScale, PAIR_TOLERANCE_SECONDS, Point, SideData, SideSummary, Thresholds, Verdict,
-    bad_alternative, bad_word, beyond, fmt_num, fmt_p, significance_level,
+    bad_alternative, bad_word, beyond, fmt_num, fmt_p, significance_level, significant_clause,
 };
 use crate::stats::{
     self, MwMethod, StatsError, hodges_lehmann, hodges_lehmann_ci, mann_kendall, mann_whitney_u,
@@ -181,6 +181,7 @@ pub(super) fn relative(
         test: None,
         comparison: None,
         thresholds,
+        family: None,
     };
     if bv.is_empty() {
         return inconclusive(spec, no_data_reason("baseline", b_dropped), evidence);
@@ -235,7 +236,7 @@ pub(super) fn relative(
             format!(
                 "{effect}: beyond the {tol} tolerance {} baseline, {}",
                 bad_word(spec.direction),
-                significant_clause(p_value, alpha)
+                significant_clause(m.p_value, alpha)
             ),
         )
     } else if !significant {
@@ -443,6 +444,7 @@ pub(super) fn absolute(
         test: None,
         comparison: None,
         thresholds,
+        family: None,
     };
     if cv.is_empty() {
         return inconclusive(spec, no_data_reason("canary", c_dropped), evidence);
@@ -541,6 +543,7 @@ pub(super) fn trend(
         test: None,
         comparison: None,
         thresholds,
+        family: None,
     };
     if cv.is_empty() {
         return inconclusive(spec, no_data_reason("canary", c_dropped), evidence);
@@ -613,7 +616,7 @@ pub(super) fn trend(
             Verdict::Fail,
             format!(
                 "{slope} is {word} the limit {limit}, trend {}",
-                significant_clause(p_value, alpha)
+                significant_clause(mk.p_value, alpha)
             ),
         )
     } else if !significant {
