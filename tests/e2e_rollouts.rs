@@ -18,6 +18,8 @@
 mod prometheus_support;
 #[path = "support/sim.rs"]
 mod sim_support;
+#[path = "support/smtp.rs"]
+mod smtp_support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,11 +73,27 @@ fn weight(d: &Daemon, name: &str) -> Option<(Phase, u8)> {
 }
 
 /// One scenario from the daemon's start to its verdict; `Ok` with what was measured.
+/// The decoded text of every email received that is about rollout `name`.
+fn emails_about(smtp: &smtp_support::SmtpServer, name: &str) -> Vec<String> {
+    smtp.messages()
+        .iter()
+        .map(|raw| {
+            smtp_support::leaf_parts(raw)
+                .into_iter()
+                .map(|p| p.body)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|text| text.contains(&format!("Rollout {name} ")))
+        .collect()
+}
+
 async fn scenario(
     kind: Kind,
     name: &str,
     sim: Arc<Simulator>,
     d: &Daemon,
+    smtp: &smtp_support::SmtpServer,
 ) -> Result<String, String> {
     let progressing_at = |w: u8| {
         move || match weight(d, name) {
@@ -114,6 +132,23 @@ async fn scenario(
             }
             if audit.iter().any(|a| a.new_weight == Some(50)) {
                 return Err("the slower canary reached 50%".into());
+            }
+            // On-call gets an email carrying the evidence: the check, both sides, the p-value.
+            let email = wait_for("the rollback email", Duration::from_secs(10), || {
+                emails_about(smtp, name).into_iter().next()
+            })
+            .await?;
+            for needle in [
+                "rolled-back",
+                "p99-vs-baseline",
+                "fail",
+                "tolerance 25%",
+                "p-value",
+                "canaryd start slower",
+            ] {
+                if !email.contains(needle) {
+                    return Err(format!("the rollback email lacks `{needle}`:\n{email}"));
+                }
             }
             Ok(format!(
                 "rolled back {:.1} s after p99 +50%",
@@ -281,6 +316,11 @@ async fn scenarios_against_a_real_prometheus() {
     })
     .await
     .unwrap();
+    let smtp = Arc::new(
+        tokio::task::spawn_blocking(|| smtp_support::SmtpServer::start(Default::default()))
+            .await
+            .unwrap(),
+    );
     let setup = started.elapsed();
 
     let mut tasks = Vec::new();
@@ -288,6 +328,7 @@ async fn scenarios_against_a_real_prometheus() {
         let sim = Arc::clone(sim);
         let url = prom.url();
         let stop = stop.clone();
+        let smtp = Arc::clone(&smtp);
         tasks.push(tokio::spawn(async move {
             let began = Instant::now();
             let dir = temp_dir(name);
@@ -296,6 +337,7 @@ async fn scenarios_against_a_real_prometheus() {
                 &url,
                 name,
                 &rule(name, name, 4 + 96 * u32::from(kind != Kind::Silent)),
+                smtp.port,
             )
             .await;
             let traffic = tokio::spawn(sim::drive(
@@ -305,10 +347,12 @@ async fn scenarios_against_a_real_prometheus() {
                 100 + i as u64,
                 stop.clone(),
             ));
-            let outcome =
-                tokio::time::timeout(SCENARIO_LIMIT, scenario(kind, name, Arc::clone(&sim), &d))
-                    .await
-                    .unwrap_or_else(|_| Err(format!("took more than {SCENARIO_LIMIT:?}")));
+            let outcome = tokio::time::timeout(
+                SCENARIO_LIMIT,
+                scenario(kind, name, Arc::clone(&sim), &d, &smtp),
+            )
+            .await
+            .unwrap_or_else(|_| Err(format!("took more than {SCENARIO_LIMIT:?}")));
             traffic.abort();
             if sim.fallbacks() > 0 {
                 eprintln!("{name}: {} assignment requests fell back", sim.fallbacks());

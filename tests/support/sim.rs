@@ -105,6 +105,10 @@ window = "10s"
 min_samples = 6
 group = "saturation"
 action = "pause"
+
+[[routes]]
+receivers = ["team-email"]
+events = ["rolled-back"]
 "#
     )
 }
@@ -119,14 +123,24 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Write the config and `rule` for rollout `name` into `dir`, and start the daemon.
-    pub async fn start(dir: &Path, prometheus: &str, name: &str, rule: &str) -> Daemon {
+    /// Write the config and `rule` for rollout `name` into `dir`, and start the daemon. Its
+    /// `team-email` receiver sends to the SMTP server on 127.0.0.1:`smtp_port`.
+    pub async fn start(
+        dir: &Path,
+        prometheus: &str,
+        name: &str,
+        rule: &str,
+        smtp_port: u16,
+    ) -> Daemon {
         let config = format!(
             "state_dir = {state:?}\nrules_dir = {rules:?}\nemergency_stop_file = {stop:?}\n\n\
              [server]\nlisten = \"127.0.0.1:0\"\n\n\
              [sources.prometheus]\nkind = \"prometheus\"\nurl = \"{prometheus}\"\n\
              timeout = \"2s\"\nretries = 0\n\n\
-             [actuators.builtin]\nkind = \"builtin\"\n",
+             [actuators.builtin]\nkind = \"builtin\"\n\n\
+             [receivers.team-email]\nkind = \"email\"\nto = [\"oncall@example.com\"]\n\
+             from = \"canaryd@example.com\"\nsmtp_host = \"127.0.0.1\"\n\
+             smtp_port = {smtp_port}\ntls = \"none\"\n",
             state = dir.join("state").display().to_string(),
             rules = dir.join("rules").display().to_string(),
             stop = dir.join("stop").display().to_string(),
