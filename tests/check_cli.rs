@@ -140,3 +140,26 @@ fn without_a_config_names_are_not_checked_and_that_is_said() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("names are not checked"));
 }
+
+/// The example rule file in the README is one users copy: it must stay valid.
+#[test]
+fn the_readme_example_rule_file_is_valid() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find("```toml\n")
+        .expect("a toml block in the README")
+        + "```toml\n".len();
+    let len = readme[start..].find("```").expect("the block ends");
+    let dir = std::env::temp_dir().join(format!("canaryd-readme-rule-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("readme-example.toml");
+    std::fs::write(&file, &readme[start..start + len]).unwrap();
+    let out = check(&[&file]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("1 rule file checked, no problems"),
+        "{}",
+        stdout(&out)
+    );
+}
