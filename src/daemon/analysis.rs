@@ -48,58 +48,71 @@ pub async fn analyse(
     permits: Arc<Semaphore>,
     now: DateTime<Utc>,
 ) -> Result<Analysed, SourceError> {
-    let mut queries: JoinSet<(usize, Result<Vec<Series>, SourceError>)> = JoinSet::new();
     let mut slots = Vec::new();
     for (i, check) in rule.checks.iter().enumerate() {
         for side in [Side::Baseline, Side::Canary] {
-            let texts = match check.rendered(&rule.sides, side) {
-                Queries::Values { query } => vec![query],
-                Queries::Counts { errors, total } => vec![errors, total],
+            let parts = match &check.queries {
+                Queries::Values { .. } => 1,
+                Queries::Counts { .. } => 2,
             };
-            for (part, text) in texts.into_iter().enumerate() {
-                let slot = slots.len();
+            for part in 0..parts {
                 slots.push(Slot {
                     check: i,
                     side,
                     part,
                 });
-                let source = Arc::clone(&source);
-                let permits = Arc::clone(&permits);
-                let start = now - chrono::Duration::from_std(check.window).unwrap_or_default();
-                let step = check.step;
-                queries.spawn(async move {
-                    // The semaphore is never closed, so acquiring only waits.
-                    let _permit = permits.acquire_owned().await;
-                    (slot, source.query_range(&text, start, now, step).await)
-                });
             }
         }
     }
+    // A query is spawned only once it holds a permit: however many analyses are due, the
+    // daemon holds at most `max_concurrent_queries` query tasks, and each waiting analysis
+    // holds one place in the semaphore's (fair, first-come) queue, not one task per query.
+    let mut queries: JoinSet<(usize, Result<Vec<Series>, SourceError>)> = JoinSet::new();
     let mut answers: Vec<Option<Vec<Series>>> = vec![None; slots.len()];
-    while let Some(joined) = queries.join_next().await {
-        let (slot, answer) = joined.map_err(|e| SourceError::Config {
-            source_name: source.name().to_string(),
-            detail: format!("a query task failed: {e}"),
-        })?;
-        match answer {
-            Ok(series) => answers[slot] = Some(series),
-            Err(e) => {
-                queries.abort_all();
-                return Err(e);
-            }
+    let failed = |e: tokio::task::JoinError| SourceError::Config {
+        source_name: source.name().to_string(),
+        detail: format!("a query task failed: {e}"),
+    };
+    for (index, slot) in slots.iter().enumerate() {
+        // The semaphore is never closed, so acquiring only waits.
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
+        // Answers already in are taken now, so a backend error stops the analysis early.
+        while let Some(joined) = queries.try_join_next() {
+            let (done, answer) = joined.map_err(failed)?;
+            answers[done] = Some(answer?);
         }
+        let check = &rule.checks[slot.check];
+        let text = match (check.rendered(&rule.sides, slot.side), slot.part) {
+            (Queries::Values { query }, _) => query,
+            (Queries::Counts { errors, .. }, 0) => errors,
+            (Queries::Counts { total, .. }, _) => total,
+        };
+        let source = Arc::clone(&source);
+        let start = now - chrono::Duration::from_std(check.window).unwrap_or_default();
+        let step = check.step;
+        queries.spawn(async move {
+            let _permit = permit;
+            (index, source.query_range(&text, start, now, step).await)
+        });
     }
-    let data = |check: usize, side: Side, part: usize| -> Vec<Series> {
+    while let Some(joined) = queries.join_next().await {
+        let (done, answer) = joined.map_err(failed)?;
+        // Dropping the set on an error aborts the queries still in flight.
+        answers[done] = Some(answer?);
+    }
+    let mut data = |check: usize, side: Side, part: usize| -> Vec<Series> {
         slots
             .iter()
             .position(|s| s.check == check && s.side == side && s.part == part)
-            .and_then(|i| answers[i].clone())
+            .and_then(|i| answers[i].take())
             .unwrap_or_default()
     };
     let mut sides = Vec::new();
     let mut series = Vec::new();
     for (i, check) in rule.checks.iter().enumerate() {
-        let side_data = |side: Side| match &check.queries {
+        let mut side_data = |side: Side| match &check.queries {
             Queries::Values { .. } => SideData::Values(first_series(data(i, side, 0))),
             Queries::Counts { .. } => SideData::Counts(pair_counts(
                 &first_series(data(i, side, 0)),
@@ -134,27 +147,61 @@ pub async fn analyse(
     Ok(analysed)
 }
 
+/// The resolution of a chart line recorded with an analysis: a series of at least twice this many
+/// points is averaged down to between this many and twice as many (a whole number of raw points
+/// each); a shorter one is kept whole. Enough for the status page's charts, a fraction of the raw
+/// points of a long window.
+pub const CHART_POINTS: usize = 30;
+/// Significant digits kept of a charted value (a chart is a few hundred pixels high).
+const CHART_DIGITS: i32 = 4;
+
 /// One side's points as the status page charts them: `[[t, v], ...]`, counts as their rate
-/// (errors / total); a NaN, infinite or undefined value is `null`.
+/// (errors / total); a NaN, infinite or undefined value is `null`. A series of 2 ×
+/// [`CHART_POINTS`] points or more is reduced (see there), each point the mean time and mean
+/// usable value of consecutive points (`null` when none is usable); values keep [`CHART_DIGITS`] significant
+/// digits and times millisecond precision, which keeps the analysis record small.
 pub fn plotted(data: &SideData) -> serde_json::Value {
-    let point = |t: f64, v: f64| json!([t, v.is_finite().then_some(v)]);
-    let points = match data {
-        SideData::Values(points) => points.iter().map(|p| point(p.t, p.v)).collect(),
+    let raw: Vec<(f64, f64)> = match data {
+        SideData::Values(points) => points.iter().map(|p| (p.t, p.v)).collect(),
         SideData::Counts(points) => points
             .iter()
             .map(|p| {
-                point(
-                    p.t,
-                    if p.total > 0.0 {
-                        p.errors / p.total
-                    } else {
-                        f64::NAN
-                    },
-                )
+                let rate = if p.total > 0.0 {
+                    p.errors / p.total
+                } else {
+                    f64::NAN
+                };
+                (p.t, rate)
             })
             .collect(),
     };
+    let group = (raw.len() / CHART_POINTS).max(1);
+    let points = raw
+        .chunks(group)
+        .map(|chunk| {
+            let t = chunk.iter().map(|(t, _)| t).sum::<f64>() / chunk.len() as f64;
+            let usable: Vec<f64> = chunk
+                .iter()
+                .map(|(_, v)| *v)
+                .filter(|v| v.is_finite())
+                .collect();
+            let v = (!usable.is_empty())
+                .then(|| usable.iter().sum::<f64>() / usable.len() as f64)
+                .filter(|v| v.is_finite());
+            json!([(t * 1000.0).round() / 1000.0, v.map(significant)])
+        })
+        .collect();
     serde_json::Value::Array(points)
+}
+
+/// `v` rounded to [`CHART_DIGITS`] significant digits.
+fn significant(v: f64) -> f64 {
+    if v == 0.0 {
+        return v;
+    }
+    let scale = 10f64.powi(CHART_DIGITS - 1 - v.abs().log10().floor() as i32);
+    let rounded = (v * scale).round() / scale;
+    if rounded.is_finite() { rounded } else { v }
 }
 
 /// Score judged checks and describe the analysis for the machine and the store. Pure.
@@ -287,6 +334,47 @@ mod tests {
             },
         ]);
         assert_eq!(plotted(&counts), json!([[1.0, 0.25], [2.0, null]]));
+    }
+
+    #[test]
+    fn long_series_are_charted_at_a_reduced_resolution() {
+        let values = SideData::Values(
+            (0..60)
+                .map(|i| Point {
+                    t: 1000.0 + 10.0 * f64::from(i),
+                    v: if i == 3 { f64::NAN } else { 0.123_456_789 },
+                })
+                .collect(),
+        );
+        let points = plotted(&values);
+        let points = points.as_array().unwrap();
+        assert_eq!(points.len(), CHART_POINTS);
+        // Pairs of points become one at their mean time; an unusable value is left out of the
+        // mean, and values keep four significant digits.
+        assert_eq!(points[0], json!([1005.0, 0.1235]));
+        assert_eq!(points[1], json!([1025.0, 0.1235]));
+        assert_eq!(points[29], json!([1585.0, 0.1235]));
+        let gone = SideData::Values(
+            (0..60)
+                .map(|i| Point {
+                    t: f64::from(i),
+                    v: if i < 2 { f64::NAN } else { 1.0 },
+                })
+                .collect(),
+        );
+        assert_eq!(plotted(&gone)[0], json!([0.5, null]));
+        // A short series (a 1 m window at a 2 s step) keeps every point.
+        let short = SideData::Values(
+            (0..31)
+                .map(|i| Point {
+                    t: f64::from(i),
+                    v: 1.0,
+                })
+                .collect(),
+        );
+        assert_eq!(plotted(&short).as_array().map(Vec::len), Some(31));
+        assert_eq!(significant(-0.000_123_456), -0.000_123_5);
+        assert_eq!(significant(98_765.4), 98_770.0);
     }
 
     #[test]

@@ -22,13 +22,17 @@ use crate::actuator::WeightChange;
 use crate::judge::CheckResult;
 use crate::notify::Notification;
 use crate::rollout::{
-    Action, Command, Event, EventKind, Phase, RolloutState, Severity, TriggeredBy, step,
+    Action, Command, Event, EventKind, Phase, Plan, RolloutState, Severity, TriggeredBy, step,
 };
 use crate::rules::{RolloutRule, Schedule};
 use crate::store::{NewAnalysis, NewAudit, NewIntent, NewMessage, Step};
 
-/// How often the machine is told that time passed (stage minimum and maximum durations).
+/// The shortest gap between two ticks (the machine told that time passed): a tick that changed
+/// nothing is not repeated sooner than this, however the due time is computed.
 const TICK: Duration = Duration::from_millis(500);
+/// Past a stage's due time (minimum or maximum duration) the tick fires this much later, so the
+/// machine's clock has surely reached it.
+const TICK_MARGIN: Duration = Duration::from_millis(5);
 /// Attempts at one weight change before it is recorded as failed.
 const ACTUATOR_ATTEMPTS: u32 = 3;
 
@@ -251,7 +255,7 @@ impl Runner {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let runner = Runner {
-            next_analysis: Instant::now() + first_delay(&rule.schedule),
+            next_analysis: Instant::now() + first_delay(&name, &rule.schedule),
             shared,
             name,
             rule,
@@ -283,8 +287,9 @@ impl Runner {
             let start = Event::command(Command::Start, TriggeredBy::Schedule, "rule file loaded");
             let _ = self.apply(start, None).await;
         }
-        let mut ticker = tokio::time::interval(TICK);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The task sleeps until its next analysis, its next stage deadline (a tick), a message,
+        // an emergency-stop change or shutdown: an idle rollout does not wake up.
+        let mut last_tick: Option<Instant> = None;
         loop {
             let current = self.shared.rules.load().get(&self.name);
             let present = current.is_some();
@@ -292,7 +297,7 @@ impl Runner {
                 && !Arc::ptr_eq(&rule, &self.rule)
             {
                 if rule.schedule != self.rule.schedule {
-                    self.next_analysis = Instant::now() + first_delay(&rule.schedule);
+                    self.next_analysis = Instant::now() + first_delay(&self.name, &rule.schedule);
                 }
                 self.rule = rule;
                 self.publish();
@@ -301,6 +306,10 @@ impl Runner {
                 self.state.phase,
                 Phase::Progressing { .. } | Phase::WaitingApproval { .. }
             );
+            let tick_at = tick_due(&self.state, &self.rule.plan, Utc::now()).map(|due| {
+                let at = Instant::now() + due + TICK_MARGIN;
+                last_tick.map_or(at, |last| at.max(last + TICK))
+            });
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
@@ -329,9 +338,10 @@ impl Runner {
                     if active {
                         self.analysis().await;
                     }
-                    self.next_analysis = Instant::now() + next_delay(&self.rule.schedule);
+                    self.next_analysis = following(self.next_analysis, &self.rule.schedule, Instant::now());
                 }
-                _ = ticker.tick(), if present && active && self.backend_errors == 0 => {
+                () = sleep_until_some(tick_at), if present && active && self.backend_errors == 0 && tick_at.is_some() => {
+                    last_tick = Some(Instant::now());
                     let _ = self.apply(Event::Tick, None).await;
                 }
             }
@@ -598,9 +608,77 @@ impl Runner {
     }
 }
 
-/// The wait before a rollout's first analysis.
-fn first_delay(schedule: &Schedule) -> Duration {
-    next_delay(schedule)
+/// Sleep until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long from `now` until the machine must be told that time passed: when the current stage's
+/// minimum duration is over with its passes in (it advances or waits for approval), or its
+/// maximum duration is over without them (it pauses). `None` when no tick can change anything
+/// (not progressing, or a stage with neither deadline ahead): analyses and commands step the
+/// machine themselves. Pure.
+pub fn tick_due(state: &RolloutState, plan: &Plan, now: DateTime<Utc>) -> Option<Duration> {
+    let Phase::Progressing { stage } = state.phase else {
+        return None;
+    };
+    let stage = plan.stages.get(stage)?;
+    // A stage without a start time gets one from its first tick.
+    let Some(started) = state.stage_started_at else {
+        return Some(Duration::ZERO);
+    };
+    let ran = (now - started).to_std().unwrap_or(Duration::ZERO);
+    let deadline = if state.passes >= stage.required_passes {
+        stage.min_duration
+    } else {
+        stage.max_duration?
+    };
+    Some(deadline.saturating_sub(ran))
+}
+
+/// A stable offset of `name` within `period` (FNV-1a of the name), so rollouts started together
+/// spread their analyses over the period instead of all querying in the same instant, and a
+/// rollout keeps its place across restarts.
+pub fn stagger(name: &str, period: Duration) -> Duration {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let nanos = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(hash % nanos)
+}
+
+/// The wait before a rollout's first analysis: a fixed interval's analyses start at the rollout's
+/// stagger offset within it; a cron schedule keeps its exact times.
+fn first_delay(name: &str, schedule: &Schedule) -> Duration {
+    match schedule {
+        Schedule::Every(d) => stagger(name, *d),
+        Schedule::Cron { .. } => next_delay(schedule),
+    }
+}
+
+/// When the analysis after the one due at `due` is: a fixed interval keeps its cadence (and so
+/// the rollout's stagger) from `due`, skipping the slots already missed when an analysis ran
+/// late; a cron schedule's next time from now.
+fn following(due: Instant, schedule: &Schedule, now: Instant) -> Instant {
+    match schedule {
+        Schedule::Every(d) if !d.is_zero() => {
+            let next = due + *d;
+            if next > now {
+                return next;
+            }
+            // Missed slots are skipped, not run back to back.
+            let behind = now.duration_since(next).as_nanos();
+            let skip = u32::try_from(behind / d.as_nanos() + 1).unwrap_or(u32::MAX);
+            next + d.saturating_mul(skip)
+        }
+        _ => now + next_delay(schedule),
+    }
 }
 
 /// The wait until the next analysis.
@@ -614,5 +692,105 @@ fn next_delay(schedule: &Schedule) -> Duration {
                 .and_then(|next| (next - now).to_std().ok())
                 .unwrap_or(Duration::from_secs(60))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::{RollbackTarget, Stage};
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn plan(min: Duration, max: Option<Duration>) -> Plan {
+        Plan {
+            stages: vec![Stage {
+                name: "10%".into(),
+                weight: 10,
+                min_duration: min,
+                max_duration: max,
+                required_passes: 3,
+                approval: false,
+            }],
+            rollback_to: RollbackTarget::Zero,
+            warmup: Duration::ZERO,
+            max_inconclusive: 3,
+            triggers: Vec::new(),
+        }
+    }
+
+    fn progressing(passes: u32, started: DateTime<Utc>) -> RolloutState {
+        RolloutState {
+            phase: Phase::Progressing { stage: 0 },
+            weight: 10,
+            stage_started_at: Some(started),
+            passes,
+            ..RolloutState::new()
+        }
+    }
+
+    #[test]
+    fn staggered_offsets_stay_within_the_interval_are_stable_and_spread() {
+        let period = Duration::from_secs(10);
+        let offsets: Vec<Duration> = (0..1000)
+            .map(|i| stagger(&format!("rollout-{i}"), period))
+            .collect();
+        assert!(offsets.iter().all(|o| *o < period));
+        assert_eq!(stagger("rollout-7", period), offsets[7]);
+        // Every tenth of the interval gets some of the 1,000 rollouts, none more than twice its share.
+        let mut buckets = [0usize; 10];
+        for o in &offsets {
+            buckets[(o.as_millis() / 1000) as usize] += 1;
+        }
+        assert!(
+            buckets.iter().all(|&n| (30..=200).contains(&n)),
+            "{buckets:?}"
+        );
+    }
+
+    #[test]
+    fn a_fixed_interval_keeps_its_cadence_and_skips_missed_slots() {
+        let every = Schedule::Every(Duration::from_secs(10));
+        let due = Instant::now();
+        assert_eq!(
+            following(due, &every, due + Duration::from_secs(1)),
+            due + Duration::from_secs(10)
+        );
+        // An analysis that ran 25 s late: the slots at +10 s and +20 s are gone, not run in a burst.
+        assert_eq!(
+            following(due, &every, due + Duration::from_secs(25)),
+            due + Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn ticks_are_due_only_at_a_stage_deadline() {
+        let t0 = Utc::now();
+        let at = |d: Duration| t0 + chrono::Duration::from_std(d).unwrap();
+        let open_ended = plan(10 * MIN, None);
+        // Passes still missing and no maximum: nothing a tick could change.
+        assert_eq!(tick_due(&progressing(1, t0), &open_ended, at(MIN)), None);
+        // Passes in: due when the minimum duration is over.
+        assert_eq!(
+            tick_due(&progressing(3, t0), &open_ended, at(MIN)),
+            Some(9 * MIN)
+        );
+        assert_eq!(
+            tick_due(&progressing(3, t0), &open_ended, at(20 * MIN)),
+            Some(Duration::ZERO)
+        );
+        // Passes missing with a maximum: due when it runs out.
+        let bounded = plan(10 * MIN, Some(30 * MIN));
+        assert_eq!(
+            tick_due(&progressing(0, t0), &bounded, at(MIN)),
+            Some(29 * MIN)
+        );
+        // A stage with no start time yet gets one at once; other phases never tick.
+        let unstarted = RolloutState {
+            stage_started_at: None,
+            ..progressing(0, t0)
+        };
+        assert_eq!(tick_due(&unstarted, &bounded, t0), Some(Duration::ZERO));
+        assert_eq!(tick_due(&RolloutState::new(), &bounded, t0), None);
     }
 }
