@@ -1009,6 +1009,9 @@ impl Store {
     }
 }
 
+/// SQLite page cache per connection, in KiB as a negative number (SQLite's convention).
+const CACHE_KIB: i64 = -512;
+
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     const OP: &str = "open";
     let err = |e| StoreError::sql(OP, path, e);
@@ -1030,6 +1033,10 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         .map_err(err)?;
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(err)?;
+    // Writes append recent rows; a small page cache is enough and keeps the daemon's memory low
+    // (SQLite's default is 2 MB per connection).
+    conn.pragma_update(None, "cache_size", CACHE_KIB)
+        .map_err(err)?;
     Ok(conn)
 }
 
@@ -1042,6 +1049,8 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     )
     .map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    conn.pragma_update(None, "cache_size", CACHE_KIB)
+        .map_err(err)?;
     Ok(conn)
 }
 
