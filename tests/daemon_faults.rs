@@ -19,16 +19,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api_support::daemon_support::{
-    Received, metrics, rollout, rollouts, temp_dir, wait_for, write_config, write_rule,
+    Received, add_tokens, embed, metrics, rollout, rollouts, temp_dir, wait_for, write_config,
+    write_rule,
 };
 use api_support::{ALICE, fake_prometheus};
 use axum::http::{HeaderMap, StatusCode};
-use canaryd::api::auth::{hex, sha256};
-use canaryd::daemon::{self, DaemonError, Options};
+use canaryd::daemon::DaemonError;
 use canaryd::rollout::{Phase, RolloutState};
 use canaryd::store::{NewIntent, Step, Store};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -55,41 +55,18 @@ impl Daemon {
 /// daemon embedded. Rule files must already be in `dir/rules`.
 async fn start(dir: &Path, webhook: &str, edit: impl FnOnce(String) -> String) -> Daemon {
     let prometheus = fake_prometheus().await;
-    let tokens = dir.join("tokens");
-    std::fs::write(
-        &tokens,
-        format!("alice admin {}\n", hex(&sha256(ALICE.as_bytes()))),
-    )
-    .unwrap();
     let path = write_config(dir, &prometheus, webhook);
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!(
-            "listen = \"127.0.0.1:0\"\ntoken_file = \"{}\"",
-            tokens.display()
-        ),
-    );
+    add_tokens(dir, &path, &[("alice", "admin", ALICE)], "");
+    let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, edit(text)).unwrap();
-    let config = canaryd::config::load(&path).unwrap();
-    let shutdown = CancellationToken::new();
-    let (reload, reload_rx) = mpsc::channel(4);
-    let (addr_tx, addr_rx) = oneshot::channel();
-    let options = Options {
-        emergency_stop_at_start: false,
-        on_listen: Some(addr_tx),
-    };
-    let running = tokio::spawn(daemon::run(config, options, shutdown.clone(), reload_rx));
-    let addr = match tokio::time::timeout(Duration::from_secs(10), addr_rx).await {
-        Ok(Ok(addr)) => addr,
-        other => panic!("the daemon did not start ({other:?}): {:?}", running.await),
-    };
+    let embedded = embed(&path).await;
     Daemon {
-        base: format!("http://{addr}"),
+        base: embedded.base,
         store: Store::open(&dir.join("state")).unwrap(),
         dir: dir.to_path_buf(),
-        reload,
-        shutdown,
-        running,
+        reload: embedded.reload,
+        shutdown: embedded.shutdown,
+        running: embedded.running,
     }
 }
 

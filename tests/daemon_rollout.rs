@@ -13,15 +13,10 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use canaryd::api::auth::{hex, sha256};
-use canaryd::daemon::{self, Options};
-
 const ADMIN_TOKEN: &str = "alice-admin-token-for-the-rollout-test";
 use canaryd::store::Store;
 use prometheus_support::Prometheus;
 use support::*;
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 fn audit_actions(store: &Store, rollout: &str) -> Vec<String> {
     let page = store.audit_page(rollout, None, 1000).unwrap();
@@ -48,12 +43,7 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
     let dir = temp_dir("rollout");
     let config_path = write_config(&dir, &prom.url(), "http://127.0.0.1:9/weights");
     // An operator token: the emergency-stop API is a mutation and needs one.
-    let tokens = dir.join("tokens");
-    std::fs::write(
-        &tokens,
-        format!("alice admin {}\n", hex(&sha256(ADMIN_TOKEN.as_bytes()))),
-    )
-    .unwrap();
+    add_tokens(&dir, &config_path, &[("alice", "admin", ADMIN_TOKEN)], "");
     // A real HTTP receiver for the `team` webhook: notifications must reach it.
     let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
     let sink = Arc::clone(&received);
@@ -72,33 +62,18 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
     tokio::spawn(async move { axum::serve(listener, app).await });
     let text = std::fs::read_to_string(&config_path)
         .unwrap()
-        .replace("http://127.0.0.1:9/unused", &receiver_url)
-        .replace(
-            "listen = \"127.0.0.1:0\"",
-            &format!(
-                "listen = \"127.0.0.1:0\"\ntoken_file = \"{}\"",
-                tokens.display()
-            ),
-        );
+        .replace("http://127.0.0.1:9/unused", &receiver_url);
     std::fs::write(&config_path, text).unwrap();
     write_rule(&dir, "healthy", "good", "file", "2s");
     write_rule(&dir, "failing", "bad", "builtin", "2s");
     write_rule(&dir, "steady", "steady", "builtin", "1h");
-    let config = canaryd::config::load(&config_path).unwrap();
-
-    let shutdown = CancellationToken::new();
-    let (reload_tx, reload_rx) = mpsc::channel(4);
-    let (addr_tx, addr_rx) = oneshot::channel();
-    let options = Options {
-        emergency_stop_at_start: false,
-        on_listen: Some(addr_tx),
-    };
-    let running = tokio::spawn(daemon::run(config, options, shutdown.clone(), reload_rx));
-    let addr = match tokio::time::timeout(Duration::from_secs(10), addr_rx).await {
-        Ok(Ok(addr)) => addr,
-        other => panic!("the daemon did not start ({other:?}): {:?}", running.await),
-    };
-    let base = format!("http://{addr}");
+    let Embedded {
+        base,
+        shutdown,
+        reload: reload_tx,
+        running,
+        ..
+    } = embed(&config_path).await;
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
 

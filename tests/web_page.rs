@@ -18,13 +18,10 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use canaryd::daemon::{self, Options};
 use canaryd::store::Store;
 use chromium::Chromium;
 use serde_json::{Value, json};
-use support::{temp_dir, wait_for, write_config};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use support::{Embedded, embed, temp_dir, wait_for, write_config};
 
 const HOSTILE: &str = "<script>document.body.remove()</script>";
 
@@ -197,21 +194,12 @@ async fn the_status_pages_render_charts_history_and_escaped_reasons_in_chromium(
         "http://127.0.0.1:9/weights",
     );
     std::fs::write(dir.join("rules/checkout.toml"), RULE).unwrap();
-    let config = canaryd::config::load(&config_path).unwrap();
-
-    let shutdown = CancellationToken::new();
-    let (_reload_tx, reload_rx) = mpsc::channel(1);
-    let (addr_tx, addr_rx) = oneshot::channel();
-    let options = Options {
-        emergency_stop_at_start: false,
-        on_listen: Some(addr_tx),
-    };
-    let running = tokio::spawn(daemon::run(config, options, shutdown.clone(), reload_rx));
-    let addr = match tokio::time::timeout(Duration::from_secs(10), addr_rx).await {
-        Ok(Ok(addr)) => addr,
-        other => panic!("the daemon did not start ({other:?}): {:?}", running.await),
-    };
-    let base = format!("http://{addr}");
+    let Embedded {
+        base,
+        shutdown,
+        running,
+        ..
+    } = embed(&config_path).await;
     let store = Store::open(&dir.join("state")).unwrap();
 
     // Real analyses, then a backend outage whose error message is hostile markup; it lasts

@@ -13,10 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::extract::Query;
-use canaryd::api::auth::{hex, sha256};
-use canaryd::daemon::{self, DaemonError, Options};
+use canaryd::daemon::DaemonError;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -80,42 +78,23 @@ impl Daemon {
 pub async fn start(tag: &str, rollouts: &[(&str, &str, &str)], extra_server: &str) -> Daemon {
     let prometheus = fake_prometheus().await;
     let dir = daemon_support::temp_dir(tag);
-    let tokens = dir.join("tokens");
-    std::fs::write(
-        &tokens,
-        format!(
-            "# test tokens\nalice admin {}\ngraf read {}\n",
-            hex(&sha256(ALICE.as_bytes())),
-            hex(&sha256(GRAF.as_bytes()))
-        ),
-    )
-    .unwrap();
     let path = daemon_support::write_config(&dir, &prometheus, "http://127.0.0.1:9/weights");
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!(
-            "listen = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n{extra_server}",
-            tokens.display()
-        ),
+    daemon_support::add_tokens(
+        &dir,
+        &path,
+        &[("alice", "admin", ALICE), ("graf", "read", GRAF)],
+        extra_server,
     );
-    std::fs::write(&path, text).unwrap();
     for (name, canary, min) in rollouts {
         daemon_support::write_rule(&dir, name, canary, "builtin", min);
     }
-    let config = canaryd::config::load(&path).unwrap();
-    let shutdown = CancellationToken::new();
-    let (_reload_tx, reload_rx) = mpsc::channel(1);
-    let (addr_tx, addr_rx) = oneshot::channel();
-    let options = Options {
-        emergency_stop_at_start: false,
-        on_listen: Some(addr_tx),
-    };
-    let running = tokio::spawn(daemon::run(config, options, shutdown.clone(), reload_rx));
-    let addr = match tokio::time::timeout(Duration::from_secs(10), addr_rx).await {
-        Ok(Ok(addr)) => addr,
-        other => panic!("the daemon did not start ({other:?}): {:?}", running.await),
-    };
-    let base = format!("http://{addr}");
+    let daemon_support::Embedded {
+        addr,
+        base,
+        shutdown,
+        running,
+        ..
+    } = daemon_support::embed(&path).await;
     for (name, _, _) in rollouts {
         daemon_support::wait_for("the rollout to start", Duration::from_secs(10), || async {
             let v: Value = reqwest::Client::new()
