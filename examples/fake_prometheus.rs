@@ -4,7 +4,9 @@
 //! `bench_value{rollout="r00001",check="c3",side="canary"}`, `bench_errors{...}` and
 //! `bench_total{...}`, with one series of one point per `step` between `start` and `end` (about 60
 //! for the bench's 10-minute window at 10 s steps), values from a fixed hash, so canary and
-//! baseline agree within 2% and every check passes. It counts the queries and records its own
+//! baseline agree within 2% and every check passes. canaryd's combined queries (`label_replace(Q0,
+//! "canaryd_query", "0", "", "") or label_replace(Q1, ...)`, one request per analysis) are answered
+//! with one such series per part, tagged like Prometheus would. It counts the requests and records its own
 //! handler time for each one, and groups the queries of one rollout that arrive within 5 s of the
 //! first into one "burst" (one analysis: the daemon runs a rollout's analyses at least seconds
 //! apart), keeping the burst's first arrival, last answer and the time the backend was busy with it
@@ -138,6 +140,24 @@ fn label<'a>(query: &'a str, key: &str) -> Option<&'a str> {
     Some(&rest[..rest.find('"')?])
 }
 
+/// The parts of a query: the query itself, or the parts of canaryd's combined query
+/// `label_replace(Q0, "canaryd_query", "0", "", "") or label_replace(Q1, ...) ...` with their tags.
+fn parts_of(query: &str) -> Vec<(&str, Option<&str>)> {
+    const TAG: &str = ", \"canaryd_query\", \"";
+    if !query.starts_with("label_replace(") {
+        return vec![(query, None)];
+    }
+    query
+        .split(" or label_replace(")
+        .filter_map(|part| {
+            let part = part.trim_start_matches("label_replace(");
+            let at = part.find(TAG)?;
+            let rest = &part[at + TAG.len()..];
+            Some((&part[..at], Some(&rest[..rest.find('"')?])))
+        })
+        .collect()
+}
+
 /// A deterministic number in [-1, 1) from the series and the point's time.
 fn noise(rollout: &str, check: &str, side: &str, t: i64) -> f64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -187,10 +207,11 @@ async fn query_range(
     let arrival = app.clock.now_us();
     let started = Instant::now();
     let query = params.get("query").map_or("", String::as_str);
-    let rollout = label(query, "rollout").unwrap_or("");
-    let check = label(query, "check").unwrap_or("");
-    let side = label(query, "side").unwrap_or("");
-    let metric = query.split('{').next().unwrap_or("").trim();
+    let parts = parts_of(query);
+    let rollout = parts
+        .first()
+        .and_then(|(q, _)| label(q, "rollout"))
+        .unwrap_or("");
     let critical = !rollout.is_empty() && lock(&app).critical.contains(rollout);
     let (start, end, step) = match (
         seconds(&params, "start"),
@@ -209,23 +230,39 @@ async fn query_range(
             }
         },
     };
-    let mut body = String::with_capacity(2048);
-    let _ = write!(
-        body,
-        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"__name__":"{metric}","rollout":"{rollout}","check":"{check}","side":"{side}"}},"values":["#
-    );
-    let mut t = start;
-    let mut first = true;
-    while t <= end + 1e-9 {
-        let v = value(metric, rollout, check, side, t as i64, critical);
-        if !first {
+    let mut body = String::with_capacity(2048 * parts.len());
+    body.push_str(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
+    let mut critical_answer = false;
+    for (n, (part, tag)) in parts.iter().enumerate() {
+        let check = label(part, "check").unwrap_or("");
+        let side = label(part, "side").unwrap_or("");
+        let metric = part.split('{').next().unwrap_or("").trim();
+        critical_answer |= critical && side == "canary" && check == "c0" && metric == "bench_value";
+        if n > 0 {
             body.push(',');
         }
-        first = false;
-        let _ = write!(body, "[{t:.3},\"{v}\"]");
-        t += step;
+        let _ = write!(
+            body,
+            r#"{{"metric":{{"__name__":"{metric}","rollout":"{rollout}","check":"{check}","side":"{side}""#
+        );
+        if let Some(tag) = tag {
+            let _ = write!(body, r#","canaryd_query":"{tag}""#);
+        }
+        body.push_str(r#"},"values":["#);
+        let mut t = start;
+        let mut first = true;
+        while t <= end + 1e-9 {
+            let v = value(metric, rollout, check, side, t as i64, critical);
+            if !first {
+                body.push(',');
+            }
+            first = false;
+            let _ = write!(body, "[{t:.3},\"{v}\"]");
+            t += step;
+        }
+        body.push_str("]}");
     }
-    body.push_str("]}]}}");
+    body.push_str("]}}");
     let service = started.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
     let end_us = app.clock.now_us();
     let mut record = lock(&app);
@@ -247,7 +284,7 @@ async fn query_range(
         burst.first_arrival_us = burst.first_arrival_us.min(arrival);
         burst.last_end_us = burst.last_end_us.max(end_us);
         burst.intervals.push((arrival, end_us));
-        burst.critical |= critical && side == "canary" && check == "c0" && metric == "bench_value";
+        burst.critical |= critical_answer;
     }
     drop(record);
     ([("content-type", "application/json")], body)

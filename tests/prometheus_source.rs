@@ -583,3 +583,158 @@ async fn extra_headers_and_the_bearer_token_from_a_file_are_sent() {
     );
     assert_eq!(server.requests().len(), 2);
 }
+
+/// How many `query_range` requests a real Prometheus has answered, from its own `/metrics`.
+async fn range_requests(prometheus: &Prometheus) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", prometheus.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && l.contains("handler=\"/api/v1/query_range\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Debug text of answers: equal for equal labels and points (NaN included).
+fn text<T: std::fmt::Debug>(answers: &T) -> String {
+    format!("{answers:?}")
+}
+
+#[tokio::test]
+async fn queries_asked_together_are_one_request_and_answer_each_as_if_asked_alone() {
+    let prometheus = backfilled_prometheus();
+    let source = source(&prometheus.url(), Duration::from_secs(5), 0);
+    let queries: Vec<String> = [
+        "app_latency_seconds{track=\"baseline\"}",
+        "app_latency_seconds{track=\"canary\"} * 2",
+        "app_latency_seconds",
+        "app_latency_seconds{track=\"nobody\"}",
+        "app_odd_values",
+        "sum(rate(app_latency_seconds[5m]))",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (start, end, step) = (at(T0), at(T0 + 60 * MINUTES), Duration::from_secs(60));
+
+    let before = range_requests(&prometheus).await;
+    let together = source
+        .query_range_many(&queries, start, end, step)
+        .await
+        .unwrap();
+    let after = range_requests(&prometheus).await;
+    assert_eq!(after - before, 1.0, "six queries, one request");
+
+    let mut alone = Vec::new();
+    for query in &queries {
+        alone.push(source.query_range(query, start, end, step).await.unwrap());
+    }
+    assert_eq!(text(&together), text(&alone));
+    assert_eq!(together[2].len(), 2, "a query with two series keeps both");
+    assert!(together[3].is_empty(), "an empty answer stays empty");
+    assert!(together[4][0].points.iter().any(|p| p.v.is_nan()));
+    assert!(
+        together
+            .iter()
+            .flatten()
+            .all(|s| !s.labels.contains_key("canaryd_query")),
+        "the batch's tag is not visible"
+    );
+}
+
+#[tokio::test]
+async fn a_scalar_query_cannot_be_combined_so_the_batch_is_asked_one_by_one_from_then_on() {
+    let prometheus = backfilled_prometheus();
+    let source = source(&prometheus.url(), Duration::from_secs(5), 3);
+    let queries: Vec<String> = [
+        "scalar(sum(app_latency_seconds))",
+        "app_latency_seconds{track=\"canary\"}",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (start, end, step) = (at(T0), at(T0 + 600), Duration::from_secs(60));
+
+    let before = range_requests(&prometheus).await;
+    let together = source
+        .query_range_many(&queries, start, end, step)
+        .await
+        .unwrap();
+    let first = range_requests(&prometheus).await;
+    assert_eq!(
+        first - before,
+        3.0,
+        "the refused combination, then each query"
+    );
+    let mut alone = Vec::new();
+    for query in &queries {
+        alone.push(source.query_range(query, start, end, step).await.unwrap());
+    }
+    assert_eq!(text(&together), text(&alone));
+    assert_eq!(together[0].len(), 1, "the scalar is one unlabelled series");
+
+    let again = range_requests(&prometheus).await;
+    source
+        .query_range_many(&queries, start, end, step)
+        .await
+        .unwrap();
+    assert_eq!(
+        range_requests(&prometheus).await - again,
+        2.0,
+        "a refused combination is not tried again"
+    );
+}
+
+#[tokio::test]
+async fn a_broken_query_among_others_fails_with_its_own_error() {
+    let prometheus = backfilled_prometheus();
+    let source = source(&prometheus.url(), Duration::from_secs(5), 3);
+    let queries: Vec<String> = ["app_latency_seconds", "sum(app_latency_seconds"]
+        .map(String::from)
+        .to_vec();
+
+    let e = source
+        .query_range_many(&queries, at(T0), at(T0 + 600), Duration::from_secs(60))
+        .await
+        .unwrap_err();
+
+    let SourceError::Http {
+        status,
+        query,
+        message,
+        ..
+    } = &e
+    else {
+        panic!("expected an HTTP error, got {e:?}");
+    };
+    assert_eq!(*status, 400);
+    assert_eq!(
+        query, "sum(app_latency_seconds",
+        "the error names the broken query"
+    );
+    assert!(message.contains("parse error"), "{message}");
+}
+
+#[tokio::test]
+async fn a_stopped_prometheus_fails_a_batch_as_retryable_naming_its_queries() {
+    let mut prometheus = backfilled_prometheus();
+    let source = source(&prometheus.url(), Duration::from_secs(3), 1);
+    prometheus.stop();
+    let queries: Vec<String> = ["app_latency_seconds", "up"].map(String::from).to_vec();
+
+    let e = source
+        .query_range_many(&queries, at(T0), at(T0 + 600), Duration::from_secs(60))
+        .await
+        .unwrap_err();
+
+    assert!(e.retryable(), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("app_latency_seconds (and 1 more, asked together)"),
+        "{text}"
+    );
+}

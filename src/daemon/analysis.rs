@@ -64,43 +64,75 @@ pub async fn analyse(
             }
         }
     }
-    // A query is spawned only once it holds a permit: however many analyses are due, the
-    // daemon holds at most `max_concurrent_queries` query tasks, and each waiting analysis
-    // holds one place in the semaphore's (fair, first-come) queue, not one task per query.
-    let mut queries: JoinSet<(usize, Result<Vec<Series>, SourceError>)> = JoinSet::new();
+    // The queries that share a window and a step are asked together (one request to Prometheus:
+    // `MetricSource::query_range_many`); a rule's checks usually all do.
+    let mut groups: Vec<(std::time::Duration, std::time::Duration, Vec<usize>)> = Vec::new();
+    for (index, slot) in slots.iter().enumerate() {
+        let check = &rule.checks[slot.check];
+        match groups
+            .iter_mut()
+            .find(|(window, step, _)| *window == check.window && *step == check.step)
+        {
+            Some((_, _, members)) => members.push(index),
+            None => groups.push((check.window, check.step, vec![index])),
+        }
+    }
+    // A request is spawned only once it holds a permit: however many analyses are due, the
+    // daemon holds at most `max_concurrent_queries` request tasks, and each waiting analysis
+    // holds one place in the semaphore's (fair, first-come) queue.
+    type Answers = Result<Vec<Vec<Series>>, SourceError>;
+    let mut requests: JoinSet<(usize, Answers)> = JoinSet::new();
     let mut answers: Vec<Option<Vec<Series>>> = vec![None; slots.len()];
     let failed = |e: tokio::task::JoinError| SourceError::Config {
         source_name: source.name().to_string(),
         detail: format!("a query task failed: {e}"),
     };
-    for (index, slot) in slots.iter().enumerate() {
+    let take = |group: usize, answer: Answers, answers: &mut Vec<Option<Vec<Series>>>| {
+        for (&slot, series) in groups[group].2.iter().zip(answer?) {
+            answers[slot] = Some(series);
+        }
+        Ok::<(), SourceError>(())
+    };
+    let texts: Vec<Vec<String>> = groups
+        .iter()
+        .map(|(_, _, members)| {
+            members
+                .iter()
+                .map(|&index| {
+                    let slot = slots[index];
+                    let check = &rule.checks[slot.check];
+                    match (check.rendered(&rule.sides, slot.side), slot.part) {
+                        (Queries::Values { query }, _) => query,
+                        (Queries::Counts { errors, .. }, 0) => errors,
+                        (Queries::Counts { total, .. }, _) => total,
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    for (group, texts) in texts.into_iter().enumerate() {
         // The semaphore is never closed, so acquiring only waits.
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             break;
         };
         // Answers already in are taken now, so a backend error stops the analysis early.
-        while let Some(joined) = queries.try_join_next() {
+        while let Some(joined) = requests.try_join_next() {
             let (done, answer) = joined.map_err(failed)?;
-            answers[done] = Some(answer?);
+            take(done, answer, &mut answers)?;
         }
-        let check = &rule.checks[slot.check];
-        let text = match (check.rendered(&rule.sides, slot.side), slot.part) {
-            (Queries::Values { query }, _) => query,
-            (Queries::Counts { errors, .. }, 0) => errors,
-            (Queries::Counts { total, .. }, _) => total,
-        };
+        let (window, step, _) = groups[group];
         let source = Arc::clone(&source);
-        let start = now - chrono::Duration::from_std(check.window).unwrap_or_default();
-        let step = check.step;
-        queries.spawn(async move {
+        let start = now - chrono::Duration::from_std(window).unwrap_or_default();
+        requests.spawn(async move {
             let _permit = permit;
-            (index, source.query_range(&text, start, now, step).await)
+            let answer = source.query_range_many(&texts, start, now, step).await;
+            (group, answer)
         });
     }
-    while let Some(joined) = queries.join_next().await {
+    while let Some(joined) = requests.join_next().await {
         let (done, answer) = joined.map_err(failed)?;
-        // Dropping the set on an error aborts the queries still in flight.
-        answers[done] = Some(answer?);
+        // Dropping the set on an error aborts the requests still in flight.
+        take(done, answer, &mut answers)?;
     }
     let mut data = |check: usize, side: Side, part: usize| -> Vec<Series> {
         slots

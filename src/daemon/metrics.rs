@@ -13,7 +13,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::status::RolloutStatus;
-use crate::source::{MetricSource, QueryFuture};
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::source::{BatchFuture, MetricSource, QueryFuture};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -40,7 +43,7 @@ pub struct Metrics {
 /// Help texts of the histograms.
 const HISTOGRAMS: &[(&str, &str)] = &[(
     "canaryd_backend_query_duration_seconds",
-    "Time metric backend queries took (answers and errors), by source.",
+    "Time metric backend requests took (answers and errors), by source; the queries of one analysis that share a window and step are one request.",
 )];
 
 /// Help texts and types of the metrics the daemon updates.
@@ -244,7 +247,10 @@ impl Timed {
         })
     }
 
-    fn timed<'a>(&'a self, query: QueryFuture<'a>) -> QueryFuture<'a> {
+    fn timed<'a, T: Send + 'a>(
+        &'a self,
+        query: Pin<Box<dyn Future<Output = T> + Send + 'a>>,
+    ) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
         Box::pin(async move {
             let started = std::time::Instant::now();
             let answer = query.await;
@@ -275,6 +281,16 @@ impl MetricSource for Timed {
 
     fn query_instant<'a>(&'a self, query: &'a str, at: DateTime<Utc>) -> QueryFuture<'a> {
         self.timed(self.inner.query_instant(query, at))
+    }
+
+    fn query_range_many<'a>(
+        &'a self,
+        queries: &'a [String],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> BatchFuture<'a> {
+        self.timed(self.inner.query_range_many(queries, start, end, step))
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Series {
 pub type QueryFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<Series>, SourceError>> + Send + 'a>>;
 
+/// The future [`MetricSource::query_range_many`] returns: one answer per query, in order.
+pub type BatchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<Vec<Series>>, SourceError>> + Send + 'a>>;
+
 /// A place that answers PromQL-like queries. Implementations must be cheap to share across tasks.
 pub trait MetricSource: Send + Sync {
     /// The name the source was configured under (`[sources.NAME]`); every error carries it.
@@ -54,6 +58,26 @@ pub trait MetricSource: Send + Sync {
     /// The value of `query` at the instant `at`: one point per series (a scalar answer is one
     /// series with no labels).
     fn query_instant<'a>(&'a self, query: &'a str, at: DateTime<Utc>) -> QueryFuture<'a>;
+
+    /// Several range queries over the same span and step: one answer per query, in the order
+    /// given, each exactly what [`MetricSource::query_range`] would answer. The first failure
+    /// fails the whole call. This default asks them one after another; a source that can answer
+    /// several queries in one request (Prometheus) overrides it.
+    fn query_range_many<'a>(
+        &'a self,
+        queries: &'a [String],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> BatchFuture<'a> {
+        Box::pin(async move {
+            let mut answers = Vec::with_capacity(queries.len());
+            for query in queries {
+                answers.push(self.query_range(query, start, end, step).await?);
+            }
+            Ok(answers)
+        })
+    }
 }
 
 /// What went wrong with a query, with the source's name and the query, and whether a retry can help
@@ -136,6 +160,20 @@ impl SourceError {
             | SourceError::Malformed { .. }
             | SourceError::UnsupportedResult { .. } => false,
         }
+    }
+
+    /// The same error reported for `query` (a combined query's error is told by its parts).
+    pub fn with_query(mut self, text: String) -> Self {
+        match &mut self {
+            SourceError::InvalidRequest { query, .. }
+            | SourceError::Connect { query, .. }
+            | SourceError::Timeout { query, .. }
+            | SourceError::Http { query, .. }
+            | SourceError::Malformed { query, .. }
+            | SourceError::UnsupportedResult { query, .. } => *query = text,
+            SourceError::Config { .. } => {}
+        }
+        self
     }
 
     /// The name of the source the error came from.

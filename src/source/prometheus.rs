@@ -6,8 +6,9 @@
 //! [`Series`]. Values arrive as strings and `"NaN"`, `"+Inf"` and `"-Inf"` stay NaN and ±inf. It
 //! must not interpret the numbers: empty answers and bad values are the judge's business.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    MetricSource, QueryFuture, Series, SourceError, check_request, duration_text, unix_seconds,
+    BatchFuture, MetricSource, QueryFuture, Series, SourceError, check_request, duration_text,
+    unix_seconds,
 };
 use crate::judge::Point;
 
@@ -86,7 +88,15 @@ pub struct PrometheusSource {
     backoff: Duration,
     bearer_token_file: Option<PathBuf>,
     client: reqwest::Client,
+    /// Hashes of combined queries ([`combine`]) that Prometheus refused: their queries are asked
+    /// one by one from then on (a rule edit makes a new combination, which is tried again).
+    unbatchable: Arc<Mutex<HashSet<u64>>>,
 }
+
+/// The label a combined query tags each part's series with: the part's index.
+pub const BATCH_LABEL: &str = "canaryd_query";
+/// At most this many refused combinations are remembered; then the memory starts afresh.
+const UNBATCHABLE_MEMORY: usize = 4096;
 
 /// The first wait between attempts; it doubles after every failed attempt, up to [`MAX_BACKOFF`].
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(200);
@@ -155,6 +165,7 @@ impl PrometheusSource {
             backoff: DEFAULT_BACKOFF,
             bearer_token_file: config.bearer_token_file.clone(),
             client,
+            unbatchable: Arc::default(),
         })
     }
 
@@ -162,6 +173,22 @@ impl PrometheusSource {
     pub fn with_backoff(mut self, first: Duration) -> Self {
         self.backoff = first;
         self
+    }
+
+    /// Whether Prometheus refused this combination before.
+    fn refused(&self, key: u64) -> bool {
+        self.unbatchable
+            .lock()
+            .is_ok_and(|known| known.contains(&key))
+    }
+
+    fn remember_refused(&self, key: u64) {
+        if let Ok(mut known) = self.unbatchable.lock() {
+            if known.len() >= UNBATCHABLE_MEMORY {
+                known.clear();
+            }
+            known.insert(key);
+        }
     }
 
     /// Sends one API request with retries, then parses the answer.
@@ -262,14 +289,68 @@ impl MetricSource for PrometheusSource {
     ) -> QueryFuture<'a> {
         Box::pin(async move {
             check_request(&self.name, query, Some((start, end, step)))?;
-            let params = vec![
-                ("query", query.to_string()),
-                ("start", format_seconds(unix_seconds(start))),
-                ("end", format_seconds(unix_seconds(end))),
-                ("step", format_seconds(step.as_secs_f64())),
-                ("timeout", format_seconds(self.timeout.as_secs_f64())),
-            ];
+            let params = range_params(query, start, end, step, self.timeout);
             self.fetch("/api/v1/query_range", query, params).await
+        })
+    }
+
+    /// The queries are asked in one request, `label_replace(Q0, "canaryd_query", "0", "", "") or
+    /// label_replace(Q1, ...) or ...`, and each answer's series are told apart by that label
+    /// (removed again): one HTTP exchange and one evaluation instead of one per query. If
+    /// Prometheus refuses the combination (a query answering a scalar cannot be labelled; a
+    /// broken query fails them all), the queries are asked one by one, so every query gets its own
+    /// answer or its own error, and that combination is not tried again. A timeout or an
+    /// unreachable server fails the call like a single query would.
+    fn query_range_many<'a>(
+        &'a self,
+        queries: &'a [String],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> BatchFuture<'a> {
+        Box::pin(async move {
+            if queries.len() > 1 {
+                for query in queries {
+                    check_request(&self.name, query, Some((start, end, step)))?;
+                }
+                let combined = combine(queries);
+                let key = {
+                    use std::hash::{Hash, Hasher};
+                    let mut hasher = std::hash::DefaultHasher::new();
+                    combined.hash(&mut hasher);
+                    hasher.finish()
+                };
+                if !self.refused(key) {
+                    let params = range_params(&combined, start, end, step, self.timeout);
+                    match self.fetch("/api/v1/query_range", &combined, params).await {
+                        Ok(series) => match split(series, queries.len()) {
+                            Some(answers) => return Ok(answers),
+                            None => self.remember_refused(key),
+                        },
+                        Err(e) if e.retryable() => {
+                            return Err(e.with_query(format!(
+                                "{} (and {} more, asked together)",
+                                queries[0],
+                                queries.len() - 1
+                            )));
+                        }
+                        Err(e) => {
+                            tracing::debug!(
+                                source = %self.name,
+                                queries = queries.len(),
+                                error = %e,
+                                "Prometheus refused the combined query; asking one by one."
+                            );
+                            self.remember_refused(key);
+                        }
+                    }
+                }
+            }
+            let mut answers = Vec::with_capacity(queries.len());
+            for query in queries {
+                answers.push(self.query_range(query, start, end, step).await?);
+            }
+            Ok(answers)
         })
     }
 
@@ -284,6 +365,48 @@ impl MetricSource for PrometheusSource {
             self.fetch("/api/v1/query", query, params).await
         })
     }
+}
+
+/// The parameters of a `query_range` request.
+fn range_params(
+    query: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    step: Duration,
+    timeout: Duration,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("query", query.to_string()),
+        ("start", format_seconds(unix_seconds(start))),
+        ("end", format_seconds(unix_seconds(end))),
+        ("step", format_seconds(step.as_secs_f64())),
+        ("timeout", format_seconds(timeout.as_secs_f64())),
+    ]
+}
+
+/// Several queries as one: each part's series tagged with its index in [`BATCH_LABEL`].
+pub fn combine(queries: &[String]) -> String {
+    let mut combined = String::with_capacity(queries.iter().map(|q| q.len() + 48).sum());
+    for (i, query) in queries.iter().enumerate() {
+        if i > 0 {
+            combined.push_str(" or ");
+        }
+        combined.push_str("label_replace(");
+        combined.push_str(query.trim());
+        combined.push_str(&format!(", \"{BATCH_LABEL}\", \"{i}\", \"\", \"\")"));
+    }
+    combined
+}
+
+/// The answer to a [`combine`]d query split back into one answer per part, the tag removed and
+/// each part's series in the order Prometheus gave them. `None` if a series has no usable tag.
+fn split(series: Vec<Series>, parts: usize) -> Option<Vec<Vec<Series>>> {
+    let mut answers: Vec<Vec<Series>> = vec![Vec::new(); parts];
+    for mut one in series {
+        let index: usize = one.labels.remove(BATCH_LABEL)?.parse().ok()?;
+        answers.get_mut(index)?.push(one);
+    }
+    Some(answers)
 }
 
 /// The wait before retry number `attempt + 1`: `first * 2^attempt`, at most [`MAX_BACKOFF`].
@@ -322,13 +445,28 @@ fn parse_answer(
     status: u16,
     body: &[u8],
 ) -> Result<Vec<Series>, SourceError> {
+    if (200..300).contains(&status)
+        && let Some(series) = parse_matrix_fast(body)
+    {
+        return Ok(series);
+    }
+    parse_answer_tree(source_name, query, status, body)
+}
+
+/// [`parse_answer`] through a JSON tree: slower, and names exactly what is wrong.
+fn parse_answer_tree(
+    source_name: &str,
+    query: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<Vec<Series>, SourceError> {
     let malformed = |detail: String| SourceError::Malformed {
         source_name: source_name.to_string(),
         query: query.to_string(),
         detail,
     };
-    let parsed: Result<Value, _> = serde_json::from_slice(body);
     let ok_status = (200..300).contains(&status);
+    let parsed: Result<Value, _> = serde_json::from_slice(body);
     let envelope = match parsed {
         Ok(Value::Object(map)) => map,
         Ok(_) | Err(_) if !ok_status => {
@@ -473,6 +611,55 @@ fn parse_answer(
     }
 }
 
+/// The usual answer, `{"status":"success","data":{"resultType":"matrix","result":[...]}}`,
+/// read straight into series without building a JSON tree. `None` for anything else (an error,
+/// another result type, a malformed answer): [`parse_answer`] then reads it the slow way, which
+/// names what is wrong.
+fn parse_matrix_fast(body: &[u8]) -> Option<Vec<Series>> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        status: &'a str,
+        #[serde(borrow)]
+        data: Data<'a>,
+    }
+    #[derive(Deserialize)]
+    struct Data<'a> {
+        #[serde(rename = "resultType")]
+        result_type: &'a str,
+        #[serde(borrow)]
+        result: Vec<Item<'a>>,
+    }
+    // Values are borrowed `&str`: one with an escape in it (never written by Prometheus) fails
+    // here and is read by the slow path.
+    #[derive(Deserialize)]
+    struct Item<'a> {
+        #[serde(default)]
+        metric: BTreeMap<String, String>,
+        #[serde(borrow)]
+        values: Vec<(f64, &'a str)>,
+    }
+    let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
+    if envelope.status != "success" || envelope.data.result_type != "matrix" {
+        return None;
+    }
+    envelope
+        .data
+        .result
+        .into_iter()
+        .map(|item| {
+            let points = item
+                .values
+                .iter()
+                .map(|(t, v)| parse_value(v).map(|v| Point { t: *t, v }))
+                .collect::<Option<Vec<_>>>()?;
+            Some(Series {
+                labels: item.metric,
+                points,
+            })
+        })
+        .collect()
+}
+
 fn as_array<'v>(value: &'v Value, at: &str) -> Result<&'v Vec<Value>, String> {
     value
         .as_array()
@@ -588,6 +775,85 @@ mod tests {
             Err(SourceError::Malformed { detail, .. }) => detail,
             other => panic!("expected Malformed, got {other:?}"),
         }
+    }
+
+    /// Debug text of series: equal for equal labels and points, NaN included.
+    fn text(series: &[Series]) -> String {
+        format!("{series:?}")
+    }
+
+    #[test]
+    fn the_fast_reading_of_a_matrix_equals_the_tree_reading() {
+        let body = r#"{"status":"success","warnings":["w"],"data":{"resultType":"matrix","result":[
+            {"metric":{"__name__":"m","track":"canary"},"values":[[1700000000,"1.5"],[1700000060.5,"NaN"],[1700000120,"+Inf"],[1700000180,"-2e-3"]]},
+            {"metric":{},"values":[]},
+            {"values":[[1,"-Inf"]]}]}}"#;
+        let fast = parse_matrix_fast(body.as_bytes()).expect("the fast path reads it");
+        let tree = parse_answer_tree("prom", "q", 200, body.as_bytes()).unwrap();
+        assert_eq!(text(&fast), text(&tree));
+        assert_eq!(fast.len(), 3);
+        assert_eq!(fast[0].labels["track"], "canary");
+        assert!(fast[0].points[1].v.is_nan());
+        assert_eq!(fast[0].points[2].v, f64::INFINITY);
+        assert_eq!(fast[0].points[1].t, 1_700_000_060.5);
+    }
+
+    #[test]
+    fn answers_the_fast_path_cannot_read_are_left_to_the_tree_reading() {
+        for body in [
+            r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"abc"]]}]}}"#,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":1},"values":[]}]}}"#,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"\u0031"]]}]}}"#,
+            "not json",
+        ] {
+            assert!(parse_matrix_fast(body.as_bytes()).is_none(), "{body}");
+        }
+        // An escaped value is still read, by the tree reading.
+        let escaped = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"\u0031"]]}]}}"#;
+        assert_eq!(parse(200, escaped).unwrap()[0].points[0].v, 1.0);
+        // A bad value is named.
+        let bad = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"abc"]]}]}}"#;
+        assert!(malformed_detail(200, bad).contains("data.result[0].values[0]"));
+    }
+
+    #[test]
+    fn combined_queries_tag_each_part_and_split_back_in_order() {
+        let queries = vec!["a{x=\"1\"}".to_string(), " sum(b) ".to_string()];
+        assert_eq!(
+            combine(&queries),
+            "label_replace(a{x=\"1\"}, \"canaryd_query\", \"0\", \"\", \"\") or \
+             label_replace(sum(b), \"canaryd_query\", \"1\", \"\", \"\")"
+        );
+        let tagged = |tag: &str, name: &str| Series {
+            labels: BTreeMap::from([
+                ("__name__".to_string(), name.to_string()),
+                (BATCH_LABEL.to_string(), tag.to_string()),
+            ]),
+            points: vec![Point { t: 1.0, v: 2.0 }],
+        };
+        let answers = split(
+            vec![tagged("1", "b1"), tagged("0", "a"), tagged("1", "b2")],
+            3,
+        )
+        .unwrap();
+        let names = |i: usize| -> Vec<String> {
+            answers[i]
+                .iter()
+                .map(|s| s.labels["__name__"].clone())
+                .collect()
+        };
+        assert_eq!(names(0), ["a"]);
+        assert_eq!(names(1), ["b1", "b2"]);
+        assert!(answers[2].is_empty(), "a part with no series answers empty");
+        assert!(!answers[1][0].labels.contains_key(BATCH_LABEL));
+        // A series without a usable tag makes the answer unusable.
+        assert!(split(vec![tagged("7", "x")], 3).is_none());
+        assert!(split(vec![tagged("one", "x")], 3).is_none());
+        let mut untagged = tagged("0", "x");
+        untagged.labels.remove(BATCH_LABEL);
+        assert!(split(vec![untagged], 3).is_none());
     }
 
     #[test]
