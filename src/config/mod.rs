@@ -128,7 +128,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulerConfig {
-    /// Queries in flight at once, across every rollout.
+    /// Backend requests in flight at once, across every rollout (an analysis's queries that share
+    /// a window and step are one request).
     #[serde(default = "default_max_queries")]
     pub max_concurrent_queries: usize,
     /// Consecutive analyses failing on backend errors before an alert is raised. The rollout
