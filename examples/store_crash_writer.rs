@@ -5,7 +5,8 @@
 //! kill it with `kill -9` at any moment, and every step it printed must be in the store, whole.
 //! `tests/store_crash.rs` runs this same code (it includes this file) and does exactly that.
 //!
-//! `store_crash_writer --bench N DIR` commits N steps and prints the commit rate.
+//! `store_crash_writer --bench N [--writers W] DIR` commits N steps from W threads at once
+//! (default 1) and prints the commit rate and latency.
 
 use std::io::Write;
 use std::path::Path;
@@ -101,33 +102,77 @@ pub fn run(dir: &Path, count: Option<u64>) -> Result<(), Box<dyn std::error::Err
     Ok(())
 }
 
-/// Commits `count` steps and prints how many per second.
-fn bench(dir: &Path, count: u64) -> Result<(), Box<dyn std::error::Error>> {
+/// Commits `count` steps from `writers` threads at once (as the daemon's runners do from the
+/// blocking pool) and prints how many per second, with the latency of one commit.
+fn bench(dir: &Path, count: u64, writers: u64) -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(dir)?;
     let first = last_seq(&store)? + 1;
+    let next = std::sync::atomic::AtomicU64::new(first);
     let started = Instant::now();
-    for seq in first..first + count {
-        commit(&store, seq)?;
-    }
+    let latencies = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..writers.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut latencies = Vec::new();
+                    loop {
+                        let seq = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if seq >= first + count {
+                            return Ok::<_, StoreError>(latencies);
+                        }
+                        let at = Instant::now();
+                        commit(&store, seq)?;
+                        latencies.push(at.elapsed().as_secs_f64() * 1000.0);
+                    }
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().map_err(|_| "a writer thread panicked".to_string()))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
     let elapsed = started.elapsed().as_secs_f64();
+    let mut latencies = latencies
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .concat();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     println!(
-        "{count} commit_step calls (state, 2 audit entries, intent, 2 notifications, analysis; \
-         synchronous=FULL) in {elapsed:.3} s: {:.0} commits/s, {:.2} ms each",
+        "{count} commit_step calls from {writers} thread(s) (state, 2 audit entries, intent, \
+         2 notifications, analysis; synchronous=FULL) in {elapsed:.3} s: {:.0} commits/s; \
+         latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         count as f64 / elapsed,
-        elapsed * 1000.0 / count as f64
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
     );
     Ok(())
+}
+
+fn bench_args(count: &str, writers: &str, dir: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let count = count
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("--bench wants a number of commits, not `{count}`"))?;
+    let writers = writers
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("--writers wants a number of threads, not `{writers}`"))?;
+    bench(Path::new(dir), count, writers)
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
         [dir] => run(Path::new(dir), None),
-        [flag, count, dir] if flag == "--bench" => match count.parse::<u64>() {
-            Ok(count) => bench(Path::new(dir), count),
-            Err(_) => Err(format!("--bench wants a number of commits, not `{count}`").into()),
-        },
-        _ => Err("usage: store_crash_writer [--bench N] STATE_DIR".into()),
+        [flag, count, dir] if flag == "--bench" => bench_args(count, "1", dir),
+        [flag, count, wflag, writers, dir] if flag == "--bench" && wflag == "--writers" => {
+            bench_args(count, writers, dir)
+        }
+        _ => Err("usage: store_crash_writer [--bench N [--writers W]] STATE_DIR".into()),
     };
     if let Err(err) = result {
         eprintln!("store_crash_writer: {err}");

@@ -217,17 +217,19 @@ pub async fn run_with_sources(
     shutdown: CancellationToken,
     reload: mpsc::Receiver<()>,
 ) -> Result<(), DaemonError> {
-    crate::systemd::status("Opening the state database.");
+    // The database and the rule files are independent: open one while loading the other.
+    crate::systemd::status("Opening the state database and loading rules.");
     let dir = config.state_dir.clone();
-    let store = blocking(move || Store::open(&dir)).await??;
-    crate::systemd::status("Loading rules.");
+    let opening = tokio::task::spawn_blocking(move || Store::open(&dir));
     let cfg = config.clone();
-    let rules = blocking(move || load_rules(&cfg))
-        .await?
-        .map_err(|problems| DaemonError::Rules {
-            dir: config.rules_dir.display().to_string(),
-            problems,
-        })?;
+    let loading = blocking(move || load_rules(&cfg));
+    let store = opening
+        .await
+        .map_err(|e| DaemonError::Internal(format!("a blocking task failed: {e}")))??;
+    let rules = loading.await?.map_err(|problems| DaemonError::Rules {
+        dir: config.rules_dir.display().to_string(),
+        problems,
+    })?;
     let mut sources = build_sources(&config)?;
     sources.extend(injected);
     let metrics = Metrics::new();

@@ -68,8 +68,8 @@ pub fn validate_texts(files: &[RuleText], known: &KnownNames) -> (Vec<RolloutRul
     let mut rules: Vec<RolloutRule> = Vec::new();
     let mut problems = Vec::new();
     let mut first_seen: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for file in files {
-        match parse_rule(&file.path, &file.text, known) {
+    for (file, parsed) in files.iter().zip(parse_all(files, known)) {
+        match parsed {
             Ok(rule) => {
                 if let Some(first) = first_seen.get(&rule.name) {
                     let src = SourceText::new(&file.path, &file.text);
@@ -90,6 +90,38 @@ pub fn validate_texts(files: &[RuleText], known: &KnownNames) -> (Vec<RolloutRul
         }
     }
     (rules, problems)
+}
+
+/// Below this many files, parsing on one thread is faster than starting others.
+const PARALLEL_MIN_FILES: usize = 64;
+
+/// [`parse_rule`] for each file, in file order; many files are parsed on every available core
+/// (each file is parsed on its own, so the result does not depend on how they are split).
+fn parse_all(files: &[RuleText], known: &KnownNames) -> Vec<Result<RolloutRule, Vec<Problem>>> {
+    let parse = |file: &RuleText| parse_rule(&file.path, &file.text, known);
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if threads < 2 || files.len() < PARALLEL_MIN_FILES {
+        return files.iter().map(parse).collect();
+    }
+    let chunk = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut chunks = files.chunks(chunk);
+        // The calling thread parses the first chunk itself.
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks
+            .map(|part| scope.spawn(move || part.iter().map(parse).collect::<Vec<_>>()))
+            .collect();
+        let mut parsed: Vec<_> = first.iter().map(parse).collect();
+        for (handle, part) in others.into_iter().zip(files.chunks(chunk).skip(1)) {
+            match handle.join() {
+                Ok(done) => parsed.extend(done),
+                // A panic while parsing is a bug; parse that part again here so that it
+                // surfaces on the caller's thread with its own message.
+                Err(_) => parsed.extend(part.iter().map(parse)),
+            }
+        }
+        parsed
+    })
 }
 
 /// Where `[rollout] name` is, to point at a duplicate.
@@ -120,7 +152,17 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Problem> {
         for entry in entries {
             let entry = entry.map_err(|e| Problem::file(path, format!("cannot list: {e}")))?;
             let p = entry.path();
-            if p.extension().is_some_and(|x| x == "toml") && p.is_file() {
+            if p.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            // The directory entry knows its type: no `stat` per file, except to follow a
+            // symbolic link.
+            let is_file = match entry.file_type() {
+                Ok(kind) if kind.is_symlink() => p.is_file(),
+                Ok(kind) => kind.is_file(),
+                Err(_) => p.is_file(),
+            };
+            if is_file {
                 found.push(p);
             }
         }

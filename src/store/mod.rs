@@ -18,20 +18,30 @@
 //! real SIGKILLs). Against power loss or a kernel crash, `NORMAL` is not enough: it syncs the WAL
 //! only at checkpoints, so the last commits before the outage can vanish, and a weight change
 //! already sent to the actuator would be forgotten. `FULL` syncs the WAL at every commit, so a
-//! commit that returned survives power loss too (given a disk that honours fsync). It costs one
-//! fsync per commit, far below the daemon's rate of about one decision per rollout per analysis
-//! interval (see `bench/store_commits.sh` for the figure).
+//! commit that returned survives power loss too (given a disk that honours fsync).
+//!
+//! # Group commit
+//! One fsync per commit caps a single writer at a few hundred commits a second, below the
+//! daemon's target of 1,000 analyses a second. So [`Store::commit_step`] calls made at the same
+//! time from several threads share a transaction (`group`): the first caller to find no batch
+//! running writes every step queued at that moment, each inside its own `SAVEPOINT` (a failing
+//! step is rolled back alone and only its caller gets the error), commits once, and every caller
+//! returns only after that commit, so each step is as durable on return as if written alone.
+//! Steps are serialised to JSON on their callers' threads; the batch only runs SQL, through
+//! cached prepared statements. WAL checkpoints run on a background thread (`checkpoint`), off
+//! the commit path. `bench/store_commits.sh` measures the rate with 1 to 64 writers.
 //!
 //! # Concurrency
 //! [`Store`] is synchronous, cheap to clone, `Send + Sync`: async callers wrap calls in
 //! `tokio::task::spawn_blocking`. This keeps the store free of any runtime (tests and tools use
 //! it directly), and a commit is one short fsync-bound call, which is what the blocking pool is
-//! for; an actor thread owning the connection would add a channel and a message type per
-//! operation for the same serialisation SQLite imposes anyway (one writer at a time). Writes go
-//! through one connection behind a mutex, each in an `IMMEDIATE` transaction; reads (the HTTP
-//! API, `/metrics`) use a second, read-only connection behind its own mutex, so thanks to WAL
-//! they see the last committed data without waiting for a writer's fsync.
+//! for (and concurrent calls from the pool are what group commit batches). Writes go through one
+//! connection behind a mutex, each in an `IMMEDIATE` transaction; reads (the HTTP API,
+//! `/metrics`) use a second, read-only connection behind its own mutex, so thanks to WAL they
+//! see the last committed data without waiting for a writer's fsync.
 
+mod checkpoint;
+mod group;
 mod records;
 mod schema;
 
@@ -168,6 +178,11 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// Where concurrent [`Store::commit_step`] calls meet to share a transaction.
+    steps: group::Group<StepJob, Result<Committed, StoreError>>,
+    /// Declared last: fields drop in order, so its thread stops after the other connections
+    /// are closed.
+    checkpoints: checkpoint::Checkpointer,
 }
 
 /// A mutex around a connection stays usable after a panic elsewhere: an open transaction was
@@ -200,11 +215,14 @@ impl Store {
         let mut writer = open_writer(path)?;
         schema::migrate(&mut writer, path, migrations)?;
         let reader = open_reader(path)?;
+        let checkpoints = checkpoint::Checkpointer::start(open_checkpointer(path)?, path);
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
+                steps: group::Group::default(),
+                checkpoints,
             }),
         })
     }
@@ -291,6 +309,7 @@ impl Store {
             .map_err(self.sql(op))?;
         let out = f(&tx)?;
         tx.commit().map_err(self.sql(op))?;
+        self.inner.checkpoints.wrote();
         Ok(out)
     }
 
@@ -314,90 +333,200 @@ impl Store {
     /// audit entries, the actuator intent (status pending), the notifications (skipping any whose
     /// dedupe key is already enqueued, due at `step.at`) and the analysis. Fails, writing
     /// nothing, if the intent's idempotency key is already recorded.
+    ///
+    /// Returns once the step is durable. Steps committed at the same time from several threads
+    /// share one transaction and one fsync (group commit, see the module's documentation); each
+    /// step still succeeds or fails on its own.
     pub fn commit_step<S: Serialize>(&self, step: &Step<'_, S>) -> Result<Committed, StoreError> {
-        const OP: &str = "commit step";
+        let job = self.step_job(step)?;
+        self.inner.steps.submit(
+            job,
+            |jobs| self.commit_batch(&jobs),
+            || {
+                Err(StoreError::BadValue {
+                    op: COMMIT_OP,
+                    path: self.path().to_path_buf(),
+                    what: "group commit",
+                    detail: "the thread writing this step's batch panicked; the step may not be \
+                             recorded"
+                        .to_string(),
+                })
+            },
+        )
+    }
+
+    /// Serialises a step on the caller's thread, so that the batch's leader only runs SQL.
+    fn step_job<S: Serialize>(&self, step: &Step<'_, S>) -> Result<StepJob, StoreError> {
+        const OP: &str = COMMIT_OP;
         let state = serde_json::to_string(step.state)
             .map_err(|e| self.json(OP, format!("state of rollout `{}`", step.rollout), e))?;
-        let evidence = match &step.analysis {
-            Some(analysis) => Some(
-                serde_json::to_string(&analysis.evidence)
+        let analysis = match &step.analysis {
+            Some(analysis) => Some(AnalysisJob {
+                outcome: analysis.outcome.clone(),
+                score: analysis.score.filter(|s| !s.is_nan()),
+                evidence: serde_json::to_string(&analysis.evidence)
                     .map_err(|e| self.json(OP, "analysis evidence", e))?,
-            ),
+            }),
             None => None,
         };
-        let payloads = step
+        let outbox = step
             .outbox
             .iter()
-            .map(|m| serde_json::to_string(&m.payload))
-            .collect::<Result<Vec<_>, _>>()
+            .map(MessageJob::new)
+            .collect::<Result<Vec<_>, serde_json::Error>>()
             .map_err(|e| self.json(OP, "notification payload", e))?;
-        let at = millis(step.at);
+        Ok(StepJob {
+            rollout: step.rollout.to_string(),
+            state,
+            rule_fingerprint: step.rule_fingerprint.to_string(),
+            at: millis(step.at),
+            audit: step.audit.clone(),
+            intent: step.intent.clone(),
+            outbox,
+            analysis,
+        })
+    }
 
-        self.write(OP, |tx| {
-            tx.execute(
-                "INSERT INTO rollouts (name, state, rule_fingerprint, updated_at)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (name) DO UPDATE SET state = excluded.state,
-                     rule_fingerprint = excluded.rule_fingerprint, updated_at = excluded.updated_at",
-                params![step.rollout, state, step.rule_fingerprint, at],
-            )
-            .map_err(self.sql(OP))?;
+    /// Writes a batch of steps in one `IMMEDIATE` transaction, each inside its own savepoint so
+    /// that a failing step is rolled back alone, and commits it (one fsync). If the transaction
+    /// cannot begin or commit, every step of the batch gets the error.
+    fn commit_batch(&self, jobs: &[StepJob]) -> Vec<Result<Committed, StoreError>> {
+        const OP: &str = COMMIT_OP;
+        let mut conn = lock(&self.inner.writer);
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => return jobs.iter().map(|_| Err(self.copy_sql(OP, &e))).collect(),
+        };
+        let single = jobs.len() == 1;
+        let mut results: Vec<Result<Committed, StoreError>> = jobs
+            .iter()
+            .map(|job| {
+                if single {
+                    // Alone in its transaction: a failure rolls the transaction back below.
+                    return self.insert_step(&tx, job);
+                }
+                tx.prepare_cached("SAVEPOINT step")
+                    .and_then(|mut s| s.execute([]))
+                    .map_err(self.sql(OP))?;
+                let result = self.insert_step(&tx, job);
+                let end = if result.is_ok() {
+                    "RELEASE step"
+                } else {
+                    "ROLLBACK TO step"
+                };
+                tx.prepare_cached(end)
+                    .and_then(|mut s| s.execute([]))
+                    .map_err(self.sql(OP))?;
+                if result.is_err() {
+                    tx.prepare_cached("RELEASE step")
+                        .and_then(|mut s| s.execute([]))
+                        .map_err(self.sql(OP))?;
+                }
+                result
+            })
+            .collect();
+        if single && results[0].is_err() {
+            // Dropping the transaction rolls it back.
+            return results;
+        }
+        if let Err(e) = tx.commit() {
+            for result in &mut results {
+                if result.is_ok() {
+                    *result = Err(self.copy_sql(OP, &e));
+                }
+            }
+        }
+        self.inner.checkpoints.wrote();
+        results
+    }
 
-            let mut audit_ids = Vec::with_capacity(step.audit.len());
-            for entry in &step.audit {
-                tx.execute(
+    /// One SQLite error for each of several callers (a batch's failed commit).
+    fn copy_sql(&self, op: &'static str, e: &rusqlite::Error) -> StoreError {
+        let copy = match e {
+            rusqlite::Error::SqliteFailure(code, message) => {
+                rusqlite::Error::SqliteFailure(*code, message.clone())
+            }
+            other => rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                Some(other.to_string()),
+            ),
+        };
+        StoreError::sql(op, self.path(), copy)
+    }
+
+    /// Writes one step's rows on `tx` (the caller handles transaction and savepoint).
+    fn insert_step(&self, tx: &Connection, job: &StepJob) -> Result<Committed, StoreError> {
+        const OP: &str = COMMIT_OP;
+        let at = job.at;
+        tx.prepare_cached(
+            "INSERT INTO rollouts (name, state, rule_fingerprint, updated_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO UPDATE SET state = excluded.state,
+                 rule_fingerprint = excluded.rule_fingerprint, updated_at = excluded.updated_at",
+        )
+        .and_then(|mut s| s.execute(params![job.rollout, job.state, job.rule_fingerprint, at]))
+        .map_err(self.sql(OP))?;
+
+        let mut audit_ids = Vec::with_capacity(job.audit.len());
+        if !job.audit.is_empty() {
+            let mut stmt = tx
+                .prepare_cached(
                     "INSERT INTO audit (rollout, at, action, previous_weight, new_weight, reason,
                          triggered_by)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![
-                        step.rollout,
+                )
+                .map_err(self.sql(OP))?;
+            for entry in &job.audit {
+                let id = stmt
+                    .insert(params![
+                        job.rollout,
                         at,
                         entry.action,
                         entry.previous_weight,
                         entry.new_weight,
                         entry.reason,
                         entry.triggered_by
-                    ],
-                )
-                .map_err(self.sql(OP))?;
-                audit_ids.push(tx.last_insert_rowid());
-            }
-
-            let intent_id = match &step.intent {
-                Some(intent) => Some(self.insert_intent(tx, OP, step.rollout, intent, at)?),
-                None => None,
-            };
-
-            let mut outbox_ids = Vec::with_capacity(step.outbox.len());
-            for (message, payload) in step.outbox.iter().zip(&payloads) {
-                outbox_ids.push(self.insert_message(tx, OP, message, payload, at)?);
-            }
-
-            let analysis_id = match (&step.analysis, &evidence) {
-                (Some(analysis), Some(evidence)) => {
-                    tx.execute(
-                        "INSERT INTO analyses (rollout, at, outcome, score, evidence)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![
-                            step.rollout,
-                            at,
-                            analysis.outcome,
-                            analysis.score.filter(|s| !s.is_nan()),
-                            evidence
-                        ],
-                    )
+                    ])
                     .map_err(self.sql(OP))?;
-                    Some(tx.last_insert_rowid())
-                }
-                _ => None,
-            };
+                audit_ids.push(id);
+            }
+        }
 
-            Ok(Committed {
-                audit_ids,
-                intent_id,
-                outbox_ids,
-                analysis_id,
-            })
+        let intent_id = match &job.intent {
+            Some(intent) => Some(self.insert_intent(tx, OP, &job.rollout, intent, at)?),
+            None => None,
+        };
+
+        let mut outbox_ids = Vec::with_capacity(job.outbox.len());
+        for message in &job.outbox {
+            outbox_ids.push(self.insert_message(tx, OP, message, at)?);
+        }
+
+        let analysis_id = match &job.analysis {
+            Some(analysis) => Some(
+                tx.prepare_cached(
+                    "INSERT INTO analyses (rollout, at, outcome, score, evidence)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut s| {
+                    s.insert(params![
+                        job.rollout,
+                        at,
+                        analysis.outcome,
+                        analysis.score,
+                        analysis.evidence
+                    ])
+                })
+                .map_err(self.sql(OP))?,
+            ),
+            None => None,
+        };
+
+        Ok(Committed {
+            audit_ids,
+            intent_id,
+            outbox_ids,
+            analysis_id,
         })
     }
 
@@ -410,12 +539,11 @@ impl Store {
         at: i64,
     ) -> Result<i64, StoreError> {
         let existing = tx
-            .query_row(
-                "SELECT id FROM intents WHERE idempotency_key = ?1",
-                [&intent.idempotency_key],
-                |row| row.get::<_, i64>(0),
-            )
-            .optional()
+            .prepare_cached("SELECT id FROM intents WHERE idempotency_key = ?1")
+            .and_then(|mut s| {
+                s.query_row([&intent.idempotency_key], |row| row.get::<_, i64>(0))
+                    .optional()
+            })
             .map_err(self.sql(op))?;
         if existing.is_some() {
             return Err(StoreError::DuplicateIntent {
@@ -424,45 +552,47 @@ impl Store {
                 key: intent.idempotency_key.clone(),
             });
         }
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO intents (rollout, idempotency_key, weight, previous_weight, status,
                  created_at)
              VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
-            params![
+        )
+        .and_then(|mut s| {
+            s.insert(params![
                 rollout,
                 intent.idempotency_key,
                 intent.weight,
                 intent.previous_weight,
                 at
-            ],
-        )
-        .map_err(self.sql(op))?;
-        Ok(tx.last_insert_rowid())
+            ])
+        })
+        .map_err(self.sql(op))
     }
 
     fn insert_message(
         &self,
         tx: &Connection,
         op: &'static str,
-        message: &NewMessage,
-        payload: &str,
+        message: &MessageJob,
         at: i64,
     ) -> Result<Option<i64>, StoreError> {
         let inserted = tx
-            .execute(
+            .prepare_cached(
                 "INSERT INTO outbox (receiver, dedupe_key, event, severity, payload, status,
                      attempts, next_attempt_at, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)
                  ON CONFLICT (dedupe_key) DO NOTHING",
-                params![
+            )
+            .and_then(|mut s| {
+                s.execute(params![
                     message.receiver,
                     message.dedupe_key,
                     message.event,
                     message.severity,
-                    payload,
+                    message.payload,
                     at
-                ],
-            )
+                ])
+            })
             .map_err(self.sql(op))?;
         Ok((inserted == 1).then(|| tx.last_insert_rowid()))
     }
@@ -476,7 +606,8 @@ impl Store {
     ) -> Result<Option<StoredRollout<S>>, StoreError> {
         const OP: &str = "load rollout";
         let row = self.read(OP, |conn| {
-            conn.query_row(
+            one(
+                conn,
                 "SELECT name, state, rule_fingerprint, updated_at FROM rollouts WHERE name = ?1",
                 [name],
                 RolloutRow::from_row,
@@ -492,7 +623,7 @@ impl Store {
         const OP: &str = "list rollouts";
         let rows = self.read(OP, |conn| {
             let mut stmt = conn
-                .prepare(
+                .prepare_cached(
                     "SELECT name, state, rule_fingerprint, updated_at FROM rollouts ORDER BY name",
                 )
                 .map_err(self.sql(OP))?;
@@ -535,7 +666,7 @@ impl Store {
         let limit = limit.clamp(1, MAX_PAGE);
         let rows = self.read(OP, |conn| {
             let mut stmt = conn
-                .prepare(
+                .prepare_cached(
                     "SELECT id, rollout, at, action, previous_weight, new_weight, reason,
                          triggered_by
                      FROM audit WHERE rollout = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
@@ -592,7 +723,7 @@ impl Store {
         let limit = limit.clamp(1, MAX_PAGE);
         let rows = self.read(OP, |conn| {
             let mut stmt = conn
-                .prepare(
+                .prepare_cached(
                     "SELECT id, rollout, at, outcome, score, evidence
                      FROM analyses WHERE rollout = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
                 )
@@ -644,22 +775,24 @@ impl Store {
             Err(reason) => (IntentStatus::Failed, Some(reason)),
         };
         self.write(OP, |tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE intents SET status = ?2, error = ?3, completed_at = ?4
+            let changed = exec(
+                tx,
+                "UPDATE intents SET status = ?2, error = ?3, completed_at = ?4
                      WHERE id = ?1 AND status = 'pending'",
-                    params![id, status.as_str(), error, millis(at)],
-                )
-                .map_err(self.sql(OP))?;
+                params![id, status.as_str(), error, millis(at)],
+            )
+            .map_err(self.sql(OP))?;
             if changed == 1 {
                 return Ok(());
             }
-            let status = tx
-                .query_row("SELECT status FROM intents WHERE id = ?1", [id], |row| {
-                    row.get::<_, String>(0)
-                })
-                .optional()
-                .map_err(self.sql(OP))?;
+            let status = one(
+                tx,
+                "SELECT status FROM intents WHERE id = ?1",
+                [id],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(self.sql(OP))?;
             Err(self.not_pending(OP, "actuator intent", id, status))
         })
     }
@@ -713,7 +846,7 @@ impl Store {
              FROM intents WHERE {filter}"
         );
         let rows = self.read(op, |conn| {
-            let mut stmt = conn.prepare(&sql).map_err(self.sql(op))?;
+            let mut stmt = conn.prepare_cached(&sql).map_err(self.sql(op))?;
             stmt.query_map(args, |row| {
                 Ok(IntentRow {
                     id: row.get(0)?,
@@ -768,11 +901,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
         const OP: &str = "enqueue notification";
-        let payload = serde_json::to_string(&message.payload)
-            .map_err(|e| self.json(OP, "notification payload", e))?;
-        self.write(OP, |tx| {
-            self.insert_message(tx, OP, message, &payload, millis(now))
-        })
+        let message =
+            MessageJob::new(message).map_err(|e| self.json(OP, "notification payload", e))?;
+        self.write(OP, |tx| self.insert_message(tx, OP, &message, millis(now)))
     }
 
     /// Claims up to `limit` pending messages due at `now` (earliest first): each gets one more
@@ -790,7 +921,7 @@ impl Store {
         let rows = self.write(OP, |tx| {
             let rows = {
                 let mut stmt = tx
-                    .prepare(&format!(
+                    .prepare_cached(&format!(
                         "SELECT {MESSAGE_COLUMNS} FROM outbox
                          WHERE status = 'pending' AND next_attempt_at <= ?1
                          ORDER BY next_attempt_at, id LIMIT ?2"
@@ -806,7 +937,8 @@ impl Store {
             };
             let mut claimed = Vec::with_capacity(rows.len());
             for mut row in rows {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2 WHERE id = ?1",
                     params![row.id, lease_end],
                 )
@@ -870,16 +1002,15 @@ impl Store {
         let mut all: Vec<&dyn rusqlite::ToSql> = vec![&id];
         all.extend_from_slice(args);
         self.write(op, |tx| {
-            let changed = tx.execute(&sql, all.as_slice()).map_err(self.sql(op))?;
+            let changed = exec(tx, &sql, all.as_slice()).map_err(self.sql(op))?;
             if changed == 1 {
                 return Ok(());
             }
-            let status = tx
-                .query_row("SELECT status FROM outbox WHERE id = ?1", [id], |row| {
-                    row.get::<_, String>(0)
-                })
-                .optional()
-                .map_err(self.sql(op))?;
+            let status = one(tx, "SELECT status FROM outbox WHERE id = ?1", [id], |row| {
+                row.get::<_, String>(0)
+            })
+            .optional()
+            .map_err(self.sql(op))?;
             Err(self.not_pending(op, "notification", id, status))
         })
     }
@@ -888,7 +1019,8 @@ impl Store {
     pub fn message_by_dedupe_key(&self, key: &str) -> Result<Option<Message>, StoreError> {
         const OP: &str = "load notification";
         let row = self.read(OP, |conn| {
-            conn.query_row(
+            one(
+                conn,
                 &format!("SELECT {MESSAGE_COLUMNS} FROM outbox WHERE dedupe_key = ?1"),
                 [key],
                 MessageRow::from_row,
@@ -903,7 +1035,8 @@ impl Store {
     pub fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         const OP: &str = "count notifications";
         self.read(OP, |conn| {
-            conn.query_row(
+            one(
+                conn,
                 "SELECT count(*) FILTER (WHERE status = 'pending'),
                         count(*) FILTER (WHERE status = 'sent'),
                         count(*) FILTER (WHERE status = 'failed')
@@ -964,7 +1097,8 @@ impl Store {
         let value =
             serde_json::to_string(value).map_err(|e| self.json(OP, format!("flag `{key}`"), e))?;
         self.write(OP, |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO flags (key, value, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value,
                      updated_at = excluded.updated_at",
@@ -979,7 +1113,8 @@ impl Store {
     pub fn flag<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Flag<T>>, StoreError> {
         const OP: &str = "read flag";
         let row = self.read(OP, |conn| {
-            conn.query_row(
+            one(
+                conn,
                 "SELECT value, updated_at FROM flags WHERE key = ?1",
                 [key],
                 |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
@@ -1002,7 +1137,7 @@ impl Store {
     pub fn clear_flag(&self, key: &str) -> Result<bool, StoreError> {
         const OP: &str = "clear flag";
         self.write(OP, |tx| {
-            tx.execute("DELETE FROM flags WHERE key = ?1", [key])
+            exec(tx, "DELETE FROM flags WHERE key = ?1", [key])
                 .map(|n| n == 1)
                 .map_err(self.sql(OP))
         })
@@ -1037,6 +1172,31 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     // (SQLite's default is 2 MB per connection).
     conn.pragma_update(None, "cache_size", CACHE_KIB)
         .map_err(err)?;
+    // The checkpoint thread copies the WAL back; a commit checkpoints only if it falls far behind.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+        .map_err(err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// A commit runs a checkpoint itself once the WAL holds this many pages (SQLite's default is
+/// 1000): a backstop, as the checkpoint thread normally keeps the WAL far shorter.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
+/// Prepared statements kept per connection (every statement of the store fits).
+const STATEMENT_CACHE: usize = 48;
+
+/// The checkpoint thread's connection: read-write, syncing like the writer, never
+/// auto-checkpointing on its own.
+fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    const OP: &str = "open for checkpoints";
+    let err = |e| StoreError::sql(OP, path, e);
+    let conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+    conn.pragma_update(None, "cache_size", CACHE_KIB)
+        .map_err(err)?;
     Ok(conn)
 }
 
@@ -1051,7 +1211,23 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     conn.pragma_update(None, "cache_size", CACHE_KIB)
         .map_err(err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// Runs a statement through the connection's cache of prepared statements.
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// [`Connection::query_row`] through the cache of prepared statements.
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
 }
 
 /// The id bound of a page query: rows strictly older than the cursor.
@@ -1145,6 +1321,52 @@ impl MessageRow {
             last_error: row.get(9)?,
             created_at: row.get(10)?,
             sent_at: row.get(11)?,
+        })
+    }
+}
+
+/// The operation named in errors of [`Store::commit_step`].
+const COMMIT_OP: &str = "commit step";
+
+/// A step ready to write: owned and already serialised, so that any thread can write it.
+#[derive(Debug)]
+struct StepJob {
+    rollout: String,
+    state: String,
+    rule_fingerprint: String,
+    at: i64,
+    audit: Vec<NewAudit>,
+    intent: Option<NewIntent>,
+    outbox: Vec<MessageJob>,
+    analysis: Option<AnalysisJob>,
+}
+
+#[derive(Debug)]
+struct AnalysisJob {
+    outcome: String,
+    /// `None` for no score or NaN.
+    score: Option<f64>,
+    evidence: String,
+}
+
+/// A notification with its payload serialised.
+#[derive(Debug)]
+struct MessageJob {
+    receiver: String,
+    dedupe_key: String,
+    event: String,
+    severity: String,
+    payload: String,
+}
+
+impl MessageJob {
+    fn new(message: &NewMessage) -> Result<MessageJob, serde_json::Error> {
+        Ok(MessageJob {
+            receiver: message.receiver.clone(),
+            dedupe_key: message.dedupe_key.clone(),
+            event: message.event.clone(),
+            severity: message.severity.clone(),
+            payload: serde_json::to_string(&message.payload)?,
         })
     }
 }

@@ -954,3 +954,208 @@ fn an_open_read_does_not_block_a_commit() {
     drop(reader);
     assert_eq!(store.rollout::<State>("web").unwrap().unwrap().state, new);
 }
+
+// ----- group commit -----
+
+/// Holds the writer connection until `queued` steps wait for it, so that they all land in one
+/// batch, then lets them through.
+fn release_when_queued(store: &Store, queued: usize, writer: MutexGuard<'_, Connection>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store.inner.steps.queued() < queued {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {queued} steps queued",
+            store.inner.steps.queued()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(writer);
+}
+
+#[test]
+fn concurrent_steps_share_a_batch_and_each_caller_gets_its_own_rows() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).unwrap();
+    let threads = 24;
+    let writer = lock(&store.inner.writer);
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|n| {
+                let store = store.clone();
+                scope.spawn(move || {
+                    let name = format!("r{n:02}");
+                    let state = State {
+                        stage: n,
+                        weight: 10,
+                    };
+                    (
+                        name.clone(),
+                        store.commit_step(&full_step(&name, &state, n, t(n.into()))),
+                    )
+                })
+            })
+            .collect();
+        // The first caller leads a batch blocked on the writer; the others queue behind it.
+        release_when_queued(&store, threads as usize - 1, writer);
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+
+    let mut seen_ids = std::collections::HashSet::new();
+    for (name, result) in results {
+        let committed = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The ids handed back are this caller's own rows.
+        let intent = store.intent_by_key(&format!("{name}-{}", &name[1..].parse::<u32>().unwrap()));
+        let intent = intent.unwrap().unwrap();
+        assert_eq!(Some(intent.id), committed.intent_id, "{name}");
+        assert_eq!(intent.rollout, name);
+        let analyses = store.analyses_page(&name, None, 10).unwrap().items;
+        assert_eq!(analyses.len(), 1, "{name}");
+        assert_eq!(Some(analyses[0].id), committed.analysis_id, "{name}");
+        let audit = store.audit_page(&name, None, 10).unwrap().items;
+        let mut audit_ids: Vec<i64> = audit.iter().map(|a| a.id).collect();
+        audit_ids.sort();
+        assert_eq!(audit_ids, committed.audit_ids, "{name}");
+        let mail = store
+            .message_by_dedupe_key(&format!("{}-mail", intent.idempotency_key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(committed.outbox_ids, vec![Some(mail.id)], "{name}");
+        assert!(seen_ids.insert(committed.analysis_id), "{name}: shared id");
+    }
+    assert_eq!(store.rollouts::<State>().unwrap().len(), threads as usize);
+    assert_eq!(count(&store, "intents"), i64::from(threads));
+    assert_eq!(count(&store, "audit"), 2 * i64::from(threads));
+    assert_eq!(count(&store, "outbox"), i64::from(threads));
+    assert_eq!(count(&store, "analyses"), i64::from(threads));
+}
+
+#[test]
+fn a_failing_step_in_a_batch_fails_alone_and_the_others_are_recorded() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).unwrap();
+    // Already recorded: a step reusing this key must fail.
+    let first = State {
+        stage: 0,
+        weight: 0,
+    };
+    store
+        .commit_step(&full_step("taken", &first, 0, t(0)))
+        .unwrap();
+
+    let threads: u32 = 12;
+    let writer = lock(&store.inner.writer);
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|n| {
+                let store = store.clone();
+                scope.spawn(move || {
+                    let name = format!("r{n:02}");
+                    let state = State {
+                        stage: n,
+                        weight: 25,
+                    };
+                    let mut step = full_step(&name, &state, n, t(1));
+                    match n {
+                        // Violates the intents table's CHECK after its state and audit rows.
+                        3 => step.intent = Some(intent("bad-weight", 25, 150)),
+                        // An idempotency key recorded before the batch.
+                        7 => step.intent = Some(intent("taken-0", 0, 25)),
+                        _ => {}
+                    }
+                    (n, store.commit_step(&step))
+                })
+            })
+            .collect();
+        release_when_queued(&store, threads as usize - 1, writer);
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+
+    for (n, result) in results {
+        let name = format!("r{n:02}");
+        match n {
+            3 => assert!(
+                matches!(
+                    result,
+                    Err(StoreError::Sql {
+                        op: "commit step",
+                        ..
+                    })
+                ),
+                "{name}: {result:?}"
+            ),
+            7 => assert!(
+                matches!(&result, Err(StoreError::DuplicateIntent { key, .. }) if key == "taken-0"),
+                "{name}: {result:?}"
+            ),
+            _ => {
+                result.unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+        let stored = store.rollout::<State>(&name).unwrap();
+        let audit = store.audit_page(&name, None, 10).unwrap().items;
+        let analyses = store.analyses_page(&name, None, 10).unwrap().items;
+        if n == 3 || n == 7 {
+            // Nothing of a failed step remains, not even the parts written before the failure.
+            assert!(stored.is_none(), "{name}");
+            assert!(audit.is_empty(), "{name}");
+            assert!(analyses.is_empty(), "{name}");
+            assert!(
+                store
+                    .message_by_dedupe_key(&format!("{name}-{n}-mail"))
+                    .unwrap()
+                    .is_none(),
+                "{name}"
+            );
+        } else {
+            assert_eq!(stored.unwrap().state.stage, n, "{name}");
+            assert_eq!(audit.len(), 2, "{name}");
+            assert_eq!(analyses.len(), 1, "{name}");
+        }
+    }
+    // The earlier step plus the ten good ones.
+    assert_eq!(count(&store, "intents"), 11);
+    assert_eq!(count(&store, "analyses"), 11);
+}
+
+#[test]
+fn two_steps_with_one_key_in_a_batch_record_the_first_only() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).unwrap();
+    let state = State {
+        stage: 1,
+        weight: 25,
+    };
+    let writer = lock(&store.inner.writer);
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .map(|name| {
+                let store = store.clone();
+                let state = &state;
+                scope.spawn(move || {
+                    let mut step = full_step(name, state, 1, t(1));
+                    if name != "a" {
+                        step.intent = Some(intent("same", 10, 25));
+                    }
+                    store.commit_step(&step).is_ok()
+                })
+            })
+            .collect();
+        release_when_queued(&store, 2, writer);
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    // `a` succeeds; of `b` and `c`, exactly one records the key.
+    assert!(results[0]);
+    assert_eq!(results.iter().filter(|ok| **ok).count(), 2, "{results:?}");
+    assert_eq!(count(&store, "intents"), 2);
+    assert_eq!(store.rollouts::<State>().unwrap().len(), 2);
+}
