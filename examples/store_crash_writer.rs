@@ -56,7 +56,8 @@ pub fn commit(store: &Store, seq: u64) -> Result<(), StoreError> {
     step.analysis = Some(NewAnalysis {
         outcome: format!("seq-{seq}"),
         score: Some(seq as f64),
-        evidence: json!({ "seq": seq, "padding": padding }),
+        evidence: serde_json::value::to_raw_value(&json!({ "seq": seq, "padding": padding }))
+            .unwrap(),
     });
     store.commit_step(&step).map(|_| ())
 }

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -152,11 +154,11 @@ pub async fn analyse(
             )),
         };
         let (baseline, canary) = (side_data(Side::Baseline), side_data(Side::Canary));
-        series.push(json!({
-            "check": check.spec.name,
-            "baseline": plotted(&baseline),
-            "canary": plotted(&canary),
-        }));
+        series.push(ChartSeries {
+            check: &check.spec.name,
+            baseline: plotted(&baseline),
+            canary: plotted(&canary),
+        });
         sides.push((baseline, canary));
     }
     // The checks are judged together: Holm's correction keeps a healthy analysis's chance of any
@@ -173,10 +175,27 @@ pub async fn analyse(
         .map(|(check, (baseline, canary))| (&check.spec, baseline, canary))
         .collect();
     let results = judge_analysis(&checks, control);
-    let mut analysed = describe(rule, &results);
-    // The raw points, for the status page's charts (not read by any decision).
-    analysed.record.evidence["series"] = serde_json::Value::Array(series);
-    Ok(analysed)
+    Ok(describe(rule, &results, &series))
+}
+
+/// One point of a chart line: time (Unix seconds) and value (`null` when unusable).
+pub type ChartPoint = (f64, Option<f64>);
+
+/// A check's two chart lines, recorded with its analysis for the status page (not read by any
+/// decision).
+#[derive(Debug, Clone, Serialize)]
+pub struct ChartSeries<'a> {
+    pub check: &'a str,
+    pub baseline: Vec<ChartPoint>,
+    pub canary: Vec<ChartPoint>,
+}
+
+/// The `evidence` column of an analysis: `{"checks": [...], "score": {...}, "series": [...]}`.
+#[derive(Serialize)]
+struct EvidenceRecord<'a> {
+    checks: &'a [CheckResult],
+    score: &'a judge::AnalysisScore,
+    series: &'a [ChartSeries<'a>],
 }
 
 /// The resolution of a chart line recorded with an analysis: a series of at least twice this many
@@ -187,12 +206,12 @@ pub const CHART_POINTS: usize = 30;
 /// Significant digits kept of a charted value (a chart is a few hundred pixels high).
 const CHART_DIGITS: i32 = 4;
 
-/// One side's points as the status page charts them: `[[t, v], ...]`, counts as their rate
+/// One side's points as the status page charts them (`[[t, v], ...]` in JSON), counts as their rate
 /// (errors / total); a NaN, infinite or undefined value is `null`. A series of 2 ×
 /// [`CHART_POINTS`] points or more is reduced (see there), each point the mean time and mean
 /// usable value of consecutive points (`null` when none is usable); values keep [`CHART_DIGITS`] significant
 /// digits and times millisecond precision, which keeps the analysis record small.
-pub fn plotted(data: &SideData) -> serde_json::Value {
+pub fn plotted(data: &SideData) -> Vec<ChartPoint> {
     let raw: Vec<(f64, f64)> = match data {
         SideData::Values(points) => points.iter().map(|p| (p.t, p.v)).collect(),
         SideData::Counts(points) => points
@@ -208,8 +227,7 @@ pub fn plotted(data: &SideData) -> serde_json::Value {
             .collect(),
     };
     let group = (raw.len() / CHART_POINTS).max(1);
-    let points = raw
-        .chunks(group)
+    raw.chunks(group)
         .map(|chunk| {
             let t = chunk.iter().map(|(t, _)| t).sum::<f64>() / chunk.len() as f64;
             let usable: Vec<f64> = chunk
@@ -220,10 +238,9 @@ pub fn plotted(data: &SideData) -> serde_json::Value {
             let v = (!usable.is_empty())
                 .then(|| usable.iter().sum::<f64>() / usable.len() as f64)
                 .filter(|v| v.is_finite());
-            json!([(t * 1000.0).round() / 1000.0, v.map(significant)])
+            ((t * 1000.0).round() / 1000.0, v.map(significant))
         })
-        .collect();
-    serde_json::Value::Array(points)
+        .collect()
 }
 
 /// `v` rounded to [`CHART_DIGITS`] significant digits.
@@ -236,8 +253,9 @@ fn significant(v: f64) -> f64 {
     if rounded.is_finite() { rounded } else { v }
 }
 
-/// Score judged checks and describe the analysis for the machine and the store. Pure.
-pub fn describe(rule: &RolloutRule, results: &[CheckResult]) -> Analysed {
+/// Score judged checks and describe the analysis for the machine and the store (its evidence
+/// written as JSON once, here, with the chart lines `series`). Pure.
+pub fn describe(rule: &RolloutRule, results: &[CheckResult], series: &[ChartSeries]) -> Analysed {
     let scored: Vec<ScoredCheck> = results
         .iter()
         .zip(&rule.checks)
@@ -282,10 +300,23 @@ pub fn describe(rule: &RolloutRule, results: &[CheckResult]) -> Analysed {
         record: NewAnalysis {
             outcome: outcome.to_string(),
             score: Some(score.score),
-            evidence: json!({ "score": score, "checks": results }),
+            evidence: evidence_json(&EvidenceRecord {
+                checks: results,
+                score: &score,
+                series,
+            }),
         },
         results: results.to_vec(),
     }
+}
+
+/// The evidence as JSON. Serialising these types cannot fail (no maps with non-string keys; NaN
+/// is written as `null`), but if it ever did, the record says so rather than losing the analysis.
+fn evidence_json(record: &EvidenceRecord) -> Box<RawValue> {
+    serde_json::value::to_raw_value(record).unwrap_or_else(|e| {
+        let text = json!({ "error": format!("the evidence could not be written: {e}") });
+        RawValue::from_string(text.to_string()).unwrap_or_default()
+    })
 }
 
 /// Whether an inconclusive verdict was for lack of data (the judge's reasons say so first).
@@ -329,6 +360,11 @@ fn pair_counts(errors: &[Point], totals: &[Point]) -> Vec<CountPoint> {
 mod tests {
     use super::*;
 
+    /// A side's chart line as it is recorded in JSON.
+    fn charted(data: &SideData) -> serde_json::Value {
+        serde_json::to_value(plotted(data)).unwrap()
+    }
+
     #[test]
     fn counts_pair_by_timestamp_and_drop_unpaired_points() {
         let p = |t: f64, v: f64| Point { t, v };
@@ -352,7 +388,7 @@ mod tests {
                 v: f64::NAN,
             },
         ]);
-        assert_eq!(plotted(&values), json!([[1.0, 0.5], [2.0, null]]));
+        assert_eq!(charted(&values), json!([[1.0, 0.5], [2.0, null]]));
         let counts = SideData::Counts(vec![
             CountPoint {
                 t: 1.0,
@@ -365,7 +401,7 @@ mod tests {
                 total: 0.0,
             },
         ]);
-        assert_eq!(plotted(&counts), json!([[1.0, 0.25], [2.0, null]]));
+        assert_eq!(charted(&counts), json!([[1.0, 0.25], [2.0, null]]));
     }
 
     #[test]
@@ -378,7 +414,7 @@ mod tests {
                 })
                 .collect(),
         );
-        let points = plotted(&values);
+        let points = charted(&values);
         let points = points.as_array().unwrap();
         assert_eq!(points.len(), CHART_POINTS);
         // Pairs of points become one at their mean time; an unusable value is left out of the
@@ -394,7 +430,7 @@ mod tests {
                 })
                 .collect(),
         );
-        assert_eq!(plotted(&gone)[0], json!([0.5, null]));
+        assert_eq!(charted(&gone)[0], json!([0.5, null]));
         // A short series (a 1 m window at a 2 s step) keeps every point.
         let short = SideData::Values(
             (0..31)
@@ -404,7 +440,7 @@ mod tests {
                 })
                 .collect(),
         );
-        assert_eq!(plotted(&short).as_array().map(Vec::len), Some(31));
+        assert_eq!(plotted(&short).len(), 31);
         assert_eq!(significant(-0.000_123_456), -0.000_123_5);
         assert_eq!(significant(98_765.4), 98_770.0);
     }

@@ -364,8 +364,7 @@ impl Store {
             Some(analysis) => Some(AnalysisJob {
                 outcome: analysis.outcome.clone(),
                 score: analysis.score.filter(|s| !s.is_nan()),
-                evidence: serde_json::to_string(&analysis.evidence)
-                    .map_err(|e| self.json(OP, "analysis evidence", e))?,
+                evidence: analysis.evidence.get().to_string(),
             }),
             None => None,
         };

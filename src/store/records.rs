@@ -71,13 +71,14 @@ pub struct StoredRollout<S> {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewAnalysis {
     pub outcome: String,
     /// The weighted score; NaN is stored as no score.
     pub score: Option<f64>,
-    /// Per-check evidence, as the judge produced it.
-    pub evidence: Value,
+    /// Per-check evidence, as the judge produced it, already written as JSON (the daemon
+    /// serialises it once, straight from its types; `serde_json::value::to_raw_value` makes one).
+    pub evidence: Box<serde_json::value::RawValue>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

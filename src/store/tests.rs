@@ -81,7 +81,10 @@ fn full_step<'a>(rollout: &'a str, state: &'a State, n: u32, at: DateTime<Utc>) 
     step.analysis = Some(NewAnalysis {
         outcome: "pass".to_string(),
         score: Some(0.93),
-        evidence: json!({ "p99": { "verdict": "pass", "p": 0.41 } }),
+        evidence: serde_json::value::to_raw_value(
+            &json!({ "p99": { "verdict": "pass", "p": 0.41 } }),
+        )
+        .unwrap(),
     });
     step
 }
@@ -512,7 +515,7 @@ fn a_nan_score_is_stored_as_no_score() {
     step.analysis = Some(NewAnalysis {
         outcome: "inconclusive".to_string(),
         score: Some(f64::NAN),
-        evidence: json!([]),
+        evidence: serde_json::value::to_raw_value(&json!([])).unwrap(),
     });
     store.commit_step(&step).unwrap();
     let page = store.analyses_page("web", None, 5).unwrap();
@@ -570,7 +573,7 @@ fn a_page_exactly_full_at_the_end_has_no_next_cursor() {
         step.analysis = Some(NewAnalysis {
             outcome: format!("o{i}"),
             score: None,
-            evidence: json!({}),
+            evidence: serde_json::value::to_raw_value(&json!({})).unwrap(),
         });
         store.commit_step(&step).unwrap();
     }
