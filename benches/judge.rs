@@ -1,5 +1,8 @@
-//! Criterion benchmark of a whole analysis: 20 checks with 60 one-minute points per side, judged
-//! together (`judge_analysis` with Holm's correction) and scored. Target: ≤ 1 ms per analysis. Run: `cargo bench --bench judge`.
+//! Criterion benchmarks of a whole analysis, judged together (`judge_analysis` with Holm's
+//! correction) and scored, with 60 one-minute points per side: the daemon's typical rule of 10
+//! checks (1 absolute max, 7 paired relative, 2 error-rate), and a wider rule of 20 checks of
+//! every kind. Target: the judge well under 100 µs for the 10-check rule. Run:
+//! `cargo bench --bench judge -- --quick`.
 
 use canaryd::judge::{
     Aggregate, CheckKind, CheckSpec, CountPoint, Direction, FamilyControl, Point, ScoredCheck,
@@ -44,15 +47,56 @@ fn counts(seed: u64, rate: f64) -> SideData {
     )
 }
 
-fn analysis() -> Vec<(CheckSpec, SideData, SideData, String)> {
-    let mut checks = Vec::new();
-    let spec = |name: String, kind| CheckSpec {
+type Check = (CheckSpec, SideData, SideData, String);
+
+fn spec(name: String, kind: CheckKind) -> CheckSpec {
+    CheckSpec {
         name,
         kind,
         direction: Direction::HigherIsWorse,
         confidence: 0.99,
         min_samples: 10,
+    }
+}
+
+/// The daemon's typical rule: 1 absolute max, 7 relative checks judged paired, 2 error rates.
+fn typical_analysis() -> Vec<Check> {
+    let mut checks = Vec::new();
+    let kind = CheckKind::Absolute {
+        threshold: 150.0,
+        aggregate: Aggregate::Max,
     };
+    checks.push((
+        spec("latency-max".into(), kind),
+        series(500, 100.0),
+        series(501, 100.0),
+        "latency".into(),
+    ));
+    for i in 0..7u64 {
+        let kind = CheckKind::Relative { tolerance: 0.05 };
+        let level = if i % 3 == 0 { 110.0 } else { 100.0 };
+        checks.push((
+            spec(format!("latency-{i}"), kind),
+            series(600 + i, 100.0),
+            series(700 + i, level),
+            "latency".into(),
+        ));
+    }
+    for i in 0..2u64 {
+        let kind = CheckKind::ErrorRate { tolerance: 0.001 };
+        checks.push((
+            spec(format!("errors-{i}"), kind),
+            counts(800 + i, 0.005),
+            counts(900 + i, 0.006),
+            "errors".into(),
+        ));
+    }
+    checks
+}
+
+/// A wide rule of 20 checks of every kind.
+fn analysis() -> Vec<Check> {
+    let mut checks = Vec::new();
     for i in 0..12u64 {
         let kind = CheckKind::Relative { tolerance: 0.05 };
         let level = if i % 4 == 0 { 110.0 } else { 100.0 };
@@ -104,8 +148,19 @@ fn analysis() -> Vec<(CheckSpec, SideData, SideData, String)> {
 }
 
 fn bench(c: &mut Criterion) {
+    let typical = typical_analysis();
+    assert_eq!(typical.len(), 10);
+    bench_analysis(
+        c,
+        "analysis of 10 checks (7 paired), 60 points per side",
+        &typical,
+    );
     let checks = analysis();
     assert_eq!(checks.len(), 20);
+    bench_analysis(c, "analysis of 20 checks, 60 points per side", &checks);
+}
+
+fn bench_analysis(c: &mut Criterion, name: &str, checks: &[Check]) {
     let scoring = Scoring {
         group_weights: [("latency", 50.0), ("errors", 40.0), ("saturation", 10.0)]
             .into_iter()
@@ -114,7 +169,7 @@ fn bench(c: &mut Criterion) {
         pass_score: 95.0,
         marginal_score: 75.0,
     };
-    c.bench_function("analysis of 20 checks, 60 points per side", |b| {
+    c.bench_function(name, |b| {
         b.iter(|| {
             let family: Vec<(&CheckSpec, &SideData, &SideData)> = checks
                 .iter()
@@ -123,7 +178,7 @@ fn bench(c: &mut Criterion) {
             let results = judge_analysis(black_box(&family), FamilyControl::Holm);
             let scored: Vec<ScoredCheck> = results
                 .iter()
-                .zip(&checks)
+                .zip(checks)
                 .map(|(r, (spec, _, _, group))| {
                     ScoredCheck::new(r, group.clone(), spec.name == "error-slo")
                 })

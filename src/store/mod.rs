@@ -360,14 +360,11 @@ impl Store {
         const OP: &str = COMMIT_OP;
         let state = serde_json::to_string(step.state)
             .map_err(|e| self.json(OP, format!("state of rollout `{}`", step.rollout), e))?;
-        let analysis = match &step.analysis {
-            Some(analysis) => Some(AnalysisJob {
-                outcome: analysis.outcome.clone(),
-                score: analysis.score.filter(|s| !s.is_nan()),
-                evidence: analysis.evidence.get().to_string(),
-            }),
-            None => None,
-        };
+        let analysis = step.analysis.as_ref().map(|analysis| AnalysisJob {
+            outcome: analysis.outcome.clone(),
+            score: analysis.score.filter(|s| !s.is_nan()),
+            evidence: analysis.evidence.get().to_string(),
+        });
         let outbox = step
             .outbox
             .iter()
