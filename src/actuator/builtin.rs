@@ -180,7 +180,15 @@ impl Actuator for BuiltinActuator {
                 .and_then(|()| self.table.apply(change))
                 .map_err(|failure| ActuatorError::new(self, change, failure))
                 .map(|applied| {
-                    if applied {
+                    if applied && change.weight == change.previous_weight {
+                        // A weight put back as it was (after a restart): the daemon logs one
+                        // line for all of them.
+                        tracing::debug!(
+                            actuator = %self.name, rollout = %change.rollout,
+                            weight = change.weight, reason = %change.reason,
+                            "Set the builtin canary weight again."
+                        );
+                    } else if applied {
                         tracing::info!(
                             actuator = %self.name, rollout = %change.rollout, stage = %change.stage,
                             weight = change.weight, previous_weight = change.previous_weight,

@@ -385,6 +385,7 @@ async fn restore(shared: &Arc<Shared>) -> Result<(), DaemonError> {
         }
     }
     // The builtin table lives in memory: put each rollout's last recorded weight back.
+    let mut restored = 0usize;
     for stored in &states {
         let Some(rule) = rules.get(&stored.name) else {
             continue;
@@ -407,9 +408,18 @@ async fn restore(shared: &Arc<Shared>) -> Result<(), DaemonError> {
                 stored.updated_at.timestamp_millis()
             ),
         };
-        if let Err(e) = act.set_weight(&change).await {
-            tracing::error!(rollout = %stored.name, error = %e, "Could not restore the builtin weight.");
+        match act.set_weight(&change).await {
+            Ok(()) => restored += 1,
+            Err(e) => {
+                tracing::error!(rollout = %stored.name, error = %e, "Could not restore the builtin weight.");
+            }
         }
+    }
+    if restored > 0 {
+        tracing::info!(
+            rollouts = restored,
+            "Restored the builtin canary weights recorded before the restart."
+        );
     }
     for intent in pending {
         let Some(rule) = rules.get(&intent.rollout) else {
