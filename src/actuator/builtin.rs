@@ -10,7 +10,6 @@
 use super::{Actuator, ActuatorError, ActuatorFuture, Failure, WeightChange, check_weight};
 use crate::assign::{Variant, assign};
 use crate::rollout::Targeting;
-use arc_swap::ArcSwap;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -18,7 +17,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// `[actuators.NAME] kind = "builtin"`: no settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,11 +44,12 @@ pub struct RolloutWeight {
 
 /// The shared table of builtin weights. Cloning is cheap and every clone sees the same table.
 ///
-/// Reads (one per assignment request) are a lock-free pointer load; writes (one per weight
-/// change or rule reload) copy the map and swap it in.
+/// Reads (one per assignment request) take a shared lock for a hash lookup; a write (a weight
+/// change, a rule loaded or removed) replaces one entry under the exclusive lock, so its cost
+/// does not grow with the number of rollouts.
 #[derive(Debug, Clone)]
 pub struct WeightTable {
-    rollouts: Arc<ArcSwap<HashMap<String, Arc<RolloutWeight>>>>,
+    rollouts: Arc<RwLock<HashMap<String, Arc<RolloutWeight>>>>,
 }
 
 impl Default for WeightTable {
@@ -61,52 +61,56 @@ impl Default for WeightTable {
 impl WeightTable {
     pub fn new() -> Self {
         Self {
-            rollouts: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            rollouts: Arc::default(),
         }
+    }
+
+    /// The map for reading. A writer that panicked cannot leave an entry half-written (entries
+    /// are replaced whole), so a poisoned lock is still read.
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<RolloutWeight>>> {
+        self.rollouts.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<String, Arc<RolloutWeight>>> {
+        self.rollouts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Makes `rollout` known with its targeting (on load or reload of its rule file). A rollout
     /// already in the table keeps its weight; only the targeting changes.
     pub fn register(&self, rollout: &str, targeting: Targeting) {
-        self.rollouts.rcu(|current| {
-            let mut next = HashMap::clone(current);
-            let entry = match current.get(rollout) {
-                Some(existing) => RolloutWeight {
-                    targeting: targeting.clone(),
-                    ..RolloutWeight::clone(existing)
-                },
-                None => RolloutWeight {
-                    rollout: rollout.to_owned(),
-                    weight: 0,
-                    stage: None,
-                    updated_at: None,
-                    targeting: targeting.clone(),
-                    last_key: None,
-                },
-            };
-            next.insert(rollout.to_owned(), Arc::new(entry));
-            next
-        });
+        let mut map = self.write();
+        let entry = match map.get(rollout) {
+            Some(existing) => RolloutWeight {
+                targeting,
+                ..RolloutWeight::clone(existing)
+            },
+            None => RolloutWeight {
+                rollout: rollout.to_owned(),
+                weight: 0,
+                stage: None,
+                updated_at: None,
+                targeting,
+                last_key: None,
+            },
+        };
+        map.insert(rollout.to_owned(), Arc::new(entry));
     }
 
     /// Forgets `rollout` (its rule file was removed). Returns whether it was known.
     pub fn remove(&self, rollout: &str) -> bool {
-        let previous = self.rollouts.rcu(|current| {
-            let mut next = HashMap::clone(current);
-            next.remove(rollout);
-            next
-        });
-        previous.contains_key(rollout)
+        self.write().remove(rollout).is_some()
     }
 
     /// The rollout's current entry, if it is known.
     pub fn get(&self, rollout: &str) -> Option<Arc<RolloutWeight>> {
-        self.rollouts.load().get(rollout).cloned()
+        self.read().get(rollout).cloned()
     }
 
     /// The names of every known rollout, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.rollouts.load().keys().cloned().collect();
+        let mut names: Vec<String> = self.read().keys().cloned().collect();
         names.sort();
         names
     }
@@ -114,8 +118,7 @@ impl WeightTable {
     /// The sticky variant for `key` in `rollout` and the weight it was drawn at, if the rollout is
     /// known.
     pub fn assign(&self, rollout: &str, key: &str) -> Option<(Variant, u8)> {
-        let map = self.rollouts.load();
-        let entry = map.get(rollout)?;
+        let entry = self.get(rollout)?;
         Some((assign(&entry.targeting, entry.weight, key), entry.weight))
     }
 
@@ -123,29 +126,22 @@ impl WeightTable {
     /// change applied (nothing to do).
     fn apply(&self, change: &WeightChange) -> Result<bool, Failure> {
         let now = Utc::now();
-        let mut outcome = Err(Failure::UnknownRollout);
-        self.rollouts.rcu(|current| {
-            let mut next = HashMap::clone(current);
-            match current.get(&change.rollout) {
-                None => outcome = Err(Failure::UnknownRollout),
-                Some(existing) if existing.last_key.as_deref() == Some(&change.idempotency_key) => {
-                    outcome = Ok(false)
-                }
-                Some(existing) => {
-                    outcome = Ok(true);
-                    let entry = RolloutWeight {
-                        weight: change.weight,
-                        stage: Some(change.stage.clone()),
-                        updated_at: Some(now),
-                        last_key: Some(change.idempotency_key.clone()),
-                        ..RolloutWeight::clone(existing)
-                    };
-                    next.insert(change.rollout.clone(), Arc::new(entry));
-                }
-            }
-            next
-        });
-        outcome
+        let mut map = self.write();
+        let Some(existing) = map.get(&change.rollout) else {
+            return Err(Failure::UnknownRollout);
+        };
+        if existing.last_key.as_deref() == Some(&change.idempotency_key) {
+            return Ok(false);
+        }
+        let entry = RolloutWeight {
+            weight: change.weight,
+            stage: Some(change.stage.clone()),
+            updated_at: Some(now),
+            last_key: Some(change.idempotency_key.clone()),
+            ..RolloutWeight::clone(existing)
+        };
+        map.insert(change.rollout.clone(), Arc::new(entry));
+        Ok(true)
     }
 }
 
