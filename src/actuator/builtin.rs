@@ -1,7 +1,7 @@
 //! The builtin actuator: weights kept in a shared in-memory [`WeightTable`] that the daemon
 //! serves to applications over HTTP ([`routes`]).
 //!
-//! This file owns the table (cheap lock-free reads through `arc-swap`; rare writes copy the map),
+//! This file owns the table (a hash map under a read-write lock; a write replaces one entry),
 //! the actuator that writes it, and the two read-only handlers: `GET /v1/rollouts/{name}/weight`
 //! and `GET /v1/rollouts/{name}/assignment?key=K`, which answers with the sticky variant from
 //! [`crate::assign::assign`] under the rollout's [`Targeting`]. It does not decide weights, bind a
