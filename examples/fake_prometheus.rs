@@ -20,7 +20,7 @@
 //!   are 100× the baseline (the critical absolute check `c0` fails); bursts holding such an answer
 //!   are marked critical.
 //! - `POST /webhook`: a webhook actuator endpoint; it timestamps and keeps each call's body.
-//! - `GET /stats`: query count and handler-time percentiles (JSON).
+//! - `GET /stats`: request and query counts and handler-time percentiles (JSON).
 //! - `GET /bursts`: every burst so far as CSV.
 //! - `GET /webhooks`: the webhook calls so far as JSON lines `{"at_us":..,"body":..}`.
 //! - `GET /metrics`: `bench_*` gauges for `--expose N` rollouts × 10 checks, for a real
@@ -109,6 +109,9 @@ impl Burst {
 
 #[derive(Default)]
 struct Record {
+    /// HTTP requests answered.
+    requests: u64,
+    /// Queries answered: a combined request counts each of its parts.
     queries: u64,
     /// Handler time of every query, nanoseconds.
     service_ns: Vec<u32>,
@@ -266,7 +269,8 @@ async fn query_range(
     let service = started.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
     let end_us = app.clock.now_us();
     let mut record = lock(&app);
-    record.queries += 1;
+    record.requests += 1;
+    record.queries += parts.len() as u64;
     record.service_ns.push(service);
     if !rollout.is_empty() {
         let rollout = rollout.to_string();
@@ -311,9 +315,9 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 async fn stats(State(app): State<Shared>) -> String {
-    let (queries, mut service) = {
+    let (requests, queries, mut service) = {
         let r = lock(&app);
-        (r.queries, r.service_ns.clone())
+        (r.requests, r.queries, r.service_ns.clone())
     };
     service.sort_unstable();
     let mean = if service.is_empty() {
@@ -322,7 +326,7 @@ async fn stats(State(app): State<Shared>) -> String {
         service.iter().map(|&s| f64::from(s)).sum::<f64>() / service.len() as f64 / 1000.0
     };
     format!(
-        "{{\"now_us\":{},\"queries\":{queries},\"service_us\":{{\"mean\":{mean:.2},\"p50\":{:.2},\"p99\":{:.2},\"max\":{:.2}}}}}\n",
+        "{{\"now_us\":{},\"requests\":{requests},\"queries\":{queries},\"service_us\":{{\"mean\":{mean:.2},\"p50\":{:.2},\"p99\":{:.2},\"max\":{:.2}}}}}\n",
         app.clock.now_us(),
         percentile(&service, 0.5),
         percentile(&service, 0.99),
