@@ -738,3 +738,33 @@ async fn a_stopped_prometheus_fails_a_batch_as_retryable_naming_its_queries() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_plain_http_source_redirected_to_https_says_to_configure_https() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            if read_head(&mut stream).await.is_some() {
+                let answer = "HTTP/1.1 301 Moved Permanently\r\nLocation: \
+                              https://prometheus.example/api/v1/query_range\r\n\
+                              Content-Length: 0\r\nConnection: close\r\n\r\n";
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            }
+        }
+    });
+    let source = source(&format!("http://{addr}"), Duration::from_secs(3), 0);
+
+    let e = source
+        .query_range("up", at(T0), at(T0 + 600), Duration::from_secs(60))
+        .await
+        .unwrap_err();
+
+    let text = e.to_string();
+    assert!(
+        text.contains("redirected to https://prometheus.example/api/v1/query_range")
+            && text.contains("set the source's url to https://"),
+        "{text}"
+    );
+}

@@ -152,9 +152,28 @@ impl PrometheusSource {
             header_value.set_sensitive(true);
             headers.insert(header_name, header_value);
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
-            .default_headers(headers)
+            .default_headers(headers);
+        if url.scheme() == "http" {
+            // Plain HTTP needs no certificates: loading the system's roots is most of the
+            // client's start-up cost. A redirect to https:// is refused with the fix instead.
+            builder = builder
+                .tls_certs_only(Vec::<reqwest::Certificate>::new())
+                .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                    if attempt.url().scheme() == "https" {
+                        let to = attempt.url().to_string();
+                        attempt.error(format!(
+                            "the server redirected to {to}; set the source's url to https://"
+                        ))
+                    } else if attempt.previous().len() >= 10 {
+                        attempt.error("more than 10 redirects")
+                    } else {
+                        attempt.follow()
+                    }
+                }));
+        }
+        let client = builder
             .build()
             .map_err(|e| problem(format!("cannot build the HTTP client: {}", error_chain(&e))))?;
         Ok(PrometheusSource {
