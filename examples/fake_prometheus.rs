@@ -143,6 +143,40 @@ fn label<'a>(query: &'a str, key: &str) -> Option<&'a str> {
     Some(&rest[..rest.find('"')?])
 }
 
+/// The fields of an `application/x-www-form-urlencoded` body.
+fn form_fields(body: &str) -> Vec<(String, String)> {
+    let decode = |text: &str| -> String {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                    match u8::from_str_radix(hex, 16) {
+                        Ok(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    body.split('&')
+        .filter(|field| !field.is_empty())
+        .map(|field| {
+            let (key, value) = field.split_once('=').unwrap_or((field, ""));
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
 /// The parts of a query: the query itself, or the parts of canaryd's combined query
 /// `label_replace(Q0, "canaryd_query", "0", "", "") or label_replace(Q1, ...) ...` with their tags.
 fn parts_of(query: &str) -> Vec<(&str, Option<&str>)> {
@@ -205,8 +239,11 @@ fn seconds(params: &HashMap<String, String>, key: &str) -> Option<f64> {
 
 async fn query_range(
     State(app): State<Shared>,
-    Query(params): Query<HashMap<String, String>>,
+    Query(mut params): Query<HashMap<String, String>>,
+    body: String,
 ) -> ([(&'static str, &'static str); 1], String) {
+    // A POST carries its parameters as a form body.
+    params.extend(form_fields(&body));
     let arrival = app.clock.now_us();
     let started = Instant::now();
     let query = params.get("query").map_or("", String::as_str);

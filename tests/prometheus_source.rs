@@ -768,3 +768,35 @@ async fn a_plain_http_source_redirected_to_https_says_to_configure_https() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_combination_too_long_for_a_url_is_still_one_request() {
+    let prometheus = backfilled_prometheus();
+    let source = source(&prometheus.url(), Duration::from_secs(5), 0);
+    // 120 queries: the combination is ~17 kB, more than the 8 kB request line many proxies allow.
+    let queries: Vec<String> = (0..120)
+        .map(|i| {
+            format!(
+                "app_latency_seconds{{track=\"canary\"}} * {i} + 0 * {}",
+                i * 7
+            )
+        })
+        .collect();
+    let (start, end, step) = (at(T0), at(T0 + 600), Duration::from_secs(60));
+
+    let before = range_requests(&prometheus).await;
+    let together = source
+        .query_range_many(&queries, start, end, step)
+        .await
+        .unwrap();
+    assert_eq!(range_requests(&prometheus).await - before, 1.0);
+    assert_eq!(together.len(), 120);
+    for (i, answer) in together.iter().enumerate() {
+        assert_eq!(answer.len(), 1, "query {i}");
+        assert_eq!(
+            answer[0].points[5].v,
+            canary_value(5) * i as f64,
+            "query {i}"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -210,16 +210,28 @@ impl PrometheusSource {
         }
     }
 
-    /// Sends one API request with retries, then parses the answer.
+    /// Sends one API request (a GET) with retries, then parses the answer.
     async fn fetch(
         &self,
         endpoint: &str,
         query: &str,
         params: Vec<(&'static str, String)>,
     ) -> Result<Vec<Series>, SourceError> {
+        self.fetch_as(Method::Get, endpoint, query, params).await
+    }
+
+    /// [`PrometheusSource::fetch`] with the parameters in the URL (GET) or in a form body (POST,
+    /// which Prometheus accepts for queries too long for a URL).
+    async fn fetch_as(
+        &self,
+        method: Method,
+        endpoint: &str,
+        query: &str,
+        params: Vec<(&'static str, String)>,
+    ) -> Result<Vec<Series>, SourceError> {
         let mut attempt = 0;
         loop {
-            match self.attempt(endpoint, query, &params).await {
+            match self.attempt(method, endpoint, query, &params).await {
                 Err(e) if e.retryable() && attempt < self.retries => {
                     let wait = backoff_for(self.backoff, attempt);
                     attempt += 1;
@@ -242,12 +254,20 @@ impl PrometheusSource {
     /// One HTTP exchange and the parsing of its answer.
     async fn attempt(
         &self,
+        method: Method,
         endpoint: &str,
         query: &str,
         params: &[(&'static str, String)],
     ) -> Result<Vec<Series>, SourceError> {
         let url = format!("{}{endpoint}", self.base);
-        let mut request = self.client.get(&url).query(params);
+        let mut request = match method {
+            Method::Get => self.client.get(&url).query(params),
+            Method::Post => self
+                .client
+                .post(&url)
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(form_body(params)),
+        };
         if let Some(path) = &self.bearer_token_file {
             let token = tokio::fs::read_to_string(path)
                 .await
@@ -313,7 +333,8 @@ impl MetricSource for PrometheusSource {
         })
     }
 
-    /// The queries are asked in one request, `label_replace(Q0, "canaryd_query", "0", "", "") or
+    /// The queries are asked in one request (a POST: the combination can be too long for a
+    /// URL), `label_replace(Q0, "canaryd_query", "0", "", "") or
     /// label_replace(Q1, ...) or ...`, and each answer's series are told apart by that label
     /// (removed again): one HTTP exchange and one evaluation instead of one per query. If
     /// Prometheus refuses the combination (a query answering a scalar cannot be labelled; a
@@ -341,7 +362,10 @@ impl MetricSource for PrometheusSource {
                 };
                 if !self.refused(key) {
                     let params = range_params(&combined, start, end, step, self.timeout);
-                    match self.fetch("/api/v1/query_range", &combined, params).await {
+                    let sent = self
+                        .fetch_as(Method::Post, "/api/v1/query_range", &combined, params)
+                        .await;
+                    match sent {
                         Ok(series) => match split(series, queries.len()) {
                             Some(answers) => return Ok(answers),
                             None => self.remember_refused(key),
@@ -383,6 +407,46 @@ impl MetricSource for PrometheusSource {
             ];
             self.fetch("/api/v1/query", query, params).await
         })
+    }
+}
+
+/// How a request carries its parameters.
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    Get,
+    Post,
+}
+
+/// Parameters as an `application/x-www-form-urlencoded` body.
+fn form_body(params: &[(&'static str, String)]) -> String {
+    let mut body = String::new();
+    for (i, (key, value)) in params.iter().enumerate() {
+        if i > 0 {
+            body.push('&');
+        }
+        form_encode(key, &mut body);
+        body.push('=');
+        form_encode(value, &mut body);
+    }
+    body
+}
+
+/// `text` form-encoded onto `out`: alphanumerics and `*-._` as they are, a space as `+`, every
+/// other byte as `%XX`.
+fn form_encode(text: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in text.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
+        }
     }
 }
 
@@ -835,6 +899,18 @@ mod tests {
         // A bad value is named.
         let bad = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"abc"]]}]}}"#;
         assert!(malformed_detail(200, bad).contains("data.result[0].values[0]"));
+    }
+
+    #[test]
+    fn form_bodies_encode_like_a_browser_form() {
+        let params = vec![
+            ("query", "sum(rate(x{a=\"b c\"}[1m])) or ü/%&+=".to_string()),
+            ("step", "60".to_string()),
+        ];
+        assert_eq!(
+            form_body(&params),
+            "query=sum%28rate%28x%7Ba%3D%22b+c%22%7D%5B1m%5D%29%29+or+%C3%BC%2F%25%26%2B%3D&step=60"
+        );
     }
 
     #[test]
