@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -19,12 +19,13 @@ use super::Shared;
 use super::analysis::analyse;
 use super::status::RolloutStatus;
 use crate::actuator::WeightChange;
-use crate::judge::CheckResult;
 use crate::notify::Notification;
+use crate::notify::notification::{CheckRow, Limit};
 use crate::rollout::{
     Action, Command, Event, EventKind, Phase, Plan, RolloutState, Severity, TriggeredBy, step,
 };
 use crate::rules::{RolloutRule, Schedule};
+use crate::source::SourceError;
 use crate::store::{NewAnalysis, NewAudit, NewIntent, NewMessage, Step};
 
 /// The shortest gap between two ticks (the machine told that time passed): a tick that changed
@@ -229,6 +230,124 @@ pub fn stage_label(state: &RolloutState, rule: &RolloutRule) -> String {
     }
 }
 
+/// The evidence table of a rollout's latest analysis, kept for its notifications: one row per
+/// check, as `Notification::from_action` makes them from the judge's results. Every rollout holds
+/// one between analyses, so it is packed: the rows' text in one string and their numbers inline,
+/// unpacked into [`CheckRow`]s only when a notification is made. About 2.3 kB for ten checks,
+/// where the judge's results took about 9 kB and the rows themselves (five strings each) 3.5 kB.
+#[derive(Debug, Default, Clone)]
+struct EvidenceTable {
+    rows: Box<[PackedRow]>,
+    text: Box<str>,
+}
+
+/// One row of an [`EvidenceTable`].
+#[derive(Debug, Clone)]
+struct PackedRow {
+    /// Where the row's check, verdict, reason, measure and test end in the table's text; each
+    /// starts where the one before ends (the first where the previous row's test ends).
+    ends: [u32; 5],
+    /// Whether the row has a test (an empty one is still a test).
+    has_test: bool,
+    /// Bit `i` set: `numbers[i]` is present.
+    present: u8,
+    /// Baseline, canary, ratio, difference and p-value.
+    numbers: [f64; 5],
+    limit: Option<Limit>,
+    confidence: f64,
+}
+
+impl EvidenceTable {
+    fn pack(rows: &[CheckRow]) -> EvidenceTable {
+        let mut text = String::with_capacity(
+            rows.iter()
+                .map(|r| {
+                    r.check.len()
+                        + r.verdict.len()
+                        + r.reason.len()
+                        + r.measure.len()
+                        + r.test.as_ref().map_or(0, String::len)
+                })
+                .sum(),
+        );
+        let packed = rows
+            .iter()
+            .map(|row| {
+                let parts = [
+                    row.check.as_str(),
+                    &row.verdict,
+                    &row.reason,
+                    &row.measure,
+                    row.test.as_deref().unwrap_or(""),
+                ];
+                let mut ends = [0; 5];
+                for (end, part) in ends.iter_mut().zip(parts) {
+                    text.push_str(part);
+                    *end = u32::try_from(text.len()).unwrap_or(u32::MAX);
+                }
+                let values = [
+                    row.baseline,
+                    row.canary,
+                    row.ratio,
+                    row.difference,
+                    row.p_value,
+                ];
+                let mut present = 0;
+                let mut numbers = [0.0; 5];
+                for (i, value) in values.into_iter().enumerate() {
+                    if let Some(v) = value {
+                        present |= 1 << i;
+                        numbers[i] = v;
+                    }
+                }
+                PackedRow {
+                    ends,
+                    has_test: row.test.is_some(),
+                    present,
+                    numbers,
+                    limit: row.limit,
+                    confidence: row.confidence,
+                }
+            })
+            .collect();
+        EvidenceTable {
+            rows: packed,
+            text: text.into_boxed_str(),
+        }
+    }
+
+    /// The rows, as they were packed.
+    fn rows(&self) -> Vec<CheckRow> {
+        let mut start = 0;
+        self.rows
+            .iter()
+            .map(|row| {
+                let [check, verdict, reason, measure, test] = row.ends.map(|end| {
+                    let end = end as usize;
+                    let part = self.text.get(start..end).unwrap_or_default().to_string();
+                    start = end;
+                    part
+                });
+                let number = |i: usize| (row.present & (1 << i) != 0).then_some(row.numbers[i]);
+                CheckRow {
+                    check,
+                    verdict,
+                    reason,
+                    measure,
+                    baseline: number(0),
+                    canary: number(1),
+                    ratio: number(2),
+                    difference: number(3),
+                    limit: row.limit,
+                    p_value: number(4),
+                    confidence: row.confidence,
+                    test: row.has_test.then_some(test),
+                }
+            })
+            .collect()
+    }
+}
+
 /// One rollout's running task.
 pub struct Runner {
     shared: Arc<Shared>,
@@ -237,8 +356,11 @@ pub struct Runner {
     state: RolloutState,
     backend_errors: u32,
     next_analysis: Instant,
-    /// The latest analysis's check results, for the evidence table of notifications.
-    evidence: Vec<CheckResult>,
+    /// The latest analysis's evidence table for notifications.
+    evidence: EvidenceTable,
+    /// The analysis turn held from the start of an analysis until its step is committed (see
+    /// [`Runner::analysis`]); released before the actuator is called.
+    turn: Option<OwnedSemaphorePermit>,
 }
 
 impl Runner {
@@ -261,7 +383,8 @@ impl Runner {
             rule,
             state: stored.map(|s| s.state).unwrap_or_default(),
             backend_errors: 0,
-            evidence: Vec::new(),
+            evidence: EvidenceTable::default(),
+            turn: None,
         };
         runner.publish();
         Ok(runner)
@@ -275,17 +398,21 @@ impl Runner {
     /// The task's loop, until shutdown.
     pub async fn run(
         mut self,
-        mailbox: Arc<Mutex<mpsc::Receiver<Msg>>>,
+        mailbox: Arc<Mutex<mpsc::Receiver<Box<Msg>>>>,
         shutdown: CancellationToken,
     ) {
+        // The work of each wake-up (an analysis, a step and its commit, an actuator call) is
+        // boxed and lives only while it runs: the task of an idle rollout, which is what most
+        // of thousands are at any moment, keeps just its loop's state (a few hundred bytes)
+        // instead of room for the largest of those futures.
         let mut inbox = mailbox.lock().await;
         let mut emergency = self.shared.emergency.subscribe();
         // An emergency stop in force wins over starting: a new rollout never gets traffic then.
         let at_start = emergency.borrow_and_update().clone();
-        self.sync_emergency(&at_start).await;
+        Box::pin(self.sync_emergency(&at_start)).await;
         if self.state.phase == Phase::Pending {
             let start = Event::command(Command::Start, TriggeredBy::Schedule, "rule file loaded");
-            let _ = self.apply(start, None).await;
+            let _ = Box::pin(self.apply(start, None)).await;
         }
         // The task sleeps until its next analysis, its next stage deadline (a tick), a message,
         // an emergency-stop change or shutdown: an idle rollout does not wake up.
@@ -318,17 +445,17 @@ impl Runner {
                         return;
                     }
                     let now = emergency.borrow_and_update().clone();
-                    self.sync_emergency(&now).await;
+                    Box::pin(self.sync_emergency(&now)).await;
                 }
-                msg = inbox.recv() => match msg {
+                msg = inbox.recv() => match msg.map(|m| *m) {
                     None => return,
                     Some(Msg::RulesChanged) => {
                         if !present {
-                            self.pause_removed().await;
+                            Box::pin(self.pause_removed()).await;
                         }
                     }
                     Some(Msg::Command { command, by, reason, reply }) => {
-                        let result = self.apply(Event::command(command, by, reason), None).await;
+                        let result = Box::pin(self.apply(Event::command(command, by, reason), None)).await;
                         if let Some(reply) = reply {
                             let _ = reply.send(result.map(|()| RolloutStatus::of(&self.name, &self.state, Some(&self.rule))));
                         }
@@ -336,13 +463,22 @@ impl Runner {
                 },
                 () = tokio::time::sleep_until(self.next_analysis), if present => {
                     if active {
-                        self.analysis().await;
+                        // The turn is awaited before the analysis's future is made: a rollout
+                        // waiting for its turn holds only its place in the queue.
+                        let turns = self
+                            .shared
+                            .scheduler
+                            .analysis_turns(self.shared.config.scheduler.max_concurrent_queries);
+                        // The semaphore is never closed, so acquiring only waits.
+                        if let Ok(turn) = turns.acquire_owned().await {
+                            Box::pin(self.analysis(turn)).await;
+                        }
                     }
                     self.next_analysis = following(self.next_analysis, &self.rule.schedule, Instant::now());
                 }
                 () = sleep_until_some(tick_at), if present && active && self.backend_errors == 0 && tick_at.is_some() => {
                     last_tick = Some(Instant::now());
-                    let _ = self.apply(Event::Tick, None).await;
+                    let _ = Box::pin(self.apply(Event::Tick, None)).await;
                 }
             }
         }
@@ -379,20 +515,33 @@ impl Runner {
         }
     }
 
-    async fn analysis(&mut self) {
+    /// One analysis, run in its `turn`: at most a few analyses per query permit are under way
+    /// at once, from their first query until their step is committed. Without turns, an
+    /// overloaded daemon starts every due analysis, and each holds the answers it already has
+    /// while its remaining queries wait for permits behind everybody else's (then its record
+    /// while the store catches up): memory grows with the number of rollouts instead of with
+    /// the work the daemon can actually do at once.
+    async fn analysis(&mut self, turn: OwnedSemaphorePermit) {
         let Some(source) = self.shared.sources.get(&self.rule.source).cloned() else {
             tracing::error!(rollout = %self.name, source = %self.rule.source, "The rule's source is not configured; holding.");
             return;
         };
+        self.turn = Some(turn);
         let started = Utc::now();
-        match analyse(
+        let analysed = analyse(
             &self.rule,
             source,
             Arc::clone(&self.shared.permits),
             started,
         )
-        .await
-        {
+        .await;
+        self.analysed(analysed).await;
+        self.turn = None;
+    }
+
+    /// Judge the outcome of one analysis: step the machine on it, or count a backend error.
+    async fn analysed(&mut self, analysed: Result<super::analysis::Analysed, SourceError>) {
+        match analysed {
             Ok(analysed) => {
                 if self.backend_errors > 0 {
                     tracing::info!(rollout = %self.name, failed = self.backend_errors, "The metric backend answers again; analyses resume.");
@@ -406,7 +555,9 @@ impl Runner {
                     ],
                 );
                 tracing::info!(rollout = %self.name, outcome = %analysed.record.outcome, score = analysed.record.score, "Analysis judged.");
-                self.evidence = analysed.results;
+                let rows: Vec<CheckRow> =
+                    analysed.results.iter().map(CheckRow::from_result).collect();
+                self.evidence = EvidenceTable::pack(&rows);
                 let _ = self
                     .apply(Event::Analysis(analysed.report), Some(analysed.record))
                     .await;
@@ -516,10 +667,12 @@ impl Runner {
                         before: &self.state,
                         after: &next,
                         at: now,
-                        evidence: &self.evidence,
+                        // The rows are filled in below from the ones kept.
+                        evidence: &[],
                         public_url: self.shared.config.server.public_url.as_deref(),
                     };
-                    let n = Notification::from_action(&ctx, *event, *severity, message);
+                    let mut n = Notification::from_action(&ctx, *event, *severity, message);
+                    n.checks = self.evidence.rows();
                     outbox.extend(messages(&self.rule, &n, seq));
                 }
                 Action::Audit {
@@ -540,13 +693,22 @@ impl Runner {
             }
         }
         let has_messages = !outbox.is_empty();
-        let intent_id = self
-            .commit(next.clone(), audit.clone(), intent.clone(), outbox, analysis, now)
-            .await
-            .map_err(|e| {
-                tracing::error!(rollout = %self.name, error = %e, "Could not record the step; nothing was done.");
-                e
-            })?;
+        let committed = self
+            .commit(
+                next.clone(),
+                audit.clone(),
+                intent.clone(),
+                outbox,
+                analysis,
+                now,
+            )
+            .await;
+        // The analysis is recorded (or given up): the next one may start.
+        self.turn = None;
+        let intent_id = committed.map_err(|e| {
+            tracing::error!(rollout = %self.name, error = %e, "Could not record the step; nothing was done.");
+            e
+        })?;
         self.state = next;
         self.publish();
         if has_messages {
@@ -727,6 +889,55 @@ mod tests {
             passes,
             ..RolloutState::new()
         }
+    }
+
+    fn row(check: &str, test: Option<&str>, limit: Option<Limit>) -> CheckRow {
+        CheckRow {
+            check: check.to_string(),
+            verdict: "fail".to_string(),
+            reason: format!("{check}: the canary's p99 is 2.5× the baseline's (ünïcode)"),
+            measure: "p99".to_string(),
+            baseline: Some(0.125),
+            canary: Some(-3.0e-7),
+            ratio: None,
+            difference: Some(f64::MAX),
+            limit,
+            p_value: Some(0.000_123),
+            confidence: 0.95,
+            test: test.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_evidence_table_gives_back_the_rows_it_was_packed_from() {
+        let rows = vec![
+            row(
+                "latency",
+                Some("Mann-Whitney U"),
+                Some(Limit::Tolerance(0.1)),
+            ),
+            row("", None, None),
+            row("errors", Some(""), Some(Limit::Threshold(2.0))),
+            CheckRow {
+                baseline: None,
+                canary: None,
+                difference: None,
+                p_value: None,
+                ..row("slope", None, Some(Limit::MaxSlopePerMinute(0.5)))
+            },
+        ];
+        let table = EvidenceTable::pack(&rows);
+        assert_eq!(table.rows(), rows);
+        // Unpacking leaves the table as it was: every notification gets the same rows.
+        assert_eq!(table.rows(), rows);
+        assert_eq!(EvidenceTable::default().rows(), Vec::new());
+        // A value that is present but not a number stays present.
+        let nan = CheckRow {
+            ratio: Some(f64::NAN),
+            ..row("nan", None, None)
+        };
+        let back = EvidenceTable::pack(std::slice::from_ref(&nan)).rows();
+        assert!(back[0].ratio.is_some_and(f64::is_nan));
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! The scheduler: one supervised task per rollout, and their mailboxes. A task that panics is
 //! restarted after a growing pause (1 s, doubling, at most 30 s), logged, counted in
 //! `canaryd_rollout_task_restarts_total` and alerted on; it is never silently gone. The mailbox
-//! outlives restarts, so commands sent meanwhile wait for the new task.
+//! outlives restarts, so commands sent meanwhile wait for the new task. It also hands out the
+//! turns to analyse (a few per query permit), so the work under way, and the memory it holds,
+//! stays bounded however many rollouts are due at once.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -20,17 +22,38 @@ use crate::rollout::{EventKind, Severity};
 /// The first pause before restarting a panicked task; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Messages a rollout's mailbox holds before senders wait. Messages are boxed: a channel
+/// allocates its slots a block at a time, and a block of boxes is a few hundred bytes per rollout
+/// where a block of messages would be a few kilobytes.
 const MAILBOX: usize = 64;
+/// Analyses under way at once, per permitted metric query in flight
+/// (`[scheduler] max_concurrent_queries`): enough to keep every permit busy, few enough that an
+/// overloaded daemon does not hold the partial answers of every due analysis at once.
+const ANALYSES_PER_QUERY_PERMIT: usize = 4;
+
+type Mailboxes = BTreeMap<String, mpsc::Sender<Box<Msg>>>;
 
 /// The running rollout tasks.
 #[derive(Debug, Default)]
 pub struct Scheduler {
-    mailboxes: std::sync::Mutex<BTreeMap<String, mpsc::Sender<Msg>>>,
+    mailboxes: std::sync::Mutex<Mailboxes>,
     handles: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Turns to run an analysis, shared by every rollout (fair, first come first served).
+    analyses: std::sync::OnceLock<Arc<Semaphore>>,
 }
 
 impl Scheduler {
-    fn lock_mailboxes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, mpsc::Sender<Msg>>> {
+    /// The turns to run an analysis: [`ANALYSES_PER_QUERY_PERMIT`] per query permit, sized on
+    /// first use.
+    pub fn analysis_turns(&self, max_concurrent_queries: usize) -> Arc<Semaphore> {
+        Arc::clone(self.analyses.get_or_init(|| {
+            Arc::new(Semaphore::new(
+                max_concurrent_queries.max(1) * ANALYSES_PER_QUERY_PERMIT,
+            ))
+        }))
+    }
+
+    fn lock_mailboxes(&self) -> std::sync::MutexGuard<'_, Mailboxes> {
         self.mailboxes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -45,7 +68,7 @@ impl Scheduler {
     pub async fn send(&self, name: &str, msg: Msg) -> bool {
         let sender = self.lock_mailboxes().get(name).cloned();
         match sender {
-            Some(s) => s.send(msg).await.is_ok(),
+            Some(s) => s.send(Box::new(msg)).await.is_ok(),
             None => false,
         }
     }
@@ -54,7 +77,7 @@ impl Scheduler {
     pub async fn rules_changed(&self) {
         let senders: Vec<_> = self.lock_mailboxes().values().cloned().collect();
         for s in senders {
-            let _ = s.send(Msg::RulesChanged).await;
+            let _ = s.send(Box::new(Msg::RulesChanged)).await;
         }
     }
 
@@ -93,7 +116,9 @@ impl Scheduler {
                 move |message| {
                     let shared = Arc::clone(&for_alerts);
                     let name = name.clone();
-                    async move {
+                    // Boxed: the supervisor waits in its task for the rollout's whole life, and
+                    // should not carry room for the alert's future meanwhile.
+                    Box::pin(async move {
                         shared
                             .metrics
                             .inc("canaryd_rollout_task_restarts_total", &[("rollout", &name)]);
@@ -107,7 +132,7 @@ impl Scheduler {
                             message,
                         )
                         .await;
-                    }
+                    })
                 },
             )
             .instrument(span),
