@@ -353,6 +353,8 @@ pub struct Runner {
     shared: Arc<Shared>,
     name: String,
     rule: Arc<RolloutRule>,
+    /// [`super::fingerprint`] of `rule`, stored with every step (computed once per rule).
+    fingerprint: String,
     state: RolloutState,
     backend_errors: u32,
     next_analysis: Instant,
@@ -380,6 +382,7 @@ impl Runner {
             next_analysis: Instant::now() + first_delay(&name, &rule.schedule),
             shared,
             name,
+            fingerprint: super::fingerprint(&rule),
             rule,
             state: stored.map(|s| s.state).unwrap_or_default(),
             backend_errors: 0,
@@ -426,6 +429,7 @@ impl Runner {
                 if rule.schedule != self.rule.schedule {
                     self.next_analysis = Instant::now() + first_delay(&self.name, &rule.schedule);
                 }
+                self.fingerprint = super::fingerprint(&rule);
                 self.rule = rule;
                 self.publish();
             }
@@ -755,7 +759,7 @@ impl Runner {
     ) -> Result<Option<i64>, String> {
         let store = self.shared.store.clone();
         let name = self.name.clone();
-        let fingerprint = super::fingerprint(&self.rule);
+        let fingerprint = self.fingerprint.clone();
         tokio::task::spawn_blocking(move || {
             let mut s = Step::new(&name, &state, &fingerprint, at);
             s.audit = audit;
