@@ -154,11 +154,11 @@ pub async fn analyse(
             )),
         };
         let (baseline, canary) = (side_data(Side::Baseline), side_data(Side::Canary));
-        series.push(ChartSeries {
-            check: &check.spec.name,
-            baseline: plotted(&baseline),
-            canary: plotted(&canary),
-        });
+        series.push(ChartSeries::new(
+            &check.spec.name,
+            plotted(&baseline),
+            plotted(&canary),
+        ));
         sides.push((baseline, canary));
     }
     // The checks are judged together: Holm's correction keeps a healthy analysis's chance of any
@@ -182,12 +182,36 @@ pub async fn analyse(
 pub type ChartPoint = (f64, Option<f64>);
 
 /// A check's two chart lines, recorded with its analysis for the status page (not read by any
-/// decision).
+/// decision): `{"check": .., "t0": T, "baseline": [[dt, v], ..], "canary": [..]}`, each time
+/// written as seconds after `t0` (the earliest), which keeps the record small. A record without
+/// `t0` (written before it existed) has absolute times.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChartSeries<'a> {
     pub check: &'a str,
+    pub t0: f64,
     pub baseline: Vec<ChartPoint>,
     pub canary: Vec<ChartPoint>,
+}
+
+impl<'a> ChartSeries<'a> {
+    /// The lines of `check` from [`plotted`] points (absolute times).
+    pub fn new(check: &'a str, mut baseline: Vec<ChartPoint>, mut canary: Vec<ChartPoint>) -> Self {
+        let t0 = baseline
+            .iter()
+            .chain(&canary)
+            .map(|(t, _)| *t)
+            .fold(f64::INFINITY, f64::min);
+        let t0 = if t0.is_finite() { t0 } else { 0.0 };
+        for (t, _) in baseline.iter_mut().chain(canary.iter_mut()) {
+            *t = ((*t - t0) * 1000.0).round() / 1000.0;
+        }
+        ChartSeries {
+            check,
+            t0,
+            baseline,
+            canary,
+        }
+    }
 }
 
 /// The `evidence` column of an analysis: `{"checks": [...], "score": {...}, "series": [...]}`.
@@ -443,6 +467,26 @@ mod tests {
         assert_eq!(plotted(&short).len(), 31);
         assert_eq!(significant(-0.000_123_456), -0.000_123_5);
         assert_eq!(significant(98_765.4), 98_770.0);
+    }
+
+    #[test]
+    fn chart_times_are_recorded_after_the_earliest() {
+        let chart = ChartSeries::new(
+            "p99",
+            vec![(1_700_000_020.25, Some(1.0)), (1_700_000_040.25, None)],
+            vec![(1_700_000_000.125, Some(2.0))],
+        );
+        assert_eq!(
+            serde_json::to_value(&chart).unwrap(),
+            json!({
+                "check": "p99",
+                "t0": 1_700_000_000.125,
+                "baseline": [[20.125, 1.0], [40.125, null]],
+                "canary": [[0.0, 2.0]],
+            })
+        );
+        let empty = ChartSeries::new("p99", vec![], vec![]);
+        assert_eq!(empty.t0, 0.0);
     }
 
     #[test]

@@ -63,16 +63,22 @@ fn text<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
     get(value, path).and_then(Value::as_str)
 }
 
-/// A recorded series `[[t, v|null], ...]` as points (null becomes NaN, which the chart skips).
-fn points(series: Option<&Value>) -> Vec<(f64, f64)> {
+/// A recorded chart line `[[t, v|null], ...]` as points (null becomes NaN, which the chart
+/// skips); times are seconds after `t0` (0 in records written before `t0` existed).
+fn points(series: Option<&Value>, side: &str) -> Vec<(f64, f64)> {
+    let t0 = series
+        .and_then(|s| s.get("t0"))
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
     series
+        .and_then(|s| s.get(side))
         .and_then(Value::as_array)
         .map(|items| {
             items
                 .iter()
                 .filter_map(|p| {
                     let pair = p.as_array()?;
-                    let t = pair.first()?.as_f64()?;
+                    let t = t0 + pair.first()?.as_f64()?;
                     let v = pair.get(1).and_then(Value::as_f64).unwrap_or(f64::NAN);
                     Some((t, v))
                 })
@@ -274,8 +280,8 @@ fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>) -> String {
     };
     let result = find("checks");
     let series = find("series");
-    let baseline = points(series.and_then(|s| s.get("baseline")));
-    let canary = points(series.and_then(|s| s.get("canary")));
+    let baseline = points(series, "baseline");
+    let canary = points(series, "canary");
     let marks = result.map(|r| marks(r, unit, &canary)).unwrap_or_default();
     let title = format!("{name}: baseline vs canary");
     let mut out = String::from("<section class=\"card check\">");
@@ -615,5 +621,29 @@ mod tests {
         assert!(card.contains("<svg"));
         let missing = check_card("errors", Unit::Fraction, Some(&analysis));
         assert!(missing.contains("class=\"nodata\"") && missing.contains("Not judged yet"));
+    }
+
+    #[test]
+    fn chart_times_after_t0_draw_the_same_chart_as_absolute_times() {
+        let absolute = json!({"series": [{"check": "latency",
+            "baseline": [[1_700_000_000.0, 0.1], [1_700_000_060.0, 0.2]],
+            "canary": [[1_700_000_030.0, 0.15]]}]});
+        let relative = json!({"series": [{"check": "latency", "t0": 1_700_000_000.0,
+            "baseline": [[0.0, 0.1], [60.0, 0.2]],
+            "canary": [[30.0, 0.15]]}]});
+        let card = |evidence: Value| {
+            let analysis = Analysis {
+                id: 1,
+                rollout: "api".into(),
+                at: DateTime::from_timestamp(1_700_000_100, 0).unwrap(),
+                outcome: "pass".into(),
+                score: Some(1.0),
+                evidence,
+            };
+            check_card("latency", Unit::Seconds, Some(&analysis))
+        };
+        let (a, r) = (card(absolute), card(relative));
+        assert!(a.contains("<svg"), "{a}");
+        assert_eq!(a, r);
     }
 }
