@@ -709,17 +709,41 @@ fn parse_matrix_fast(body: &[u8]) -> Option<Vec<Series>> {
     struct Data<'a> {
         #[serde(rename = "resultType")]
         result_type: &'a str,
-        #[serde(borrow)]
-        result: Vec<Item<'a>>,
+        result: Vec<Item>,
     }
     // Values are borrowed `&str`: one with an escape in it (never written by Prometheus) fails
-    // here and is read by the slow path.
+    // here and is read by the slow path, as is a value that is not a number.
     #[derive(Deserialize)]
-    struct Item<'a> {
+    struct Item {
         #[serde(default)]
         metric: BTreeMap<String, String>,
-        #[serde(borrow)]
-        values: Vec<(f64, &'a str)>,
+        values: Points,
+    }
+    /// `[[t, "v"], ...]` read straight into points (a value that is not a number fails).
+    struct Points(Vec<Point>);
+    impl<'de> Deserialize<'de> for Points {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Points;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("[[time, \"value\"], ...]")
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<Points, A::Error> {
+                    let mut points = Vec::with_capacity(seq.size_hint().unwrap_or(64));
+                    while let Some((t, text)) = seq.next_element::<(f64, &'de str)>()? {
+                        let v = parse_value(text)
+                            .ok_or_else(|| serde::de::Error::custom("not a number"))?;
+                        points.push(Point { t, v });
+                    }
+                    Ok(Points(points))
+                }
+            }
+            d.deserialize_seq(Visit)
+        }
     }
     let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
     if envelope.status != "success" || envelope.data.result_type != "matrix" {
@@ -729,18 +753,12 @@ fn parse_matrix_fast(body: &[u8]) -> Option<Vec<Series>> {
         .data
         .result
         .into_iter()
-        .map(|item| {
-            let points = item
-                .values
-                .iter()
-                .map(|(t, v)| parse_value(v).map(|v| Point { t: *t, v }))
-                .collect::<Option<Vec<_>>>()?;
-            Some(Series {
-                labels: item.metric,
-                points,
-            })
+        .map(|item| Series {
+            labels: item.metric,
+            points: item.values.0,
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .into()
 }
 
 fn as_array<'v>(value: &'v Value, at: &str) -> Result<&'v Vec<Value>, String> {
