@@ -11,7 +11,7 @@ def main():
     rows = [json.loads(l) for l in open(path) if l.strip()]
     loads = [r for r in rows if r.get("bench") == "load"]
     print("| rollouts × 10 checks | backend | window | canaryd CPU (s, share of 1 core) | CPU ms / analysis "
-          "| peak RSS (VmHWM) | queries/s | analyses/s (expected) | SQLite rows/s | gap between analyses p50 / p99 / max "
+          "| peak RSS (VmHWM) | queries/s (HTTP requests/s) | analyses/s (expected) | SQLite rows/s | gap between analyses p50 / p99 / max "
           "| late (>11 s) / missed slots | outcomes |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in loads:
@@ -19,7 +19,7 @@ def main():
         g = s["gap_s"]
         fmt = lambda v: "–" if v is None else f"{v:.2f}"
         print(f"| {r['rollouts']:,} | {r['backend']} | {r['window_s']:.0f} s | {r['cpu_s']} ({r['cpu_share_of_one_core']:.0%}) "
-              f"| {r['cpu_ms_per_analysis']} | {r['peak_rss_mb']} MB | {r['queries_per_s']} "
+              f"| {r['cpu_ms_per_analysis']} | {r['peak_rss_mb']} MB | {r['queries_per_s']} ({r.get('requests_per_s', '–')}) "
               f"| {r['analyses_per_s']} ({r['rollouts'] / 10:g}) | {r['sqlite_rows_written_per_s']} "
               f"| {fmt(g['p50'])} / {fmt(g['p99'])} / {fmt(g['max'])} s | {s['late_over_11s']} / {s['missed_slots']} "
               f"| {', '.join(f'{k} {v}' for k, v in r['outcomes'].items())} |")

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The whole daemon benchmark suite (about 25 minutes): builds release binaries, copies them aside
+# The whole daemon benchmark suite (about 20 minutes): builds release binaries, copies them aside
 # (so concurrent builds cannot swap them mid-run; set $CANARYD and $FAKE_PROMETHEUS to skip that), then runs start-up, reaction and the load tests.
 # One JSON object per line goes to $OUT (default bench/daemon_results.jsonl).
 set -eu
@@ -18,8 +18,8 @@ fi
   python3 bench/daemon_bench.py reaction 10
   python3 bench/daemon_bench.py reaction 10 --background 1000
   python3 bench/daemon_bench.py load 10 300
-  python3 bench/daemon_bench.py load 100 300
-  python3 bench/daemon_bench.py load 1000 300
-  python3 bench/daemon_bench.py load 10000 120
-  python3 bench/daemon_bench.py load 10 180 --backend prometheus
+  python3 bench/daemon_bench.py load 100 120
+  python3 bench/daemon_bench.py load 1000 120
+  python3 bench/daemon_bench.py load 10000 300
+  python3 bench/daemon_bench.py load 10 120 --backend prometheus
 } | tee -a "$OUT"
