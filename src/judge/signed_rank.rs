@@ -40,23 +40,62 @@ pub struct SignedRank {
 /// Wilcoxon signed-rank test on differences `d` against zero. `Greater` means the differences
 /// tend to be positive. All differences zero gives p = 1 (no evidence of any difference).
 pub fn signed_rank_test(d: &[f64], alternative: Alternative) -> Result<SignedRank, StatsError> {
+    check_finite(d)?;
+    let mut nz: Vec<f64> = d.iter().copied().filter(|x| *x != 0.0).collect();
+    // Unstable is enough: only which values share a tie group matters, not their order in it.
+    nz.sort_unstable_by(|a, b| a.abs().total_cmp(&b.abs()));
+    Ok(signed_rank_by_magnitude(&nz, alternative))
+}
+
+/// [`signed_rank_test`] on differences already sorted ascending (`f64::total_cmp`), as
+/// [`sort_differences`] leaves them: the order by magnitude is merged from the negative and
+/// positive runs in one pass instead of sorted again.
+pub(super) fn signed_rank_test_sorted(
+    sorted: &[f64],
+    alternative: Alternative,
+) -> Result<SignedRank, StatsError> {
+    check_finite(sorted)?;
+    // Negatives (ascending, so descending in magnitude) end where the zeros begin.
+    let neg_end = sorted.partition_point(|x| *x < 0.0);
+    let pos_start = sorted.partition_point(|x| *x <= 0.0);
+    let (neg, pos) = (&sorted[..neg_end], &sorted[pos_start..]);
+    let mut nz = Vec::with_capacity(neg.len() + pos.len());
+    let (mut a, mut b) = (neg.len(), 0);
+    while a > 0 && b < pos.len() {
+        if -neg[a - 1] <= pos[b] {
+            nz.push(neg[a - 1]);
+            a -= 1;
+        } else {
+            nz.push(pos[b]);
+            b += 1;
+        }
+    }
+    nz.extend(neg[..a].iter().rev());
+    nz.extend_from_slice(&pos[b..]);
+    Ok(signed_rank_by_magnitude(&nz, alternative))
+}
+
+fn check_finite(d: &[f64]) -> Result<(), StatsError> {
     if d.iter().any(|x| !x.is_finite()) {
         return Err(StatsError::NonFinite {
             what: "signed-rank differences",
         });
     }
-    let mut nz: Vec<f64> = d.iter().copied().filter(|x| *x != 0.0).collect();
+    Ok(())
+}
+
+/// The test on finite, nonzero differences sorted by magnitude (any order within equal
+/// magnitudes).
+fn signed_rank_by_magnitude(nz: &[f64], alternative: Alternative) -> SignedRank {
     let n = nz.len();
     if n == 0 {
-        return Ok(SignedRank {
+        return SignedRank {
             n: 0,
             w_plus: 0.0,
             p_value: 1.0,
             method: SignedRankMethod::Exact,
-        });
+        };
     }
-    // Unstable is enough: only which values share a tie group matters, not their order in it.
-    nz.sort_unstable_by(|a, b| a.abs().total_cmp(&b.abs()));
     // Average ranks over ties of |d|, and the tie correction term.
     let mut w_plus = 0.0;
     let mut tie_term = 0.0;
@@ -105,12 +144,12 @@ pub fn signed_rank_test(d: &[f64], alternative: Alternative) -> Result<SignedRan
         };
         (p, SignedRankMethod::Normal)
     };
-    Ok(SignedRank {
+    SignedRank {
         n,
         w_plus,
         p_value: p_value.clamp(0.0, 1.0),
         method,
-    })
+    }
 }
 
 /// The exact null distributions already computed, one per n ≤ [`EXACT_MAX_N`]: each is
@@ -153,17 +192,30 @@ fn compute_null_cdf(n: usize) -> Box<[f64]> {
 /// of the centre of `d`, with its distribution-free interval at `confidence`.
 /// Returns `(estimate, low, high)`.
 pub fn walsh_shift_ci(d: &[f64], confidence: f64) -> Result<(f64, f64, f64), StatsError> {
-    if d.iter().any(|x| !x.is_finite()) {
-        return Err(StatsError::NonFinite {
-            what: "signed-rank differences",
-        });
-    }
+    check_finite(d)?;
+    walsh_shift_ci_sorted(sort_differences(d), confidence)
+}
+
+/// The differences ascending in total order (`f64::total_cmp`), as the `_sorted` functions of
+/// this module take them.
+pub(super) fn sort_differences(d: &[f64]) -> Vec<f64> {
+    let mut s = d.to_vec();
+    s.sort_unstable_by(f64::total_cmp);
+    s
+}
+
+/// [`walsh_shift_ci`] on differences already sorted by [`sort_differences`].
+pub(super) fn walsh_shift_ci_sorted(
+    s: Vec<f64>,
+    confidence: f64,
+) -> Result<(f64, f64, f64), StatsError> {
+    check_finite(&s)?;
     if !(confidence > 0.0 && confidence < 1.0) {
         return Err(StatsError::Invalid(format!(
             "confidence must be in (0, 1), got {confidence}"
         )));
     }
-    let n = d.len();
+    let n = s.len();
     if n < 2 {
         return Err(StatsError::TooFew {
             what: "Hodges-Lehmann interval",
@@ -174,8 +226,6 @@ pub fn walsh_shift_ci(d: &[f64], confidence: f64) -> Result<(f64, f64, f64), Sta
     let alpha = 1.0 - confidence;
     let z = || Normal::standard().inverse_cdf(1.0 - alpha / 2.0);
     if n > WALSH_MAX_N {
-        let mut s = d.to_vec();
-        s.sort_by(f64::total_cmp);
         let nf = n as f64;
         let half = z() * nf.sqrt() / 2.0;
         let lo = ((nf / 2.0 - half).floor().max(0.0)) as usize;
@@ -201,16 +251,18 @@ pub fn walsh_shift_ci(d: &[f64], confidence: f64) -> Result<(f64, f64, f64), Sta
     .clamp(1, m.div_ceil(2));
     // The order statistics of the Walsh averages are selected from the sorted differences
     // without materialising (or sorting) all n(n+1)/2 of them: the same values a full sort
-    // would give, in O(n log n) instead of O(n² log n).
-    let mut walsh = WalshAverages::new(d);
-    let low = walsh.select(qu - 1);
-    let high = walsh.select(m - qu);
+    // would give, in O(n log n) instead of O(n² log n). The median comes first: every count
+    // made while looking for it also narrows the two bounds' searches.
+    let median_rank = if m % 2 == 1 { m / 2 } else { m / 2 - 1 };
+    let mut walsh = WalshAverages::new(s, [median_rank, qu - 1, m - qu]);
     let estimate = if m % 2 == 1 {
-        walsh.select(m / 2)
+        walsh.select(0)
     } else {
-        let (below, above) = walsh.select_pair(m / 2 - 1);
+        let (below, above) = walsh.select_pair(0);
         (below + above) / 2.0
     };
+    let low = walsh.select(1);
+    let high = walsh.select(2);
     Ok((estimate, low, high))
 }
 
@@ -233,18 +285,31 @@ const WALSH_SMALL: usize = 48;
 const WALSH_SAMPLE: usize = 24;
 const WALSH_SPREAD: usize = 3;
 
+/// How many ranks one [`WalshAverages`] selects: the median and the interval's two bounds.
+const WALSH_TARGETS: usize = 3;
+
 /// The Walsh averages (s_i + s_j)/2, i ≤ j, of differences sorted ascending, seen as an
 /// upper-triangular matrix whose rows and columns are both ascending (IEEE addition and
 /// halving are monotone, also in the total order of signed zeros), for selecting order
 /// statistics by their rank (Monahan's algorithm: a pivot among the remaining candidates, a
 /// linear count of the averages below it, and the candidates narrowed row by row).
+///
+/// Several ranks are selected from the same averages: every count made for one of them narrows
+/// the candidates of all of them, so the later selections start from what the earlier ones
+/// learnt instead of from the whole triangle.
 struct WalshAverages {
     /// The differences, ascending in total order.
     s: Vec<f64>,
-    /// Per row i, the first candidate column (≥ i).
-    lo: Vec<usize>,
-    /// Per row i, one past the last candidate column (≤ n).
-    hi: Vec<usize>,
+    /// The 0-based ranks to select.
+    ranks: [usize; WALSH_TARGETS],
+    /// Which ranks are still to be selected (only those are narrowed further).
+    pending: [bool; WALSH_TARGETS],
+    /// Per target, per row i, the first candidate column (≥ i): every average left of it lies
+    /// below the target's rank.
+    lo: [Vec<usize>; WALSH_TARGETS],
+    /// Per target, per row i, one past the last candidate column (≤ n): every average from it
+    /// on lies above the target's rank.
+    hi: [Vec<usize>; WALSH_TARGETS],
     /// State of the pseudo-random pivot choice (fixed seed: the result does not depend on it,
     /// only the time does).
     rng: u64,
@@ -255,14 +320,15 @@ struct WalshAverages {
 }
 
 impl WalshAverages {
-    fn new(d: &[f64]) -> Self {
-        let mut s = d.to_vec();
-        s.sort_unstable_by(f64::total_cmp);
+    /// `s` ascending in total order; `ranks` below n(n+1)/2.
+    fn new(s: Vec<f64>, ranks: [usize; WALSH_TARGETS]) -> Self {
         let n = s.len();
         WalshAverages {
             s,
-            lo: Vec::with_capacity(n),
-            hi: Vec::with_capacity(n),
+            ranks,
+            pending: [true; WALSH_TARGETS],
+            lo: std::array::from_fn(|_| (0..n).collect()),
+            hi: std::array::from_fn(|_| vec![n; n]),
             rng: 0x9E37_79B9_7F4A_7C15,
             bounds: Vec::with_capacity(n),
             start: Vec::with_capacity(n),
@@ -284,54 +350,76 @@ impl WalshAverages {
     /// Per row i, how many averages (s_i + s_j)/2 with j ≥ i are below `pivot` (`strict`) or at
     /// most `pivot`, as the first column past them; rows are walked with one pointer, because
     /// the boundary column never moves right as the row goes down.
-    fn boundaries(&self, pivot: i64, strict: bool, out: &mut Vec<usize>) -> usize {
+    ///
+    /// `pivot` must be a candidate of target `t`: then every average left of the target's
+    /// candidates is below it and every one right of them above it, so each row's boundary lies
+    /// within the candidates' columns and only those are looked at.
+    fn boundaries(&self, t: usize, pivot: i64, strict: bool, out: &mut Vec<usize>) -> usize {
         let n = self.s.len();
+        let (lo, hi) = (&self.lo[t], &self.hi[t]);
         out.clear();
         let mut count = 0;
         let mut j = n;
         for i in 0..n {
-            while j > i {
+            j = j.min(hi[i]);
+            while j > lo[i] {
                 let k = self.key(i, j - 1);
                 if (strict && k < pivot) || (!strict && k <= pivot) {
                     break;
                 }
                 j -= 1;
             }
-            let bound = j.max(i);
-            count += bound - i;
-            out.push(bound);
+            j = j.max(lo[i]);
+            count += j - i;
+            out.push(j);
         }
         count
     }
 
-    /// The Walsh average of 0-based rank `k` in ascending total order: exactly the value at
-    /// index `k` of all the averages sorted with `f64::total_cmp`.
+    /// Count the averages below (`strict`) or at most `pivot` (a candidate of target `t`), and
+    /// narrow every target with
+    /// the count: a target whose rank the count reaches past drops what lies right of the
+    /// boundary, any other what lies left of it. Returns the count.
+    fn count_and_learn(&mut self, t: usize, pivot: i64, strict: bool) -> usize {
+        let mut bounds = std::mem::take(&mut self.bounds);
+        let count = self.boundaries(t, pivot, strict, &mut bounds);
+        for t in (0..WALSH_TARGETS).filter(|&t| self.pending[t]) {
+            if count <= self.ranks[t] {
+                raise(&mut self.lo[t], &bounds);
+            } else {
+                lower(&mut self.hi[t], &bounds);
+            }
+        }
+        self.bounds = bounds;
+        count
+    }
+
+    /// The Walsh average of 0-based rank `ranks[t]` in ascending total order: exactly the value
+    /// at that index of all the averages sorted with `f64::total_cmp`.
     ///
-    /// Each round samples a few candidates, takes two of them that should bracket rank `k`
+    /// Each round samples a few candidates, takes two of them that should bracket the rank
     /// (Floyd-Rivest's idea) and narrows the candidates to what lies between them, so a few
     /// linear counts replace the sort of all n(n+1)/2 averages.
-    fn select(&mut self, k: usize) -> f64 {
+    fn select(&mut self, t: usize) -> f64 {
         let n = self.s.len();
-        self.lo.clear();
-        self.lo.extend(0..n);
-        self.hi.clear();
-        self.hi.resize(n, n);
+        let k = self.ranks[t];
         let mut start = std::mem::take(&mut self.start);
         let found = loop {
             // Every average left of a row's candidates is below every candidate, every one
             // right of them above: the answer is the candidate of rank k − (averages left).
+            let (lo, hi) = (&self.lo[t], &self.hi[t]);
             start.clear();
             let (mut active, mut left) = (0, 0);
             for i in 0..n {
                 start.push(active);
-                active += self.hi[i] - self.lo[i];
-                left += self.lo[i] - i;
+                active += hi[i] - lo[i];
+                left += lo[i] - i;
             }
             if active <= WALSH_SMALL {
                 let mut keys = [0i64; WALSH_SMALL];
                 let mut len = 0;
                 for i in 0..n {
-                    for j in self.lo[i]..self.hi[i] {
+                    for j in lo[i]..hi[i] {
                         keys[len] = self.key(i, j);
                         len += 1;
                     }
@@ -345,78 +433,74 @@ impl WalshAverages {
             let mut sample = [0i64; WALSH_SAMPLE];
             let step = active / WALSH_SAMPLE;
             let mut r = (self.next_random() % step as u64) as usize;
+            let (lo, hi) = (&self.lo[t], &self.hi[t]);
             let mut row = 0;
             for x in sample.iter_mut() {
-                while start[row] + (self.hi[row] - self.lo[row]) <= r {
+                while start[row] + (hi[row] - lo[row]) <= r {
                     row += 1;
                 }
-                *x = self.key(row, self.lo[row] + r - start[row]);
+                *x = self.key(row, lo[row] + r - start[row]);
                 r += step;
             }
             sample.sort_unstable();
             let at = (k - left) * WALSH_SAMPLE / active;
             let low = sample[at.saturating_sub(WALSH_SPREAD)];
             let high = sample[(at + WALSH_SPREAD).min(WALSH_SAMPLE - 1)];
-            match self.narrow(k, low, true) {
+            match self.narrow(t, low, true) {
                 Narrowed::Found => break low,
                 Narrowed::Below => continue,
                 Narrowed::Above => {}
             }
-            if high != low && self.narrow(k, high, false) == Narrowed::Found {
+            if high != low && self.narrow(t, high, false) == Narrowed::Found {
                 break high;
             }
         };
         self.start = start;
+        self.pending[t] = false;
         from_order_key(found)
     }
 
-    /// The averages of 0-based ranks `k` and `k + 1` (`k + 1` below n(n+1)/2).
-    fn select_pair(&mut self, k: usize) -> (f64, f64) {
-        let first = self.select(k);
+    /// The averages of 0-based ranks `ranks[t]` and `ranks[t] + 1` (the latter below
+    /// n(n+1)/2).
+    fn select_pair(&mut self, t: usize) -> (f64, f64) {
+        let k = self.ranks[t];
+        let first = self.select(t);
         let key = order_key(first);
-        let mut bounds = std::mem::take(&mut self.bounds);
-        let upto = self.boundaries(key, false, &mut bounds);
+        let upto = self.count_and_learn(t, key, false);
         let next = if k + 1 < upto {
             key
         } else {
             // The smallest average above `first`: the least of each row's first one above it.
             let n = self.s.len();
             (0..n)
-                .filter(|&i| bounds[i] < n)
-                .map(|i| self.key(i, bounds[i]))
+                .filter(|&i| self.bounds[i] < n)
+                .map(|i| self.key(i, self.bounds[i]))
                 .min()
                 .unwrap_or(key)
         };
-        self.bounds = bounds;
         (first, from_order_key(next))
     }
 
-    /// Narrow the candidates with `pivot` (a candidate) for rank `k`: drop those at or below it
-    /// when rank `k` lies above it, those at or above it when it lies below. `expect_above`
-    /// orders the two counts so that the likely outcome costs one.
-    fn narrow(&mut self, k: usize, pivot: i64, expect_above: bool) -> Narrowed {
-        let mut bounds = std::mem::take(&mut self.bounds);
-        let outcome = if expect_above {
-            if k >= self.boundaries(pivot, false, &mut bounds) {
-                raise(&mut self.lo, &bounds);
+    /// Narrow the candidates of every target with `pivot` (a candidate) and say where rank `k`
+    /// lies relative to it. `expect_above` orders the two counts so that the likely outcome
+    /// costs one.
+    fn narrow(&mut self, t: usize, pivot: i64, expect_above: bool) -> Narrowed {
+        let k = self.ranks[t];
+        if expect_above {
+            if k >= self.count_and_learn(t, pivot, false) {
                 Narrowed::Above
-            } else if k >= self.boundaries(pivot, true, &mut bounds) {
+            } else if k >= self.count_and_learn(t, pivot, true) {
                 Narrowed::Found
             } else {
-                lower(&mut self.hi, &bounds);
                 Narrowed::Below
             }
-        } else if k < self.boundaries(pivot, true, &mut bounds) {
-            lower(&mut self.hi, &bounds);
+        } else if k < self.count_and_learn(t, pivot, true) {
             Narrowed::Below
-        } else if k < self.boundaries(pivot, false, &mut bounds) {
+        } else if k < self.count_and_learn(t, pivot, false) {
             Narrowed::Found
         } else {
-            raise(&mut self.lo, &bounds);
             Narrowed::Above
-        };
-        self.bounds = bounds;
-        outcome
+        }
     }
 }
 
@@ -568,6 +652,16 @@ mod tests {
             let got = walsh_shift_ci(&d, confidence).unwrap();
             let want = walsh_by_full_sort(&d, confidence);
             proptest::prop_assert_eq!(bits(got), bits(want));
+            // The test on pre-sorted differences (the judge's path) is the test on raw ones.
+            let sorted = sort_differences(&d);
+            for alternative in [Alternative::Greater, Alternative::Less, Alternative::TwoSided] {
+                let merged = signed_rank_test_sorted(&sorted, alternative).unwrap();
+                let direct = signed_rank_test(&d, alternative).unwrap();
+                proptest::prop_assert_eq!(merged.n, direct.n);
+                proptest::prop_assert_eq!(merged.method, direct.method);
+                proptest::prop_assert_eq!(merged.w_plus.to_bits(), direct.w_plus.to_bits());
+                proptest::prop_assert_eq!(merged.p_value.to_bits(), direct.p_value.to_bits());
+            }
         }
     }
 

@@ -27,12 +27,16 @@ const MIN_POINTS_FLOOR: usize = 3;
 pub(super) fn clean(points: &[Point]) -> (Vec<Point>, usize) {
     let mut kept: Vec<Point> = points.iter().copied().filter(|p| p.v.is_finite()).collect();
     let dropped = points.len() - kept.len();
-    kept.sort_by(|a, b| match (a.t.is_finite(), b.t.is_finite()) {
+    let by_time = |a: &Point, b: &Point| match (a.t.is_finite(), b.t.is_finite()) {
         (true, true) => a.t.total_cmp(&b.t),
         (true, false) => std::cmp::Ordering::Less,
         (false, true) => std::cmp::Ordering::Greater,
         (false, false) => std::cmp::Ordering::Equal,
-    });
+    };
+    // Range queries return points in time order: then the (stable) sort would change nothing.
+    if !kept.is_sorted_by(|a, b| by_time(a, b).is_le()) {
+        kept.sort_by(by_time);
+    }
     (kept, dropped)
 }
 
@@ -138,17 +142,21 @@ fn pct(rel: f64) -> String {
     format!("{:+.1}%", rel * 100.0)
 }
 
-/// Median of finite values (NaN for none).
+/// Median of finite values (NaN for none): the middle order statistics in total order, found
+/// by selection rather than a full sort (the same values bit for bit).
 fn median(mut v: Vec<f64>) -> f64 {
     let n = v.len();
     if n == 0 {
         return f64::NAN;
     }
-    v.sort_by(f64::total_cmp);
+    let (below, mid, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let mid = *mid;
     if n % 2 == 1 {
-        v[n / 2]
+        mid
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        // The largest of the lower half is the order statistic just below the middle.
+        let before = below.iter().copied().max_by(f64::total_cmp).unwrap_or(mid);
+        (before + mid) / 2.0
     }
 }
 
@@ -228,13 +236,14 @@ pub(super) fn relative(
     let significant = m.p_value < alpha;
     let too_far = beyond(spec.direction, m.relative, tolerance);
     let effect = format!("canary {} vs baseline", pct(m.relative));
-    let tol = pct(tolerance).trim_start_matches('+').to_string();
-    let p = fmt_p(m.p_value);
+    // Each sentence formats only the numbers it shows (float formatting is most of its cost).
+    let tol = || pct(tolerance).trim_start_matches('+').to_string();
     let (verdict, reason) = if significant && too_far {
         (
             Verdict::Fail,
             format!(
-                "{effect}: beyond the {tol} tolerance {} baseline, {}",
+                "{effect}: beyond the {} tolerance {} baseline, {}",
+                tol(),
                 bad_word(spec.direction),
                 significant_clause(m.p_value, alpha)
             ),
@@ -243,14 +252,19 @@ pub(super) fn relative(
         (
             Verdict::Pass,
             format!(
-                "{effect}: no significant difference, p = {p} ≥ {}",
+                "{effect}: no significant difference, p = {} ≥ {}",
+                fmt_p(m.p_value),
                 fmt_num(alpha)
             ),
         )
     } else {
         (
             Verdict::Pass,
-            format!("{effect}: significant (p = {p}) but within the {tol} tolerance"),
+            format!(
+                "{effect}: significant (p = {}) but within the {} tolerance",
+                fmt_p(m.p_value),
+                tol()
+            ),
         )
     };
     finish(spec, verdict, reason, evidence)
@@ -262,21 +276,23 @@ fn measure_paired(
     baseline_median: f64,
 ) -> Result<Measured, StatsError> {
     let positive = pairs.iter().all(|(b, c)| *b > 0.0 && *c > 0.0);
-    let raw: Vec<f64> = pairs.iter().map(|(b, c)| c - b).collect();
     let d: Vec<f64> = if positive {
         pairs.iter().map(|(b, c)| (c / b).ln()).collect()
     } else {
-        raw.clone()
+        pairs.iter().map(|(b, c)| c - b).collect()
     };
-    let sr = super::signed_rank_test(&d, bad_alternative(spec.direction))?;
-    let (est, lo, hi) = super::walsh_shift_ci(&d, spec.confidence)?;
+    // Sorted once for both the signed-rank test and the Walsh averages.
+    let mut sorted = d;
+    sorted.sort_unstable_by(f64::total_cmp);
+    let sr = super::signed_rank::signed_rank_test_sorted(&sorted, bad_alternative(spec.direction))?;
+    let (est, lo, hi) = super::signed_rank::walsh_shift_ci_sorted(sorted, spec.confidence)?;
     let method = match sr.method {
         super::SignedRankMethod::Exact => "exact",
         super::SignedRankMethod::Normal => "normal approximation",
     };
     let test = format!("Wilcoxon signed-rank ({method}) with Hodges-Lehmann pseudo-median");
     if positive {
-        let raw_mid = median(raw);
+        let raw_mid = median(pairs.iter().map(|(b, c)| c - b).collect());
         let ratio = est.exp();
         Ok(Measured {
             p_value: sr.p_value,
@@ -387,9 +403,8 @@ fn measure_unpaired(
     }
 }
 
-/// The value of `aggregate` over finite points sorted by time.
-fn aggregate_of(aggregate: Aggregate, points: &[Point]) -> Result<f64, StatsError> {
-    let v: Vec<f64> = points.iter().map(|p| p.v).collect();
+/// The value of `aggregate` over the finite values of points sorted by time.
+fn aggregate_of(aggregate: Aggregate, v: &[f64]) -> Result<f64, StatsError> {
     let empty = || StatsError::TooFew {
         what: "aggregate",
         needed: 1,
@@ -403,8 +418,8 @@ fn aggregate_of(aggregate: Aggregate, points: &[Point]) -> Result<f64, StatsErro
                 Ok(v.iter().sum::<f64>() / v.len() as f64)
             }
         }
-        Aggregate::Median => stats::quantile(&v, 0.5),
-        Aggregate::Quantile(q) => stats::quantile(&v, q),
+        Aggregate::Median => stats::quantile(v, 0.5),
+        Aggregate::Quantile(q) => stats::quantile(v, q),
         Aggregate::Min => v.iter().copied().reduce(f64::min).ok_or_else(empty),
         Aggregate::Max => v.iter().copied().reduce(f64::max).ok_or_else(empty),
         Aggregate::Last => v.last().copied().ok_or_else(empty),
@@ -436,8 +451,17 @@ pub(super) fn absolute(
 ) -> CheckResult {
     let (c, c_dropped) = clean(c_points);
     let cv: Vec<f64> = c.iter().map(|p| p.v).collect();
+    // The baseline's values are cleaned once, for both its summary and its aggregate.
+    let (baseline_summary, bv) = match baseline {
+        SideData::Values(points) => {
+            let (b, dropped) = clean(points);
+            let bv: Vec<f64> = b.iter().map(|p| p.v).collect();
+            (summarize(&bv, dropped), Some(bv))
+        }
+        SideData::Counts(_) => (context_summary(baseline), None),
+    };
     let mut evidence = Evidence {
-        baseline: context_summary(baseline),
+        baseline: baseline_summary,
         canary: summarize(&cv, c_dropped),
         effect: None,
         p_value: None,
@@ -457,7 +481,7 @@ pub(super) fn absolute(
         );
         return inconclusive(spec, reason, evidence);
     }
-    let value = match aggregate_of(aggregate, &c) {
+    let value = match aggregate_of(aggregate, &cv) {
         Ok(v) => v,
         Err(err) => {
             return inconclusive(
@@ -469,14 +493,13 @@ pub(super) fn absolute(
     };
     let name = aggregate_name(aggregate);
     evidence.canary.aggregate = Some(AggregateValue { aggregate, value });
-    if let SideData::Values(points) = baseline {
-        let (b, _) = clean(points);
-        if let Ok(bvalue) = aggregate_of(aggregate, &b) {
-            evidence.baseline.aggregate = Some(AggregateValue {
-                aggregate,
-                value: bvalue,
-            });
-        }
+    if let Some(bv) = &bv
+        && let Ok(bvalue) = aggregate_of(aggregate, bv)
+    {
+        evidence.baseline.aggregate = Some(AggregateValue {
+            aggregate,
+            value: bvalue,
+        });
     }
     evidence.effect = Some(Effect {
         ratio: (threshold != 0.0).then_some(value / threshold),
