@@ -1191,10 +1191,15 @@ fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(err)?;
-    conn.pragma_update(None, "cache_size", CACHE_KIB)
+    // A checkpoint copies frames from the WAL to the database file; it reads hardly any page
+    // through the cache, so the cache stays at its minimum.
+    conn.pragma_update(None, "cache_size", CHECKPOINT_CACHE_KIB)
         .map_err(err)?;
     Ok(conn)
 }
+
+/// The checkpoint connection's page cache, KiB (negative: a size, as SQLite reads it).
+const CHECKPOINT_CACHE_KIB: i64 = -64;
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     const OP: &str = "open for reading";
