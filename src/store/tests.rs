@@ -960,6 +960,25 @@ fn an_open_read_does_not_block_a_commit() {
 
 // ----- group commit -----
 
+/// Runs `commit(store, n)` on `callers` threads at once with the writer held until all but the
+/// leader have queued, so their steps land in one batch; the results in caller order.
+fn commit_in_one_batch<T: Send>(
+    store: &Store,
+    callers: u32,
+    commit: impl Fn(&Store, u32) -> T + Sync,
+) -> Vec<T> {
+    let writer = lock(&store.inner.writer);
+    let commit = &commit;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..callers)
+            .map(|n| scope.spawn(move || commit(store, n)))
+            .collect();
+        // The first caller leads a batch blocked on the writer; the others queue behind it.
+        release_when_queued(store, callers as usize - 1, writer);
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 /// Holds the writer connection until `queued` steps wait for it, so that they all land in one
 /// batch, then lets them through.
 fn release_when_queued(store: &Store, queued: usize, writer: MutexGuard<'_, Connection>) {
@@ -980,30 +999,14 @@ fn concurrent_steps_share_a_batch_and_each_caller_gets_its_own_rows() {
     let dir = TempDir::new();
     let store = Store::open(&dir.0).unwrap();
     let threads = 24;
-    let writer = lock(&store.inner.writer);
-    let results = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|n| {
-                let store = store.clone();
-                scope.spawn(move || {
-                    let name = format!("r{n:02}");
-                    let state = State {
-                        stage: n,
-                        weight: 10,
-                    };
-                    (
-                        name.clone(),
-                        store.commit_step(&full_step(&name, &state, n, t(n.into()))),
-                    )
-                })
-            })
-            .collect();
-        // The first caller leads a batch blocked on the writer; the others queue behind it.
-        release_when_queued(&store, threads as usize - 1, writer);
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
+    let results = commit_in_one_batch(&store, threads, |store, n| {
+        let name = format!("r{n:02}");
+        let state = State {
+            stage: n,
+            weight: 10,
+        };
+        let committed = store.commit_step(&full_step(&name, &state, n, t(n.into())));
+        (name, committed)
     });
 
     let mut seen_ids = std::collections::HashSet::new();
@@ -1049,34 +1052,21 @@ fn a_failing_step_in_a_batch_fails_alone_and_the_others_are_recorded() {
         .unwrap();
 
     let threads: u32 = 12;
-    let writer = lock(&store.inner.writer);
-    let results = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|n| {
-                let store = store.clone();
-                scope.spawn(move || {
-                    let name = format!("r{n:02}");
-                    let state = State {
-                        stage: n,
-                        weight: 25,
-                    };
-                    let mut step = full_step(&name, &state, n, t(1));
-                    match n {
-                        // Violates the intents table's CHECK after its state and audit rows.
-                        3 => step.intent = Some(intent("bad-weight", 25, 150)),
-                        // An idempotency key recorded before the batch.
-                        7 => step.intent = Some(intent("taken-0", 0, 25)),
-                        _ => {}
-                    }
-                    (n, store.commit_step(&step))
-                })
-            })
-            .collect();
-        release_when_queued(&store, threads as usize - 1, writer);
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
+    let results = commit_in_one_batch(&store, threads, |store, n| {
+        let name = format!("r{n:02}");
+        let state = State {
+            stage: n,
+            weight: 25,
+        };
+        let mut step = full_step(&name, &state, n, t(1));
+        match n {
+            // Violates the intents table's CHECK after its state and audit rows.
+            3 => step.intent = Some(intent("bad-weight", 25, 150)),
+            // An idempotency key recorded before the batch.
+            7 => step.intent = Some(intent("taken-0", 0, 25)),
+            _ => {}
+        }
+        (n, store.commit_step(&step))
     });
 
     for (n, result) in results {
@@ -1134,27 +1124,14 @@ fn two_steps_with_one_key_in_a_batch_record_the_first_only() {
         stage: 1,
         weight: 25,
     };
-    let writer = lock(&store.inner.writer);
-    let results = std::thread::scope(|scope| {
-        let handles: Vec<_> = ["a", "b", "c"]
-            .into_iter()
-            .map(|name| {
-                let store = store.clone();
-                let state = &state;
-                scope.spawn(move || {
-                    let mut step = full_step(name, state, 1, t(1));
-                    if name != "a" {
-                        step.intent = Some(intent("same", 10, 25));
-                    }
-                    store.commit_step(&step).is_ok()
-                })
-            })
-            .collect();
-        release_when_queued(&store, 2, writer);
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
+    let names = ["a", "b", "c"];
+    let results = commit_in_one_batch(&store, 3, |store, n| {
+        let name = names[n as usize];
+        let mut step = full_step(name, &state, 1, t(1));
+        if name != "a" {
+            step.intent = Some(intent("same", 10, 25));
+        }
+        store.commit_step(&step).is_ok()
     });
     // `a` succeeds; of `b` and `c`, exactly one records the key.
     assert!(results[0]);
