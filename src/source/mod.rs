@@ -70,14 +70,24 @@ pub trait MetricSource: Send + Sync {
         end: DateTime<Utc>,
         step: Duration,
     ) -> BatchFuture<'a> {
-        Box::pin(async move {
-            let mut answers = Vec::with_capacity(queries.len());
-            for query in queries {
-                answers.push(self.query_range(query, start, end, step).await?);
-            }
-            Ok(answers)
-        })
+        Box::pin(one_by_one(self, queries, start, end, step))
     }
+}
+
+/// Asks `queries` one after another; the first failure fails them all. The default of
+/// [`MetricSource::query_range_many`], and a source's fallback when it cannot combine them.
+pub(crate) async fn one_by_one<S: MetricSource + ?Sized>(
+    source: &S,
+    queries: &[String],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    step: Duration,
+) -> Result<Vec<Vec<Series>>, SourceError> {
+    let mut answers = Vec::with_capacity(queries.len());
+    for query in queries {
+        answers.push(source.query_range(query, start, end, step).await?);
+    }
+    Ok(answers)
 }
 
 /// What went wrong with a query, with the source's name and the query, and whether a retry can help

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::{
     BatchFuture, MetricSource, QueryFuture, Series, SourceError, check_request, duration_text,
-    unix_seconds,
+    one_by_one, unix_seconds,
 };
 use crate::judge::Point;
 
@@ -389,11 +389,7 @@ impl MetricSource for PrometheusSource {
                     }
                 }
             }
-            let mut answers = Vec::with_capacity(queries.len());
-            for query in queries {
-                answers.push(self.query_range(query, start, end, step).await?);
-            }
-            Ok(answers)
+            one_by_one(self, queries, start, end, step).await
         })
     }
 
