@@ -601,6 +601,36 @@ async fn range_requests(prometheus: &Prometheus) -> f64 {
         .sum()
 }
 
+type Span = (DateTime<Utc>, DateTime<Utc>, Duration);
+
+/// `queries` asked together: the answers, and how many range requests Prometheus counted.
+async fn ask_together(
+    prometheus: &Prometheus,
+    source: &PrometheusSource,
+    queries: &[String],
+    (start, end, step): Span,
+) -> (Vec<Vec<Series>>, f64) {
+    let before = range_requests(prometheus).await;
+    let answers = source
+        .query_range_many(queries, start, end, step)
+        .await
+        .unwrap();
+    (answers, range_requests(prometheus).await - before)
+}
+
+/// `queries` asked one at a time.
+async fn ask_alone(
+    source: &PrometheusSource,
+    queries: &[String],
+    (start, end, step): Span,
+) -> Vec<Vec<Series>> {
+    let mut alone = Vec::new();
+    for query in queries {
+        alone.push(source.query_range(query, start, end, step).await.unwrap());
+    }
+    alone
+}
+
 /// Debug text of answers: equal for equal labels and points (NaN included).
 fn text<T: std::fmt::Debug>(answers: &T) -> String {
     format!("{answers:?}")
@@ -620,20 +650,12 @@ async fn queries_asked_together_are_one_request_and_answer_each_as_if_asked_alon
     ]
     .map(String::from)
     .to_vec();
-    let (start, end, step) = (at(T0), at(T0 + 60 * MINUTES), Duration::from_secs(60));
+    let span = (at(T0), at(T0 + 60 * MINUTES), Duration::from_secs(60));
 
-    let before = range_requests(&prometheus).await;
-    let together = source
-        .query_range_many(&queries, start, end, step)
-        .await
-        .unwrap();
-    let after = range_requests(&prometheus).await;
-    assert_eq!(after - before, 1.0, "six queries, one request");
+    let (together, requests) = ask_together(&prometheus, &source, &queries, span).await;
+    assert_eq!(requests, 1.0, "six queries, one request");
 
-    let mut alone = Vec::new();
-    for query in &queries {
-        alone.push(source.query_range(query, start, end, step).await.unwrap());
-    }
+    let alone = ask_alone(&source, &queries, span).await;
     assert_eq!(text(&together), text(&alone));
     assert_eq!(together[2].len(), 2, "a query with two series keeps both");
     assert!(together[3].is_empty(), "an empty answer stays empty");
@@ -657,36 +679,16 @@ async fn a_scalar_query_cannot_be_combined_so_the_batch_is_asked_one_by_one_from
     ]
     .map(String::from)
     .to_vec();
-    let (start, end, step) = (at(T0), at(T0 + 600), Duration::from_secs(60));
+    let span = (at(T0), at(T0 + 600), Duration::from_secs(60));
 
-    let before = range_requests(&prometheus).await;
-    let together = source
-        .query_range_many(&queries, start, end, step)
-        .await
-        .unwrap();
-    let first = range_requests(&prometheus).await;
-    assert_eq!(
-        first - before,
-        3.0,
-        "the refused combination, then each query"
-    );
-    let mut alone = Vec::new();
-    for query in &queries {
-        alone.push(source.query_range(query, start, end, step).await.unwrap());
-    }
+    let (together, requests) = ask_together(&prometheus, &source, &queries, span).await;
+    assert_eq!(requests, 3.0, "the refused combination, then each query");
+    let alone = ask_alone(&source, &queries, span).await;
     assert_eq!(text(&together), text(&alone));
     assert_eq!(together[0].len(), 1, "the scalar is one unlabelled series");
 
-    let again = range_requests(&prometheus).await;
-    source
-        .query_range_many(&queries, start, end, step)
-        .await
-        .unwrap();
-    assert_eq!(
-        range_requests(&prometheus).await - again,
-        2.0,
-        "a refused combination is not tried again"
-    );
+    let (_, requests) = ask_together(&prometheus, &source, &queries, span).await;
+    assert_eq!(requests, 2.0, "a refused combination is not tried again");
 }
 
 #[tokio::test]
@@ -782,14 +784,10 @@ async fn a_combination_too_long_for_a_url_is_still_one_request() {
             )
         })
         .collect();
-    let (start, end, step) = (at(T0), at(T0 + 600), Duration::from_secs(60));
+    let span = (at(T0), at(T0 + 600), Duration::from_secs(60));
 
-    let before = range_requests(&prometheus).await;
-    let together = source
-        .query_range_many(&queries, start, end, step)
-        .await
-        .unwrap();
-    assert_eq!(range_requests(&prometheus).await - before, 1.0);
+    let (together, requests) = ask_together(&prometheus, &source, &queries, span).await;
+    assert_eq!(requests, 1.0);
     assert_eq!(together.len(), 120);
     for (i, answer) in together.iter().enumerate() {
         assert_eq!(answer.len(), 1, "query {i}");
