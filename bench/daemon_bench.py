@@ -498,6 +498,7 @@ def cmd_load(a):
         config, api = write_world(dirname, backend, fake_url + "/webhook", names)
         daemon, ready_s = start_canaryd(procs, config, dirname)
         out["ready_s"] = ready_s
+        out["rss_mb_at_ready"] = round(status_kb(daemon.pid, "VmRSS") / 1024, 1)
         db = os.path.join(dirname, "state", "canaryd.db")
         # Let the first analyses start before the window opens (rollouts start, first commit).
         time.sleep(min(15, a.seconds / 4))
@@ -527,6 +528,8 @@ def cmd_load(a):
         out["fake_backend_cpu_s"] = round(f1 - f0, 2)
         out["peak_rss_mb"] = round(status_kb(daemon.pid, "VmHWM") / 1024, 1)
         out["rss_mb_end"] = round(status_kb(daemon.pid, "VmRSS") / 1024, 1)
+        # VmRSS every 30 s of the window, to tell a start-up peak from growth.
+        out["rss_mb_every_30s"] = [round(kb / 1024, 1) for kb in rss[14::15]]
         out["threads_cpu_s_total"] = {k: round(v, 2) for k, v in threads_cpu(daemon.pid).items()}
         out["write_bytes_per_s"] = round((io1.get("write_bytes", 0) - io0.get("write_bytes", 0)) / window)
         out["db_growth_bytes_per_s"] = round((size1 - size0) / window)

@@ -26,7 +26,7 @@ use api_support::{ALICE, fake_prometheus};
 use axum::http::{HeaderMap, StatusCode};
 use canaryd::daemon::DaemonError;
 use canaryd::rollout::{Phase, RolloutState};
-use canaryd::store::{NewIntent, Step, Store};
+use canaryd::store::{NewAnalysis, NewIntent, Step, Store};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -239,6 +239,7 @@ async fn a_weight_change_the_actuator_refuses_keeps_the_rollout_where_it_was_unt
 async fn a_change_left_pending_by_a_crash_that_still_fails_at_start_up_pauses_at_the_applied_weight()
  {
     let (hook, broken, applied, refused) = serve_flaky_actuator().await;
+    let (receiver, received) = serve_receiver().await;
     let dir = temp_dir("faults-redrive");
     write_rule(&dir, "crashed", "good", "webhook", "1s");
     // What a kill -9 between recording the 10% → 50% step and calling the actuator leaves.
@@ -256,10 +257,40 @@ async fn a_change_left_pending_by_a_crash_that_still_fails_at_start_up_pauses_at
             weight: 50,
             previous_weight: 10,
         });
+        // The analysis the 10% → 50% step was taken on; its evidence table must reach the
+        // notifications of the steps taken after the restart (nothing of it is in memory then).
+        // Its interval's lower end is unbounded, which JSON records as null.
+        let evidence = serde_json::json!({
+            "checks": [{
+                "name": "latency",
+                "verdict": {"outcome": "pass"},
+                "reason": "the canary's max 0.1 is under the threshold 0.5",
+                "evidence": {
+                    "baseline": {"points": 5, "dropped": 0},
+                    "canary": {"points": 5, "dropped": 0,
+                               "aggregate": {"aggregate": "max", "value": 0.1}},
+                    "effect": {"ratio": 0.2, "difference": -0.4,
+                               "interval": {"low": null, "high": 0.2, "confidence": 0.99,
+                                            "scale": "difference"}},
+                    "p_value": null, "test": null, "comparison": null,
+                    "thresholds": {"direction": "higher-is-worse", "confidence": 0.99,
+                                   "min_samples": 2, "threshold": 0.5}
+                }
+            }],
+            "score": {}, "series": []
+        });
+        step.analysis = Some(NewAnalysis {
+            outcome: "pass".to_string(),
+            score: Some(100.0),
+            evidence: serde_json::value::to_raw_value(&evidence).unwrap(),
+        });
         store.commit_step(&step).unwrap();
         assert_eq!(store.pending_intents().unwrap().len(), 1);
     }
-    let d = start(&dir, &hook, |text| quick_webhook(text, &hook)).await;
+    let d = start(&dir, &hook, |text| {
+        quick_webhook(text, &hook).replace("http://127.0.0.1:9/unused", &receiver)
+    })
+    .await;
     // Restored before the tasks start: the re-driven change fails again and is put back.
     let listed = rollout(&d.base, "crashed").await.unwrap();
     assert_eq!((listed.phase.as_str(), listed.weight), ("paused", 10));
@@ -279,6 +310,27 @@ async fn a_change_left_pending_by_a_crash_that_still_fails_at_start_up_pauses_at
         audit.iter().any(|a| a.action == "actuation-failed"),
         "{audit:?}"
     );
+    // The on-call hears of the failed change with the evidence of the analysis before the crash.
+    let (_, failed) = wait_for(
+        "the failed-change notification",
+        Duration::from_secs(15),
+        || async {
+            received
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, b)| b["notification"]["event"] == "actuator-failed")
+                .cloned()
+        },
+    )
+    .await;
+    let rows = &failed["notification"]["checks"];
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{failed}");
+    assert_eq!(rows[0]["check"], "latency", "{failed}");
+    assert_eq!(rows[0]["verdict"], "pass", "{failed}");
+    assert_eq!(rows[0]["measure"], "max", "{failed}");
+    assert_eq!(rows[0]["canary"], 0.1, "{failed}");
+    assert_eq!(rows[0]["difference"], -0.4, "{failed}");
 
     // Fixed and resumed: the 50% goes through with a fresh key.
     broken.store(false, Ordering::SeqCst);

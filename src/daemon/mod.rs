@@ -129,12 +129,21 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Replace one rollout's published status.
+    /// Replace one rollout's published status. An unchanged status (most steps change nothing
+    /// that is published) is left in place rather than replaced by a fresh copy: a long-lived
+    /// allocation made in the middle of an analysis's short-lived ones would pin their memory.
     pub fn publish(&self, status: RolloutStatus) {
-        self.statuses
+        let mut statuses = self
+            .statuses
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(status.name.clone(), status);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match statuses.get_mut(&status.name) {
+            Some(current) if *current == status => {}
+            Some(current) => *current = status,
+            None => {
+                statuses.insert(status.name.clone(), status);
+            }
+        }
     }
 
     /// Every rollout's status, by name.

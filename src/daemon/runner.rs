@@ -20,7 +20,7 @@ use super::analysis::analyse;
 use super::status::RolloutStatus;
 use crate::actuator::WeightChange;
 use crate::notify::Notification;
-use crate::notify::notification::{CheckRow, Limit};
+use crate::notify::notification::CheckRow;
 use crate::rollout::{
     Action, Command, Event, EventKind, Phase, Plan, RolloutState, Severity, TriggeredBy, step,
 };
@@ -212,7 +212,10 @@ pub async fn redrive(
     };
     match Runner::new(Arc::clone(shared), change.rollout.clone(), rule).await {
         Ok(mut runner) => {
-            if let Err(e) = runner.step_and_act(failed, None).await {
+            if let Err(e) = runner
+                .step_and_act(failed, None, &mut Rows::default())
+                .await
+            {
                 tracing::error!(rollout = %change.rollout, error = %e, "Could not record the failed re-driven weight change.");
             }
         }
@@ -230,122 +233,18 @@ pub fn stage_label(state: &RolloutState, rule: &RolloutRule) -> String {
     }
 }
 
-/// The evidence table of a rollout's latest analysis, kept for its notifications: one row per
-/// check, as `Notification::from_action` makes them from the judge's results. Every rollout holds
-/// one between analyses, so it is packed: the rows' text in one string and their numbers inline,
-/// unpacked into [`CheckRow`]s only when a notification is made. About 2.3 kB for ten checks,
-/// where the judge's results took about 9 kB and the rows themselves (five strings each) 3.5 kB.
-#[derive(Debug, Default, Clone)]
-struct EvidenceTable {
-    rows: Box<[PackedRow]>,
-    text: Box<str>,
-}
+/// The rows of the evidence table a step's notifications carry: those of the analysis being
+/// applied, or, for any other step (a tick, a command), those of the rollout's newest recorded
+/// analysis, read from the store when the first notification needs them. Nothing is kept
+/// between analyses: at thousands of rollouts, a kept table per rollout was a fifth of the
+/// daemon's memory.
+#[derive(Debug, Default)]
+struct Rows(Option<Vec<CheckRow>>);
 
-/// One row of an [`EvidenceTable`].
-#[derive(Debug, Clone)]
-struct PackedRow {
-    /// Where the row's check, verdict, reason, measure and test end in the table's text; each
-    /// starts where the one before ends (the first where the previous row's test ends).
-    ends: [u32; 5],
-    /// Whether the row has a test (an empty one is still a test).
-    has_test: bool,
-    /// Bit `i` set: `numbers[i]` is present.
-    present: u8,
-    /// Baseline, canary, ratio, difference and p-value.
-    numbers: [f64; 5],
-    limit: Option<Limit>,
-    confidence: f64,
-}
-
-impl EvidenceTable {
-    fn pack(rows: &[CheckRow]) -> EvidenceTable {
-        let mut text = String::with_capacity(
-            rows.iter()
-                .map(|r| {
-                    r.check.len()
-                        + r.verdict.len()
-                        + r.reason.len()
-                        + r.measure.len()
-                        + r.test.as_ref().map_or(0, String::len)
-                })
-                .sum(),
-        );
-        let packed = rows
-            .iter()
-            .map(|row| {
-                let parts = [
-                    row.check.as_str(),
-                    &row.verdict,
-                    &row.reason,
-                    &row.measure,
-                    row.test.as_deref().unwrap_or(""),
-                ];
-                let mut ends = [0; 5];
-                for (end, part) in ends.iter_mut().zip(parts) {
-                    text.push_str(part);
-                    *end = u32::try_from(text.len()).unwrap_or(u32::MAX);
-                }
-                let values = [
-                    row.baseline,
-                    row.canary,
-                    row.ratio,
-                    row.difference,
-                    row.p_value,
-                ];
-                let mut present = 0;
-                let mut numbers = [0.0; 5];
-                for (i, value) in values.into_iter().enumerate() {
-                    if let Some(v) = value {
-                        present |= 1 << i;
-                        numbers[i] = v;
-                    }
-                }
-                PackedRow {
-                    ends,
-                    has_test: row.test.is_some(),
-                    present,
-                    numbers,
-                    limit: row.limit,
-                    confidence: row.confidence,
-                }
-            })
-            .collect();
-        EvidenceTable {
-            rows: packed,
-            text: text.into_boxed_str(),
-        }
-    }
-
-    /// The rows, as they were packed.
-    fn rows(&self) -> Vec<CheckRow> {
-        let mut start = 0;
-        self.rows
-            .iter()
-            .map(|row| {
-                let [check, verdict, reason, measure, test] = row.ends.map(|end| {
-                    let end = end as usize;
-                    let part = self.text.get(start..end).unwrap_or_default().to_string();
-                    start = end;
-                    part
-                });
-                let number = |i: usize| (row.present & (1 << i) != 0).then_some(row.numbers[i]);
-                CheckRow {
-                    check,
-                    verdict,
-                    reason,
-                    measure,
-                    baseline: number(0),
-                    canary: number(1),
-                    ratio: number(2),
-                    difference: number(3),
-                    limit: row.limit,
-                    p_value: number(4),
-                    confidence: row.confidence,
-                    test: row.has_test.then_some(test),
-                }
-            })
-            .collect()
-    }
+/// The part of a recorded analysis's evidence that notifications show.
+#[derive(serde::Deserialize)]
+struct RecordedChecks {
+    checks: Vec<crate::judge::CheckResult>,
 }
 
 /// One rollout's running task.
@@ -358,8 +257,6 @@ pub struct Runner {
     state: RolloutState,
     backend_errors: u32,
     next_analysis: Instant,
-    /// The latest analysis's evidence table for notifications.
-    evidence: EvidenceTable,
     /// The analysis turn held from the start of an analysis until its step is committed (see
     /// [`Runner::analysis`]); released before the actuator is called.
     turn: Option<OwnedSemaphorePermit>,
@@ -386,7 +283,6 @@ impl Runner {
             rule,
             state: stored.map(|s| s.state).unwrap_or_default(),
             backend_errors: 0,
-            evidence: EvidenceTable::default(),
             turn: None,
         };
         runner.publish();
@@ -559,11 +455,15 @@ impl Runner {
                     ],
                 );
                 tracing::info!(rollout = %self.name, outcome = %analysed.record.outcome, score = analysed.record.score, "Analysis judged.");
-                let rows: Vec<CheckRow> =
-                    analysed.results.iter().map(CheckRow::from_result).collect();
-                self.evidence = EvidenceTable::pack(&rows);
+                let rows = Rows(Some(
+                    analysed.results.iter().map(CheckRow::from_result).collect(),
+                ));
                 let _ = self
-                    .apply(Event::Analysis(analysed.report), Some(analysed.record))
+                    .apply_with(
+                        Event::Analysis(analysed.report),
+                        Some(analysed.record),
+                        rows,
+                    )
                     .await;
             }
             Err(e) => {
@@ -617,9 +517,19 @@ impl Runner {
     /// could not apply is fed back to the machine as one more recorded step
     /// (`ActuationFailed`: weight put back, paused for review, critical alert).
     async fn apply(&mut self, event: Event, analysis: Option<NewAnalysis>) -> Result<(), String> {
-        if let Some(failed) = self.step_and_act(event, analysis).await? {
+        self.apply_with(event, analysis, Rows::default()).await
+    }
+
+    /// [`Runner::apply`], with the evidence rows its notifications carry.
+    async fn apply_with(
+        &mut self,
+        event: Event,
+        analysis: Option<NewAnalysis>,
+        mut rows: Rows,
+    ) -> Result<(), String> {
+        if let Some(failed) = self.step_and_act(event, analysis, &mut rows).await? {
             // ActuationFailed never asks for a weight change, so this cannot fail the same way.
-            if let Err(e) = self.step_and_act(failed, None).await {
+            if let Err(e) = self.step_and_act(failed, None, &mut rows).await {
                 tracing::error!(rollout = %self.name, error = %e, "Could not record the failed weight change.");
             }
         }
@@ -632,6 +542,7 @@ impl Runner {
         &mut self,
         event: Event,
         analysis: Option<NewAnalysis>,
+        rows: &mut Rows,
     ) -> Result<Option<Event>, String> {
         let now = Utc::now();
         let (next, actions) = match step(&self.state, &self.rule.plan, event, now) {
@@ -671,12 +582,15 @@ impl Runner {
                         before: &self.state,
                         after: &next,
                         at: now,
-                        // The rows are filled in below from the ones kept.
+                        // The rows are filled in below.
                         evidence: &[],
                         public_url: self.shared.config.server.public_url.as_deref(),
                     };
                     let mut n = Notification::from_action(&ctx, *event, *severity, message);
-                    n.checks = self.evidence.rows();
+                    if rows.0.is_none() {
+                        rows.0 = Some(self.latest_rows().await);
+                    }
+                    n.checks = rows.0.clone().unwrap_or_default();
                     outbox.extend(messages(&self.rule, &n, seq));
                 }
                 Action::Audit {
@@ -746,6 +660,30 @@ impl Runner {
             }
         }
         Ok(None)
+    }
+
+    /// The evidence rows of the rollout's newest recorded analysis (none before its first). A
+    /// record that cannot be read is logged and the notification goes without rows: it still
+    /// says what happened.
+    async fn latest_rows(&self) -> Vec<CheckRow> {
+        let store = self.shared.store.clone();
+        let name = self.name.clone();
+        let read =
+            tokio::task::spawn_blocking(move || store.latest_evidence::<RecordedChecks>(&name))
+                .await;
+        match read {
+            Ok(Ok(latest)) => latest
+                .map(|(_, recorded)| recorded.checks.iter().map(CheckRow::from_result).collect())
+                .unwrap_or_default(),
+            Ok(Err(e)) => {
+                tracing::warn!(rollout = %self.name, error = %e, "Could not read the latest analysis; the notification goes without its evidence.");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(rollout = %self.name, error = %e, "Could not read the latest analysis; the notification goes without its evidence.");
+                Vec::new()
+            }
+        }
     }
 
     async fn commit(
@@ -893,55 +831,6 @@ mod tests {
             passes,
             ..RolloutState::new()
         }
-    }
-
-    fn row(check: &str, test: Option<&str>, limit: Option<Limit>) -> CheckRow {
-        CheckRow {
-            check: check.to_string(),
-            verdict: "fail".to_string(),
-            reason: format!("{check}: the canary's p99 is 2.5× the baseline's (ünïcode)"),
-            measure: "p99".to_string(),
-            baseline: Some(0.125),
-            canary: Some(-3.0e-7),
-            ratio: None,
-            difference: Some(f64::MAX),
-            limit,
-            p_value: Some(0.000_123),
-            confidence: 0.95,
-            test: test.map(str::to_string),
-        }
-    }
-
-    #[test]
-    fn the_evidence_table_gives_back_the_rows_it_was_packed_from() {
-        let rows = vec![
-            row(
-                "latency",
-                Some("Mann-Whitney U"),
-                Some(Limit::Tolerance(0.1)),
-            ),
-            row("", None, None),
-            row("errors", Some(""), Some(Limit::Threshold(2.0))),
-            CheckRow {
-                baseline: None,
-                canary: None,
-                difference: None,
-                p_value: None,
-                ..row("slope", None, Some(Limit::MaxSlopePerMinute(0.5)))
-            },
-        ];
-        let table = EvidenceTable::pack(&rows);
-        assert_eq!(table.rows(), rows);
-        // Unpacking leaves the table as it was: every notification gets the same rows.
-        assert_eq!(table.rows(), rows);
-        assert_eq!(EvidenceTable::default().rows(), Vec::new());
-        // A value that is present but not a number stays present.
-        let nan = CheckRow {
-            ratio: Some(f64::NAN),
-            ..row("nan", None, None)
-        };
-        let back = EvidenceTable::pack(std::slice::from_ref(&nan)).rows();
-        assert!(back[0].ratio.is_some_and(f64::is_nan));
     }
 
     #[test]

@@ -199,6 +199,7 @@ pub struct SideSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AggregateValue {
     pub aggregate: Aggregate,
+    #[serde(deserialize_with = "number_or_nan")]
     pub value: f64,
 }
 
@@ -208,15 +209,25 @@ pub struct Effect {
     /// Canary / baseline (or canary / threshold for absolute kinds); absent when the reference is 0.
     pub ratio: Option<f64>,
     /// Canary − baseline (or canary − threshold; for trends, the slope per minute).
+    #[serde(deserialize_with = "number_or_nan")]
     pub difference: f64,
     /// The confidence interval of the effect.
     pub interval: Option<Interval>,
 }
 
+/// Read a number that JSON may hold as `null`: serde_json writes NaN and the infinities as
+/// `null`, so a recorded result with an unbounded interval reads back, as NaN, instead of
+/// failing to read.
+fn number_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// A confidence interval and what it bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
+    #[serde(deserialize_with = "number_or_nan")]
     pub low: f64,
+    #[serde(deserialize_with = "number_or_nan")]
     pub high: f64,
     pub confidence: f64,
     pub scale: IntervalScale,

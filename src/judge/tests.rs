@@ -769,3 +769,42 @@ fn scoring_misconfiguration_is_inconclusive() {
     );
     assert_eq!(s.outcome, AnalysisOutcome::Inconclusive);
 }
+
+#[test]
+fn recorded_results_read_back_exactly_and_unbounded_numbers_as_nan() {
+    // Notifications made after a restart read the newest analysis's results back from the
+    // store: every number must come back bit for bit.
+    let b = noisy(30, 100.0, 7.3, 11);
+    let c = noisy(30, 103.1, 7.9, 12);
+    let mut results = vec![
+        judge_check(&relative(0.05, Direction::HigherIsWorse), &b, &c),
+        judge_check(
+            &spec(
+                CheckKind::ErrorRate { tolerance: 0.001 },
+                Direction::HigherIsWorse,
+                100,
+            ),
+            &counts(30, 1.3, 977.0),
+            &counts(30, 2.9, 1013.0),
+        ),
+    ];
+    let json = serde_json::to_string(&results).unwrap();
+    let back: Vec<CheckResult> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, results);
+    // JSON has no NaN or infinity (serde_json writes null): such a number reads back as NaN
+    // instead of making the whole record unreadable.
+    let effect = results[0].evidence.effect.as_mut().unwrap();
+    effect.difference = f64::NAN;
+    if let Some(interval) = effect.interval.as_mut() {
+        interval.low = f64::NEG_INFINITY;
+    }
+    let json = serde_json::to_string(&results).unwrap();
+    let back: Vec<CheckResult> = serde_json::from_str(&json).unwrap();
+    let effect = back[0].evidence.effect.unwrap();
+    assert!(effect.difference.is_nan());
+    assert!(
+        effect
+            .interval
+            .is_some_and(|i| i.low.is_nan() && i.high.is_finite())
+    );
+}

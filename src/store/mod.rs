@@ -755,6 +755,31 @@ impl Store {
         Ok(paginate(analyses, limit, |a| a.id))
     }
 
+    /// The evidence of a rollout's newest analysis, read as `T` (a part of it: serde skips the
+    /// fields `T` does not name), with the analysis's id; `None` when it has none yet.
+    pub fn latest_evidence<T: DeserializeOwned>(
+        &self,
+        rollout: &str,
+    ) -> Result<Option<(i64, T)>, StoreError> {
+        const OP: &str = "read the latest analysis";
+        let row = self.read(OP, |conn| {
+            one(
+                conn,
+                "SELECT id, evidence FROM analyses WHERE rollout = ?1 ORDER BY id DESC LIMIT 1",
+                [rollout],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(self.sql(OP))
+        })?;
+        row.map(|(id, evidence)| {
+            serde_json::from_str(&evidence)
+                .map(|value| (id, value))
+                .map_err(|e| self.json(OP, format!("evidence of analysis {id}"), e))
+        })
+        .transpose()
+    }
+
     // ----- actuator intents -----
 
     /// Records the outcome of an intent: `Ok(())` marks it done, `Err(reason)` failed. Fails if
