@@ -452,10 +452,14 @@ async fn give(
         reason: reason.clone(),
         reply: Some(reply),
     };
-    if !shared.scheduler.send(&name, msg).await {
+    if !shared.scheduler.send(&name, msg) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("rollout `{name}`'s task is not running (shutting down?); try again"),
+            format!(
+                "rollout `{name}` takes no commands right now: its task is not running \
+                 (shutting down?) or already has {} waiting; try again",
+                crate::daemon::scheduler::MAILBOX
+            ),
         ));
     }
     tracing::info!(rollout = %name, command = %command, by = %caller.name, "Command received over the API.");

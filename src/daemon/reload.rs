@@ -161,5 +161,5 @@ async fn apply(shared: &Arc<Shared>, rules: RuleSet, shutdown: &CancellationToke
         tracing::info!(rollout = %name, "New rollout: starting it.");
         shared.scheduler.spawn(shared, name, shutdown);
     }
-    shared.scheduler.rules_changed().await;
+    shared.scheduler.rules_changed();
 }

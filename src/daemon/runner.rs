@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -269,6 +269,15 @@ impl Runner {
         name: String,
         rule: Arc<RolloutRule>,
     ) -> Result<Runner, String> {
+        // A fresh daemon starts thousands of rollouts at once: loading each one's state, and
+        // its first step, take an analysis turn, so only a few are under way (and in memory) at
+        // a time. The turn is given back when that step is committed, or when the loop starts.
+        let turn = shared
+            .scheduler
+            .analysis_turns(shared.config.scheduler.max_concurrent_queries)
+            .acquire_owned()
+            .await
+            .ok();
         let store = shared.store.clone();
         let key = name.clone();
         let stored = tokio::task::spawn_blocking(move || store.rollout::<RolloutState>(&key))
@@ -283,7 +292,7 @@ impl Runner {
             rule,
             state: stored.map(|s| s.state).unwrap_or_default(),
             backend_errors: 0,
-            turn: None,
+            turn,
         };
         runner.publish();
         Ok(runner)
@@ -296,15 +305,14 @@ impl Runner {
 
     /// The task's loop, until shutdown.
     pub async fn run(
-        mut self,
-        mailbox: Arc<Mutex<mpsc::Receiver<Box<Msg>>>>,
+        &mut self,
+        mailbox: Arc<super::scheduler::Mailbox>,
         shutdown: CancellationToken,
     ) {
         // The work of each wake-up (an analysis, a step and its commit, an actuator call) is
         // boxed and lives only while it runs: the task of an idle rollout, which is what most
         // of thousands are at any moment, keeps just its loop's state (a few hundred bytes)
         // instead of room for the largest of those futures.
-        let mut inbox = mailbox.lock().await;
         let mut emergency = self.shared.emergency.subscribe();
         // An emergency stop in force wins over starting: a new rollout never gets traffic then.
         let at_start = emergency.borrow_and_update().clone();
@@ -313,6 +321,7 @@ impl Runner {
             let start = Event::command(Command::Start, TriggeredBy::Schedule, "rule file loaded");
             let _ = Box::pin(self.apply(start, None)).await;
         }
+        self.turn = None;
         // The task sleeps until its next analysis, its next stage deadline (a tick), a message,
         // an emergency-stop change or shutdown: an idle rollout does not wake up.
         let mut last_tick: Option<Instant> = None;
@@ -347,14 +356,13 @@ impl Runner {
                     let now = emergency.borrow_and_update().clone();
                     Box::pin(self.sync_emergency(&now)).await;
                 }
-                msg = inbox.recv() => match msg.map(|m| *m) {
-                    None => return,
-                    Some(Msg::RulesChanged) => {
+                msg = mailbox.recv() => match msg {
+                    Msg::RulesChanged => {
                         if !present {
                             Box::pin(self.pause_removed()).await;
                         }
                     }
-                    Some(Msg::Command { command, by, reason, reply }) => {
+                    Msg::Command { command, by, reason, reply } => {
                         let result = Box::pin(self.apply(Event::command(command, by, reason), None)).await;
                         if let Some(reply) = reply {
                             let _ = reply.send(result.map(|()| RolloutStatus::of(&self.name, &self.state, Some(&self.rule))));

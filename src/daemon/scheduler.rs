@@ -1,9 +1,10 @@
 //! The scheduler: one supervised task per rollout, and their mailboxes. A task that panics is
 //! restarted after a growing pause (1 s, doubling, at most 30 s), logged, counted in
 //! `canaryd_rollout_task_restarts_total` and alerted on; it is never silently gone. The mailbox
-//! outlives restarts, so commands sent meanwhile wait for the new task. It also hands out the
-//! turns to analyse (a few per query permit), so the work under way, and the memory it holds,
-//! stays bounded however many rollouts are due at once.
+//! outlives restarts, so commands sent meanwhile wait for the new task; senders never wait, and
+//! a mailbox whose task has ended, or that holds [`MAILBOX`] messages already, refuses. It also
+//! hands out the turns to analyse (a few per query permit), so the work under way, and the
+//! memory it holds, stays bounded however many rollouts are due at once.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -12,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use tokio::sync::{Mutex, Semaphore, mpsc};
+use std::collections::VecDeque;
+
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -24,16 +27,93 @@ use crate::rollout::{EventKind, Severity};
 /// The first pause before restarting a panicked task; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Messages a rollout's mailbox holds before senders wait. Messages are boxed: a channel
-/// allocates its slots a block at a time, and a block of boxes is a few hundred bytes per rollout
-/// where a block of messages would be a few kilobytes.
-const MAILBOX: usize = 64;
+/// Messages a rollout's mailbox holds before it refuses more (its task is stuck, or an operator
+/// is sending commands faster than they can be recorded).
+pub const MAILBOX: usize = 64;
 /// Analyses under way at once, per permitted metric query in flight
 /// (`[scheduler] max_concurrent_queries`): enough to keep every permit busy, few enough that an
 /// overloaded daemon does not hold the partial answers of every due analysis at once.
 const ANALYSES_PER_QUERY_PERMIT: usize = 4;
 
-type Mailboxes = BTreeMap<String, mpsc::Sender<Box<Msg>>>;
+type Mailboxes = BTreeMap<String, Arc<Mailbox>>;
+
+/// A rollout's mailbox: the messages for its task, in order. A queue and a wake-up, about a
+/// hundred bytes while empty; a tokio channel took close to a kilobyte per rollout.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    queue: std::sync::Mutex<Queue>,
+    arrived: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    messages: VecDeque<Msg>,
+    /// The task has ended for good: nothing will read what is sent.
+    closed: bool,
+}
+
+impl Mailbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queue a message for the task; `false` when the mailbox is closed or full. A
+    /// `RulesChanged` already waiting is not queued twice: the task reads the rules afresh.
+    pub fn send(&self, msg: Msg) -> bool {
+        let mut queue = self.lock();
+        if queue.closed || queue.messages.len() >= MAILBOX {
+            return false;
+        }
+        let again = matches!(msg, Msg::RulesChanged)
+            && queue
+                .messages
+                .iter()
+                .any(|m| matches!(m, Msg::RulesChanged));
+        if !again {
+            queue.messages.push_back(msg);
+        }
+        drop(queue);
+        self.arrived.notify_one();
+        true
+    }
+
+    /// The next message, waiting for one. Cancel-safe: a message is taken only when returned.
+    pub async fn recv(&self) -> Msg {
+        loop {
+            {
+                let mut queue = self.lock();
+                if let Some(msg) = queue.messages.pop_front() {
+                    if queue.messages.is_empty() {
+                        // An idle rollout holds no queue storage.
+                        queue.messages = VecDeque::new();
+                    }
+                    return msg;
+                }
+            }
+            // A notification sent since the check is kept as a permit, so none is missed.
+            self.arrived.notified().await;
+        }
+    }
+
+    /// Refuse every later message and drop the waiting ones (their senders see the reply
+    /// channel closed).
+    fn close(&self) {
+        let mut queue = self.lock();
+        queue.closed = true;
+        queue.messages = VecDeque::new();
+    }
+}
+
+/// Closes a mailbox when its task ends, however it ends (returned, or aborted at shutdown).
+struct CloseOnDrop(Arc<Mailbox>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
 
 /// The running rollout tasks.
 #[derive(Debug, Default)]
@@ -66,42 +146,43 @@ impl Scheduler {
         self.lock_mailboxes().contains_key(name)
     }
 
-    /// Send a message to one rollout's task. `false` when it has none or its mailbox is gone.
-    pub async fn send(&self, name: &str, msg: Msg) -> bool {
-        let sender = self.lock_mailboxes().get(name).cloned();
-        match sender {
-            Some(s) => s.send(Box::new(msg)).await.is_ok(),
-            None => false,
-        }
+    /// Send a message to one rollout's task. `false` when it has none, its task has ended or
+    /// its mailbox is full.
+    pub fn send(&self, name: &str, msg: Msg) -> bool {
+        let mailbox = self.lock_mailboxes().get(name).cloned();
+        mailbox.is_some_and(|m| m.send(msg))
     }
 
     /// Tell every task the rules changed.
-    pub async fn rules_changed(&self) {
-        let senders: Vec<_> = self.lock_mailboxes().values().cloned().collect();
-        for s in senders {
-            let _ = s.send(Box::new(Msg::RulesChanged)).await;
+    pub fn rules_changed(&self) {
+        let mailboxes: Vec<_> = self.lock_mailboxes().values().cloned().collect();
+        for m in mailboxes {
+            m.send(Msg::RulesChanged);
         }
     }
 
     /// Start the supervised task of rollout `name` (whose rule must be loaded).
     pub fn spawn(&self, shared: &Arc<Shared>, name: &str, shutdown: &CancellationToken) {
-        let (tx, rx) = mpsc::channel(MAILBOX);
-        let mailbox = Arc::new(Mutex::new(rx));
-        self.lock_mailboxes().insert(name.to_string(), tx);
+        let mailbox = Arc::new(Mailbox::default());
+        self.lock_mailboxes()
+            .insert(name.to_string(), Arc::clone(&mailbox));
+        let closer = CloseOnDrop(mailbox);
         let for_task = Arc::clone(shared);
         let owned = name.to_string();
         let token = shutdown.clone();
+        // The closure holds the closer, and lives exactly as long as the task.
         let make = move || {
             let shared = Arc::clone(&for_task);
             let name = owned.clone();
-            let mailbox = Arc::clone(&mailbox);
+            let mailbox = Arc::clone(&closer.0);
             let token = token.clone();
             async move {
                 let Some(rule) = shared.rules.load().get(&name) else {
                     return;
                 };
                 match Runner::new(Arc::clone(&shared), name.clone(), rule).await {
-                    Ok(runner) => runner.run(mailbox, token).await,
+                    // Borrowed, not moved into `run`'s future: a moved value is stored twice.
+                    Ok(mut runner) => runner.run(mailbox, token).await,
                     Err(e) => panic!("cannot load the state of rollout `{name}`: {e}"),
                 }
             }
@@ -109,36 +190,36 @@ impl Scheduler {
         let for_alerts = Arc::clone(shared);
         let name = name.to_string();
         let span = tracing::info_span!("rollout", rollout = %name);
-        let handle = tokio::spawn(
-            supervise(
-                name.clone(),
-                FIRST_BACKOFF,
-                make,
-                shutdown.clone(),
-                move |message| {
-                    let shared = Arc::clone(&for_alerts);
-                    let name = name.clone();
-                    // Boxed: the supervisor waits in its task for the rollout's whole life, and
-                    // should not carry room for the alert's future meanwhile.
-                    Box::pin(async move {
-                        shared
-                            .metrics
-                            .inc("canaryd_rollout_task_restarts_total", &[("rollout", &name)]);
-                        let rules = shared.rules.load().get(&name).into_iter().collect();
-                        alert(
-                            &shared,
-                            rules,
-                            &name,
-                            EventKind::TaskRestarted,
-                            Severity::Critical,
-                            message,
-                        )
-                        .await;
-                    })
-                },
-            )
-            .instrument(span),
+        // Spawned as it is rather than awaited inside another async block, where it would be
+        // stored twice in the task (once as the block's capture, once as what it awaits).
+        let supervised = supervise(
+            name.clone(),
+            FIRST_BACKOFF,
+            make,
+            shutdown.clone(),
+            move |message| {
+                let shared = Arc::clone(&for_alerts);
+                let name = name.clone();
+                // Boxed: the supervisor waits in its task for the rollout's whole life, and
+                // should not carry room for the alert's future meanwhile.
+                Box::pin(async move {
+                    shared
+                        .metrics
+                        .inc("canaryd_rollout_task_restarts_total", &[("rollout", &name)]);
+                    let rules = shared.rules.load().get(&name).into_iter().collect();
+                    alert(
+                        &shared,
+                        rules,
+                        &name,
+                        EventKind::TaskRestarted,
+                        Severity::Critical,
+                        message,
+                    )
+                    .await;
+                })
+            },
         );
+        let handle = tokio::spawn(supervised.instrument(span));
         self.handles
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -258,6 +339,76 @@ mod tests {
             "{}",
             reports[1]
         );
+    }
+
+    fn command(
+        reason: &str,
+    ) -> (
+        Msg,
+        tokio::sync::oneshot::Receiver<Result<super::super::status::RolloutStatus, String>>,
+    ) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let msg = Msg::Command {
+            command: crate::rollout::Command::Pause,
+            by: crate::rollout::TriggeredBy::Operator("alice".into()),
+            reason: reason.into(),
+            reply: Some(reply),
+        };
+        (msg, answer)
+    }
+
+    fn reason_of(msg: &Msg) -> &str {
+        match msg {
+            Msg::Command { reason, .. } => reason,
+            Msg::RulesChanged => "rules changed",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mailbox_delivers_in_order_coalesces_rule_changes_and_refuses_when_full() {
+        let mailbox = Arc::new(Mailbox::default());
+        // A receiver waiting before anything is sent gets the first message.
+        let waiting = tokio::spawn({
+            let mailbox = Arc::clone(&mailbox);
+            async move { reason_of(&mailbox.recv().await).to_string() }
+        });
+        tokio::task::yield_now().await;
+        assert!(mailbox.send(command("first").0));
+        assert_eq!(waiting.await.unwrap(), "first");
+
+        assert!(mailbox.send(Msg::RulesChanged));
+        assert!(mailbox.send(command("second").0));
+        assert!(
+            mailbox.send(Msg::RulesChanged),
+            "accepted, but not queued twice"
+        );
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.push(reason_of(&mailbox.recv().await).to_string());
+        }
+        assert_eq!(got, ["rules changed", "second"]);
+        let nothing = tokio::time::timeout(Duration::from_millis(50), mailbox.recv()).await;
+        assert!(nothing.is_err(), "the duplicate rule change was queued");
+
+        // Full: the 65th message is refused, and taking one makes room again.
+        let answers: Vec<_> = (0..MAILBOX)
+            .map(|i| {
+                let (msg, answer) = command(&format!("c{i}"));
+                assert!(mailbox.send(msg), "message {i}");
+                answer
+            })
+            .collect();
+        assert!(!mailbox.send(command("one too many").0));
+        assert_eq!(reason_of(&mailbox.recv().await), "c0");
+        assert!(mailbox.send(command("fits again").0));
+
+        // Closed (the task ended): later messages are refused, waiting ones dropped, and their
+        // senders learn it from the reply channel.
+        mailbox.close();
+        assert!(!mailbox.send(command("too late").0));
+        let mut answers = answers.into_iter().skip(1);
+        let unanswered = answers.next().unwrap().await;
+        assert!(unanswered.is_err(), "{unanswered:?}");
     }
 
     #[tokio::test]
