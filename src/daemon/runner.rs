@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::Shared;
 use super::analysis::analyse;
@@ -316,10 +317,12 @@ impl Runner {
         let mut emergency = self.shared.emergency.subscribe();
         // An emergency stop in force wins over starting: a new rollout never gets traffic then.
         let at_start = emergency.borrow_and_update().clone();
-        Box::pin(self.sync_emergency(&at_start)).await;
+        let span = work_span(&self.name);
+        Box::pin(self.sync_emergency(&at_start).instrument(span)).await;
         if self.state.phase == Phase::Pending {
             let start = Event::command(Command::Start, TriggeredBy::Schedule, "rule file loaded");
-            let _ = Box::pin(self.apply(start, None)).await;
+            let span = work_span(&self.name);
+            let _ = Box::pin(self.apply(start, None).instrument(span)).await;
         }
         self.turn = None;
         // The task sleeps until its next analysis, its next stage deadline (a tick), a message,
@@ -342,10 +345,18 @@ impl Runner {
                 self.state.phase,
                 Phase::Progressing { .. } | Phase::WaitingApproval { .. }
             );
-            let tick_at = tick_due(&self.state, &self.rule.plan, Utc::now()).map(|due| {
-                let at = Instant::now() + due + TICK_MARGIN;
-                last_tick.map_or(at, |last| at.max(last + TICK))
-            });
+            let tick_at = tick_due(&self.state, &self.rule.plan, Utc::now())
+                .map(|due| {
+                    let at = Instant::now() + due + TICK_MARGIN;
+                    last_tick.map_or(at, |last| at.max(last + TICK))
+                })
+                .filter(|_| present && active && self.backend_errors == 0);
+            let analysis_at = present.then_some(self.next_analysis);
+            // One timer for both: the earlier of the next analysis and the next tick.
+            let wake_at = match (analysis_at, tick_at) {
+                (Some(a), Some(t)) => Some(a.min(t)),
+                (a, t) => a.or(t),
+            };
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
@@ -354,42 +365,55 @@ impl Runner {
                         return;
                     }
                     let now = emergency.borrow_and_update().clone();
-                    Box::pin(self.sync_emergency(&now)).await;
+                    let span = work_span(&self.name);
+                    Box::pin(self.sync_emergency(&now).instrument(span)).await;
                 }
                 msg = mailbox.recv() => match msg {
                     Msg::RulesChanged => {
                         if !present {
-                            Box::pin(self.pause_removed()).await;
+                            let span = work_span(&self.name);
+                            Box::pin(self.pause_removed().instrument(span)).await;
                         }
                     }
                     Msg::Command { command, by, reason, reply } => {
-                        let result = Box::pin(self.apply(Event::command(command, by, reason), None)).await;
+                        let span = work_span(&self.name);
+                        let result = Box::pin(self.apply(Event::command(command, by, reason), None).instrument(span)).await;
                         if let Some(reply) = reply {
                             let _ = reply.send(result.map(|()| RolloutStatus::of(&self.name, &self.state, Some(&self.rule))));
                         }
                     }
                 },
-                () = tokio::time::sleep_until(self.next_analysis), if present => {
-                    if active {
-                        // The turn is awaited before the analysis's future is made: a rollout
-                        // waiting for its turn holds only its place in the queue.
-                        let turns = self
-                            .shared
-                            .scheduler
-                            .analysis_turns(self.shared.config.scheduler.max_concurrent_queries);
-                        // The semaphore is never closed, so acquiring only waits.
-                        if let Ok(turn) = turns.acquire_owned().await {
-                            Box::pin(self.analysis(turn)).await;
-                        }
+                () = sleep_until_some(wake_at) => {
+                    let now = Instant::now();
+                    if analysis_at.is_some_and(|at| at <= now) {
+                        self.analysis_due(active).await;
+                    } else if tick_at.is_some_and(|at| at <= now) {
+                        last_tick = Some(now);
+                        let span = work_span(&self.name);
+                        let _ = Box::pin(self.apply(Event::Tick, None).instrument(span)).await;
                     }
-                    self.next_analysis = following(self.next_analysis, &self.rule.schedule, Instant::now());
-                }
-                () = sleep_until_some(tick_at), if present && active && self.backend_errors == 0 && tick_at.is_some() => {
-                    last_tick = Some(Instant::now());
-                    let _ = Box::pin(self.apply(Event::Tick, None)).await;
                 }
             }
         }
+    }
+
+    /// The next analysis is due: run it (if the rollout is active) in a turn, and schedule the
+    /// one after.
+    async fn analysis_due(&mut self, active: bool) {
+        if active {
+            // The turn is awaited before the analysis's future is made: a rollout
+            // waiting for its turn holds only its place in the queue.
+            let turns = self
+                .shared
+                .scheduler
+                .analysis_turns(self.shared.config.scheduler.max_concurrent_queries);
+            // The semaphore is never closed, so acquiring only waits.
+            if let Ok(turn) = turns.acquire_owned().await {
+                let span = work_span(&self.name);
+                Box::pin(self.analysis(turn).instrument(span)).await;
+            }
+        }
+        self.next_analysis = following(self.next_analysis, &self.rule.schedule, Instant::now());
     }
 
     async fn sync_emergency(&mut self, emergency: &super::Emergency) {
@@ -718,6 +742,13 @@ impl Runner {
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
     }
+}
+
+/// The span of one piece of a rollout's work (an analysis, a step, a command), made for that
+/// piece: a span kept for the task's whole life cost about 300 bytes per rollout in the
+/// subscriber, however idle the rollout.
+fn work_span(rollout: &str) -> tracing::Span {
+    tracing::info_span!("rollout", rollout = %rollout)
 }
 
 /// Sleep until `at`, or forever when there is nothing to wait for.

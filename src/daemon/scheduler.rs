@@ -18,7 +18,6 @@ use std::collections::VecDeque;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::Shared;
 use super::runner::{Msg, Runner, alert};
@@ -180,8 +179,12 @@ impl Scheduler {
                 let Some(rule) = shared.rules.load().get(&name) else {
                     return;
                 };
-                match Runner::new(Arc::clone(&shared), name.clone(), rule).await {
-                    // Borrowed, not moved into `run`'s future: a moved value is stored twice.
+                // Boxed, and borrowed by `run`: a runner held by value here, then moved into
+                // `run`'s future, is stored three times over in the task.
+                let runner = Runner::new(Arc::clone(&shared), name.clone(), rule)
+                    .await
+                    .map(Box::new);
+                match runner {
                     Ok(mut runner) => runner.run(mailbox, token).await,
                     Err(e) => panic!("cannot load the state of rollout `{name}`: {e}"),
                 }
@@ -189,7 +192,6 @@ impl Scheduler {
         };
         let for_alerts = Arc::clone(shared);
         let name = name.to_string();
-        let span = tracing::info_span!("rollout", rollout = %name);
         // Spawned as it is rather than awaited inside another async block, where it would be
         // stored twice in the task (once as the block's capture, once as what it awaits).
         let supervised = supervise(
@@ -219,7 +221,7 @@ impl Scheduler {
                 })
             },
         );
-        let handle = tokio::spawn(supervised.instrument(span));
+        let handle = tokio::spawn(supervised);
         self.handles
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -252,47 +254,56 @@ impl Scheduler {
 
 /// Run `make()` until it returns normally or `shutdown` is cancelled; restart it after a panic,
 /// with backoff (from `first_backoff`, doubling), calling `on_panic` with a message each time.
-pub async fn supervise<F, Fut, P, PFut>(
+/// (A plain function returning an async block: an `async fn` keeps a second copy of its
+/// arguments in its future, for the whole life of the rollout's task.)
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn stores its arguments twice in its future"
+)]
+pub fn supervise<F, Fut, P, PFut>(
     name: String,
     first_backoff: Duration,
     make: F,
     shutdown: CancellationToken,
     on_panic: P,
-) where
+) -> impl Future<Output = ()>
+where
     F: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
     P: Fn(String) -> PFut,
     PFut: Future<Output = ()>,
 {
-    let mut backoff = first_backoff;
-    loop {
-        // The rollout's work runs inside this same tokio task, which is all a rollout costs
-        // while idle; a panic while polling it is caught here, and the work dropped and made
-        // anew. (A second task per rollout, to catch its panic from outside, cost 10 MB at
-        // 10,000 rollouts.)
-        match AssertUnwindSafe(make()).catch_unwind().await {
-            Ok(()) => return,
-            Err(panic) => {
-                let detail = match panic.downcast::<String>() {
-                    Ok(s) => *s,
-                    Err(p) => p
-                        .downcast::<&str>()
-                        .map(|s| (*s).to_string())
-                        .unwrap_or_else(|_| "unknown panic".to_string()),
-                };
-                let message = format!(
-                    "The task of rollout `{name}` panicked ({detail}); restarting it in {} ms.",
-                    backoff.as_millis()
-                );
-                tracing::error!(rollout = %name, "{message}");
-                on_panic(message).await;
+    async move {
+        let mut backoff = first_backoff;
+        loop {
+            // The rollout's work runs inside this same tokio task, which is all a rollout costs
+            // while idle; a panic while polling it is caught here, and the work dropped and made
+            // anew. (A second task per rollout, to catch its panic from outside, cost 10 MB at
+            // 10,000 rollouts.)
+            match AssertUnwindSafe(make()).catch_unwind().await {
+                Ok(()) => return,
+                Err(panic) => {
+                    let detail = match panic.downcast::<String>() {
+                        Ok(s) => *s,
+                        Err(p) => p
+                            .downcast::<&str>()
+                            .map(|s| (*s).to_string())
+                            .unwrap_or_else(|_| "unknown panic".to_string()),
+                    };
+                    let message = format!(
+                        "The task of rollout `{name}` panicked ({detail}); restarting it in {} ms.",
+                        backoff.as_millis()
+                    );
+                    tracing::error!(rollout = %name, "{message}");
+                    on_panic(message).await;
+                }
             }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
