@@ -341,7 +341,7 @@ mod tests {
         m.set("canaryd_config_last_reload_successful", &[], 0.0);
         let text = m.render(&[RolloutStatus {
             name: "we\"b".into(),
-            phase: "progressing".into(),
+            phase: "progressing",
             stage: Some(1),
             stage_name: Some("50%".into()),
             weight: 50,

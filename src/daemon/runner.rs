@@ -94,7 +94,7 @@ pub fn alert_notification(
         message,
         phase: status
             .as_ref()
-            .map_or_else(|| "unknown".to_string(), |s| s.phase.clone()),
+            .map_or_else(|| "unknown".to_string(), |s| s.phase.to_string()),
         stage: None,
         weight: status.map_or(0, |s| s.weight),
         checks: Vec::new(),

@@ -167,12 +167,14 @@ impl Scheduler {
             .insert(name.to_string(), Arc::clone(&mailbox));
         let closer = CloseOnDrop(mailbox);
         let for_task = Arc::clone(shared);
-        let owned = name.to_string();
+        // One copy of the name, shared by the supervisor and its two closures.
+        let name: Arc<str> = Arc::from(name);
+        let owned = Arc::clone(&name);
         let token = shutdown.clone();
         // The closure holds the closer, and lives exactly as long as the task.
         let make = move || {
             let shared = Arc::clone(&for_task);
-            let name = owned.clone();
+            let name = Arc::clone(&owned);
             let mailbox = Arc::clone(&closer.0);
             let token = token.clone();
             async move {
@@ -181,7 +183,7 @@ impl Scheduler {
                 };
                 // Boxed, and borrowed by `run`: a runner held by value here, then moved into
                 // `run`'s future, is stored three times over in the task.
-                let runner = Runner::new(Arc::clone(&shared), name.clone(), rule)
+                let runner = Runner::new(Arc::clone(&shared), name.to_string(), rule)
                     .await
                     .map(Box::new);
                 match runner {
@@ -191,11 +193,10 @@ impl Scheduler {
             }
         };
         let for_alerts = Arc::clone(shared);
-        let name = name.to_string();
         // Spawned as it is rather than awaited inside another async block, where it would be
         // stored twice in the task (once as the block's capture, once as what it awaits).
         let supervised = supervise(
-            name.clone(),
+            Arc::clone(&name),
             FIRST_BACKOFF,
             make,
             shutdown.clone(),
@@ -261,7 +262,7 @@ impl Scheduler {
     reason = "an async fn stores its arguments twice in its future"
 )]
 pub fn supervise<F, Fut, P, PFut>(
-    name: String,
+    name: Arc<str>,
     first_backoff: Duration,
     make: F,
     shutdown: CancellationToken,

@@ -12,7 +12,7 @@ pub struct RolloutStatus {
     pub name: String,
     /// `pending`, `progressing`, `waiting-approval`, `paused`, `rolled-back`, `succeeded`,
     /// `aborted` or `emergency-stopped`.
-    pub phase: String,
+    pub phase: &'static str,
     /// Index into the plan's stages, from 0.
     pub stage: Option<usize>,
     pub stage_name: Option<String>,
@@ -38,7 +38,7 @@ impl RolloutStatus {
         let stage = state.phase.stage();
         RolloutStatus {
             name: name.to_string(),
-            phase: phase_name(&state.phase).to_string(),
+            phase: phase_name(&state.phase),
             stage,
             stage_name: stage
                 .and_then(|s| rule.and_then(|r| r.plan.stages.get(s)))
