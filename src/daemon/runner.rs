@@ -702,15 +702,13 @@ impl Runner {
         let name = self.name.clone();
         let read =
             tokio::task::spawn_blocking(move || store.latest_evidence::<RecordedChecks>(&name))
-                .await;
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|read| read.map_err(|e| e.to_string()));
         match read {
-            Ok(Ok(latest)) => latest
-                .map(|(_, recorded)| recorded.checks.iter().map(CheckRow::from_result).collect())
+            Ok(latest) => latest
+                .map(|recorded| recorded.checks.iter().map(CheckRow::from_result).collect())
                 .unwrap_or_default(),
-            Ok(Err(e)) => {
-                tracing::warn!(rollout = %self.name, error = %e, "Could not read the latest analysis; the notification goes without its evidence.");
-                Vec::new()
-            }
             Err(e) => {
                 tracing::warn!(rollout = %self.name, error = %e, "Could not read the latest analysis; the notification goes without its evidence.");
                 Vec::new()

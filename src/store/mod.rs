@@ -756,11 +756,11 @@ impl Store {
     }
 
     /// The evidence of a rollout's newest analysis, read as `T` (a part of it: serde skips the
-    /// fields `T` does not name), with the analysis's id; `None` when it has none yet.
+    /// fields `T` does not name); `None` when it has none yet.
     pub fn latest_evidence<T: DeserializeOwned>(
         &self,
         rollout: &str,
-    ) -> Result<Option<(i64, T)>, StoreError> {
+    ) -> Result<Option<T>, StoreError> {
         const OP: &str = "read the latest analysis";
         let row = self.read(OP, |conn| {
             one(
@@ -774,7 +774,6 @@ impl Store {
         })?;
         row.map(|(id, evidence)| {
             serde_json::from_str(&evidence)
-                .map(|value| (id, value))
                 .map_err(|e| self.json(OP, format!("evidence of analysis {id}"), e))
         })
         .transpose()
