@@ -6,15 +6,13 @@
 //! hands out the turns to analyse (a few per query permit), so the work under way, and the
 //! memory it holds, stays bounded however many rollouts are due at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use std::collections::VecDeque;
-
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
