@@ -14,6 +14,7 @@ pub mod problem;
 pub mod raw;
 pub mod validate;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -65,16 +66,30 @@ pub fn parse_rule(
 ///
 /// Returns the rollouts of the valid files and the problems of the others, in file order.
 pub fn validate_texts(files: &[RuleText], known: &KnownNames) -> (Vec<RolloutRule>, Vec<Problem>) {
+    let parsed = parse_all(files, |file| parse_rule(&file.path, &file.text, known));
+    keep_unique(files.iter().map(|f| f.path.as_path()).zip(parsed), |i| {
+        Some(Cow::Borrowed(files[i].text.as_str()))
+    })
+}
+
+/// The valid rules of `parsed` (in order) whose rollout names were not seen in an earlier
+/// file, and the problems: each file's own, then one per duplicate name. `text_of(i)` is file
+/// `i`'s text, asked for only to point at a duplicate's name.
+fn keep_unique<'a>(
+    parsed: impl Iterator<Item = (&'a Path, Result<RolloutRule, Vec<Problem>>)>,
+    text_of: impl Fn(usize) -> Option<Cow<'a, str>>,
+) -> (Vec<RolloutRule>, Vec<Problem>) {
     let mut rules: Vec<RolloutRule> = Vec::new();
     let mut problems = Vec::new();
-    let mut first_seen: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for (file, parsed) in files.iter().zip(parse_all(files, known)) {
+    let mut first_seen: BTreeMap<String, &Path> = BTreeMap::new();
+    for (i, (path, parsed)) in parsed.enumerate() {
         match parsed {
             Ok(rule) => {
                 if let Some(first) = first_seen.get(&rule.name) {
-                    let src = SourceText::new(&file.path, &file.text);
+                    let text = text_of(i).unwrap_or_default();
+                    let src = SourceText::new(path, &text);
                     problems.push(src.problem(
-                        name_span(&file.text),
+                        name_span(&text),
                         format!("duplicate rollout name `{}`", rule.name),
                         Some(format!(
                             "{} already defines it; rollout names must be unique across rule files",
@@ -82,7 +97,7 @@ pub fn validate_texts(files: &[RuleText], known: &KnownNames) -> (Vec<RolloutRul
                         )),
                     ));
                 } else {
-                    first_seen.insert(rule.name.clone(), file.path.clone());
+                    first_seen.insert(rule.name.clone(), path);
                     rules.push(rule);
                 }
             }
@@ -95,24 +110,24 @@ pub fn validate_texts(files: &[RuleText], known: &KnownNames) -> (Vec<RolloutRul
 /// Below this many files, parsing on one thread is faster than starting others.
 const PARALLEL_MIN_FILES: usize = 64;
 
-/// [`parse_rule`] for each file, in file order; many files are parsed on every available core
-/// (each file is parsed on its own, so the result does not depend on how they are split).
-fn parse_all(files: &[RuleText], known: &KnownNames) -> Vec<Result<RolloutRule, Vec<Problem>>> {
-    let parse = |file: &RuleText| parse_rule(&file.path, &file.text, known);
+/// `parse` for each item, in order; many items are parsed on every available core (each on
+/// its own, so the result does not depend on how they are split).
+fn parse_all<T: Sync, R: Send>(items: &[T], parse: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let parse = &parse;
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if threads < 2 || files.len() < PARALLEL_MIN_FILES {
-        return files.iter().map(parse).collect();
+    if threads < 2 || items.len() < PARALLEL_MIN_FILES {
+        return items.iter().map(parse).collect();
     }
-    let chunk = files.len().div_ceil(threads);
+    let chunk = items.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let mut chunks = files.chunks(chunk);
+        let mut chunks = items.chunks(chunk);
         // The calling thread parses the first chunk itself.
         let first = chunks.next().unwrap_or_default();
         let others: Vec<_> = chunks
             .map(|part| scope.spawn(move || part.iter().map(parse).collect::<Vec<_>>()))
             .collect();
         let mut parsed: Vec<_> = first.iter().map(parse).collect();
-        for (handle, part) in others.into_iter().zip(files.chunks(chunk).skip(1)) {
+        for (handle, part) in others.into_iter().zip(items.chunks(chunk).skip(1)) {
             match handle.join() {
                 Ok(done) => parsed.extend(done),
                 // A panic while parsing is a bug; parse that part again here so that it
@@ -177,22 +192,34 @@ pub fn read_rule_files(files: &[PathBuf]) -> Result<Vec<RuleText>, Problem> {
     files
         .iter()
         .map(|path| {
-            std::fs::read_to_string(path)
-                .map(|text| RuleText {
-                    path: path.clone(),
-                    text,
-                })
-                .map_err(|e| Problem::file(path, format!("cannot read: {e}")))
+            read_rule_file(path).map(|text| RuleText {
+                path: path.clone(),
+                text,
+            })
         })
         .collect()
 }
 
-/// Load and validate the rule files (and directories of them) at `paths`.
+/// One rule file's text; unreadable, an error naming it.
+fn read_rule_file(path: &Path) -> Result<String, Problem> {
+    std::fs::read_to_string(path).map_err(|e| Problem::file(path, format!("cannot read: {e}")))
+}
+
+/// Load and validate the rule files (and directories of them) at `paths`. Every problem is
+/// reported, an unreadable file's among them.
+///
+/// Each file is read and parsed in one go, and its text dropped once parsed: a daemon starting
+/// with 10,000 rule files never holds all their texts at once (25 MB of short-lived memory
+/// whose holes the long-lived rules would pin).
 pub fn load_paths(paths: &[PathBuf], known: &KnownNames) -> Result<Vec<RolloutRule>, Vec<Problem>> {
-    let texts = rule_files(paths)
-        .and_then(|files| read_rule_files(&files))
-        .map_err(|p| vec![p])?;
-    let (rules, problems) = validate_texts(&texts, known);
+    let files = rule_files(paths).map_err(|p| vec![p])?;
+    let parsed = parse_all(&files, |path| {
+        let text = read_rule_file(path).map_err(|p| vec![p])?;
+        parse_rule(path, &text, known)
+    });
+    let (rules, problems) = keep_unique(files.iter().map(PathBuf::as_path).zip(parsed), |i| {
+        std::fs::read_to_string(&files[i]).ok().map(Cow::Owned)
+    });
     if problems.is_empty() {
         Ok(rules)
     } else {

@@ -743,6 +743,55 @@ fn rollout_names_are_unique_across_files() {
 }
 
 #[test]
+fn a_directory_reports_every_problem_at_once_duplicates_and_unreadable_files_included() {
+    // Enough files that they are parsed on several threads; results keep the files' order.
+    let dir = tempfile::tempdir().unwrap();
+    let count = PARALLEL_MIN_FILES + 6;
+    for i in 0..count {
+        let text = GOOD.replace("name = \"web\"", &format!("name = \"web-{i:03}\""));
+        std::fs::write(dir.path().join(format!("r{i:03}.toml")), text).unwrap();
+    }
+    // A second file with the first one's rollout name, and a file that cannot be read as text.
+    std::fs::write(
+        dir.path().join("z-copy.toml"),
+        GOOD.replace("name = \"web\"", "name = \"web-000\""),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken.toml"), b"name = \"\xff\"\n").unwrap();
+    std::fs::write(dir.path().join("r005.toml"), "[rollout\n").unwrap();
+
+    let found = load_dir(dir.path(), &known()).unwrap_err();
+    let lines: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[0].contains("broken.toml") && lines[0].contains("cannot read"),
+        "{lines:#?}"
+    );
+    assert!(lines[1].contains("r005.toml:1:"), "{lines:#?}");
+    let copy = dir.path().join("z-copy.toml");
+    assert!(
+        lines[2].starts_with(&format!(
+            "{}:2:8: error: duplicate rollout name `web-000`",
+            copy.display()
+        )),
+        "{lines:#?}"
+    );
+
+    // Fixed, every file loads, in file order.
+    std::fs::remove_file(dir.path().join("broken.toml")).unwrap();
+    std::fs::remove_file(&copy).unwrap();
+    std::fs::write(
+        dir.path().join("r005.toml"),
+        GOOD.replace("name = \"web\"", "name = \"web-005\""),
+    )
+    .unwrap();
+    let rules = load_dir(dir.path(), &known()).unwrap_or_else(|p| panic!("{p:#?}"));
+    let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+    let expected: Vec<String> = (0..count).map(|i| format!("web-{i:03}")).collect();
+    assert_eq!(names, expected);
+}
+
+#[test]
 fn points_are_spaced_by_step_which_defaults_to_a_thirtieth_of_the_window() {
     let rule = parse(GOOD).unwrap();
     let errors = rule
