@@ -51,7 +51,7 @@ type Check = (CheckSpec, SideData, SideData, String);
 
 fn spec(name: String, kind: CheckKind) -> CheckSpec {
     CheckSpec {
-        name,
+        name: name.into(),
         kind,
         direction: Direction::HigherIsWorse,
         confidence: 0.99,
@@ -180,7 +180,7 @@ fn bench_analysis(c: &mut Criterion, name: &str, checks: &[Check]) {
                 .iter()
                 .zip(checks)
                 .map(|(r, (spec, _, _, group))| {
-                    ScoredCheck::new(r, group.clone(), spec.name == "error-slo")
+                    ScoredCheck::new(r, group.clone(), &*spec.name == "error-slo")
                 })
                 .collect();
             score_analysis(&scored, &scoring)

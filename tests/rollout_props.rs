@@ -58,7 +58,7 @@ fn trigger_strategy() -> impl Strategy<Value = Trigger> {
         prop::bool::weighted(0.3),
     )
         .prop_map(|(check, action, sustain, no_data, dry_run)| Trigger {
-            check: check.to_string(),
+            check: check.into(),
             action,
             sustain,
             no_data,

@@ -349,7 +349,7 @@ fn rule_spec(path: &std::path::Path, check: &str) -> Result<CheckSpec, JudgeErro
         rules.iter().flat_map(|r| r.checks.iter()).collect();
     checks
         .iter()
-        .find(|c| c.spec.name == check)
+        .find(|c| &*c.spec.name == check)
         .map(|c| c.spec.clone())
         .ok_or_else(|| {
             let known: Vec<String> = checks
@@ -460,7 +460,7 @@ pub fn build_spec(args: &JudgeArgs) -> Result<CheckSpec, JudgeError> {
         ErrorRate | ErrorRateAbsolute => 100,
     };
     Ok(CheckSpec {
-        name: args.name.clone(),
+        name: args.name.as_str().into(),
         kind,
         direction: match args.direction {
             DirectionArg::HigherIsWorse => Direction::HigherIsWorse,

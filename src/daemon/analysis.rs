@@ -103,11 +103,7 @@ pub async fn analyse(
                 .map(|&index| {
                     let slot = slots[index];
                     let check = &rule.checks[slot.check];
-                    match (check.rendered(&rule.sides, slot.side), slot.part) {
-                        (Queries::Values { query }, _) => query,
-                        (Queries::Counts { errors, .. }, 0) => errors,
-                        (Queries::Counts { total, .. }, _) => total,
-                    }
+                    check.render_part(&rule.sides, slot.side, slot.part)
                 })
                 .collect()
         })
@@ -283,7 +279,7 @@ pub fn describe(rule: &RolloutRule, results: &[CheckResult], series: &[ChartSeri
     let scored: Vec<ScoredCheck> = results
         .iter()
         .zip(&rule.checks)
-        .map(|(r, c)| ScoredCheck::new(r, c.group.clone(), c.critical))
+        .map(|(r, c)| ScoredCheck::new(r, &*c.group, c.critical))
         .collect();
     let scoring = judge::Scoring {
         group_weights: rule

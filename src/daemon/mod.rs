@@ -157,15 +157,26 @@ impl Shared {
     }
 }
 
-/// A short fingerprint of a rule, stored with each state to tell which rule it was computed under.
-pub fn fingerprint(rule: &RolloutRule) -> String {
+/// A short fingerprint of a rule, stored with each state (as 16 hex digits, [`Fingerprint`]'s
+/// `Display`) to tell which rule it was computed under.
+pub fn fingerprint(rule: &RolloutRule) -> Fingerprint {
     // FNV-1a over the rule's debug form: stable within a build, cheap, no extra dependency.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in format!("{rule:?}").bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{hash:016x}")
+    Fingerprint(hash)
+}
+
+/// A rule's [`fingerprint`]: kept as a number by every rollout's task, written as hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(u64);
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
 }
 
 /// Build the metric sources of the config.
@@ -452,4 +463,55 @@ async fn restore(shared: &Arc<Shared>) -> Result<(), DaemonError> {
         runner::redrive(shared, rule, intent.id, change).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{KnownNames, parse_rule};
+
+    const RULE: &str = r#"
+[rollout]
+name = "web"
+team = "frontend"
+source = "prometheus"
+actuator = "builtin"
+
+[analysis]
+every = "1m"
+
+[sides]
+baseline = "v1"
+canary = "v2"
+
+[[stages]]
+name = "10%"
+weight = 10
+min_duration = "10m"
+
+[[checks]]
+name = "p99"
+kind = "relative"
+tolerance = 0.1
+query = 'latency{version="{{side}}"}'
+window = "10m"
+"#;
+
+    fn rule(text: &str) -> RolloutRule {
+        parse_rule(std::path::Path::new("web.toml"), text, &KnownNames::any()).unwrap()
+    }
+
+    #[test]
+    fn a_rule_fingerprint_is_sixteen_hex_digits_and_follows_the_rule() {
+        let written = fingerprint(&rule(RULE)).to_string();
+        assert_eq!(written.len(), 16, "{written}");
+        assert!(
+            written
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(fingerprint(&rule(RULE)), fingerprint(&rule(RULE)));
+        let edited = RULE.replace("tolerance = 0.1", "tolerance = 0.2");
+        assert_ne!(fingerprint(&rule(&edited)), fingerprint(&rule(RULE)));
+    }
 }

@@ -254,7 +254,7 @@ pub struct Runner {
     name: String,
     rule: Arc<RolloutRule>,
     /// [`super::fingerprint`] of `rule`, stored with every step (computed once per rule).
-    fingerprint: String,
+    fingerprint: super::Fingerprint,
     state: RolloutState,
     backend_errors: u32,
     next_analysis: Instant,
@@ -727,8 +727,9 @@ impl Runner {
     ) -> Result<Option<i64>, String> {
         let store = self.shared.store.clone();
         let name = self.name.clone();
-        let fingerprint = self.fingerprint.clone();
+        let fingerprint = self.fingerprint;
         tokio::task::spawn_blocking(move || {
+            let fingerprint = fingerprint.to_string();
             let mut s = Step::new(&name, &state, &fingerprint, at);
             s.audit = audit;
             s.intent = intent;

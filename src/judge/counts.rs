@@ -62,7 +62,7 @@ fn context_summary(side: &SideData) -> SideSummary {
 
 fn finish(spec: &CheckSpec, verdict: Verdict, reason: String, evidence: Evidence) -> CheckResult {
     CheckResult {
-        name: spec.name.clone(),
+        name: spec.name.to_string(),
         verdict,
         reason,
         evidence,

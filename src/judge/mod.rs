@@ -6,6 +6,8 @@
 //! evidence that explains each verdict. It must stay pure: no I/O, no clock, no async. Missing or
 //! thin data is a verdict (`Inconclusive` with the reason), never an error and never a pass.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Which way is bad for a metric.
@@ -57,7 +59,8 @@ pub enum CheckKind {
 /// The settings of one check, as the judge needs them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckSpec {
-    pub name: String,
+    /// Shared with the check's trigger in the rollout's plan (one allocation per check).
+    pub name: Arc<str>,
     pub kind: CheckKind,
     pub direction: Direction,
     /// Confidence for statistical evidence, in (0, 1); default 0.99.
@@ -389,7 +392,7 @@ fn setting_problem(spec: &CheckSpec) -> Option<String> {
 
 fn inconclusive_result(spec: &CheckSpec, thresholds: Thresholds, reason: String) -> CheckResult {
     CheckResult {
-        name: spec.name.clone(),
+        name: spec.name.to_string(),
         verdict: Verdict::Inconclusive {
             reason: reason.clone(),
         },

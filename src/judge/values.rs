@@ -80,7 +80,7 @@ fn no_data_reason(side: &str, dropped: usize) -> String {
 
 fn finish(spec: &CheckSpec, verdict: Verdict, reason: String, evidence: Evidence) -> CheckResult {
     CheckResult {
-        name: spec.name.clone(),
+        name: spec.name.to_string(),
         verdict,
         reason,
         evidence,

@@ -933,7 +933,7 @@ impl Machine<'_> {
                     .plan
                     .triggers
                     .iter()
-                    .any(|t| t.check == outcome.check && t.no_data == NoDataPolicy::Fail))
+                    .any(|t| *t.check == *outcome.check && t.no_data == NoDataPolicy::Fail))
     }
 
     fn update_failing(&mut self, report: &AnalysisReport) {
@@ -963,7 +963,7 @@ impl Machine<'_> {
         };
         let plan = self.plan;
         for (index, trigger) in plan.triggers.iter().enumerate() {
-            let Some(outcome) = report.checks.iter().find(|c| c.check == trigger.check) else {
+            let Some(outcome) = report.checks.iter().find(|c| *c.check == *trigger.check) else {
                 continue;
             };
             let name = &trigger.check;
@@ -982,7 +982,7 @@ impl Machine<'_> {
             }
             let fails = outcome.class == VerdictClass::Fail
                 || (no_data && trigger.no_data == NoDataPolicy::Fail);
-            let Some(streak) = self.next.failing.get_mut(name) else {
+            let Some(streak) = self.next.failing.get_mut(&**name) else {
                 continue;
             };
             if !fails {
@@ -1117,7 +1117,7 @@ mod tests {
 
     fn trigger(check: &str, action: TriggerAction) -> Trigger {
         Trigger {
-            check: check.to_string(),
+            check: check.into(),
             action,
             sustain: Sustain::Immediately,
             no_data: NoDataPolicy::Inconclusive,

@@ -3,6 +3,7 @@
 //! Built by `rules` from a rule file; consumed by the state machine and the runner. Plain data.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One step of the plan.
@@ -70,7 +71,8 @@ pub enum NoDataPolicy {
 /// The per-check reaction settings the state machine needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trigger {
-    pub check: String,
+    /// The check's name: the same allocation as its `CheckSpec::name`.
+    pub check: Arc<str>,
     pub action: TriggerAction,
     pub sustain: Sustain,
     pub no_data: NoDataPolicy,

@@ -5,6 +5,7 @@
 //! `Trigger`s the state machine needs. Nothing here reads files or clocks.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::judge::CheckSpec;
@@ -67,9 +68,9 @@ pub enum Side {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Queries {
     /// One series of values (relative, absolute, trend checks).
-    Values { query: String },
+    Values { query: Box<str> },
     /// Errors and totals (error-rate checks).
-    Counts { errors: String, total: String },
+    Counts { errors: Box<str>, total: Box<str> },
 }
 
 /// The placeholders a query template may use.
@@ -105,8 +106,8 @@ pub struct CheckRule {
     /// The spacing of the points of each range query, substituted for `{{step}}`: a point
     /// summarises its own step (`increase(x[{{step}}])`), so points do not overlap.
     pub step: Duration,
-    /// Its scoring group.
-    pub group: String,
+    /// Its scoring group (one allocation per group name in a rule, shared by its checks).
+    pub group: Arc<str>,
     /// Its weight within the group.
     pub weight: f64,
     /// A failing critical check fails the whole analysis, whatever the score.
@@ -117,14 +118,25 @@ impl CheckRule {
     /// The check's queries for one side, placeholders filled in.
     pub fn rendered(&self, sides: &Sides, side: Side) -> Queries {
         match &self.queries {
-            Queries::Values { query } => Queries::Values {
-                query: render(query, sides, side, self.window, self.step),
+            Queries::Values { .. } => Queries::Values {
+                query: self.render_part(sides, side, 0).into(),
             },
-            Queries::Counts { errors, total } => Queries::Counts {
-                errors: render(errors, sides, side, self.window, self.step),
-                total: render(total, sides, side, self.window, self.step),
+            Queries::Counts { .. } => Queries::Counts {
+                errors: self.render_part(sides, side, 0).into(),
+                total: self.render_part(sides, side, 1).into(),
             },
         }
+    }
+
+    /// One of the check's queries for one side, placeholders filled in: its only query, or of
+    /// an error-rate check the errors' (`part` 0) or the totals' (any other `part`).
+    pub fn render_part(&self, sides: &Sides, side: Side, part: usize) -> String {
+        let template = match (&self.queries, part) {
+            (Queries::Values { query }, _) => query,
+            (Queries::Counts { errors, .. }, 0) => errors,
+            (Queries::Counts { total, .. }, _) => total,
+        };
+        render(template, sides, side, self.window, self.step)
     }
 }
 

@@ -134,7 +134,7 @@ fn a_good_file_builds_the_whole_rollout() {
     assert_eq!(p99.spec.direction, Direction::HigherIsWorse);
     assert_eq!(p99.spec.confidence, 0.99);
     assert_eq!(p99.window, Duration::from_secs(300));
-    assert_eq!(p99.group, "latency");
+    assert_eq!(&*p99.group, "latency");
     assert!(!p99.critical);
     assert_eq!(
         p99.rendered(&rule.sides, Side::Canary),
@@ -149,7 +149,7 @@ fn a_good_file_builds_the_whole_rollout() {
     );
     assert!(matches!(errors.queries, Queries::Counts { .. }));
 
-    assert_eq!(plan.triggers[0].check, "p99");
+    assert_eq!(&*plan.triggers[0].check, "p99");
     assert_eq!(
         plan.triggers[0].sustain,
         Sustain::For(Duration::from_secs(300))
@@ -797,14 +797,14 @@ fn points_are_spaced_by_step_which_defaults_to_a_thirtieth_of_the_window() {
     let errors = rule
         .checks
         .iter()
-        .find(|c| c.spec.name == "errors")
+        .find(|c| &*c.spec.name == "errors")
         .unwrap();
     assert_eq!(errors.window, Duration::from_secs(300));
     assert_eq!(errors.step, Duration::from_secs(10));
     let sides = rule.sides.clone();
     match errors.rendered(&sides, Side::Canary) {
         Queries::Counts { errors, .. } => {
-            assert_eq!(errors, r#"sum(increase(e{v="v2"}[10s]))"#)
+            assert_eq!(&*errors, r#"sum(increase(e{v="v2"}[10s]))"#)
         }
         other => panic!("{other:?}"),
     }
@@ -816,7 +816,7 @@ fn points_are_spaced_by_step_which_defaults_to_a_thirtieth_of_the_window() {
     let errors = stepped
         .checks
         .iter()
-        .find(|c| c.spec.name == "errors")
+        .find(|c| &*c.spec.name == "errors")
         .unwrap();
     assert_eq!(
         (errors.window, errors.step),

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use croner::parser::{CronParser, Seconds, Year};
@@ -48,6 +49,7 @@ pub fn validate(
     let mut v = Validator {
         src,
         problems: Vec::new(),
+        groups: Vec::new(),
     };
     let rule = v.rule(raw, known);
     let mut problems = v.problems;
@@ -62,6 +64,8 @@ pub fn validate(
 struct Validator<'a> {
     src: SourceText<'a>,
     problems: Vec<Problem>,
+    /// The scoring-group names given out so far: the checks of a group share one.
+    groups: Vec<Arc<str>>,
 }
 
 type Span = Range<usize>;
@@ -187,6 +191,16 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    /// The shared copy of a scoring group's name (checks of one group share one allocation).
+    fn group_name(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.groups.iter().find(|g| ***g == *name) {
+            return Arc::clone(known);
+        }
+        let new: Arc<str> = name.into();
+        self.groups.push(Arc::clone(&new));
+        new
     }
 
     fn rule(&mut self, raw: &RawRule, known: &KnownNames) -> Option<RolloutRule> {
@@ -767,10 +781,7 @@ impl Validator<'_> {
                 ],
             ),
         };
-        let group = c
-            .group
-            .as_ref()
-            .map_or(DEFAULT_GROUP.to_string(), |g| g.get_ref().clone());
+        let group = self.group_name(c.group.as_ref().map_or(DEFAULT_GROUP, |g| g.get_ref()));
         let weight = match &c.weight {
             None => Some(1.0),
             Some(w) => {
@@ -818,9 +829,9 @@ impl Validator<'_> {
         };
         let queries = kind_word.and_then(|_| self.queries(c, at, &shown, counts, has_label));
 
-        let name = name?.get_ref().clone();
+        let name: Arc<str> = name?.get_ref().as_str().into();
         let spec = CheckSpec {
-            name: name.clone(),
+            name: Arc::clone(&name),
             kind: kind?,
             direction: direction?,
             confidence: confidence?,
@@ -1021,11 +1032,11 @@ impl Validator<'_> {
         }
         match (counts, found.as_slice()) {
             (false, [query]) => Some(Queries::Values {
-                query: query.clone(),
+                query: query.as_str().into(),
             }),
             (true, [errors, total]) => Some(Queries::Counts {
-                errors: errors.clone(),
-                total: total.clone(),
+                errors: errors.as_str().into(),
+                total: total.as_str().into(),
             }),
             _ => None,
         }
@@ -1195,7 +1206,7 @@ impl Validator<'_> {
         }
         let groups = match checks {
             Some(checks) => {
-                let used: BTreeSet<&str> = checks.iter().map(|(c, _)| c.group.as_str()).collect();
+                let used: BTreeSet<&str> = checks.iter().map(|(c, _)| &*c.group).collect();
                 used.into_iter()
                     .map(|name| ScoreGroup {
                         name: name.to_string(),

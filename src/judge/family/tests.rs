@@ -42,7 +42,7 @@ fn tested(spec: &CheckSpec, p: f64) -> CheckResult {
         )
     };
     CheckResult {
-        name: spec.name.clone(),
+        name: spec.name.to_string(),
         verdict,
         reason,
         evidence: Evidence {
