@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -160,26 +161,198 @@ impl Metrics {
             .unwrap_or(0.0)
     }
 
-    /// Everything, in the text exposition format.
+    /// Everything, in the text exposition format, in one string (see [`Pages`] for `/metrics`).
     pub fn render(&self, rollouts: &[RolloutStatus]) -> String {
+        let by_name: BTreeMap<String, RolloutStatus> = rollouts
+            .iter()
+            .map(|r| (r.name.clone(), r.clone()))
+            .collect();
+        let mut pages = Pages::new(self.clone(), move |after, n| {
+            statuses_after(&by_name, after, n)
+        });
         let mut out = String::new();
-        let series = self.lock().clone();
-        for (name, kind, help) in HELP {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for ((n, labels), value) in &series {
-                if n == name {
-                    let _ = writeln!(out, "{name}{} {}", render_labels(labels), number(*value));
+        while let Some(page) = pages.next_page() {
+            out.push_str(&page);
+        }
+        out
+    }
+}
+
+/// The rollouts after `after` (all from the first when `None`), at most `n`, in name order.
+pub fn statuses_after(
+    by_name: &BTreeMap<String, RolloutStatus>,
+    after: Option<&str>,
+    n: usize,
+) -> Vec<RolloutStatus> {
+    let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+    by_name
+        .range::<str, _>((from, Bound::Unbounded))
+        .take(n)
+        .map(|(_, r)| r.clone())
+        .collect()
+}
+
+/// Lines of one page: about 64 kB of text.
+const PAGE_LINES: usize = 1024;
+
+/// Where a [`Pages`] is: which family, and the last series or rollout written of it.
+#[derive(Debug)]
+enum Part {
+    /// The counters and gauges of `HELP[i]`, after these labels.
+    Series(usize, Option<Labels>),
+    Histograms,
+    /// A per-rollout family (`ROLLOUT_FAMILIES[i]`), after this rollout.
+    Rollouts(usize, Option<String>),
+    Done,
+}
+
+/// The rollout families read from the published statuses: name and help.
+const ROLLOUT_FAMILIES: [(&str, &str); 3] = [
+    (
+        "canaryd_rollout_weight",
+        "The canary's share of traffic, 0-100.",
+    ),
+    (
+        "canaryd_rollout_phase",
+        "The rollout's phase (1 for the current one).",
+    ),
+    (
+        "canaryd_rollout_stage",
+        "The rollout's stage, from 1 (0 when at none).",
+    ),
+];
+
+/// The rollouts after a name, at most a number of them, in name order.
+type StatusSource = dyn Fn(Option<&str>, usize) -> Vec<RolloutStatus> + Send + Sync;
+
+/// `/metrics`, a page at a time, so a scrape of a daemon with 10,000 rollouts (6 MB of text)
+/// holds one page of it instead of the whole text and a copy of every series: the registry
+/// and the statuses are locked for one page each, never across pages. A scrape therefore reads
+/// a counter moving meanwhile at its later value, as it would a moment later anyway.
+pub struct Pages {
+    metrics: Metrics,
+    statuses: Box<StatusSource>,
+    part: Part,
+}
+
+impl Pages {
+    /// Pages of `metrics`, with the rollouts' statuses from `statuses(after, n)`.
+    pub fn new(
+        metrics: Metrics,
+        statuses: impl Fn(Option<&str>, usize) -> Vec<RolloutStatus> + Send + Sync + 'static,
+    ) -> Self {
+        Pages {
+            metrics,
+            statuses: Box::new(statuses),
+            part: Part::Series(0, None),
+        }
+    }
+
+    /// The next page of text; `None` after the last.
+    pub fn next_page(&mut self) -> Option<String> {
+        let mut out = String::new();
+        let mut lines = 0;
+        while lines < PAGE_LINES {
+            match std::mem::replace(&mut self.part, Part::Done) {
+                Part::Done => break,
+                Part::Series(i, after) => {
+                    let Some((name, kind, help)) = HELP.get(i) else {
+                        self.part = Part::Histograms;
+                        continue;
+                    };
+                    if after.is_none() {
+                        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                    }
+                    let from = match after {
+                        Some(labels) => Bound::Excluded((*name, labels)),
+                        None => Bound::Included((*name, Vec::new())),
+                    };
+                    let series = self.metrics.lock();
+                    let mut last = None;
+                    for ((n, labels), value) in series.range((from, Bound::Unbounded)) {
+                        if n != name || lines >= PAGE_LINES {
+                            break;
+                        }
+                        let _ = writeln!(out, "{name}{} {}", render_labels(labels), number(*value));
+                        lines += 1;
+                        last = Some(labels);
+                    }
+                    self.part = match last {
+                        Some(labels) if lines >= PAGE_LINES => {
+                            Part::Series(i, Some(labels.clone()))
+                        }
+                        _ => Part::Series(i + 1, None),
+                    };
+                }
+                Part::Histograms => {
+                    lines += self.metrics.render_histograms(&mut out);
+                    self.part = Part::Rollouts(0, None);
+                }
+                Part::Rollouts(i, after) => {
+                    let Some((family, help)) = ROLLOUT_FAMILIES.get(i) else {
+                        self.part = Part::Done;
+                        break;
+                    };
+                    if after.is_none() {
+                        let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} gauge");
+                    }
+                    let per_rollout = if i == 1 { PHASES.len() } else { 1 };
+                    let batch = (self.statuses)(
+                        after.as_deref(),
+                        (PAGE_LINES - lines).div_ceil(per_rollout),
+                    );
+                    for r in &batch {
+                        let name = ("rollout", r.name.clone());
+                        match i {
+                            0 => {
+                                let _ = writeln!(
+                                    out,
+                                    "{family}{} {}",
+                                    render_labels(&vec![name]),
+                                    r.weight
+                                );
+                            }
+                            1 => {
+                                for phase in PHASES {
+                                    let labels = vec![name.clone(), ("phase", phase.to_string())];
+                                    let on = u8::from(r.phase == phase);
+                                    let _ =
+                                        writeln!(out, "{family}{} {on}", render_labels(&labels));
+                                }
+                            }
+                            _ => {
+                                let _ = writeln!(
+                                    out,
+                                    "{family}{} {}",
+                                    render_labels(&vec![name]),
+                                    r.stage.map_or(0, |s| s + 1)
+                                );
+                            }
+                        }
+                        lines += per_rollout;
+                    }
+                    self.part = match batch.last() {
+                        Some(r) if lines >= PAGE_LINES => Part::Rollouts(i, Some(r.name.clone())),
+                        _ => Part::Rollouts(i + 1, None),
+                    };
                 }
             }
         }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+impl Metrics {
+    /// The histograms (a few series: one per metric source); returns the lines written.
+    fn render_histograms(&self, out: &mut String) -> usize {
         let histograms = self
             .histograms
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut lines = 0;
         for (name, help) in HISTOGRAMS {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            for ((n, labels), h) in &histograms {
+            for ((n, labels), h) in histograms.iter() {
                 if n != name {
                     continue;
                 }
@@ -195,40 +368,10 @@ impl Metrics {
                 let _ = writeln!(out, "{name}_bucket{} {}", render_labels(&inf), h.count);
                 let _ = writeln!(out, "{name}_sum{} {}", render_labels(labels), h.sum);
                 let _ = writeln!(out, "{name}_count{} {}", render_labels(labels), h.count);
+                lines += LATENCY_BUCKETS.len() + 3;
             }
         }
-        out.push_str("# HELP canaryd_rollout_weight The canary's share of traffic, 0-100.\n");
-        out.push_str("# TYPE canaryd_rollout_weight gauge\n");
-        for r in rollouts {
-            let _ = writeln!(
-                out,
-                "canaryd_rollout_weight{} {}",
-                render_labels(&vec![("rollout", r.name.clone())]),
-                r.weight
-            );
-        }
-        out.push_str("# HELP canaryd_rollout_phase The rollout's phase (1 for the current one).\n");
-        out.push_str("# TYPE canaryd_rollout_phase gauge\n");
-        for r in rollouts {
-            for phase in PHASES {
-                let labels = vec![("rollout", r.name.clone()), ("phase", phase.to_string())];
-                let on = u8::from(r.phase == phase);
-                let _ = writeln!(out, "canaryd_rollout_phase{} {on}", render_labels(&labels));
-            }
-        }
-        out.push_str(
-            "# HELP canaryd_rollout_stage The rollout's stage, from 1 (0 when at none).\n",
-        );
-        out.push_str("# TYPE canaryd_rollout_stage gauge\n");
-        for r in rollouts {
-            let _ = writeln!(
-                out,
-                "canaryd_rollout_stage{} {}",
-                render_labels(&vec![("rollout", r.name.clone())]),
-                r.stage.map_or(0, |s| s + 1)
-            );
-        }
-        out
+        lines
     }
 }
 
@@ -326,6 +469,88 @@ fn render_labels(labels: &Labels) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_come_in_bounded_pages_with_every_series_once_and_in_order() {
+        let m = Metrics::new();
+        let names: Vec<String> = (0..1500).map(|i| format!("r{i:04}")).collect();
+        for name in &names {
+            m.inc(
+                "canaryd_analyses_total",
+                &[("rollout", name), ("verdict", "pass")],
+            );
+        }
+        m.set("canaryd_rules_loaded", &[], 300.0);
+        m.observe(
+            "canaryd_backend_query_duration_seconds",
+            &[("source", "p")],
+            0.02,
+        );
+        let statuses: BTreeMap<String, RolloutStatus> = names[..300]
+            .iter()
+            .map(|name| {
+                let status = RolloutStatus {
+                    name: name.clone(),
+                    phase: "progressing",
+                    stage: Some(0),
+                    stage_name: Some("10%".into()),
+                    weight: 10,
+                };
+                (name.clone(), status)
+            })
+            .collect();
+        let listed = statuses.clone();
+        let mut pages = Pages::new(m.clone(), move |after, n| {
+            statuses_after(&statuses, after, n)
+        });
+        let mut text = String::new();
+        let mut count = 0;
+        while let Some(page) = pages.next_page() {
+            let lines = page.lines().filter(|l| !l.starts_with('#')).count();
+            assert!(
+                lines <= PAGE_LINES + PHASES.len(),
+                "page {count}: {lines} lines"
+            );
+            text.push_str(&page);
+            count += 1;
+        }
+        assert!(count >= 5, "{count} pages");
+        let family = |prefix: &str| -> Vec<&str> {
+            text.lines().filter(|l| l.starts_with(prefix)).collect()
+        };
+        let analyses = family("canaryd_analyses_total{");
+        let expected: Vec<String> = names
+            .iter()
+            .map(|n| format!("canaryd_analyses_total{{rollout=\"{n}\",verdict=\"pass\"}} 1"))
+            .collect();
+        assert_eq!(analyses, expected);
+        let weights = family("canaryd_rollout_weight{");
+        let expected: Vec<String> = names[..300]
+            .iter()
+            .map(|n| format!("canaryd_rollout_weight{{rollout=\"{n}\"}} 10"))
+            .collect();
+        assert_eq!(weights, expected);
+        let phases = family("canaryd_rollout_phase{");
+        assert_eq!(phases.len(), 300 * PHASES.len());
+        assert_eq!(
+            phases.iter().filter(|l| l.ends_with(" 1")).count(),
+            300,
+            "one current phase per rollout"
+        );
+        assert_eq!(family("canaryd_rollout_stage{").len(), 300);
+        for header in [
+            "# TYPE canaryd_analyses_total counter",
+            "# TYPE canaryd_rules_loaded gauge",
+            "# TYPE canaryd_backend_query_duration_seconds histogram",
+            "# TYPE canaryd_rollout_phase gauge",
+        ] {
+            assert_eq!(text.matches(header).count(), 1, "{header}");
+        }
+        assert!(text.contains("canaryd_rules_loaded 300\n"));
+        // `render`, the one-string form, is the same text.
+        let listed: Vec<RolloutStatus> = listed.into_values().collect();
+        assert_eq!(m.render(&listed), text);
+    }
 
     #[test]
     fn renders_counters_gauges_and_rollouts_in_text_format() {

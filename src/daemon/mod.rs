@@ -147,6 +147,16 @@ impl Shared {
     }
 
     /// Every rollout's status, by name.
+    /// At most `n` rollouts' statuses after the rollout named `after` (from the first when
+    /// `None`), by name.
+    pub fn statuses_after(&self, after: Option<&str>, n: usize) -> Vec<RolloutStatus> {
+        let statuses = self
+            .statuses
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        metrics::statuses_after(&statuses, after, n)
+    }
+
     pub fn statuses(&self) -> Vec<RolloutStatus> {
         self.statuses
             .read()

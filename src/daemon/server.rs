@@ -53,13 +53,21 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         Ok(Err(e)) => tracing::warn!(error = %e, "Cannot count the notifications for /metrics."),
         Err(e) => tracing::warn!(error = %e, "Cannot count the notifications for /metrics."),
     }
-    let body = shared.metrics.render(&shared.statuses());
+    // Sent a page at a time as it is rendered (see `metrics::Pages`).
+    let metrics = shared.metrics.clone();
+    let pages =
+        super::metrics::Pages::new(metrics, move |after, n| shared.statuses_after(after, n));
+    let stream = futures_util::stream::unfold(pages, |mut pages| async move {
+        pages
+            .next_page()
+            .map(|page| (Ok::<_, std::convert::Infallible>(page), pages))
+    });
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        body,
+        axum::body::Body::from_stream(stream),
     )
         .into_response()
 }
