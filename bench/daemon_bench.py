@@ -3,12 +3,13 @@
 
 Subcommands (each bounded in time, binding only 127.0.0.1, cleaning up its processes):
 
-  load ROLLOUTS SECONDS [--backend fake|prometheus]
+  load ROLLOUTS SECONDS [--backend fake|prometheus] [--scrape SECONDS]
       One `canaryd serve` with ROLLOUTS rule files x 10 checks, `every = "10s"`, against the fake
       backend (examples/fake_prometheus.rs) or a real /usr/bin/prometheus fed by promtool
       backfill plus scraping the fake's /metrics. Measures, over SECONDS after READY=1: canaryd
       CPU (user+sys from /proc/PID/stat), peak RSS (VmHWM), queries/s, SQLite rows written/s,
-      analysis spacing (late/missed schedules), analysis latency beyond the backend.
+      analysis spacing (late/missed schedules), analysis latency beyond the backend. /metrics is
+      scraped every 15 s meanwhile (--scrape), as a Prometheus watching canaryd would.
   reaction [ROLLOUTS] [--background N]
       ROLLOUTS rollouts (every 2s, webhook actuator pointed at the fake) turned critical one at a
       time; time from the backend's last answer of the analysis holding the critical data to the
@@ -510,9 +511,17 @@ def cmd_load(a):
         q0 = stats0["queries"] if stats0 else prom_scalar(backend, "prometheus_http_requests_total")
         r0 = stats0["requests"] if stats0 else q0
         rss = []
+        scrapes = []  # (seconds, bytes) of each /metrics scrape, as Prometheus would make them
+        next_scrape = t_from if a.scrape > 0 else float("inf")
         end = t_from + a.seconds
         while time.time() < end:
-            time.sleep(min(2, max(0, end - time.time())))
+            if time.time() >= next_scrape:
+                t = time.perf_counter()
+                body = http(api + "/metrics", timeout=60)
+                scrapes.append((time.perf_counter() - t, len(body)))
+                del body
+                next_scrape += a.scrape
+            time.sleep(min(2, max(0, end - time.time()), max(0, next_scrape - time.time())))
             rss.append(status_kb(daemon.pid, "VmRSS"))
             if daemon.poll() is not None:
                 raise SystemExit("canaryd died during the run")
@@ -523,6 +532,11 @@ def cmd_load(a):
         size1 = db_bytes(os.path.join(dirname, "state"))
         window = t_to - t_from
         out["window_s"] = round(window, 2)
+        out["metrics_scrapes"] = {
+            "every_s": a.scrape, "n": len(scrapes),
+            "max_ms": round(max(s for s, _ in scrapes) * 1000, 1) if scrapes else None,
+            "bytes": scrapes[-1][1] if scrapes else None,
+        }
         out["cpu_s"] = round(c1 - c0, 2)
         out["cpu_share_of_one_core"] = round((c1 - c0) / window, 3)
         out["fake_backend_cpu_s"] = round(f1 - f0, 2)
@@ -658,6 +672,9 @@ def main():
     p.add_argument("seconds", type=int)
     p.add_argument("--backend", choices=["fake", "prometheus"], default="fake")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--scrape", type=float, default=15,
+                   help="scrape /metrics every this many seconds during the window, as a "
+                        "Prometheus would (0: never); peak RSS includes the scrapes")
     p = sub.add_parser("reaction")
     p.add_argument("rollouts", type=int, nargs="?", default=10)
     p.add_argument("--background", type=int, default=0)
