@@ -480,32 +480,8 @@ mod tests {
     use super::*;
     use crate::rules::{KnownNames, parse_rule};
 
-    const RULE: &str = r#"
-[rollout]
-name = "web"
-team = "frontend"
-source = "prometheus"
-actuator = "builtin"
-
-[analysis]
-every = "1m"
-
-[sides]
-baseline = "v1"
-canary = "v2"
-
-[[stages]]
-name = "10%"
-weight = 10
-min_duration = "10m"
-
-[[checks]]
-name = "p99"
-kind = "relative"
-tolerance = 0.1
-query = 'latency{version="{{side}}"}'
-window = "10m"
-"#;
+    /// A shipped example rule file.
+    const RULE: &str = include_str!("../../rules/checkout-api.toml");
 
     fn rule(text: &str) -> RolloutRule {
         parse_rule(std::path::Path::new("web.toml"), text, &KnownNames::any()).unwrap()
@@ -521,7 +497,8 @@ window = "10m"
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         );
         assert_eq!(fingerprint(&rule(RULE)), fingerprint(&rule(RULE)));
-        let edited = RULE.replace("tolerance = 0.1", "tolerance = 0.2");
+        let edited = RULE.replace("tolerance = 1.0", "tolerance = 0.9");
+        assert_ne!(edited, RULE);
         assert_ne!(fingerprint(&rule(&edited)), fingerprint(&rule(RULE)));
     }
 }
