@@ -206,20 +206,48 @@ enum Part {
     Done,
 }
 
-/// The rollout families read from the published statuses: name and help.
-const ROLLOUT_FAMILIES: [(&str, &str); 3] = [
-    (
-        "canaryd_rollout_weight",
-        "The canary's share of traffic, 0-100.",
-    ),
-    (
-        "canaryd_rollout_phase",
-        "The rollout's phase (1 for the current one).",
-    ),
-    (
-        "canaryd_rollout_stage",
-        "The rollout's stage, from 1 (0 when at none).",
-    ),
+/// A gauge family read from the rollouts' published statuses.
+struct RolloutFamily {
+    name: &'static str,
+    help: &'static str,
+    /// Lines written per rollout.
+    lines: usize,
+    /// One rollout's lines of the family.
+    write: fn(&mut String, &str, &RolloutStatus),
+}
+
+const ROLLOUT_FAMILIES: [RolloutFamily; 3] = [
+    RolloutFamily {
+        name: "canaryd_rollout_weight",
+        help: "The canary's share of traffic, 0-100.",
+        lines: 1,
+        write: |out, family, r| {
+            let labels = vec![("rollout", r.name.clone())];
+            let _ = writeln!(out, "{family}{} {}", render_labels(&labels), r.weight);
+        },
+    },
+    RolloutFamily {
+        name: "canaryd_rollout_phase",
+        help: "The rollout's phase (1 for the current one).",
+        lines: PHASES.len(),
+        write: |out, family, r| {
+            for phase in PHASES {
+                let labels = vec![("rollout", r.name.clone()), ("phase", phase.to_string())];
+                let on = u8::from(r.phase == phase);
+                let _ = writeln!(out, "{family}{} {on}", render_labels(&labels));
+            }
+        },
+    },
+    RolloutFamily {
+        name: "canaryd_rollout_stage",
+        help: "The rollout's stage, from 1 (0 when at none).",
+        lines: 1,
+        write: |out, family, r| {
+            let labels = vec![("rollout", r.name.clone())];
+            let stage = r.stage.map_or(0, |s| s + 1);
+            let _ = writeln!(out, "{family}{} {stage}", render_labels(&labels));
+        },
+    },
 ];
 
 /// The rollouts after a name, at most a number of them, in name order.
@@ -289,47 +317,21 @@ impl Pages {
                     self.part = Part::Rollouts(0, None);
                 }
                 Part::Rollouts(i, after) => {
-                    let Some((family, help)) = ROLLOUT_FAMILIES.get(i) else {
+                    let Some(family) = ROLLOUT_FAMILIES.get(i) else {
                         self.part = Part::Done;
                         break;
                     };
+                    let name = family.name;
                     if after.is_none() {
-                        let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} gauge");
+                        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} gauge", family.help);
                     }
-                    let per_rollout = if i == 1 { PHASES.len() } else { 1 };
                     let batch = (self.statuses)(
                         after.as_deref(),
-                        (PAGE_LINES - lines).div_ceil(per_rollout),
+                        (PAGE_LINES - lines).div_ceil(family.lines),
                     );
                     for r in &batch {
-                        let name = ("rollout", r.name.clone());
-                        match i {
-                            0 => {
-                                let _ = writeln!(
-                                    out,
-                                    "{family}{} {}",
-                                    render_labels(&vec![name]),
-                                    r.weight
-                                );
-                            }
-                            1 => {
-                                for phase in PHASES {
-                                    let labels = vec![name.clone(), ("phase", phase.to_string())];
-                                    let on = u8::from(r.phase == phase);
-                                    let _ =
-                                        writeln!(out, "{family}{} {on}", render_labels(&labels));
-                                }
-                            }
-                            _ => {
-                                let _ = writeln!(
-                                    out,
-                                    "{family}{} {}",
-                                    render_labels(&vec![name]),
-                                    r.stage.map_or(0, |s| s + 1)
-                                );
-                            }
-                        }
-                        lines += per_rollout;
+                        (family.write)(&mut out, name, r);
+                        lines += family.lines;
                     }
                     self.part = match batch.last() {
                         Some(r) if lines >= PAGE_LINES => Part::Rollouts(i, Some(r.name.clone())),

@@ -146,7 +146,6 @@ impl Shared {
         }
     }
 
-    /// Every rollout's status, by name.
     /// At most `n` rollouts' statuses after the rollout named `after` (from the first when
     /// `None`), by name.
     pub fn statuses_after(&self, after: Option<&str>, n: usize) -> Vec<RolloutStatus> {
@@ -157,6 +156,7 @@ impl Shared {
         metrics::statuses_after(&statuses, after, n)
     }
 
+    /// Every rollout's status, by name.
     pub fn statuses(&self) -> Vec<RolloutStatus> {
         self.statuses
             .read()
