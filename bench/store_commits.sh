@@ -1,9 +1,10 @@
 #!/bin/sh
 # Commit throughput of the durable store (src/store): N full commit_step calls (state, 2 audit
 # entries, an actuator intent, 2 notifications, an analysis), each durable (synchronous=FULL)
-# before its call returns, from W threads at once for each W listed (the daemon's runners commit
-# from tokio's blocking pool; concurrent steps share a transaction and its fsync). The figure
-# depends on the disk's fsync latency: run it where the state directory will live.
+# before its call returns, from W threads at once for each W listed (concurrent steps share a
+# transaction and its fsync on the store's writer thread; the daemon's runners hand theirs in as
+# futures). The figure depends on the disk's fsync latency: run it where the state directory
+# will live.
 #
 # usage: bench/store_commits.sh [N] [PARENT_DIR] [WRITERS...]
 #        (defaults: 1000, $TMPDIR or /tmp, "1 8 64")

@@ -725,21 +725,21 @@ impl Runner {
         analysis: Option<NewAnalysis>,
         at: DateTime<Utc>,
     ) -> Result<Option<i64>, String> {
-        let store = self.shared.store.clone();
-        let name = self.name.clone();
-        let fingerprint = self.fingerprint;
-        tokio::task::spawn_blocking(move || {
-            let fingerprint = fingerprint.to_string();
-            let mut s = Step::new(&name, &state, &fingerprint, at);
+        // Serialised here; the store's writer thread records it with the other steps of its
+        // batch, and this task waits for that without holding a thread.
+        let committed = {
+            let fingerprint = self.fingerprint.to_string();
+            let mut s = Step::new(&self.name, &state, &fingerprint, at);
             s.audit = audit;
             s.intent = intent;
             s.outbox = outbox;
             s.analysis = analysis;
-            store.commit_step(&s).map(|c| c.intent_id)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+            self.shared.store.submit_step(&s)
+        };
+        committed
+            .await
+            .map(|c| c.intent_id)
+            .map_err(|e| e.to_string())
     }
 }
 

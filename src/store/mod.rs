@@ -22,23 +22,23 @@
 //!
 //! # Group commit
 //! One fsync per commit caps a single writer at a few hundred commits a second, below the
-//! daemon's target of 1,000 analyses a second. So [`Store::commit_step`] calls made at the same
-//! time from several threads share a transaction (`group`): the first caller to find no batch
-//! running writes every step queued at that moment, each inside its own `SAVEPOINT` (a failing
-//! step is rolled back alone and only its caller gets the error), commits once, and every caller
-//! returns only after that commit, so each step is as durable on return as if written alone.
-//! Steps are serialised to JSON on their callers' threads; the batch only runs SQL, through
-//! cached prepared statements. WAL checkpoints run on a background thread (`checkpoint`), off
-//! the commit path. `bench/store_commits.sh` measures the rate with 1 to 64 writers.
+//! daemon's target of 1,000 analyses a second. So steps go through one writer thread (`group`):
+//! [`Store::commit_step`] (blocking) and [`Store::submit_step`] (a future) serialise the step to
+//! JSON on the caller's side and queue it; the thread takes the writer connection, then every
+//! step queued by then, writes each inside its own `SAVEPOINT` (a failing step is rolled back
+//! alone and only its caller gets the error) through cached prepared statements, commits once,
+//! and only then answers each caller, so each step is as durable on return as if written alone.
+//! WAL checkpoints run on another background thread (`checkpoint`), off the commit path.
+//! `bench/store_commits.sh` measures the rate with 1 to 64 writers.
 //!
 //! # Concurrency
 //! [`Store`] is synchronous, cheap to clone, `Send + Sync`: async callers wrap calls in
-//! `tokio::task::spawn_blocking`. This keeps the store free of any runtime (tests and tools use
-//! it directly), and a commit is one short fsync-bound call, which is what the blocking pool is
-//! for (and concurrent calls from the pool are what group commit batches). Writes go through one
-//! connection behind a mutex, each in an `IMMEDIATE` transaction; reads (the HTTP API,
-//! `/metrics`) use a second, read-only connection behind its own mutex, so thanks to WAL they
-//! see the last committed data without waiting for a writer's fsync.
+//! `tokio::task::spawn_blocking`, except steps, which they hand to [`Store::submit_step`] and
+//! await without holding a thread. This keeps the store free of any runtime (tests and tools use
+//! it directly). Writes go through one connection behind a mutex, each in an `IMMEDIATE`
+//! transaction; reads (the HTTP API, `/metrics`) use a second, read-only connection behind its
+//! own mutex, so thanks to WAL they see the last committed data without waiting for a writer's
+//! fsync.
 
 mod checkpoint;
 mod group;
@@ -77,6 +77,11 @@ pub const MAX_PAGE: usize = 1000;
 /// Everything that can go wrong in the store. Each error names the operation and the database.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("cannot start the thread that writes to the state database {path}: {source}")]
+    Thread {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot create the state directory {path}: {source}")]
     CreateDir {
         path: PathBuf,
@@ -170,6 +175,9 @@ impl StoreError {
 /// Handle on the state database; clones share the same connections.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Declared first: fields drop in order, so the last handle's drop lets the writer thread
+    /// finish its queued steps (and release its share of `inner`) before the connections close.
+    steps: Arc<group::Group<StepJob, Result<Committed, StoreError>>>,
     inner: Arc<Inner>,
 }
 
@@ -178,8 +186,6 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
-    /// Where concurrent [`Store::commit_step`] calls meet to share a transaction.
-    steps: group::Group<StepJob, Result<Committed, StoreError>>,
     /// Declared last: fields drop in order, so its thread stops after the other connections
     /// are closed.
     checkpoints: checkpoint::Checkpointer,
@@ -216,14 +222,35 @@ impl Store {
         schema::migrate(&mut writer, path, migrations)?;
         let reader = open_reader(path)?;
         let checkpoints = checkpoint::Checkpointer::start(open_checkpointer(path)?, path);
-        Ok(Store {
-            inner: Arc::new(Inner {
+        let inner = Arc::new(Inner {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            checkpoints,
+        });
+        let batches = Arc::clone(&inner);
+        let steps =
+            group::Group::start("canaryd-commit", move |jobs| batches.commit_batch(jobs), {
+                let path = path.to_path_buf();
+                move || {
+                    Err(StoreError::BadValue {
+                        op: COMMIT_OP,
+                        path: path.clone(),
+                        what: "group commit",
+                        detail:
+                            "the batch holding this step failed unexpectedly (a bug); the step \
+                             may not be recorded"
+                                .to_string(),
+                    })
+                }
+            })
+            .map_err(|source| StoreError::Thread {
                 path: path.to_path_buf(),
-                writer: Mutex::new(writer),
-                reader: Mutex::new(reader),
-                steps: group::Group::default(),
-                checkpoints,
-            }),
+                source,
+            })?;
+        Ok(Store {
+            steps: Arc::new(steps),
+            inner,
         })
     }
 
@@ -339,20 +366,19 @@ impl Store {
     /// step still succeeds or fails on its own.
     pub fn commit_step<S: Serialize>(&self, step: &Step<'_, S>) -> Result<Committed, StoreError> {
         let job = self.step_job(step)?;
-        self.inner.steps.submit(
-            job,
-            |jobs| self.commit_batch(&jobs),
-            || {
-                Err(StoreError::BadValue {
-                    op: COMMIT_OP,
-                    path: self.path().to_path_buf(),
-                    what: "group commit",
-                    detail: "the thread writing this step's batch panicked; the step may not be \
-                             recorded"
-                        .to_string(),
-                })
-            },
-        )
+        self.steps.run(job)
+    }
+
+    /// [`Store::commit_step`] for async callers: the step is serialised now, and the future
+    /// resolves once it is durable, without holding a thread (of the blocking pool or any other)
+    /// while the batch holding it is written.
+    pub fn submit_step<S: Serialize>(
+        &self,
+        step: &Step<'_, S>,
+    ) -> impl Future<Output = Result<Committed, StoreError>> + Send + 'static {
+        let job = self.step_job(step);
+        let committed = job.map(|job| self.steps.submit(job));
+        async move { committed?.await }
     }
 
     /// Serialises a step on the caller's thread, so that the batch's leader only runs SQL.
@@ -381,216 +407,6 @@ impl Store {
             outbox,
             analysis,
         })
-    }
-
-    /// Writes a batch of steps in one `IMMEDIATE` transaction, each inside its own savepoint so
-    /// that a failing step is rolled back alone, and commits it (one fsync). If the transaction
-    /// cannot begin or commit, every step of the batch gets the error.
-    fn commit_batch(&self, jobs: &[StepJob]) -> Vec<Result<Committed, StoreError>> {
-        const OP: &str = COMMIT_OP;
-        let mut conn = lock(&self.inner.writer);
-        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
-            Err(e) => return jobs.iter().map(|_| Err(self.copy_sql(OP, &e))).collect(),
-        };
-        let single = jobs.len() == 1;
-        let mut results: Vec<Result<Committed, StoreError>> = jobs
-            .iter()
-            .map(|job| {
-                if single {
-                    // Alone in its transaction: a failure rolls the transaction back below.
-                    return self.insert_step(&tx, job);
-                }
-                tx.prepare_cached("SAVEPOINT step")
-                    .and_then(|mut s| s.execute([]))
-                    .map_err(self.sql(OP))?;
-                let result = self.insert_step(&tx, job);
-                let end = if result.is_ok() {
-                    "RELEASE step"
-                } else {
-                    "ROLLBACK TO step"
-                };
-                tx.prepare_cached(end)
-                    .and_then(|mut s| s.execute([]))
-                    .map_err(self.sql(OP))?;
-                if result.is_err() {
-                    tx.prepare_cached("RELEASE step")
-                        .and_then(|mut s| s.execute([]))
-                        .map_err(self.sql(OP))?;
-                }
-                result
-            })
-            .collect();
-        if single && results[0].is_err() {
-            // Dropping the transaction rolls it back.
-            return results;
-        }
-        if let Err(e) = tx.commit() {
-            for result in &mut results {
-                if result.is_ok() {
-                    *result = Err(self.copy_sql(OP, &e));
-                }
-            }
-        }
-        self.inner.checkpoints.wrote();
-        results
-    }
-
-    /// One SQLite error for each of several callers (a batch's failed commit).
-    fn copy_sql(&self, op: &'static str, e: &rusqlite::Error) -> StoreError {
-        let copy = match e {
-            rusqlite::Error::SqliteFailure(code, message) => {
-                rusqlite::Error::SqliteFailure(*code, message.clone())
-            }
-            other => rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-                Some(other.to_string()),
-            ),
-        };
-        StoreError::sql(op, self.path(), copy)
-    }
-
-    /// Writes one step's rows on `tx` (the caller handles transaction and savepoint).
-    fn insert_step(&self, tx: &Connection, job: &StepJob) -> Result<Committed, StoreError> {
-        const OP: &str = COMMIT_OP;
-        let at = job.at;
-        tx.prepare_cached(
-            "INSERT INTO rollouts (name, state, rule_fingerprint, updated_at)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (name) DO UPDATE SET state = excluded.state,
-                 rule_fingerprint = excluded.rule_fingerprint, updated_at = excluded.updated_at",
-        )
-        .and_then(|mut s| s.execute(params![job.rollout, job.state, job.rule_fingerprint, at]))
-        .map_err(self.sql(OP))?;
-
-        let mut audit_ids = Vec::with_capacity(job.audit.len());
-        if !job.audit.is_empty() {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO audit (rollout, at, action, previous_weight, new_weight, reason,
-                         triggered_by)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(self.sql(OP))?;
-            for entry in &job.audit {
-                let id = stmt
-                    .insert(params![
-                        job.rollout,
-                        at,
-                        entry.action,
-                        entry.previous_weight,
-                        entry.new_weight,
-                        entry.reason,
-                        entry.triggered_by
-                    ])
-                    .map_err(self.sql(OP))?;
-                audit_ids.push(id);
-            }
-        }
-
-        let intent_id = match &job.intent {
-            Some(intent) => Some(self.insert_intent(tx, OP, &job.rollout, intent, at)?),
-            None => None,
-        };
-
-        let mut outbox_ids = Vec::with_capacity(job.outbox.len());
-        for message in &job.outbox {
-            outbox_ids.push(self.insert_message(tx, OP, message, at)?);
-        }
-
-        let analysis_id = match &job.analysis {
-            Some(analysis) => Some(
-                tx.prepare_cached(
-                    "INSERT INTO analyses (rollout, at, outcome, score, evidence)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .and_then(|mut s| {
-                    s.insert(params![
-                        job.rollout,
-                        at,
-                        analysis.outcome,
-                        analysis.score,
-                        analysis.evidence
-                    ])
-                })
-                .map_err(self.sql(OP))?,
-            ),
-            None => None,
-        };
-
-        Ok(Committed {
-            audit_ids,
-            intent_id,
-            outbox_ids,
-            analysis_id,
-        })
-    }
-
-    fn insert_intent(
-        &self,
-        tx: &Connection,
-        op: &'static str,
-        rollout: &str,
-        intent: &NewIntent,
-        at: i64,
-    ) -> Result<i64, StoreError> {
-        let existing = tx
-            .prepare_cached("SELECT id FROM intents WHERE idempotency_key = ?1")
-            .and_then(|mut s| {
-                s.query_row([&intent.idempotency_key], |row| row.get::<_, i64>(0))
-                    .optional()
-            })
-            .map_err(self.sql(op))?;
-        if existing.is_some() {
-            return Err(StoreError::DuplicateIntent {
-                op,
-                path: self.path().to_path_buf(),
-                key: intent.idempotency_key.clone(),
-            });
-        }
-        tx.prepare_cached(
-            "INSERT INTO intents (rollout, idempotency_key, weight, previous_weight, status,
-                 created_at)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
-        )
-        .and_then(|mut s| {
-            s.insert(params![
-                rollout,
-                intent.idempotency_key,
-                intent.weight,
-                intent.previous_weight,
-                at
-            ])
-        })
-        .map_err(self.sql(op))
-    }
-
-    fn insert_message(
-        &self,
-        tx: &Connection,
-        op: &'static str,
-        message: &MessageJob,
-        at: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        let inserted = tx
-            .prepare_cached(
-                "INSERT INTO outbox (receiver, dedupe_key, event, severity, payload, status,
-                     attempts, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)
-                 ON CONFLICT (dedupe_key) DO NOTHING",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    message.receiver,
-                    message.dedupe_key,
-                    message.event,
-                    message.severity,
-                    message.payload,
-                    at
-                ])
-            })
-            .map_err(self.sql(op))?;
-        Ok((inserted == 1).then(|| tx.last_insert_rowid()))
     }
 
     // ----- rollouts -----
@@ -923,7 +739,9 @@ impl Store {
         const OP: &str = "enqueue notification";
         let message =
             MessageJob::new(message).map_err(|e| self.json(OP, "notification payload", e))?;
-        self.write(OP, |tx| self.insert_message(tx, OP, &message, millis(now)))
+        self.write(OP, |tx| {
+            self.inner.insert_message(tx, OP, &message, millis(now))
+        })
     }
 
     /// Claims up to `limit` pending messages due at `now` (earliest first): each gets one more
@@ -1166,6 +984,233 @@ impl Store {
 
 /// SQLite page cache per connection, in KiB as a negative number (SQLite's convention).
 const CACHE_KIB: i64 = -512;
+
+/// The batch side of the group commit, run on its thread (which holds no [`Store`], so that
+/// dropping the last handle stops it).
+impl Inner {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::sql(op, self.path(), source)
+    }
+
+    /// Writes a batch of steps in one `IMMEDIATE` transaction, each inside its own savepoint so
+    /// that a failing step is rolled back alone, and commits it (one fsync). If the transaction
+    /// cannot begin or commit, every step of the batch gets the error.
+    fn commit_batch(
+        &self,
+        jobs: &mut dyn Iterator<Item = StepJob>,
+    ) -> Vec<Result<Committed, StoreError>> {
+        const OP: &str = COMMIT_OP;
+        // The connection first: steps handed in while another write holds it join this batch.
+        let mut conn = lock(&self.writer);
+        let jobs: Vec<StepJob> = jobs.collect();
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => return jobs.iter().map(|_| Err(self.copy_sql(OP, &e))).collect(),
+        };
+        let single = jobs.len() == 1;
+        let mut results: Vec<Result<Committed, StoreError>> = jobs
+            .iter()
+            .map(|job| {
+                if single {
+                    // Alone in its transaction: a failure rolls the transaction back below.
+                    return self.insert_step(&tx, job);
+                }
+                tx.prepare_cached("SAVEPOINT step")
+                    .and_then(|mut s| s.execute([]))
+                    .map_err(self.sql(OP))?;
+                let result = self.insert_step(&tx, job);
+                let end = if result.is_ok() {
+                    "RELEASE step"
+                } else {
+                    "ROLLBACK TO step"
+                };
+                tx.prepare_cached(end)
+                    .and_then(|mut s| s.execute([]))
+                    .map_err(self.sql(OP))?;
+                if result.is_err() {
+                    tx.prepare_cached("RELEASE step")
+                        .and_then(|mut s| s.execute([]))
+                        .map_err(self.sql(OP))?;
+                }
+                result
+            })
+            .collect();
+        if single && results[0].is_err() {
+            // Dropping the transaction rolls it back.
+            return results;
+        }
+        if let Err(e) = tx.commit() {
+            for result in &mut results {
+                if result.is_ok() {
+                    *result = Err(self.copy_sql(OP, &e));
+                }
+            }
+        }
+        self.checkpoints.wrote();
+        results
+    }
+
+    /// One SQLite error for each of several callers (a batch's failed commit).
+    fn copy_sql(&self, op: &'static str, e: &rusqlite::Error) -> StoreError {
+        let copy = match e {
+            rusqlite::Error::SqliteFailure(code, message) => {
+                rusqlite::Error::SqliteFailure(*code, message.clone())
+            }
+            other => rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                Some(other.to_string()),
+            ),
+        };
+        StoreError::sql(op, self.path(), copy)
+    }
+
+    /// Writes one step's rows on `tx` (the caller handles transaction and savepoint).
+    fn insert_step(&self, tx: &Connection, job: &StepJob) -> Result<Committed, StoreError> {
+        const OP: &str = COMMIT_OP;
+        let at = job.at;
+        tx.prepare_cached(
+            "INSERT INTO rollouts (name, state, rule_fingerprint, updated_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO UPDATE SET state = excluded.state,
+                 rule_fingerprint = excluded.rule_fingerprint, updated_at = excluded.updated_at",
+        )
+        .and_then(|mut s| s.execute(params![job.rollout, job.state, job.rule_fingerprint, at]))
+        .map_err(self.sql(OP))?;
+
+        let mut audit_ids = Vec::with_capacity(job.audit.len());
+        if !job.audit.is_empty() {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO audit (rollout, at, action, previous_weight, new_weight, reason,
+                         triggered_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(self.sql(OP))?;
+            for entry in &job.audit {
+                let id = stmt
+                    .insert(params![
+                        job.rollout,
+                        at,
+                        entry.action,
+                        entry.previous_weight,
+                        entry.new_weight,
+                        entry.reason,
+                        entry.triggered_by
+                    ])
+                    .map_err(self.sql(OP))?;
+                audit_ids.push(id);
+            }
+        }
+
+        let intent_id = match &job.intent {
+            Some(intent) => Some(self.insert_intent(tx, OP, &job.rollout, intent, at)?),
+            None => None,
+        };
+
+        let mut outbox_ids = Vec::with_capacity(job.outbox.len());
+        for message in &job.outbox {
+            outbox_ids.push(self.insert_message(tx, OP, message, at)?);
+        }
+
+        let analysis_id = match &job.analysis {
+            Some(analysis) => Some(
+                tx.prepare_cached(
+                    "INSERT INTO analyses (rollout, at, outcome, score, evidence)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut s| {
+                    s.insert(params![
+                        job.rollout,
+                        at,
+                        analysis.outcome,
+                        analysis.score,
+                        analysis.evidence
+                    ])
+                })
+                .map_err(self.sql(OP))?,
+            ),
+            None => None,
+        };
+
+        Ok(Committed {
+            audit_ids,
+            intent_id,
+            outbox_ids,
+            analysis_id,
+        })
+    }
+
+    fn insert_intent(
+        &self,
+        tx: &Connection,
+        op: &'static str,
+        rollout: &str,
+        intent: &NewIntent,
+        at: i64,
+    ) -> Result<i64, StoreError> {
+        let existing = tx
+            .prepare_cached("SELECT id FROM intents WHERE idempotency_key = ?1")
+            .and_then(|mut s| {
+                s.query_row([&intent.idempotency_key], |row| row.get::<_, i64>(0))
+                    .optional()
+            })
+            .map_err(self.sql(op))?;
+        if existing.is_some() {
+            return Err(StoreError::DuplicateIntent {
+                op,
+                path: self.path().to_path_buf(),
+                key: intent.idempotency_key.clone(),
+            });
+        }
+        tx.prepare_cached(
+            "INSERT INTO intents (rollout, idempotency_key, weight, previous_weight, status,
+                 created_at)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+        )
+        .and_then(|mut s| {
+            s.insert(params![
+                rollout,
+                intent.idempotency_key,
+                intent.weight,
+                intent.previous_weight,
+                at
+            ])
+        })
+        .map_err(self.sql(op))
+    }
+
+    fn insert_message(
+        &self,
+        tx: &Connection,
+        op: &'static str,
+        message: &MessageJob,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO outbox (receiver, dedupe_key, event, severity, payload, status,
+                     attempts, next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)
+                 ON CONFLICT (dedupe_key) DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    message.receiver,
+                    message.dedupe_key,
+                    message.event,
+                    message.severity,
+                    message.payload,
+                    at
+                ])
+            })
+            .map_err(self.sql(op))?;
+        Ok((inserted == 1).then(|| tx.last_insert_rowid()))
+    }
+}
 
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     const OP: &str = "open";

@@ -983,11 +983,11 @@ fn commit_in_one_batch<T: Send>(
 /// batch, then lets them through.
 fn release_when_queued(store: &Store, queued: usize, writer: MutexGuard<'_, Connection>) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while store.inner.steps.queued() < queued {
+    while store.steps.queued() < queued {
         assert!(
             std::time::Instant::now() < deadline,
             "only {} of {queued} steps queued",
-            store.inner.steps.queued()
+            store.steps.queued()
         );
         std::thread::sleep(Duration::from_millis(1));
     }
