@@ -8,6 +8,7 @@
 //! are, because "no data" and bad values are verdicts the judge gives, not errors a source raises.
 //! It knows nothing about rollouts, rules or the daemon's schedule.
 
+mod matrix;
 mod memory;
 mod prometheus;
 

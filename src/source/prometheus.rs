@@ -7,6 +7,7 @@
 //! must not interpret the numbers: empty answers and bad values are the judge's business.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -431,18 +432,28 @@ fn form_body(params: &[(&'static str, String)]) -> String {
 /// other byte as `%XX`.
 fn form_encode(text: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in text.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(char::from(b));
-            }
-            b' ' => out.push('+'),
-            _ => {
-                out.push('%');
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 15)]));
-            }
+    let bytes = text.as_bytes();
+    // Runs of bytes that stay as they are are copied at once.
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if matches!(b, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_') {
+            continue;
         }
+        if i > start {
+            // Both ends follow or precede an ASCII byte: char boundaries.
+            out.push_str(&text[start..i]);
+        }
+        start = i + 1;
+        if b == b' ' {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+    if start < bytes.len() {
+        out.push_str(&text[start..]);
     }
 }
 
@@ -472,7 +483,8 @@ pub fn combine(queries: &[String]) -> String {
         }
         combined.push_str("label_replace(");
         combined.push_str(query.trim());
-        combined.push_str(&format!(", \"{BATCH_LABEL}\", \"{i}\", \"\", \"\")"));
+        // Writing to a String cannot fail.
+        let _ = write!(combined, ", \"{BATCH_LABEL}\", \"{i}\", \"\", \"\")");
     }
     combined
 }
@@ -525,7 +537,7 @@ fn parse_answer(
     body: &[u8],
 ) -> Result<Vec<Series>, SourceError> {
     if (200..300).contains(&status)
-        && let Some(series) = parse_matrix_fast(body)
+        && let Some(series) = super::matrix::read(body)
     {
         return Ok(series);
     }
@@ -690,83 +702,6 @@ fn parse_answer_tree(
     }
 }
 
-/// The usual answer, `{"status":"success","data":{"resultType":"matrix","result":[...]}}`,
-/// read straight into series without building a JSON tree. `None` for anything else (an error,
-/// another result type, a malformed answer): [`parse_answer`] then reads it the slow way, which
-/// names what is wrong.
-fn parse_matrix_fast(body: &[u8]) -> Option<Vec<Series>> {
-    #[derive(Deserialize)]
-    struct Envelope<'a> {
-        status: &'a str,
-        #[serde(borrow)]
-        data: Data<'a>,
-    }
-    #[derive(Deserialize)]
-    struct Data<'a> {
-        #[serde(rename = "resultType")]
-        result_type: &'a str,
-        result: Vec<Item>,
-    }
-    // Values are borrowed `&str`: one with an escape in it (never written by Prometheus) fails
-    // here and is read by the slow path, as is a value that is not a number.
-    #[derive(Deserialize)]
-    struct Item {
-        #[serde(default)]
-        metric: BTreeMap<String, String>,
-        values: Points,
-    }
-    /// `[[t, "v"], ...]` read straight into points (a value that is not a number fails).
-    struct Points(Vec<Point>);
-    impl<'de> Deserialize<'de> for Points {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct Visit;
-            impl<'de> serde::de::Visitor<'de> for Visit {
-                type Value = Points;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("[[time, \"value\"], ...]")
-                }
-                fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                    self,
-                    mut seq: A,
-                ) -> Result<Points, A::Error> {
-                    let mut points = Vec::with_capacity(seq.size_hint().unwrap_or(64));
-                    // The time is read as its text and parsed by the standard library (exact
-                    // and fast), not by serde_json, whose exact float parsing (the
-                    // `float_roundtrip` feature, on for reading back the evidence of analyses)
-                    // cost a tenth of the daemon's CPU when it parsed every time here.
-                    while let Some((t, text)) =
-                        seq.next_element::<(&'de serde_json::value::RawValue, &'de str)>()?
-                    {
-                        let t = t
-                            .get()
-                            .parse()
-                            .map_err(|_| serde::de::Error::custom("the time is not a number"))?;
-                        let v = parse_value(text)
-                            .ok_or_else(|| serde::de::Error::custom("not a number"))?;
-                        points.push(Point { t, v });
-                    }
-                    Ok(Points(points))
-                }
-            }
-            d.deserialize_seq(Visit)
-        }
-    }
-    let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
-    if envelope.status != "success" || envelope.data.result_type != "matrix" {
-        return None;
-    }
-    envelope
-        .data
-        .result
-        .into_iter()
-        .map(|item| Series {
-            labels: item.metric,
-            points: item.values.0,
-        })
-        .collect::<Vec<_>>()
-        .into()
-}
-
 fn as_array<'v>(value: &'v Value, at: &str) -> Result<&'v Vec<Value>, String> {
     value
         .as_array()
@@ -825,7 +760,7 @@ fn point_of(pair: &Value, at: &str) -> Result<Point, String> {
 }
 
 /// A Prometheus sample value: a decimal, `NaN`, `+Inf` or `-Inf`.
-fn parse_value(text: &str) -> Option<f64> {
+pub(super) fn parse_value(text: &str) -> Option<f64> {
     match text {
         "NaN" => Some(f64::NAN),
         "+Inf" | "Inf" => Some(f64::INFINITY),
@@ -895,7 +830,7 @@ mod tests {
             {"metric":{"__name__":"m","track":"canary"},"values":[[1700000000,"1.5"],[1700000060.5,"NaN"],[1700000120,"+Inf"],[1700000180,"-2e-3"]]},
             {"metric":{},"values":[]},
             {"values":[[1,"-Inf"]]}]}}"#;
-        let fast = parse_matrix_fast(body.as_bytes()).expect("the fast path reads it");
+        let fast = super::super::matrix::read(body.as_bytes()).expect("the fast path reads it");
         let tree = parse_answer_tree("prom", "q", 200, body.as_bytes()).unwrap();
         assert_eq!(text(&fast), text(&tree));
         assert_eq!(fast.len(), 3);
@@ -915,7 +850,10 @@ mod tests {
             r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"\u0031"]]}]}}"#,
             "not json",
         ] {
-            assert!(parse_matrix_fast(body.as_bytes()).is_none(), "{body}");
+            assert!(
+                super::super::matrix::read(body.as_bytes()).is_none(),
+                "{body}"
+            );
         }
         // An escaped value is still read, by the tree reading.
         let escaped = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"\u0031"]]}]}}"#;
