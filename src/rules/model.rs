@@ -4,6 +4,7 @@
 //! config, every check carries the `judge::CheckSpec` the judge needs and the plan carries the
 //! `Trigger`s the state machine needs. Nothing here reads files or clocks.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +77,8 @@ pub enum Queries {
 /// The placeholders a query template may use.
 pub const PLACEHOLDERS: [&str; 4] = ["side", "label", "window", "step"];
 
-/// Fill a query template's `{{side}}`, `{{label}}` and `{{window}}` placeholders.
+/// Fill a query template's [`PLACEHOLDERS`], in one pass (a value is never read for
+/// placeholders itself); any other `{{...}}` text is kept as it is.
 pub fn render(
     template: &str,
     sides: &Sides,
@@ -88,11 +90,28 @@ pub fn render(
         Side::Baseline => &sides.baseline,
         Side::Canary => &sides.canary,
     };
-    template
-        .replace("{{side}}", value)
-        .replace("{{label}}", &sides.label)
-        .replace("{{window}}", &duration::format(window))
-        .replace("{{step}}", &duration::format(step))
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(at) = rest.find("{{") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let (placeholder, text) = if rest.starts_with("{{side}}") {
+            ("{{side}}", Cow::Borrowed(value.as_str()))
+        } else if rest.starts_with("{{label}}") {
+            ("{{label}}", Cow::Borrowed(sides.label.as_str()))
+        } else if rest.starts_with("{{window}}") {
+            ("{{window}}", Cow::Owned(duration::format(window)))
+        } else if rest.starts_with("{{step}}") {
+            ("{{step}}", Cow::Owned(duration::format(step)))
+        } else {
+            // Not a placeholder here; one may start at the next brace (`x{{{label}}=...}`).
+            ("{", Cow::Borrowed("{"))
+        };
+        out.push_str(&text);
+        rest = &rest[placeholder.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// One validated check.

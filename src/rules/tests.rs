@@ -825,6 +825,35 @@ fn points_are_spaced_by_step_which_defaults_to_a_thirtieth_of_the_window() {
 }
 
 #[test]
+fn rendering_fills_every_placeholder_once_and_keeps_other_braces() {
+    let sides = crate::rules::Sides {
+        label: "version".to_string(),
+        baseline: "v1".to_string(),
+        canary: "{{label}}".to_string(),
+    };
+    let template =
+        r#"sum(rate(x{{{label}}="{{side}}"}[{{window}}:{{step}}])) / {{other}} {{side}}"#;
+    let render = |side| {
+        crate::rules::model::render(
+            template,
+            &sides,
+            side,
+            Duration::from_secs(600),
+            Duration::from_secs(20),
+        )
+    };
+    assert_eq!(
+        render(Side::Baseline),
+        r#"sum(rate(x{version="v1"}[10m:20s])) / {{other}} v1"#
+    );
+    // A side's value is put in as it is, never read for placeholders.
+    assert_eq!(
+        render(Side::Canary),
+        r#"sum(rate(x{version="{{label}}"}[10m:20s])) / {{other}} {{label}}"#
+    );
+}
+
+#[test]
 fn a_step_longer_than_its_window_is_refused() {
     let text = with(
         "window = \"5m\"\ncritical",
