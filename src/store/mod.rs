@@ -221,7 +221,8 @@ impl Store {
         let mut writer = open_writer(path)?;
         schema::migrate(&mut writer, path, migrations)?;
         let reader = open_reader(path)?;
-        let checkpoints = checkpoint::Checkpointer::start(open_checkpointer(path)?, path);
+        let checkpoints =
+            checkpoint::Checkpointer::start(open_checkpointer(path)?, path, checkpoint::POLICY);
         let inner = Arc::new(Inner {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
@@ -336,7 +337,7 @@ impl Store {
             .map_err(self.sql(op))?;
         let out = f(&tx)?;
         tx.commit().map_err(self.sql(op))?;
-        self.inner.checkpoints.wrote();
+        self.inner.checkpoints.wrote(1);
         Ok(out)
     }
 
@@ -1050,7 +1051,7 @@ impl Inner {
                 }
             }
         }
-        self.checkpoints.wrote();
+        self.checkpoints.wrote(results.len() as u64);
         results
     }
 
