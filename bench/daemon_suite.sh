@@ -13,7 +13,8 @@ if [ -z "${CANARYD:-}" ] || [ -z "${FAKE_PROMETHEUS:-}" ]; then
   export CANARYD="$BIN/canaryd" FAKE_PROMETHEUS="$BIN/fake_prometheus"
 fi
 {
-  echo "{\"machine\": {\"nproc\": $(nproc), \"git\": \"$(git rev-parse --short HEAD)$(git diff --quiet || echo -dirty)\", \"date\": \"$(date -u +%FT%TZ)\"}}"
+  CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+  echo "{\"machine\": {\"nproc\": $(nproc), \"cpu\": \"$CPU\", \"mem_gib\": $(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo), \"git\": \"$(git rev-parse --short HEAD)$(git diff --quiet || echo -dirty)\", \"date\": \"$(date -u +%FT%TZ)\"}}"
   python3 bench/daemon_bench.py startup 1000 15
   python3 bench/daemon_bench.py reaction 10
   python3 bench/daemon_bench.py reaction 10 --background 1000
