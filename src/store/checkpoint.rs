@@ -166,8 +166,13 @@ mod tests {
         assert!(p.due(256, Duration::ZERO), "enough writes at once");
     }
 
-    /// A database in WAL mode with one table, and a checkpointer on it.
-    fn started(policy: Policy) -> (tempfile::TempDir, Connection, Checkpointer) {
+    /// A database in WAL mode with one table, and a checkpointer on it polling every 5 ms.
+    fn started(writes: u64, age: Duration) -> (tempfile::TempDir, Connection, Checkpointer) {
+        let policy = Policy {
+            poll: Duration::from_millis(5),
+            writes,
+            age,
+        };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let writer = Connection::open(&path).unwrap();
@@ -195,12 +200,7 @@ mod tests {
 
     #[test]
     fn writes_wait_for_the_count_then_are_checkpointed_into_the_database_file() {
-        let policy = Policy {
-            poll: Duration::from_millis(5),
-            writes: 4,
-            age: Duration::from_secs(3600),
-        };
-        let (dir, writer, checkpoints) = started(policy);
+        let (dir, writer, checkpoints) = started(4, Duration::from_secs(3600));
         for _ in 0..3 {
             write(&writer, &checkpoints);
         }
@@ -225,12 +225,7 @@ mod tests {
 
     #[test]
     fn a_lone_write_is_checkpointed_once_it_is_old_enough() {
-        let policy = Policy {
-            poll: Duration::from_millis(5),
-            writes: 1000,
-            age: Duration::from_millis(50),
-        };
-        let (_dir, writer, checkpoints) = started(policy);
+        let (_dir, writer, checkpoints) = started(1000, Duration::from_millis(50));
         write(&writer, &checkpoints);
         wait_for_rounds(&checkpoints, 1);
         // Nothing new: no further checkpoint.
