@@ -90,6 +90,12 @@ impl Checkpointer {
         self.writes.fetch_add(writes.max(1), Ordering::Relaxed);
     }
 
+    /// How many writes have been noted.
+    #[cfg(test)]
+    pub(super) fn noted(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
     /// How many checkpoints the thread has run.
     #[cfg(test)]
     pub(super) fn rounds(&self) -> u64 {

@@ -335,10 +335,22 @@ impl Store {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.sql(op))?;
+        let before = tx.total_changes();
         let out = f(&tx)?;
+        let changed = tx.total_changes() != before;
         tx.commit().map_err(self.sql(op))?;
-        self.inner.checkpoints.wrote(1);
+        // A transaction that changed nothing (a poll of the outbox finding nothing to claim)
+        // leaves nothing to checkpoint.
+        if changed {
+            self.inner.checkpoints.wrote(1);
+        }
         Ok(out)
+    }
+
+    /// Writes noted for the checkpoint thread so far.
+    #[cfg(test)]
+    pub(crate) fn writes_noted(&self) -> u64 {
+        self.inner.checkpoints.noted()
     }
 
     /// Runs `f` on the read-only connection, inside one read transaction so that it sees a

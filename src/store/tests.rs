@@ -728,6 +728,32 @@ fn claiming_returns_due_messages_earliest_first_and_leases_them() {
 }
 
 #[test]
+fn polls_that_find_nothing_to_claim_leave_nothing_to_checkpoint() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).unwrap();
+    let lease = Duration::from_secs(30);
+    let idle = store.writes_noted();
+    assert!(store.claim_due(t(0), lease, 10).unwrap().is_empty());
+    assert_eq!(
+        store.writes_noted(),
+        idle,
+        "a poll of an empty outbox was counted as a write"
+    );
+
+    let id = store.enqueue(&message("m1"), t(10)).unwrap().unwrap();
+    let enqueued = store.writes_noted();
+    assert!(enqueued > idle);
+    // Not due yet, then due, then leased: only the claim itself changes rows.
+    assert!(store.claim_due(t(5), lease, 10).unwrap().is_empty());
+    assert_eq!(store.writes_noted(), enqueued);
+    let claimed = store.claim_due(t(10), lease, 10).unwrap();
+    assert_eq!(claimed.iter().map(|m| m.id).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(store.writes_noted(), enqueued + 1);
+    assert!(store.claim_due(t(20), lease, 10).unwrap().is_empty());
+    assert_eq!(store.writes_noted(), enqueued + 1);
+}
+
+#[test]
 fn a_message_moves_through_reschedule_to_sent_exactly_once() {
     let dir = TempDir::new();
     let store = Store::open(&dir.0).unwrap();
