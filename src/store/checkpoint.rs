@@ -85,9 +85,10 @@ impl Checkpointer {
         }
     }
 
-    /// Notes that a transaction of `writes` writes (steps, or 1) was committed.
+    /// Notes that `writes` writes (steps, or one other transaction that changed rows) were
+    /// committed.
     pub(super) fn wrote(&self, writes: u64) {
-        self.writes.fetch_add(writes.max(1), Ordering::Relaxed);
+        self.writes.fetch_add(writes, Ordering::Relaxed);
     }
 
     /// How many writes have been noted.

@@ -1063,7 +1063,9 @@ impl Inner {
                 }
             }
         }
-        self.checkpoints.wrote(results.len() as u64);
+        // Steps rolled back, or a commit that failed, leave nothing to checkpoint.
+        let committed = results.iter().filter(|r| r.is_ok()).count();
+        self.checkpoints.wrote(committed as u64);
         results
     }
 
