@@ -173,7 +173,8 @@ mod tests {
         assert!(p.due(256, Duration::ZERO), "enough writes at once");
     }
 
-    /// A database in WAL mode with one table, and a checkpointer on it polling every 5 ms.
+    /// A database with one table, opened as the store opens its writer and checkpointer, and a
+    /// checkpointer on it polling every 5 ms.
     fn started(writes: u64, age: Duration) -> (tempfile::TempDir, Connection, Checkpointer) {
         let policy = Policy {
             poll: Duration::from_millis(5),
@@ -182,13 +183,10 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
-            .unwrap();
-        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        let writer = crate::store::open_writer(&path).unwrap();
         writer.execute("CREATE TABLE t (x INTEGER)", []).unwrap();
-        let checkpoints = Checkpointer::start(Connection::open(&path).unwrap(), &path, policy);
+        let conn = crate::store::open_checkpointer(&path).unwrap();
+        let checkpoints = Checkpointer::start(conn, &path, policy);
         (dir, writer, checkpoints)
     }
 
