@@ -81,6 +81,7 @@ fn plan_strategy() -> impl Strategy<Value = Plan> {
                 warmup,
                 max_inconclusive,
                 triggers,
+                start: canaryd::rollout::StartPolicy::Auto,
             },
         )
 }

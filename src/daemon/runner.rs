@@ -23,7 +23,8 @@ use crate::actuator::WeightChange;
 use crate::notify::Notification;
 use crate::notify::notification::CheckRow;
 use crate::rollout::{
-    Action, Command, Event, EventKind, Phase, Plan, RolloutState, Severity, TriggeredBy, step,
+    Action, Command, Event, EventKind, Phase, Plan, RolloutState, Severity, StartPolicy,
+    TriggeredBy, step,
 };
 use crate::rules::{RolloutRule, Schedule};
 use crate::source::SourceError;
@@ -256,7 +257,9 @@ pub struct Runner {
     /// [`super::fingerprint`] of `rule`, stored with every step (computed once per rule).
     fingerprint: super::Fingerprint,
     state: RolloutState,
-    backend_errors: u32,
+    /// The rule fingerprint stored with the rollout's last step (none for a new rollout): a
+    /// different one at start is a rule change made while the daemon was down.
+    stored_fingerprint: Option<String>,
     next_analysis: Instant,
     /// The analysis turn held from the start of an analysis until its step is committed (see
     /// [`Runner::analysis`]); released before the actuator is called.
@@ -291,8 +294,8 @@ impl Runner {
             name,
             fingerprint: super::fingerprint(&rule),
             rule,
+            stored_fingerprint: stored.as_ref().map(|s| s.rule_fingerprint.clone()),
             state: stored.map(|s| s.state).unwrap_or_default(),
-            backend_errors: 0,
             turn,
         };
         runner.publish();
@@ -319,11 +322,8 @@ impl Runner {
         let at_start = emergency.borrow_and_update().clone();
         let span = work_span(&self.name);
         Box::pin(self.sync_emergency(&at_start).instrument(span)).await;
-        if self.state.phase == Phase::Pending {
-            let start = Event::command(Command::Start, TriggeredBy::Schedule, "rule file loaded");
-            let span = work_span(&self.name);
-            let _ = Box::pin(self.apply(start, None).instrument(span)).await;
-        }
+        let span = work_span(&self.name);
+        Box::pin(self.at_start(at_start.active).instrument(span)).await;
         self.turn = None;
         // The task sleeps until its next analysis, its next stage deadline (a tick), a message,
         // an emergency-stop change or shutdown: an idle rollout does not wake up.
@@ -337,9 +337,13 @@ impl Runner {
                 if rule.schedule != self.rule.schedule {
                     self.next_analysis = Instant::now() + first_delay(&self.name, &rule.schedule);
                 }
+                let previous = self.fingerprint.to_string();
                 self.fingerprint = super::fingerprint(&rule);
                 self.rule = rule;
                 self.publish();
+                let emergency = self.shared.emergency.borrow().active;
+                let span = work_span(&self.name);
+                Box::pin(self.rule_changed(previous, emergency).instrument(span)).await;
             }
             let active = matches!(
                 self.state.phase,
@@ -350,7 +354,7 @@ impl Runner {
                     let at = Instant::now() + due + TICK_MARGIN;
                     last_tick.map_or(at, |last| at.max(last + TICK))
                 })
-                .filter(|_| present && active && self.backend_errors == 0);
+                .filter(|_| present && active);
             let analysis_at = present.then_some(self.next_analysis);
             // One timer for both: the earlier of the next analysis and the next tick.
             let wake_at = match (analysis_at, tick_at) {
@@ -377,7 +381,8 @@ impl Runner {
                     }
                     Msg::Command { command, by, reason, reply } => {
                         let span = work_span(&self.name);
-                        let result = Box::pin(self.apply(Event::command(command, by, reason), None).instrument(span)).await;
+                        let event = self.command_event(command, by, reason);
+                        let result = Box::pin(self.apply(event, None).instrument(span)).await;
                         if let Some(reply) = reply {
                             let _ = reply.send(result.map(|()| RolloutStatus::of(&self.name, &self.state, Some(&self.rule))));
                         }
@@ -456,6 +461,8 @@ impl Runner {
     async fn analysis(&mut self, turn: OwnedSemaphorePermit) {
         let Some(source) = self.shared.sources.get(&self.rule.source).cloned() else {
             tracing::error!(rollout = %self.name, source = %self.rule.source, "The rule's source is not configured; holding.");
+            let error = format!("source `{}` is not configured", self.rule.source);
+            self.backend_failed(&error).await;
             return;
         };
         self.turn = Some(turn);
@@ -475,9 +482,8 @@ impl Runner {
     async fn analysed(&mut self, analysed: Result<super::analysis::Analysed, SourceError>) {
         match analysed {
             Ok(analysed) => {
-                if self.backend_errors > 0 {
-                    tracing::info!(rollout = %self.name, failed = self.backend_errors, "The metric backend answers again; analyses resume.");
-                    self.backend_errors = 0;
+                if self.state.backend_errors > 0 {
+                    tracing::info!(rollout = %self.name, failed = self.state.backend_errors, "The metric backend answers again; analyses resume.");
                 }
                 self.shared.metrics.inc(
                     "canaryd_analyses_total",
@@ -499,16 +505,77 @@ impl Runner {
                     .await;
             }
             Err(e) => {
-                self.backend_errors += 1;
                 self.shared.metrics.inc(
                     "canaryd_backend_query_errors_total",
                     &[("rollout", &self.name), ("source", &self.rule.source)],
                 );
-                tracing::warn!(rollout = %self.name, errors = self.backend_errors, error = %e, "The metric backend failed; holding the rollout.");
-                if self.backend_errors == self.shared.config.scheduler.backend_error_limit {
-                    self.backend_alert(&e.to_string()).await;
-                }
+                self.backend_failed(&e.to_string()).await;
             }
+        }
+    }
+
+    /// An analysis could not run: the machine counts it and holds (a stored fact, so a restart
+    /// keeps holding); at `backend_error_limit` in a row the team is alerted.
+    async fn backend_failed(&mut self, error: &str) {
+        let event = Event::BackendError {
+            error: error.to_string(),
+        };
+        if self.apply(event, None).await.is_err() {
+            return;
+        }
+        let errors = self.state.backend_errors;
+        tracing::warn!(rollout = %self.name, errors, error = %error, "The metric backend failed; holding the rollout.");
+        if errors == self.shared.config.scheduler.backend_error_limit {
+            self.backend_alert(error).await;
+        }
+    }
+
+    /// What the task does once at start, after the emergency state is applied: record a rule
+    /// changed while the daemon was down, hold the stage until a fresh analysis, and begin the
+    /// first run of a new rollout when its rule says runs start on their own.
+    async fn at_start(&mut self, emergency: bool) {
+        if let Some(previous) = self.stored_fingerprint.take() {
+            self.rule_changed(previous, emergency).await;
+        }
+        let _ = self.apply(Event::DaemonStarted, None).await;
+        if self.state.phase == Phase::Pending && self.rule.plan.start == StartPolicy::Auto {
+            let start = Event::NewRun {
+                canary: self.rule.sides.canary.clone(),
+                by: TriggeredBy::Schedule,
+                reason: "rule file loaded".to_string(),
+                emergency,
+            };
+            let _ = self.apply(start, None).await;
+        }
+    }
+
+    /// Tell the machine the rule was swapped (it records a change of fingerprint or canary, and
+    /// may start a new run).
+    async fn rule_changed(&mut self, previous: String, emergency: bool) {
+        let event = Event::RuleChanged {
+            fingerprint: self.fingerprint.to_string(),
+            previous,
+            canary: self.rule.sides.canary.clone(),
+            emergency,
+        };
+        let _ = self.apply(event, None).await;
+    }
+
+    /// The event a command from the API or the CLI becomes: `start` begins a run of the
+    /// current canary version (see `Event::NewRun`); the others go to the machine as they are.
+    fn command_event(&self, command: Command, by: TriggeredBy, reason: String) -> Event {
+        if command != Command::Start {
+            return Event::command(command, by, reason);
+        }
+        let canary = match self.state.run.canary.is_empty() {
+            true => self.rule.sides.canary.clone(),
+            false => self.state.run.canary.clone(),
+        };
+        Event::NewRun {
+            canary,
+            by,
+            reason,
+            emergency: self.shared.emergency.borrow().active,
         }
     }
 
@@ -517,7 +584,7 @@ impl Runner {
         let now = Utc::now();
         let reason = format!(
             "{} analyses in a row failed on metric backend errors; holding at {}% (last: {error})",
-            self.backend_errors, self.state.weight
+            self.state.backend_errors, self.state.weight
         );
         let audit = NewAudit {
             action: "backend-errors".to_string(),
@@ -773,7 +840,7 @@ pub fn tick_due(state: &RolloutState, plan: &Plan, now: DateTime<Utc>) -> Option
         return Some(Duration::ZERO);
     };
     let ran = (now - started).to_std().unwrap_or(Duration::ZERO);
-    let deadline = if state.passes >= stage.required_passes {
+    let deadline = if state.passes >= stage.required_passes && !state.held() {
         stage.min_duration
     } else {
         stage.max_duration?
@@ -858,6 +925,7 @@ mod tests {
             warmup: Duration::ZERO,
             max_inconclusive: 3,
             triggers: Vec::new(),
+            start: crate::rollout::StartPolicy::Auto,
         }
     }
 

@@ -143,6 +143,7 @@ fn plan() -> Plan {
         warmup: Duration::ZERO,
         max_inconclusive: 5,
         triggers: vec![],
+        start: crate::rollout::StartPolicy::Auto,
     }
 }
 

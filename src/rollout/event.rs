@@ -31,6 +31,32 @@ pub enum Event {
         previous: u8,
         error: String,
     },
+    /// An analysis could not be run: the metric backend failed (or is not configured). The
+    /// rollout holds (no tick advances it) until an analysis reaches the machine again; the
+    /// count is part of the stored state, so a restart during an outage keeps holding.
+    BackendError { error: String },
+    /// The daemon (re)started with this rollout loaded: whatever evidence is stored, no stage
+    /// advances on a tick before a fresh analysis at the current weight reaches the machine.
+    DaemonStarted,
+    /// Begin a new run (a canary version taken through the plan from its first stage): from a
+    /// deploy pipeline (`canaryd start NAME --canary V`, `POST /v1/rollouts/NAME/start`) or the
+    /// first start of a new rule. `emergency` says an emergency stop is in force: the run then
+    /// begins stopped at 0%.
+    NewRun {
+        canary: String,
+        by: TriggeredBy,
+        reason: String,
+        emergency: bool,
+    },
+    /// The rollout's rule was loaded with a different content (`fingerprint`, before:
+    /// `previous`) or a different `[sides] canary` (`canary`): recorded in the history, and a
+    /// changed canary starts a new run when the plan says runs start on their own.
+    RuleChanged {
+        fingerprint: String,
+        previous: String,
+        canary: String,
+        emergency: bool,
+    },
 }
 
 impl Event {
@@ -218,4 +244,10 @@ pub enum AuditAction {
     /// The actuator could not apply a weight change; the recorded weight went back to the
     /// applied one.
     ActuationFailed,
+    /// An analysis failed on a metric backend error: the rollout holds where it is.
+    BackendHeld,
+    /// A new run (canary version) began at the first stage.
+    RunStarted,
+    /// The rollout's rule file changed (its fingerprint, and maybe its canary version).
+    RuleChanged,
 }

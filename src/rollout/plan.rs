@@ -90,6 +90,21 @@ pub struct Plan {
     /// Pause after this many inconclusive analyses in a row.
     pub max_inconclusive: u32,
     pub triggers: Vec<Trigger>,
+    /// Whether a new rule, or a changed `[sides] canary`, starts a run by itself.
+    pub start: StartPolicy,
+}
+
+/// When a run begins (the rule's `[rollout] start` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartPolicy {
+    /// As soon as the rule is loaded, and again whenever its `[sides] canary` changes: the rule
+    /// file is the deploy trigger.
+    #[default]
+    Auto,
+    /// Only on `canaryd start NAME [--canary VERSION]` or `POST /v1/rollouts/NAME/start`: a
+    /// deploy pipeline says when.
+    Manual,
 }
 
 /// Who is always or never in the canary, and the salt of the sticky hash.

@@ -43,6 +43,7 @@ pub struct RawRollout {
     pub source: S<String>,
     pub actuator: S<String>,
     pub rollback_to: S<String>,
+    pub start: S<String>,
 }
 
 /// `[analysis]`: when analyses run and how patient they are.

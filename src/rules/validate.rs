@@ -14,7 +14,8 @@ use toml::Spanned;
 
 use crate::judge::{Aggregate, CheckKind, CheckSpec, Direction};
 use crate::rollout::{
-    NoDataPolicy, Plan, RollbackTarget, Severity, Stage, Sustain, Targeting, Trigger, TriggerAction,
+    NoDataPolicy, Plan, RollbackTarget, Severity, Stage, StartPolicy, Sustain, Targeting, Trigger,
+    TriggerAction,
 };
 
 use super::config::{KnownNames, NameKind};
@@ -229,6 +230,7 @@ impl Validator<'_> {
                 warmup: warmup?,
                 max_inconclusive: max_inconclusive?,
                 triggers,
+                start: header.start,
             },
             targeting: targeting?,
             sides: sides?,
@@ -318,12 +320,21 @@ impl Validator<'_> {
                 ],
             ),
         };
+        let start = match &r.start {
+            None => Some(StartPolicy::Auto),
+            Some(value) => self.word(
+                value,
+                "start policy",
+                &[("auto", StartPolicy::Auto), ("manual", StartPolicy::Manual)],
+            ),
+        };
         Some(Header {
             name: name?.get_ref().clone(),
             team: team?.get_ref().clone(),
             source: source?.get_ref().clone(),
             actuator: actuator?.get_ref().clone(),
             rollback_to: rollback_to?,
+            start: start?,
         })
     }
 
@@ -1305,6 +1316,7 @@ struct Header {
     source: String,
     actuator: String,
     rollback_to: RollbackTarget,
+    start: StartPolicy,
 }
 
 /// The default spacing of a check's points: 30 points over the window, at least a second apart.

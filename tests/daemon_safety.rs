@@ -1,0 +1,286 @@
+//! Sequences that made the real daemon take a wrong action (issue 16), each run against the
+//! daemon embedded in-process with an in-memory metric source the test can break, the real
+//! store on disk and the real emergency-stop file: a restart during a backend outage must not
+//! promote on the evidence gathered before it; an emergency stop must leave finished rollouts
+//! where they are.
+
+#[path = "fixtures/daemon/support.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use canaryd::judge::Point;
+use canaryd::source::{MemorySource, MetricSource, Series, SourceError};
+use canaryd::store::Store;
+use support::*;
+
+/// A rule with one absolute latency check and three stages; `first_min` is the first stage's
+/// minimum duration.
+fn rule(name: &str, canary: &str, first_min: &str) -> String {
+    format!(
+        r#"
+[rollout]
+name = "{name}"
+team = "tests"
+source = "prometheus"
+actuator = "builtin"
+rollback_to = "zero"
+
+[analysis]
+every = "1s"
+warmup = "0s"
+max_inconclusive = 100
+
+[[stages]]
+name = "10%"
+weight = 10
+min_duration = "{first_min}"
+required_passes = 1
+
+[[stages]]
+name = "50%"
+weight = 50
+min_duration = "1s"
+required_passes = 1
+
+[[stages]]
+name = "100%"
+weight = 100
+min_duration = "1s"
+required_passes = 1
+
+[sides]
+label = "version"
+baseline = "base"
+canary = "{canary}"
+
+[[checks]]
+name = "latency"
+kind = "absolute"
+direction = "higher-is-worse"
+threshold = 0.5
+aggregate = "max"
+query = 'latency_seconds{{ {{{{label}}}}="{{{{side}}}}" }}'
+window = "5s"
+min_samples = 2
+critical = true
+action = "rollback"
+"#
+    )
+}
+
+/// The switch and counter of a [`source`].
+#[derive(Clone, Default)]
+struct Backend {
+    down: Arc<AtomicBool>,
+    failed: Arc<AtomicUsize>,
+}
+
+/// A source answering `latency_seconds{version="X"}` with 0.1 for every version but `bad`
+/// (0.9), one point a second over the asked range, or failing while `down` is set.
+fn source(backend: &Backend) -> Arc<dyn MetricSource> {
+    let b = backend.clone();
+    Arc::new(MemorySource::from_fn("prometheus", move |req| {
+        if b.down.load(Ordering::SeqCst) {
+            b.failed.fetch_add(1, Ordering::SeqCst);
+            return Err(SourceError::Http {
+                source_name: "prometheus".into(),
+                query: req.query().to_string(),
+                status: 500,
+                error_type: None,
+                message: "backend down".into(),
+            });
+        }
+        let value = if req.query().contains("\"bad\"") {
+            0.9
+        } else {
+            0.1
+        };
+        let (start, end) = match req {
+            canaryd::source::Request::Range { start, end, .. } => (*start, *end),
+            canaryd::source::Request::Instant { at, .. } => (*at, *at),
+        };
+        let mut points = Vec::new();
+        let mut t = start;
+        while t <= end {
+            points.push(Point {
+                t: t.timestamp_millis() as f64 / 1000.0,
+                v: value,
+            });
+            t += chrono::Duration::seconds(1);
+        }
+        Ok(vec![Series {
+            labels: BTreeMap::new(),
+            points,
+        }])
+    }))
+}
+
+struct Running {
+    base: String,
+    shutdown: tokio_util::sync::CancellationToken,
+    running: tokio::task::JoinHandle<Result<(), canaryd::daemon::DaemonError>>,
+}
+
+async fn start(config: &Path, backend: &Backend) -> Running {
+    let config = canaryd::config::load(config).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (_reload, reload_rx) = tokio::sync::mpsc::channel(4);
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let options = canaryd::daemon::Options {
+        emergency_stop_at_start: false,
+        on_listen: Some(addr_tx),
+    };
+    let sources = BTreeMap::from([("prometheus".to_string(), source(backend))]);
+    let running = tokio::spawn(canaryd::daemon::run_with_sources(
+        config,
+        options,
+        sources,
+        shutdown.clone(),
+        reload_rx,
+    ));
+    let addr = match tokio::time::timeout(Duration::from_secs(10), addr_rx).await {
+        Ok(Ok(addr)) => addr,
+        other => panic!("the daemon did not start ({other:?}): {:?}", running.await),
+    };
+    Running {
+        base: format!("http://{addr}"),
+        shutdown,
+        running,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.running.await.unwrap().unwrap();
+    }
+}
+
+fn audit_actions(dir: &Path, rollout: &str) -> Vec<String> {
+    let store = Store::open(&dir.join("state")).unwrap();
+    let page = store.audit_page(rollout, None, 1000).unwrap();
+    page.items.into_iter().rev().map(|a| a.action).collect()
+}
+
+/// Wait until the backend has refused `n` more queries than it had when this was called.
+async fn refused(backend: &Backend, n: usize) {
+    let from = backend.failed.load(Ordering::SeqCst);
+    wait_for("failed queries", Duration::from_secs(20), || async {
+        (backend.failed.load(Ordering::SeqCst) >= from + n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_during_a_backend_outage_does_not_promote_on_the_evidence_before_it() {
+    let dir = temp_dir("outage-restart");
+    let config = write_config(&dir, "http://127.0.0.1:9", "http://127.0.0.1:9/weights");
+    std::fs::write(dir.join("rules/steady.toml"), rule("steady", "good", "4s")).unwrap();
+    let backend = Backend::default();
+
+    let daemon = start(&config, &backend).await;
+    // The first stage's pass is in; its minimum duration (4 s) is not over yet.
+    wait_for("a counted pass at 10%", Duration::from_secs(20), || async {
+        let audit = audit_actions(&dir, "steady");
+        let r = rollout(&daemon.base, "steady").await?;
+        (r.weight == 10 && audit.iter().any(|a| a == "analysis-recorded")).then_some(())
+    })
+    .await;
+    // The backend goes down, and stays down past the stage's minimum duration: the rollout holds.
+    backend.down.store(true, Ordering::SeqCst);
+    refused(&backend, 5).await;
+    let held = rollout(&daemon.base, "steady").await.unwrap();
+    assert_eq!((held.phase.as_str(), held.weight), ("progressing", 10));
+    daemon.stop().await;
+
+    // Restarted while the backend is still down: it keeps holding at 10%.
+    let daemon = start(&config, &backend).await;
+    refused(&backend, 3).await;
+    let after = rollout(&daemon.base, "steady").await.unwrap();
+    let audit = audit_actions(&dir, "steady");
+    assert_eq!(
+        (after.phase.as_str(), after.weight),
+        ("progressing", 10),
+        "advanced on stale evidence after a restart: {audit:?}"
+    );
+    assert!(!audit.contains(&"stage-advanced".to_string()), "{audit:?}");
+
+    // The backend answers again: a fresh analysis at 10% lets the stage advance.
+    backend.down.store(false, Ordering::SeqCst);
+    wait_for("the advance to 50%", Duration::from_secs(20), || async {
+        rollout(&daemon.base, "steady")
+            .await
+            .filter(|r| r.weight >= 50)
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_emergency_stop_leaves_finished_rollouts_as_they_are() {
+    let dir = temp_dir("emergency-finished");
+    let config = write_config(&dir, "http://127.0.0.1:9", "http://127.0.0.1:9/weights");
+    std::fs::write(dir.join("rules/done.toml"), rule("done", "good", "1s")).unwrap();
+    std::fs::write(dir.join("rules/bad.toml"), rule("bad", "bad", "1s")).unwrap();
+    std::fs::write(dir.join("rules/mid.toml"), rule("mid", "good", "1h")).unwrap();
+    let backend = Backend::default();
+    let daemon = start(&config, &backend).await;
+    let base = daemon.base.clone();
+    wait_for(
+        "done to succeed, bad to roll back",
+        Duration::from_secs(30),
+        || async {
+            let done = rollout(&base, "done").await?;
+            let bad = rollout(&base, "bad").await?;
+            (done.phase == "succeeded" && bad.phase == "rolled-back").then_some(())
+        },
+    )
+    .await;
+
+    // Engage the stop file, wait until the running rollout is stopped, then clear it.
+    std::fs::write(dir.join("stop"), "incident 42").unwrap();
+    wait_for("mid to be stopped", Duration::from_secs(10), || async {
+        rollout(&base, "mid")
+            .await
+            .filter(|r| r.phase == "emergency-stopped" && r.weight == 0)
+    })
+    .await;
+    let done = rollout(&base, "done").await.unwrap();
+    assert_eq!((done.phase.as_str(), done.weight), ("succeeded", 100));
+    std::fs::remove_file(dir.join("stop")).unwrap();
+    wait_for(
+        "mid to be paused at 0%",
+        Duration::from_secs(10),
+        || async {
+            rollout(&base, "mid")
+                .await
+                .filter(|r| r.phase == "paused" && r.weight == 0 && r.stage == Some(0))
+        },
+    )
+    .await;
+
+    // Finished rollouts are as they were; resume cannot move them.
+    let done = rollout(&base, "done").await.unwrap();
+    assert_eq!((done.phase.as_str(), done.weight), ("succeeded", 100));
+    let bad = rollout(&base, "bad").await.unwrap();
+    assert_eq!((bad.phase.as_str(), bad.weight), ("rolled-back", 0));
+    let resume = reqwest::Client::new()
+        .post(format!("{base}/v1/rollouts/bad/resume"))
+        .json(&serde_json::json!({"reason": "try again"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resume.status().is_client_error(),
+        "resume of a rolled-back rollout: {}",
+        resume.status()
+    );
+    let bad = rollout(&base, "bad").await.unwrap();
+    assert_eq!((bad.phase.as_str(), bad.weight), ("rolled-back", 0));
+    daemon.stop().await;
+}
