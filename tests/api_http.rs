@@ -144,7 +144,24 @@ async fn commands_need_an_admin_token_and_answer_with_the_state_machine() {
     .await;
     assert_eq!((s, v["phase"].as_str()), (200, Some("progressing")), "{v}");
 
-    // Abort is final: a later start is refused.
+    // A run in progress cannot be started again with the same version, and a version that
+    // could break the rule's queries is refused.
+    let (s, v) = post(
+        &format!("{base}/v1/rollouts/other/start"),
+        Some(ALICE),
+        reason,
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("already"), "{v}");
+    let (s, v) = post(
+        &format!("{base}/v1/rollouts/other/start"),
+        Some(ALICE),
+        r#"{"reason": "deploy", "canary": "v2\"} or up{"}"#,
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    // Abort ends the run for good; a later start is a new run from the first stage.
     let (s, v) = post(
         &format!("{base}/v1/rollouts/other/abort"),
         Some(ALICE),
@@ -159,10 +176,27 @@ async fn commands_need_an_admin_token_and_answer_with_the_state_machine() {
     let (s, v) = post(
         &format!("{base}/v1/rollouts/other/start"),
         Some(ALICE),
-        reason,
+        r#"{"reason": "fixed build", "canary": "build-43"}"#,
     )
     .await;
-    assert_eq!(s, 409, "{v}");
+    assert_eq!(
+        (
+            s,
+            v["phase"].as_str(),
+            v["run"].as_u64(),
+            v["canary"].as_str()
+        ),
+        (200, Some("progressing"), Some(2), Some("build-43")),
+        "{v}"
+    );
+    let (_, runs) = get(&format!("{base}/v1/rollouts/other/runs"), None).await;
+    assert_eq!(runs["runs"][0]["run"], 2, "{runs}");
+    assert_eq!(runs["runs"][1]["last_action"], "aborted", "{runs}");
+    let (_, h) = get(&format!("{base}/v1/rollouts/other/history?run=1"), None).await;
+    assert_eq!(h["entries"][0]["action"], "aborted", "{h}");
+    let (_, h) = get(&format!("{base}/v1/rollouts/other/history"), None).await;
+    assert_eq!(h["entries"][0]["action"], "run-started", "{h}");
+    assert_eq!(h["entries"][0]["run"], 2, "{h}");
 
     // The emergency stop needs an admin too, and records alice.
     let stop = format!("{base}/v1/emergency-stop");

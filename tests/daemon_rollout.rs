@@ -243,11 +243,17 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
         "the stop file to stop everything",
         Duration::from_secs(1),
         || async {
+            // Finished runs are left as they are (issue 16): the succeeded one keeps 100%, the
+            // rolled-back one its 0%; the one in progress is stopped at 0%.
             let all = rollouts(&base).await;
+            let is = |name: &str, phase: &str, weight: u8| {
+                all.iter()
+                    .any(|r| r.name == name && r.phase == phase && r.weight == weight)
+            };
             (all.len() == 3
-                && all
-                    .iter()
-                    .all(|r| r.phase == "emergency-stopped" && r.weight == 0))
+                && is("steady", "emergency-stopped", 0)
+                && is("healthy", "succeeded", 100)
+                && is("failing", "rolled-back", 0))
             .then_some(())
         },
     )
@@ -271,11 +277,12 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
     assert_eq!(refused.status(), 409, "the file keeps the stop in force");
     std::fs::remove_file(dir.join("stop")).unwrap();
     wait_for("the stop to clear", Duration::from_secs(5), || async {
-        rollouts(&base)
-            .await
-            .iter()
-            .all(|r| r.phase == "paused")
-            .then_some(())
+        let all = rollouts(&base).await;
+        let phase = |name: &str| all.iter().find(|r| r.name == name).map(|r| r.phase.clone());
+        (phase("steady").as_deref() == Some("paused")
+            && phase("healthy").as_deref() == Some("succeeded")
+            && phase("failing").as_deref() == Some("rolled-back"))
+        .then_some(())
     })
     .await;
 

@@ -104,6 +104,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/rollouts", get(list))
         .route("/v1/rollouts/{name}", get(one))
         .route("/v1/rollouts/{name}/history", get(history))
+        .route("/v1/rollouts/{name}/runs", get(runs))
         .route("/v1/rollouts/{name}/analyses", get(analyses))
         .route("/v1/rollouts/{name}/comparison", get(compare))
         .route(
@@ -185,15 +186,42 @@ fn admin(shared: &Shared, headers: &HeaderMap) -> Result<Caller, ApiError> {
 #[serde(deny_unknown_fields)]
 struct CommandBody {
     reason: String,
+    /// `start` only: the canary version of the new run.
+    #[serde(default)]
+    canary: Option<String>,
 }
+
+/// The longest canary version `start` takes.
+pub const MAX_CANARY: usize = 128;
 
 /// Check a command's body: JSON `{"reason": "..."}` within the limits.
 pub fn parse_reason(body: &[u8]) -> Result<String, String> {
+    let (reason, canary) = parse_command(body)?;
+    match canary {
+        Some(_) => Err("`canary` is only taken by `start`".to_string()),
+        None => Ok(reason),
+    }
+}
+
+/// Check a command's body: JSON `{"reason": "...", "canary": "..."}` (`canary` optional), within
+/// the limits. A canary version is substituted into the rule's queries, so it is limited to
+/// letters, digits and `.`, `_`, `-`, `+`, `:`, `/`, `@`.
+pub fn parse_command(body: &[u8]) -> Result<(String, Option<String>), String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err("the body must be JSON like {\"reason\": \"why\"}; it is empty".to_string());
     }
     let parsed: CommandBody = serde_json::from_slice(body)
         .map_err(|e| format!("the body must be JSON like {{\"reason\": \"why\"}}: {e}"))?;
+    if let Some(canary) = &parsed.canary {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "._-+:/@".contains(c);
+        if canary.is_empty() || canary.len() > MAX_CANARY || !canary.chars().all(allowed) {
+            return Err(format!(
+                "`canary` must be 1 to {MAX_CANARY} letters, digits or `._-+:/@` (it goes into \
+                 the rule's queries); got {:?}",
+                canary.chars().take(MAX_CANARY + 1).collect::<String>()
+            ));
+        }
+    }
     let reason = parsed.reason.trim();
     if reason.is_empty() {
         return Err("`reason` is empty: say why, for the audit trail".to_string());
@@ -204,7 +232,7 @@ pub fn parse_reason(body: &[u8]) -> Result<String, String> {
             "`reason` is {chars} characters long; at most {MAX_REASON} are accepted"
         ));
     }
-    Ok(reason.to_string())
+    Ok((reason.to_string(), parsed.canary))
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -264,15 +292,16 @@ async fn one(
     let key = name.clone();
     let (stored, started_at, last) = blocking(move || {
         let stored = store.rollout::<RolloutState>(&key)?;
-        // The newest start: walk the history back until one is found.
+        let run = stored.as_ref().map(|s| s.state.run.number);
+        // The newest start of the current run: walk its history back until one is found.
         let mut started_at = None;
         let mut cursor = None;
         loop {
-            let page = store.audit_page(&key, cursor, MAX_PAGE)?;
+            let page = store.audit_page_of(&key, run, cursor, MAX_PAGE)?;
             if let Some(e) = page
                 .items
                 .iter()
-                .find(|e| e.action == "started" || e.action == "retried")
+                .find(|e| matches!(e.action.as_str(), "run-started" | "started" | "retried"))
             {
                 started_at = Some(e.at);
                 break;
@@ -282,7 +311,11 @@ async fn one(
                 None => break,
             }
         }
-        let last = store.analyses_page(&key, None, 1)?.items.into_iter().next();
+        let last = store
+            .analyses_page_of(&key, run, None, 1)?
+            .items
+            .into_iter()
+            .next();
         Ok::<_, crate::store::StoreError>((stored, started_at, last.map(|a| a.at)))
     })
     .await?
@@ -301,24 +334,65 @@ async fn one(
     Ok(Json(detail).into_response())
 }
 
-/// `?limit=&cursor=`.
+/// `?limit=&cursor=&run=`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PageQuery {
     limit: Option<String>,
     cursor: Option<String>,
+    /// A run number, `all`, or (left out) the current run.
+    run: Option<String>,
+}
+
+/// Which run a history page shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunFilter {
+    Current,
+    All,
+    Number(u32),
+}
+
+impl RunFilter {
+    /// The store's filter for rollout `name`: the current run is read from its state.
+    fn resolve(
+        self,
+        store: &crate::store::Store,
+        name: &str,
+    ) -> Result<Option<u32>, crate::store::StoreError> {
+        Ok(match self {
+            RunFilter::All => None,
+            RunFilter::Number(n) => Some(n),
+            RunFilter::Current => Some(
+                store
+                    .rollout::<RolloutState>(name)?
+                    .map_or(1, |s| s.state.run.number),
+            ),
+        })
+    }
 }
 
 fn page_params(
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
     default: usize,
-) -> Result<(usize, Option<Cursor>), ApiError> {
+) -> Result<(usize, Option<Cursor>, RunFilter), ApiError> {
     let Query(q) = query.map_err(|e| {
         ApiError::bad_request(format!(
-            "bad query string ({}); use ?limit=N&cursor=C",
+            "bad query string ({}); use ?limit=N&cursor=C&run=R",
             e.body_text()
         ))
     })?;
+    let run = match q.run.as_deref() {
+        None | Some("") => RunFilter::Current,
+        Some("all") => RunFilter::All,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if n >= 1 => RunFilter::Number(n),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "`run` = `{text}` must be a run number (1, 2, ...) or `all`"
+                )));
+            }
+        },
+    };
     let limit = match q.limit.as_deref() {
         None => default,
         Some(text) => match text.parse::<usize>() {
@@ -337,7 +411,7 @@ fn page_params(
         .map(str::parse::<Cursor>)
         .transpose()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok((limit, cursor))
+    Ok((limit, cursor, run))
 }
 
 async fn history(
@@ -349,12 +423,15 @@ async fn history(
 ) -> ApiResult {
     allow_read(&shared, &headers, peer)?;
     known(&shared, &name)?;
-    let (limit, cursor) = page_params(query, DEFAULT_HISTORY)?;
+    let (limit, cursor, run) = page_params(query, DEFAULT_HISTORY)?;
     let store = shared.store.clone();
     let key = name.clone();
-    let page = blocking(move || store.audit_page(&key, cursor, limit))
-        .await?
-        .map_err(ApiError::internal)?;
+    let page = blocking(move || {
+        let run = run.resolve(&store, &key)?;
+        store.audit_page_of(&key, run, cursor, limit)
+    })
+    .await?
+    .map_err(ApiError::internal)?;
     let entries: Vec<view::HistoryEntry> = page.items.into_iter().map(Into::into).collect();
     Ok(Json(json!({
         "rollout": name,
@@ -362,6 +439,23 @@ async fn history(
         "next_cursor": page.next.map(|c| c.to_string()),
     }))
     .into_response())
+}
+
+/// `GET /v1/rollouts/{name}/runs`: the rollout's runs, newest first.
+async fn runs(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    allow_read(&shared, &headers, peer)?;
+    known(&shared, &name)?;
+    let store = shared.store.clone();
+    let key = name.clone();
+    let runs = blocking(move || store.runs(&key))
+        .await?
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "rollout": name, "runs": runs })).into_response())
 }
 
 async fn analyses(
@@ -373,18 +467,22 @@ async fn analyses(
 ) -> ApiResult {
     allow_read(&shared, &headers, peer)?;
     known(&shared, &name)?;
-    let (limit, cursor) = page_params(query, DEFAULT_ANALYSES)?;
+    let (limit, cursor, run) = page_params(query, DEFAULT_ANALYSES)?;
     let store = shared.store.clone();
     let key = name.clone();
-    let page = blocking(move || store.analyses_page(&key, cursor, limit))
-        .await?
-        .map_err(ApiError::internal)?;
+    let page = blocking(move || {
+        let run = run.resolve(&store, &key)?;
+        store.analyses_page_of(&key, run, cursor, limit)
+    })
+    .await?
+    .map_err(ApiError::internal)?;
     let items: Vec<_> = page
         .items
         .into_iter()
         .map(|a| {
             json!({
                 "id": a.id,
+                "run": a.run,
                 "at": a.at,
                 "outcome": a.outcome,
                 "score": a.score,
@@ -438,7 +536,11 @@ async fn give(
     let caller = admin(&shared, &headers)?;
     let body = body_bytes(body)?;
     known(&shared, &name)?;
-    let reason = parse_reason(&body).map_err(ApiError::bad_request)?;
+    let (reason, canary) = match command {
+        Command::Start => parse_command(&body),
+        _ => parse_reason(&body).map(|reason| (reason, None)),
+    }
+    .map_err(ApiError::bad_request)?;
     if !shared.scheduler.has(&name) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -450,6 +552,7 @@ async fn give(
         command,
         by: TriggeredBy::Operator(caller.name.clone()),
         reason: reason.clone(),
+        canary,
         reply: Some(reply),
     };
     if !shared.scheduler.send(&name, msg) {
@@ -472,6 +575,8 @@ async fn give(
             "stage": status.stage,
             "stage_name": status.stage_name,
             "weight": status.weight,
+            "run": status.run,
+            "canary": status.canary,
         }))
         .into_response()),
         Ok(Ok(Err(refusal))) => Err(ApiError::new(StatusCode::CONFLICT, refusal)),

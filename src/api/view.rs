@@ -41,7 +41,14 @@ pub struct RolloutDetail {
     pub stage: Option<usize>,
     pub stage_name: Option<String>,
     pub weight: u8,
-    /// When it was (last) started: the newest `started` or `retried` audit entry.
+    /// The current run (1, 2, ...) and the canary version it takes through the plan.
+    pub run: u32,
+    pub canary: String,
+    /// Why the rollout holds, when it does: a metric backend failing, or a fresh analysis
+    /// awaited after the daemon started.
+    pub held: Option<String>,
+    /// When the current run was started (the newest `run-started`, `started` or `retried`
+    /// audit entry).
     pub started_at: Option<DateTime<Utc>>,
     /// When the current stage began or was resumed.
     pub last_advanced_at: Option<DateTime<Utc>>,
@@ -132,6 +139,12 @@ pub fn detail(
             .and_then(|s| rule.and_then(|r| r.plan.stages.get(s)))
             .map(|s| s.name.clone()),
         weight: state.weight,
+        run: state.run.number,
+        canary: match (state.run.canary.as_str(), rule) {
+            ("", Some(rule)) => rule.sides.canary.clone(),
+            (canary, _) => canary.to_string(),
+        },
+        held: held(state),
         started_at: known.started_at,
         last_advanced_at: state.stage_started_at,
         updated_at: known.updated_at,
@@ -141,6 +154,19 @@ pub fn detail(
         rule_loaded: rule.is_some(),
         plan,
     }
+}
+
+/// Why a tick cannot advance the rollout now, in words.
+pub fn held(state: &RolloutState) -> Option<String> {
+    if state.backend_errors > 0 {
+        return Some(format!(
+            "holding: the last {} analyses failed on the metric backend",
+            state.backend_errors
+        ));
+    }
+    state
+        .awaiting_analysis
+        .then(|| "holding until a fresh analysis after the daemon started".to_string())
 }
 
 /// The next analysis: the cron's next occurrence, or the interval after the last analysis (or
@@ -177,6 +203,8 @@ pub fn who(triggered_by: &str) -> (String, bool) {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
     pub id: i64,
+    /// The run it belongs to.
+    pub run: u32,
     pub at: DateTime<Utc>,
     pub action: String,
     pub previous_weight: Option<u8>,
@@ -193,6 +221,7 @@ impl From<AuditEntry> for HistoryEntry {
         let (triggered_by, by_operator) = who(&e.triggered_by);
         HistoryEntry {
             id: e.id,
+            run: e.run,
             at: e.at,
             action: e.action,
             previous_weight: e.previous_weight,
@@ -361,6 +390,7 @@ mod tests {
         };
         let result = judge_check(&spec, &pts(0.100), &pts(0.200));
         let analysis = Analysis {
+            run: 1,
             id: 7,
             rollout: "web".into(),
             at: Utc::now(),
@@ -383,6 +413,7 @@ mod tests {
     #[test]
     fn evidence_of_another_shape_is_an_error_not_a_panic() {
         let analysis = Analysis {
+            run: 1,
             id: 3,
             rollout: "web".into(),
             at: Utc::now(),

@@ -64,6 +64,18 @@ pub struct CommandArgs {
     pub conn: Conn,
 }
 
+/// `canaryd start NAME [--canary VERSION] --reason TEXT`.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub command: CommandArgs,
+    /// The canary version of the new run (substituted for `{{side}}` in the canary's queries);
+    /// the current run's version when left out.
+    #[arg(long)]
+    pub canary: Option<String>,
+}
+
 /// `canaryd emergency-stop [--clear] --reason TEXT`.
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES)]
@@ -318,15 +330,29 @@ pub fn compare(args: CompareArgs) -> ExitCode {
 
 /// Give a rollout command.
 pub fn command(verb: &str, args: CommandArgs) -> ExitCode {
+    send(verb, args, None)
+}
+
+/// `canaryd start NAME [--canary VERSION] --reason TEXT`: a new run of the rollout.
+pub fn start(args: StartArgs) -> ExitCode {
+    send("start", args.command, args.canary)
+}
+
+fn send(verb: &str, args: CommandArgs, canary: Option<String>) -> ExitCode {
     let path = format!("/v1/rollouts/{}/{verb}", segment(&args.name));
-    let answer = args.conn.request(
-        reqwest::Method::POST,
-        &path,
-        Some(json!({ "reason": args.reason })),
-    );
+    let mut body = json!({ "reason": args.reason });
+    if let Some(canary) = canary {
+        body["canary"] = json!(canary);
+    }
+    let answer = args.conn.request(reqwest::Method::POST, &path, Some(body));
+    let started = verb == "start";
     finish(&args.conn, answer, |v| {
+        let run = match started {
+            true => format!(" run {} (canary {})", text(&v["run"]), text(&v["canary"])),
+            false => String::new(),
+        };
         format!(
-            "{}: {} at {}% (stage {}), by {}\n",
+            "{}:{run} {} at {}% (stage {}), by {}\n",
             text(&v["rollout"]),
             text(&v["phase"]),
             text(&v["weight"]),

@@ -38,8 +38,9 @@ pub enum Command {
     History(control::HistoryArgs),
     /// Show the latest analysis, baseline against canary, check by check.
     Compare(control::CompareArgs),
-    /// Start a pending rollout, or retry a rolled-back one from its first stage.
-    Start(control::CommandArgs),
+    /// Start a new run from the first stage: a pending rollout, a finished one again, or a new
+    /// canary version (`--canary`), which supersedes a run in progress.
+    Start(control::StartArgs),
     /// Let a stage waiting for approval advance.
     Approve(control::CommandArgs),
     /// Freeze a rollout at its current weight.
@@ -79,7 +80,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => control::status(args),
         Command::History(args) => control::history(args),
         Command::Compare(args) => control::compare(args),
-        Command::Start(args) => control::command("start", args),
+        Command::Start(args) => control::start(args),
         Command::Approve(args) => control::command("approve", args),
         Command::Pause(args) => control::command("pause", args),
         Command::Resume(args) => control::command("resume", args),

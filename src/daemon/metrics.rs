@@ -492,6 +492,8 @@ mod tests {
             .iter()
             .map(|name| {
                 let status = RolloutStatus {
+                    run: 1,
+                    canary: String::new(),
                     name: name.clone(),
                     phase: "progressing",
                     stage: Some(0),
@@ -567,6 +569,8 @@ mod tests {
         );
         m.set("canaryd_config_last_reload_successful", &[], 0.0);
         let text = m.render(&[RolloutStatus {
+            run: 1,
+            canary: String::new(),
             name: "we\"b".into(),
             phase: "progressing",
             stage: Some(1),

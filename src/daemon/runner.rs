@@ -23,12 +23,12 @@ use crate::actuator::WeightChange;
 use crate::notify::Notification;
 use crate::notify::notification::CheckRow;
 use crate::rollout::{
-    Action, Command, Event, EventKind, Phase, Plan, RolloutState, Severity, StartPolicy,
-    TriggeredBy, step,
+    Action, AuditAction, Command, Event, EventKind, Phase, Plan, RolloutState, Severity,
+    StartPolicy, TriggeredBy, step,
 };
 use crate::rules::{RolloutRule, Schedule};
 use crate::source::SourceError;
-use crate::store::{NewAnalysis, NewAudit, NewIntent, NewMessage, Step};
+use crate::store::{NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun, Step};
 
 /// The shortest gap between two ticks (the machine told that time passed): a tick that changed
 /// nothing is not repeated sooner than this, however the due time is computed.
@@ -47,6 +47,8 @@ pub enum Msg {
         command: Command,
         by: TriggeredBy,
         reason: String,
+        /// `start` only: the canary version of the new run (the current one when `None`).
+        canary: Option<String>,
         reply: Option<oneshot::Sender<Result<RolloutStatus, String>>>,
     },
     /// The rule set was swapped: pick up the new rule (or notice it is gone).
@@ -379,9 +381,9 @@ impl Runner {
                             Box::pin(self.pause_removed().instrument(span)).await;
                         }
                     }
-                    Msg::Command { command, by, reason, reply } => {
+                    Msg::Command { command, by, reason, canary, reply } => {
                         let span = work_span(&self.name);
-                        let event = self.command_event(command, by, reason);
+                        let event = self.command_event(command, by, reason, canary);
                         let result = Box::pin(self.apply(event, None).instrument(span)).await;
                         if let Some(reply) = reply {
                             let _ = reply.send(result.map(|()| RolloutStatus::of(&self.name, &self.state, Some(&self.rule))));
@@ -467,13 +469,18 @@ impl Runner {
         };
         self.turn = Some(turn);
         let started = Utc::now();
-        let analysed = analyse(
-            &self.rule,
-            source,
-            Arc::clone(&self.shared.permits),
-            started,
-        )
-        .await;
+        // A run started with another version than the rule file's (`start --canary`) queries
+        // the canary by its own version.
+        let run = &self.state.run.canary;
+        let rule = match run.is_empty() || *run == self.rule.sides.canary {
+            true => Arc::clone(&self.rule),
+            false => {
+                let mut rule = RolloutRule::clone(&self.rule);
+                rule.sides.canary = run.clone();
+                Arc::new(rule)
+            }
+        };
+        let analysed = analyse(&rule, source, Arc::clone(&self.shared.permits), started).await;
         self.analysed(analysed).await;
         self.turn = None;
     }
@@ -563,14 +570,20 @@ impl Runner {
 
     /// The event a command from the API or the CLI becomes: `start` begins a run of the
     /// current canary version (see `Event::NewRun`); the others go to the machine as they are.
-    fn command_event(&self, command: Command, by: TriggeredBy, reason: String) -> Event {
+    fn command_event(
+        &self,
+        command: Command,
+        by: TriggeredBy,
+        reason: String,
+        canary: Option<String>,
+    ) -> Event {
         if command != Command::Start {
             return Event::command(command, by, reason);
         }
-        let canary = match self.state.run.canary.is_empty() {
+        let canary = canary.unwrap_or_else(|| match self.state.run.canary.is_empty() {
             true => self.rule.sides.canary.clone(),
             false => self.state.run.canary.clone(),
-        };
+        });
         Event::NewRun {
             canary,
             by,
@@ -605,7 +618,15 @@ impl Runner {
         let outbox = messages(&self.rule, &n, 0);
         tracing::error!(rollout = %self.name, weight = self.state.weight, "{reason}");
         if let Err(e) = self
-            .commit(self.state.clone(), vec![audit], None, outbox, None, now)
+            .commit(
+                self.state.clone(),
+                Record {
+                    audit: vec![audit],
+                    outbox,
+                    ..Record::default()
+                },
+                now,
+            )
             .await
         {
             tracing::error!(rollout = %self.name, error = %e, "Could not record the backend alert.");
@@ -657,6 +678,7 @@ impl Runner {
         let mut audit = Vec::new();
         let mut intent = None;
         let mut outbox = Vec::new();
+        let mut run_started = None;
         for (seq, action) in actions.iter().enumerate() {
             match action {
                 Action::SetWeight { weight, previous } => {
@@ -699,6 +721,12 @@ impl Runner {
                     reason,
                     triggered_by,
                 } => {
+                    if *action == AuditAction::RunStarted {
+                        run_started = Some(NewRun {
+                            canary: next.run.canary.clone(),
+                            started_by: triggered_by.to_string(),
+                        });
+                    }
                     audit.push(NewAudit {
                         action: kebab(action),
                         previous_weight: Some(*previous_weight),
@@ -713,10 +741,13 @@ impl Runner {
         let committed = self
             .commit(
                 next.clone(),
-                audit.clone(),
-                intent.clone(),
-                outbox,
-                analysis,
+                Record {
+                    audit: audit.clone(),
+                    intent: intent.clone(),
+                    outbox,
+                    analysis,
+                    run_started,
+                },
                 now,
             )
             .await;
@@ -786,10 +817,7 @@ impl Runner {
     async fn commit(
         &self,
         state: RolloutState,
-        audit: Vec<NewAudit>,
-        intent: Option<NewIntent>,
-        outbox: Vec<NewMessage>,
-        analysis: Option<NewAnalysis>,
+        record: Record,
         at: DateTime<Utc>,
     ) -> Result<Option<i64>, String> {
         // Serialised here; the store's writer thread records it with the other steps of its
@@ -797,10 +825,12 @@ impl Runner {
         let committed = {
             let fingerprint = self.fingerprint.to_string();
             let mut s = Step::new(&self.name, &state, &fingerprint, at);
-            s.audit = audit;
-            s.intent = intent;
-            s.outbox = outbox;
-            s.analysis = analysis;
+            s.audit = record.audit;
+            s.intent = record.intent;
+            s.outbox = record.outbox;
+            s.analysis = record.analysis;
+            s.run = state.run.number;
+            s.run_started = record.run_started;
             self.shared.store.submit_step(&s)
         };
         committed
@@ -808,6 +838,16 @@ impl Runner {
             .map(|c| c.intent_id)
             .map_err(|e| e.to_string())
     }
+}
+
+/// What a step records besides the state (see [`Step`]).
+#[derive(Default)]
+struct Record {
+    audit: Vec<NewAudit>,
+    intent: Option<NewIntent>,
+    outbox: Vec<NewMessage>,
+    analysis: Option<NewAnalysis>,
+    run_started: Option<NewRun>,
 }
 
 /// The span of one piece of a rollout's work (an analysis, a step, a command), made for that

@@ -362,6 +362,7 @@ mod tests {
             command: crate::rollout::Command::Pause,
             by: crate::rollout::TriggeredBy::Operator("alice".into()),
             reason: reason.into(),
+            canary: None,
             reply: Some(reply),
         };
         (msg, answer)

@@ -17,6 +17,9 @@ pub struct RolloutStatus {
     pub stage: Option<usize>,
     pub stage_name: Option<String>,
     pub weight: u8,
+    /// The run (1, 2, ...) and the canary version it takes through the plan.
+    pub run: u32,
+    pub canary: String,
 }
 
 /// The kebab-case name of a phase, as serde writes it.
@@ -44,6 +47,11 @@ impl RolloutStatus {
                 .and_then(|s| rule.and_then(|r| r.plan.stages.get(s)))
                 .map(|s| s.name.clone()),
             weight: state.weight,
+            run: state.run.number,
+            canary: match (state.run.canary.as_str(), rule) {
+                ("", Some(rule)) => rule.sides.canary.clone(),
+                (canary, _) => canary.to_string(),
+            },
         }
     }
 }

@@ -43,6 +43,7 @@
 mod checkpoint;
 mod group;
 mod records;
+mod runs;
 mod schema;
 
 #[cfg(test)]
@@ -59,8 +60,8 @@ use serde::de::DeserializeOwned;
 
 pub use records::{
     Analysis, AuditEntry, BadCursor, Committed, Cursor, Flag, Intent, IntentStatus, Message,
-    MessageStatus, NewAnalysis, NewAudit, NewIntent, NewMessage, OutboxCounts, Page, Step,
-    StoredRollout,
+    MessageStatus, NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun, OutboxCounts, Page,
+    RunRecord, Step, StoredRollout,
 };
 pub use schema::LATEST_VERSION;
 
@@ -419,6 +420,8 @@ impl Store {
             intent: step.intent.clone(),
             outbox,
             analysis,
+            run: step.run.max(1),
+            run_started: step.run_started.clone(),
         })
     }
 
@@ -487,19 +490,33 @@ impl Store {
         cursor: Option<Cursor>,
         limit: usize,
     ) -> Result<Page<AuditEntry>, StoreError> {
+        self.audit_page_of(rollout, None, cursor, limit)
+    }
+
+    /// [`Store::audit_page`] of one run only, or of every run with `None`.
+    pub fn audit_page_of(
+        &self,
+        rollout: &str,
+        run: Option<u32>,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page<AuditEntry>, StoreError> {
         const OP: &str = "list audit entries";
         let limit = limit.clamp(1, MAX_PAGE);
         let rows = self.read(OP, |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT id, rollout, at, action, previous_weight, new_weight, reason,
-                         triggered_by
-                     FROM audit WHERE rollout = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                         triggered_by, run
+                     FROM audit WHERE rollout = ?1 AND id < ?2 AND (?4 IS NULL OR run = ?4)
+                     ORDER BY id DESC LIMIT ?3",
                 )
                 .map_err(self.sql(OP))?;
-            stmt.query_map(params![rollout, after(cursor), limit as i64 + 1], |row| {
+            let args = params![rollout, after(cursor), limit as i64 + 1, run];
+            stmt.query_map(args, |row| {
                 Ok(AuditRow {
                     id: row.get(0)?,
+                    run: row.get(8)?,
                     rollout: row.get(1)?,
                     at: row.get(2)?,
                     action: row.get(3)?,
@@ -518,6 +535,7 @@ impl Store {
             .map(|row| {
                 Ok(AuditEntry {
                     id: row.id,
+                    run: row.run,
                     rollout: row.rollout,
                     at: self.time(OP, "audit.at", row.at)?,
                     action: row.action,
@@ -544,18 +562,31 @@ impl Store {
         cursor: Option<Cursor>,
         limit: usize,
     ) -> Result<Page<Analysis>, StoreError> {
+        self.analyses_page_of(rollout, None, cursor, limit)
+    }
+
+    /// [`Store::analyses_page`] of one run only, or of every run with `None`.
+    pub fn analyses_page_of(
+        &self,
+        rollout: &str,
+        run: Option<u32>,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page<Analysis>, StoreError> {
         const OP: &str = "list analyses";
         let limit = limit.clamp(1, MAX_PAGE);
         let rows = self.read(OP, |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT id, rollout, at, outcome, score, evidence
-                     FROM analyses WHERE rollout = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                    "SELECT id, rollout, at, outcome, score, evidence, run
+                     FROM analyses WHERE rollout = ?1 AND id < ?2 AND (?4 IS NULL OR run = ?4)
+                     ORDER BY id DESC LIMIT ?3",
                 )
                 .map_err(self.sql(OP))?;
-            stmt.query_map(params![rollout, after(cursor), limit as i64 + 1], |row| {
+            let args = params![rollout, after(cursor), limit as i64 + 1, run];
+            stmt.query_map(args, |row| {
                 Ok((
-                    row.get::<_, i64>(0)?,
+                    (row.get::<_, i64>(0)?, row.get::<_, u32>(6)?),
                     row.get::<_, String>(1)?,
                     row.get::<_, i64>(2)?,
                     row.get::<_, String>(3)?,
@@ -569,9 +600,10 @@ impl Store {
         })?;
         let analyses = rows
             .into_iter()
-            .map(|(id, rollout, at, outcome, score, evidence)| {
+            .map(|((id, run), rollout, at, outcome, score, evidence)| {
                 Ok(Analysis {
                     id,
+                    run,
                     at: self.time(OP, "analyses.at", at)?,
                     evidence: serde_json::from_str(&evidence)
                         .map_err(|e| self.json(OP, format!("evidence of analysis {id}"), e))?,
@@ -1096,13 +1128,17 @@ impl Inner {
         .and_then(|mut s| s.execute(params![job.rollout, job.state, job.rule_fingerprint, at]))
         .map_err(self.sql(OP))?;
 
+        if let Some(started) = &job.run_started {
+            self.insert_run(tx, OP, job, started)?;
+        }
+
         let mut audit_ids = Vec::with_capacity(job.audit.len());
         if !job.audit.is_empty() {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO audit (rollout, at, action, previous_weight, new_weight, reason,
-                         triggered_by)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                         triggered_by, run)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(self.sql(OP))?;
             for entry in &job.audit {
@@ -1114,7 +1150,8 @@ impl Inner {
                         entry.previous_weight,
                         entry.new_weight,
                         entry.reason,
-                        entry.triggered_by
+                        entry.triggered_by,
+                        job.run
                     ])
                     .map_err(self.sql(OP))?;
                 audit_ids.push(id);
@@ -1134,8 +1171,8 @@ impl Inner {
         let analysis_id = match &job.analysis {
             Some(analysis) => Some(
                 tx.prepare_cached(
-                    "INSERT INTO analyses (rollout, at, outcome, score, evidence)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO analyses (rollout, at, outcome, score, evidence, run)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .and_then(|mut s| {
                     s.insert(params![
@@ -1143,7 +1180,8 @@ impl Inner {
                         at,
                         analysis.outcome,
                         analysis.score,
-                        analysis.evidence
+                        analysis.evidence,
+                        job.run
                     ])
                 })
                 .map_err(self.sql(OP))?,
@@ -1352,6 +1390,7 @@ impl RolloutRow {
 
 struct AuditRow {
     id: i64,
+    run: u32,
     rollout: String,
     at: i64,
     action: String,
@@ -1420,6 +1459,8 @@ struct StepJob {
     state: String,
     rule_fingerprint: String,
     at: i64,
+    run: u32,
+    run_started: Option<NewRun>,
     audit: Vec<NewAudit>,
     intent: Option<NewIntent>,
     outbox: Vec<MessageJob>,

@@ -29,6 +29,32 @@ pub struct Step<'a, S> {
     /// Notifications to send; one whose dedupe key is already in the outbox is skipped.
     pub outbox: Vec<NewMessage>,
     pub analysis: Option<NewAnalysis>,
+    /// The run the step's audit entries and analysis belong to (1 unless set).
+    pub run: u32,
+    /// Set when the step begins run `run`: recorded in the list of runs.
+    pub run_started: Option<NewRun>,
+}
+
+/// A run that begins with a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRun {
+    /// The canary version it takes through the plan.
+    pub canary: String,
+    /// Who started it (`schedule`, `operator:alice`, ...).
+    pub started_by: String,
+}
+
+/// One run of a rollout, as listed by [`super::Store::runs`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run: u32,
+    /// Empty for a run recorded before versions were (a database from before runs).
+    pub canary: String,
+    pub started_at: DateTime<Utc>,
+    pub started_by: String,
+    /// The action of the run's newest audit entry (`succeeded`, `rolled-back`, ...).
+    pub last_action: Option<String>,
+    pub last_at: Option<DateTime<Utc>>,
 }
 
 impl<'a, S> Step<'a, S> {
@@ -48,6 +74,8 @@ impl<'a, S> Step<'a, S> {
             intent: None,
             outbox: Vec::new(),
             analysis: None,
+            run: 1,
+            run_started: None,
         }
     }
 }
@@ -85,6 +113,9 @@ pub struct NewAnalysis {
 pub struct Analysis {
     pub id: i64,
     pub rollout: String,
+    /// The run it belongs to.
+    #[serde(default = "first_run")]
+    pub run: u32,
     pub at: DateTime<Utc>,
     pub outcome: String,
     pub score: Option<f64>,
@@ -105,6 +136,9 @@ pub struct NewAudit {
 pub struct AuditEntry {
     pub id: i64,
     pub rollout: String,
+    /// The run it belongs to.
+    #[serde(default = "first_run")]
+    pub run: u32,
     pub at: DateTime<Utc>,
     pub action: String,
     pub previous_weight: Option<u8>,
@@ -279,4 +313,8 @@ impl FromStr for Cursor {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Cursor>,
+}
+
+fn first_run() -> u32 {
+    1
 }

@@ -83,6 +83,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     ) STRICT;
     ",
+    // v3: runs. A rollout is a sequence of runs (a canary version from the first stage); its
+    // history rows carry the run they belong to. Rows written before are run 1.
+    "
+    ALTER TABLE audit ADD COLUMN run INTEGER NOT NULL DEFAULT 1 CHECK (run >= 1);
+    ALTER TABLE analyses ADD COLUMN run INTEGER NOT NULL DEFAULT 1 CHECK (run >= 1);
+    CREATE INDEX audit_by_run ON audit(rollout, run, id);
+    CREATE INDEX analyses_by_run ON analyses(rollout, run, id);
+
+    CREATE TABLE runs (
+        rollout    TEXT NOT NULL REFERENCES rollouts(name),
+        run        INTEGER NOT NULL CHECK (run >= 1),
+        canary     TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        started_by TEXT NOT NULL,
+        PRIMARY KEY (rollout, run)
+    ) STRICT;
+    INSERT INTO runs (rollout, run, canary, started_at, started_by)
+        SELECT name, 1, '', COALESCE((SELECT MIN(at) FROM audit WHERE audit.rollout = name), updated_at), ''
+        FROM rollouts;
+    ",
 ];
 
 /// The schema version this build writes: the number of migrations.

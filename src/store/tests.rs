@@ -150,14 +150,23 @@ fn upgrading_from_v1_keeps_the_data_and_adds_the_later_tables() {
         weight: 5,
     };
     {
+        // A database as a v1 daemon wrote it, with v1's own statements.
         let v1 = Store::open_file(&path, &schema::MIGRATIONS[..1]).unwrap();
         assert_eq!(v1.schema_version().unwrap(), 1);
-        let mut step = Step::new("web", &state, "fp-old", t(0));
-        step.audit = vec![audit("start", 0, 5)];
-        step.intent = Some(intent("web-1", 0, 5));
-        v1.commit_step(&step).unwrap();
         // The outbox does not exist yet at v1.
         assert!(v1.outbox_counts().is_err());
+        drop(v1);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let json = serde_json::to_string(&state).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO rollouts (name, state, rule_fingerprint, updated_at)
+                 VALUES ('web', '{json}', 'fp-old', 1000);
+             INSERT INTO audit (rollout, at, action, previous_weight, new_weight, reason, triggered_by)
+                 VALUES ('web', 900, 'start', 0, 5, 'started', 'schedule');
+             INSERT INTO intents (rollout, idempotency_key, weight, previous_weight, status, created_at)
+                 VALUES ('web', 'web-1', 5, 0, 'pending', 900);"
+        ))
+        .unwrap();
     }
     let store = Store::open(&dir.0).unwrap();
     assert_eq!(store.schema_version().unwrap(), LATEST_VERSION);
@@ -166,10 +175,55 @@ fn upgrading_from_v1_keeps_the_data_and_adds_the_later_tables() {
         (saved.state, saved.rule_fingerprint.as_str()),
         (state, "fp-old")
     );
-    assert_eq!(store.audit_page("web", None, 10).unwrap().items.len(), 1);
+    let audit = store.audit_page("web", None, 10).unwrap().items;
+    assert_eq!((audit.len(), audit[0].run), (1, 1));
     assert_eq!(store.intent_by_key("web-1").unwrap().unwrap().weight, 5);
     assert_eq!(store.enqueue(&message("m"), t(1)).unwrap(), Some(1));
     store.set_flag("emergency_stop", &false, t(1)).unwrap();
+    // The history before runs is run 1, listed with its first entry's time.
+    let runs = store.runs("web").unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!((runs[0].run, runs[0].canary.as_str()), (1, ""));
+    assert_eq!(runs[0].started_at.timestamp_millis(), 900);
+    assert_eq!(runs[0].last_action.as_deref(), Some("start"));
+}
+
+#[test]
+fn history_and_analyses_are_kept_per_run() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).unwrap();
+    let state = State {
+        stage: 0,
+        weight: 10,
+    };
+    for (run, at) in [(1u32, 0u32), (1, 1), (2, 2)] {
+        let mut step = full_step("web", &state, at, t(i64::from(at)));
+        step.intent = None;
+        step.run = run;
+        if at != 1 {
+            step.run_started = Some(NewRun {
+                canary: format!("v{run}"),
+                started_by: "schedule".into(),
+            });
+        }
+        store.commit_step(&step).unwrap();
+    }
+    let all = store.audit_page_of("web", None, None, 100).unwrap().items;
+    let second = store
+        .audit_page_of("web", Some(2), None, 100)
+        .unwrap()
+        .items;
+    assert!(second.iter().all(|e| e.run == 2) && !second.is_empty());
+    assert!(all.len() > second.len());
+    let analyses = store
+        .analyses_page_of("web", Some(1), None, 100)
+        .unwrap()
+        .items;
+    assert_eq!(analyses.len(), 2);
+    assert!(analyses.iter().all(|a| a.run == 1));
+    let runs = store.runs("web").unwrap();
+    let listed: Vec<(u32, &str)> = runs.iter().map(|r| (r.run, r.canary.as_str())).collect();
+    assert_eq!(listed, [(2, "v2"), (1, "v1")]);
 }
 
 #[test]
@@ -286,6 +340,7 @@ fn commit_step_records_every_part() {
     assert_eq!(
         audit_entries.items[1],
         AuditEntry {
+            run: 1,
             id: committed.audit_ids[0],
             rollout: "web".to_string(),
             at: t(5),
@@ -331,6 +386,7 @@ fn commit_step_records_every_part() {
     assert_eq!(
         analyses.items,
         vec![Analysis {
+            run: 1,
             id: committed.analysis_id.unwrap(),
             rollout: "web".to_string(),
             at: t(5),

@@ -26,6 +26,9 @@ pub struct Detail<'a> {
     pub analyses: &'a [Analysis],
     /// One page of the audit trail, newest first.
     pub history: &'a Page<AuditEntry>,
+    /// The rollout's runs, newest first, and the one shown (its analyses and history).
+    pub runs: &'a [crate::store::RunRecord],
+    pub run: u32,
     /// Whether this is a later page of the history (so a link back to the newest is shown).
     pub paged: bool,
     pub stop: &'a StopView,
@@ -381,14 +384,19 @@ fn history_table(d: &Detail<'_>) -> String {
         }
         out.push_str("</tbody></table>\n");
     }
-    let base = format!("/rollouts/{}", url_segment(&d.rollout.name));
+    // Another run than the current one keeps its number in the pager's links.
+    let (base, sep) = match d.run == d.rollout.state.run.number {
+        true => (format!("/rollouts/{}", url_segment(&d.rollout.name)), '?'),
+        false => (super::runs::link(&d.rollout.name, d.run), '&'),
+    };
     let mut links = Vec::new();
     if d.paged {
-        links.push(format!("<a href=\"{base}\">← Newest</a>"));
+        links.push(format!("<a href=\"{}\">← Newest</a>", escape(&base)));
     }
     if let Some(next) = &d.history.next {
         links.push(format!(
-            "<a class=\"older\" href=\"{base}?cursor={}\">Older →</a>",
+            "<a class=\"older\" href=\"{}{sep}cursor={}\">Older →</a>",
+            escape(&base),
             url_segment(&next.to_string())
         ));
     }
@@ -423,6 +431,12 @@ pub fn render(d: &Detail<'_>) -> String {
         stage_chips(view),
         time_in_stage(view, d.now)
     );
+    body.push_str(&super::runs::section(
+        &view.name,
+        d.runs,
+        d.run,
+        view.state.run.number,
+    ));
 
     let latest = d.analyses.first();
     body.push_str("<h2>Checks</h2>\n");
@@ -553,6 +567,7 @@ mod tests {
             new_weight: Some(0),
             reason: reason.into(),
             triggered_by: "operator:alice".into(),
+            run: 1,
         };
         let rollout = RolloutView {
             name: "a b".into(),
@@ -568,6 +583,8 @@ mod tests {
             rollout: &rollout,
             analyses: &[],
             history: &history,
+            runs: &[],
+            run: 1,
             paged: true,
             stop: &StopView::default(),
             now: DateTime::from_timestamp(100, 0).unwrap(),
@@ -607,6 +624,7 @@ mod tests {
         assert!(html.contains("[1.1, 1.4] at 99% confidence (ratio)"));
         assert!(html.contains("58 points, 2 dropped · median 100 ms"));
         let analysis = Analysis {
+            run: 1,
             id: 1,
             rollout: "api".into(),
             at: DateTime::from_timestamp(0, 0).unwrap(),
@@ -633,6 +651,7 @@ mod tests {
             "canary": [[30.0, 0.15]]}]});
         let card = |evidence: Value| {
             let analysis = Analysis {
+                run: 1,
                 id: 1,
                 rollout: "api".into(),
                 at: DateTime::from_timestamp(1_700_000_100, 0).unwrap(),

@@ -16,6 +16,7 @@ pub mod chart;
 pub mod detail;
 pub mod html;
 pub mod overview;
+pub mod runs;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -175,6 +176,8 @@ async fn overview_page(State(shared): State<Arc<Shared>>) -> Result<Response, We
 #[derive(Debug, Deserialize)]
 struct HistoryQuery {
     cursor: Option<String>,
+    /// The run to show (the current one when left out).
+    run: Option<u32>,
 }
 
 async fn detail_page(
@@ -191,27 +194,34 @@ async fn detail_page(
     };
     let rule = shared.rules.load().get(&name);
     let store = shared.store.clone();
-    let (view, analyses, history) = blocking(move || {
+    let asked = query.run;
+    let (view, analyses, history, runs, shown) = blocking(move || {
         let stored = store.rollout::<RolloutState>(&name)?;
         if stored.is_none() && rule.is_none() {
             return Err(WebError::UnknownRollout(name));
         }
+        let current = stored.as_ref().map_or(1, |s| s.state.run.number);
+        let shown = asked.unwrap_or(current);
         let last = store.audit_page(&name, None, 1)?.items.into_iter().next();
-        let analyses: Page<Analysis> = store.analyses_page(&name, None, RECENT_ANALYSES)?;
-        let history = store.audit_page(&name, cursor, HISTORY_PAGE)?;
+        let analyses: Page<Analysis> =
+            store.analyses_page_of(&name, Some(shown), None, RECENT_ANALYSES)?;
+        let history = store.audit_page_of(&name, Some(shown), cursor, HISTORY_PAGE)?;
+        let runs = store.runs(&name)?;
         let view = RolloutView {
             state: stored.map(|s| s.state).unwrap_or_default(),
             name,
             rule,
             last,
         };
-        Ok((view, analyses.items, history))
+        Ok((view, analyses.items, history, runs, shown))
     })
     .await?;
     let page = detail::render(&detail::Detail {
         rollout: &view,
         analyses: &analyses,
         history: &history,
+        runs: &runs,
+        run: shown,
         paged: cursor.is_some(),
         stop: &stop_view(&shared),
         now: Utc::now(),

@@ -208,6 +208,7 @@ mod tests {
             rule: None,
             state,
             last: Some(AuditEntry {
+                run: 1,
                 id: 1,
                 rollout: name.into(),
                 at: DateTime::from_timestamp(1_000, 0).unwrap(),
