@@ -2,7 +2,8 @@
 //! daemon embedded in-process with an in-memory metric source the test can break, the real
 //! store on disk and the real emergency-stop file: a restart during a backend outage must not
 //! promote on the evidence gathered before it; an emergency stop must leave finished rollouts
-//! where they are.
+//! where they are; a new canary version is a new run (from the rule file, or from a deploy
+//! pipeline with the real `canaryd start --canary`), with its history apart.
 
 #[path = "fixtures/daemon/support.rs"]
 mod support;
@@ -73,11 +74,12 @@ action = "rollback"
     )
 }
 
-/// The switch and counter of a [`source`].
+/// The switch and counter of a [`source`], and the queries it was asked.
 #[derive(Clone, Default)]
 struct Backend {
     down: Arc<AtomicBool>,
     failed: Arc<AtomicUsize>,
+    asked: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A source answering `latency_seconds{version="X"}` with 0.1 for every version but `bad`
@@ -85,6 +87,7 @@ struct Backend {
 fn source(backend: &Backend) -> Arc<dyn MetricSource> {
     let b = backend.clone();
     Arc::new(MemorySource::from_fn("prometheus", move |req| {
+        b.asked.lock().unwrap().push(req.query().to_string());
         if b.down.load(Ordering::SeqCst) {
             b.failed.fetch_add(1, Ordering::SeqCst);
             return Err(SourceError::Http {
@@ -122,6 +125,7 @@ fn source(backend: &Backend) -> Arc<dyn MetricSource> {
 
 struct Running {
     base: String,
+    reload: tokio::sync::mpsc::Sender<()>,
     shutdown: tokio_util::sync::CancellationToken,
     running: tokio::task::JoinHandle<Result<(), canaryd::daemon::DaemonError>>,
 }
@@ -129,7 +133,7 @@ struct Running {
 async fn start(config: &Path, backend: &Backend) -> Running {
     let config = canaryd::config::load(config).unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let (_reload, reload_rx) = tokio::sync::mpsc::channel(4);
+    let (reload, reload_rx) = tokio::sync::mpsc::channel(4);
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let options = canaryd::daemon::Options {
         emergency_stop_at_start: false,
@@ -149,6 +153,7 @@ async fn start(config: &Path, backend: &Backend) -> Running {
     };
     Running {
         base: format!("http://{addr}"),
+        reload,
         shutdown,
         running,
     }
@@ -282,5 +287,206 @@ async fn an_emergency_stop_leaves_finished_rollouts_as_they_are() {
     );
     let bad = rollout(&base, "bad").await.unwrap();
     assert_eq!((bad.phase.as_str(), bad.weight), ("rolled-back", 0));
+    daemon.stop().await;
+}
+
+const ADMIN: &str = "alice-admin-token-for-the-runs-test";
+
+async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_canary_version_in_the_rule_file_is_a_new_run_with_its_own_history() {
+    let dir = temp_dir("runs-file");
+    let config = write_config(&dir, "http://127.0.0.1:9", "http://127.0.0.1:9/weights");
+    std::fs::write(dir.join("rules/web.toml"), rule("web", "good", "1s")).unwrap();
+    let backend = Backend::default();
+    let daemon = start(&config, &backend).await;
+    let base = daemon.base.clone();
+    wait_for("run 1 to succeed", Duration::from_secs(30), || async {
+        rollout(&base, "web")
+            .await
+            .filter(|r| r.phase == "succeeded")
+    })
+    .await;
+
+    // The deploy writes the next version into the rule file.
+    std::fs::write(dir.join("rules/web.toml"), rule("web", "good-v2", "1h")).unwrap();
+    daemon.reload.send(()).await.unwrap();
+    let detail = wait_for(
+        "run 2 at the first stage",
+        Duration::from_secs(10),
+        || async {
+            let d = get_json(&format!("{base}/v1/rollouts/web")).await;
+            (d["run"] == 2 && d["weight"] == 10).then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(
+        (detail["phase"].as_str(), detail["canary"].as_str()),
+        (Some("progressing"), Some("good-v2")),
+        "{detail}"
+    );
+    // Its history is its own: it starts with the rule change and the new run.
+    let h = get_json(&format!("{base}/v1/rollouts/web/history")).await;
+    let actions: Vec<&str> = h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.ends_with(&["run-started", "rule-changed"]),
+        "{actions:?}"
+    );
+    assert!(!actions.contains(&"succeeded"), "{actions:?}");
+    let changed = &h["entries"].as_array().unwrap().last().unwrap()["reason"];
+    assert!(
+        changed
+            .as_str()
+            .unwrap()
+            .contains("canary `good` -> `good-v2`"),
+        "{changed}"
+    );
+    let old = get_json(&format!("{base}/v1/rollouts/web/history?run=1")).await;
+    assert_eq!(old["entries"][0]["action"], "succeeded", "{old}");
+    let runs = get_json(&format!("{base}/v1/rollouts/web/runs")).await;
+    assert_eq!(runs["runs"][0]["canary"], "good-v2", "{runs}");
+    assert_eq!(runs["runs"][1]["last_action"], "succeeded", "{runs}");
+    // The page shows the current run and links to the first; the first keeps its outcome.
+    let page = reqwest::get(format!("{base}/rollouts/web"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("2 (current, shown)"), "{page}");
+    assert!(page.contains("/rollouts/web?run=1"), "{page}");
+    let first = reqwest::get(format!("{base}/rollouts/web?run=1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        first.contains("This is run 1, not the current one"),
+        "{first}"
+    );
+    // The new run's analyses ask for the new version.
+    wait_for("a query for good-v2", Duration::from_secs(10), || async {
+        backend
+            .asked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|q| q.contains("\"good-v2\""))
+            .then_some(())
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_manual_rule_waits_for_canaryd_start_and_queries_the_version_it_was_given() {
+    let dir = temp_dir("runs-manual");
+    let config = write_config(&dir, "http://127.0.0.1:9", "http://127.0.0.1:9/weights");
+    add_tokens(&dir, &config, &[("ci", "admin", ADMIN)], "");
+    let manual = rule("gated", "from-file", "1h").replace(
+        "rollback_to = \"zero\"",
+        "rollback_to = \"zero\"\nstart = \"manual\"",
+    );
+    std::fs::write(dir.join("rules/gated.toml"), manual).unwrap();
+    let backend = Backend::default();
+    let daemon = start(&config, &backend).await;
+    let base = daemon.base.clone();
+    // Loaded, not started: pending at 0%, and never queried.
+    wait_for(
+        "the rollout to be listed",
+        Duration::from_secs(10),
+        || async { rollout(&base, "gated").await },
+    )
+    .await;
+    let pending = rollout(&base, "gated").await.unwrap();
+    assert_eq!((pending.phase.as_str(), pending.weight), ("pending", 0));
+
+    // The deploy pipeline starts it with the version it deployed, through the real CLI.
+    std::fs::write(dir.join("ci-token"), format!("{ADMIN}\n")).unwrap();
+    let (url, token) = (base.clone(), dir.join("ci-token"));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_canaryd"))
+            .args([
+                "start",
+                "gated",
+                "--canary",
+                "build-77",
+                "--reason",
+                "deploy 77",
+            ])
+            .args(["--url", &url, "--token-file"])
+            .arg(&token)
+            .env_remove("CANARYD_URL")
+            .env_remove("CANARYD_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("gated: run 1 (canary build-77) progressing at 10%"),
+        "{stdout}"
+    );
+    wait_for("a query for build-77", Duration::from_secs(10), || async {
+        backend
+            .asked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|q| q.contains("\"build-77\""))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !backend
+            .asked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|q| q.contains("from-file")),
+        "the file's version was queried"
+    );
+    // An edit of the file's version does not start a run by itself under `start = "manual"`.
+    let edited = std::fs::read_to_string(dir.join("rules/gated.toml"))
+        .unwrap()
+        .replace("from-file", "from-file-2");
+    std::fs::write(dir.join("rules/gated.toml"), edited).unwrap();
+    daemon.reload.send(()).await.unwrap();
+    let h = wait_for(
+        "the rule change in the history",
+        Duration::from_secs(10),
+        || async {
+            let h = get_json(&format!("{base}/v1/rollouts/gated/history")).await;
+            (h["entries"][0]["action"] == "rule-changed").then_some(h)
+        },
+    )
+    .await;
+    assert!(
+        h["entries"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("waits for `canaryd start`"),
+        "{h}"
+    );
+    let d = get_json(&format!("{base}/v1/rollouts/gated")).await;
+    assert_eq!(
+        (d["run"].as_u64(), d["canary"].as_str()),
+        (Some(1), Some("build-77"))
+    );
     daemon.stop().await;
 }
