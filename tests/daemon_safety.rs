@@ -490,3 +490,115 @@ async fn a_manual_rule_waits_for_canaryd_start_and_queries_the_version_it_was_gi
     );
     daemon.stop().await;
 }
+
+/// A Prometheus stand-in on 127.0.0.1 answering `query_range` with 0.1 every second, or HTTP 500
+/// while `down` is set; counts the refused queries in `failed`.
+async fn flaky_prometheus(backend: &Backend) -> String {
+    use axum::extract::Query;
+    use std::collections::HashMap;
+    let b = backend.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/query_range",
+        axum::routing::get(move |Query(q): Query<HashMap<String, String>>| {
+            let b = b.clone();
+            async move {
+                if b.down.load(Ordering::SeqCst) {
+                    b.failed.fetch_add(1, Ordering::SeqCst);
+                    let body = serde_json::json!({
+                        "status": "error", "errorType": "internal", "error": "backend down"
+                    });
+                    return (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        axum::Json(body),
+                    );
+                }
+                let num = |k: &str| q.get(k).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+                let (start, end) = (num("start").ceil(), num("end"));
+                let values: Vec<_> = (0..)
+                    .map(|i| start + f64::from(i))
+                    .take_while(|t| *t <= end)
+                    .map(|t| serde_json::json!([t, "0.1"]))
+                    .collect();
+                let body = serde_json::json!({"status": "success", "data": {
+                    "resultType": "matrix", "result": [{"metric": {}, "values": values}]}});
+                (axum::http::StatusCode::OK, axum::Json(body))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// The real binary, killed with SIGKILL when dropped.
+struct Binary(std::process::Child);
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(config: &Path, port: u16) -> Binary {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("CANARYD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("CANARYD_EMERGENCY_STOP")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Binary(child)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kill_9_during_a_backend_outage_does_not_promote_the_real_binary_either() {
+    let backend = Backend::default();
+    let prometheus = flaky_prometheus(&backend).await;
+    let dir = temp_dir("outage-kill");
+    let config = write_config(&dir, &prometheus, "http://127.0.0.1:9/weights");
+    std::fs::write(dir.join("rules/steady.toml"), rule("steady", "good", "4s")).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let daemon = serve(&config, port);
+    wait_for("a counted pass at 10%", Duration::from_secs(30), || async {
+        let r = rollout(&base, "steady").await?;
+        let audit = audit_actions(&dir, "steady");
+        (r.weight == 10 && audit.iter().any(|a| a == "analysis-recorded")).then_some(())
+    })
+    .await;
+    backend.down.store(true, Ordering::SeqCst);
+    // Down past the stage's minimum duration (4 s at one analysis a second), then SIGKILL.
+    refused(&backend, 6).await;
+    drop(daemon);
+    let daemon = serve(&config, port);
+    refused(&backend, 3).await;
+    let after = rollout(&base, "steady").await.unwrap();
+    let audit = audit_actions(&dir, "steady");
+    assert_eq!(
+        (after.phase.as_str(), after.weight),
+        ("progressing", 10),
+        "{audit:?}"
+    );
+    assert!(!audit.contains(&"stage-advanced".to_string()), "{audit:?}");
+    backend.down.store(false, Ordering::SeqCst);
+    wait_for(
+        "the advance once it answers",
+        Duration::from_secs(20),
+        || async { rollout(&base, "steady").await.filter(|r| r.weight >= 50) },
+    )
+    .await;
+    drop(daemon);
+}
