@@ -189,7 +189,10 @@ async fn detail_page(
                 .map_err(|_| WebError::BadCursor(text.to_string()))?,
         ),
     };
-    let rule = shared.rules.load().get(&name);
+    let rules = shared.rules.load();
+    let rule = rules.get(&name);
+    let rule_file_problems = rules.rule_file_problems(&name);
+    drop(rules);
     let store = shared.store.clone();
     let (view, analyses, history) = blocking(move || {
         let stored = store.rollout::<RolloutState>(&name)?;
@@ -214,6 +217,7 @@ async fn detail_page(
         history: &history,
         paged: cursor.is_some(),
         stop: &stop_view(&shared),
+        rule_file_problems: &rule_file_problems,
         now: Utc::now(),
     });
     Ok(html_response(StatusCode::OK, page))
