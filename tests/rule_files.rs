@@ -229,6 +229,16 @@ async fn a_broken_file_keeps_its_last_good_rule_while_a_new_file_starts_its_roll
     d.more_analyses(&["alpha"]).await;
     let alpha = rollout(&d.base, "alpha").await.unwrap();
     assert_eq!((alpha.phase.as_str(), alpha.weight), ("progressing", 10));
+    // One alert for the file, though two rules route it to the receiver and the directory
+    // watch reloaded again with the same problems.
+    let alerts = d
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|b| b.to_string().contains(&place))
+        .count();
+    assert_eq!(alerts, 1);
     let m = metrics(&d.base).await;
     let file_series = format!(
         "canaryd_rule_file_problems{{file=\"{}\"}}",

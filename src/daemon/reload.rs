@@ -14,7 +14,6 @@
 //! itself is read only at start: sources, actuators, receivers' addresses and the listen address
 //! change only with a restart.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +24,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::rule_files::{self, BrokenFile, Cleared, Reloaded};
-use super::runner::{alert, alert_notification, messages};
+use super::runner::{alert, alert_notification};
 use super::{RuleSet, Shared};
 use crate::config::Config;
 use crate::rollout::{EventKind, Severity};
-use crate::rules::Problem;
+use crate::rules::{Problem, Route};
 use crate::store::NewMessage;
 
 /// Quiet time after the last file event before reloading.
@@ -297,13 +296,31 @@ async fn alert_broken(shared: &Shared, path: &Path, file: &BrokenFile) {
         path.display(),
         now.timestamp_millis()
     );
-    // Every rule routes it: one message per receiver, not one per rule.
-    let mut seen = HashSet::new();
-    let queued: Vec<NewMessage> = rules
-        .iter()
-        .flat_map(|r| messages(r, &n, 0))
-        .filter(|m| seen.insert(m.dedupe_key.clone()))
-        .collect();
+    // Every rule routes it: the receivers of every route that takes it, each once, and the
+    // notification encoded once for them (not once per rule: there may be thousands).
+    let mut receivers: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for route in rules.iter().flat_map(|r| &r.routes) {
+        if route.matches(n.event, n.severity) {
+            for r in &route.receivers {
+                if seen.insert(r.as_str()) {
+                    receivers.push(r.clone());
+                }
+            }
+        }
+    }
+    let routes = [Route {
+        receivers,
+        events: vec![n.event],
+        min_severity: n.severity,
+    }];
+    let queued: Vec<NewMessage> = match crate::notify::outbox_messages(&routes, &n, 0) {
+        Ok(queued) => queued,
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "Could not encode the broken rule file's alert.");
+            return;
+        }
+    };
     let store = shared.store.clone();
     let result = tokio::task::spawn_blocking(move || {
         queued
