@@ -320,7 +320,9 @@ async fn one(
     })
     .await?
     .map_err(ApiError::internal)?;
-    let rule = shared.rules.load().get(&name);
+    let rules = shared.rules.load();
+    let rule = rules.get(&name);
+    let rule_file_problems = rules.rule_file_problems(&name);
     let (state, updated_at) = match stored {
         Some(s) => (s.state, Some(s.updated_at)),
         None => (RolloutState::default(), None),
@@ -330,7 +332,8 @@ async fn one(
         updated_at,
         last_analysis_at: last,
     };
-    let detail = view::detail(&name, &state, rule.as_deref(), known, chrono::Utc::now());
+    let mut detail = view::detail(&name, &state, rule.as_deref(), known, chrono::Utc::now());
+    detail.rule_file_problems = rule_file_problems;
     Ok(Json(detail).into_response())
 }
 

@@ -60,6 +60,9 @@ pub struct RolloutDetail {
     pub inconclusive_streak: u32,
     /// The rule file is loaded (a stored rollout whose file was removed has none).
     pub rule_loaded: bool,
+    /// The problems (file:line:col) of its rule file when that file does not load: the rule
+    /// in force is the file's last good version. Empty while the file loads.
+    pub rule_file_problems: Vec<String>,
     pub plan: Vec<StageProgress>,
 }
 
@@ -152,6 +155,7 @@ pub fn detail(
         next_analysis_at,
         inconclusive_streak: state.inconclusive_streak,
         rule_loaded: rule.is_some(),
+        rule_file_problems: Vec::new(),
         plan,
     }
 }

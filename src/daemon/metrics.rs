@@ -72,12 +72,22 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "canaryd_config_last_reload_successful",
         "gauge",
-        "Whether the last rule reload succeeded (1) or failed (0).",
+        "Whether every rule file loaded at the last reload (1), or some file is broken or the reload failed (0).",
     ),
     (
         "canaryd_config_last_reload_timestamp_seconds",
         "gauge",
-        "Unix time of the last successful rule reload.",
+        "Unix time of the last rule reload that put rules in force (every file that loads).",
+    ),
+    (
+        "canaryd_rule_file_problems",
+        "gauge",
+        "Problems of a rule file that does not load, by file; its last good rule, if any, stays in force. No series while the file loads.",
+    ),
+    (
+        "canaryd_rule_files_broken",
+        "gauge",
+        "Rule files that do not load.",
     ),
     (
         "canaryd_emergency_stop_active",
@@ -137,6 +147,11 @@ impl Metrics {
     /// Sets a gauge.
     pub fn set(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
         self.lock().insert((name, own(labels)), value);
+    }
+
+    /// Drops a series (a broken rule file's, once it loads or is gone).
+    pub fn remove(&self, name: &'static str, labels: &[(&'static str, &str)]) {
+        self.lock().remove(&(name, own(labels)));
     }
 
     /// Records one observation in a histogram.

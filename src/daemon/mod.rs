@@ -11,7 +11,8 @@
 //! - [`analysis`]: query both sides, judge, score.
 //! - [`runner`]: one rollout's task: step, record, then act.
 //! - [`scheduler`]: supervised tasks and mailboxes.
-//! - [`reload`]: rule reloads (SIGHUP, file changes).
+//! - [`reload`]: rule reloads (SIGHUP, file changes); [`rule_files`]: which version of each
+//!   rule file is in force.
 //! - [`emergency`]: the emergency-stop switch.
 //! - [`server`]: HTTP routes.
 //! - [`metrics`], [`status`]: what `/metrics` and `/v1/rollouts` show.
@@ -21,6 +22,7 @@ pub mod emergency;
 pub mod metrics;
 pub mod receivers;
 pub mod reload;
+pub mod rule_files;
 pub mod runner;
 pub mod scheduler;
 pub mod server;
@@ -93,9 +95,31 @@ pub struct Options {
 #[derive(Debug, Default)]
 pub struct RuleSet {
     pub rules: BTreeMap<String, Arc<RolloutRule>>,
+    /// The rule files whose current text does not load, by path ([`rule_files`]): their last
+    /// good rules, if any, are in `rules`.
+    pub broken: BTreeMap<std::path::PathBuf, rule_files::BrokenFile>,
 }
 
 impl RuleSet {
+    /// The broken file whose last good rule runs rollout `name`, if its file is broken.
+    pub fn broken_file_of(
+        &self,
+        name: &str,
+    ) -> Option<(&std::path::Path, &rule_files::BrokenFile)> {
+        self.broken
+            .iter()
+            .find(|(_, b)| b.running.as_deref() == Some(name))
+            .map(|(path, b)| (path.as_path(), b))
+    }
+
+    /// The problems (file:line:col) keeping rollout `name`'s rule file from loading, as the
+    /// API and the page show them; empty while it loads.
+    pub fn rule_file_problems(&self, name: &str) -> Vec<String> {
+        self.broken_file_of(name)
+            .map(|(_, file)| file.problems.iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<RolloutRule>> {
         self.rules.get(name).cloned()
     }
@@ -208,7 +232,9 @@ fn build_sources(config: &Config) -> Result<BTreeMap<String, Arc<dyn MetricSourc
     Ok(out)
 }
 
-/// Load and validate the rule files (blocking: call from `spawn_blocking`).
+/// Load and validate the rule files (blocking: call from `spawn_blocking`), for start-up:
+/// every file must load, as `canaryd check` requires, so a daemon never starts with a rule file
+/// it would not run. Reloads take each file on its own ([`rule_files`]).
 pub fn load_rules(config: &Config) -> Result<RuleSet, Vec<Problem>> {
     let rules = crate::rules::load_dir(&config.rules_dir, &config.known_names())?;
     Ok(RuleSet {
@@ -216,6 +242,7 @@ pub fn load_rules(config: &Config) -> Result<RuleSet, Vec<Problem>> {
             .into_iter()
             .map(|r| (r.name.clone(), Arc::new(r)))
             .collect(),
+        broken: BTreeMap::new(),
     })
 }
 

@@ -376,7 +376,8 @@ impl Runner {
                 }
                 msg = mailbox.recv() => match msg {
                     Msg::RulesChanged => {
-                        if !present {
+                        // Read afresh: `present` predates the swap that sent this message.
+                        if self.shared.rules.load().get(&self.name).is_none() {
                             let span = work_span(&self.name);
                             Box::pin(self.pause_removed().instrument(span)).await;
                         }

@@ -3,9 +3,11 @@
 //! This module owns the rule-file format (see `docs/rules.md`), its loading and its validation:
 //! `raw` turns text into serde shapes (syntax, unknown keys, wrong types), `validate` checks
 //! their meaning and builds a [`RolloutRule`], and this file ties the stages together for one
-//! text, many texts (names must be unique across files) and files on disk. Everything but
-//! [`load_dir`], [`load_paths`], [`rule_files`] and `config::load_config_names` is pure. It does
-//! not run rollouts, query metrics or send notifications: it only describes them.
+//! text, many texts (names must be unique across files) and files on disk, all together
+//! ([`load_paths`], for start-up and `canaryd check`) or each on its own ([`load_each`], for
+//! reloads). Everything but [`load_dir`], [`load_paths`], [`load_each`], [`rule_files`] and
+//! `config::load_config_names` is pure. It does not run rollouts, query metrics or send
+//! notifications: it only describes them.
 
 pub mod config;
 pub mod duration;
@@ -87,15 +89,7 @@ fn keep_unique<'a>(
             Ok(rule) => {
                 if let Some(first) = first_seen.get(&rule.name) {
                     let text = text_of(i).unwrap_or_default();
-                    let src = SourceText::new(path, &text);
-                    problems.push(src.problem(
-                        name_span(&text),
-                        format!("duplicate rollout name `{}`", rule.name),
-                        Some(format!(
-                            "{} already defines it; rollout names must be unique across rule files",
-                            first.display()
-                        )),
-                    ));
+                    problems.push(duplicate_name(path, &text, &rule.name, first));
                 } else {
                     first_seen.insert(rule.name.clone(), path);
                     rules.push(rule);
@@ -137,6 +131,19 @@ fn parse_all<T: Sync, R: Send>(items: &[T], parse: impl Fn(&T) -> R + Sync) -> V
         }
         parsed
     })
+}
+
+/// The problem of the file at `path` (whose text is `text`) defining rollout `name`, which the
+/// file at `holder` already defines: reported at the name.
+pub fn duplicate_name(path: &Path, text: &str, name: &str, holder: &Path) -> Problem {
+    SourceText::new(path, text).problem(
+        name_span(text),
+        format!("duplicate rollout name `{name}`"),
+        Some(format!(
+            "{} already defines it; rollout names must be unique across rule files",
+            holder.display()
+        )),
+    )
 }
 
 /// Where `[rollout] name` is, to point at a duplicate.
@@ -225,6 +232,30 @@ pub fn load_paths(paths: &[PathBuf], known: &KnownNames) -> Result<Vec<RolloutRu
     } else {
         Err(problems)
     }
+}
+
+/// One rule file read and validated on its own: its rollout, or every problem of its text
+/// (an unreadable file's among them). Names are not yet compared across files.
+#[derive(Debug)]
+pub struct FileRule {
+    pub path: PathBuf,
+    pub parsed: Result<RolloutRule, Vec<Problem>>,
+}
+
+/// Read and validate each `*.toml` rule file in a directory on its own, in path order, so that
+/// a broken file holds back no other (a reload's view; see `daemon::rule_files` for how the
+/// files are then put together). Only a directory that cannot be listed fails as a whole.
+pub fn load_each(dir: &Path, known: &KnownNames) -> Result<Vec<FileRule>, Problem> {
+    let files = rule_files(&[dir.to_path_buf()])?;
+    let parsed = parse_all(&files, |path| {
+        let text = read_rule_file(path).map_err(|p| vec![p])?;
+        parse_rule(path, &text, known)
+    });
+    Ok(files
+        .into_iter()
+        .zip(parsed)
+        .map(|(path, parsed)| FileRule { path, parsed })
+        .collect())
 }
 
 /// Load and validate every `*.toml` rule file in a directory.

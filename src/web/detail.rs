@@ -32,6 +32,9 @@ pub struct Detail<'a> {
     /// Whether this is a later page of the history (so a link back to the newest is shown).
     pub paged: bool,
     pub stop: &'a StopView,
+    /// The problems (file:line:col) of its rule file when that file does not load, so the rule
+    /// shown is the file's last good version; empty while it loads.
+    pub rule_file_problems: &'a [String],
     pub now: DateTime<Utc>,
 }
 
@@ -406,6 +409,21 @@ fn history_table(d: &Detail<'_>) -> String {
     out
 }
 
+/// Why the rule in force is not the rule file's current text, when it is not.
+fn rule_file_banner(problems: &[String]) -> String {
+    if problems.is_empty() {
+        return String::new();
+    }
+    let items: String = problems
+        .iter()
+        .map(|p| format!("<li><code>{}</code></li>", escape(p)))
+        .collect();
+    format!(
+        "<div class=\"banner\" role=\"alert\">Its rule file does not load: this rollout runs the \
+         file's last good version until these are fixed.<ul>{items}</ul></div>\n"
+    )
+}
+
 /// The whole page of one rollout.
 pub fn render(d: &Detail<'_>) -> String {
     let view = d.rollout;
@@ -418,6 +436,7 @@ pub fn render(d: &Detail<'_>) -> String {
         phase_badge(&view.state.phase)
     );
     body.push_str(&stop_banner(d.stop));
+    body.push_str(&rule_file_banner(d.rule_file_problems));
     let team = view
         .rule
         .as_ref()
@@ -587,6 +606,7 @@ mod tests {
             run: 1,
             paged: true,
             stop: &StopView::default(),
+            rule_file_problems: &[],
             now: DateTime::from_timestamp(100, 0).unwrap(),
         };
         let html = history_table(&detail);
@@ -609,6 +629,35 @@ mod tests {
         assert!(html.contains("No history yet") && !html.contains("Older"));
         let page = render(&detail);
         assert!(page.contains("No analysis has run yet"));
+        assert!(!page.contains("rule file does not load"));
+    }
+
+    #[test]
+    fn a_broken_rule_file_is_shown_with_its_problems_escaped() {
+        let rollout = RolloutView {
+            name: "api".into(),
+            rule: None,
+            state: crate::rollout::RolloutState::default(),
+            last: None,
+        };
+        let problems = ["rules/api.toml:3:1: error: unknown key `<x>`".to_string()];
+        let page = render(&Detail {
+            rollout: &rollout,
+            analyses: &[],
+            history: &Page {
+                items: vec![],
+                next: None,
+            },
+            paged: false,
+            stop: &StopView::default(),
+            rule_file_problems: &problems,
+            now: DateTime::from_timestamp(100, 0).unwrap(),
+        });
+        assert!(page.contains("Its rule file does not load"), "{page}");
+        assert!(
+            page.contains("rules/api.toml:3:1: error: unknown key `&lt;x&gt;`"),
+            "{page}"
+        );
     }
 
     #[test]

@@ -192,7 +192,10 @@ async fn detail_page(
                 .map_err(|_| WebError::BadCursor(text.to_string()))?,
         ),
     };
-    let rule = shared.rules.load().get(&name);
+    let rules = shared.rules.load();
+    let rule = rules.get(&name);
+    let rule_file_problems = rules.rule_file_problems(&name);
+    drop(rules);
     let store = shared.store.clone();
     let asked = query.run;
     let (view, analyses, history, runs, shown) = blocking(move || {
@@ -224,6 +227,7 @@ async fn detail_page(
         run: shown,
         paged: cursor.is_some(),
         stop: &stop_view(&shared),
+        rule_file_problems: &rule_file_problems,
         now: Utc::now(),
     });
     Ok(html_response(StatusCode::OK, page))
