@@ -602,3 +602,32 @@ async fn a_kill_9_during_a_backend_outage_does_not_promote_the_real_binary_eithe
     .await;
     drop(daemon);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rule_file_removed_while_the_daemon_was_down_pauses_its_rollout_at_start() {
+    let dir = temp_dir("removed-while-down");
+    let config = write_config(&dir, "http://127.0.0.1:9", "http://127.0.0.1:9/weights");
+    std::fs::write(dir.join("rules/gone.toml"), rule("gone", "good", "1h")).unwrap();
+    std::fs::write(dir.join("rules/kept.toml"), rule("kept", "good", "1h")).unwrap();
+    let backend = Backend::default();
+    let daemon = start(&config, &backend).await;
+    wait_for("gone at 10%", Duration::from_secs(10), || async {
+        rollout(&daemon.base, "gone")
+            .await
+            .filter(|r| r.weight == 10)
+    })
+    .await;
+    daemon.stop().await;
+    std::fs::remove_file(dir.join("rules/gone.toml")).unwrap();
+    let daemon = start(&config, &backend).await;
+    let gone = rollout(&daemon.base, "gone").await.unwrap();
+    assert_eq!((gone.phase.as_str(), gone.weight), ("paused", 10));
+    let store = Store::open(&dir.join("state")).unwrap();
+    let newest = &store.audit_page("gone", None, 1).unwrap().items[0];
+    assert_eq!(newest.action, "paused");
+    assert!(
+        newest.reason.contains("removed while the daemon was down"),
+        "{newest:?}"
+    );
+    daemon.stop().await;
+}

@@ -437,8 +437,13 @@ async fn restore(shared: &Arc<Shared>) -> Result<(), DaemonError> {
             &stored.state,
             rule.as_deref(),
         ));
-        if rule.is_none() {
-            tracing::warn!(rollout = %stored.name, "A stored rollout has no rule file; it stays as it was.");
+        let active = matches!(
+            stored.state.phase,
+            crate::rollout::Phase::Progressing { .. }
+                | crate::rollout::Phase::WaitingApproval { .. }
+        );
+        if rule.is_none() && active {
+            runner::pause_orphan(shared, &stored.name, stored).await;
         }
     }
     // The builtin table lives in memory: put each rollout's last recorded weight back.

@@ -229,6 +229,65 @@ pub async fn redrive(
     }
 }
 
+/// A stored rollout whose rule file is gone at start (removed while the daemon was down): a run
+/// in progress is paused where it is, with an audit entry, so no rollout sits at a weight with
+/// nobody judging it; any other gets the entry only. No task runs for it (no rule, no plan).
+pub async fn pause_orphan(
+    shared: &Shared,
+    name: &str,
+    stored: &crate::store::StoredRollout<RolloutState>,
+) {
+    // The machine needs a plan only to name stages; a rule-less one names them by number.
+    let plan = Plan {
+        stages: Vec::new(),
+        rollback_to: crate::rollout::RollbackTarget::Zero,
+        warmup: Duration::ZERO,
+        max_inconclusive: 0,
+        triggers: Vec::new(),
+        start: StartPolicy::Manual,
+    };
+    let what = "its rule file was removed while the daemon was down".to_string();
+    let now = Utc::now();
+    let (next, actions) = match step(&stored.state, &plan, Event::RuleRemoved { what }, now) {
+        Ok(out) => out,
+        Err(e) => {
+            tracing::error!(rollout = %name, error = %e, "Could not pause a rollout whose rule file is gone.");
+            return;
+        }
+    };
+    let audit: Vec<NewAudit> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Audit {
+                action,
+                previous_weight,
+                new_weight,
+                reason,
+                triggered_by,
+            } => Some(NewAudit {
+                action: kebab(action),
+                previous_weight: Some(*previous_weight),
+                new_weight: Some(*new_weight),
+                reason: reason.clone(),
+                triggered_by: triggered_by.to_string(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let mut s = Step::new(name, &next, &stored.rule_fingerprint, now);
+    s.audit = audit;
+    s.run = next.run.number;
+    match shared.store.submit_step(&s).await {
+        Ok(_) => {
+            tracing::warn!(rollout = %name, weight = next.weight, phase = next.phase.name(), "A stored rollout has no rule file; paused where it is.");
+            shared.publish(RolloutStatus::of(name, &next, None));
+        }
+        Err(e) => {
+            tracing::error!(rollout = %name, error = %e, "Could not record the pause of a rollout whose rule file is gone.");
+        }
+    }
+}
+
 /// The stage name a weight change belongs to, for actuators.
 pub fn stage_label(state: &RolloutState, rule: &RolloutRule) -> String {
     match state.phase.stage().and_then(|s| rule.plan.stages.get(s)) {
@@ -441,18 +500,11 @@ impl Runner {
     }
 
     async fn pause_removed(&mut self) {
-        if matches!(
-            self.state.phase,
-            Phase::Progressing { .. } | Phase::WaitingApproval { .. }
-        ) {
-            let reason = format!("its rule file {} was removed", self.rule.path.display());
-            let _ = self
-                .apply(
-                    Event::command(Command::Pause, TriggeredBy::Schedule, reason),
-                    None,
-                )
-                .await;
-        }
+        let what = format!(
+            "{} was removed or no longer names it",
+            self.rule.path.display()
+        );
+        let _ = self.apply(Event::RuleRemoved { what }, None).await;
     }
 
     /// One analysis, run in its `turn`: at most a few analyses per query permit are under way

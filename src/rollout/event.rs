@@ -57,6 +57,9 @@ pub enum Event {
         canary: String,
         emergency: bool,
     },
+    /// The rollout's rule is no longer loaded (`what` says which file): a run in progress
+    /// pauses at once where it is; any other is left as it is. Recorded either way.
+    RuleRemoved { what: String },
 }
 
 impl Event {

@@ -287,6 +287,7 @@ pub fn step(
             canary,
             emergency,
         } => m.rule_changed(&fingerprint, &previous, &canary, emergency)?,
+        Event::RuleRemoved { what } => m.rule_removed(&what),
     }
     Ok((m.next, m.actions))
 }

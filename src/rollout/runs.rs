@@ -2,7 +2,7 @@
 //! version from the first stage), a changed rule, a failed backend. Part of [`super`]'s
 //! `Machine`; kept apart so the core transitions stay readable. Pure like the rest.
 
-use super::{Machine, Phase, StepError};
+use super::{Machine, Phase, ResumeTo, StepError};
 use crate::rollout::event::{AuditAction, TriggeredBy};
 use crate::rollout::plan::{EventKind, Severity, StartPolicy};
 
@@ -140,5 +140,27 @@ impl Machine<'_> {
             self.new_run(canary, TriggeredBy::Schedule, &reason, emergency)?;
         }
         Ok(())
+    }
+
+    /// The rule is gone: pause a run in progress, record it for any other.
+    pub(super) fn rule_removed(&mut self, what: &str) {
+        let reason = format!("its rule is no longer loaded: {what}");
+        let by = TriggeredBy::Schedule;
+        match self.next.phase {
+            Phase::Progressing { stage } => {
+                self.pause(stage, ResumeTo::Progressing, EventKind::Paused, &reason, by)
+            }
+            Phase::WaitingApproval { stage } => self.pause(
+                stage,
+                ResumeTo::WaitingApproval,
+                EventKind::Paused,
+                &reason,
+                by,
+            ),
+            _ => {
+                let why = format!("{reason}; the rollout stays {}", self.next.phase.name());
+                self.record(AuditAction::RuleChanged, why, by);
+            }
+        }
     }
 }

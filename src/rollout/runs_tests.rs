@@ -322,3 +322,28 @@ fn rule_changes_are_recorded_and_a_changed_canary_starts_a_run_unless_start_is_m
     assert_eq!((adopted.run.number, adopted.run.canary.as_str()), (1, "v2"));
     assert!(actions.is_empty());
 }
+
+#[test]
+fn a_removed_rule_pauses_a_run_in_progress_and_is_recorded_for_any_other() {
+    let p = plan(StartPolicy::Auto);
+    let gone = || Event::RuleRemoved {
+        what: "rules/web.toml was removed".into(),
+    };
+    let (paused, actions) = apply(&p, with_pass(), &[(20, gone())]);
+    assert!(
+        matches!(paused.phase, Phase::Paused { stage: 0, .. }),
+        "{:?}",
+        paused.phase
+    );
+    assert_eq!(paused.weight, 10);
+    assert!(audits(&actions)[0].1.contains("rules/web.toml was removed"));
+    let rolled = apply(
+        &p,
+        with_pass(),
+        &[(20, Event::command(Command::Rollback, op(), "x"))],
+    )
+    .0;
+    let (after, actions) = apply(&p, rolled.clone(), &[(30, gone())]);
+    assert_eq!((&after.phase, after.weight), (&rolled.phase, rolled.weight));
+    assert_eq!(audits(&actions)[0].0, AuditAction::RuleChanged);
+}

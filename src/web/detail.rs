@@ -648,6 +648,8 @@ mod tests {
                 items: vec![],
                 next: None,
             },
+            runs: &[],
+            run: 1,
             paged: false,
             stop: &StopView::default(),
             rule_file_problems: &problems,
