@@ -106,6 +106,7 @@ pub use scoring::{
     AnalysisOutcome, AnalysisScore, GroupScore, ScoredCheck, Scoring, score_analysis,
 };
 pub use signed_rank::{SignedRank, SignedRankMethod, signed_rank_test, walsh_shift_ci};
+pub use values::MAX_TREND_POINTS;
 
 use crate::stats::Alternative;
 
@@ -143,6 +144,8 @@ pub enum InconclusiveCause {
     /// exactly (summed counts beyond 2^53, a sum or a ratio that overflowed): the arithmetic
     /// cannot be trusted, so neither can a pass or a fail.
     NonFinite,
+    /// More points than the check can judge (a trend takes at most [`MAX_TREND_POINTS`]).
+    TooMany,
     /// The check's settings cannot be used, or its data has the wrong shape.
     Setting,
     /// The test could not be computed on this data (a constant series, all times equal, ...).

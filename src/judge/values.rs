@@ -23,6 +23,11 @@ use crate::stats::{
 /// The fewest points per side any relative or trend test is run on, whatever `min_samples` says.
 const MIN_POINTS_FLOOR: usize = 3;
 
+/// The most points a trend check judges. The estimate takes O(n log n) time and O(n) memory
+/// (about 0.1 s at this size, see BENCHMARKS.md); a window of more points is inconclusive with
+/// the reason instead of holding an analysis for seconds. 20,000 one-minute points are two weeks.
+pub const MAX_TREND_POINTS: usize = 20_000;
+
 /// Finite points sorted by time (points without a finite time keep their order at the end),
 /// and how many were dropped as NaN/inf.
 pub(super) fn clean(points: &[Point]) -> (Vec<Point>, usize) {
@@ -627,9 +632,17 @@ pub(super) fn trend(
         );
         return inconclusive(spec, InconclusiveCause::TooFew, reason, evidence);
     }
+    if cv.len() > MAX_TREND_POINTS {
+        let reason = format!(
+            "too many points for a trend: the canary has {}, at most {MAX_TREND_POINTS} are \
+             judged (a longer step or a shorter window gives fewer)",
+            cv.len()
+        );
+        return inconclusive(spec, InconclusiveCause::TooMany, reason, evidence);
+    }
     if let SideData::Values(points) = baseline {
         let (b, _) = clean(points);
-        if b.len() >= MIN_POINTS_FLOOR {
+        if (MIN_POINTS_FLOOR..=MAX_TREND_POINTS).contains(&b.len()) {
             let (bt, _) = minutes(&b);
             let bv: Vec<f64> = b.iter().map(|p| p.v).collect();
             evidence.baseline.slope_per_minute =
