@@ -1,10 +1,13 @@
 //! Criterion benchmarks for the statistics engine: the speed targets of the Mann-Whitney,
-//! Hodges-Lehmann and Fisher implementations. Run with `cargo bench --bench stats -- --quick`.
+//! Hodges-Lehmann and Fisher implementations and the trend estimators. Run with
+//! `cargo bench --bench stats -- --quick` (`-- trend` for the trend estimators only).
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use canaryd::stats::{Alternative, MwMethod, fisher_exact, hodges_lehmann_ci, mann_whitney_u};
+use canaryd::stats::{
+    Alternative, MwMethod, fisher_exact, hodges_lehmann_ci, mann_kendall, mann_whitney_u, theil_sen,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// Deterministic normal samples (SplitMix64 + Box-Muller), so runs are comparable.
@@ -89,5 +92,29 @@ fn fisher(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, mann_whitney, hodges_lehmann, fisher);
+/// The trend check's estimators (issue 16, point 8): Theil-Sen's slope with its interval and
+/// Mann-Kendall's test, at the judge's cap (20,000 points) and at a million. A memory series
+/// growing with noise and ties (values rounded to whole kilobytes), one point a minute.
+fn trend(c: &mut Criterion) {
+    let mut g = c.benchmark_group("trend");
+    g.sample_size(10);
+    for n in [20_000usize, 1_000_000] {
+        g.measurement_time(Duration::from_secs(if n > 100_000 { 60 } else { 10 }));
+        let t: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        let y: Vec<f64> = normal_sample(7, n, 0.0)
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (2e6 + 0.5 * i as f64 + 50.0 * e).round())
+            .collect();
+        g.bench_function(format!("theil_sen {n}"), |b| {
+            b.iter(|| theil_sen(black_box(&t), black_box(&y), 0.99))
+        });
+        g.bench_function(format!("mann_kendall {n}"), |b| {
+            b.iter(|| mann_kendall(black_box(&t), black_box(&y), Alternative::Greater))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, mann_whitney, hodges_lehmann, fisher, trend);
 criterion_main!(benches);

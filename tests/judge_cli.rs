@@ -342,3 +342,179 @@ fn rule_settings_and_flag_settings_do_not_mix() {
         stderr(&out)
     );
 }
+
+/// Write `text` to a fresh file under the target directory and give its path.
+fn data_file(name: &str, text: &str) -> String {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("judge_cli");
+    std::fs::create_dir_all(&dir).expect("the test directory can be made");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("the data file can be written");
+    path.display().to_string()
+}
+
+/// Issue 16, point 2: counts of 1e308 summed to infinity and gave a NaN error rate, which read
+/// as "within the threshold": a canary with 100% errors passed (error-rate-absolute), and the
+/// comparison with the baseline overflowed a u64 (a panic in debug builds, a wrapped count in
+/// release). Both are inconclusive now, exit 2, with the reason.
+#[test]
+fn overflowing_error_counts_are_inconclusive_never_a_pass() {
+    let baseline = data_file(
+        "overflow_baseline.csv",
+        "t,errors,total\n60,0,1e308\n120,0,1e308\n180,0,1e308\n",
+    );
+    let canary = data_file(
+        "overflow_canary.csv",
+        "t,errors,total\n60,1e308,1e308\n120,1e308,1e308\n180,1e308,1e308\n",
+    );
+    for kind in [
+        &["--kind", "error-rate", "--tolerance", "0.001"][..],
+        &["--kind", "error-rate-absolute", "--threshold", "0.01"][..],
+    ] {
+        let mut args = vec![
+            "--baseline",
+            &baseline,
+            "--canary",
+            &canary,
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(kind);
+        let out = judge(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{kind:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+        let v = json(&out);
+        assert_eq!(v["verdict"], "inconclusive", "{kind:?}");
+        let reason = v["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("the error counts overflow: "),
+            "{reason}"
+        );
+        assert!(reason.contains("summed total is inf"), "{reason}");
+    }
+    // Counts that add up to a finite number too large to count exactly (beyond 2^53 events)
+    // are inconclusive too, rather than judged on rounded numbers.
+    let big = data_file(
+        "big_canary.csv",
+        "t,errors,total\n60,1e17,1e17\n120,1e17,1e17\n180,1e17,1e17\n",
+    );
+    let out = judge(&[
+        "--baseline",
+        &baseline,
+        "--canary",
+        &big,
+        "--kind",
+        "error-rate-absolute",
+        "--threshold",
+        "0.01",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let reason = json(&out)["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains("the canary's summed total is 3.000e17"),
+        "{reason}"
+    );
+}
+
+/// The same for values: an absolute check whose mean overflows to infinity is not "above the
+/// threshold" (a fail on a number that is not one), and a relative check on values whose
+/// ratios overflow is not judged.
+#[test]
+fn overflowing_values_are_inconclusive_never_a_pass_or_a_fail() {
+    let huge = data_file(
+        "overflow_values.csv",
+        "timestamp,value\n60,1e308\n120,1e308\n180,1e308\n240,1e308\n",
+    );
+    let tiny = data_file(
+        "tiny_values.csv",
+        "timestamp,value\n60,1e-308\n120,1e-308\n180,1e-308\n240,1e-308\n",
+    );
+    let out = judge(&[
+        "--baseline",
+        &tiny,
+        "--canary",
+        &huge,
+        "--kind",
+        "absolute",
+        "--threshold",
+        "0.5",
+        "--aggregate",
+        "mean",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["verdict"], "inconclusive");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.starts_with("the values overflow: "), "{reason}");
+    let out = judge(&[
+        "--baseline",
+        &tiny,
+        "--canary",
+        &huge,
+        "--kind",
+        "relative",
+        "--min-samples",
+        "3",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let reason = json(&out)["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.starts_with("the values overflow: the largest value over the smallest"),
+        "{reason}"
+    );
+}
+
+/// Issue 16, point 8: a trend over 20,000 points took 16 s and 1.6 GB (every pairwise slope
+/// listed). It is O(n log n) now: 20,000 points are judged (memory growing 2.5 a minute with a
+/// wobble, one point a minute), and more than that is refused with the reason, not attempted.
+#[test]
+fn a_trend_judges_up_to_20000_points_and_refuses_more() {
+    let series = |n: usize| {
+        let mut text = String::from("timestamp,value\n");
+        for i in 0..n {
+            let wobble = ((i * 7919) % 101) as f64;
+            text.push_str(&format!("{},{}\n", 60 * i, 1e6 + 2.5 * i as f64 + wobble));
+        }
+        text
+    };
+    let base = data_file("trend_base.csv", &series(10));
+    let long = data_file("trend_20000.csv", &series(20_000));
+    let args = |canary: &str| {
+        judge(&[
+            "--baseline",
+            &base,
+            "--canary",
+            canary,
+            "--kind",
+            "trend",
+            "--max-slope-per-minute",
+            "1",
+            "--output",
+            "json",
+        ])
+    };
+    let out = args(&long);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json(&out);
+    let slope = v["canary"]["slope_per_minute"].as_f64().unwrap();
+    assert!((slope - 2.5).abs() < 0.01, "{slope}");
+    assert_eq!(v["canary"]["points"], 20_000);
+    let longer = data_file("trend_20001.csv", &series(20_001));
+    let out = args(&longer);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let reason = json(&out)["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.starts_with("too many points for a trend: the canary has 20001, at most 20000"),
+        "{reason}"
+    );
+}

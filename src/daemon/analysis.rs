@@ -15,8 +15,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::judge::{
-    self, CheckResult, CountPoint, FamilyControl, Point, ScoredCheck, SideData, Verdict,
-    judge_analysis, score_analysis,
+    self, CheckResult, CountPoint, FamilyControl, InconclusiveCause, Point, ScoredCheck, SideData,
+    Verdict, judge_analysis, score_analysis,
 };
 use crate::rollout::{AnalysisOutcome, AnalysisReport, CheckOutcome, VerdictClass};
 use crate::rules::{Queries, RolloutRule, Side};
@@ -318,17 +318,7 @@ pub fn describe(rule: &RolloutRule, results: &[CheckResult], series: &[ChartSeri
         judge::AnalysisOutcome::Fail => AnalysisOutcome::Fail,
         judge::AnalysisOutcome::Inconclusive => AnalysisOutcome::Inconclusive,
     };
-    let checks = results
-        .iter()
-        .map(|r| match &r.verdict {
-            Verdict::Pass => CheckOutcome::new(&r.name, VerdictClass::Pass),
-            Verdict::Fail => CheckOutcome::new(&r.name, VerdictClass::Fail),
-            Verdict::Inconclusive { reason } if lacks_data(reason) => {
-                CheckOutcome::no_data(&r.name)
-            }
-            Verdict::Inconclusive { .. } => CheckOutcome::new(&r.name, VerdictClass::Inconclusive),
-        })
-        .collect();
+    let checks = results.iter().map(outcome_of).collect();
     let outcome = match overall {
         AnalysisOutcome::Pass => "pass",
         AnalysisOutcome::Marginal => "marginal",
@@ -350,6 +340,20 @@ pub fn describe(rule: &RolloutRule, results: &[CheckResult], series: &[ChartSeri
     }
 }
 
+/// One check's verdict as the state machine sees it: an inconclusive verdict for lack of data
+/// (no data, too few points or events) is `no_data`, which the check's no-data policy acts on.
+fn outcome_of(r: &CheckResult) -> CheckOutcome {
+    match &r.verdict {
+        Verdict::Pass => CheckOutcome::new(&r.name, VerdictClass::Pass),
+        Verdict::Fail => CheckOutcome::new(&r.name, VerdictClass::Fail),
+        Verdict::Inconclusive {
+            cause: InconclusiveCause::NoData | InconclusiveCause::TooFew,
+            ..
+        } => CheckOutcome::no_data(&r.name),
+        Verdict::Inconclusive { .. } => CheckOutcome::new(&r.name, VerdictClass::Inconclusive),
+    }
+}
+
 /// The evidence as JSON. Serialising these types cannot fail (no maps with non-string keys; NaN
 /// is written as `null`), but if it ever did, the record says so rather than losing the analysis.
 fn evidence_json(record: &EvidenceRecord) -> Box<RawValue> {
@@ -357,11 +361,6 @@ fn evidence_json(record: &EvidenceRecord) -> Box<RawValue> {
         let text = json!({ "error": format!("the evidence could not be written: {e}") });
         RawValue::from_string(text.to_string()).unwrap_or_default()
     })
-}
-
-/// Whether an inconclusive verdict was for lack of data (the judge's reasons say so first).
-fn lacks_data(reason: &str) -> bool {
-    reason.starts_with("no data") || reason.starts_with("too few")
 }
 
 /// A check's query should aggregate to one series; the first is used when it does not.
@@ -486,6 +485,48 @@ mod tests {
     }
 
     #[test]
+    fn no_data_verdicts_are_recognised_by_their_cause() {
+        let spec = judge::CheckSpec {
+            name: "p99".into(),
+            kind: judge::CheckKind::Relative { tolerance: 0.1 },
+            direction: judge::Direction::HigherIsWorse,
+            confidence: 0.99,
+            min_samples: 3,
+        };
+        let points = |n: usize| {
+            SideData::Values(
+                (0..n)
+                    .map(|i| Point {
+                        t: i as f64 * 60.0,
+                        v: 1.0,
+                    })
+                    .collect(),
+            )
+        };
+        let judged = |b: &SideData, c: &SideData| outcome_of(&judge::judge_check(&spec, b, c));
+        // No points, and too few points, are a lack of data.
+        assert_eq!(judged(&points(5), &points(0)), CheckOutcome::no_data("p99"));
+        assert_eq!(judged(&points(5), &points(1)), CheckOutcome::no_data("p99"));
+        // A test that cannot be computed (both sides constant and equal) is not.
+        let judged_same = judged(&points(5), &points(5));
+        assert!(!judged_same.no_data, "{judged_same:?}");
+        // Overflowing values are not a lack of data either.
+        let huge = SideData::Values(
+            (0..5)
+                .map(|i| Point {
+                    t: i as f64 * 60.0,
+                    v: if i % 2 == 0 { 1e308 } else { -1e308 },
+                })
+                .collect(),
+        );
+        let overflowed = judged(&huge, &huge);
+        assert_eq!(
+            (overflowed.class, overflowed.no_data),
+            (VerdictClass::Inconclusive, false)
+        );
+    }
+
+    #[test]
     fn chart_times_are_recorded_after_the_earliest() {
         let chart = ChartSeries::new(
             "p99",
@@ -501,14 +542,5 @@ mod tests {
         );
         let empty = ChartSeries::new("p99", vec![], vec![]);
         assert_eq!(empty.t0, 0.0);
-    }
-
-    #[test]
-    fn no_data_reasons_are_recognised() {
-        assert!(lacks_data("no data: the canary has no points"));
-        assert!(lacks_data(
-            "too few points: the canary has 1, needs at least 3"
-        ));
-        assert!(!lacks_data("the test cannot be computed"));
     }
 }

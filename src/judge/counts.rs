@@ -8,9 +8,9 @@
 //! (pooled) above it, where the two agree and Fisher's cost grows with the counts.
 
 use super::{
-    CheckResult, CheckSpec, CountPoint, Direction, Effect, Evidence, Interval, IntervalScale,
-    SideData, SideSummary, Thresholds, Verdict, bad_alternative, bad_word, beyond, fmt_num, fmt_p,
-    significance_level, significant_clause,
+    CheckResult, CheckSpec, CountPoint, Direction, Effect, Evidence, InconclusiveCause, Interval,
+    IntervalScale, SideData, SideSummary, Thresholds, Verdict, bad_alternative, bad_word, beyond,
+    fmt_num, fmt_p, significance_level, significant_clause,
 };
 use crate::stats::{Counts, StatsError, fisher_exact, two_proportion_z};
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -19,6 +19,11 @@ use statrs::function::beta::checked_beta_reg;
 /// Fisher's exact test is used while the smallest expected cell count of the 2×2 table is below
 /// this; the two-proportion z-test above it.
 pub const FISHER_BELOW_EXPECTED: f64 = 500.0;
+
+/// The most events a side's summed counts may hold: 2^53, the largest count an f64 holds
+/// exactly. Beyond it whole events cannot be counted (nor two sides' counts added in a u64), so
+/// a window that sums to more is inconclusive rather than judged on rounded numbers.
+pub const MAX_EXACT_EVENTS: f64 = 9_007_199_254_740_992.0;
 
 /// Sum the usable count points of one side: `(summary, errors, total)`. A point is usable when
 /// both numbers are finite, neither is negative and errors ≤ total; others are dropped and
@@ -69,31 +74,62 @@ fn finish(spec: &CheckSpec, verdict: Verdict, reason: String, evidence: Evidence
     }
 }
 
-fn inconclusive(spec: &CheckSpec, reason: String, evidence: Evidence) -> CheckResult {
-    let verdict = Verdict::Inconclusive {
-        reason: reason.clone(),
-    };
+fn inconclusive(
+    spec: &CheckSpec,
+    (cause, reason): (InconclusiveCause, String),
+    evidence: Evidence,
+) -> CheckResult {
+    let verdict = Verdict::inconclusive(cause, reason.clone());
     finish(spec, verdict, reason, evidence)
 }
 
+/// The reason a side's summed counts cannot be computed with: a sum that overflowed to
+/// infinity, or more events than [`MAX_EXACT_EVENTS`].
+fn overflow(side: &str, errors: f64, total: f64) -> Option<(InconclusiveCause, String)> {
+    let too_big = |v: f64| !v.is_finite() || v > MAX_EXACT_EVENTS;
+    let (what, v) = if too_big(total) {
+        ("total", total)
+    } else if too_big(errors) {
+        ("errors", errors)
+    } else {
+        return None;
+    };
+    let reason = format!(
+        "the error counts overflow: the {side}'s summed {what} is {}, beyond the {} events \
+         (2^53) that can be counted exactly",
+        fmt_num(v),
+        fmt_num(MAX_EXACT_EVENTS)
+    );
+    Some((InconclusiveCause::NonFinite, reason))
+}
+
 /// Inconclusive reasons for a side with no events or fewer than needed.
-fn thin(side: &str, summary: &SideSummary, total: f64, need: f64) -> Option<String> {
+fn thin(
+    side: &str,
+    summary: &SideSummary,
+    total: f64,
+    need: f64,
+) -> Option<(InconclusiveCause, String)> {
     if total <= 0.0 {
-        return Some(if summary.dropped == 0 {
-            format!("no data: the {side} has no events")
-        } else {
-            format!(
-                "no data: the {side} has no events ({} points dropped as NaN/inf or impossible)",
-                summary.dropped
-            )
-        });
+        return Some((
+            InconclusiveCause::NoData,
+            if summary.dropped == 0 {
+                format!("no data: the {side} has no events")
+            } else {
+                format!(
+                    "no data: the {side} has no events ({} points dropped as NaN/inf or impossible)",
+                    summary.dropped
+                )
+            },
+        ));
     }
     (total < need).then(|| {
-        format!(
+        let reason = format!(
             "too few events: the {side} has {}, needs at least {}",
             fmt_num(total),
             fmt_num(need)
-        )
+        );
+        (InconclusiveCause::TooFew, reason)
     })
 }
 
@@ -143,10 +179,12 @@ pub(super) fn error_rate(
         family: None,
     };
     let need = spec.min_samples.max(1) as f64;
-    if let Some(reason) = thin("baseline", &evidence.baseline, b_total, need)
+    if let Some(why) = overflow("baseline", b_err, b_total)
+        .or_else(|| overflow("canary", c_err, c_total))
+        .or_else(|| thin("baseline", &evidence.baseline, b_total, need))
         .or_else(|| thin("canary", &evidence.canary, c_total, need))
     {
-        return inconclusive(spec, reason, evidence);
+        return inconclusive(spec, why, evidence);
     }
     let b = whole(b_err, b_total);
     let c = whole(c_err, c_total);
@@ -174,11 +212,8 @@ pub(super) fn error_rate(
     let (p_value, test) = match tested {
         Ok(x) => x,
         Err(err) => {
-            return inconclusive(
-                spec,
-                format!("the test could not be computed: {err}"),
-                evidence,
-            );
+            let reason = format!("the test could not be computed: {err}");
+            return inconclusive(spec, (InconclusiveCause::Untestable, reason), evidence);
         }
     };
     // Newcombe's hybrid score interval for the difference of two proportions.
@@ -299,22 +334,21 @@ pub(super) fn error_rate_absolute(
     };
     if !(0.0..=1.0).contains(&threshold) {
         let reason = format!("an error-rate threshold must be in [0, 1], got {threshold}");
-        return inconclusive(spec, reason, evidence);
+        return inconclusive(spec, (InconclusiveCause::Setting, reason), evidence);
     }
     let need = spec.min_samples.max(1) as f64;
-    if let Some(reason) = thin("canary", &evidence.canary, c_total, need) {
-        return inconclusive(spec, reason, evidence);
+    if let Some(why) = overflow("canary", c_err, c_total)
+        .or_else(|| thin("canary", &evidence.canary, c_total, need))
+    {
+        return inconclusive(spec, why, evidence);
     }
     let c = whole(c_err, c_total);
     let rate = c_err / c_total;
     let p_value = match binomial_p(c, threshold, spec.direction) {
         Ok(p) => p.clamp(0.0, 1.0),
         Err(err) => {
-            return inconclusive(
-                spec,
-                format!("the test could not be computed: {err}"),
-                evidence,
-            );
+            let reason = format!("the test could not be computed: {err}");
+            return inconclusive(spec, (InconclusiveCause::Untestable, reason), evidence);
         }
     };
     let (low, high) = wilson(c_err, c_total, z_for(spec.confidence));

@@ -95,15 +95,18 @@ pub enum SideData {
 
 mod counts;
 mod family;
+mod finite;
 mod scoring;
 mod signed_rank;
 mod values;
 
+pub use counts::MAX_EXACT_EVENTS;
 pub use family::{FamilyControl, FamilyEvidence, apply_family_control, judge_analysis};
 pub use scoring::{
     AnalysisOutcome, AnalysisScore, GroupScore, ScoredCheck, Scoring, score_analysis,
 };
 pub use signed_rank::{SignedRank, SignedRankMethod, signed_rank_test, walsh_shift_ci};
+pub use values::MAX_TREND_POINTS;
 
 use crate::stats::Alternative;
 
@@ -118,14 +121,55 @@ pub const PAIR_TOLERANCE_SECONDS: f64 = 1.0;
 pub enum Verdict {
     Pass,
     Fail,
-    /// Not enough evidence either way (too few points, no data, a test that cannot be computed).
-    /// Never to be read as a pass.
+    /// Not enough evidence either way (too few points, no data, a test that cannot be computed,
+    /// a number that overflowed). Never to be read as a pass.
     Inconclusive {
         reason: String,
+        /// Why, as a closed set for code to act on (`reason` is for people). Records written
+        /// before causes existed read back as [`InconclusiveCause::Untestable`].
+        #[serde(default)]
+        cause: InconclusiveCause,
     },
 }
 
+/// Why a verdict is inconclusive. Code decides on this, never on the reason's text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InconclusiveCause {
+    /// A side the check needs has no usable points or no events (an empty answer, only NaN).
+    NoData,
+    /// A side has fewer points (or events) than the check's minimum.
+    TooFew,
+    /// A number on the way to the verdict was NaN or infinite, or too large to compute with
+    /// exactly (summed counts beyond 2^53, a sum or a ratio that overflowed): the arithmetic
+    /// cannot be trusted, so neither can a pass or a fail.
+    NonFinite,
+    /// More points than the check can judge (a trend takes at most [`MAX_TREND_POINTS`]).
+    TooMany,
+    /// The check's settings cannot be used, or its data has the wrong shape.
+    Setting,
+    /// The test could not be computed on this data (a constant series, all times equal, ...).
+    #[default]
+    Untestable,
+}
+
 impl Verdict {
+    /// An inconclusive verdict with its cause and reason.
+    pub fn inconclusive(cause: InconclusiveCause, reason: impl Into<String>) -> Self {
+        Verdict::Inconclusive {
+            reason: reason.into(),
+            cause,
+        }
+    }
+
+    /// The cause of an inconclusive verdict; `None` for a pass or a fail.
+    pub fn cause(&self) -> Option<InconclusiveCause> {
+        match self {
+            Verdict::Inconclusive { cause, .. } => Some(*cause),
+            Verdict::Pass | Verdict::Fail => None,
+        }
+    }
+
     /// "pass", "fail" or "inconclusive".
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -298,14 +342,28 @@ impl Thresholds {
 ///   `Inconclusive`, never `Pass`;
 /// - a statistical `Fail` needs both evidence at the confidence (the effect's interval at
 ///   `confidence` excludes "no change" on the bad side, see [`significance_level`]) and an
-///   effect whose estimate is beyond the tolerance, limit or threshold in the bad direction.
+///   effect whose estimate is beyond the tolerance, limit or threshold in the bad direction;
+/// - a number on the way to a verdict that is NaN or infinite, or too large to compute with
+///   (summed counts, sums, ratios, logs, slopes, p-values, bounds), makes the verdict
+///   `Inconclusive` with [`InconclusiveCause::NonFinite`]: never a pass and never a fail
+///   (the guards are where intermediates are formed, and [`finite::guard`] on every verdict).
 ///
 /// See the kind-specific rules on [`CheckKind`] and in this module's submodules.
 pub fn judge_check(spec: &CheckSpec, baseline: &SideData, canary: &SideData) -> CheckResult {
     let thresholds = Thresholds::of(spec);
     if let Some(problem) = setting_problem(spec) {
-        return inconclusive_result(spec, thresholds, problem);
+        return inconclusive_result(spec, thresholds, InconclusiveCause::Setting, problem);
     }
+    finite::guard(spec, judge_kind(spec, baseline, canary, thresholds))
+}
+
+/// The verdict of `spec`'s kind, before the guard on non-finite numbers.
+fn judge_kind(
+    spec: &CheckSpec,
+    baseline: &SideData,
+    canary: &SideData,
+    thresholds: Thresholds,
+) -> CheckResult {
     let shape = |side: &SideData| match side {
         SideData::Values(_) => "values",
         SideData::Counts(_) => "counts (errors, total)",
@@ -348,7 +406,7 @@ pub fn judge_check(spec: &CheckSpec, baseline: &SideData, canary: &SideData) -> 
                 shape(b),
                 shape(c)
             );
-            inconclusive_result(spec, thresholds, reason)
+            inconclusive_result(spec, thresholds, InconclusiveCause::Setting, reason)
         }
     }
 }
@@ -390,12 +448,15 @@ fn setting_problem(spec: &CheckSpec) -> Option<String> {
     None
 }
 
-fn inconclusive_result(spec: &CheckSpec, thresholds: Thresholds, reason: String) -> CheckResult {
+fn inconclusive_result(
+    spec: &CheckSpec,
+    thresholds: Thresholds,
+    cause: InconclusiveCause,
+    reason: String,
+) -> CheckResult {
     CheckResult {
         name: spec.name.to_string(),
-        verdict: Verdict::Inconclusive {
-            reason: reason.clone(),
-        },
+        verdict: Verdict::inconclusive(cause, reason.clone()),
         reason,
         evidence: Evidence {
             baseline: SideSummary::default(),
@@ -407,6 +468,16 @@ fn inconclusive_result(spec: &CheckSpec, thresholds: Thresholds, reason: String)
             thresholds,
             family: None,
         },
+    }
+}
+
+/// The cause of an inconclusive verdict for a test that could not be computed.
+fn cause_of(err: &crate::stats::StatsError) -> InconclusiveCause {
+    use crate::stats::StatsError;
+    match err {
+        StatsError::NonFinite { .. } => InconclusiveCause::NonFinite,
+        StatsError::TooFew { .. } => InconclusiveCause::TooFew,
+        StatsError::Invalid(_) => InconclusiveCause::Untestable,
     }
 }
 

@@ -630,9 +630,7 @@ fn scoring(pass: f64, marginal: f64) -> Scoring {
 }
 
 fn inc() -> Verdict {
-    Verdict::Inconclusive {
-        reason: "too few points".into(),
-    }
+    Verdict::inconclusive(InconclusiveCause::TooFew, "too few points")
 }
 
 #[test]

@@ -10,9 +10,10 @@
 //! and the relative effect is taken against the baseline's median.
 
 use super::{
-    Aggregate, AggregateValue, CheckResult, CheckSpec, Direction, Effect, Evidence, Interval,
-    IntervalScale, PAIR_TOLERANCE_SECONDS, Point, SideData, SideSummary, Thresholds, Verdict,
-    bad_alternative, bad_word, beyond, fmt_num, fmt_p, significance_level, significant_clause,
+    Aggregate, AggregateValue, CheckResult, CheckSpec, Direction, Effect, Evidence,
+    InconclusiveCause, Interval, IntervalScale, PAIR_TOLERANCE_SECONDS, Point, SideData,
+    SideSummary, Thresholds, Verdict, bad_alternative, bad_word, beyond, cause_of, fmt_num, fmt_p,
+    significance_level, significant_clause,
 };
 use crate::stats::{
     self, MwMethod, StatsError, hodges_lehmann, hodges_lehmann_ci, mann_kendall, mann_whitney_u,
@@ -21,6 +22,11 @@ use crate::stats::{
 
 /// The fewest points per side any relative or trend test is run on, whatever `min_samples` says.
 const MIN_POINTS_FLOOR: usize = 3;
+
+/// The most points a trend check judges. The estimate takes O(n log n) time and O(n) memory
+/// (about 0.1 s at this size, see BENCHMARKS.md); a window of more points is inconclusive with
+/// the reason instead of holding an analysis for seconds. 20,000 one-minute points are two weeks.
+pub const MAX_TREND_POINTS: usize = 20_000;
 
 /// Finite points sorted by time (points without a finite time keep their order at the end),
 /// and how many were dropped as NaN/inf.
@@ -87,15 +93,67 @@ fn finish(spec: &CheckSpec, verdict: Verdict, reason: String, evidence: Evidence
     }
 }
 
-fn inconclusive(spec: &CheckSpec, reason: String, evidence: Evidence) -> CheckResult {
+fn inconclusive(
+    spec: &CheckSpec,
+    cause: InconclusiveCause,
+    reason: String,
+    evidence: Evidence,
+) -> CheckResult {
     finish(
         spec,
-        Verdict::Inconclusive {
-            reason: reason.clone(),
-        },
+        Verdict::inconclusive(cause, reason.clone()),
         reason,
         evidence,
     )
+}
+
+/// An inconclusive result for a test that could not be computed: `what` ("the test", "the
+/// trend") and the error, whose cause decides the verdict's cause.
+fn not_computed(spec: &CheckSpec, what: &str, err: StatsError, evidence: Evidence) -> CheckResult {
+    let cause = cause_of(&err);
+    let reason = match cause {
+        InconclusiveCause::NonFinite => {
+            format!("the values overflow: {what} could not be computed: {err}")
+        }
+        _ => format!("{what} could not be computed: {err}"),
+    };
+    inconclusive(spec, cause, reason, evidence)
+}
+
+/// The largest magnitude a value compared by differences may have: differences of two such
+/// values, and sums of two differences (Walsh averages), stay finite.
+const LARGEST_DIFFERENCED: f64 = f64::MAX / 4.0;
+
+/// Why values cannot be compared without overflowing, if they cannot: positive values are
+/// compared by ratios (their largest ratio must be finite), others by differences (no
+/// magnitude above [`LARGEST_DIFFERENCED`]).
+fn overflow_problem(values: &[&[f64]]) -> Option<String> {
+    if values.iter().all(|v| v.is_empty()) {
+        return None;
+    }
+    let all = || values.iter().flat_map(|v| v.iter().copied());
+    let min = all().fold(f64::INFINITY, f64::min);
+    let max = all().fold(f64::NEG_INFINITY, f64::max);
+    if min > 0.0 {
+        let ratio = max / min;
+        return (!ratio.is_finite()).then(|| {
+            format!(
+                "the values overflow: the largest value over the smallest ({} / {}) is beyond \
+                 the largest number",
+                fmt_num(max),
+                fmt_num(min)
+            )
+        });
+    }
+    let largest = max.abs().max(min.abs());
+    (largest > LARGEST_DIFFERENCED).then(|| {
+        format!(
+            "the values overflow: a value of magnitude {} is beyond {}, where differences of \
+             the values overflow",
+            fmt_num(largest),
+            fmt_num(LARGEST_DIFFERENCED)
+        )
+    })
 }
 
 /// Baseline/canary value pairs whose timestamps agree within [`PAIR_TOLERANCE_SECONDS`].
@@ -192,17 +250,22 @@ pub(super) fn relative(
         family: None,
     };
     if bv.is_empty() {
-        return inconclusive(spec, no_data_reason("baseline", b_dropped), evidence);
+        let reason = no_data_reason("baseline", b_dropped);
+        return inconclusive(spec, InconclusiveCause::NoData, reason, evidence);
     }
     if cv.is_empty() {
-        return inconclusive(spec, no_data_reason("canary", c_dropped), evidence);
+        let reason = no_data_reason("canary", c_dropped);
+        return inconclusive(spec, InconclusiveCause::NoData, reason, evidence);
     }
     let need = spec.min_samples.max(MIN_POINTS_FLOOR);
     for (side, n) in [("baseline", bv.len()), ("canary", cv.len())] {
         if n < need {
             let reason = format!("too few points: the {side} has {n}, needs at least {need}");
-            return inconclusive(spec, reason, evidence);
+            return inconclusive(spec, InconclusiveCause::TooFew, reason, evidence);
         }
+    }
+    if let Some(reason) = overflow_problem(&[&bv, &cv]) {
+        return inconclusive(spec, InconclusiveCause::NonFinite, reason, evidence);
     }
     let baseline_median = evidence.baseline.median.unwrap_or(f64::NAN);
     let pairs = pair_by_time(&b, &c);
@@ -219,13 +282,7 @@ pub(super) fn relative(
     };
     let m = match measured {
         Ok(m) => m,
-        Err(err) => {
-            return inconclusive(
-                spec,
-                format!("the test could not be computed: {err}"),
-                evidence,
-            );
-        }
+        Err(err) => return not_computed(spec, "the test", err, evidence),
     };
     evidence.p_value = Some(m.p_value);
     evidence.effect = Some(m.effect);
@@ -471,7 +528,8 @@ pub(super) fn absolute(
         family: None,
     };
     if cv.is_empty() {
-        return inconclusive(spec, no_data_reason("canary", c_dropped), evidence);
+        let reason = no_data_reason("canary", c_dropped);
+        return inconclusive(spec, InconclusiveCause::NoData, reason, evidence);
     }
     let need = spec.min_samples.max(1);
     if cv.len() < need {
@@ -479,17 +537,11 @@ pub(super) fn absolute(
             "too few points: the canary has {}, needs at least {need}",
             cv.len()
         );
-        return inconclusive(spec, reason, evidence);
+        return inconclusive(spec, InconclusiveCause::TooFew, reason, evidence);
     }
     let value = match aggregate_of(aggregate, &cv) {
         Ok(v) => v,
-        Err(err) => {
-            return inconclusive(
-                spec,
-                format!("the aggregate could not be computed: {err}"),
-                evidence,
-            );
-        }
+        Err(err) => return not_computed(spec, "the aggregate", err, evidence),
     };
     let name = aggregate_name(aggregate);
     evidence.canary.aggregate = Some(AggregateValue { aggregate, value });
@@ -569,7 +621,8 @@ pub(super) fn trend(
         family: None,
     };
     if cv.is_empty() {
-        return inconclusive(spec, no_data_reason("canary", c_dropped), evidence);
+        let reason = no_data_reason("canary", c_dropped);
+        return inconclusive(spec, InconclusiveCause::NoData, reason, evidence);
     }
     let need = spec.min_samples.max(MIN_POINTS_FLOOR);
     if cv.len() < need {
@@ -577,11 +630,19 @@ pub(super) fn trend(
             "too few points: the canary has {}, needs at least {need}",
             cv.len()
         );
-        return inconclusive(spec, reason, evidence);
+        return inconclusive(spec, InconclusiveCause::TooFew, reason, evidence);
+    }
+    if cv.len() > MAX_TREND_POINTS {
+        let reason = format!(
+            "too many points for a trend: the canary has {}, at most {MAX_TREND_POINTS} are \
+             judged (a longer step or a shorter window gives fewer)",
+            cv.len()
+        );
+        return inconclusive(spec, InconclusiveCause::TooMany, reason, evidence);
     }
     if let SideData::Values(points) = baseline {
         let (b, _) = clean(points);
-        if b.len() >= MIN_POINTS_FLOOR {
+        if (MIN_POINTS_FLOOR..=MAX_TREND_POINTS).contains(&b.len()) {
             let (bt, _) = minutes(&b);
             let bv: Vec<f64> = b.iter().map(|p| p.v).collect();
             evidence.baseline.slope_per_minute =
@@ -593,13 +654,7 @@ pub(super) fn trend(
         .and_then(|ts| mann_kendall(&t, &cv, bad_alternative(spec.direction)).map(|mk| (ts, mk)));
     let (ts, mk) = match computed {
         Ok(x) => x,
-        Err(err) => {
-            return inconclusive(
-                spec,
-                format!("the trend could not be computed: {err}"),
-                evidence,
-            );
-        }
+        Err(err) => return not_computed(spec, "the trend", err, evidence),
     };
     evidence.canary.slope_per_minute = Some(ts.slope);
     evidence.p_value = Some(mk.p_value);

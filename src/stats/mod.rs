@@ -14,6 +14,7 @@ mod mann_kendall;
 mod mann_whitney;
 mod proportion;
 mod quantile;
+mod slope_selection;
 mod theil_sen;
 mod welch;
 
@@ -24,7 +25,7 @@ pub use mann_kendall::{MannKendall, mann_kendall};
 pub use mann_whitney::{MannWhitney, MwMethod, mann_whitney_u};
 pub use proportion::{Counts, ZTest, two_proportion_z};
 pub use quantile::{quantile, quantiles};
-pub use theil_sen::{TheilSen, theil_sen};
+pub use theil_sen::{QUADRATIC_UP_TO, TheilSen, theil_sen};
 pub use welch::{WelchT, welch_t};
 
 /// Which way the alternative hypothesis points, in SciPy's sense: `Greater` means the first

@@ -227,9 +227,7 @@ fn checks_without_a_p_value_are_untouched_and_not_counted() {
     absolute_fail.reason = "canary p99 0.7 is above the threshold 0.5".into();
     absolute_fail.evidence.p_value = None;
     let inconclusive = CheckResult {
-        verdict: Verdict::Inconclusive {
-            reason: "too few points".into(),
-        },
+        verdict: Verdict::inconclusive(crate::judge::InconclusiveCause::TooFew, "too few points"),
         reason: "too few points".into(),
         ..tested(&thin, 1e-6)
     };
