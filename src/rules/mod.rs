@@ -49,7 +49,7 @@ pub fn parse_rule(
         raw::Shape::Broken(errors) => Err(to_problems(errors)),
         raw::Shape::Parsed { raw, unknown_keys } => {
             let mut problems = to_problems(unknown_keys);
-            match validate(&raw, src, known) {
+            match validate(&raw, &src, known) {
                 Ok(rule) if problems.is_empty() => Ok(rule),
                 Ok(_) => Err(problems),
                 Err(more) => {

@@ -43,7 +43,7 @@ pub const DEFAULT_GROUP: &str = "default";
 /// Check a parsed rule file and build the rollout it describes, or report every problem in it.
 pub fn validate(
     raw: &RawRule,
-    src: SourceText<'_>,
+    src: &SourceText<'_>,
     known: &KnownNames,
 ) -> Result<RolloutRule, Vec<Problem>> {
     let mut v = Validator {
@@ -62,7 +62,7 @@ pub fn validate(
 }
 
 struct Validator<'a> {
-    src: SourceText<'a>,
+    src: &'a SourceText<'a>,
     problems: Vec<Problem>,
     /// The scoring-group names given out so far: the checks of a group share one.
     groups: Vec<Arc<str>>,
