@@ -163,3 +163,44 @@ fn the_readme_example_rule_file_is_valid() {
         stdout(&out)
     );
 }
+
+#[test]
+fn the_config_is_checked_like_serve_checks_it_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("canaryd.toml");
+    let shipped = std::fs::read_to_string(root().join("config/canaryd.toml")).unwrap();
+    let text = shipped
+        .replace("backend_error_limit = 3", "backend_error_limit = 0")
+        .replace("url = \"http://127.0.0.1:9090\"", "url = \"not a url\"");
+    std::fs::write(&config, &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .current_dir(root())
+        .args(["check", "--config"])
+        .arg(&config)
+        .arg("tests/fixtures/rules/good/web.toml")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let text_out = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text_out}");
+    let line_of = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    let want = format!(
+        "{}:{}:23: error: `scheduler.backend_error_limit` must be at least 1",
+        config.display(),
+        line_of("backend_error_limit")
+    );
+    assert!(text_out.contains(&want), "expected\n{want}\nin\n{text_out}");
+    let header = format!(
+        "{}:{}:10: error: [sources.prometheus]",
+        config.display(),
+        line_of("[sources.prometheus]")
+    );
+    assert!(
+        text_out.contains(&header),
+        "expected\n{header}\nin\n{text_out}"
+    );
+    assert!(
+        text_out.ends_with("1 rule file checked, 2 problems in 1 file\n"),
+        "{text_out}"
+    );
+}
