@@ -22,7 +22,7 @@ use crate::rules::{KnownNames, Problem, SourceText};
 use crate::source::PrometheusConfig;
 
 mod validate;
-pub use validate::ConfigProblem;
+pub use validate::{ConfigProblem, MAX_CONCURRENT_QUERIES};
 
 /// Where `canaryd serve` looks for its config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/canaryd/canaryd.toml";
@@ -308,7 +308,7 @@ pub fn parse(
         problems.push(ConfigProblem {
             key: Vec::new(),
             message: format!("RUST_LOG = {filter:?}, which replaces `log.level`: {message}"),
-            hint: Some(hint.into()),
+            hint: Some(hint),
         });
     }
     if problems.is_empty() {

@@ -189,3 +189,30 @@ fn a_bad_rust_log_is_a_problem_since_it_replaces_the_level() {
         .to_string();
     assert!(msg.contains("RUST_LOG"), "{msg}");
 }
+
+#[test]
+fn log_filters_must_name_known_levels() {
+    for good in [
+        "info",
+        "WARN",
+        "off",
+        "canaryd=debug,info",
+        "canaryd::daemon=trace, warn",
+    ] {
+        assert_eq!(validate::log_filter(good), Ok(()), "{good}");
+    }
+    for (bad, word) in [
+        ("eror", "`eror` is not a log level"),
+        ("canaryd", "`canaryd` is not a log level"),
+        ("canaryd=verbose", "`verbose` is not a log level"),
+        ("info,warning", "`warning` is not a log level"),
+        ("", "empty"),
+    ] {
+        let (message, hint) = validate::log_filter(bad).unwrap_err();
+        assert!(message.contains(word), "{bad}: {message}");
+        assert!(
+            hint.contains("`trace`, `debug`, `info`, `warn`, `error`, `off`"),
+            "{hint}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ use std::path::Path;
 use toml::de::{DeTable, DeValue};
 
 use super::{Config, ENV_PREFIX, ENV_SEPARATOR, SourceConfig};
+use crate::rules::problem::{closest, list};
 use crate::rules::{Problem, SourceText};
 use crate::source::PrometheusSource;
 
@@ -40,11 +41,15 @@ impl Config {
     /// Every problem with the settings at once; `Ok` when the daemon can run with them.
     pub fn validate(&self) -> Result<(), Vec<ConfigProblem>> {
         let mut problems = Vec::new();
-        let mut add = |key: &[&str], message: String, hint: Option<&str>| {
+        let add = |problems: &mut Vec<ConfigProblem>,
+                   key: &[&str],
+                   message: String,
+                   hint: Option<&str>| {
             problems.push(ConfigProblem::new(key, message, hint));
         };
         if self.state_dir.as_os_str().is_empty() {
             add(
+                &mut problems,
                 &["state_dir"],
                 "`state_dir` is empty".into(),
                 Some("give the directory for the state database, e.g. \"/var/lib/canaryd\""),
@@ -52,6 +57,7 @@ impl Config {
         }
         if self.rules_dir.as_os_str().is_empty() {
             add(
+                &mut problems,
                 &["rules_dir"],
                 "`rules_dir` is empty".into(),
                 Some("give the directory of the rule files, e.g. \"/etc/canaryd/rules\""),
@@ -61,36 +67,43 @@ impl Config {
             && file.as_os_str().is_empty()
         {
             add(
+                &mut problems,
                 &["emergency_stop_file"],
                 "`emergency_stop_file` is empty".into(),
                 Some("remove the key or give a path"),
             );
         }
-        if self.scheduler.max_concurrent_queries == 0 {
+        let queries = self.scheduler.max_concurrent_queries;
+        if !(1..=MAX_CONCURRENT_QUERIES).contains(&queries) {
             add(
+                &mut problems,
                 &["scheduler", "max_concurrent_queries"],
-                "`scheduler.max_concurrent_queries` must be at least 1".into(),
-                None,
+                format!(
+                    "`scheduler.max_concurrent_queries` = {queries} is out of range: 1 to {MAX_CONCURRENT_QUERIES}"
+                ),
+                Some("backend requests in flight at once across every rollout; the default is 8"),
             );
         }
         if self.scheduler.backend_error_limit == 0 {
             add(
+                &mut problems,
                 &["scheduler", "backend_error_limit"],
                 "`scheduler.backend_error_limit` must be at least 1".into(),
                 None,
             );
         }
         if let Err((message, hint)) = log_filter(&self.log.level) {
-            add(
-                &["log", "level"],
-                format!("`log.level` = {:?}: {message}", self.log.level),
-                Some(hint),
-            );
+            problems.push(ConfigProblem {
+                key: vec!["log".into(), "level".into()],
+                message: format!("`log.level` = {:?}: {message}", self.log.level),
+                hint: Some(hint),
+            });
         }
         if let Some(url) = &self.server.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             add(
+                &mut problems,
                 &["server", "public_url"],
                 format!("`server.public_url` = {url:?} must start with http:// or https://"),
                 None,
@@ -100,7 +113,12 @@ impl Config {
             match source {
                 SourceConfig::Prometheus(c) => {
                     if let Err(e) = PrometheusSource::new(name.clone(), c) {
-                        add(&["sources", name], format!("[sources.{name}]: {e}"), None);
+                        add(
+                            &mut problems,
+                            &["sources", name],
+                            format!("[sources.{name}]: {e}"),
+                            None,
+                        );
                     }
                 }
             }
@@ -108,6 +126,7 @@ impl Config {
         for (name, actuator) in &self.actuators {
             if let Err(e) = crate::actuator::validate(name, actuator) {
                 add(
+                    &mut problems,
                     &["actuators", name],
                     format!("[actuators.{name}]: {e}"),
                     None,
@@ -116,7 +135,7 @@ impl Config {
         }
         for (name, receiver) in &self.receivers {
             for e in receiver.validate(name) {
-                add(&["receivers", name], e.to_string(), None);
+                add(&mut problems, &["receivers", name], e.to_string(), None);
             }
         }
         if problems.is_empty() {
@@ -127,14 +146,43 @@ impl Config {
     }
 }
 
+/// The most backend requests in flight at once: far more than one backend serves usefully,
+/// and far below the `usize` sizes that overflow the scheduler's arithmetic or panic tokio's
+/// semaphore (`9223372036854775807` did).
+pub const MAX_CONCURRENT_QUERIES: usize = 1024;
+
+/// The level names a filter may use, alone (`warn`) or for a target (`canaryd=debug`).
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
 /// Whether a `tracing` filter (`[log] level`, `RUST_LOG`) can be used: `Err((what, hint))`.
-pub(super) fn log_filter(filter: &str) -> Result<(), (String, &'static str)> {
-    tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| {
-        (
-            format!("not a valid filter ({e})"),
-            "use e.g. \"info\" or \"canaryd=debug,info\"",
+///
+/// `tracing` reads a bare word that is not a level as a target name, so `level = "eror"`
+/// would enable nothing but a module called `eror` and silence every line: every directive's
+/// level (the word itself, or what follows `=`) must be one of [`LEVELS`].
+pub(super) fn log_filter(filter: &str) -> Result<(), (String, String)> {
+    let known = || {
+        format!(
+            "known levels: {}; for one module write `target=level`, e.g. \"canaryd=debug,info\"",
+            list(LEVELS)
         )
-    })?;
+    };
+    if filter.trim().is_empty() {
+        return Err(("empty: no line would be logged".into(), known()));
+    }
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, l)| l.trim());
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            let hint = match closest(level, LEVELS) {
+                Some(best) => format!("did you mean `{best}`? {}", known()),
+                None => known(),
+            };
+            return Err((format!("`{level}` is not a log level"), hint));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| (format!("not a valid filter ({e})"), known()))?;
     Ok(())
 }
 

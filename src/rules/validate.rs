@@ -638,10 +638,13 @@ impl Validator<'_> {
         let mut ok = true;
         for (name, weight) in declared {
             let w = *weight.get_ref();
-            if !(w.is_finite() && w > 0.0) {
+            if !(w.is_finite() && w > 0.0 && w <= check::MAX_WEIGHT) {
                 self.err(
                     weight.span(),
-                    format!("weight {w} of scoring group `{name}` must be above 0"),
+                    format!(
+                        "weight {w} of scoring group `{name}` must be above 0 and at most {}",
+                        check::MAX_WEIGHT
+                    ),
                     None,
                 );
                 ok = false;

@@ -23,7 +23,53 @@ use super::{
     Span, TOP, Validator,
 };
 
+/// The most points a range query may ask per series: Prometheus, canaryd's only kind of
+/// source, refuses more than 11,000 (`window / step + 1`, both ends included), so a check over
+/// that would fail every analysis with a backend error.
+pub const MAX_POINTS_PER_SERIES: u128 = 11_000;
+/// The largest weight of a check or a scoring group: weights are relative, and a sum of huge
+/// ones overflows to infinity, which would make the score NaN.
+pub const MAX_WEIGHT: f64 = 1_000_000.0;
+/// The largest `tolerance` of a relative check (1000 = the canary 1001 times the baseline): past
+/// it `baseline * (1 + tolerance)` can overflow to infinity, a limit nothing fails.
+pub const MAX_RELATIVE_TOLERANCE: f64 = 1000.0;
+
 impl Validator<'_> {
+    /// Whether a `window` at `step` fits the backend's point limit; else a problem at `step`.
+    fn points_per_series(
+        &mut self,
+        step_value: &Spanned<String>,
+        window: Duration,
+        step: Duration,
+        shown: &str,
+    ) -> bool {
+        let points = window.as_millis() / step.as_millis().max(1) + 1;
+        if points <= MAX_POINTS_PER_SERIES {
+            return true;
+        }
+        // The shortest step that fits, rounded up to whole seconds once it is one or more.
+        let min_ms = window.as_millis().div_ceil(MAX_POINTS_PER_SERIES - 1);
+        let min_ms = if min_ms >= 1000 {
+            min_ms.div_ceil(1000) * 1000
+        } else {
+            min_ms
+        };
+        let min_step = Duration::from_millis(u64::try_from(min_ms).unwrap_or(u64::MAX));
+        self.err(
+            step_value.span(),
+            format!(
+                "window {} at step {} of {shown} is {points} points per series; Prometheus answers at most {MAX_POINTS_PER_SERIES}",
+                duration::format(window),
+                duration::format(step),
+            ),
+            Some(format!(
+                "use a step of at least {} for this window, or a shorter window",
+                duration::format(min_step)
+            )),
+        );
+        false
+    }
+
     pub(super) fn checks(&mut self, raw: &RawRule) -> Option<Vec<(CheckRule, Trigger)>> {
         for (name, template) in &raw.templates {
             let t = template.get_ref();
@@ -211,13 +257,13 @@ impl Validator<'_> {
             None => Some(1.0),
             Some(w) => {
                 let x = *w.get_ref();
-                if x.is_finite() && x > 0.0 {
+                if x.is_finite() && x > 0.0 && x <= MAX_WEIGHT {
                     Some(x)
                 } else {
                     self.err(
                         w.span(),
-                        format!("weight {x} of {shown} must be above 0"),
-                        None,
+                        format!("weight {x} of {shown} must be above 0 and at most {MAX_WEIGHT}"),
+                        Some("weights are relative to each other: 1 and 3 weigh as 0.1 and 0.3; larger ones could overflow the score".into()),
                     );
                     None
                 }
@@ -249,7 +295,8 @@ impl Validator<'_> {
                         );
                         None
                     }
-                    _ => Some(d),
+                    Some(w) => self.points_per_series(st, w, d, &shown).then_some(d),
+                    None => Some(d),
                 }),
         };
         let queries = kind_word.and_then(|_| self.queries(c, at, &shown, counts, has_label));
@@ -330,14 +377,14 @@ impl Validator<'_> {
         )?;
         let x = *value.get_ref();
         let in_range = match kind {
-            "relative" => x.is_finite() && x >= 0.0,
+            "relative" => (0.0..=MAX_RELATIVE_TOLERANCE).contains(&x),
             "error-rate" | "error-rate-absolute" => (0.0..=1.0).contains(&x),
             _ => x.is_finite(),
         };
         if !in_range {
             let hint = match kind {
                 "relative" => {
-                    "a fraction of the baseline at or above 0: 0.10 = 10% worse, 1.0 = twice the baseline"
+                    "a fraction of the baseline from 0 to at most 1000: 0.10 = 10% worse, 1.0 = twice the baseline (a larger one would overflow and never fail)"
                 }
                 "trend" => "a finite slope per minute",
                 "absolute" => "a finite number on the metric's own scale",
