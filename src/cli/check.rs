@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use crate::cli::USAGE_ERROR;
 use crate::config;
-use crate::rules::{self, KnownNames, Problem};
+use crate::rules::{self, KnownNames, Problem, Warning};
 
 /// Where the daemon config is when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "/etc/canaryd/canaryd.toml";
@@ -36,12 +36,20 @@ pub fn run(args: CheckArgs) -> ExitCode {
     for problem in &report.problems {
         println!("{problem}");
     }
+    for warning in &report.warnings {
+        println!("{warning}");
+    }
     let mut bad_files: Vec<&Path> = report.problems.iter().map(|p| p.path.as_path()).collect();
     bad_files.sort();
     bad_files.dedup();
     println!(
         "{}",
-        summary(report.files, report.problems.len(), bad_files.len())
+        summary(
+            report.files,
+            report.problems.len(),
+            bad_files.len(),
+            report.warnings.len()
+        )
     );
     if report.problems.is_empty() {
         ExitCode::SUCCESS
@@ -57,6 +65,8 @@ pub struct Report {
     pub files: usize,
     /// The config's problems, then the rule files', in file order.
     pub problems: Vec<Problem>,
+    /// Warnings about valid rule files: printed, but they do not fail the check.
+    pub warnings: Vec<Warning>,
 }
 
 /// Check the daemon config (`None`: the default one, if it exists) and the rule files at
@@ -84,12 +94,13 @@ pub fn check(config: Option<&Path>, paths: Vec<PathBuf>) -> Result<Report, Strin
             eprintln!("note: no *.toml files in {}", dir.display());
         }
     }
-    let (_rules, rule_problems) = rules::validate_texts(&texts, &config.known);
+    let validated = rules::validate_texts(&texts, &config.known);
     let mut problems = config.problems;
-    problems.extend(rule_problems);
+    problems.extend(validated.problems);
     Ok(Report {
         files: texts.len(),
         problems,
+        warnings: validated.warnings,
     })
 }
 
@@ -150,8 +161,8 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(USAGE_ERROR)
 }
 
-/// "3 rule files checked, 2 problems in 1 file".
-pub fn summary(files: usize, problems: usize, bad_files: usize) -> String {
+/// "3 rule files checked, 2 problems in 1 file", then ", 1 warning" if there are any.
+pub fn summary(files: usize, problems: usize, bad_files: usize, warnings: usize) -> String {
     let plural = |n: usize, word: &str| {
         if n == 1 {
             format!("{n} {word}")
@@ -160,7 +171,7 @@ pub fn summary(files: usize, problems: usize, bad_files: usize) -> String {
         }
     };
     let checked = format!("{} checked", plural(files, "rule file"));
-    if problems == 0 {
+    let found = if problems == 0 {
         format!("{checked}, no problems")
     } else {
         format!(
@@ -168,6 +179,11 @@ pub fn summary(files: usize, problems: usize, bad_files: usize) -> String {
             plural(problems, "problem"),
             plural(bad_files, "file")
         )
+    };
+    if warnings == 0 {
+        found
+    } else {
+        format!("{found}, {}", plural(warnings, "warning"))
     }
 }
 
@@ -178,11 +194,22 @@ mod tests {
     #[test]
     fn summary_counts_with_plurals() {
         assert_eq!(
-            summary(3, 2, 1),
+            summary(3, 2, 1, 0),
             "3 rule files checked, 2 problems in 1 file"
         );
-        assert_eq!(summary(1, 1, 1), "1 rule file checked, 1 problem in 1 file");
-        assert_eq!(summary(2, 0, 0), "2 rule files checked, no problems");
-        assert_eq!(summary(0, 0, 0), "0 rule files checked, no problems");
+        assert_eq!(
+            summary(1, 1, 1, 0),
+            "1 rule file checked, 1 problem in 1 file"
+        );
+        assert_eq!(summary(2, 0, 0, 0), "2 rule files checked, no problems");
+        assert_eq!(summary(0, 0, 0, 0), "0 rule files checked, no problems");
+        assert_eq!(
+            summary(2, 0, 0, 1),
+            "2 rule files checked, no problems, 1 warning"
+        );
+        assert_eq!(
+            summary(3, 1, 1, 2),
+            "3 rule files checked, 1 problem in 1 file, 2 warnings"
+        );
     }
 }

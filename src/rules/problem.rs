@@ -1,6 +1,6 @@
 //! Problems found in rule files, and where they are: what a user reads from `canaryd check`.
 //!
-//! This module owns the `Problem` type, turning byte offsets into line:column, and the
+//! This module owns the `Problem` and `Warning` types, turning byte offsets into line:column, and the
 //! "did you mean" suggestions. It reads no files.
 
 use std::fmt;
@@ -37,17 +37,35 @@ impl Problem {
     }
 }
 
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Problem {
+    /// `path:line:col: LABEL: message` and the hint on the next line.
+    fn write(&self, f: &mut fmt::Formatter<'_>, label: &str) -> fmt::Result {
         write!(f, "{}", self.path.display())?;
         if let Some(loc) = self.location {
             write!(f, ":{}:{}", loc.line, loc.column)?;
         }
-        write!(f, ": error: {}", self.message)?;
+        write!(f, ": {label}: {}", self.message)?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, "error")
+    }
+}
+
+/// Something in a valid rule file that loads and runs but most likely not as meant (a last
+/// stage that no check can judge): `canaryd check` prints it and still exits 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning(pub Problem);
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f, "warning")
     }
 }
 
