@@ -30,8 +30,8 @@ canary = "v2"
 
 [[checks]]
 name = "latency"
-kind = "relative"
-tolerance = 0.1
+kind = "absolute"
+threshold = 0.5
 query = 'sum(rate(x{version="{{side}}"}[{{step}}]))'
 window = "5m"
 TOML
