@@ -1,15 +1,19 @@
-//! `canaryd check [PATH...]`: validate rule files and print every problem with its position.
+//! `canaryd check [PATH...]`: validate the daemon config and rule files and print every problem
+//! with its position.
 //!
-//! It reads the daemon config (for `rules_dir` and the names rule files may refer to) and the
-//! rule files, hands them to `rules`, and prints. Exit 0 when every file is valid, 1 when any
-//! problem was found, 3 when the config or a path cannot be read. It changes nothing.
+//! It loads the daemon config exactly as `canaryd serve` does (`config::load`: environment
+//! overrides and validation included, so it accepts what `serve` accepts), then the rule files
+//! against the config's names, hands them to `rules`, and prints. Exit 0 when everything is
+//! valid, 1 when any problem was found, 3 when the config or a path cannot be read. It changes
+//! nothing.
 
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::cli::USAGE_ERROR;
-use crate::rules::{self, KnownNames};
+use crate::config;
+use crate::rules::{self, KnownNames, Problem, Warning};
 
 /// Where the daemon config is when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "/etc/canaryd/canaryd.toml";
@@ -25,62 +29,131 @@ pub struct CheckArgs {
 
 /// Run `canaryd check`.
 pub fn run(args: CheckArgs) -> ExitCode {
-    let (known, rules_dir) = match load_known(args.config.as_deref()) {
-        Ok(found) => found,
+    let report = match check(args.config.as_deref(), args.paths) {
+        Ok(report) => report,
         Err(message) => return usage_error(&message),
     };
-    let paths = if args.paths.is_empty() {
-        match rules_dir {
-            Some(dir) => vec![dir],
-            None => {
-                return usage_error(
-                    "no rule files given and no `rules_dir` in the config; name files or directories to check",
-                );
-            }
-        }
-    } else {
-        args.paths
-    };
-    let texts = match rules::rule_files(&paths).and_then(|files| rules::read_rule_files(&files)) {
-        Ok(texts) => texts,
-        Err(problem) => return usage_error(&problem.to_string()),
-    };
-    for dir in paths.iter().filter(|p| p.is_dir()) {
-        if !texts.iter().any(|t| t.path.starts_with(dir)) {
-            eprintln!("note: no *.toml files in {}", dir.display());
-        }
-    }
-    let (_rules, problems) = rules::validate_texts(&texts, &known);
-    for problem in &problems {
+    for problem in &report.problems {
         println!("{problem}");
     }
-    let mut bad_files: Vec<&Path> = problems.iter().map(|p| p.path.as_path()).collect();
+    for warning in &report.warnings {
+        println!("{warning}");
+    }
+    let mut bad_files: Vec<&Path> = report.problems.iter().map(|p| p.path.as_path()).collect();
     bad_files.sort();
     bad_files.dedup();
-    println!("{}", summary(texts.len(), problems.len(), bad_files.len()));
-    if problems.is_empty() {
+    println!(
+        "{}",
+        summary(
+            report.files,
+            report.problems.len(),
+            bad_files.len(),
+            report.warnings.len()
+        )
+    );
+    if report.problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
 }
 
-/// The names to check against and the config's `rules_dir`. Without `--config`, a missing
-/// default config means names are not checked (said on stderr); any other failure is an error.
-fn load_known(config: Option<&Path>) -> Result<(KnownNames, Option<PathBuf>), String> {
-    let (path, explicit) = match config {
+/// What `check` found.
+#[derive(Debug)]
+pub struct Report {
+    /// Rule files checked.
+    pub files: usize,
+    /// The config's problems, then the rule files', in file order.
+    pub problems: Vec<Problem>,
+    /// Warnings about valid rule files: printed, but they do not fail the check.
+    pub warnings: Vec<Warning>,
+}
+
+/// Check the daemon config (`None`: the default one, if it exists) and the rule files at
+/// `paths` (none: the config's `rules_dir`). `Err`: a usage error (unreadable config or path).
+pub fn check(config: Option<&Path>, paths: Vec<PathBuf>) -> Result<Report, String> {
+    let config = load_config(config)?;
+    let paths = if paths.is_empty() {
+        match config.rules_dir {
+            Some(dir) => vec![dir],
+            None if !config.problems.is_empty() => Vec::new(),
+            None => {
+                return Err(
+                    "no rule files given and no `rules_dir` in the config; name files or directories to check".into(),
+                );
+            }
+        }
+    } else {
+        paths
+    };
+    let texts = rules::rule_files(&paths)
+        .and_then(|files| rules::read_rule_files(&files))
+        .map_err(|problem| problem.to_string())?;
+    for dir in paths.iter().filter(|p| p.is_dir()) {
+        if !texts.iter().any(|t| t.path.starts_with(dir)) {
+            eprintln!("note: no *.toml files in {}", dir.display());
+        }
+    }
+    let validated = rules::validate_texts(&texts, &config.known);
+    let mut problems = config.problems;
+    problems.extend(validated.problems);
+    Ok(Report {
+        files: texts.len(),
+        problems,
+        warnings: validated.warnings,
+    })
+}
+
+/// What `check` takes from the daemon config.
+struct CheckedConfig {
+    /// The names rule files may refer to.
+    known: KnownNames,
+    rules_dir: Option<PathBuf>,
+    /// The config's own problems: exactly those that make `canaryd serve` refuse it.
+    problems: Vec<Problem>,
+}
+
+/// Load the daemon config the way `canaryd serve` does ([`config::load`]: the same parsing,
+/// environment overrides and validation), keeping its problems to print. A config with
+/// problems still names sources, actuators, receivers and `rules_dir` when its shape can be
+/// read, so the rule files are checked against them too. Without `--config`, a missing default
+/// config means names are not checked (said on stderr). `Err`: the config cannot be read.
+fn load_config(path: Option<&Path>) -> Result<CheckedConfig, String> {
+    let (path, explicit) = match path {
         Some(path) => (path, true),
         None => (Path::new(DEFAULT_CONFIG), false),
     };
     if !explicit && !path.exists() {
         eprintln!(
-            "note: {DEFAULT_CONFIG} not found; source, actuator and receiver names are not checked (use --config PATH)"
+            "note: {DEFAULT_CONFIG} not found; the config is not checked and source, actuator and receiver names are not checked (use --config PATH)"
         );
-        return Ok((KnownNames::any(), None));
+        return Ok(CheckedConfig {
+            known: KnownNames::any(),
+            rules_dir: None,
+            problems: Vec::new(),
+        });
     }
-    rules::load_config_names(path)
-        .map(|names| (names.known, names.rules_dir))
-        .map_err(|e| e.to_string())
+    match config::load(path) {
+        Ok(config) => Ok(CheckedConfig {
+            known: config.known_names(),
+            rules_dir: Some(config.rules_dir),
+            problems: Vec::new(),
+        }),
+        Err(error) => {
+            let Some(problems) = error.problems() else {
+                return Err(error.to_string());
+            };
+            let (known, rules_dir) = match rules::load_config_names(path) {
+                Ok(names) => (names.known, names.rules_dir),
+                Err(_) => (KnownNames::any(), None),
+            };
+            Ok(CheckedConfig {
+                known,
+                rules_dir,
+                problems,
+            })
+        }
+    }
 }
 
 fn usage_error(message: &str) -> ExitCode {
@@ -88,8 +161,8 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(USAGE_ERROR)
 }
 
-/// "3 rule files checked, 2 problems in 1 file".
-pub fn summary(files: usize, problems: usize, bad_files: usize) -> String {
+/// "3 rule files checked, 2 problems in 1 file", then ", 1 warning" if there are any.
+pub fn summary(files: usize, problems: usize, bad_files: usize, warnings: usize) -> String {
     let plural = |n: usize, word: &str| {
         if n == 1 {
             format!("{n} {word}")
@@ -98,7 +171,7 @@ pub fn summary(files: usize, problems: usize, bad_files: usize) -> String {
         }
     };
     let checked = format!("{} checked", plural(files, "rule file"));
-    if problems == 0 {
+    let found = if problems == 0 {
         format!("{checked}, no problems")
     } else {
         format!(
@@ -106,6 +179,11 @@ pub fn summary(files: usize, problems: usize, bad_files: usize) -> String {
             plural(problems, "problem"),
             plural(bad_files, "file")
         )
+    };
+    if warnings == 0 {
+        found
+    } else {
+        format!("{found}, {}", plural(warnings, "warning"))
     }
 }
 
@@ -116,11 +194,22 @@ mod tests {
     #[test]
     fn summary_counts_with_plurals() {
         assert_eq!(
-            summary(3, 2, 1),
+            summary(3, 2, 1, 0),
             "3 rule files checked, 2 problems in 1 file"
         );
-        assert_eq!(summary(1, 1, 1), "1 rule file checked, 1 problem in 1 file");
-        assert_eq!(summary(2, 0, 0), "2 rule files checked, no problems");
-        assert_eq!(summary(0, 0, 0), "0 rule files checked, no problems");
+        assert_eq!(
+            summary(1, 1, 1, 0),
+            "1 rule file checked, 1 problem in 1 file"
+        );
+        assert_eq!(summary(2, 0, 0, 0), "2 rule files checked, no problems");
+        assert_eq!(summary(0, 0, 0, 0), "0 rule files checked, no problems");
+        assert_eq!(
+            summary(2, 0, 0, 1),
+            "2 rule files checked, no problems, 1 warning"
+        );
+        assert_eq!(
+            summary(3, 1, 1, 2),
+            "3 rule files checked, 1 problem in 1 file, 2 warnings"
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! `[receivers.*]` schema. Loading first parses the file with `toml`, so syntax errors and unknown
 //! keys are reported with file:line:column; then it applies `CANARYD__SECTION__KEY` environment
 //! overrides through the `config` crate (which loses positions, hence the first pass); then the
-//! pure [`Config::validate`] returns every remaining problem at once. It builds nothing (sources
+//! pure [`Config::validate`] (in `validate`) returns every remaining problem at once, each pointed
+//! at its key's line:column or at the variable that set it. `canaryd check` and `canaryd serve`
+//! both load through [`load`], so they accept exactly the same files. It builds nothing (sources
 //! and actuators are built by the daemon) and reads no file but the config itself.
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,8 +18,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::actuator::ActuatorConfig;
-use crate::rules::{KnownNames, SourceText};
-use crate::source::{PrometheusConfig, PrometheusSource};
+use crate::rules::{KnownNames, Problem, SourceText};
+use crate::source::PrometheusConfig;
+
+mod validate;
+pub use validate::{ConfigProblem, MAX_CONCURRENT_QUERIES};
 
 /// Where `canaryd serve` looks for its config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/canaryd/canaryd.toml";
@@ -183,21 +188,41 @@ pub enum ConfigError {
         vars: String,
         message: String,
     },
-    /// Every problem [`Config::validate`] found.
+    /// Every problem [`Config::validate`] found, each with its position or variable.
     #[error("{}", Problems(path, problems))]
     Invalid {
         path: PathBuf,
-        problems: Vec<String>,
+        problems: Vec<Problem>,
     },
 }
 
-struct Problems<'a>(&'a Path, &'a [String]);
+impl ConfigError {
+    /// What `canaryd check` prints: every problem, each with the config's path; `None` when the
+    /// file could not be read at all.
+    pub fn problems(&self) -> Option<Vec<Problem>> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Parse(problem) => Some(vec![problem.clone()]),
+            ConfigError::Override {
+                path,
+                vars,
+                message,
+            } => Some(vec![Problem::file(
+                path,
+                format!("with the environment overrides {vars}: {message}"),
+            )]),
+            ConfigError::Invalid { problems, .. } => Some(problems.clone()),
+        }
+    }
+}
+
+struct Problems<'a>(&'a Path, &'a [Problem]);
 
 impl fmt::Display for Problems<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "config {} is not valid:", self.0.display())?;
         for p in self.1 {
-            write!(f, "\n  - {p}")?;
+            write!(f, "\n  {p}")?;
         }
         Ok(())
     }
@@ -210,7 +235,30 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         source,
     })?;
     let env: HashMap<String, String> = std::env::vars().collect();
-    parse(path, &text, &env)
+    let config = parse(path, &text, &env)?;
+    // The daemon reads the token file at start and refuses to start without it: so does this.
+    if let Err(e) = crate::api::auth::Tokens::load(config.server.token_file.as_deref()) {
+        let problem = ConfigProblem {
+            key: vec!["server".into(), "token_file".into()],
+            message: e.to_string(),
+            hint: Some(
+                "create it with `canaryd token new NAME --role admin`, or remove the key".into(),
+            ),
+        };
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: validate::locate(path, &text, &overrides(&env), vec![problem]),
+        });
+    }
+    Ok(config)
+}
+
+/// The `CANARYD__*` variables of `env`.
+fn overrides(env: &HashMap<String, String>) -> HashMap<String, String> {
+    env.iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}")))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Parse config text, apply the `CANARYD__*` overrides found in `env`, and validate. Pure.
@@ -225,11 +273,7 @@ pub fn parse(
         ConfigError::Parse(src.problem(e.span(), e.message().trim().to_string(), None))
     })?;
     // Stage 2: overrides.
-    let overrides: HashMap<String, String> = env
-        .iter()
-        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}")))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let overrides = overrides(env);
     let config = if overrides.is_empty() {
         from_file
     } else {
@@ -248,79 +292,35 @@ pub fn parse(
                     .prefix_separator(ENV_SEPARATOR)
                     .separator(ENV_SEPARATOR)
                     .try_parsing(true)
-                    .source(Some(overrides.into_iter().collect())),
+                    .source(Some(overrides.clone().into_iter().collect())),
             )
             .build()
             .map_err(|e| fail(e.to_string()))?
             .try_deserialize::<Config>()
             .map_err(|e| fail(e.to_string()))?
     };
-    // Stage 3: meaning.
-    config.validate().map_err(|problems| ConfigError::Invalid {
+    // Stage 3: meaning, each problem pointed at its key (or the variable that set it).
+    let mut problems = config.validate().err().unwrap_or_default();
+    // `RUST_LOG`, when set, replaces `[log] level` (see `crate::logging`).
+    if let Some(filter) = env.get("RUST_LOG").filter(|f| !f.trim().is_empty())
+        && let Err((message, hint)) = validate::log_filter(filter)
+    {
+        problems.push(ConfigProblem {
+            key: Vec::new(),
+            message: format!("RUST_LOG = {filter:?}, which replaces `log.level`: {message}"),
+            hint: Some(hint),
+        });
+    }
+    if problems.is_empty() {
+        return Ok(config);
+    }
+    Err(ConfigError::Invalid {
         path: path.to_path_buf(),
-        problems,
-    })?;
-    Ok(config)
+        problems: validate::locate(path, text, &overrides, problems),
+    })
 }
 
 impl Config {
-    /// Every problem with the settings at once; `Ok` when the daemon can run with them.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
-        if self.state_dir.as_os_str().is_empty() {
-            problems.push("`state_dir` is empty: give the directory for the state database".into());
-        }
-        if self.rules_dir.as_os_str().is_empty() {
-            problems.push("`rules_dir` is empty: give the directory of the rule files".into());
-        }
-        if let Some(file) = &self.emergency_stop_file
-            && file.as_os_str().is_empty()
-        {
-            problems.push("`emergency_stop_file` is empty: remove the key or give a path".into());
-        }
-        if self.scheduler.max_concurrent_queries == 0 {
-            problems.push("`scheduler.max_concurrent_queries` must be at least 1".into());
-        }
-        if self.scheduler.backend_error_limit == 0 {
-            problems.push("`scheduler.backend_error_limit` must be at least 1".into());
-        }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            problems.push(format!(
-                "`log.level` = {:?} is not a valid filter ({e}); use e.g. \"info\" or \"canaryd=debug,info\"",
-                self.log.level
-            ));
-        }
-        if let Some(url) = &self.server.public_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            problems.push(format!(
-                "`server.public_url` = {url:?} must start with http:// or https://"
-            ));
-        }
-        for (name, source) in &self.sources {
-            match source {
-                SourceConfig::Prometheus(c) => {
-                    if let Err(e) = PrometheusSource::new(name.clone(), c) {
-                        problems.push(format!("[sources.{name}]: {e}"));
-                    }
-                }
-            }
-        }
-        for (name, actuator) in &self.actuators {
-            if let Err(e) = crate::actuator::validate(name, actuator) {
-                problems.push(format!("[actuators.{name}]: {e}"));
-            }
-        }
-        for (name, receiver) in &self.receivers {
-            problems.extend(receiver.validate(name).into_iter().map(|e| e.to_string()));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
-    }
-
     /// The names rule files may refer to.
     pub fn known_names(&self) -> KnownNames {
         KnownNames::new(

@@ -145,3 +145,74 @@ fn the_shipped_config_is_valid() {
     assert!(c.server.listen.ip().is_loopback());
     assert!(c.emergency_stop_file.is_some());
 }
+
+#[test]
+fn validation_problems_point_at_the_key_or_name_the_variable_that_set_it() {
+    let text = format!("{MINIMAL}\n[scheduler]\nbackend_error_limit = 0\n");
+    let err = parse(Path::new("c.toml"), &text, &no_env()).unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &err else {
+        panic!("{err}");
+    };
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("backend_error_limit"))
+        .unwrap()
+        + 1;
+    assert_eq!(problems.len(), 1, "{err}");
+    assert_eq!(
+        problems[0].location,
+        Some(crate::rules::Location { line, column: 23 })
+    );
+    // A table's problem points at its header.
+    let text = MINIMAL.replace("http://127.0.0.1:9090", "not a url");
+    let err = parse(Path::new("c.toml"), &text, &no_env()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("c.toml:8:10: error: [sources.prometheus]"),
+        "{msg}"
+    );
+    // Set from the environment: no position in the file, the variable instead.
+    let e = env(&[("CANARYD__SCHEDULER__BACKEND_ERROR_LIMIT", "0")]);
+    let err = parse(Path::new("c.toml"), MINIMAL, &e).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("c.toml: error: `scheduler.backend_error_limit` must be at least 1 (set by CANARYD__SCHEDULER__BACKEND_ERROR_LIMIT)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_bad_rust_log_is_a_problem_since_it_replaces_the_level() {
+    let e = env(&[("RUST_LOG", "canaryd=[")]);
+    let msg = parse(Path::new("c.toml"), MINIMAL, &e)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("RUST_LOG"), "{msg}");
+}
+
+#[test]
+fn log_filters_must_name_known_levels() {
+    for good in [
+        "info",
+        "WARN",
+        "off",
+        "canaryd=debug,info",
+        "canaryd::daemon=trace, warn",
+    ] {
+        assert_eq!(validate::log_filter(good), Ok(()), "{good}");
+    }
+    for (bad, word) in [
+        ("eror", "`eror` is not a log level"),
+        ("canaryd", "`canaryd` is not a log level"),
+        ("canaryd=verbose", "`verbose` is not a log level"),
+        ("info,warning", "`warning` is not a log level"),
+        ("", "empty"),
+    ] {
+        let (message, hint) = validate::log_filter(bad).unwrap_err();
+        assert!(message.contains(word), "{bad}: {message}");
+        assert!(
+            hint.contains("`trace`, `debug`, `info`, `warn`, `error`, `off`"),
+            "{hint}"
+        );
+    }
+}

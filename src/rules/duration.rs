@@ -1,6 +1,6 @@
 //! Human durations in rule files: "30s", "5m", "1h30m", "2d", "250ms".
 //!
-//! This module owns parsing them and writing them back in the same form (which is also the form
+//! This module owns parsing them (at most a year: [`MAX`]) and writing them back in the same form (which is also the form
 //! Prometheus range selectors accept, so a check's `{{window}}` renders with [`format`]).
 
 use std::time::Duration;
@@ -19,14 +19,25 @@ pub enum DurationError {
     UnknownUnit { text: String, unit: String },
     #[error("units in `{0}` must go from largest to smallest, each once")]
     UnitOrder(String),
-    #[error("`{0}` is too long")]
+    #[error("`{0}` is longer than {MAX_TEXT}, the longest duration canaryd accepts")]
     Overflow(String),
 }
+
+/// The longest duration accepted anywhere (rule files and the daemon config): a year. Every
+/// time computed from one (`now - window`, a deadline, a timer) then stays far inside the range
+/// of chrono's dates and tokio's timers, which panic beyond theirs.
+pub const MAX: Duration = Duration::from_secs(365 * 86_400);
+const MAX_TEXT: &str = "365d";
 
 impl DurationError {
     /// What to write instead.
     pub fn hint(&self) -> &'static str {
-        "write a number and a unit, largest unit first: `30s`, `5m`, `1h30m`, `2d` (units: ms, s, m, h, d)"
+        match self {
+            DurationError::Overflow(_) => "durations are at most 365d (a year)",
+            _ => {
+                "write a number and a unit, largest unit first: `30s`, `5m`, `1h30m`, `2d` (units: ms, s, m, h, d)"
+            }
+        }
     }
 }
 
@@ -39,7 +50,8 @@ const UNITS: [(&str, u64); 5] = [
     ("ms", 1),
 ];
 
-/// Parse "30s", "5m", "1h30m", "2d", "1500ms". Zero ("0s") is allowed; a bare number is not.
+/// Parse "30s", "5m", "1h30m", "2d", "1500ms". Zero ("0s") is allowed; a bare number is not;
+/// longer than [`MAX`] is [`DurationError::Overflow`].
 pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if s.is_empty() {
@@ -84,6 +96,7 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
         total_ms = number
             .checked_mul(UNITS[rank].1)
             .and_then(|ms| total_ms.checked_add(ms))
+            .filter(|ms| u128::from(*ms) <= MAX.as_millis())
             .ok_or_else(|| DurationError::Overflow(s.to_string()))?;
     }
     Ok(Duration::from_millis(total_ms))
@@ -170,6 +183,14 @@ mod tests {
             parse("999999999999999d"),
             Err(DurationError::Overflow(_))
         ));
+        // A year is the most: `99999999d` used to pass and panic every analysis (`now - window`).
+        assert_eq!(parse("365d"), Ok(MAX));
+        assert_eq!(parse("364d23h59m59s1000ms"), Ok(MAX));
+        for long in ["99999999d", "366d", "365d1ms", "8761h", "31536000001ms"] {
+            let err = parse(long).unwrap_err();
+            assert_eq!(err, DurationError::Overflow(long.into()));
+            assert!(err.to_string().contains("365d"), "{err}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod duration;
+pub mod lint;
 pub mod model;
 pub mod problem;
 pub mod raw;
@@ -24,7 +25,7 @@ pub use config::{ConfigError, ConfigNames, KnownNames, NameKind, load_config_nam
 pub use model::{
     CheckRule, Queries, RolloutRule, Route, Schedule, ScoreGroup, Scoring, Side, Sides, render,
 };
-pub use problem::{Location, Problem, SourceText};
+pub use problem::{Location, Problem, SourceText, Warning};
 pub use validate::validate;
 
 /// One rule file's path and text.
@@ -40,6 +41,15 @@ pub fn parse_rule(
     text: &str,
     known: &KnownNames,
 ) -> Result<RolloutRule, Vec<Problem>> {
+    parse_rule_with_warnings(path, text, known).0
+}
+
+/// [`parse_rule`], and the [`lint::warnings`] of a valid file (none for an invalid one).
+pub fn parse_rule_with_warnings(
+    path: &Path,
+    text: &str,
+    known: &KnownNames,
+) -> (Result<RolloutRule, Vec<Problem>>, Vec<Warning>) {
     let src = SourceText::new(path, text);
     let to_problems = |errors: Vec<raw::ShapeError>| -> Vec<Problem> {
         errors
@@ -48,30 +58,57 @@ pub fn parse_rule(
             .collect()
     };
     match raw::parse(text) {
-        raw::Shape::Broken(errors) => Err(to_problems(errors)),
+        raw::Shape::Broken(errors) => (Err(to_problems(errors)), Vec::new()),
         raw::Shape::Parsed { raw, unknown_keys } => {
             let mut problems = to_problems(unknown_keys);
-            match validate(&raw, src, known) {
-                Ok(rule) if problems.is_empty() => Ok(rule),
-                Ok(_) => Err(problems),
+            match validate(&raw, &src, known) {
+                Ok(rule) if problems.is_empty() => {
+                    let warnings = lint::warnings(&raw, &rule, &src);
+                    (Ok(rule), warnings)
+                }
+                Ok(_) => (Err(problems), Vec::new()),
                 Err(more) => {
                     problems.extend(more);
                     problems.sort_by_key(|p| p.location);
-                    Err(problems)
+                    (Err(problems), Vec::new())
                 }
             }
         }
     }
 }
 
+/// What validating several rule files found.
+#[derive(Debug, Default)]
+pub struct Validated {
+    /// The rollouts of the valid files, in file order.
+    pub rules: Vec<RolloutRule>,
+    /// The problems of the others, in file order.
+    pub problems: Vec<Problem>,
+    /// The warnings of the valid files, in file order.
+    pub warnings: Vec<Warning>,
+}
+
 /// Validate several rule files together: each on its own, then rollout names across files.
-///
-/// Returns the rollouts of the valid files and the problems of the others, in file order.
-pub fn validate_texts(files: &[RuleText], known: &KnownNames) -> (Vec<RolloutRule>, Vec<Problem>) {
-    let parsed = parse_all(files, |file| parse_rule(&file.path, &file.text, known));
-    keep_unique(files.iter().map(|f| f.path.as_path()).zip(parsed), |i| {
+pub fn validate_texts(files: &[RuleText], known: &KnownNames) -> Validated {
+    let parsed = parse_all(files, |file| {
+        parse_rule_with_warnings(&file.path, &file.text, known)
+    });
+    let mut warnings = Vec::new();
+    let parsed: Vec<_> = parsed
+        .into_iter()
+        .map(|(rule, found)| {
+            warnings.extend(found);
+            rule
+        })
+        .collect();
+    let (rules, problems) = keep_unique(files.iter().map(|f| f.path.as_path()).zip(parsed), |i| {
         Some(Cow::Borrowed(files[i].text.as_str()))
-    })
+    });
+    Validated {
+        rules,
+        problems,
+        warnings,
+    }
 }
 
 /// The valid rules of `parsed` (in order) whose rollout names were not seen in an earlier

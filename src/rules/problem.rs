@@ -1,11 +1,12 @@
 //! Problems found in rule files, and where they are: what a user reads from `canaryd check`.
 //!
-//! This module owns the `Problem` type, turning byte offsets into line:column, and the
+//! This module owns the `Problem` and `Warning` types, turning byte offsets into line:column, and the
 //! "did you mean" suggestions. It reads no files.
 
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// A line and column in a file, both counted from 1; the column counts characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,13 +37,14 @@ impl Problem {
     }
 }
 
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Problem {
+    /// `path:line:col: LABEL: message` and the hint on the next line.
+    fn write(&self, f: &mut fmt::Formatter<'_>, label: &str) -> fmt::Result {
         write!(f, "{}", self.path.display())?;
         if let Some(loc) = self.location {
             write!(f, ":{}:{}", loc.line, loc.column)?;
         }
-        write!(f, ": error: {}", self.message)?;
+        write!(f, ": {label}: {}", self.message)?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }
@@ -50,16 +52,93 @@ impl fmt::Display for Problem {
     }
 }
 
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, "error")
+    }
+}
+
+/// Something in a valid rule file that loads and runs but most likely not as meant (a last
+/// stage that no check can judge): `canaryd check` prints it and still exits 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning(pub Problem);
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f, "warning")
+    }
+}
+
 /// One rule file's text, to turn spans into locations.
-#[derive(Debug, Clone, Copy)]
+///
+/// The first lookup indexes the text once (line starts, and for non-ASCII text the number of
+/// characters before every [`CHAR_CHECKPOINT`] bytes); each lookup is then a binary search, so
+/// reporting one problem per line of a 20,000-stage file costs O(n log n), not O(n²).
+#[derive(Debug, Clone)]
 pub struct SourceText<'a> {
     pub path: &'a Path,
     pub text: &'a str,
+    index: OnceLock<LineIndex>,
+}
+
+/// Byte spacing of the character-count checkpoints of a non-ASCII text.
+const CHAR_CHECKPOINT: usize = 4096;
+
+#[derive(Debug, Clone)]
+struct LineIndex {
+    /// The byte offset where each line starts; the first is 0.
+    line_starts: Vec<usize>,
+    /// For a non-ASCII text, the characters before byte `i * CHAR_CHECKPOINT` (each a char
+    /// boundary or the next one after it); empty for ASCII text, where bytes are characters.
+    chars_before: Vec<(usize, usize)>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut line_starts = vec![0];
+        line_starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        let mut chars_before = Vec::new();
+        if !text.is_ascii() {
+            let (mut at, mut chars) = (0, 0);
+            while at < text.len() {
+                chars_before.push((at, chars));
+                let mut next = (at + CHAR_CHECKPOINT).min(text.len());
+                while !text.is_char_boundary(next) {
+                    next += 1;
+                }
+                chars += text[at..next].chars().count();
+                at = next;
+            }
+        }
+        LineIndex {
+            line_starts,
+            chars_before,
+        }
+    }
+
+    /// Characters before byte `offset` (a char boundary).
+    fn chars_before(&self, text: &str, offset: usize) -> usize {
+        if self.chars_before.is_empty() {
+            return offset;
+        }
+        let i = self.chars_before.partition_point(|(at, _)| *at <= offset) - 1;
+        let (at, chars) = self.chars_before[i];
+        chars + text[at..offset].chars().count()
+    }
 }
 
 impl<'a> SourceText<'a> {
     pub fn new(path: &'a Path, text: &'a str) -> Self {
-        SourceText { path, text }
+        SourceText {
+            path,
+            text,
+            index: OnceLock::new(),
+        }
     }
 
     /// The line and column of a byte offset (clamped to the text).
@@ -68,10 +147,11 @@ impl<'a> SourceText<'a> {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        let index = self.index.get_or_init(|| LineIndex::new(self.text));
+        let line = index.line_starts.partition_point(|start| *start <= offset);
+        let line_start = index.line_starts[line - 1];
+        let column =
+            index.chars_before(self.text, offset) - index.chars_before(self.text, line_start) + 1;
         Location { line, column }
     }
 
@@ -152,6 +232,47 @@ mod tests {
         let eq = text.rfind('=').unwrap();
         assert_eq!(src.locate(eq), Location { line: 2, column: 4 });
         assert_eq!(src.locate(10_000).line, 3);
+    }
+
+    #[test]
+    fn locations_in_long_non_ascii_text_count_characters_across_checkpoints() {
+        // Lines of 3,000 bytes mixing one- and two-byte characters, so that checkpoints fall
+        // inside lines and sometimes inside a character.
+        let line = format!("{}{}\n", "é".repeat(1000), "x".repeat(1000));
+        let text = line.repeat(20);
+        let src = SourceText::new(Path::new("x.toml"), &text);
+        for l in [0usize, 1, 7, 19] {
+            let start = l * line.len();
+            assert_eq!(
+                src.locate(start),
+                Location {
+                    line: l + 1,
+                    column: 1
+                }
+            );
+            assert_eq!(
+                src.locate(start + 2000),
+                Location {
+                    line: l + 1,
+                    column: 1001
+                }
+            );
+            assert_eq!(
+                src.locate(start + 2999),
+                Location {
+                    line: l + 1,
+                    column: 2000
+                }
+            );
+            // Inside a two-byte character: its start.
+            assert_eq!(
+                src.locate(start + 3),
+                Location {
+                    line: l + 1,
+                    column: 2
+                }
+            );
+        }
     }
 
     #[test]

@@ -733,7 +733,11 @@ fn rollout_names_are_unique_across_files() {
             text: GOOD.into(),
         },
     ];
-    let (rules, found) = validate_texts(&files, &known());
+    let Validated {
+        rules,
+        problems: found,
+        ..
+    } = validate_texts(&files, &known());
     assert_eq!(rules.len(), 1);
     assert_eq!(found.len(), 1);
     assert_eq!(

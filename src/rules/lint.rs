@@ -1,0 +1,144 @@
+//! Warnings about valid rule files: what loads and runs, but most likely not as its author meant.
+//!
+//! This module owns the warnings `canaryd check` prints (and still exits 0 on). It is pure: it
+//! reads a validated [`RolloutRule`] and the raw shapes it came from (for positions), never
+//! refuses anything (that is `validate`'s job) and changes nothing.
+
+use crate::judge::CheckKind;
+
+use super::model::RolloutRule;
+use super::problem::{SourceText, Warning};
+use super::raw::RawRule;
+
+/// Every warning about a rule file that passed validation.
+pub fn warnings(raw: &RawRule, rule: &RolloutRule, src: &SourceText<'_>) -> Vec<Warning> {
+    last_stage_unjudged(raw, rule, src).into_iter().collect()
+}
+
+/// Whether a check of this kind compares the canary with the baseline, and so can judge
+/// nothing once the baseline has no traffic (at weight 100).
+pub fn needs_baseline(kind: &CheckKind) -> bool {
+    match kind {
+        CheckKind::Relative { .. } | CheckKind::ErrorRate { .. } => true,
+        CheckKind::Absolute { .. }
+        | CheckKind::ErrorRateAbsolute { .. }
+        | CheckKind::Trend { .. } => false,
+    }
+}
+
+/// A plan whose last stage is at 100% while every check needs the baseline: at that stage the
+/// baseline gets no traffic, so no check can judge it and the canary runs unwatched.
+fn last_stage_unjudged(raw: &RawRule, rule: &RolloutRule, src: &SourceText<'_>) -> Option<Warning> {
+    let last = rule.plan.stages.last()?;
+    if last.weight < 100 || rule.checks.is_empty() {
+        return None;
+    }
+    if !rule.checks.iter().all(|c| needs_baseline(&c.spec.kind)) {
+        return None;
+    }
+    let at = raw.stages.last().map(|s| s.span());
+    let checks: Vec<String> = rule
+        .checks
+        .iter()
+        .map(|c| {
+            let kind = match c.spec.kind {
+                CheckKind::ErrorRate { .. } => "error-rate",
+                _ => "relative",
+            };
+            format!("`{}` is {kind}", c.spec.name)
+        })
+        .collect();
+    Some(Warning(src.problem(
+        at,
+        format!(
+            "the last stage `{}` runs at weight 100, where the baseline has no traffic, and every check compares with the baseline ({}): none can judge this stage",
+            last.name,
+            checks.join(", ")
+        ),
+        Some(
+            "add a check that judges the canary alone: kind = \"absolute\" (e.g. p99 <= 0.5 s), \"error-rate-absolute\" (e.g. errors <= 1%) or \"trend\""
+                .into(),
+        ),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::Aggregate;
+    use std::path::Path;
+
+    #[test]
+    fn only_relative_and_error_rate_checks_need_the_baseline() {
+        let cases = [
+            (CheckKind::Relative { tolerance: 0.1 }, true),
+            (CheckKind::ErrorRate { tolerance: 0.01 }, true),
+            (
+                CheckKind::Absolute {
+                    threshold: 0.5,
+                    aggregate: Aggregate::Mean,
+                },
+                false,
+            ),
+            (CheckKind::ErrorRateAbsolute { threshold: 0.01 }, false),
+            (
+                CheckKind::Trend {
+                    max_slope_per_minute: 1.0,
+                },
+                false,
+            ),
+        ];
+        for (kind, needs) in cases {
+            assert_eq!(needs_baseline(&kind), needs, "{kind:?}");
+        }
+    }
+
+    /// The warning for a rule file with these stage weights and check kinds, if any.
+    fn warned(weights: &[u8], kinds: &[&str]) -> Option<String> {
+        let mut text = String::from(
+            "[rollout]\nname = \"r\"\nteam = \"t\"\nsource = \"s\"\nactuator = \"a\"\n\
+             [analysis]\nevery = \"1m\"\n[sides]\nbaseline = \"v1\"\ncanary = \"v2\"\n",
+        );
+        for w in weights {
+            text += &format!("[[stages]]\nname = \"s{w}\"\nweight = {w}\n");
+        }
+        for (i, kind) in kinds.iter().enumerate() {
+            let param = match *kind {
+                "relative" | "error-rate" => "tolerance = 0.1",
+                "trend" => "max_slope_per_minute = 1.0",
+                _ => "threshold = 0.1",
+            };
+            let query = if kind.starts_with("error-rate") {
+                "errors_query = 'e{v=\"{{side}}\"}'\ntotal_query = 't{v=\"{{side}}\"}'"
+            } else {
+                "query = 'q{v=\"{{side}}\"}'"
+            };
+            text += &format!(
+                "[[checks]]\nname = \"c{i}\"\nkind = \"{kind}\"\n{param}\n{query}\nwindow = \"5m\"\n"
+            );
+        }
+        let known = crate::rules::KnownNames::any();
+        let (rule, warnings) =
+            crate::rules::parse_rule_with_warnings(Path::new("r.toml"), &text, &known);
+        rule.unwrap();
+        assert!(warnings.len() <= 1);
+        warnings.first().map(ToString::to_string)
+    }
+
+    #[test]
+    fn a_last_stage_at_100_is_warned_only_when_every_check_needs_the_baseline() {
+        let warning = warned(&[10, 100], &["relative", "error-rate"]).unwrap();
+        assert!(
+            warning.starts_with("r.toml:14:1: warning: the last stage `s100`"),
+            "{warning}"
+        );
+        for (weights, kinds) in [
+            (&[10, 50][..], &["relative"][..]),
+            (&[10, 100], &["relative", "absolute"]),
+            (&[100], &["error-rate-absolute"]),
+            (&[10, 100], &["trend", "error-rate"]),
+        ] {
+            assert_eq!(warned(weights, kinds), None, "{weights:?} {kinds:?}");
+        }
+    }
+}
