@@ -1,7 +1,8 @@
 //! The real `canaryd` binary: a kill -9 in the middle of a stage and a restart resume the same
 //! rollout with no audit record lost and no duplicate or contradicting actuation (counted by a
 //! webhook actuator this test serves); `CANARYD_EMERGENCY_STOP=true` at start holds every
-//! rollout at 0%; a config with an unknown key or a bad override fails with where and what.
+//! rollout at 0%; a config with an unknown key or a bad override fails with where and what; a
+//! second daemon on the same state directory refuses to start, naming the first one's pid.
 
 #[path = "support/prometheus.rs"]
 mod prometheus_support;
@@ -180,6 +181,78 @@ async fn emergency_stop_from_the_environment_holds_every_rollout_at_zero() {
         .await
         .unwrap();
     assert_eq!(status["active"], true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Wait at most `within` for `child` to exit; kill it and fail with `what` if it does not.
+fn exit_within(mut child: Child, within: Duration, what: &str) -> std::process::Output {
+    let deadline = std::time::Instant::now() + within;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            let log = String::from_utf8_lossy(&out.stderr);
+            let start = log.floor_char_boundary(log.len().saturating_sub(2000));
+            panic!(
+                "{what} still ran after {within:?}; its log ends:\n{}",
+                &log[start..]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_state_directory_refuses_naming_the_first() {
+    let (hook, _received) = serve_webhook().await;
+    let dir = temp_dir("twice");
+    let config = write_config(
+        &dir,
+        &format!("http://127.0.0.1:{}", free_port()),
+        &format!("http://{hook}/weights"),
+    );
+    write_rule(&dir, "solo", "good", "webhook", "1h");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let first = start(&config, port, false);
+    wait_ready(&base).await;
+
+    let second_port = free_port();
+    let second = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env(
+            "CANARYD__SERVER__LISTEN",
+            format!("127.0.0.1:{second_port}"),
+        )
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("CANARYD_EMERGENCY_STOP")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        exit_within(second, Duration::from_secs(20), "the second daemon")
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let state = dir.join("state");
+    assert!(
+        stderr.contains(&format!("{} is in use", state.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pid {}", first.0.id())),
+        "{stderr}"
+    );
+    // The first one is untouched: still ready, still holding its rollout.
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(rollout(&base, "solo").await.is_some());
+    drop(first);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

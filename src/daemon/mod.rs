@@ -1,12 +1,13 @@
 //! `canaryd serve`: the long-running daemon, embeddable through [`run`].
 //!
-//! It owns the daemon's world and its lifecycle: open the store, load and validate the rules,
-//! build sources and actuators, re-drive the actuator intents a crash left pending, start one
-//! supervised task per rollout ([`scheduler`], [`runner`]), serve HTTP ([`server`]), watch the
-//! emergency stop ([`emergency`]) and reload rules on request or on file changes ([`reload`]:
-//! validate, build, then swap). It knows no signals: the caller cancels a `CancellationToken` to
-//! stop it and sends `()` on a channel to reload, so tests run the whole daemon in-process. It
-//! decides nothing about rollouts: the state machine does, through the runners.
+//! It owns the daemon's world and its lifecycle: lock the state directory (one daemon per
+//! state), open the store, load and validate the rules, build sources and actuators, re-drive the
+//! actuator intents a crash left pending, start one supervised task per rollout ([`scheduler`],
+//! [`runner`]), serve HTTP ([`server`]), watch the emergency stop ([`emergency`]) and reload rules
+//! on request or on file changes ([`reload`]: validate, build, then swap). It knows no signals:
+//! the caller cancels a `CancellationToken` to stop it and sends `()` on a channel to reload, so
+//! tests run the whole daemon in-process. It decides nothing about rollouts: the state machine
+//! does, through the runners.
 //!
 //! - [`analysis`]: query both sides, judge, score.
 //! - [`runner`]: one rollout's task: step, record, then act.
@@ -41,7 +42,7 @@ use crate::config::{Config, SourceConfig};
 use crate::rollout::RolloutState;
 use crate::rules::{Problem, RolloutRule};
 use crate::source::{MetricSource, PrometheusSource};
-use crate::store::{Store, StoreError};
+use crate::store::{StateLock, Store, StoreError};
 
 pub use emergency::Emergency;
 pub use metrics::Metrics;
@@ -247,6 +248,9 @@ pub async fn run_with_sources(
     shutdown: CancellationToken,
     reload: mpsc::Receiver<()>,
 ) -> Result<(), DaemonError> {
+    // One daemon per state directory: the lock is held until this function returns.
+    let dir = config.state_dir.clone();
+    let _lock = blocking(move || StateLock::acquire(&dir)).await??;
     // The database and the rule files are independent: open one while loading the other.
     crate::systemd::status("Opening the state database and loading rules.");
     let dir = config.state_dir.clone();

@@ -42,6 +42,7 @@
 
 mod checkpoint;
 mod group;
+mod lock;
 mod records;
 mod schema;
 
@@ -57,6 +58,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use lock::{Holder, LOCK_FILE, StateLock};
 pub use records::{
     Analysis, AuditEntry, BadCursor, Committed, Cursor, Flag, Intent, IntentStatus, Message,
     MessageStatus, NewAnalysis, NewAudit, NewIntent, NewMessage, OutboxCounts, Page, Step,
@@ -84,6 +86,16 @@ pub enum StoreError {
     },
     #[error("cannot create the state directory {path}: {source}")]
     CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the state directory {dir} is in use by another canaryd ({holder}); one daemon per \
+         state directory: stop that one first, or give this one another `state_dir`"
+    )]
+    Locked { dir: PathBuf, holder: Holder },
+    #[error("cannot lock the state directory through {path}: {source}")]
+    LockFile {
         path: PathBuf,
         source: std::io::Error,
     },
