@@ -14,6 +14,7 @@
 //! - [`scheduler`]: supervised tasks and mailboxes.
 //! - [`reload`]: rule reloads (SIGHUP, file changes).
 //! - [`emergency`]: the emergency-stop switch.
+//! - [`storage`]: the state database's health (deleted, replaced, failing: stop acting).
 //! - [`server`]: HTTP routes.
 //! - [`metrics`], [`status`]: what `/metrics` and `/v1/rollouts` show.
 
@@ -26,6 +27,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod server;
 pub mod status;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -351,6 +353,7 @@ pub async fn run_with_sources(
         shared.scheduler.spawn(&shared, name, &shutdown);
     }
     let file_watch = tokio::spawn(emergency::watch_file(Arc::clone(&shared), shutdown.clone()));
+    let store_watch = tokio::spawn(storage::watch(Arc::clone(&shared), shutdown.clone()));
     let reloader = tokio::spawn(reload::run(Arc::clone(&shared), reload, shutdown.clone()));
     let watchdog = crate::systemd::watchdog_interval().map(|every| {
         let token = shutdown.clone();
@@ -390,6 +393,7 @@ pub async fn run_with_sources(
     dispatch_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), dispatching).await;
     file_watch.abort();
+    store_watch.abort();
     reloader.abort();
     if let Some(w) = watchdog {
         w.abort();

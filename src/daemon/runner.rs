@@ -350,7 +350,9 @@ impl Runner {
                     let at = Instant::now() + due + TICK_MARGIN;
                     last_tick.map_or(at, |last| at.max(last + TICK))
                 })
-                .filter(|_| present && active && self.backend_errors == 0);
+                .filter(|_| present && active && self.backend_errors == 0)
+                // A failed store records nothing, so nothing is stepped (see `storage`).
+                .filter(|_| self.shared.store.fault().is_none());
             let analysis_at = present.then_some(self.next_analysis);
             // One timer for both: the earlier of the next analysis and the next tick.
             let wake_at = match (analysis_at, tick_at) {
@@ -400,7 +402,8 @@ impl Runner {
     /// The next analysis is due: run it (if the rollout is active) in a turn, and schedule the
     /// one after.
     async fn analysis_due(&mut self, active: bool) {
-        if active {
+        // A failed store records nothing, so nothing is analysed (see `storage`).
+        if active && self.shared.store.fault().is_none() {
             // The turn is awaited before the analysis's future is made: a rollout
             // waiting for its turn holds only its place in the queue.
             let turns = self

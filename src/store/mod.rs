@@ -42,6 +42,7 @@
 
 mod checkpoint;
 mod group;
+mod health;
 mod lock;
 mod records;
 mod schema;
@@ -58,6 +59,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use health::Fault;
 pub use lock::{Holder, LOCK_FILE, StateLock};
 pub use records::{
     Analysis, AuditEntry, BadCursor, Committed, Cursor, Flag, Intent, IntentStatus, Message,
@@ -94,6 +96,8 @@ pub enum StoreError {
          state directory: stop that one first, or give this one another `state_dir`"
     )]
     Locked { dir: PathBuf, holder: Holder },
+    #[error("{fault}; canaryd has stopped recording and acting: {}", fault.advice())]
+    Failed { fault: Fault },
     #[error("cannot lock the state directory through {path}: {source}")]
     LockFile {
         path: PathBuf,
@@ -198,6 +202,8 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// The files' identities and the latched fault (see `health`).
+    health: health::Health,
     /// Declared last: fields drop in order, so its thread stops after the other connections
     /// are closed.
     checkpoints: checkpoint::Checkpointer,
@@ -235,10 +241,13 @@ impl Store {
         let reader = open_reader(path)?;
         let checkpoints =
             checkpoint::Checkpointer::start(open_checkpointer(path)?, path, checkpoint::POLICY);
+        // Every connection is open, so the write-ahead log exists: both files are watched.
+        let health = health::Health::watch(path);
         let inner = Arc::new(Inner {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
+            health,
             checkpoints,
         });
         let batches = Arc::clone(&inner);
@@ -270,6 +279,19 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The fault that stopped the store's writes, if one was found (no I/O): the database file
+    /// deleted or replaced, or a storage-level error. Latched until the process ends.
+    pub fn fault(&self) -> Option<Fault> {
+        self.inner.health.fault().cloned()
+    }
+
+    /// Looks for a fault now: whether the database file and its write-ahead log at their paths
+    /// are still the ones the store has open (two `stat`s), or a fault found before. Writes do
+    /// the same before they begin; the daemon also calls this on a short timer.
+    pub fn check(&self) -> Result<(), Fault> {
+        self.inner.health.check()
     }
 
     /// The database's schema version ([`LATEST_VERSION`] once open).
@@ -344,13 +366,18 @@ impl Store {
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = lock(&self.inner.writer);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.sql(op))?;
-        let before = tx.total_changes();
-        let out = f(&tx)?;
-        let changed = tx.total_changes() != before;
-        tx.commit().map_err(self.sql(op))?;
+        self.inner.verify()?;
+        let written: Result<_, StoreError> = (|| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.sql(op))?;
+            let before = tx.total_changes();
+            let out = f(&tx)?;
+            let changed = tx.total_changes() != before;
+            tx.commit().map_err(self.sql(op))?;
+            Ok((out, changed))
+        })();
+        let (out, changed) = written.inspect_err(|e| self.inner.health.note(e))?;
         // A transaction that changed nothing (a poll of the outbox finding nothing to claim)
         // leaves nothing to checkpoint.
         if changed {
@@ -373,10 +400,13 @@ impl Store {
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = lock(&self.inner.reader);
-        let tx = conn.transaction().map_err(self.sql(op))?;
-        let out = f(&tx)?;
-        tx.finish().map_err(self.sql(op))?;
-        Ok(out)
+        let read: Result<_, StoreError> = (|| {
+            let tx = conn.transaction().map_err(self.sql(op))?;
+            let out = f(&tx)?;
+            tx.finish().map_err(self.sql(op))?;
+            Ok(out)
+        })();
+        read.inspect_err(|e| self.inner.health.note(e))
     }
 
     // ----- the key operation -----
@@ -1021,6 +1051,14 @@ impl Inner {
         move |source| StoreError::sql(op, self.path(), source)
     }
 
+    /// Fails, writing nothing, once the database at the path is not the one open or a storage
+    /// failure was seen.
+    fn verify(&self) -> Result<(), StoreError> {
+        self.health
+            .check()
+            .map_err(|fault| StoreError::Failed { fault })
+    }
+
     /// Writes a batch of steps in one `IMMEDIATE` transaction, each inside its own savepoint so
     /// that a failing step is rolled back alone, and commits it (one fsync). If the transaction
     /// cannot begin or commit, every step of the batch gets the error.
@@ -1028,10 +1066,35 @@ impl Inner {
         &self,
         jobs: &mut dyn Iterator<Item = StepJob>,
     ) -> Vec<Result<Committed, StoreError>> {
-        const OP: &str = COMMIT_OP;
         // The connection first: steps handed in while another write holds it join this batch.
         let mut conn = lock(&self.writer);
         let jobs: Vec<StepJob> = jobs.collect();
+        if let Err(fault) = self.health.check() {
+            return jobs
+                .iter()
+                .map(|_| {
+                    Err(StoreError::Failed {
+                        fault: fault.clone(),
+                    })
+                })
+                .collect();
+        }
+        let results = self.write_batch(&mut conn, jobs);
+        for result in &results {
+            if let Err(e) = result {
+                self.health.note(e);
+            }
+        }
+        results
+    }
+
+    /// [`Inner::commit_batch`]'s writing, on the writer connection.
+    fn write_batch(
+        &self,
+        conn: &mut Connection,
+        jobs: Vec<StepJob>,
+    ) -> Vec<Result<Committed, StoreError>> {
+        const OP: &str = COMMIT_OP;
         let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => return jobs.iter().map(|_| Err(self.copy_sql(OP, &e))).collect(),
