@@ -2,7 +2,9 @@
 //! rollout with no audit record lost and no duplicate or contradicting actuation (counted by a
 //! webhook actuator this test serves); `CANARYD_EMERGENCY_STOP=true` at start holds every
 //! rollout at 0%; a config with an unknown key or a bad override fails with where and what; a
-//! second daemon on the same state directory refuses to start, naming the first one's pid.
+//! second daemon on the same state directory refuses to start, naming the first one's pid; a
+//! WAL index file (`canaryd.db-shm`) cut short and made unwritable under the running daemon does
+//! not kill it (it used to die of SIGBUS, with no log line).
 
 #[path = "support/prometheus.rs"]
 mod prometheus_support;
@@ -105,7 +107,7 @@ async fn kill_9_mid_stage_resumes_without_loss_or_duplicate_actuation() {
     assert_eq!(state.weight, 50);
     drop(store);
 
-    let _daemon = start(&config, port, false);
+    let mut daemon = start(&config, port, false);
     wait_ready(&base).await;
     wait_for(
         "the rollout to succeed after the restart",
@@ -117,6 +119,9 @@ async fn kill_9_mid_stage_resumes_without_loss_or_duplicate_actuation() {
         },
     )
     .await;
+    // The database is the daemon's alone while it runs: stop it to read it.
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
 
     let store = Store::open(&dir.join("state")).unwrap();
     let after = audit(&store, "crashy");
@@ -253,6 +258,77 @@ async fn a_second_daemon_on_the_same_state_directory_refuses_naming_the_first() 
     assert_eq!(ready.status(), 200);
     assert!(rollout(&base, "solo").await.is_some());
     drop(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_index_file_cut_short_and_unwritable_under_the_daemon_does_not_kill_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let scrape = serve_metrics(&[("base", 0.1), ("good", 0.1)]).await;
+    let (hook, received) = serve_webhook().await;
+    let prom = tokio::task::spawn_blocking(move || {
+        let p = Prometheus::builder()
+            .scrape("app", scrape.to_string())
+            .start();
+        assert!(p.wait_for_data("latency_seconds", Duration::from_secs(15)));
+        p
+    })
+    .await
+    .unwrap();
+    let dir = temp_dir("shm");
+    let config = write_config(&dir, &prom.url(), &format!("http://{hook}/weights"));
+    write_rule(&dir, "mapped", "good", "webhook", "2s");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut daemon = start(&config, port, false);
+    wait_ready(&base).await;
+    wait_for("the 10% change", Duration::from_secs(20), || async {
+        (!received.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+
+    // What a truncating tool, a full or read-only file system under the WAL index, or a chmod
+    // leaves: the file empty and not writable.
+    let shm = dir.join("state/canaryd.db-shm");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&shm)
+        .unwrap();
+    std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o000)).unwrap();
+
+    let outcome = wait_for(
+        "the rollout to succeed (or the daemon to die)",
+        Duration::from_secs(30),
+        || {
+            let exited = daemon.0.try_wait().unwrap();
+            let base = base.clone();
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(status));
+                }
+                rollout(&base, "mapped")
+                    .await
+                    .filter(|r| r.phase == "succeeded" && r.weight == 100)
+                    .map(Ok)
+            }
+        },
+    )
+    .await;
+    if let Err(status) = outcome {
+        use std::os::unix::process::ExitStatusExt;
+        panic!(
+            "the daemon died ({status}) when its WAL index file was cut short (signal {:?})",
+            status.signal()
+        );
+    }
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let weights: Vec<u8> = received.lock().unwrap().iter().map(|r| r.weight).collect();
+    assert_eq!(weights, [10, 50, 100]);
+    drop(daemon);
+    drop(prom);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -31,6 +31,20 @@
 //! WAL checkpoints run on another background thread (`checkpoint`), off the commit path.
 //! `bench/store_commits.sh` measures the rate with 1 to 64 writers.
 //!
+//! # The WAL index lives in memory, and the database is this process's alone
+//! In WAL mode SQLite keeps an index of the log in a `-shm` file that every connection maps into
+//! memory (`MAP_SHARED`) and writes through plain stores, not `write(2)`. When the kernel cannot
+//! back such a store, because the file was cut short under the mapping, or the file system under
+//! it went read-only or cannot allocate the page, it does not return an error: it sends SIGBUS,
+//! which SQLite does not handle, so the daemon died on the spot with no log line. Every connection
+//! is therefore opened through SQLite's `unix-excl` VFS ([`VFS`]): this process takes an exclusive
+//! lock on the database file while it has it open, and the WAL index is kept in the process's
+//! heap, shared by its connections, with no `-shm` file at all; a storage failure is then an
+//! error from a system call, which the store reports (see `health`). The price: no other process
+//! can read the database while a daemon has it open ("database is locked"); stop the daemon to
+//! inspect or copy it. The reader is opened read-write with `query_only` set: a read-only
+//! connection would take its own POSIX locks and could release the process's exclusive one.
+//!
 //! # Concurrency
 //! [`Store`] is synchronous, cheap to clone, `Send + Sync`: async callers wrap calls in
 //! `tokio::task::spawn_blocking`, except steps, which they hand to [`Store::submit_step`] and
@@ -70,6 +84,15 @@ pub use schema::LATEST_VERSION;
 
 /// The database's file name inside the state directory.
 pub const DB_FILE: &str = "canaryd.db";
+
+/// The SQLite VFS of every connection: exclusive to this process, WAL index on the heap (see
+/// the module's documentation).
+pub const VFS: &str = "unix-excl";
+
+/// Opens `path` through [`VFS`].
+fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags_and_vfs(path, flags, VFS)
+}
 
 /// How long a statement waits for another process's lock before failing with "database is
 /// locked".
@@ -1305,7 +1328,7 @@ impl Inner {
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     const OP: &str = "open";
     let err = |e| StoreError::sql(OP, path, e);
-    let conn = Connection::open(path).map_err(err)?;
+    let conn = connect(path, OpenFlags::default()).map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     // The first statement to read the header: a file that is not a database fails here.
     let mode: String = conn
@@ -1346,7 +1369,7 @@ const STATEMENT_CACHE: usize = 48;
 fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
     const OP: &str = "open for checkpoints";
     let err = |e| StoreError::sql(OP, path, e);
-    let conn = Connection::open(path).map_err(err)?;
+    let conn = connect(path, OpenFlags::default()).map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(err)?;
@@ -1363,12 +1386,14 @@ const CHECKPOINT_CACHE_KIB: i64 = -64;
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     const OP: &str = "open for reading";
     let err = |e| StoreError::sql(OP, path, e);
-    let conn = Connection::open_with_flags(
+    // Read-write, but refusing writes: see the module's documentation.
+    let conn = connect(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    conn.pragma_update(None, "query_only", true).map_err(err)?;
     conn.pragma_update(None, "cache_size", CACHE_KIB)
         .map_err(err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
