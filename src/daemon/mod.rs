@@ -11,6 +11,7 @@
 //!
 //! - [`analysis`]: query both sides, judge, score.
 //! - [`runner`]: one rollout's task: step, record, then act.
+//! - [`command`]: why a command was not carried out ([`CommandError`]), typed for the API.
 //! - [`scheduler`]: supervised tasks and mailboxes.
 //! - [`reload`]: rule reloads (SIGHUP, file changes).
 //! - [`emergency`]: the emergency-stop switch.
@@ -19,6 +20,7 @@
 //! - [`metrics`], [`status`]: what `/metrics` and `/v1/rollouts` show.
 
 pub mod analysis;
+pub mod command;
 pub mod emergency;
 pub mod metrics;
 pub mod receivers;
@@ -46,6 +48,7 @@ use crate::rules::{Problem, RolloutRule};
 use crate::source::{MetricSource, PrometheusSource};
 use crate::store::{StateLock, Store, StoreError};
 
+pub use command::CommandError;
 pub use emergency::Emergency;
 pub use metrics::Metrics;
 pub use status::RolloutStatus;
@@ -328,7 +331,7 @@ pub async fn run_with_sources(
             "environment".to_string(),
         )
         .await
-        .map_err(DaemonError::Internal)?;
+        .map_err(|e| DaemonError::Internal(e.to_string()))?;
     } else {
         emergency::refresh(&shared, "").await;
     }

@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use super::Shared;
 use super::analysis::analyse;
+use super::command::CommandError;
 use super::status::RolloutStatus;
 use crate::actuator::WeightChange;
 use crate::notify::Notification;
@@ -27,7 +28,7 @@ use crate::rollout::{
 };
 use crate::rules::{RolloutRule, Schedule};
 use crate::source::SourceError;
-use crate::store::{NewAnalysis, NewAudit, NewIntent, NewMessage, Step};
+use crate::store::{NewAnalysis, NewAudit, NewIntent, NewMessage, Step, StoreError};
 
 /// The shortest gap between two ticks (the machine told that time passed): a tick that changed
 /// nothing is not repeated sooner than this, however the due time is computed.
@@ -46,7 +47,7 @@ pub enum Msg {
         command: Command,
         by: TriggeredBy,
         reason: String,
-        reply: Option<oneshot::Sender<Result<RolloutStatus, String>>>,
+        reply: Option<oneshot::Sender<Result<RolloutStatus, CommandError>>>,
     },
     /// The rule set was swapped: pick up the new rule (or notice it is gone).
     RulesChanged,
@@ -551,7 +552,11 @@ impl Runner {
     /// Step the machine, record the decision, then act on it. A weight change the actuator
     /// could not apply is fed back to the machine as one more recorded step
     /// (`ActuationFailed`: weight put back, paused for review, critical alert).
-    async fn apply(&mut self, event: Event, analysis: Option<NewAnalysis>) -> Result<(), String> {
+    async fn apply(
+        &mut self,
+        event: Event,
+        analysis: Option<NewAnalysis>,
+    ) -> Result<(), CommandError> {
         self.apply_with(event, analysis, Rows::default()).await
     }
 
@@ -561,7 +566,7 @@ impl Runner {
         event: Event,
         analysis: Option<NewAnalysis>,
         mut rows: Rows,
-    ) -> Result<(), String> {
+    ) -> Result<(), CommandError> {
         if let Some(failed) = self.step_and_act(event, analysis, &mut rows).await? {
             // ActuationFailed never asks for a weight change, so this cannot fail the same way.
             if let Err(e) = self.step_and_act(failed, None, &mut rows).await {
@@ -578,13 +583,13 @@ impl Runner {
         event: Event,
         analysis: Option<NewAnalysis>,
         rows: &mut Rows,
-    ) -> Result<Option<Event>, String> {
+    ) -> Result<Option<Event>, CommandError> {
         let now = Utc::now();
         let (next, actions) = match step(&self.state, &self.rule.plan, event, now) {
             Ok(out) => out,
             Err(e) => {
                 tracing::warn!(rollout = %self.name, error = %e, "The rollout refused the event.");
-                return Err(e.to_string());
+                return Err(e.into());
             }
         };
         if actions.is_empty() && next == self.state && analysis.is_none() {
@@ -727,7 +732,7 @@ impl Runner {
         outbox: Vec<NewMessage>,
         analysis: Option<NewAnalysis>,
         at: DateTime<Utc>,
-    ) -> Result<Option<i64>, String> {
+    ) -> Result<Option<i64>, StoreError> {
         // Serialised here; the store's writer thread records it with the other steps of its
         // batch, and this task waits for that without holding a thread.
         let committed = {
@@ -739,10 +744,7 @@ impl Runner {
             s.analysis = analysis;
             self.shared.store.submit_step(&s)
         };
-        committed
-            .await
-            .map(|c| c.intent_id)
-            .map_err(|e| e.to_string())
+        committed.await.map(|c| c.intent_id)
     }
 }
 

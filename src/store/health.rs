@@ -131,6 +131,14 @@ impl Health {
     }
 }
 
+impl StoreError {
+    /// Whether this is a failure of the storage itself (the database deleted, replaced, failing
+    /// I/O, full, read-only or corrupt), as opposed to a busy database, a rejected value or a bug.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(self, StoreError::Failed { .. }) || storage_fault(self).is_some()
+    }
+}
+
 /// The [`Fault`] a store error stands for when it is a failure of the storage itself (I/O, disk
 /// full, read-only or unopenable file, corruption), as opposed to a busy database, a rejected
 /// value or a bug.
