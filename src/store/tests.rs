@@ -1196,5 +1196,9 @@ fn the_wal_index_is_kept_in_memory_and_another_process_cannot_open_the_database(
         .arg(dir.0.join(DB_FILE))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
