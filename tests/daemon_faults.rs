@@ -11,8 +11,9 @@
 //! - a rollout whose stored state cannot be read: its task panics, is restarted with backoff,
 //!   counted and alerted on, and runs once the state is readable again;
 //! - the state database deleted while the daemon runs: no weight change after it, `/readyz`
-//!   says why it is not ready, the failure is logged, counted and alerted on; restored and
-//!   restarted, the daemon carries on from where it was instead of from the first stage.
+//!   says why it is not ready, the failure is logged, counted and alerted on, and the history
+//!   the daemon still had open is saved next to it; put back and restarted, the daemon carries
+//!   on from where it was instead of from the first stage.
 
 mod api_support;
 
@@ -587,17 +588,15 @@ async fn readyz(base: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
-/// The state database's files that exist, moved from `from` to `to`.
-fn move_database(from: &Path, to: &Path) -> Vec<String> {
-    std::fs::create_dir_all(to).unwrap();
-    let mut moved = Vec::new();
+/// Deletes the state database's files in `dir` (`rm canaryd.db*`); the names deleted.
+fn delete_database(dir: &Path) -> Vec<String> {
+    let mut deleted = Vec::new();
     for name in ["canaryd.db", "canaryd.db-wal", "canaryd.db-shm"] {
-        if from.join(name).exists() {
-            std::fs::rename(from.join(name), to.join(name)).unwrap();
-            moved.push(name.to_string());
+        if std::fs::remove_file(dir.join(name)).is_ok() {
+            deleted.push(name.to_string());
         }
     }
-    moved
+    deleted
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -619,11 +618,10 @@ async fn deleting_the_database_while_running_stops_every_action_until_it_is_rest
     .await;
     assert_eq!(readyz(&base).await.0, 200);
 
-    // The database goes away under the running daemon (moved aside, to be restored below).
+    // The database goes away under the running daemon.
     let state_dir = dir.join("state");
-    let aside = dir.join("aside");
-    let moved = move_database(&state_dir, &aside);
-    assert!(moved.contains(&"canaryd.db".to_string()), "{moved:?}");
+    let deleted = delete_database(&state_dir);
+    assert!(deleted.contains(&"canaryd.db".to_string()), "{deleted:?}");
 
     // Not ready, and saying why, before any weight change.
     let why = wait_for(
@@ -651,6 +649,14 @@ async fn deleting_the_database_while_running_stops_every_action_until_it_is_rest
         "{why}"
     );
     assert!(why.contains("deleted"), "{why}");
+    // What the daemon still had open was saved next to it, and /readyz says where.
+    let rescued: Vec<PathBuf> = std::fs::read_dir(&state_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("canaryd.db.rescued-"))
+        .collect();
+    assert_eq!(rescued.len(), 1, "{rescued:?}");
+    assert!(why.contains(&rescued[0].display().to_string()), "{why}");
     // Alerted (straight to the receivers: the outbox is in the database) and counted.
     let (_, alert) = wait_for("the storage alert", Duration::from_secs(15), || async {
         alerts
@@ -684,8 +690,9 @@ async fn deleting_the_database_while_running_stops_every_action_until_it_is_rest
     assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
     drop(d.store);
 
-    // Restored and restarted: the rollout goes on from 10%, not from the first stage again.
-    move_database(&aside, &state_dir);
+    // The saved copy put back and the daemon restarted: the rollout goes on from 10%, not from
+    // the first stage again.
+    std::fs::rename(&rescued[0], state_dir.join("canaryd.db")).unwrap();
     let again = embed(&dir.join("canaryd.toml")).await;
     wait_for(
         "the rollout to succeed",

@@ -621,6 +621,7 @@ mod tests {
         let failed = StoreError::Failed {
             fault: crate::store::Fault::Deleted {
                 file: "/var/lib/canaryd/canaryd.db".into(),
+                rescued: None,
             },
         };
         let answer = ApiError::from(CommandError::from(failed));

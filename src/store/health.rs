@@ -6,8 +6,10 @@
 //! open, compares them with what the paths name before every write and when asked
 //! ([`super::Store::check`]), and latches the first [`Fault`] it finds, or the first storage-level
 //! SQLite error (I/O, disk full, read-only, corrupt): from then on every write fails with
-//! [`super::StoreError::Failed`] without touching the file, until the process restarts. It decides
-//! nothing else: the daemon reports the fault and stops acting.
+//! [`super::StoreError::Failed`] without touching the file, until the process restarts. When the
+//! file was deleted or replaced, the history the store still has open is saved first (a
+//! `VACUUM INTO` next to it, see [`rescue_path`]) so the operator can put it back even without a
+//! backup. It decides nothing else: the daemon reports the fault and stops acting.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -20,10 +22,17 @@ use super::StoreError;
 /// Why the store stopped writing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Fault {
-    #[error("{file} was deleted while canaryd was running")]
-    Deleted { file: PathBuf },
-    #[error("{file} was replaced by another file while canaryd was running")]
-    Replaced { file: PathBuf },
+    #[error("{} was deleted while canaryd was running", file.display())]
+    Deleted {
+        file: PathBuf,
+        /// Where the history the store had open was saved, if it could be.
+        rescued: Option<PathBuf>,
+    },
+    #[error("{} was replaced by another file while canaryd was running", file.display())]
+    Replaced {
+        file: PathBuf,
+        rescued: Option<PathBuf>,
+    },
     #[error("{op} failed on the state database {path}: {detail}")]
     Storage {
         op: &'static str,
@@ -34,16 +43,22 @@ pub enum Fault {
 
 impl Fault {
     /// What the operator should do about it.
-    pub fn advice(&self) -> &'static str {
+    pub fn advice(&self) -> String {
         match self {
-            Fault::Deleted { .. } | Fault::Replaced { .. } => {
-                "put the database back (or restore a backup of it) and restart canaryd, which \
-                 resumes from what the file holds"
-            }
-            Fault::Storage { .. } => {
-                "fix the storage (free space, permissions, a read-only file system), then restart \
-                 canaryd"
-            }
+            Fault::Deleted { file, rescued } | Fault::Replaced { file, rescued } => match rescued {
+                Some(copy) => format!(
+                    "canaryd saved the history it had open to {}: move that file to {} (or \
+                     restore a backup) and restart canaryd, which resumes from it",
+                    copy.display(),
+                    file.display()
+                ),
+                None => "put the database back (or restore a backup of it) and restart canaryd, \
+                         which resumes from what the file holds"
+                    .to_string(),
+            },
+            Fault::Storage { .. } => "fix the storage (free space, permissions, a read-only file \
+                                      system), then restart canaryd"
+                .to_string(),
         }
     }
 }
@@ -93,29 +108,52 @@ impl Health {
 
     /// The latched fault, or else whether every watched path still names the file opened.
     /// Uses `stat` only: opening and closing the database file here would drop SQLite's POSIX
-    /// locks on it.
-    pub(super) fn check(&self) -> Result<(), Fault> {
+    /// locks on it. The first time a file is found deleted or replaced, `rescue` is asked to save
+    /// the open history and say where.
+    pub(super) fn check(&self, rescue: impl FnOnce() -> Option<PathBuf>) -> Result<(), Fault> {
         if let Some(fault) = self.fault() {
             return Err(fault.clone());
         }
-        for file in &self.files {
-            let found = match std::fs::metadata(&file.path) {
-                Ok(meta) if (meta.dev(), meta.ino()) == (file.dev, file.ino) => continue,
-                Ok(_) => Fault::Replaced {
-                    file: file.path.clone(),
+        let Some(found) = self.mismatch() else {
+            return Ok(());
+        };
+        Err(self
+            .fault
+            .get_or_init(|| match found {
+                Fault::Deleted { file, .. } => Fault::Deleted {
+                    file,
+                    rescued: rescue(),
                 },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Fault::Deleted {
-                    file: file.path.clone(),
+                Fault::Replaced { file, .. } => Fault::Replaced {
+                    file,
+                    rescued: rescue(),
                 },
-                Err(e) => Fault::Storage {
+                other => other,
+            })
+            .clone())
+    }
+
+    /// The first watched path that no longer names the file opened (nothing latched, nothing
+    /// rescued).
+    pub(super) fn mismatch(&self) -> Option<Fault> {
+        self.files
+            .iter()
+            .find_map(|file| match std::fs::metadata(&file.path) {
+                Ok(meta) if (meta.dev(), meta.ino()) == (file.dev, file.ino) => None,
+                Ok(_) => Some(Fault::Replaced {
+                    file: file.path.clone(),
+                    rescued: None,
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Fault::Deleted {
+                    file: file.path.clone(),
+                    rescued: None,
+                }),
+                Err(e) => Some(Fault::Storage {
                     op: "check the database file",
                     path: file.path.clone(),
                     detail: e.to_string(),
-                },
-            };
-            return Err(self.latch(found));
-        }
-        Ok(())
+                }),
+            })
     }
 
     /// Latches `fault` unless one is already latched; returns the latched one.
@@ -137,6 +175,14 @@ impl StoreError {
     pub fn is_storage_failure(&self) -> bool {
         matches!(self, StoreError::Failed { .. }) || storage_fault(self).is_some()
     }
+}
+
+/// Where the history still open is saved when the database file at `db` was deleted or
+/// replaced: `canaryd.db.rescued-<unix ms>` next to it.
+pub(super) fn rescue_path(db: &Path, at_millis: i64) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".rescued-{at_millis}"));
+    db.with_file_name(name)
 }
 
 /// The [`Fault`] a store error stands for when it is a failure of the storage itself (I/O, disk
@@ -181,19 +227,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = db(dir.path());
         let health = Health::watch(&path);
-        assert_eq!(health.check(), Ok(()));
+        let copy = dir.path().join("copy");
+        assert_eq!(health.check(|| unreachable!()), Ok(()));
         std::fs::remove_file(&path).unwrap();
-        let deleted = Fault::Deleted { file: path.clone() };
-        assert_eq!(health.check(), Err(deleted.clone()));
+        let deleted = Fault::Deleted {
+            file: path.clone(),
+            rescued: Some(copy.clone()),
+        };
+        assert_eq!(health.check(|| Some(copy.clone())), Err(deleted.clone()));
         // A new file at the path does not make it good again: the open one is not that file.
+        // Nor is anything rescued twice.
         std::fs::write(&path, b"y").unwrap();
-        assert_eq!(health.check(), Err(deleted.clone()));
+        assert_eq!(health.check(|| unreachable!()), Err(deleted.clone()));
         assert_eq!(health.fault(), Some(&deleted));
+        assert!(deleted.advice().contains("saved the history it had open"));
 
         let health = Health::watch(&path);
         std::fs::rename(&path, dir.path().join("aside")).unwrap();
         std::fs::write(&path, b"z").unwrap();
-        assert_eq!(health.check(), Err(Fault::Replaced { file: path }));
+        let replaced = Fault::Replaced {
+            file: path,
+            rescued: None,
+        };
+        assert_eq!(health.check(|| None), Err(replaced.clone()));
+        assert!(replaced.advice().contains("put the database back"));
     }
 
     #[test]
@@ -204,7 +261,21 @@ mod tests {
         std::fs::write(&wal, b"w").unwrap();
         let health = Health::watch(&path);
         std::fs::remove_file(&wal).unwrap();
-        assert_eq!(health.check(), Err(Fault::Deleted { file: wal }));
+        assert_eq!(
+            health.check(|| None),
+            Err(Fault::Deleted {
+                file: wal,
+                rescued: None
+            })
+        );
+    }
+
+    #[test]
+    fn the_rescued_copy_is_named_after_the_database_and_the_time() {
+        assert_eq!(
+            rescue_path(Path::new("/var/lib/canaryd/canaryd.db"), 1_700_000_000_123),
+            PathBuf::from("/var/lib/canaryd/canaryd.db.rescued-1700000000123")
+        );
     }
 
     #[test]

@@ -312,9 +312,17 @@ impl Store {
 
     /// Looks for a fault now: whether the database file and its write-ahead log at their paths
     /// are still the ones the store has open (two `stat`s), or a fault found before. Writes do
-    /// the same before they begin; the daemon also calls this on a short timer.
+    /// the same before they begin; the daemon also calls this on a short timer. A file found
+    /// deleted or replaced has the history still open saved next to it first (see [`Fault`]).
     pub fn check(&self) -> Result<(), Fault> {
-        self.inner.health.check()
+        if let Some(fault) = self.inner.health.fault() {
+            return Err(fault.clone());
+        }
+        if self.inner.health.mismatch().is_none() {
+            return Ok(());
+        }
+        let conn = lock(&self.inner.writer);
+        self.inner.check_on(&conn)
     }
 
     /// The database's schema version ([`LATEST_VERSION`] once open).
@@ -389,7 +397,7 @@ impl Store {
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = lock(&self.inner.writer);
-        self.inner.verify()?;
+        self.inner.verify(&conn)?;
         let written: Result<_, StoreError> = (|| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -1075,11 +1083,38 @@ impl Inner {
     }
 
     /// Fails, writing nothing, once the database at the path is not the one open or a storage
-    /// failure was seen.
-    fn verify(&self) -> Result<(), StoreError> {
-        self.health
-            .check()
+    /// failure was seen. `conn` is the writer's, held by the caller.
+    fn verify(&self, conn: &Connection) -> Result<(), StoreError> {
+        self.check_on(conn)
             .map_err(|fault| StoreError::Failed { fault })
+    }
+
+    /// [`Store::check`] with the writer connection held, to save the open history with.
+    fn check_on(&self, conn: &Connection) -> Result<(), Fault> {
+        self.health.check(|| self.rescue(conn))
+    }
+
+    /// Saves the history still open (the database file was deleted or replaced at its path)
+    /// to a new database next to it, with `VACUUM INTO`; where, or `None` if it could not.
+    fn rescue(&self, conn: &Connection) -> Option<PathBuf> {
+        let copy = health::rescue_path(&self.path, Utc::now().timestamp_millis());
+        let saved = copy
+            .to_str()
+            .ok_or_else(|| "the path is not UTF-8".to_string())
+            .and_then(|to| {
+                conn.execute("VACUUM INTO ?1", [to])
+                    .map_err(|e| e.to_string())
+            });
+        match saved {
+            Ok(_) => {
+                tracing::error!(database = %self.path.display(), copy = %copy.display(), "The state database is not at its path any more; saved the history still open.");
+                Some(copy)
+            }
+            Err(e) => {
+                tracing::error!(database = %self.path.display(), copy = %copy.display(), error = %e, "The state database is not at its path any more, and the history still open could not be saved.");
+                None
+            }
+        }
     }
 
     /// Writes a batch of steps in one `IMMEDIATE` transaction, each inside its own savepoint so
@@ -1092,7 +1127,7 @@ impl Inner {
         // The connection first: steps handed in while another write holds it join this batch.
         let mut conn = lock(&self.writer);
         let jobs: Vec<StepJob> = jobs.collect();
-        if let Err(fault) = self.health.check() {
+        if let Err(fault) = self.check_on(&conn) {
             return jobs
                 .iter()
                 .map(|_| {
