@@ -4,7 +4,8 @@
 //! rollout at 0%; a config with an unknown key or a bad override fails with where and what; a
 //! second daemon on the same state directory refuses to start, naming the first one's pid; a
 //! WAL index file (`canaryd.db-shm`) cut short and made unwritable under the running daemon does
-//! not kill it (it used to die of SIGBUS, with no log line).
+//! not kill it (it used to die of SIGBUS, with no log line); a database deleted under it is
+//! logged at error level and shown to systemd (`STATUS=NOT READY: ...`).
 
 #[path = "support/prometheus.rs"]
 mod prometheus_support;
@@ -329,6 +330,83 @@ async fn a_wal_index_file_cut_short_and_unwritable_under_the_daemon_does_not_kil
     assert_eq!(weights, [10, 50, 100]);
     drop(daemon);
     drop(prom);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_deleted_under_the_binary_is_logged_as_an_error_and_shown_to_systemd() {
+    let (hook, received) = serve_webhook().await;
+    let dir = temp_dir("deleted-bin");
+    let config = write_config(
+        &dir,
+        &format!("http://127.0.0.1:{}", free_port()),
+        &format!("http://{hook}/weights"),
+    );
+    write_rule(&dir, "gone", "good", "webhook", "1h");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let socket_path = dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let log = dir.join("canaryd.log");
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CANARYD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env_remove("CANARYD_EMERGENCY_STOP")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    wait_ready(&base).await;
+    wait_for("the 10% change", Duration::from_secs(10), || async {
+        (!received.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+
+    for name in ["canaryd.db", "canaryd.db-wal", "canaryd.db-shm"] {
+        let _ = std::fs::remove_file(dir.join("state").join(name));
+    }
+    // systemd is told (STATUS=, what `systemctl status` shows), within the check interval.
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        while std::time::Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                if text.contains("STATUS=NOT READY") {
+                    return Some(text);
+                }
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+    .expect("systemd was not told the daemon is not ready");
+    assert!(
+        status.contains("was deleted while canaryd was running"),
+        "{status}"
+    );
+    let readyz = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), 503);
+    // And the log has it at error level.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("was deleted while canaryd was running")),
+        "{logged}"
+    );
+    assert_eq!(
+        received.lock().unwrap().len(),
+        1,
+        "acted after the deletion"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
