@@ -47,7 +47,8 @@ PROMETHEUS = os.environ.get("PROMETHEUS", "/usr/bin/prometheus")
 PROMTOOL = os.environ.get("PROMTOOL", "/usr/bin/promtool")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-TABLES = ["rollouts", "analyses", "audit", "intents", "outbox", "flags"]
+# The tables rows are inserted into, with the column holding when.
+TIMESTAMPS = {"analyses": "at", "audit": "at", "intents": "created_at", "outbox": "created_at"}
 
 
 def log(*args):
@@ -291,10 +292,14 @@ def start_canaryd(procs, config, dirname, timeout=120):
         os.unlink(sock_path)
 
 
-def row_counts(db):
+def rows_between(db, t_from_ms, t_to_ms):
+    """Rows each table gained between two times, by their own timestamps. The database is the
+    daemon's alone while it runs (SQLite's unix-excl VFS), so this reads it after it stopped."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+        return {t: conn.execute(f"SELECT count(*) FROM {t} WHERE {col} BETWEEN ? AND ?",
+                                (t_from_ms, t_to_ms)).fetchone()[0]
+                for t, col in TIMESTAMPS.items()}
     finally:
         conn.close()
 
@@ -504,7 +509,7 @@ def cmd_load(a):
         # Let the first analyses start before the window opens (rollouts start, first commit).
         time.sleep(min(15, a.seconds / 4))
         t_from = time.time()
-        c0, f0, counts0, io0 = cpu_seconds(daemon.pid), cpu_seconds(fake.pid), row_counts(db), io_bytes(daemon.pid)
+        c0, f0, io0 = cpu_seconds(daemon.pid), cpu_seconds(fake.pid), io_bytes(daemon.pid)
         p_cpu0 = cpu_seconds(prom.pid) if prom else None
         size0 = db_bytes(os.path.join(dirname, "state"))
         stats0 = json.loads(http(fake_url + "/stats")) if not prom else None
@@ -528,7 +533,7 @@ def cmd_load(a):
         t_to = time.time()
         # The backend's counters are read first: reading the database takes seconds at 10,000.
         stats1 = json.loads(http(fake_url + "/stats")) if not prom else None
-        c1, f1, counts1, io1 = cpu_seconds(daemon.pid), cpu_seconds(fake.pid), row_counts(db), io_bytes(daemon.pid)
+        c1, f1, io1 = cpu_seconds(daemon.pid), cpu_seconds(fake.pid), io_bytes(daemon.pid)
         size1 = db_bytes(os.path.join(dirname, "state"))
         window = t_to - t_from
         out["window_s"] = round(window, 2)
@@ -547,16 +552,17 @@ def cmd_load(a):
         out["threads_cpu_s_total"] = {k: round(v, 2) for k, v in threads_cpu(daemon.pid).items()}
         out["write_bytes_per_s"] = round((io1.get("write_bytes", 0) - io0.get("write_bytes", 0)) / window)
         out["db_growth_bytes_per_s"] = round((size1 - size0) / window)
-        inserted = {t: counts1[t] - counts0[t] for t in TABLES}
-        out["rows_inserted_per_s"] = {t: round(v / window, 2) for t, v in inserted.items() if v}
         metrics_text = http(api + "/metrics")
         buckets, hsum, hcount = histogram(metrics_text, "canaryd_backend_query_duration_seconds")
         out["daemon_query_histogram"] = {
             "count": hcount, "mean_ms": round(hsum / hcount * 1000, 3) if hcount else None,
             "p50_bucket_le_s": hist_quantile(buckets, 0.5), "p99_bucket_le_s": hist_quantile(buckets, 0.99),
         }
-        rows = analyses_rows(db)
+        procs.stop(daemon)  # the database can be read once the daemon has let go of it
         t_from_ms, t_to_ms = int(t_from * 1000), int(t_to * 1000)
+        inserted = rows_between(db, t_from_ms, t_to_ms)
+        out["rows_inserted_per_s"] = {t: round(v / window, 2) for t, v in inserted.items() if v}
+        rows = analyses_rows(db)
         out["schedule"] = spacing_report(rows, t_from_ms, t_to_ms, 10)
         out["schedule"]["expected_analyses"] = round(a.rollouts * window / 10)
         n_an = out["schedule"]["analyses_in_window"]

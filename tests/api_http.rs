@@ -411,3 +411,85 @@ async fn reads_can_be_made_to_need_a_token() {
     assert_eq!(health.status(), 200);
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commands_answer_503_naming_the_cause_while_the_state_database_is_gone() {
+    let d = start("api-store", &[("web", "steady", "1h")], "").await;
+    let base = d.base.clone();
+    let reason = r#"{"reason": "checking the dashboards"}"#;
+    // The database goes away under the daemon; it notices within its check interval.
+    let state = d.dir.join("state");
+    let aside = d.dir.join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    for name in ["canaryd.db", "canaryd.db-wal"] {
+        std::fs::rename(state.join(name), aside.join(name)).unwrap();
+    }
+    api_support::daemon_support::wait_for(
+        "/readyz to say not ready",
+        std::time::Duration::from_secs(10),
+        || async {
+            let r = reqwest::get(format!("{base}/readyz")).await.ok()?;
+            (r.status() == 503).then_some(())
+        },
+    )
+    .await;
+
+    // A command cannot be recorded: 503 with the cause, not 409 "refused".
+    let (s, v) = post(
+        &format!("{base}/v1/rollouts/web/pause"),
+        Some(ALICE),
+        reason,
+    )
+    .await;
+    assert_eq!(s, 503, "{v}");
+    let message = error_of(&v);
+    assert!(
+        message.contains("was deleted while canaryd was running"),
+        "{v}"
+    );
+    assert!(message.contains("restart canaryd"), "{v}");
+    // So does the emergency stop, which is recorded before it applies.
+    let (s, v) = post(&format!("{base}/v1/emergency-stop"), Some(ALICE), reason).await;
+    assert_eq!(s, 503, "{v}");
+    // What the machine refuses is still a refusal, and an unknown rollout still unknown.
+    let (s, v) = post(
+        &format!("{base}/v1/rollouts/web/approve"),
+        Some(ALICE),
+        reason,
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    let (s, _) = post(
+        &format!("{base}/v1/rollouts/nope/pause"),
+        Some(ALICE),
+        reason,
+    )
+    .await;
+    assert_eq!(s, 404);
+
+    // The CLI says so plainly, with the daemon-failure exit code.
+    let token_file = d.dir.join("alice-token");
+    std::fs::write(&token_file, ALICE).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .args([
+            "pause",
+            "web",
+            "--reason",
+            "checking",
+            "--url",
+            &base,
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("was deleted while canaryd was running"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(503)"), "{stderr}");
+    d.stop().await;
+}

@@ -1,7 +1,11 @@
 //! The real `canaryd` binary: a kill -9 in the middle of a stage and a restart resume the same
 //! rollout with no audit record lost and no duplicate or contradicting actuation (counted by a
 //! webhook actuator this test serves); `CANARYD_EMERGENCY_STOP=true` at start holds every
-//! rollout at 0%; a config with an unknown key or a bad override fails with where and what.
+//! rollout at 0%; a config with an unknown key or a bad override fails with where and what; a
+//! second daemon on the same state directory refuses to start, naming the first one's pid; a
+//! WAL index file (`canaryd.db-shm`) cut short and made unwritable under the running daemon does
+//! not kill it (it used to die of SIGBUS, with no log line); a database deleted under it is
+//! logged at error level and shown to systemd (`STATUS=NOT READY: ...`).
 
 #[path = "support/prometheus.rs"]
 mod prometheus_support;
@@ -104,7 +108,7 @@ async fn kill_9_mid_stage_resumes_without_loss_or_duplicate_actuation() {
     assert_eq!(state.weight, 50);
     drop(store);
 
-    let _daemon = start(&config, port, false);
+    let mut daemon = start(&config, port, false);
     wait_ready(&base).await;
     wait_for(
         "the rollout to succeed after the restart",
@@ -116,6 +120,9 @@ async fn kill_9_mid_stage_resumes_without_loss_or_duplicate_actuation() {
         },
     )
     .await;
+    // The database is the daemon's alone while it runs: stop it to read it.
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
 
     let store = Store::open(&dir.join("state")).unwrap();
     let after = audit(&store, "crashy");
@@ -180,6 +187,226 @@ async fn emergency_stop_from_the_environment_holds_every_rollout_at_zero() {
         .await
         .unwrap();
     assert_eq!(status["active"], true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Wait at most `within` for `child` to exit; kill it and fail with `what` if it does not.
+fn exit_within(mut child: Child, within: Duration, what: &str) -> std::process::Output {
+    let deadline = std::time::Instant::now() + within;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            let log = String::from_utf8_lossy(&out.stderr);
+            let start = log.floor_char_boundary(log.len().saturating_sub(2000));
+            panic!(
+                "{what} still ran after {within:?}; its log ends:\n{}",
+                &log[start..]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_state_directory_refuses_naming_the_first() {
+    let (hook, _received) = serve_webhook().await;
+    let dir = temp_dir("twice");
+    let config = write_config(
+        &dir,
+        &format!("http://127.0.0.1:{}", free_port()),
+        &format!("http://{hook}/weights"),
+    );
+    write_rule(&dir, "solo", "good", "webhook", "1h");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let first = start(&config, port, false);
+    wait_ready(&base).await;
+
+    let second_port = free_port();
+    let second = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env(
+            "CANARYD__SERVER__LISTEN",
+            format!("127.0.0.1:{second_port}"),
+        )
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("CANARYD_EMERGENCY_STOP")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        exit_within(second, Duration::from_secs(20), "the second daemon")
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let state = dir.join("state");
+    assert!(
+        stderr.contains(&format!("{} is in use", state.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pid {}", first.0.id())),
+        "{stderr}"
+    );
+    // The first one is untouched: still ready, still holding its rollout.
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(rollout(&base, "solo").await.is_some());
+    drop(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_index_file_cut_short_and_unwritable_under_the_daemon_does_not_kill_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let scrape = serve_metrics(&[("base", 0.1), ("good", 0.1)]).await;
+    let (hook, received) = serve_webhook().await;
+    let prom = tokio::task::spawn_blocking(move || {
+        let p = Prometheus::builder()
+            .scrape("app", scrape.to_string())
+            .start();
+        assert!(p.wait_for_data("latency_seconds", Duration::from_secs(15)));
+        p
+    })
+    .await
+    .unwrap();
+    let dir = temp_dir("shm");
+    let config = write_config(&dir, &prom.url(), &format!("http://{hook}/weights"));
+    write_rule(&dir, "mapped", "good", "webhook", "2s");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut daemon = start(&config, port, false);
+    wait_ready(&base).await;
+    wait_for("the 10% change", Duration::from_secs(20), || async {
+        (!received.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+
+    // What a truncating tool, a full or read-only file system under the WAL index, or a chmod
+    // leaves: the file empty and not writable.
+    let shm = dir.join("state/canaryd.db-shm");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&shm)
+        .unwrap();
+    std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o000)).unwrap();
+
+    let outcome = wait_for(
+        "the rollout to succeed (or the daemon to die)",
+        Duration::from_secs(30),
+        || {
+            let exited = daemon.0.try_wait().unwrap();
+            let base = base.clone();
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(status));
+                }
+                rollout(&base, "mapped")
+                    .await
+                    .filter(|r| r.phase == "succeeded" && r.weight == 100)
+                    .map(Ok)
+            }
+        },
+    )
+    .await;
+    if let Err(status) = outcome {
+        use std::os::unix::process::ExitStatusExt;
+        panic!(
+            "the daemon died ({status}) when its WAL index file was cut short (signal {:?})",
+            status.signal()
+        );
+    }
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let weights: Vec<u8> = received.lock().unwrap().iter().map(|r| r.weight).collect();
+    assert_eq!(weights, [10, 50, 100]);
+    drop(daemon);
+    drop(prom);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_deleted_under_the_binary_is_logged_as_an_error_and_shown_to_systemd() {
+    let (hook, received) = serve_webhook().await;
+    let dir = temp_dir("deleted-bin");
+    let config = write_config(
+        &dir,
+        &format!("http://127.0.0.1:{}", free_port()),
+        &format!("http://{hook}/weights"),
+    );
+    write_rule(&dir, "gone", "good", "webhook", "1h");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let socket_path = dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let log = dir.join("canaryd.log");
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CANARYD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env_remove("CANARYD_EMERGENCY_STOP")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    wait_ready(&base).await;
+    wait_for("the 10% change", Duration::from_secs(10), || async {
+        (!received.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+
+    for name in ["canaryd.db", "canaryd.db-wal", "canaryd.db-shm"] {
+        let _ = std::fs::remove_file(dir.join("state").join(name));
+    }
+    // systemd is told (STATUS=, what `systemctl status` shows), within the check interval.
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        while std::time::Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                if text.contains("STATUS=NOT READY") {
+                    return Some(text);
+                }
+            }
+        }
+        None
+    })
+    .await
+    .unwrap()
+    .expect("systemd was not told the daemon is not ready");
+    assert!(
+        status.contains("was deleted while canaryd was running"),
+        "{status}"
+    );
+    let readyz = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), 503);
+    // And the log has it at error level.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("was deleted while canaryd was running")),
+        "{logged}"
+    );
+    assert_eq!(
+        received.lock().unwrap().len(),
+        1,
+        "acted after the deletion"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -9,7 +9,11 @@
 //!   rollout appears, a tightened threshold turns a passing rollout into a rollback) and a
 //!   broken edit leaves the old rules in force with `canaryd_config_last_reload_successful 0`;
 //! - a rollout whose stored state cannot be read: its task panics, is restarted with backoff,
-//!   counted and alerted on, and runs once the state is readable again.
+//!   counted and alerted on, and runs once the state is readable again;
+//! - the state database deleted while the daemon runs: no weight change after it, `/readyz`
+//!   says why it is not ready, the failure is logged, counted and alerted on, and the history
+//!   the daemon still had open is saved next to it; put back and restarted, the daemon carries
+//!   on from where it was instead of from the first stage.
 
 mod api_support;
 
@@ -19,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api_support::daemon_support::{
-    Received, add_tokens, embed, metrics, rollout, rollouts, temp_dir, wait_for, write_config,
-    write_rule,
+    Received, add_tokens, embed, metrics, rollout, rollouts, serve_webhook, temp_dir, wait_for,
+    write_config, write_rule,
 };
 use api_support::{ALICE, fake_prometheus};
 use axum::http::{HeaderMap, StatusCode};
@@ -576,4 +580,149 @@ async fn a_rollout_task_that_panics_is_restarted_counted_and_alerted_until_it_ca
     .await;
     drop(db);
     d.stop().await;
+}
+
+/// `/readyz`'s status and text.
+async fn readyz(base: &str) -> (u16, String) {
+    let resp = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Deletes the state database's files in `dir` (`rm canaryd.db*`); the names deleted.
+fn delete_database(dir: &Path) -> Vec<String> {
+    let mut deleted = Vec::new();
+    for name in ["canaryd.db", "canaryd.db-wal", "canaryd.db-shm"] {
+        if std::fs::remove_file(dir.join(name)).is_ok() {
+            deleted.push(name.to_string());
+        }
+    }
+    deleted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_the_database_while_running_stops_every_action_until_it_is_restored() {
+    let (hook, applied) = serve_webhook().await;
+    let (receiver, alerts) = serve_receiver().await;
+    let dir = temp_dir("faults-deleted");
+    // 10% for 2 s, then 50% and 100%: left alone, the rollout finishes within seconds.
+    write_rule(&dir, "kept", "good", "webhook", "2s");
+    let hook_url = format!("http://{hook}/weights");
+    let d = start(&dir, &hook_url, |text| {
+        text.replace("http://127.0.0.1:9/unused", &receiver)
+    })
+    .await;
+    let base = d.base.clone();
+    wait_for("the 10% change", Duration::from_secs(15), || async {
+        (!applied.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(readyz(&base).await.0, 200);
+
+    // The database goes away under the running daemon.
+    let state_dir = dir.join("state");
+    let deleted = delete_database(&state_dir);
+    assert!(deleted.contains(&"canaryd.db".to_string()), "{deleted:?}");
+
+    // Not ready, and saying why, before any weight change.
+    let why = wait_for(
+        "/readyz to say not ready (or a weight change)",
+        Duration::from_secs(10),
+        || async {
+            let later: Vec<u8> = applied
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(1)
+                .map(|r| r.weight)
+                .collect();
+            assert!(
+                later.is_empty(),
+                "the daemon acted after its database was deleted: {later:?}"
+            );
+            let (status, text) = readyz(&base).await;
+            (status == 503).then_some(text)
+        },
+    )
+    .await;
+    assert!(
+        why.contains(&state_dir.join("canaryd.db").display().to_string()),
+        "{why}"
+    );
+    assert!(why.contains("deleted"), "{why}");
+    // What the daemon still had open was saved next to it, and /readyz says where.
+    let rescued: Vec<PathBuf> = std::fs::read_dir(&state_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("canaryd.db.rescued-"))
+        .collect();
+    assert_eq!(rescued.len(), 1, "{rescued:?}");
+    assert!(why.contains(&rescued[0].display().to_string()), "{why}");
+    // Alerted (straight to the receivers: the outbox is in the database) and counted.
+    let (_, alert) = wait_for("the storage alert", Duration::from_secs(15), || async {
+        alerts
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, b)| b["notification"]["event"] == "storage-failed")
+            .cloned()
+    })
+    .await;
+    let message = alert["notification"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("deleted"), "{alert}");
+    assert_eq!(alert["notification"]["severity"], "critical", "{alert}");
+    assert!(
+        metrics(&base)
+            .await
+            .contains("canaryd_state_database_healthy 0"),
+        "{}",
+        metrics(&base).await
+    );
+    // Well past the 2 s the first stage needed: still no weight change, still not ready.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let weights: Vec<u8> = applied.lock().unwrap().iter().map(|r| r.weight).collect();
+    assert_eq!(weights, [10], "the daemon acted on a deleted database");
+    assert_eq!(readyz(&base).await.0, 503);
+    d.shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), d.running).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+    drop(d.store);
+
+    // The saved copy put back and the daemon restarted: the rollout goes on from 10%, not from
+    // the first stage again.
+    std::fs::rename(&rescued[0], state_dir.join("canaryd.db")).unwrap();
+    let again = embed(&dir.join("canaryd.toml")).await;
+    wait_for(
+        "the rollout to succeed",
+        Duration::from_secs(30),
+        || async {
+            rollout(&again.base, "kept")
+                .await
+                .filter(|r| r.phase == "succeeded" && r.weight == 100)
+        },
+    )
+    .await;
+    let changes: Vec<(u8, u8)> = applied
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.previous_weight, r.weight))
+        .collect();
+    assert_eq!(changes, [(0, 10), (10, 50), (50, 100)]);
+    let store = Store::open(&state_dir).unwrap();
+    let started = store
+        .audit_page("kept", None, 100)
+        .unwrap()
+        .items
+        .iter()
+        .filter(|a| a.action == "started")
+        .count();
+    assert_eq!(started, 1, "the rollout was started again from scratch");
+    again.shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), again.running).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -463,6 +463,8 @@ async fn sigkilled_dispatcher_loses_nothing_and_sends_each_once() {
         .map(|i| enqueue(&store, "ops-hook", &numbered(i)))
         .collect();
     want.sort();
+    // The database is one process's at a time: the child's while it runs.
+    drop(store);
 
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "dispatcher_child", "--ignored", "--nocapture"])
@@ -489,6 +491,7 @@ async fn sigkilled_dispatcher_loses_nothing_and_sends_each_once() {
     child.kill().expect("SIGKILL the child");
     child.wait().unwrap();
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), want);
+    let store = Store::open(&dir.0).unwrap();
     let counts = store.outbox_counts().unwrap();
     assert_eq!(
         (counts.pending, counts.sent),

@@ -2,6 +2,10 @@
 //! each one after its commit returned; it is killed at random moments, and every reported step
 //! must then be in the store with all its parts, and no step may be there in part.
 //!
+//! A full file system under the database is a storage failure the store latches: the failing
+//! commit and every write after it fail, even once space is back, until the database is opened
+//! again (the daemon restarted).
+//!
 //! The writer is `examples/store_crash_writer.rs`, included here and run by re-executing this
 //! test binary in child mode (the ignored test `crash_writer_child`, selected with an
 //! environment variable set): that needs no nested `cargo build` (which would wait on the build
@@ -18,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use canaryd::store::{IntentStatus, Store};
+use canaryd::store::{Fault, IntentStatus, Store, StoreError};
 
 /// Set to the state directory in the child process.
 const CHILD_DIR: &str = "CANARYD_STORE_CRASH_DIR";
@@ -222,4 +226,66 @@ fn check_store(dir: &Path, round: usize) -> u64 {
         );
     }
     last
+}
+
+/// Unmounts a test's file system when dropped (after the store on it is closed).
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_full_file_system_stops_every_write_until_the_database_is_opened_again() {
+    // A file system of its own to fill: a 2 MiB tmpfs, which takes root to mount.
+    let dir = std::env::temp_dir().join(format!("canaryd-store-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&dir)
+        .stderr(Stdio::null())
+        .status();
+    if !matches!(mounted, Ok(s) if s.success()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!("SKIPPED: mounting a small tmpfs to fill needs root");
+        return;
+    }
+    let _unmount = Unmount(dir.clone());
+    let state = dir.join("state");
+    let store = Store::open(&state).unwrap();
+    writer::commit(&store, 1).unwrap();
+
+    // Everything else on the file system takes the rest of its space.
+    {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(dir.join("filler")).unwrap();
+        while filler.write_all(&[7u8; 4096]).is_ok() {}
+    }
+    let failed = (2..100_000)
+        .find_map(|seq| writer::commit(&store, seq).err())
+        .expect("every commit succeeded on a full file system");
+    assert!(failed.is_storage_failure(), "{failed}");
+    let fault = store.fault().expect("the failure was not latched");
+    assert!(
+        matches!(&fault, Fault::Storage { detail, .. } if detail.contains("full")),
+        "{fault}"
+    );
+
+    // Space again, but the store does not trust its open database any more: no write goes in.
+    std::fs::remove_file(dir.join("filler")).unwrap();
+    let refused = store.set_flag("after", &1, chrono::Utc::now()).unwrap_err();
+    assert!(matches!(refused, StoreError::Failed { .. }), "{refused}");
+    assert!(refused.to_string().contains("restart canaryd"), "{refused}");
+    let refused = writer::commit(&store, 100_001).unwrap_err();
+    assert!(matches!(refused, StoreError::Failed { .. }), "{refused}");
+
+    // Opened again (the daemon restarted): everything committed before is there, and it writes.
+    drop(store);
+    let store = Store::open(&state).unwrap();
+    assert!(writer::last_seq(&store).unwrap() >= 1);
+    store.set_flag("after", &1, chrono::Utc::now()).unwrap();
+    drop(store);
 }

@@ -3,12 +3,15 @@
 //! rollback, abort) and the emergency stop. It owns the routes, request checking, authentication
 //! ([`auth`]) and the JSON shapes ([`view`]); it decides nothing about rollouts: a command goes
 //! through the rollout's mailbox to its runner and the state machine, and the answer says what
-//! became of it (200 with the new phase and weight, or 409 with the machine's refusal).
+//! became of it (200 with the new phase and weight, or the typed [`CommandError`], whose kinds
+//! map to statuses in one place: `From<CommandError> for ApiError`).
 //!
 //! # Rules
 //! - Every error is JSON `{"error": "..."}`: 400 bad request (with what is wrong), 401 no or an
 //!   unknown token, 403 a read-only token on a mutation, 404 unknown rollout, 405 wrong method,
-//!   409 refused by the state machine, 413 a body over [`BODY_LIMIT`].
+//!   409 refused by the state machine, 413 a body over [`BODY_LIMIT`], 503 when the command
+//!   could not be recorded (the state database failed: never a 409) or the rollout's task cannot
+//!   take it now, 504 no answer in time.
 //! - Mutations need an admin token (`Authorization: Bearer ...`), whose name is recorded as the
 //!   operator in the audit trail. Reads are open to loopback peers unless
 //!   `server.reads_need_token` is set; other peers always need a token (read or admin).
@@ -34,9 +37,9 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::daemon::runner::Msg;
-use crate::daemon::{Shared, emergency};
+use crate::daemon::{CommandError, Shared, emergency};
 use crate::rollout::{Command, RolloutState, TriggeredBy};
-use crate::store::{Cursor, MAX_PAGE};
+use crate::store::{Cursor, MAX_PAGE, StoreError};
 use auth::{Caller, Denied, Role};
 
 /// The largest request body accepted.
@@ -84,6 +87,36 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+/// The one place a command's outcome becomes an HTTP status.
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        let status = match &e {
+            CommandError::Refused(_)
+            | CommandError::NoRule { .. }
+            | CommandError::StopFile { .. } => StatusCode::CONFLICT,
+            CommandError::Unknown { .. } => StatusCode::NOT_FOUND,
+            CommandError::Store { .. }
+            | CommandError::Busy { .. }
+            | CommandError::Stopped { .. }
+            | CommandError::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CommandError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// A read that failed in the store: 503 when the database itself failed, 500 otherwise.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = if e.is_storage_failure() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -256,10 +289,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn not_found(name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("no rollout named `{name}`; GET /v1/rollouts lists them"),
-    )
+    CommandError::Unknown {
+        rollout: name.to_string(),
+    }
+    .into()
 }
 
 /// The rollout must be known (loaded, or stored from before).
@@ -318,8 +351,7 @@ async fn one(
             .next();
         Ok::<_, crate::store::StoreError>((stored, started_at, last.map(|a| a.at)))
     })
-    .await?
-    .map_err(ApiError::internal)?;
+    .await??;
     let rules = shared.rules.load();
     let rule = rules.get(&name);
     let rule_file_problems = rules.rule_file_problems(&name);
@@ -433,8 +465,7 @@ async fn history(
         let run = run.resolve(&store, &key)?;
         store.audit_page_of(&key, run, cursor, limit)
     })
-    .await?
-    .map_err(ApiError::internal)?;
+    .await??;
     let entries: Vec<view::HistoryEntry> = page.items.into_iter().map(Into::into).collect();
     Ok(Json(json!({
         "rollout": name,
@@ -477,8 +508,7 @@ async fn analyses(
         let run = run.resolve(&store, &key)?;
         store.analyses_page_of(&key, run, cursor, limit)
     })
-    .await?
-    .map_err(ApiError::internal)?;
+    .await??;
     let items: Vec<_> = page
         .items
         .into_iter()
@@ -512,8 +542,7 @@ async fn compare(
     let store = shared.store.clone();
     let key = name.clone();
     let latest = blocking(move || store.analyses_page(&key, None, 1))
-        .await?
-        .map_err(ApiError::internal)?
+        .await??
         .items
         .into_iter()
         .next();
@@ -545,10 +574,7 @@ async fn give(
     }
     .map_err(ApiError::bad_request)?;
     if !shared.scheduler.has(&name) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("rollout `{name}` has no rule file loaded, so it takes no commands"),
-        ));
+        return Err(CommandError::NoRule { rollout: name }.into());
     }
     let (reply, answer) = oneshot::channel();
     let msg = Msg::Command {
@@ -559,14 +585,11 @@ async fn give(
         reply: Some(reply),
     };
     if !shared.scheduler.send(&name, msg) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "rollout `{name}` takes no commands right now: its task is not running \
-                 (shutting down?) or already has {} waiting; try again",
-                crate::daemon::scheduler::MAILBOX
-            ),
-        ));
+        return Err(CommandError::Busy {
+            rollout: name,
+            waiting: crate::daemon::scheduler::MAILBOX,
+        }
+        .into());
     }
     tracing::info!(rollout = %name, command = %command, by = %caller.name, "Command received over the API.");
     match tokio::time::timeout(COMMAND_TIMEOUT, answer).await {
@@ -582,18 +605,13 @@ async fn give(
             "canary": status.canary,
         }))
         .into_response()),
-        Ok(Ok(Err(refusal))) => Err(ApiError::new(StatusCode::CONFLICT, refusal)),
-        Ok(Err(_)) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("rollout `{name}`'s task stopped before answering; check its state"),
-        )),
-        Err(_) => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "rollout `{name}` did not answer within {} s; the command may still apply",
-                COMMAND_TIMEOUT.as_secs()
-            ),
-        )),
+        Ok(Ok(Err(e))) => Err(e.into()),
+        Ok(Err(_)) => Err(CommandError::Stopped { rollout: name }.into()),
+        Err(_) => Err(CommandError::Timeout {
+            rollout: name,
+            after: COMMAND_TIMEOUT,
+        }
+        .into()),
     }
 }
 
@@ -631,9 +649,7 @@ async fn emergency_stop(
     let caller = admin(&shared, &headers)?;
     refuse_remote(&shared, peer)?;
     let reason = parse_reason(&body_bytes(body)?).map_err(ApiError::bad_request)?;
-    emergency::engage(&shared, reason.clone(), caller.name.clone())
-        .await
-        .map_err(ApiError::internal)?;
+    emergency::engage(&shared, reason.clone(), caller.name.clone()).await?;
     Ok(Json(json!({ "active": true, "reason": reason, "by": caller.name })).into_response())
 }
 
@@ -647,15 +663,81 @@ async fn emergency_clear(
     refuse_remote(&shared, peer)?;
     let reason = parse_reason(&body_bytes(body)?).map_err(ApiError::bad_request)?;
     tracing::warn!(by = %caller.name, reason = %reason, "Emergency stop clear requested over the API.");
-    emergency::clear(&shared, caller.name.clone())
-        .await
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?;
+    emergency::clear(&shared, caller.name.clone()).await?;
     Ok(Json(json!({ "active": false, "by": caller.name })).into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_of_command_error_has_one_status_and_a_store_failure_is_never_a_refusal() {
+        let rollout = || "web".to_string();
+        let cases = [
+            (
+                CommandError::Refused(crate::rollout::StepError::EmptyPlan),
+                StatusCode::CONFLICT,
+            ),
+            (
+                CommandError::NoRule { rollout: rollout() },
+                StatusCode::CONFLICT,
+            ),
+            (
+                CommandError::StopFile {
+                    file: "/etc/canaryd/emergency-stop".into(),
+                },
+                StatusCode::CONFLICT,
+            ),
+            (
+                CommandError::Unknown { rollout: rollout() },
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                CommandError::Store {
+                    message: "disk full".into(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                CommandError::Busy {
+                    rollout: rollout(),
+                    waiting: 64,
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                CommandError::Stopped { rollout: rollout() },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                CommandError::Internal("a blocking task panicked".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                CommandError::Timeout {
+                    rollout: rollout(),
+                    after: COMMAND_TIMEOUT,
+                },
+                StatusCode::GATEWAY_TIMEOUT,
+            ),
+        ];
+        for (error, status) in cases {
+            let message = error.to_string();
+            let answer = ApiError::from(error);
+            assert_eq!(answer.status, status, "{message}");
+            assert_eq!(answer.message, message);
+        }
+        let failed = StoreError::Failed {
+            fault: crate::store::Fault::Deleted {
+                file: "/var/lib/canaryd/canaryd.db".into(),
+                rescued: None,
+            },
+        };
+        let answer = ApiError::from(CommandError::from(failed));
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(answer.message.contains("was deleted"), "{}", answer.message);
+    }
 
     #[test]
     fn reasons_are_checked_with_a_message_saying_what_is_wrong() {

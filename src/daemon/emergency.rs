@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::command::CommandError;
 
 /// The store flag holding the API's emergency stop.
 pub const FLAG: &str = "emergency-stop";
@@ -95,35 +96,30 @@ pub async fn refresh(shared: &Shared, cleared_by: &str) {
 }
 
 /// Set the API flag (from the API or the environment at start) and apply it.
-pub async fn engage(shared: &Shared, reason: String, by: String) -> Result<(), String> {
+pub async fn engage(shared: &Shared, reason: String, by: String) -> Result<(), CommandError> {
     let store = shared.store.clone();
     tokio::task::spawn_blocking(move || store.set_flag(FLAG, &StopFlag { reason, by }, Utc::now()))
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CommandError::Internal(e.to_string()))??;
     refresh(shared, "").await;
     Ok(())
 }
 
 /// Clear the API flag. Fails (changing nothing else) while the stop file exists, since the file
 /// would keep the stop in force.
-pub async fn clear(shared: &Shared, by: String) -> Result<(), String> {
+pub async fn clear(shared: &Shared, by: String) -> Result<(), CommandError> {
     if let Some(file) = shared
         .config
         .emergency_stop_file
         .as_ref()
         .filter(|f| f.exists())
     {
-        return Err(format!(
-            "the stop file {} exists; remove it to clear the emergency stop",
-            file.display()
-        ));
+        return Err(CommandError::StopFile { file: file.clone() });
     }
     let store = shared.store.clone();
     tokio::task::spawn_blocking(move || store.clear_flag(FLAG))
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CommandError::Internal(e.to_string()))??;
     refresh(shared, &by).await;
     Ok(())
 }

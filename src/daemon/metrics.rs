@@ -95,6 +95,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Whether an emergency stop is in force.",
     ),
     (
+        "canaryd_state_database_healthy",
+        "gauge",
+        "Whether the state database is the one opened and writable (1), or deleted, replaced or failing (0): canaryd then stops acting.",
+    ),
+    (
         "canaryd_rules_loaded",
         "gauge",
         "Rollout rules currently loaded.",

@@ -1,23 +1,27 @@
 //! `canaryd serve`: the long-running daemon, embeddable through [`run`].
 //!
-//! It owns the daemon's world and its lifecycle: open the store, load and validate the rules,
-//! build sources and actuators, re-drive the actuator intents a crash left pending, start one
-//! supervised task per rollout ([`scheduler`], [`runner`]), serve HTTP ([`server`]), watch the
-//! emergency stop ([`emergency`]) and reload rules on request or on file changes ([`reload`]:
-//! validate, build, then swap). It knows no signals: the caller cancels a `CancellationToken` to
-//! stop it and sends `()` on a channel to reload, so tests run the whole daemon in-process. It
-//! decides nothing about rollouts: the state machine does, through the runners.
+//! It owns the daemon's world and its lifecycle: lock the state directory (one daemon per
+//! state), open the store, load and validate the rules, build sources and actuators, re-drive the
+//! actuator intents a crash left pending, start one supervised task per rollout ([`scheduler`],
+//! [`runner`]), serve HTTP ([`server`]), watch the emergency stop ([`emergency`]) and reload rules
+//! on request or on file changes ([`reload`]: validate, build, then swap). It knows no signals:
+//! the caller cancels a `CancellationToken` to stop it and sends `()` on a channel to reload, so
+//! tests run the whole daemon in-process. It decides nothing about rollouts: the state machine
+//! does, through the runners.
 //!
 //! - [`analysis`]: query both sides, judge, score.
 //! - [`runner`]: one rollout's task: step, record, then act.
+//! - [`command`]: why a command was not carried out ([`CommandError`]), typed for the API.
 //! - [`scheduler`]: supervised tasks and mailboxes.
 //! - [`reload`]: rule reloads (SIGHUP, file changes); [`rule_files`]: which version of each
 //!   rule file is in force.
 //! - [`emergency`]: the emergency-stop switch.
+//! - [`storage`]: the state database's health (deleted, replaced, failing: stop acting).
 //! - [`server`]: HTTP routes.
 //! - [`metrics`], [`status`]: what `/metrics` and `/v1/rollouts` show.
 
 pub mod analysis;
+pub mod command;
 pub mod emergency;
 pub mod metrics;
 pub mod receivers;
@@ -27,6 +31,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod server;
 pub mod status;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,8 +48,9 @@ use crate::config::{Config, SourceConfig};
 use crate::rollout::RolloutState;
 use crate::rules::{Problem, RolloutRule};
 use crate::source::{MetricSource, PrometheusSource};
-use crate::store::{Store, StoreError};
+use crate::store::{StateLock, Store, StoreError};
 
+pub use command::CommandError;
 pub use emergency::Emergency;
 pub use metrics::Metrics;
 pub use status::RolloutStatus;
@@ -274,6 +280,9 @@ pub async fn run_with_sources(
     shutdown: CancellationToken,
     reload: mpsc::Receiver<()>,
 ) -> Result<(), DaemonError> {
+    // One daemon per state directory: the lock is held until this function returns.
+    let dir = config.state_dir.clone();
+    let _lock = blocking(move || StateLock::acquire(&dir)).await??;
     // The database and the rule files are independent: open one while loading the other.
     crate::systemd::status("Opening the state database and loading rules.");
     let dir = config.state_dir.clone();
@@ -349,7 +358,7 @@ pub async fn run_with_sources(
             "environment".to_string(),
         )
         .await
-        .map_err(DaemonError::Internal)?;
+        .map_err(|e| DaemonError::Internal(e.to_string()))?;
     } else {
         emergency::refresh(&shared, "").await;
     }
@@ -374,6 +383,7 @@ pub async fn run_with_sources(
         shared.scheduler.spawn(&shared, name, &shutdown);
     }
     let file_watch = tokio::spawn(emergency::watch_file(Arc::clone(&shared), shutdown.clone()));
+    let store_watch = tokio::spawn(storage::watch(Arc::clone(&shared), shutdown.clone()));
     let reloader = tokio::spawn(reload::run(Arc::clone(&shared), reload, shutdown.clone()));
     let watchdog = crate::systemd::watchdog_interval().map(|every| {
         let token = shutdown.clone();
@@ -413,6 +423,7 @@ pub async fn run_with_sources(
     dispatch_token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), dispatching).await;
     file_watch.abort();
+    store_watch.abort();
     reloader.abort();
     if let Some(w) = watchdog {
         w.abort();

@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use super::Shared;
 use super::analysis::analyse;
+use super::command::CommandError;
 use super::status::RolloutStatus;
 use crate::actuator::WeightChange;
 use crate::notify::Notification;
@@ -28,7 +29,7 @@ use crate::rollout::{
 };
 use crate::rules::{RolloutRule, Schedule};
 use crate::source::SourceError;
-use crate::store::{NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun, Step};
+use crate::store::{NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun, Step, StoreError};
 
 /// The shortest gap between two ticks (the machine told that time passed): a tick that changed
 /// nothing is not repeated sooner than this, however the due time is computed.
@@ -49,7 +50,7 @@ pub enum Msg {
         reason: String,
         /// `start` only: the canary version of the new run (the current one when `None`).
         canary: Option<String>,
-        reply: Option<oneshot::Sender<Result<RolloutStatus, String>>>,
+        reply: Option<oneshot::Sender<Result<RolloutStatus, CommandError>>>,
     },
     /// The rule set was swapped: pick up the new rule (or notice it is gone).
     RulesChanged,
@@ -415,7 +416,9 @@ impl Runner {
                     let at = Instant::now() + due + TICK_MARGIN;
                     last_tick.map_or(at, |last| at.max(last + TICK))
                 })
-                .filter(|_| present && active);
+                .filter(|_| present && active)
+                // A failed store records nothing, so nothing is stepped (see `storage`).
+                .filter(|_| self.shared.store.fault().is_none());
             let analysis_at = present.then_some(self.next_analysis);
             // One timer for both: the earlier of the next analysis and the next tick.
             let wake_at = match (analysis_at, tick_at) {
@@ -467,7 +470,8 @@ impl Runner {
     /// The next analysis is due: run it (if the rollout is active) in a turn, and schedule the
     /// one after.
     async fn analysis_due(&mut self, active: bool) {
-        if active {
+        // A failed store records nothing, so nothing is analysed (see `storage`).
+        if active && self.shared.store.fault().is_none() {
             // The turn is awaited before the analysis's future is made: a rollout
             // waiting for its turn holds only its place in the queue.
             let turns = self
@@ -689,7 +693,11 @@ impl Runner {
     /// Step the machine, record the decision, then act on it. A weight change the actuator
     /// could not apply is fed back to the machine as one more recorded step
     /// (`ActuationFailed`: weight put back, paused for review, critical alert).
-    async fn apply(&mut self, event: Event, analysis: Option<NewAnalysis>) -> Result<(), String> {
+    async fn apply(
+        &mut self,
+        event: Event,
+        analysis: Option<NewAnalysis>,
+    ) -> Result<(), CommandError> {
         self.apply_with(event, analysis, Rows::default()).await
     }
 
@@ -699,7 +707,7 @@ impl Runner {
         event: Event,
         analysis: Option<NewAnalysis>,
         mut rows: Rows,
-    ) -> Result<(), String> {
+    ) -> Result<(), CommandError> {
         if let Some(failed) = self.step_and_act(event, analysis, &mut rows).await? {
             // ActuationFailed never asks for a weight change, so this cannot fail the same way.
             if let Err(e) = self.step_and_act(failed, None, &mut rows).await {
@@ -716,13 +724,13 @@ impl Runner {
         event: Event,
         analysis: Option<NewAnalysis>,
         rows: &mut Rows,
-    ) -> Result<Option<Event>, String> {
+    ) -> Result<Option<Event>, CommandError> {
         let now = Utc::now();
         let (next, actions) = match step(&self.state, &self.rule.plan, event, now) {
             Ok(out) => out,
             Err(e) => {
                 tracing::warn!(rollout = %self.name, error = %e, "The rollout refused the event.");
-                return Err(e.to_string());
+                return Err(e.into());
             }
         };
         if actions.is_empty() && next == self.state && analysis.is_none() {
@@ -872,7 +880,7 @@ impl Runner {
         state: RolloutState,
         record: Record,
         at: DateTime<Utc>,
-    ) -> Result<Option<i64>, String> {
+    ) -> Result<Option<i64>, StoreError> {
         // Serialised here; the store's writer thread records it with the other steps of its
         // batch, and this task waits for that without holding a thread.
         let committed = {
@@ -886,10 +894,7 @@ impl Runner {
             s.run_started = record.run_started;
             self.shared.store.submit_step(&s)
         };
-        committed
-            .await
-            .map(|c| c.intent_id)
-            .map_err(|e| e.to_string())
+        committed.await.map(|c| c.intent_id)
     }
 }
 

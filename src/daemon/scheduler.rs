@@ -355,7 +355,9 @@ mod tests {
         reason: &str,
     ) -> (
         Msg,
-        tokio::sync::oneshot::Receiver<Result<super::super::status::RolloutStatus, String>>,
+        tokio::sync::oneshot::Receiver<
+            Result<super::super::status::RolloutStatus, super::super::CommandError>,
+        >,
     ) {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let msg = Msg::Command {

@@ -1,4 +1,5 @@
-//! The HTTP server's routes: `/healthz`, `/readyz`, `/metrics`, the operator API under `/v1`
+//! The HTTP server's routes: `/healthz`, `/readyz` (503 while starting or once the state
+//! database failed, with the cause), `/metrics`, the operator API under `/v1`
 //! (`crate::api`: rollouts, commands, emergency stop) and the builtin actuator's weight and
 //! assignment routes. Binding and serving happen in `daemon::run`.
 
@@ -26,6 +27,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if let Some(fault) = shared.store.fault() {
+        let why = super::storage::explain(&fault);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response();
+    }
     if shared.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n").into_response()
     } else {

@@ -257,6 +257,12 @@ impl DispatcherHandle {
         self.wake();
     }
 
+    /// The receivers in use, for an alert that cannot wait in the outbox (the state database
+    /// itself failed).
+    pub fn receivers(&self) -> Arc<Receivers> {
+        self.shared.receivers.load_full()
+    }
+
     /// The counters since start.
     pub fn metrics(&self) -> NotifyMetrics {
         let c = &self.shared.counters;
@@ -302,7 +308,8 @@ impl Dispatcher {
         );
         while !token.is_cancelled() {
             let room = settings.max_in_flight.saturating_sub(in_flight.len());
-            if room > 0 {
+            // A failed store answers every claim with the same error: the daemon reports it once.
+            if room > 0 && shared.store.fault().is_none() {
                 match claim(&shared, room).await {
                     Ok(messages) => {
                         for message in messages {

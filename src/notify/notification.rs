@@ -46,7 +46,8 @@ pub fn incident_action(event: EventKind, severity: Severity) -> IncidentAction {
         | EventKind::BackendErrors
         | EventKind::ActuatorFailed
         | EventKind::ConfigReloadFailed
-        | EventKind::TaskRestarted => {
+        | EventKind::TaskRestarted
+        | EventKind::StorageFailed => {
             if severity >= Severity::Warning {
                 IncidentAction::Trigger
             } else {

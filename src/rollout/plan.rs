@@ -147,4 +147,6 @@ pub enum EventKind {
     ConfigReloadFailed,
     /// A rollout's task panicked and was restarted by its supervisor.
     TaskRestarted,
+    /// The state database was deleted, replaced or failed: the daemon stopped acting.
+    StorageFailed,
 }

@@ -200,7 +200,7 @@ impl Route {
 }
 
 /// Every event kind with its name in rule files (kebab-case, as serde writes it).
-pub const EVENT_KINDS: [(&str, EventKind); 16] = [
+pub const EVENT_KINDS: [(&str, EventKind); 17] = [
     ("started", EventKind::Started),
     ("stage-advanced", EventKind::StageAdvanced),
     ("waiting-approval", EventKind::WaitingApproval),
@@ -217,6 +217,7 @@ pub const EVENT_KINDS: [(&str, EventKind); 16] = [
     ("actuator-failed", EventKind::ActuatorFailed),
     ("config-reload-failed", EventKind::ConfigReloadFailed),
     ("task-restarted", EventKind::TaskRestarted),
+    ("storage-failed", EventKind::StorageFailed),
 ];
 
 #[cfg(test)]
@@ -249,11 +250,12 @@ mod tests {
             | EventKind::BackendErrors
             | EventKind::ActuatorFailed
             | EventKind::ConfigReloadFailed
-            | EventKind::TaskRestarted => 1,
+            | EventKind::TaskRestarted
+            | EventKind::StorageFailed => 1,
         };
         assert_eq!(
             EVENT_KINDS.iter().map(|(_, k)| count(*k)).sum::<usize>(),
-            16
+            17
         );
     }
 

@@ -31,6 +31,20 @@
 //! WAL checkpoints run on another background thread (`checkpoint`), off the commit path.
 //! `bench/store_commits.sh` measures the rate with 1 to 64 writers.
 //!
+//! # The WAL index lives in memory, and the database is this process's alone
+//! In WAL mode SQLite keeps an index of the log in a `-shm` file that every connection maps into
+//! memory (`MAP_SHARED`) and writes through plain stores, not `write(2)`. When the kernel cannot
+//! back such a store, because the file was cut short under the mapping, or the file system under
+//! it went read-only or cannot allocate the page, it does not return an error: it sends SIGBUS,
+//! which SQLite does not handle, so the daemon died on the spot with no log line. Every connection
+//! is therefore opened through SQLite's `unix-excl` VFS ([`VFS`]): this process takes an exclusive
+//! lock on the database file while it has it open, and the WAL index is kept in the process's
+//! heap, shared by its connections, with no `-shm` file at all; a storage failure is then an
+//! error from a system call, which the store reports (see `health`). The price: no other process
+//! can read the database while a daemon has it open ("database is locked"); stop the daemon to
+//! inspect or copy it. The reader is opened read-write with `query_only` set: a read-only
+//! connection would take its own POSIX locks and could release the process's exclusive one.
+//!
 //! # Concurrency
 //! [`Store`] is synchronous, cheap to clone, `Send + Sync`: async callers wrap calls in
 //! `tokio::task::spawn_blocking`, except steps, which they hand to [`Store::submit_step`] and
@@ -42,6 +56,8 @@
 
 mod checkpoint;
 mod group;
+mod health;
+mod lock;
 mod records;
 mod runs;
 mod schema;
@@ -58,6 +74,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use health::Fault;
+pub use lock::{Holder, LOCK_FILE, StateLock};
 pub use records::{
     Analysis, AuditEntry, BadCursor, Committed, Cursor, Flag, Intent, IntentStatus, Message,
     MessageStatus, NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun, OutboxCounts, Page,
@@ -67,6 +85,15 @@ pub use schema::LATEST_VERSION;
 
 /// The database's file name inside the state directory.
 pub const DB_FILE: &str = "canaryd.db";
+
+/// The SQLite VFS of every connection: exclusive to this process, WAL index on the heap (see
+/// the module's documentation).
+pub const VFS: &str = "unix-excl";
+
+/// Opens `path` through [`VFS`].
+fn connect(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags_and_vfs(path, flags, VFS)
+}
 
 /// How long a statement waits for another process's lock before failing with "database is
 /// locked".
@@ -85,6 +112,18 @@ pub enum StoreError {
     },
     #[error("cannot create the state directory {path}: {source}")]
     CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the state directory {dir} is in use by another canaryd ({holder}); one daemon per \
+         state directory: stop that one first, or give this one another `state_dir`"
+    )]
+    Locked { dir: PathBuf, holder: Holder },
+    #[error("{fault}; canaryd has stopped recording and acting: {}", fault.advice())]
+    Failed { fault: Fault },
+    #[error("cannot lock the state directory through {path}: {source}")]
+    LockFile {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -187,6 +226,8 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// The files' identities and the latched fault (see `health`).
+    health: health::Health,
     /// Declared last: fields drop in order, so its thread stops after the other connections
     /// are closed.
     checkpoints: checkpoint::Checkpointer,
@@ -224,10 +265,13 @@ impl Store {
         let reader = open_reader(path)?;
         let checkpoints =
             checkpoint::Checkpointer::start(open_checkpointer(path)?, path, checkpoint::POLICY);
+        // Every connection is open, so the write-ahead log exists: both files are watched.
+        let health = health::Health::watch(path);
         let inner = Arc::new(Inner {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
+            health,
             checkpoints,
         });
         let batches = Arc::clone(&inner);
@@ -259,6 +303,27 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The fault that stopped the store's writes, if one was found (no I/O): the database file
+    /// deleted or replaced, or a storage-level error. Latched until the process ends.
+    pub fn fault(&self) -> Option<Fault> {
+        self.inner.health.fault().cloned()
+    }
+
+    /// Looks for a fault now: whether the database file and its write-ahead log at their paths
+    /// are still the ones the store has open (two `stat`s), or a fault found before. Writes do
+    /// the same before they begin; the daemon also calls this on a short timer. A file found
+    /// deleted or replaced has the history still open saved next to it first (see [`Fault`]).
+    pub fn check(&self) -> Result<(), Fault> {
+        if let Some(fault) = self.inner.health.fault() {
+            return Err(fault.clone());
+        }
+        if self.inner.health.mismatch().is_none() {
+            return Ok(());
+        }
+        let conn = lock(&self.inner.writer);
+        self.inner.check_on(&conn)
     }
 
     /// The database's schema version ([`LATEST_VERSION`] once open).
@@ -333,13 +398,18 @@ impl Store {
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = lock(&self.inner.writer);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.sql(op))?;
-        let before = tx.total_changes();
-        let out = f(&tx)?;
-        let changed = tx.total_changes() != before;
-        tx.commit().map_err(self.sql(op))?;
+        self.inner.verify(&conn)?;
+        let written: Result<_, StoreError> = (|| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.sql(op))?;
+            let before = tx.total_changes();
+            let out = f(&tx)?;
+            let changed = tx.total_changes() != before;
+            tx.commit().map_err(self.sql(op))?;
+            Ok((out, changed))
+        })();
+        let (out, changed) = written.inspect_err(|e| self.inner.health.note(e))?;
         // A transaction that changed nothing (a poll of the outbox finding nothing to claim)
         // leaves nothing to checkpoint.
         if changed {
@@ -362,10 +432,13 @@ impl Store {
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = lock(&self.inner.reader);
-        let tx = conn.transaction().map_err(self.sql(op))?;
-        let out = f(&tx)?;
-        tx.finish().map_err(self.sql(op))?;
-        Ok(out)
+        let read: Result<_, StoreError> = (|| {
+            let tx = conn.transaction().map_err(self.sql(op))?;
+            let out = f(&tx)?;
+            tx.finish().map_err(self.sql(op))?;
+            Ok(out)
+        })();
+        read.inspect_err(|e| self.inner.health.note(e))
     }
 
     // ----- the key operation -----
@@ -1041,6 +1114,41 @@ impl Inner {
         move |source| StoreError::sql(op, self.path(), source)
     }
 
+    /// Fails, writing nothing, once the database at the path is not the one open or a storage
+    /// failure was seen. `conn` is the writer's, held by the caller.
+    fn verify(&self, conn: &Connection) -> Result<(), StoreError> {
+        self.check_on(conn)
+            .map_err(|fault| StoreError::Failed { fault })
+    }
+
+    /// [`Store::check`] with the writer connection held, to save the open history with.
+    fn check_on(&self, conn: &Connection) -> Result<(), Fault> {
+        self.health.check(|| self.rescue(conn))
+    }
+
+    /// Saves the history still open (the database file was deleted or replaced at its path)
+    /// to a new database next to it, with `VACUUM INTO`; where, or `None` if it could not.
+    fn rescue(&self, conn: &Connection) -> Option<PathBuf> {
+        let copy = health::rescue_path(&self.path, Utc::now().timestamp_millis());
+        let saved = copy
+            .to_str()
+            .ok_or_else(|| "the path is not UTF-8".to_string())
+            .and_then(|to| {
+                conn.execute("VACUUM INTO ?1", [to])
+                    .map_err(|e| e.to_string())
+            });
+        match saved {
+            Ok(_) => {
+                tracing::error!(database = %self.path.display(), copy = %copy.display(), "The state database is not at its path any more; saved the history still open.");
+                Some(copy)
+            }
+            Err(e) => {
+                tracing::error!(database = %self.path.display(), copy = %copy.display(), error = %e, "The state database is not at its path any more, and the history still open could not be saved.");
+                None
+            }
+        }
+    }
+
     /// Writes a batch of steps in one `IMMEDIATE` transaction, each inside its own savepoint so
     /// that a failing step is rolled back alone, and commits it (one fsync). If the transaction
     /// cannot begin or commit, every step of the batch gets the error.
@@ -1048,10 +1156,35 @@ impl Inner {
         &self,
         jobs: &mut dyn Iterator<Item = StepJob>,
     ) -> Vec<Result<Committed, StoreError>> {
-        const OP: &str = COMMIT_OP;
         // The connection first: steps handed in while another write holds it join this batch.
         let mut conn = lock(&self.writer);
         let jobs: Vec<StepJob> = jobs.collect();
+        if let Err(fault) = self.check_on(&conn) {
+            return jobs
+                .iter()
+                .map(|_| {
+                    Err(StoreError::Failed {
+                        fault: fault.clone(),
+                    })
+                })
+                .collect();
+        }
+        let results = self.write_batch(&mut conn, jobs);
+        for result in &results {
+            if let Err(e) = result {
+                self.health.note(e);
+            }
+        }
+        results
+    }
+
+    /// [`Inner::commit_batch`]'s writing, on the writer connection.
+    fn write_batch(
+        &self,
+        conn: &mut Connection,
+        jobs: Vec<StepJob>,
+    ) -> Vec<Result<Committed, StoreError>> {
+        const OP: &str = COMMIT_OP;
         let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => return jobs.iter().map(|_| Err(self.copy_sql(OP, &e))).collect(),
@@ -1268,7 +1401,7 @@ impl Inner {
 fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     const OP: &str = "open";
     let err = |e| StoreError::sql(OP, path, e);
-    let conn = Connection::open(path).map_err(err)?;
+    let conn = connect(path, OpenFlags::default()).map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     // The first statement to read the header: a file that is not a database fails here.
     let mode: String = conn
@@ -1309,7 +1442,7 @@ const STATEMENT_CACHE: usize = 48;
 fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
     const OP: &str = "open for checkpoints";
     let err = |e| StoreError::sql(OP, path, e);
-    let conn = Connection::open(path).map_err(err)?;
+    let conn = connect(path, OpenFlags::default()).map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(err)?;
@@ -1326,12 +1459,14 @@ const CHECKPOINT_CACHE_KIB: i64 = -64;
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     const OP: &str = "open for reading";
     let err = |e| StoreError::sql(OP, path, e);
-    let conn = Connection::open_with_flags(
+    // Read-write, but refusing writes: see the module's documentation.
+    let conn = connect(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    conn.pragma_update(None, "query_only", true).map_err(err)?;
     conn.pragma_update(None, "cache_size", CACHE_KIB)
         .map_err(err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

@@ -1221,3 +1221,40 @@ fn two_steps_with_one_key_in_a_batch_record_the_first_only() {
     assert_eq!(count(&store, "intents"), 2);
     assert_eq!(store.rollouts::<State>().unwrap().len(), 2);
 }
+
+#[test]
+fn the_wal_index_is_kept_in_memory_and_another_process_cannot_open_the_database() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).unwrap();
+    store.set_flag("k", &1, Utc::now()).unwrap();
+    // No mapped index file for a full or read-only file system to turn into a SIGBUS.
+    assert!(dir.0.join(DB_FILE).exists());
+    assert!(!dir.0.join("canaryd.db-shm").exists());
+    // A second handle in this process shares the open database.
+    let again = Store::open(&dir.0).unwrap();
+    assert_eq!(again.flag::<i32>("k").unwrap().map(|f| f.value), Some(1));
+    // Another process (Python's sqlite3, as an operator's tool would) is turned away.
+    let script = "import sqlite3, sys\n\
+                  c = sqlite3.connect(sys.argv[1], timeout=0.2)\n\
+                  c.execute('SELECT count(*) FROM flags').fetchone()\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.0.join(DB_FILE))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "another process read the database");
+    assert!(stderr.contains("database is locked"), "{stderr}");
+    drop((store, again));
+    // Once the store is closed, it can.
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.0.join(DB_FILE))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
