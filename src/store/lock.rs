@@ -172,7 +172,9 @@ mod tests {
         std::fs::write(&copy, b"db").unwrap();
         let lost = StateLock::acquire(dir.path()).unwrap_err();
         let message = lost.to_string();
-        assert!(matches!(lost, StoreError::Lost { ref rescued, .. } if rescued == &[copy.clone()]));
+        assert!(
+            matches!(lost, StoreError::Lost { ref rescued, .. } if rescued == std::slice::from_ref(&copy))
+        );
         assert!(message.contains("is missing"), "{message}");
         assert!(message.contains(&copy.display().to_string()), "{message}");
         assert!(message.contains("delete"), "{message}");
