@@ -410,6 +410,61 @@ async fn a_database_deleted_under_the_binary_is_logged_as_an_error_and_shown_to_
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_directory_whose_database_was_deleted_while_stopped_is_refused_not_restarted() {
+    let (hook, received) = serve_webhook().await;
+    let dir = temp_dir("lost");
+    let config = write_config(
+        &dir,
+        &format!("http://127.0.0.1:{}", free_port()),
+        &format!("http://{hook}/weights"),
+    );
+    write_rule(&dir, "moved-on", "good", "webhook", "1h");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let daemon = start(&config, port, false);
+    wait_ready(&base).await;
+    wait_for("the 10% change", Duration::from_secs(10), || async {
+        (!received.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    drop(daemon);
+    // The history goes while the daemon is down; the traffic stays where it was left.
+    for name in ["canaryd.db", "canaryd.db-wal", "canaryd.db-shm"] {
+        let _ = std::fs::remove_file(dir.join("state").join(name));
+    }
+
+    let again = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CANARYD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("CANARYD_EMERGENCY_STOP")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        exit_within(
+            again,
+            Duration::from_secs(20),
+            "the daemon without its database",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("canaryd.db is missing"), "{stderr}");
+    assert!(stderr.contains("canaryd.lock"), "{stderr}");
+    assert_eq!(
+        received.lock().unwrap().len(),
+        1,
+        "a rollout was started again from its first stage"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_config_with_an_unknown_key_fails_naming_file_line_and_column() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/daemon/unknown-key.toml");

@@ -3,13 +3,18 @@
 //! that a second `canaryd serve` on the same directory refuses to start and names the holder
 //! instead of running two deciders on one history. The kernel drops the lock when the holder's
 //! process ends however it ends (`kill -9` included), so a stale file never blocks a restart.
-//! It owns that file only; the database itself is opened by [`super::Store`].
+//! The file stays after the daemon stops, which also tells that a database was kept here: a
+//! directory with the lock file but no database lost its history, and a daemon started on it
+//! would begin every rollout again at its first stage wherever the world was left, so it
+//! refuses ([`StoreError::Lost`]) until the database is put back or the operator removes the
+//! lock file to start afresh on purpose. It owns that file only; the database itself is opened
+//! by [`super::Store`].
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
+use super::{DB_FILE, StoreError};
 
 /// The lock file's name inside the state directory.
 pub const LOCK_FILE: &str = "canaryd.lock";
@@ -49,13 +54,20 @@ impl StateLock {
             path: path.clone(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let open = |create: bool| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(create)
+                .open(&path)
+        };
+        let (mut file, existed) = match open(true) {
+            Ok(file) => (file, false),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                (open(false).map_err(io)?, true)
+            }
+            Err(e) => return Err(io(e)),
+        };
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -65,6 +77,14 @@ impl StateLock {
                 });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let db = state_dir.join(DB_FILE);
+        if existed && !db.exists() {
+            return Err(StoreError::Lost {
+                db,
+                lock: path.clone(),
+                rescued: rescued_copies(state_dir),
+            });
         }
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
@@ -76,6 +96,24 @@ impl StateLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The copies of the history a daemon saved when its database was deleted under it, by name.
+fn rescued_copies(state_dir: &Path) -> Vec<PathBuf> {
+    let prefix = format!("{DB_FILE}.rescued-");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(state_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// The pid the holder wrote (none if it has not written it yet, or the file is not ours).
@@ -95,6 +133,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let first = StateLock::acquire(&state).unwrap();
+        std::fs::write(state.join(DB_FILE), b"db").unwrap();
         assert_eq!(
             std::fs::read_to_string(first.path()).unwrap(),
             format!("{}\n", std::process::id())
@@ -116,6 +155,37 @@ mod tests {
         drop(first);
         let again = StateLock::acquire(&state).unwrap();
         drop(again);
+    }
+
+    #[test]
+    fn a_directory_that_lost_its_database_is_refused_until_it_is_put_back_or_the_lock_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // A first start: no lock file, no database yet.
+        let lock = StateLock::acquire(dir.path()).unwrap();
+        std::fs::write(dir.path().join(DB_FILE), b"db").unwrap();
+        drop(lock);
+        // Restarts with the database there are fine.
+        drop(StateLock::acquire(dir.path()).unwrap());
+
+        std::fs::remove_file(dir.path().join(DB_FILE)).unwrap();
+        let copy = dir.path().join("canaryd.db.rescued-1700000000000");
+        std::fs::write(&copy, b"db").unwrap();
+        let lost = StateLock::acquire(dir.path()).unwrap_err();
+        let message = lost.to_string();
+        assert!(
+            matches!(lost, StoreError::Lost { ref rescued, .. } if rescued == std::slice::from_ref(&copy))
+        );
+        assert!(message.contains("is missing"), "{message}");
+        assert!(message.contains(&copy.display().to_string()), "{message}");
+        assert!(message.contains("delete"), "{message}");
+
+        // Put back: it starts.
+        std::fs::rename(&copy, dir.path().join(DB_FILE)).unwrap();
+        drop(StateLock::acquire(dir.path()).unwrap());
+        // Or afresh on purpose: the database and the lock file removed.
+        std::fs::remove_file(dir.path().join(DB_FILE)).unwrap();
+        std::fs::remove_file(dir.path().join(LOCK_FILE)).unwrap();
+        drop(StateLock::acquire(dir.path()).unwrap());
     }
 
     #[test]

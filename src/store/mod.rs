@@ -122,6 +122,20 @@ pub enum StoreError {
     Locked { dir: PathBuf, holder: Holder },
     #[error("{fault}; canaryd has stopped recording and acting: {}", fault.advice())]
     Failed { fault: Fault },
+    #[error(
+        "the state database {} is missing, but {} shows a canaryd kept its history here: \
+         starting would begin every rollout again at its first stage, wherever the traffic was \
+         left. Put the database back{}, or delete {} to start afresh with no history",
+        db.display(),
+        lock.display(),
+        lost_copies(rescued),
+        lock.display()
+    )]
+    Lost {
+        db: PathBuf,
+        lock: PathBuf,
+        rescued: Vec<PathBuf>,
+    },
     #[error("cannot lock the state directory through {path}: {source}")]
     LockFile {
         path: PathBuf,
@@ -197,6 +211,18 @@ pub enum StoreError {
         id: i64,
         status: String,
     },
+}
+
+/// " (... saved when it was deleted: A, B)" for [`StoreError::Lost`], or nothing.
+fn lost_copies(rescued: &[PathBuf]) -> String {
+    if rescued.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = rescued.iter().map(|p| p.display().to_string()).collect();
+    format!(
+        " (canaryd saved what it had open when it was deleted: {}; move the newest to its place)",
+        names.join(", ")
+    )
 }
 
 impl StoreError {
