@@ -230,7 +230,7 @@ impl fmt::Display for Problems<'_> {
 
 /// Read, parse, override from the process environment and validate the config at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = crate::rules::read_bounded(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;

@@ -239,7 +239,31 @@ pub fn read_rule_files(files: &[PathBuf]) -> Result<Vec<RuleText>, Problem> {
 
 /// One rule file's text; unreadable, an error naming it.
 fn read_rule_file(path: &Path) -> Result<String, Problem> {
-    std::fs::read_to_string(path).map_err(|e| Problem::file(path, format!("cannot read: {e}")))
+    read_bounded(path).map_err(|e| Problem::file(path, format!("cannot read: {e}")))
+}
+
+/// The largest rule or config file read: 16 MiB, some fifty times a 20,000-stage rule file, so
+/// that a wrong path (a log, a disk image) is refused instead of read whole into memory.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// A file's text, refused with an error saying so when it is over [`MAX_FILE_BYTES`] (read
+/// through a limit, so a file growing meanwhile is cut short and refused too).
+pub fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the file is larger than {} MiB, the most canaryd reads",
+                MAX_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 /// Load and validate the rule files (and directories of them) at `paths`. Every problem is
@@ -255,7 +279,7 @@ pub fn load_paths(paths: &[PathBuf], known: &KnownNames) -> Result<Vec<RolloutRu
         parse_rule(path, &text, known)
     });
     let (rules, problems) = keep_unique(files.iter().map(PathBuf::as_path).zip(parsed), |i| {
-        std::fs::read_to_string(&files[i]).ok().map(Cow::Owned)
+        read_bounded(&files[i]).ok().map(Cow::Owned)
     });
     if problems.is_empty() {
         Ok(rules)
