@@ -2,10 +2,12 @@
 //!
 //! This module owns the rule-file format (see `docs/rules.md`), its loading and its validation:
 //! `raw` turns text into serde shapes (syntax, unknown keys, wrong types), `validate` checks
-//! their meaning and builds a [`RolloutRule`], and this file ties the stages together for one
-//! text, many texts (names must be unique across files) and files on disk. Everything but
-//! [`load_dir`], [`load_paths`], [`rule_files`] and `config::load_config_names` is pure. It does
-//! not run rollouts, query metrics or send notifications: it only describes them.
+//! their meaning and builds a [`RolloutRule`], `lint` warns about valid files that most likely
+//! do not do what was meant, and this file ties the stages together for one text, many texts
+//! (names must be unique across files) and files on disk (read through [`read_bounded`]).
+//! Everything but [`load_dir`], [`load_paths`], [`rule_files`], [`read_rule_files`],
+//! [`read_bounded`] and `config::load_config_names` is pure. It does not run rollouts, query
+//! metrics or send notifications: it only describes them.
 
 pub mod config;
 pub mod duration;
