@@ -3,7 +3,8 @@
 #   1. one rule file with N stages (default 20,000; weights cannot all increase, so most stages
 #      are reported: the cost of many problems is measured too),
 #   2. the same file with a quarter and a half as many stages (time should grow ~linearly),
-#   3. M rule files (default 1,000) in one directory.
+#   3. one valid rule file with N checks, each in its own scoring group (and a quarter, a half),
+#   4. M rule files (default 1,000) in one directory.
 # Usage: bench/check_large.sh [N] [M]. Uses $CANARYD if set, else target/release/canaryd.
 set -eu
 cd "$(dirname "$0")/.."
@@ -53,6 +54,17 @@ run() { # $1 = label, rest = paths
 for n in $((N / 4)) $((N / 2)) "$N"; do
     stages_file "$n" "$TMP/stages-$n.toml"
     run "$n stages" "$TMP/stages-$n.toml"
+done
+
+checks_file() { # $1 = checks, $2 = path
+    header big > "$2"
+    printf '\n[[stages]]\nname = "10%%"\nweight = 10\n' >> "$2"
+    awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++) printf "\n[[checks]]\nname = \"c%d\"\nkind = \"absolute\"\nthreshold = 0.5\ngroup = \"g%d\"\nquery = '"'"'x{v=\"{{side}}\"}'"'"'\nwindow = \"5m\"\n", i, i }' >> "$2"
+}
+
+for n in $((N / 4)) $((N / 2)) "$N"; do
+    checks_file "$n" "$TMP/checks-$n.toml"
+    run "$n checks" "$TMP/checks-$n.toml"
 done
 
 mkdir "$TMP/many"

@@ -258,3 +258,25 @@ fn weights_and_tolerances_that_overflow_the_score_are_refused() {
         assert_refused_at(&out, &rule, &text, needle, words);
     }
 }
+
+#[test]
+fn a_rule_or_config_file_over_16_mib_is_refused_instead_of_read_whole() {
+    let files = Files::new();
+    let config = files.shipped_config();
+    // Sparse: 17 MiB of zero bytes that take no disk space.
+    let huge = files.dir.path().join("huge.toml");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(17 << 20)
+        .unwrap();
+    let out = files.check(&config, &[&huge]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("huge.toml"), "{stderr}");
+    assert!(stderr.contains("larger than 16 MiB"), "{stderr}");
+    let out = files.check(&huge, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cannot read config"), "{stderr}");
+    assert!(stderr.contains("larger than 16 MiB"), "{stderr}");
+}

@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::actuator::ActuatorConfig;
+use crate::rules::raw::Shape;
 use crate::rules::{KnownNames, Problem, SourceText};
 use crate::source::PrometheusConfig;
 
@@ -178,9 +179,9 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// Syntax, unknown keys, wrong types: with file:line:column.
-    #[error("{0}")]
-    Parse(crate::rules::Problem),
+    /// Syntax, unknown keys, wrong types: every one found, each with file:line:column.
+    #[error("{}", lines(.0))]
+    Parse(Vec<Problem>),
     /// An environment override that does not fit the schema.
     #[error("config {path} with environment overrides ({vars}) is not valid: {message}")]
     Override {
@@ -202,7 +203,7 @@ impl ConfigError {
     pub fn problems(&self) -> Option<Vec<Problem>> {
         match self {
             ConfigError::Read { .. } => None,
-            ConfigError::Parse(problem) => Some(vec![problem.clone()]),
+            ConfigError::Parse(problems) => Some(problems.clone()),
             ConfigError::Override {
                 path,
                 vars,
@@ -214,6 +215,15 @@ impl ConfigError {
             ConfigError::Invalid { problems, .. } => Some(problems.clone()),
         }
     }
+}
+
+/// Problems one per line (each with its hint).
+fn lines(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 struct Problems<'a>(&'a Path, &'a [Problem]);
@@ -230,7 +240,7 @@ impl fmt::Display for Problems<'_> {
 
 /// Read, parse, override from the process environment and validate the config at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = crate::rules::read_bounded(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
@@ -268,10 +278,22 @@ pub fn parse(
     env: &HashMap<String, String>,
 ) -> Result<Config, ConfigError> {
     // Stage 1: the file alone, for positions.
-    let from_file: Config = toml::from_str(text).map_err(|e| {
-        let src = SourceText::new(path, text);
-        ConfigError::Parse(src.problem(e.span(), e.message().trim().to_string(), None))
-    })?;
+    let from_file: Config = match crate::rules::raw::parse_as::<Config>(text) {
+        Shape::Parsed { raw, unknown_keys } if unknown_keys.is_empty() => *raw,
+        Shape::Parsed {
+            unknown_keys: errors,
+            ..
+        }
+        | Shape::Broken(errors) => {
+            let src = SourceText::new(path, text);
+            return Err(ConfigError::Parse(
+                errors
+                    .into_iter()
+                    .map(|e| src.problem(e.span, e.message, e.hint))
+                    .collect(),
+            ));
+        }
+    };
     // Stage 2: overrides.
     let overrides = overrides(env);
     let config = if overrides.is_empty() {

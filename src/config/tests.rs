@@ -216,3 +216,33 @@ fn log_filters_must_name_known_levels() {
         );
     }
 }
+
+#[test]
+fn every_shape_mistake_is_reported_at_once_with_the_keys_allowed() {
+    let text = MINIMAL
+        .replace(
+            "[server]\n",
+            "[server]\nlisten_adress = \"x\"\nreads_need_token = \"yes\"\n",
+        )
+        .replace("kind = \"builtin\"", "kind = \"builtin\"\nwieght = 3");
+    let msg = parse(Path::new("c.toml"), &text, &no_env())
+        .unwrap_err()
+        .to_string();
+    let lines: Vec<&str> = msg.lines().filter(|l| !l.starts_with("  hint")).collect();
+    assert_eq!(lines.len(), 3, "{msg}");
+    assert!(
+        msg.starts_with(
+            "c.toml:6:1: error: unknown key `listen_adress`\n  hint: keys allowed here: `listen`,"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("c.toml:7:20: error: invalid type"), "{msg}");
+    assert!(msg.contains("error: unknown key `wieght`"), "{msg}");
+    // A wrong value of a required key is reported once, not again as "missing".
+    let text = MINIMAL.replace("state_dir = \"/var/lib/canaryd\"", "state_dir = 5");
+    let msg = parse(Path::new("c.toml"), &text, &no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.starts_with("c.toml:2:13: error: invalid type"), "{msg}");
+    assert!(!msg.contains("missing field"), "{msg}");
+}

@@ -1,7 +1,8 @@
-//! Human durations in rule files: "30s", "5m", "1h30m", "2d", "250ms".
+//! Human durations in rule files and the daemon config: "30s", "5m", "1h30m", "2d", "250ms".
 //!
-//! This module owns parsing them (at most a year: [`MAX`]) and writing them back in the same form (which is also the form
-//! Prometheus range selectors accept, so a check's `{{window}}` renders with [`format`]).
+//! This module owns parsing them (at most a year: [`MAX`]) and writing them back in the same
+//! form (which is also the form Prometheus range selectors accept, so a check's `{{window}}`
+//! renders with [`format()`]).
 
 use std::time::Duration;
 use thiserror::Error;

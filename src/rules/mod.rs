@@ -2,12 +2,13 @@
 //!
 //! This module owns the rule-file format (see `docs/rules.md`), its loading and its validation:
 //! `raw` turns text into serde shapes (syntax, unknown keys, wrong types), `validate` checks
-//! their meaning and builds a [`RolloutRule`], and this file ties the stages together for one
-//! text, many texts (names must be unique across files) and files on disk, all together
-//! ([`load_paths`], for start-up and `canaryd check`) or each on its own ([`load_each`], for
-//! reloads). Everything but [`load_dir`], [`load_paths`], [`load_each`], [`rule_files`] and
-//! `config::load_config_names` is pure. It does not run rollouts, query metrics or send
-//! notifications: it only describes them.
+//! their meaning and builds a [`RolloutRule`], `lint` warns about valid files that most likely
+//! do not do what was meant, and this file ties the stages together for one text, many texts
+//! (names must be unique across files) and files on disk (read through [`read_bounded`]), all
+//! together ([`load_paths`], for start-up and `canaryd check`) or each on its own
+//! ([`load_each`], for reloads). Everything but [`load_dir`], [`load_paths`], [`load_each`],
+//! [`rule_files`], [`read_rule_files`], [`read_bounded`] and `config::load_config_names` is
+//! pure. It does not run rollouts, query metrics or send notifications: it only describes them.
 
 pub mod config;
 pub mod duration;
@@ -246,7 +247,31 @@ pub fn read_rule_files(files: &[PathBuf]) -> Result<Vec<RuleText>, Problem> {
 
 /// One rule file's text; unreadable, an error naming it.
 fn read_rule_file(path: &Path) -> Result<String, Problem> {
-    std::fs::read_to_string(path).map_err(|e| Problem::file(path, format!("cannot read: {e}")))
+    read_bounded(path).map_err(|e| Problem::file(path, format!("cannot read: {e}")))
+}
+
+/// The largest rule or config file read: 16 MiB, some fifty times a 20,000-stage rule file, so
+/// that a wrong path (a log, a disk image) is refused instead of read whole into memory.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// A file's text, refused with an error saying so when it is over [`MAX_FILE_BYTES`] (read
+/// through a limit, so a file growing meanwhile is cut short and refused too).
+pub fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the file is larger than {} MiB, the most canaryd reads",
+                MAX_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 /// Load and validate the rule files (and directories of them) at `paths`. Every problem is
@@ -262,7 +287,7 @@ pub fn load_paths(paths: &[PathBuf], known: &KnownNames) -> Result<Vec<RolloutRu
         parse_rule(path, &text, known)
     });
     let (rules, problems) = keep_unique(files.iter().map(PathBuf::as_path).zip(parsed), |i| {
-        std::fs::read_to_string(&files[i]).ok().map(Cow::Owned)
+        read_bounded(&files[i]).ok().map(Cow::Owned)
     });
     if problems.is_empty() {
         Ok(rules)

@@ -72,7 +72,7 @@ impl fmt::Display for Warning {
 /// One rule file's text, to turn spans into locations.
 ///
 /// The first lookup indexes the text once (line starts, and for non-ASCII text the number of
-/// characters before every [`CHAR_CHECKPOINT`] bytes); each lookup is then a binary search, so
+/// characters before every 4 KiB); each lookup is then a binary search, so
 /// reporting one problem per line of a 20,000-stage file costs O(n log n), not O(n²).
 #[derive(Debug, Clone)]
 pub struct SourceText<'a> {

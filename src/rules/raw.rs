@@ -6,6 +6,7 @@
 //! strings, so that `validate` can report every missing or wrong value at once.
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use toml::Spanned;
@@ -151,10 +152,10 @@ pub struct ShapeError {
 
 /// What the shape stage made of a file.
 #[derive(Debug)]
-pub enum Shape {
+pub enum Shape<T = RawRule> {
     /// Parsed; `unknown_keys` were skipped and are reported, but the rest can be validated.
     Parsed {
-        raw: Box<RawRule>,
+        raw: Box<T>,
         unknown_keys: Vec<ShapeError>,
     },
     /// Too broken to validate further; every error found.
@@ -169,6 +170,12 @@ const MAX_SHAPE_ERRORS: usize = 50;
 /// Serde stops at the first error, so after each unknown key or wrong value we remove that entry
 /// from the parsed document and deserialize again, collecting errors as we go.
 pub fn parse(text: &str) -> Shape {
+    parse_as(text)
+}
+
+/// [`parse`] into any serde shape: the daemon config's loader reports its file's mistakes the
+/// same way, every one at once.
+pub fn parse_as<T: DeserializeOwned>(text: &str) -> Shape<T> {
     let (mut doc, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
         // Only the first: after a syntax error the parser's recovery guesses, and its later
@@ -187,9 +194,10 @@ pub fn parse(text: &str) -> Shape {
     }
     let mut errors: Vec<ShapeError> = Vec::new();
     let mut only_unknown_keys = true;
+    let mut removed_keys: Vec<String> = Vec::new();
     loop {
         errors.sort_by_key(|e| e.span.as_ref().map_or(0, |s| s.start));
-        let err = match RawRule::deserialize(Deserializer::from(doc.clone())) {
+        let err = match T::deserialize(Deserializer::from(doc.clone())) {
             Ok(raw) => {
                 return if only_unknown_keys {
                     Shape::Parsed {
@@ -203,11 +211,22 @@ pub fn parse(text: &str) -> Shape {
             Err(err) => err,
         };
         let span = err.span();
+        // A required key removed for its wrong value is then "missing": an echo, not news.
+        let echo = err
+            .message()
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+            .is_some_and(|field| removed_keys.iter().any(|k| k == field));
+        if echo {
+            errors.sort_by_key(|e| e.span.as_ref().map_or(0, |s| s.start));
+            return Shape::Broken(errors);
+        }
         let described = describe(err.message(), span.clone());
         let unknown = described.1;
         errors.push(described.0);
         only_unknown_keys &= unknown;
-        let removed = span.is_some_and(|s| remove_entry_at(doc.get_mut(), &s));
+        let removed = span.and_then(|s| remove_entry_at(doc.get_mut(), &s));
+        let removed = removed.map(|key| removed_keys.push(key)).is_some();
         if !removed || errors.len() >= MAX_SHAPE_ERRORS {
             errors.sort_by_key(|e| e.span.as_ref().map_or(0, |s| s.start));
             return Shape::Broken(errors);
@@ -253,25 +272,23 @@ fn describe(message: &str, span: Option<Range<usize>>) -> (ShapeError, bool) {
     (error, false)
 }
 
-/// Remove the entry whose key or value sits exactly at `span`, anywhere in the document.
-fn remove_entry_at(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
+/// Remove the entry whose key or value sits exactly at `span`, anywhere in the document; the
+/// removed key's name (empty for an array item).
+fn remove_entry_at(table: &mut DeTable<'_>, span: &Range<usize>) -> Option<String> {
     let hit = table
         .iter()
         .find(|(k, v)| k.span() == *span || v.span() == *span)
         .map(|(k, _)| k.get_ref().to_string());
     if let Some(key) = hit {
         table.remove(key.as_str());
-        return true;
+        return Some(key);
     }
-    for (_, value) in table.iter_mut() {
-        if remove_in_value(value.get_mut(), span) {
-            return true;
-        }
-    }
-    false
+    table
+        .iter_mut()
+        .find_map(|(_, value)| remove_in_value(value.get_mut(), span))
 }
 
-fn remove_in_value(value: &mut DeValue<'_>, span: &Range<usize>) -> bool {
+fn remove_in_value(value: &mut DeValue<'_>, span: &Range<usize>) -> Option<String> {
     match value {
         DeValue::Table(t) => remove_entry_at(t, span),
         DeValue::Array(items) => {
@@ -282,13 +299,13 @@ fn remove_in_value(value: &mut DeValue<'_>, span: &Range<usize>) -> bool {
                     .cloned()
                     .collect();
                 *items = kept;
-                return true;
+                return Some(String::new());
             }
             items
                 .iter_mut()
-                .any(|item| remove_in_value(item.get_mut(), span))
+                .find_map(|item| remove_in_value(item.get_mut(), span))
         }
-        _ => false,
+        _ => None,
     }
 }
 

@@ -48,7 +48,7 @@ pub fn validate(
     let mut v = Validator {
         src,
         problems: Vec::new(),
-        groups: Vec::new(),
+        groups: BTreeSet::new(),
     };
     let rule = v.rule(raw, known);
     let mut problems = v.problems;
@@ -64,7 +64,7 @@ struct Validator<'a> {
     src: &'a SourceText<'a>,
     problems: Vec<Problem>,
     /// The scoring-group names given out so far: the checks of a group share one.
-    groups: Vec<Arc<str>>,
+    groups: BTreeSet<Arc<str>>,
 }
 
 type Span = Range<usize>;
@@ -194,11 +194,11 @@ impl Validator<'_> {
 
     /// The shared copy of a scoring group's name (checks of one group share one allocation).
     fn group_name(&mut self, name: &str) -> Arc<str> {
-        if let Some(known) = self.groups.iter().find(|g| ***g == *name) {
+        if let Some(known) = self.groups.get(name) {
             return Arc::clone(known);
         }
         let new: Arc<str> = name.into();
-        self.groups.push(Arc::clone(&new));
+        self.groups.insert(Arc::clone(&new));
         new
     }
 
