@@ -717,7 +717,7 @@ async fn deleting_the_database_while_running_stops_every_action_until_it_is_rest
         .unwrap()
         .items
         .iter()
-        .filter(|a| a.action == "started")
+        .filter(|a| a.action == "run-started" || a.action == "started")
         .count();
     assert_eq!(started, 1, "the rollout was started again from scratch");
     again.shutdown.cancel();

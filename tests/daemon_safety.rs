@@ -172,6 +172,26 @@ fn audit_actions(dir: &Path, rollout: &str) -> Vec<String> {
     page.items.into_iter().rev().map(|a| a.action).collect()
 }
 
+/// The history of every run, oldest first, through the API (the database is the running
+/// daemon's alone).
+async fn history_actions(base: &str, rollout: &str) -> Vec<String> {
+    let url = format!("{base}/v1/rollouts/{rollout}/history?run=all&limit=500");
+    let Ok(resp) = reqwest::get(url).await else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    let mut actions: Vec<String> = v["entries"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(|e| e["action"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    actions.reverse();
+    actions
+}
+
 /// Wait until the backend has refused `n` more queries than it had when this was called.
 async fn refused(backend: &Backend, n: usize) {
     let from = backend.failed.load(Ordering::SeqCst);
@@ -575,7 +595,7 @@ async fn a_kill_9_during_a_backend_outage_does_not_promote_the_real_binary_eithe
     let daemon = serve(&config, port);
     wait_for("a counted pass at 10%", Duration::from_secs(30), || async {
         let r = rollout(&base, "steady").await?;
-        let audit = audit_actions(&dir, "steady");
+        let audit = history_actions(&base, "steady").await;
         (r.weight == 10 && audit.iter().any(|a| a == "analysis-recorded")).then_some(())
     })
     .await;
@@ -586,7 +606,7 @@ async fn a_kill_9_during_a_backend_outage_does_not_promote_the_real_binary_eithe
     let daemon = serve(&config, port);
     refused(&backend, 3).await;
     let after = rollout(&base, "steady").await.unwrap();
-    let audit = audit_actions(&dir, "steady");
+    let audit = history_actions(&base, "steady").await;
     assert_eq!(
         (after.phase.as_str(), after.weight),
         ("progressing", 10),
