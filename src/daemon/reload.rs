@@ -321,20 +321,7 @@ async fn alert_broken(shared: &Shared, path: &Path, file: &BrokenFile) {
             return;
         }
     };
-    let store = shared.store.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        queued
-            .iter()
-            .try_for_each(|m| store.enqueue(m, now).map(|_| ()))
-    })
-    .await;
-    match result {
-        Ok(Ok(())) => shared.notify.wake(),
-        Ok(Err(e)) => {
-            tracing::error!(file = %path.display(), error = %e, "Could not enqueue the broken rule file's alert.")
-        }
-        Err(e) => {
-            tracing::error!(file = %path.display(), error = %e, "Could not enqueue the broken rule file's alert.")
-        }
+    if let Err(e) = super::runner::enqueue(shared, queued, now).await {
+        tracing::error!(file = %path.display(), error = %e, "Could not enqueue the broken rule file's alert.");
     }
 }

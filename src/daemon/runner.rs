@@ -126,6 +126,17 @@ pub async fn alert(
     let own = rules.iter().find(|r| r.name == rollout).map(Arc::as_ref);
     let n = alert_notification(shared, own, rollout, kind, severity, message, now);
     let queued: Vec<NewMessage> = rules.iter().flat_map(|r| messages(r, &n, 0)).collect();
+    if let Err(e) = enqueue(shared, queued, now).await {
+        tracing::error!(rollout = %rollout, error = %e, "Could not enqueue an alert.");
+    }
+}
+
+/// Put alert messages in the outbox (off the async threads) and wake the dispatcher.
+pub async fn enqueue(
+    shared: &Shared,
+    queued: Vec<NewMessage>,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
     let store = shared.store.clone();
     let result = tokio::task::spawn_blocking(move || {
         queued
@@ -134,9 +145,12 @@ pub async fn alert(
     })
     .await;
     match result {
-        Ok(Ok(())) => shared.notify.wake(),
-        Ok(Err(e)) => tracing::error!(error = %e, "Could not enqueue an alert."),
-        Err(e) => tracing::error!(error = %e, "Could not enqueue an alert."),
+        Ok(Ok(())) => {
+            shared.notify.wake();
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -256,25 +270,7 @@ pub async fn pause_orphan(
             return;
         }
     };
-    let audit: Vec<NewAudit> = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Audit {
-                action,
-                previous_weight,
-                new_weight,
-                reason,
-                triggered_by,
-            } => Some(NewAudit {
-                action: kebab(action),
-                previous_weight: Some(*previous_weight),
-                new_weight: Some(*new_weight),
-                reason: reason.clone(),
-                triggered_by: triggered_by.to_string(),
-            }),
-            _ => None,
-        })
-        .collect();
+    let audit: Vec<NewAudit> = actions.iter().filter_map(audit_row).collect();
     let mut s = Step::new(name, &next, &stored.rule_fingerprint, now);
     s.audit = audit;
     s.run = next.run.number;
@@ -286,6 +282,26 @@ pub async fn pause_orphan(
         Err(e) => {
             tracing::error!(rollout = %name, error = %e, "Could not record the pause of a rollout whose rule file is gone.");
         }
+    }
+}
+
+/// The audit row an `Action::Audit` is stored as (none for other actions).
+fn audit_row(action: &Action) -> Option<NewAudit> {
+    match action {
+        Action::Audit {
+            action,
+            previous_weight,
+            new_weight,
+            reason,
+            triggered_by,
+        } => Some(NewAudit {
+            action: kebab(action),
+            previous_weight: Some(*previous_weight),
+            new_weight: Some(*new_weight),
+            reason: reason.clone(),
+            triggered_by: triggered_by.to_string(),
+        }),
+        Action::SetWeight { .. } | Action::Notify { .. } => None,
     }
 }
 
@@ -741,6 +757,7 @@ impl Runner {
         let mut outbox = Vec::new();
         let mut run_started = None;
         for (seq, action) in actions.iter().enumerate() {
+            let action_ref = action;
             match action {
                 Action::SetWeight { weight, previous } => {
                     let stamp = now
@@ -777,10 +794,8 @@ impl Runner {
                 }
                 Action::Audit {
                     action,
-                    previous_weight,
-                    new_weight,
-                    reason,
                     triggered_by,
+                    ..
                 } => {
                     if *action == AuditAction::RunStarted {
                         run_started = Some(NewRun {
@@ -788,13 +803,7 @@ impl Runner {
                             started_by: triggered_by.to_string(),
                         });
                     }
-                    audit.push(NewAudit {
-                        action: kebab(action),
-                        previous_weight: Some(*previous_weight),
-                        new_weight: Some(*new_weight),
-                        reason: reason.clone(),
-                        triggered_by: triggered_by.to_string(),
-                    });
+                    audit.extend(audit_row(action_ref));
                 }
             }
         }
