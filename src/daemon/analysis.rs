@@ -15,8 +15,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::judge::{
-    self, CheckResult, CountPoint, FamilyControl, InconclusiveCause, Point, ScoredCheck, SideData,
-    Verdict, judge_analysis, score_analysis,
+    self, BaselineTraffic, CheckResult, CountPoint, FamilyControl, InconclusiveCause, Point,
+    ScoredCheck, SideData, Verdict, judge_analysis_with, score_analysis,
 };
 use crate::rollout::{AnalysisOutcome, AnalysisReport, CheckOutcome, VerdictClass};
 use crate::rules::{Queries, RolloutRule, Side};
@@ -43,12 +43,15 @@ struct Slot {
     part: usize,
 }
 
-/// Run one analysis of `rule` at `now`.
+/// Run one analysis of `rule` at `now`, the canary having `weight`% of the traffic: at 100% the
+/// baseline serves none, and the checks that compare with it are not applicable
+/// (`judge::BaselineTraffic`).
 pub async fn analyse(
     rule: &RolloutRule,
     source: Arc<dyn MetricSource>,
     permits: Arc<Semaphore>,
     now: DateTime<Utc>,
+    weight: u8,
 ) -> Result<Analysed, SourceError> {
     let mut slots = Vec::new();
     for (i, check) in rule.checks.iter().enumerate() {
@@ -170,7 +173,7 @@ pub async fn analyse(
         .zip(&sides)
         .map(|(check, (baseline, canary))| (&check.spec, baseline, canary))
         .collect();
-    let results = judge_analysis(&checks, control);
+    let results = judge_analysis_with(&checks, control, BaselineTraffic::at_weight(weight));
     Ok(describe(rule, &results, &series))
 }
 
@@ -350,6 +353,10 @@ fn outcome_of(r: &CheckResult) -> CheckOutcome {
             cause: InconclusiveCause::NoData | InconclusiveCause::TooFew,
             ..
         } => CheckOutcome::no_data(&r.name),
+        Verdict::Inconclusive {
+            cause: InconclusiveCause::NotApplicable,
+            ..
+        } => CheckOutcome::not_applicable(&r.name),
         Verdict::Inconclusive { .. } => CheckOutcome::new(&r.name, VerdictClass::Inconclusive),
     }
 }

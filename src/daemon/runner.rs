@@ -465,6 +465,7 @@ impl Runner {
             source,
             Arc::clone(&self.shared.permits),
             started,
+            self.state.weight,
         )
         .await;
         self.analysed(analysed).await;
