@@ -3,7 +3,7 @@
 //! daemon per scenario judging it with plans compressed to seconds.
 //!
 //! The scenarios run concurrently (one Prometheus, one metrics endpoint, each scenario its own
-//! service label, daemon, state and port) and each is bounded to 40 s; the test prints each
+//! service label, daemon, state and port) and each is bounded to 40 s (`full`, whose last stage alone lasts 25 s: 60 s); the test prints each
 //! scenario's wall time. `CANARYD_E2E_ONLY=healthy,spike` runs a subset.
 //! - healthy: the canary reaches 100% and the rollout succeeds.
 //! - slower: p99 +50% from the 25% stage: rolled back by the p99 check, never past 25%.
@@ -13,6 +13,10 @@
 //!   inconclusive analyses.
 //! - stop: the emergency-stop file takes the canary to 0% within a second, and the service
 //!   stops sending it requests.
+//! - full: 10% then a 100% stage longer than the checks' windows, so the baseline (sent no
+//!   traffic) soon reports nothing: the relative p99 check is not applicable there, and the
+//!   stage succeeds on the checks that can judge it (issue 16, point 5; it used to pause on
+//!   the inconclusive streak).
 
 #[path = "support/prometheus.rs"]
 mod prometheus_support;
@@ -31,6 +35,8 @@ use sim_support::{Daemon, rule, temp_dir, wait_for};
 use tokio_util::sync::CancellationToken;
 
 const SCENARIO_LIMIT: Duration = Duration::from_secs(40);
+/// The `full` scenario's bound: its 100% stage alone lasts 25 s.
+const FULL_STAGE_LIMIT: Duration = Duration::from_secs(60);
 const RATE: u32 = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,15 +47,17 @@ enum Kind {
     Leak,
     Silent,
     Stop,
+    Full,
 }
 
-const ALL: [(&str, Kind); 6] = [
+const ALL: [(&str, Kind); 7] = [
     ("healthy", Kind::Healthy),
     ("slower", Kind::Slower),
     ("spike", Kind::Spike),
     ("leak", Kind::Leak),
     ("silent", Kind::Silent),
     ("stop", Kind::Stop),
+    ("full", Kind::Full),
 ];
 
 fn selected() -> Vec<(&'static str, Kind)> {
@@ -236,6 +244,79 @@ async fn scenario(
                 "paused at 10% after {inconclusive} inconclusive analyses"
             ))
         }
+        Kind::Full => {
+            // A second short of the scenario's limit, so that a failure shows the audit trail.
+            let within = FULL_STAGE_LIMIT - Duration::from_secs(1);
+            wait_for("success", within, || {
+                matches!(weight(d, name), Some((Phase::Succeeded, 100))).then_some(())
+            })
+            .await
+            .map_err(|e| {
+                let audit: Vec<_> = d
+                    .audit(name)
+                    .into_iter()
+                    .map(|a| format!("{} {:?}: {}", a.action, a.new_weight, a.reason))
+                    .collect();
+                format!("{e}; audit {audit:#?}")
+            })?;
+            let audit = d.audit(name);
+            let at_100 = audit
+                .iter()
+                .find(|a| a.new_weight == Some(100))
+                .ok_or("no step to 100%")?
+                .at;
+            let done = audit
+                .iter()
+                .find(|a| a.action == "succeeded")
+                .ok_or("no success")?
+                .at;
+            let stage = (done - at_100).num_milliseconds();
+            if stage < 25_000 {
+                return Err(format!("the 100% stage lasted only {stage} ms"));
+            }
+            // Analyses at 100% left the relative check out, saying why, and passed on the others.
+            let analyses = d.store.analyses_page(name, None, 1000).unwrap().items;
+            let at_full: Vec<_> = analyses.iter().filter(|a| a.at > at_100).collect();
+            let p99 = |a: &canaryd::store::Analysis| {
+                a.evidence["checks"]
+                    .as_array()
+                    .and_then(|c| c.iter().find(|c| c["name"] == "p99-vs-baseline"))
+                    .map(|c| c["verdict"]["cause"].clone())
+            };
+            if at_full.is_empty()
+                || !at_full
+                    .iter()
+                    .all(|a| p99(a) == Some("not-applicable".into()))
+            {
+                return Err(format!(
+                    "the p99 check was not 'not applicable' at 100%: {:?}",
+                    at_full.iter().map(|a| p99(a)).collect::<Vec<_>>()
+                ));
+            }
+            if at_full.iter().any(|a| a.outcome != "pass") {
+                return Err(format!(
+                    "analyses at 100% did not all pass: {:?}",
+                    at_full.iter().map(|a| &a.outcome).collect::<Vec<_>>()
+                ));
+            }
+            // The status page says why the check was not judged.
+            let page = reqwest::get(format!("{}/rollouts/{name}", d.base))
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !page.contains("not applicable: the baseline has no traffic at 100%") {
+                return Err(
+                    "the status page does not say why p99-vs-baseline is not judged".into(),
+                );
+            }
+            Ok(format!(
+                "succeeded after {:.1} s at 100%, {} analyses there without the relative check",
+                stage as f64 / 1000.0,
+                at_full.len()
+            ))
+        }
         Kind::Stop => {
             wait_for("the 25% stage", SCENARIO_LIMIT, progressing_at(25)).await?;
             std::fs::write(d.dir.join("stop"), "e2e").map_err(|e| e.to_string())?;
@@ -274,6 +355,25 @@ async fn scenario(
             Ok(format!("0% {} ms after the stop file", stopped.as_millis()))
         }
     }
+}
+
+/// The shared rule with two stages, 10% and a 100% stage of 25 s: longer than the p99 check's
+/// 10 s window and the error check's 3 s, so most of its analyses see no baseline. Ten
+/// inconclusive analyses in a row pause it (more than a start's thin data gives).
+fn full_stage_rule(name: &str) -> String {
+    let rule = rule(name, name, 10);
+    let middle = |weight: &str| {
+        let at = rule.find(&format!("weight = {weight}\n")).unwrap();
+        let from = rule[..at].rfind("[[stages]]").unwrap();
+        let to = from + rule[from..].find("\n\n").unwrap() + 2;
+        rule[from..to].to_string()
+    };
+    let (quarter, half) = (middle("25"), middle("50"));
+    let last = "weight = 100\nmin_duration = \"1s\"";
+    assert!(rule.contains(last), "the shared rule changed");
+    rule.replace(&quarter, "")
+        .replace(&half, "")
+        .replace(last, "weight = 100\nmin_duration = \"25s\"")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -332,14 +432,11 @@ async fn scenarios_against_a_real_prometheus() {
         tasks.push(tokio::spawn(async move {
             let began = Instant::now();
             let dir = temp_dir(name);
-            let d = Daemon::start(
-                &dir,
-                &url,
-                name,
-                &rule(name, name, 4 + 96 * u32::from(kind != Kind::Silent)),
-                smtp.port,
-            )
-            .await;
+            let rule = match kind {
+                Kind::Full => full_stage_rule(name),
+                _ => rule(name, name, 4 + 96 * u32::from(kind != Kind::Silent)),
+            };
+            let d = Daemon::start(&dir, &url, name, &rule, smtp.port).await;
             let traffic = tokio::spawn(sim::drive(
                 Arc::clone(&sim),
                 Split::http(d.base.clone(), name),
@@ -347,12 +444,14 @@ async fn scenarios_against_a_real_prometheus() {
                 100 + i as u64,
                 stop.clone(),
             ));
-            let outcome = tokio::time::timeout(
-                SCENARIO_LIMIT,
-                scenario(kind, name, Arc::clone(&sim), &d, &smtp),
-            )
-            .await
-            .unwrap_or_else(|_| Err(format!("took more than {SCENARIO_LIMIT:?}")));
+            let limit = match kind {
+                Kind::Full => FULL_STAGE_LIMIT,
+                _ => SCENARIO_LIMIT,
+            };
+            let outcome =
+                tokio::time::timeout(limit, scenario(kind, name, Arc::clone(&sim), &d, &smtp))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("took more than {limit:?}")));
             traffic.abort();
             if sim.fallbacks() > 0 {
                 eprintln!("{name}: {} assignment requests fell back", sim.fallbacks());

@@ -15,8 +15,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::judge::{
-    self, CheckResult, CountPoint, FamilyControl, InconclusiveCause, Point, ScoredCheck, SideData,
-    Verdict, judge_analysis, score_analysis,
+    self, BaselineTraffic, CheckResult, CountPoint, FamilyControl, InconclusiveCause, Point,
+    ScoredCheck, SideData, Verdict, judge_analysis_with, score_analysis,
 };
 use crate::rollout::{AnalysisOutcome, AnalysisReport, CheckOutcome, VerdictClass};
 use crate::rules::{Queries, RolloutRule, Side};
@@ -43,12 +43,15 @@ struct Slot {
     part: usize,
 }
 
-/// Run one analysis of `rule` at `now`.
+/// Run one analysis of `rule` at `now`, the canary having `weight`% of the traffic: at 100% the
+/// baseline serves none, and the checks that compare with it are not applicable
+/// (`judge::BaselineTraffic`).
 pub async fn analyse(
     rule: &RolloutRule,
     source: Arc<dyn MetricSource>,
     permits: Arc<Semaphore>,
     now: DateTime<Utc>,
+    weight: u8,
 ) -> Result<Analysed, SourceError> {
     let mut slots = Vec::new();
     for (i, check) in rule.checks.iter().enumerate() {
@@ -170,7 +173,7 @@ pub async fn analyse(
         .zip(&sides)
         .map(|(check, (baseline, canary))| (&check.spec, baseline, canary))
         .collect();
-    let results = judge_analysis(&checks, control);
+    let results = judge_analysis_with(&checks, control, BaselineTraffic::at_weight(weight));
     Ok(describe(rule, &results, &series))
 }
 
@@ -350,6 +353,10 @@ fn outcome_of(r: &CheckResult) -> CheckOutcome {
             cause: InconclusiveCause::NoData | InconclusiveCause::TooFew,
             ..
         } => CheckOutcome::no_data(&r.name),
+        Verdict::Inconclusive {
+            cause: InconclusiveCause::NotApplicable,
+            ..
+        } => CheckOutcome::not_applicable(&r.name),
         Verdict::Inconclusive { .. } => CheckOutcome::new(&r.name, VerdictClass::Inconclusive),
     }
 }
@@ -524,6 +531,90 @@ mod tests {
             (overflowed.class, overflowed.no_data),
             (VerdictClass::Inconclusive, false)
         );
+    }
+
+    /// Issue 16, point 5, on the shipped plan: at 100% the baseline reports nothing, and the
+    /// checks that compare with it are left out, so `checkout-api`'s last stage passes on its
+    /// absolute, error-rate-absolute and trend checks. The same answers below 100% are missing
+    /// evidence, never a pass.
+    #[tokio::test]
+    async fn the_shipped_plan_passes_at_100_percent_on_the_checks_that_can_judge() {
+        use crate::rules::{KnownNames, parse_rule};
+        use crate::source::{MemorySource, Request};
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/checkout-api.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rule = parse_rule(&path, &text, &KnownNames::any()).unwrap();
+        let baseline = format!("\"{}\"", rule.sides.baseline);
+        let source = MemorySource::from_fn(rule.source.clone(), move |request| {
+            let Request::Range {
+                query,
+                start,
+                end,
+                step,
+            } = request
+            else {
+                return Ok(vec![]);
+            };
+            if query.contains(&baseline) {
+                return Ok(vec![]);
+            }
+            // A healthy canary: no errors, flat queue, p99 well under its 0.5 s limit.
+            let value = [
+                ("5..", 0.0),
+                ("_total", 1000.0),
+                ("queue_depth", 5.0),
+                ("memory", 1e9),
+            ]
+            .into_iter()
+            .find(|(needle, _)| query.contains(needle))
+            .map_or(0.2, |(_, v)| v);
+            let step = chrono::Duration::from_std(*step).unwrap();
+            let mut points = Vec::new();
+            let mut t = *start + step;
+            while t <= *end {
+                // A little wobble: a constant series has no trend to test.
+                let wobble = (t.timestamp() / 60 % 3) as f64 * 0.01;
+                points.push(Point {
+                    t: t.timestamp() as f64,
+                    v: value * (1.0 + wobble),
+                });
+                t += step;
+            }
+            Ok(vec![Series {
+                labels: Default::default(),
+                points,
+            }])
+        });
+        let source: Arc<dyn MetricSource> = Arc::new(source);
+        let permits = Arc::new(Semaphore::new(4));
+        let now = Utc::now();
+        let at = |weight| {
+            analyse(
+                &rule,
+                Arc::clone(&source),
+                Arc::clone(&permits),
+                now,
+                weight,
+            )
+        };
+        let full = at(100).await.unwrap();
+        assert_eq!(
+            full.report.overall,
+            AnalysisOutcome::Pass,
+            "{:?}",
+            full.results
+        );
+        for (outcome, check) in full.report.checks.iter().zip(&rule.checks) {
+            assert_eq!(
+                outcome.not_applicable,
+                check.spec.kind.needs_baseline(),
+                "{outcome:?}"
+            );
+        }
+        assert!(full.report.checks.iter().any(|c| c.not_applicable));
+        let half = at(50).await.unwrap();
+        assert_ne!(half.report.overall, AnalysisOutcome::Pass);
+        assert!(half.report.checks.iter().all(|c| !c.not_applicable));
     }
 
     #[test]

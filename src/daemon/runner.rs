@@ -553,7 +553,14 @@ impl Runner {
                 Arc::new(rule)
             }
         };
-        let analysed = analyse(&rule, source, Arc::clone(&self.shared.permits), started).await;
+        let analysed = analyse(
+            &rule,
+            source,
+            Arc::clone(&self.shared.permits),
+            started,
+            self.state.weight,
+        )
+        .await;
         self.analysed(analysed).await;
         self.turn = None;
     }

@@ -29,8 +29,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckResult, CheckSpec, SideData, Verdict, fmt_p, judge_check, significance_level,
-    significant_clause,
+    BaselineTraffic, CheckResult, CheckSpec, SideData, Verdict, fmt_p, judge_check_with,
+    significance_level, significant_clause,
 };
 
 /// How the false alarms of an analysis's checks are controlled together.
@@ -67,14 +67,25 @@ pub struct FamilyEvidence {
 /// Judge every check of one analysis, then control the family's false alarms with `control`.
 ///
 /// The results are in the order of `checks`. With [`FamilyControl::PerCheck`], or with fewer
-/// than two tested checks, they are exactly [`judge_check`]'s.
+/// than two tested checks, they are exactly [`judge_check`](super::judge_check)'s.
 pub fn judge_analysis(
     checks: &[(&CheckSpec, &SideData, &SideData)],
     control: FamilyControl,
 ) -> Vec<CheckResult> {
+    judge_analysis_with(checks, control, BaselineTraffic::Serving)
+}
+
+/// [`judge_analysis`] knowing whether the baseline serves traffic (see [`judge_check_with`]):
+/// checks that are not applicable are inconclusive and, like every inconclusive check, outside
+/// the family.
+pub fn judge_analysis_with(
+    checks: &[(&CheckSpec, &SideData, &SideData)],
+    control: FamilyControl,
+    traffic: BaselineTraffic,
+) -> Vec<CheckResult> {
     let mut results: Vec<CheckResult> = checks
         .iter()
-        .map(|(spec, baseline, canary)| judge_check(spec, baseline, canary))
+        .map(|(spec, baseline, canary)| judge_check_with(spec, baseline, canary, traffic))
         .collect();
     let specs: Vec<&CheckSpec> = checks.iter().map(|(spec, _, _)| *spec).collect();
     apply_family_control(&specs, &mut results, control);

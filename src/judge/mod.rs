@@ -56,6 +56,45 @@ pub enum CheckKind {
     Trend { max_slope_per_minute: f64 },
 }
 
+impl CheckKind {
+    /// Whether the check compares the canary with the baseline (and so cannot judge when the
+    /// baseline serves no traffic): relative and error-rate checks. Absolute, error-rate-absolute
+    /// and trend checks judge the canary alone (the baseline is shown for context).
+    pub fn needs_baseline(&self) -> bool {
+        match self {
+            CheckKind::Relative { .. } | CheckKind::ErrorRate { .. } => true,
+            CheckKind::Absolute { .. }
+            | CheckKind::ErrorRateAbsolute { .. }
+            | CheckKind::Trend { .. } => false,
+        }
+    }
+}
+
+/// Whether the baseline serves traffic while the data is taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BaselineTraffic {
+    /// The baseline serves the traffic the canary does not.
+    #[default]
+    Serving,
+    /// The canary has all the traffic (weight 100): whatever the baseline's queries return is
+    /// left over from before, so checks that need a baseline are not applicable.
+    Retired,
+}
+
+impl BaselineTraffic {
+    /// The baseline's traffic when the canary has `weight`% of it.
+    pub fn at_weight(weight: u8) -> Self {
+        if weight >= 100 {
+            BaselineTraffic::Retired
+        } else {
+            BaselineTraffic::Serving
+        }
+    }
+}
+
+/// The reason of a check that is not applicable because the baseline has no traffic.
+pub const NOT_APPLICABLE_AT_100: &str = "not applicable: the baseline has no traffic at 100%";
+
 /// The settings of one check, as the judge needs them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckSpec {
@@ -101,7 +140,9 @@ mod signed_rank;
 mod values;
 
 pub use counts::MAX_EXACT_EVENTS;
-pub use family::{FamilyControl, FamilyEvidence, apply_family_control, judge_analysis};
+pub use family::{
+    FamilyControl, FamilyEvidence, apply_family_control, judge_analysis, judge_analysis_with,
+};
 pub use scoring::{
     AnalysisOutcome, AnalysisScore, GroupScore, ScoredCheck, Scoring, score_analysis,
 };
@@ -146,6 +187,10 @@ pub enum InconclusiveCause {
     NonFinite,
     /// More points than the check can judge (a trend takes at most [`MAX_TREND_POINTS`]).
     TooMany,
+    /// The check compares the canary with a baseline that has no traffic (the canary has all
+    /// of it, at 100%): there is nothing to compare with. Scoring and the rollout leave such a
+    /// check out instead of counting it against the analysis ([`BaselineTraffic`]).
+    NotApplicable,
     /// The check's settings cannot be used, or its data has the wrong shape.
     Setting,
     /// The test could not be computed on this data (a constant series, all times equal, ...).
@@ -350,9 +395,26 @@ impl Thresholds {
 ///
 /// See the kind-specific rules on [`CheckKind`] and in this module's submodules.
 pub fn judge_check(spec: &CheckSpec, baseline: &SideData, canary: &SideData) -> CheckResult {
+    judge_check_with(spec, baseline, canary, BaselineTraffic::Serving)
+}
+
+/// [`judge_check`] knowing whether the baseline serves traffic: with
+/// [`BaselineTraffic::Retired`], a check that needs a baseline ([`CheckKind::needs_baseline`])
+/// is `Inconclusive` with [`InconclusiveCause::NotApplicable`] ("not applicable: the baseline
+/// has no traffic at 100%"), whatever its data, and the other kinds are judged as usual.
+pub fn judge_check_with(
+    spec: &CheckSpec,
+    baseline: &SideData,
+    canary: &SideData,
+    traffic: BaselineTraffic,
+) -> CheckResult {
     let thresholds = Thresholds::of(spec);
     if let Some(problem) = setting_problem(spec) {
         return inconclusive_result(spec, thresholds, InconclusiveCause::Setting, problem);
+    }
+    if traffic == BaselineTraffic::Retired && spec.kind.needs_baseline() {
+        let reason = NOT_APPLICABLE_AT_100.to_string();
+        return inconclusive_result(spec, thresholds, InconclusiveCause::NotApplicable, reason);
     }
     finite::guard(spec, judge_kind(spec, baseline, canary, thresholds))
 }

@@ -12,8 +12,13 @@
 //! 5. score ≥ `marginal_score` and optimistic score < `pass_score` → `Marginal` (the missing
 //!    evidence could not lift it to a pass);
 //! 6. otherwise → `Inconclusive` (missing evidence stands between this analysis and a decision).
+//!
+//! A check that is not applicable ([`InconclusiveCause::NotApplicable`]: it compares with a
+//! baseline that has no traffic, at 100%) is left out altogether: the analysis is judged by the
+//! checks that can judge it, and a group whose checks are all not applicable has no weight. When
+//! no check can judge, the analysis is `Inconclusive` with that reason, never a pass.
 
-use super::{CheckResult, Verdict};
+use super::{CheckResult, InconclusiveCause, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -76,7 +81,10 @@ pub struct GroupScore {
     pub passed: usize,
     pub failed: usize,
     pub inconclusive: usize,
-    /// passed / all checks of the group, 0–100.
+    /// Checks left out because they cannot judge this analysis (not counted in `score`).
+    #[serde(default)]
+    pub not_applicable: usize,
+    /// passed / all judged checks of the group, 0–100.
     pub score: f64,
 }
 
@@ -92,6 +100,9 @@ pub struct AnalysisScore {
     pub groups: Vec<GroupScore>,
     pub critical_failures: Vec<String>,
     pub inconclusive_checks: Vec<String>,
+    /// Checks left out because they cannot judge this analysis (a baseline without traffic).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_applicable_checks: Vec<String>,
 }
 
 /// Score an analysis. Pure; misconfiguration (a group without a weight, thresholds out of
@@ -101,6 +112,7 @@ pub fn score_analysis(checks: &[ScoredCheck], scoring: &Scoring) -> AnalysisScor
     let mut critical_failures = Vec::new();
     let mut critical_inconclusive = Vec::new();
     let mut inconclusive_checks = Vec::new();
+    let mut not_applicable_checks = Vec::new();
     let mut problems = Vec::new();
     for check in checks {
         let weight = match scoring.group_weights.get(&check.group) {
@@ -123,9 +135,17 @@ pub fn score_analysis(checks: &[ScoredCheck], scoring: &Scoring) -> AnalysisScor
             passed: 0,
             failed: 0,
             inconclusive: 0,
+            not_applicable: 0,
             score: 0.0,
         });
         match check.verdict {
+            Verdict::Inconclusive {
+                cause: InconclusiveCause::NotApplicable,
+                ..
+            } => {
+                g.not_applicable += 1;
+                not_applicable_checks.push(check.name.clone());
+            }
             Verdict::Pass => g.passed += 1,
             Verdict::Fail => {
                 g.failed += 1;
@@ -145,6 +165,10 @@ pub fn score_analysis(checks: &[ScoredCheck], scoring: &Scoring) -> AnalysisScor
     let (mut weighted, mut weighted_hi, mut weights) = (0.0, 0.0, 0.0);
     for g in groups.values_mut() {
         let n = (g.passed + g.failed + g.inconclusive) as f64;
+        if n == 0.0 {
+            // Every check of the group is not applicable: the group does not count.
+            continue;
+        }
         g.score = 100.0 * g.passed as f64 / n;
         weighted += g.weight * g.score;
         weighted_hi += g.weight * 100.0 * (g.passed + g.inconclusive) as f64 / n;
@@ -163,6 +187,14 @@ pub fn score_analysis(checks: &[ScoredCheck], scoring: &Scoring) -> AnalysisScor
     }
     if checks.is_empty() {
         problems.push("the analysis has no checks".into());
+    } else if not_applicable_checks.len() == checks.len() {
+        problems.push(format!(
+            "no check can judge this analysis: {} not applicable (the baseline has no traffic)",
+            match checks.len() {
+                1 => format!("`{}` is", checks[0].name),
+                _ => format!("`{}` are", not_applicable_checks.join("`, `")),
+            }
+        ));
     } else if weights <= 0.0 {
         problems.push("the groups of this analysis have no weight".into());
     }
@@ -216,5 +248,185 @@ pub fn score_analysis(checks: &[ScoredCheck], scoring: &Scoring) -> AnalysisScor
         groups: groups.into_values().collect(),
         critical_failures,
         inconclusive_checks,
+        not_applicable_checks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Checks that cannot judge (a baseline without traffic, at 100%): the judge says so, and
+    //! the score leaves them out.
+    use super::super::{
+        Aggregate, BaselineTraffic, CheckKind, CheckSpec, CountPoint, Direction,
+        NOT_APPLICABLE_AT_100, Point, SideData, judge_check_with,
+    };
+    use super::*;
+
+    fn spec(kind: CheckKind) -> CheckSpec {
+        CheckSpec {
+            name: "check".into(),
+            kind,
+            direction: Direction::HigherIsWorse,
+            confidence: 0.99,
+            min_samples: 3,
+        }
+    }
+
+    fn scored(name: &str, group: &str, critical: bool, verdict: Verdict) -> ScoredCheck {
+        ScoredCheck {
+            name: name.into(),
+            group: group.into(),
+            critical,
+            verdict,
+        }
+    }
+
+    fn not_applicable() -> Verdict {
+        Verdict::inconclusive(InconclusiveCause::NotApplicable, NOT_APPLICABLE_AT_100)
+    }
+
+    fn scoring() -> Scoring {
+        Scoring {
+            group_weights: [("latency".to_string(), 60.0), ("errors".to_string(), 40.0)].into(),
+            pass_score: 95.0,
+            marginal_score: 75.0,
+        }
+    }
+
+    #[test]
+    fn checks_that_need_a_baseline_are_not_applicable_when_it_has_no_traffic() {
+        let values = |v: f64| {
+            SideData::Values(
+                (0..10)
+                    .map(|i| Point {
+                        t: 60.0 * f64::from(i),
+                        v: v + f64::from(i % 3),
+                    })
+                    .collect(),
+            )
+        };
+        let counts = |errors: f64| {
+            SideData::Counts(
+                (0..10)
+                    .map(|i| CountPoint {
+                        t: 60.0 * f64::from(i),
+                        errors,
+                        total: 1000.0,
+                    })
+                    .collect(),
+            )
+        };
+        let (empty_values, empty_counts) = (SideData::Values(vec![]), SideData::Counts(vec![]));
+        let cases = [
+            (
+                CheckKind::Relative { tolerance: 0.1 },
+                &empty_values,
+                values(100.0),
+                true,
+            ),
+            (
+                CheckKind::ErrorRate { tolerance: 0.01 },
+                &empty_counts,
+                counts(1.0),
+                true,
+            ),
+            (
+                CheckKind::Absolute {
+                    threshold: 500.0,
+                    aggregate: Aggregate::Max,
+                },
+                &empty_values,
+                values(100.0),
+                false,
+            ),
+            (
+                CheckKind::ErrorRateAbsolute { threshold: 0.01 },
+                &empty_counts,
+                counts(1.0),
+                false,
+            ),
+            (
+                CheckKind::Trend {
+                    max_slope_per_minute: 10.0,
+                },
+                &empty_values,
+                values(100.0),
+                false,
+            ),
+        ];
+        for (kind, baseline, canary, needs) in cases {
+            assert_eq!(kind.needs_baseline(), needs, "{kind:?}");
+            let s = spec(kind.clone());
+            let at_100 = judge_check_with(&s, baseline, &canary, BaselineTraffic::at_weight(100));
+            if needs {
+                assert_eq!(at_100.verdict, not_applicable(), "{kind:?}");
+                assert_eq!(at_100.reason, NOT_APPLICABLE_AT_100);
+                // Below 100% an empty baseline is missing data, as it always was.
+                let at_50 = judge_check_with(&s, baseline, &canary, BaselineTraffic::at_weight(50));
+                assert_eq!(
+                    at_50.verdict.cause(),
+                    Some(InconclusiveCause::NoData),
+                    "{kind:?}"
+                );
+            } else {
+                // Kinds that judge the canary alone judge it at 100% as anywhere else.
+                assert_eq!(at_100.verdict, Verdict::Pass, "{kind:?}: {}", at_100.reason);
+            }
+        }
+    }
+
+    #[test]
+    fn checks_that_are_not_applicable_are_left_out_of_the_score() {
+        use Verdict::{Fail, Pass};
+        // The last stage is judged by the checks that can judge it.
+        let s = score_analysis(
+            &[
+                scored("p99-vs-baseline", "latency", true, not_applicable()),
+                scored("p99-absolute", "latency", false, Pass),
+                scored("errors-vs-baseline", "errors", true, not_applicable()),
+                scored("errors-absolute", "errors", true, Pass),
+            ],
+            &scoring(),
+        );
+        assert_eq!(
+            (s.outcome, s.score),
+            (AnalysisOutcome::Pass, 100.0),
+            "{}",
+            s.reason
+        );
+        assert_eq!(
+            s.not_applicable_checks,
+            ["p99-vs-baseline", "errors-vs-baseline"]
+        );
+        assert!(s.inconclusive_checks.is_empty());
+        assert_eq!(s.groups[1].not_applicable, 1);
+        // A group whose checks all cannot judge carries no weight; the others decide.
+        let s = score_analysis(
+            &[
+                scored("p99-vs-baseline", "latency", true, not_applicable()),
+                scored("errors-absolute", "errors", false, Fail),
+            ],
+            &scoring(),
+        );
+        assert_eq!(
+            (s.outcome, s.score),
+            (AnalysisOutcome::Fail, 0.0),
+            "{}",
+            s.reason
+        );
+        // When no check can judge, the analysis is inconclusive and says why: never a pass.
+        let s = score_analysis(
+            &[
+                scored("p99-vs-baseline", "latency", true, not_applicable()),
+                scored("errors-vs-baseline", "errors", false, not_applicable()),
+            ],
+            &scoring(),
+        );
+        assert_eq!(s.outcome, AnalysisOutcome::Inconclusive);
+        assert_eq!(
+            s.reason,
+            "no check can judge this analysis: `p99-vs-baseline`, `errors-vs-baseline` are not \
+             applicable (the baseline has no traffic)"
+        );
     }
 }

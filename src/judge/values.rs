@@ -24,8 +24,9 @@ use crate::stats::{
 const MIN_POINTS_FLOOR: usize = 3;
 
 /// The most points a trend check judges. The estimate takes O(n log n) time and O(n) memory
-/// (about 0.1 s at this size, see BENCHMARKS.md); a window of more points is inconclusive with
-/// the reason instead of holding an analysis for seconds. 20,000 one-minute points are two weeks.
+/// (about 0.25 s and 20 MB at this size on a loaded 2-core machine, see BENCHMARKS.md); a window
+/// of more points is inconclusive with the reason instead of holding an analysis for seconds.
+/// 20,000 one-minute points are two weeks.
 pub const MAX_TREND_POINTS: usize = 20_000;
 
 /// Finite points sorted by time (points without a finite time keep their order at the end),

@@ -167,6 +167,11 @@ pub struct CheckOutcome {
     /// which the check's [`NoDataPolicy`](super::NoDataPolicy) may turn into a hold, pause or fail.
     /// Meaningless unless `class` is `Inconclusive`.
     pub no_data: bool,
+    /// The check cannot judge this analysis (it compares with a baseline that has no traffic,
+    /// at 100%): `class` is `Inconclusive`, `no_data` false, and the analysis's `overall` was
+    /// scored without it, so it counts neither for nor against the stage.
+    #[serde(default)]
+    pub not_applicable: bool,
 }
 
 impl CheckOutcome {
@@ -175,6 +180,17 @@ impl CheckOutcome {
             check: check.into(),
             class,
             no_data: false,
+            not_applicable: false,
+        }
+    }
+
+    /// A check that cannot judge this analysis (see `not_applicable`).
+    pub fn not_applicable(check: impl Into<String>) -> Self {
+        CheckOutcome {
+            check: check.into(),
+            class: VerdictClass::Inconclusive,
+            no_data: false,
+            not_applicable: true,
         }
     }
 
@@ -184,6 +200,7 @@ impl CheckOutcome {
             check: check.into(),
             class: VerdictClass::Inconclusive,
             no_data: true,
+            not_applicable: false,
         }
     }
 }

@@ -136,8 +136,11 @@ pub(crate) struct Slopes {
 
 /// Once a band holds at most this many pairs per point, it is listed.
 const BAND_PER_POINT: u64 = 4;
+/// Pairs drawn from the band per round: the pivots are taken about two standard deviations of
+/// the sample's rank either side of the wanted rank, so a round shrinks the band about 16-fold.
+const SAMPLE: f64 = 4096.0;
 /// Rounds of narrowing before the band is listed whatever its size (never reached in practice:
-/// each round shrinks the band by a factor of about √(samples)).
+/// each round shrinks the band by a factor of about √(samples) / 4).
 const MAX_ROUNDS: usize = 48;
 
 impl Slopes {
@@ -225,9 +228,12 @@ impl Slopes {
             if band <= limit {
                 break;
             }
-            // Draw about 4n pairs at random, keep those in the band (uniform over the band).
+            // Draw pairs at random and keep those in the band (uniform over the band): about
+            // SAMPLE pairs, as long as that takes at most 64 draws per point. Fewer kept pairs
+            // would leave the pivots' margin wider than the band and the band would not shrink.
             let mut sample: Vec<(f64, Pivot)> = Vec::new();
-            let draws = 4 * n;
+            let wanted = SAMPLE * self.total as f64 / band as f64;
+            let draws = (wanted.ceil() as usize).clamp(64, 64 * n);
             for _ in 0..draws {
                 let (i, j) = (self.rng.below(n), self.rng.below(n));
                 let (p, q) = (self.pts[i.min(j)], self.pts[i.max(j)]);

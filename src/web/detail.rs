@@ -182,6 +182,15 @@ pub fn marks(result: &Value, unit: Unit, canary: &[(f64, f64)]) -> Vec<Mark> {
     out
 }
 
+/// A check's verdict as its badge says it: "not applicable" for a check that could not judge
+/// (its reason says why), else the outcome.
+fn check_verdict(result: &Value) -> Option<&str> {
+    match text(result, &["verdict", "cause"]) {
+        Some("not-applicable") => Some("not applicable"),
+        _ => text(result, &["verdict", "outcome"]),
+    }
+}
+
 fn verdict_badge(outcome: &str) -> String {
     let class = match outcome {
         "pass" | "fail" | "inconclusive" | "marginal" => outcome,
@@ -292,7 +301,7 @@ fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>) -> String {
     let title = format!("{name}: baseline vs canary");
     let mut out = String::from("<section class=\"card check\">");
     let verdict = result
-        .and_then(|r| text(r, &["verdict", "outcome"]))
+        .and_then(check_verdict)
         .map(verdict_badge)
         .unwrap_or_default();
     let _ = write!(
@@ -339,7 +348,7 @@ fn analyses_table(analyses: &[Analysis]) -> String {
                         format!(
                             "{} {}",
                             escape(text(c, &["name"]).unwrap_or("?")),
-                            verdict_badge(text(c, &["verdict", "outcome"]).unwrap_or("?"))
+                            verdict_badge(check_verdict(c).unwrap_or("?"))
                         )
                     })
                     .collect::<Vec<_>>()
@@ -715,5 +724,18 @@ mod tests {
         let (a, r) = (card(absolute), card(relative));
         assert!(a.contains("<svg"), "{a}");
         assert_eq!(a, r);
+    }
+
+    #[test]
+    fn a_check_that_cannot_judge_says_so_and_why() {
+        let mut r = result(
+            json!({"direction": "higher-is-worse", "confidence": 0.99, "min_samples": 3, "tolerance": 0.1}),
+            json!({"points": 0, "dropped": 0}),
+        );
+        let why = crate::judge::NOT_APPLICABLE_AT_100;
+        r["verdict"] = json!({"outcome": "inconclusive", "reason": why, "cause": "not-applicable"});
+        assert_eq!(check_verdict(&r), Some("not applicable"));
+        r["verdict"]["cause"] = json!("no-data");
+        assert_eq!(check_verdict(&r), Some("inconclusive"));
     }
 }

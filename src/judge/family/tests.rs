@@ -2,6 +2,7 @@
 
 use super::super::{
     CheckKind, CountPoint, Direction, Evidence, Point, SideSummary, Thresholds, fmt_num,
+    judge_check,
 };
 use super::*;
 
