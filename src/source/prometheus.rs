@@ -530,7 +530,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Turns one HTTP answer from the Prometheus API into series, or the error it reports.
-fn parse_answer(
+pub(super) fn parse_answer(
     source_name: &str,
     query: &str,
     status: u16,
@@ -545,7 +545,7 @@ fn parse_answer(
 }
 
 /// [`parse_answer`] through a JSON tree: slower, and names exactly what is wrong.
-fn parse_answer_tree(
+pub(super) fn parse_answer_tree(
     source_name: &str,
     query: &str,
     status: u16,
