@@ -8,7 +8,7 @@
 //! 1. a critical check that failed → `Fail`;
 //! 2. optimistic score below `marginal_score` → `Fail` (the failures alone sink it);
 //! 3. a critical check that is inconclusive → `Inconclusive`;
-//! 4. score ≥ `pass_score` → `Pass` (enough checks passed on evidence);
+//! 4. score ≥ `pass_score` and above 0 → `Pass` (enough checks passed on evidence);
 //! 5. score ≥ `marginal_score` and optimistic score < `pass_score` → `Marginal` (the missing
 //!    evidence could not lift it to a pass);
 //! 6. otherwise → `Inconclusive` (missing evidence stands between this analysis and a decision).
@@ -186,7 +186,9 @@ pub fn score_analysis(checks: &[ScoredCheck], scoring: &Scoring) -> AnalysisScor
                 critical_inconclusive.join(", ")
             ),
         )
-    } else if score >= pass {
+    } else if score >= pass && score > 0.0 {
+        // `score > 0`: a check of a weighted group passed. Without it a pass score of 0 would
+        // pass an analysis on no evidence at all.
         (
             AnalysisOutcome::Pass,
             format!("score {score:.1} reaches the pass score {pass}"),
