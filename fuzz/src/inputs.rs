@@ -245,3 +245,43 @@ impl Analysis {
         (judged, groups, scoring)
     }
 }
+
+/// A TOML value for a rule or config key: the kinds of values that test bounds.
+#[derive(Debug, Clone, Arbitrary)]
+pub enum TomlValue {
+    Int(i64),
+    Float(Num),
+    /// A duration: a number and a unit (`99999999d`, `0s`, `1ms`).
+    Duration(u64, u8),
+    /// Two units (`1h30m`), possibly out of order.
+    Duration2(u32, u8, u32, u8),
+    Str(String),
+    Bool(bool),
+    Array(Vec<i16>),
+}
+
+impl TomlValue {
+    /// The value as TOML text.
+    pub fn render(&self) -> String {
+        const UNITS: [&str; 6] = ["ms", "s", "m", "h", "d", "w"];
+        let unit = |u: u8| UNITS[usize::from(u) % UNITS.len()];
+        match self {
+            TomlValue::Int(n) => n.to_string(),
+            TomlValue::Float(x) => {
+                let x = x.get();
+                if x.is_nan() {
+                    "nan".into()
+                } else if x.is_infinite() {
+                    if x > 0.0 { "inf".into() } else { "-inf".into() }
+                } else {
+                    format!("{x:?}")
+                }
+            }
+            TomlValue::Duration(n, u) => format!("\"{n}{}\"", unit(*u)),
+            TomlValue::Duration2(a, u, b, v) => format!("\"{a}{}{b}{}\"", unit(*u), unit(*v)),
+            TomlValue::Str(s) => format!("{s:?}"),
+            TomlValue::Bool(b) => b.to_string(),
+            TomlValue::Array(v) => format!("{v:?}"),
+        }
+    }
+}
