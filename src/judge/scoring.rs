@@ -142,16 +142,24 @@ pub fn score_analysis(checks: &[ScoredCheck], scoring: &Scoring) -> AnalysisScor
             }
         }
     }
+    // Weights count relative to the largest, so the weighted sums stay finite (a weight of 1e307
+    // times a score of 100 is inf, and inf / 1e307 would pass anything); scores are clamped to
+    // 0-100 against rounding.
+    let top = groups.values().map(|g| g.weight).fold(0.0, f64::max);
     let (mut weighted, mut weighted_hi, mut weights) = (0.0, 0.0, 0.0);
     for g in groups.values_mut() {
         let n = (g.passed + g.failed + g.inconclusive) as f64;
         g.score = 100.0 * g.passed as f64 / n;
-        weighted += g.weight * g.score;
-        weighted_hi += g.weight * 100.0 * (g.passed + g.inconclusive) as f64 / n;
-        weights += g.weight;
+        let w = if top > 0.0 { g.weight / top } else { 0.0 };
+        weighted += w * g.score;
+        weighted_hi += w * 100.0 * (g.passed + g.inconclusive) as f64 / n;
+        weights += w;
     }
     let (score, score_hi) = if weights > 0.0 {
-        (weighted / weights, weighted_hi / weights)
+        (
+            (weighted / weights).clamp(0.0, 100.0),
+            (weighted_hi / weights).clamp(0.0, 100.0),
+        )
     } else {
         (0.0, 0.0)
     };
