@@ -491,3 +491,20 @@ fn a_huge_max_concurrent_queries_is_refused() {
         .expect_err("the config must be refused");
     assert!(err.to_string().contains("max_concurrent_queries"), "{err}");
 }
+
+/// values crash-5c3410b9 (found by the CI-length run after the campaign): a source `timeout` of
+/// 3,026,419,105,849,110,637 ms (96 million years) was accepted; the daemon bounds shutdown and
+/// analyses by the longest source timeout, and now plus it overflows the calendar.
+#[test]
+#[ignore = "fixed by h-check (issue 16 point 8: bounds on every duration)"]
+fn a_source_timeout_that_overflows_the_calendar_is_refused() {
+    let (text, _) = edited(
+        "config/canaryd.toml",
+        "timeout",
+        0,
+        "\"3026419105849110637ms\"",
+    );
+    let err = invariants::check_config_text(&text, &HashMap::new())
+        .expect_err("the config must be refused");
+    assert!(err.to_string().contains("timeout"), "{err}");
+}
