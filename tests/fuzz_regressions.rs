@@ -59,6 +59,47 @@ fn the_seeds_of_the_config_target_hold_its_invariants() {
 }
 
 #[test]
+fn the_seeds_of_the_judge_files_target_hold_its_invariants() {
+    use canaryd::judge::CheckKind::{ErrorRate, ErrorRateAbsolute, Relative, Trend};
+    let judge = |name: &str| text(&repo(&format!("tests/fixtures/judge/{name}")));
+    let check = |kind| CheckSpec {
+        name: "seed".into(),
+        kind,
+        direction: canaryd::judge::Direction::HigherIsWorse,
+        confidence: 0.99,
+        min_samples: 10,
+    };
+    let base = judge("baseline.csv");
+    for canary in [
+        "canary_ok.csv",
+        "canary_slow.csv",
+        "canary_nan.csv",
+        "memory_canary.csv",
+    ] {
+        for kind in [
+            Relative { tolerance: 0.1 },
+            Trend {
+                max_slope_per_minute: 1.0,
+            },
+        ] {
+            invariants::check_judge_texts(&check(kind), &base, &judge(canary)).expect("judged");
+        }
+    }
+    let errors = judge("errors_baseline.csv");
+    for canary in ["errors_canary_ok.csv", "errors_canary_bad.csv"] {
+        for kind in [
+            ErrorRate { tolerance: 0.001 },
+            ErrorRateAbsolute { threshold: 0.005 },
+        ] {
+            invariants::check_judge_texts(&check(kind), &errors, &judge(canary)).expect("judged");
+        }
+    }
+    // Counts where values are needed: an error naming the file, not a verdict.
+    let wrong = invariants::check_judge_texts(&check(Relative { tolerance: 0.1 }), &errors, &base);
+    assert!(wrong.is_err());
+}
+
+#[test]
 fn the_seeds_of_the_answer_target_hold_its_invariants() {
     let files = files_in("fuzz/seeds/prom_answer", "json");
     assert!(files.len() >= 10, "{files:?}");
