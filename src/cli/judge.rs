@@ -484,6 +484,26 @@ pub fn judge_files(args: &JudgeArgs) -> Result<CheckResult, JudgeError> {
     Ok(judge_check(&spec, &baseline, &canary))
 }
 
+/// Judge two data files' texts as [`judge_files`] judges the files once read: the same parsing,
+/// the same shapes per kind. For the fuzz targets and their regression tests.
+pub fn judge_texts(
+    spec: &CheckSpec,
+    baseline: (&Path, &str),
+    canary: (&Path, &str),
+) -> Result<CheckResult, JudgeError> {
+    let counts_needed = matches!(
+        spec.kind,
+        CheckKind::ErrorRate { .. } | CheckKind::ErrorRateAbsolute { .. }
+    );
+    let side = |(path, text): (&Path, &str)| {
+        let file = parse_data(&path.display().to_string(), text)?;
+        side_data(path, file, counts_needed)
+    };
+    let baseline = side(baseline)?;
+    let canary = side(canary)?;
+    Ok(judge_check(spec, &baseline, &canary))
+}
+
 /// The JSON document `--output json` prints.
 pub fn json_report(result: &CheckResult) -> serde_json::Value {
     serde_json::json!({

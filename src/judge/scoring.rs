@@ -8,7 +8,7 @@
 //! 1. a critical check that failed → `Fail`;
 //! 2. optimistic score below `marginal_score` → `Fail` (the failures alone sink it);
 //! 3. a critical check that is inconclusive → `Inconclusive`;
-//! 4. score ≥ `pass_score` → `Pass` (enough checks passed on evidence);
+//! 4. score ≥ `pass_score` and above 0 → `Pass` (enough checks passed on evidence);
 //! 5. score ≥ `marginal_score` and optimistic score < `pass_score` → `Marginal` (the missing
 //!    evidence could not lift it to a pass);
 //! 6. otherwise → `Inconclusive` (missing evidence stands between this analysis and a decision).
@@ -162,6 +162,10 @@ pub fn score_analysis(checks: &[ScoredCheck], scoring: &Scoring) -> AnalysisScor
             }
         }
     }
+    // Weights count relative to the largest, so the weighted sums stay finite (a weight of 1e307
+    // times a score of 100 is inf, and inf / 1e307 would pass anything); scores are clamped to
+    // 0-100 against rounding.
+    let top = groups.values().map(|g| g.weight).fold(0.0, f64::max);
     let (mut weighted, mut weighted_hi, mut weights) = (0.0, 0.0, 0.0);
     for g in groups.values_mut() {
         let n = (g.passed + g.failed + g.inconclusive) as f64;
@@ -170,12 +174,16 @@ pub fn score_analysis(checks: &[ScoredCheck], scoring: &Scoring) -> AnalysisScor
             continue;
         }
         g.score = 100.0 * g.passed as f64 / n;
-        weighted += g.weight * g.score;
-        weighted_hi += g.weight * 100.0 * (g.passed + g.inconclusive) as f64 / n;
-        weights += g.weight;
+        let w = if top > 0.0 { g.weight / top } else { 0.0 };
+        weighted += w * g.score;
+        weighted_hi += w * 100.0 * (g.passed + g.inconclusive) as f64 / n;
+        weights += w;
     }
     let (score, score_hi) = if weights > 0.0 {
-        (weighted / weights, weighted_hi / weights)
+        (
+            (weighted / weights).clamp(0.0, 100.0),
+            (weighted_hi / weights).clamp(0.0, 100.0),
+        )
     } else {
         (0.0, 0.0)
     };
@@ -218,7 +226,9 @@ pub fn score_analysis(checks: &[ScoredCheck], scoring: &Scoring) -> AnalysisScor
                 critical_inconclusive.join(", ")
             ),
         )
-    } else if score >= pass {
+    } else if score >= pass && score > 0.0 {
+        // `score > 0`: a check of a weighted group passed. Without it a pass score of 0 would
+        // pass an analysis on no evidence at all.
         (
             AnalysisOutcome::Pass,
             format!("score {score:.1} reaches the pass score {pass}"),

@@ -77,14 +77,44 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(bytes).ok()
     }
 
-    /// A JSON number's text.
-    fn number(&mut self) -> Option<&'a str> {
+    /// A JSON number, exactly as the JSON reader takes them: RFC 8259's grammar
+    /// `-? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?` (no `+1`, `0536`, `.5`, `5.`) and
+    /// finite as a double (`1e400` is refused, as serde_json refuses it).
+    fn number(&mut self) -> Option<f64> {
         self.ws();
         let start = self.i;
-        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.b.get(self.i) {
+        if self.b.get(self.i) == Some(&b'-') {
             self.i += 1;
         }
-        (self.i > start).then(|| std::str::from_utf8(&self.b[start..self.i]).ok())?
+        match *self.b.get(self.i)? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            let from = self.i;
+            self.digits();
+            (self.i > from).then_some(())?;
+        }
+        if let Some(b'e' | b'E') = self.b.get(self.i) {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.b.get(self.i) {
+                self.i += 1;
+            }
+            let from = self.i;
+            self.digits();
+            (self.i > from).then_some(())?;
+        }
+        // Only ASCII was consumed.
+        let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+        text.parse::<f64>().ok().filter(|x| x.is_finite())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.b.get(self.i) {
+            self.i += 1;
+        }
     }
 
     /// `{ "key": value, ... }`, `value` read by `field` for each key.
@@ -170,11 +200,15 @@ impl<'a> Reader<'a> {
         let mut points = None;
         self.object(|r, key| {
             match key {
-                "metric" => r.object(|r, name| {
-                    let value = r.string()?;
-                    labels.insert(name.to_string(), value.to_string());
-                    Some(())
-                })?,
+                "metric" => {
+                    // A repeated key keeps its last value, as in the JSON reading.
+                    labels.clear();
+                    r.object(|r, name| {
+                        let value = r.string()?;
+                        labels.insert(name.to_string(), value.to_string());
+                        Some(())
+                    })?
+                }
                 "values" => points = Some(r.points()?),
                 _ => r.skip()?,
             }
@@ -191,7 +225,7 @@ impl<'a> Reader<'a> {
         let mut points = Vec::with_capacity(64);
         self.array(|r| {
             r.expect(b'[')?;
-            let t = r.number()?.parse().ok()?;
+            let t = r.number()?;
             r.expect(b',')?;
             let v = super::prometheus::parse_value(r.string()?)?;
             r.expect(b']')?;

@@ -15,6 +15,29 @@ mod prometheus;
 pub use memory::{MemorySource, Request};
 pub use prometheus::{PrometheusConfig, PrometheusSource};
 
+/// The two readers of a Prometheus answer body, exposed only for the fuzz targets (`fuzz/`) and
+/// their regression tests (`tests/fuzz_regressions.rs`), which check that they agree.
+#[doc(hidden)]
+pub mod answer {
+    use super::{Series, SourceError};
+
+    /// The byte-level matrix reader: the series, or `None` to read the answer the slow way.
+    pub fn read_fast(body: &[u8]) -> Option<Vec<Series>> {
+        super::matrix::read(body)
+    }
+
+    /// The reading through a JSON tree, which accepts every valid answer and names what is
+    /// wrong with the others (as source `fuzz`, query `q`).
+    pub fn read_tree(status: u16, body: &[u8]) -> Result<Vec<Series>, SourceError> {
+        super::prometheus::parse_answer_tree("fuzz", "q", status, body)
+    }
+
+    /// What the source makes of an answer: the fast reader when it can, else the tree.
+    pub fn read(status: u16, body: &[u8]) -> Result<Vec<Series>, SourceError> {
+        super::prometheus::parse_answer("fuzz", "q", status, body)
+    }
+}
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;

@@ -530,7 +530,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Turns one HTTP answer from the Prometheus API into series, or the error it reports.
-fn parse_answer(
+pub(super) fn parse_answer(
     source_name: &str,
     query: &str,
     status: u16,
@@ -545,7 +545,7 @@ fn parse_answer(
 }
 
 /// [`parse_answer`] through a JSON tree: slower, and names exactly what is wrong.
-fn parse_answer_tree(
+pub(super) fn parse_answer_tree(
     source_name: &str,
     query: &str,
     status: u16,
@@ -587,11 +587,11 @@ fn parse_answer_tree(
         let error_type = envelope
             .get("errorType")
             .and_then(Value::as_str)
-            .map(str::to_string);
+            .map(excerpt);
         let message = envelope
             .get("error")
             .and_then(Value::as_str)
-            .map(str::to_string)
+            .map(excerpt)
             .unwrap_or_else(|| body_excerpt(body));
         return Err(SourceError::Http {
             source_name: source_name.to_string(),
@@ -606,7 +606,7 @@ fn parse_answer_tree(
             "`status` is {}, expected \"success\" or \"error\"",
             envelope
                 .get("status")
-                .map_or("missing".to_string(), |v| v.to_string())
+                .map_or("missing".to_string(), |v| excerpt(&v.to_string()))
         )));
     }
     let data = envelope
@@ -697,7 +697,7 @@ fn parse_answer_tree(
         other => Err(SourceError::UnsupportedResult {
             source_name: source_name.to_string(),
             query: query.to_string(),
-            result_type: other.to_string(),
+            result_type: excerpt(other),
         }),
     }
 }
@@ -724,7 +724,8 @@ fn labels_of(item: &Value, at: &str) -> Result<BTreeMap<String, String>, String>
         .map(|(k, v)| match v {
             Value::String(s) => Ok((k.clone(), s.clone())),
             other => Err(format!(
-                "{at}.metric.{k} should be a string, got {}",
+                "{at}.metric.{} should be a string, got {}",
+                excerpt(k),
                 kind_of(other)
             )),
         })
