@@ -197,7 +197,6 @@ fn an_analysis_with_no_passing_check_never_passes_even_at_pass_score_zero() {
 /// its evidence. The verdict rests on a non-finite number; the ratio must be left out (as for
 /// a zero reference) or the check be inconclusive. In h-judge's area (issue 16 point 2).
 #[test]
-#[ignore = "fixed by h-judge (issue 16 point 2: non-finite intermediates), not in this branch"]
 fn an_absolute_check_against_a_tiny_threshold_has_no_infinite_ratio() {
     let tiny = spec(
         CheckKind::Absolute {
@@ -330,7 +329,6 @@ fn assert_rule_refused_at(text: &str, line: usize, key: &str) {
 /// 172,671,023,025,449,332 ms) was accepted; `now - window` then overflows the calendar, which
 /// panics the rollout's task on every analysis (issue 16 point 8's `window = "99999999d"`).
 #[test]
-#[ignore = "fixed by h-check (issue 16 point 8: bounds on every duration)"]
 fn a_window_that_overflows_the_calendar_is_refused_where_it_is_written() {
     for (path, value) in [
         ("tests/fixtures/rules/good/web.toml", "\"1852402537d\""),
@@ -348,7 +346,6 @@ fn a_window_that_overflows_the_calendar_is_refused_where_it_is_written() {
 /// values crash-2a558c8c: a stage's `min_duration` of 28,557,615,508,160,512 ms (905,000 years)
 /// was accepted: a stage start plus it overflows the calendar.
 #[test]
-#[ignore = "fixed by h-check (issue 16 point 8: bounds on every duration)"]
 fn a_stage_duration_that_overflows_the_calendar_is_refused_where_it_is_written() {
     let (text, line) = edited(
         "tests/fixtures/rules/good/web.toml",
@@ -364,7 +361,6 @@ fn a_stage_duration_that_overflows_the_calendar_is_refused_where_it_is_written()
 /// per series, so every analysis would fail on a backend error (issue 16 point 8). A window of
 /// one day at a one-second step (86,400 points) is refused for the same reason.
 #[test]
-#[ignore = "fixed by h-check (issue 16 point 8: window vs the backend's point limit)"]
 fn a_window_of_more_points_than_prometheus_answers_is_refused() {
     let (text, line) = edited(
         "rules/checkout-api.toml",
@@ -373,17 +369,18 @@ fn a_window_of_more_points_than_prometheus_answers_is_refused() {
         "\"1831694194h1702060386ms\"",
     );
     assert!(text.lines().nth(line).is_some_and(|l| l.contains("30s")));
+    // Longer than any duration canaryd takes: refused where the window is written.
     assert_rule_refused_at(&text, line, "window");
+    // A day at a second's step: refused at the `step` written right after it, naming both.
     let (text, line) = edited("tests/fixtures/rules/good/web.toml", "window", 0, "\"1d\"");
     let text = text.replacen("window = \"1d\"", "window = \"1d\"\nstep = \"1s\"", 1);
-    assert_rule_refused_at(&text, line, "window");
+    assert_rule_refused_at(&text, line + 1, "window");
 }
 
 /// values crash-5fcf034a: a check with `window = "115ms"` and the default one-minute step was
 /// accepted: a window shorter than its step holds at most one point per series, so the check
 /// can never be judged (a relative check needs 3 points): inconclusive forever.
 #[test]
-#[ignore = "for h-check (issue 16 point 8: bounds): refuse a window shorter than its step"]
 fn a_window_shorter_than_its_step_is_refused() {
     let (text, line) = edited(
         "tests/fixtures/rules/good/web.toml",
@@ -399,7 +396,6 @@ fn a_window_shorter_than_its_step_is_refused() {
 /// for none), so the filter enables nothing of canaryd's and every log line, errors included,
 /// is silenced (issue 16 point 8's `level = "eror"`).
 #[test]
-#[ignore = "fixed by h-check (issue 16 point 8: log level)"]
 fn a_log_level_that_is_not_a_level_is_refused() {
     for value in ["\"642318336ms\"", "\"\"", "\"eror\""] {
         let (text, _) = edited("config/canaryd.toml", "level", 0, value);
@@ -454,7 +450,6 @@ fn huge_group_weights_do_not_overflow_the_score() {
 /// inf. It must be inconclusive, saying the values overflow. In h-judge's area (issue 16
 /// point 2).
 #[test]
-#[ignore = "fixed by h-judge (issue 16 point 2: non-finite intermediates), not in this branch"]
 fn an_absolute_mean_that_overflows_is_inconclusive() {
     let mean = spec(
         CheckKind::Absolute {
@@ -479,7 +474,6 @@ fn an_absolute_mean_that_overflows_is_inconclusive() {
 /// canary hold -1e308 among ordinary values passed with a ratio of inf in its evidence. In
 /// h-judge's area (issue 16 point 2).
 #[test]
-#[ignore = "fixed by h-judge (issue 16 point 2: non-finite intermediates), not in this branch"]
 fn a_relative_check_never_passes_on_an_infinite_ratio() {
     let relative = spec(CheckKind::Relative { tolerance: 0.1 }, 0.1, 3);
     let baseline = values(&[0.1, 0.1, -1e308]);
@@ -493,7 +487,6 @@ fn a_relative_check_never_passes_on_an_infinite_ratio() {
 /// counts, reached here through an absolute check that summarises the baseline's counts). In
 /// h-judge's area.
 #[test]
-#[ignore = "fixed by h-judge (issue 16 point 2: non-finite intermediates), not in this branch"]
 fn counts_that_overflow_never_stand_behind_a_verdict() {
     let absolute = spec(
         CheckKind::Absolute {
@@ -520,7 +513,6 @@ fn counts_that_overflow_never_stand_behind_a_verdict() {
 /// values crash-4d56184b: `max_concurrent_queries = 2377901023728625152` was accepted; the
 /// daemon's semaphore panics above 2^61 - 1 permits at start (issue 16 point 8's "near 2^63").
 #[test]
-#[ignore = "fixed by h-check (issue 16 point 8: bounds)"]
 fn a_huge_max_concurrent_queries_is_refused() {
     let (text, _) = edited(
         "config/canaryd.toml",
@@ -537,7 +529,6 @@ fn a_huge_max_concurrent_queries_is_refused() {
 /// 3,026,419,105,849,110,637 ms (96 million years) was accepted; the daemon bounds shutdown and
 /// analyses by the longest source timeout, and now plus it overflows the calendar.
 #[test]
-#[ignore = "fixed by h-check (issue 16 point 8: bounds on every duration)"]
 fn a_source_timeout_that_overflows_the_calendar_is_refused() {
     let (text, _) = edited(
         "config/canaryd.toml",
@@ -547,5 +538,12 @@ fn a_source_timeout_that_overflows_the_calendar_is_refused() {
     );
     let err = invariants::check_config_text(&text, &HashMap::new())
         .expect_err("the config must be refused");
-    assert!(err.to_string().contains("timeout"), "{err}");
+    // The position is the `[sources.NAME]` header (serde keeps none inside a table chosen by its
+    // `kind`), so the message quotes the value and says what bounds it.
+    let said = err.to_string();
+    assert!(
+        said.contains("3026419105849110637ms") && said.contains("365d"),
+        "{said}"
+    );
+    assert!(said.contains("canaryd.toml:"), "{said}");
 }

@@ -195,7 +195,12 @@ pub fn check_config_text(text: &str, env: &HashMap<String, String>) -> Result<Co
     let parsed = canaryd::config::parse(path, text, env);
     match &parsed {
         Ok(config) => assert_config_usable(config),
-        Err(ConfigError::Parse(p)) => assert_problem_located(path, text, p),
+        Err(ConfigError::Parse(problems)) => {
+            assert!(!problems.is_empty(), "refused without a problem");
+            for p in problems {
+                assert_problem_located(path, text, p);
+            }
+        }
         Err(ConfigError::Invalid { problems, .. }) => {
             assert!(!problems.is_empty(), "refused without a problem");
         }
@@ -300,7 +305,7 @@ pub fn assert_result_sound(
         );
     }
     let verdict = match &r.verdict {
-        Verdict::Inconclusive { reason } => {
+        Verdict::Inconclusive { reason, .. } => {
             assert!(!reason.trim().is_empty(), "inconclusive without a reason");
             return;
         }

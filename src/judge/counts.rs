@@ -229,7 +229,7 @@ pub(super) fn error_rate(
     };
     evidence.p_value = Some(p_value);
     evidence.effect = Some(Effect {
-        ratio: (rb > 0.0).then(|| rc / rb),
+        ratio: (rb > 0.0).then(|| rc / rb).filter(|r| r.is_finite()),
         difference,
         interval: Some(interval),
     });
@@ -354,7 +354,9 @@ pub(super) fn error_rate_absolute(
     let (low, high) = wilson(c_err, c_total, z_for(spec.confidence));
     evidence.p_value = Some(p_value);
     evidence.effect = Some(Effect {
-        ratio: (threshold > 0.0).then(|| rate / threshold),
+        ratio: (threshold > 0.0)
+            .then(|| rate / threshold)
+            .filter(|r| r.is_finite()),
         difference: rate - threshold,
         interval: Some(Interval {
             low,

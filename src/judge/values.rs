@@ -555,7 +555,11 @@ pub(super) fn absolute(
         });
     }
     evidence.effect = Some(Effect {
-        ratio: (threshold != 0.0).then_some(value / threshold),
+        // The ratio is shown, never judged: one that overflows (a threshold near 0) is left out,
+        // as for a zero threshold, and the verdict rests on the difference.
+        ratio: (threshold != 0.0)
+            .then_some(value / threshold)
+            .filter(|r| r.is_finite()),
         difference: value - threshold,
         interval: None,
     });

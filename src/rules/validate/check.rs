@@ -278,6 +278,21 @@ impl Validator<'_> {
             )
             .and_then(|w| self.positive_duration(w, "`window`"));
         let step = match (&c.step, window) {
+            (None, Some(w)) if default_step(w) > w => {
+                // The default step is never below a second: a shorter window holds one point.
+                let span = c.window.as_ref().map_or(at.clone(), Spanned::span);
+                self.err(
+                    span,
+                    format!(
+                        "`window` {} of {shown} is shorter than its step {} (the default, never \
+                         below 1s): it would hold at most one point per series",
+                        duration::format(w),
+                        duration::format(default_step(w))
+                    ),
+                    Some("a window covers many steps, e.g. window = \"5m\" (30 points of 10s)".into()),
+                );
+                None
+            }
             (None, Some(w)) => Some(default_step(w)),
             (None, None) => None,
             (Some(st), w) => self
