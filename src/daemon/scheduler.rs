@@ -21,9 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::runner::{Msg, Runner, alert};
+use crate::backoff::Backoff;
 use crate::rollout::{EventKind, Severity};
 
-/// The first pause before restarting a failed task; it doubles up to [`MAX_BACKOFF`].
+/// The first pause before restarting a failed task; it doubles up to [`MAX_BACKOFF`] (see
+/// [`Backoff`]).
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Messages a rollout's mailbox holds before it refuses more (its task is stuck, or an operator
@@ -293,7 +295,8 @@ where
     PFut: Future<Output = ()>,
 {
     async move {
-        let mut backoff = first_backoff;
+        let backoff = Backoff::new(first_backoff, MAX_BACKOFF);
+        let mut restarts: u32 = 0;
         loop {
             // The rollout's work runs inside this same tokio task, which is all a rollout costs
             // while idle; a panic while polling it is caught here, and the work dropped and made
@@ -313,17 +316,18 @@ where
                     ("panicked", detail)
                 }
             };
+            let pause = backoff.delay(restarts);
             let message = format!(
                 "The task of rollout `{name}` {how} ({detail}); restarting it in {} ms.",
-                backoff.as_millis()
+                pause.as_millis()
             );
             tracing::error!(rollout = %name, "{message}");
             on_restart(message).await;
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(pause) => {}
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            restarts = restarts.saturating_add(1);
         }
     }
 }

@@ -502,9 +502,7 @@ fn split(series: Vec<Series>, parts: usize) -> Option<Vec<Vec<Series>>> {
 
 /// The wait before retry number `attempt + 1`: `first * 2^attempt`, at most [`MAX_BACKOFF`].
 fn backoff_for(first: Duration, attempt: u32) -> Duration {
-    first
-        .saturating_mul(2u32.saturating_pow(attempt))
-        .min(MAX_BACKOFF)
+    crate::backoff::Backoff::new(first, MAX_BACKOFF).delay(attempt)
 }
 
 /// Seconds as Prometheus reads them: a decimal with at most millisecond precision.
