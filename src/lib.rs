@@ -7,6 +7,7 @@
 //! - [`rules`]: rule files: parsing, validation with file:line:column errors (pure but for reading files).
 //! - [`rollout`]: the plan and the rollout state machine `step(state, event, now)` (pure).
 //! - [`assign`]: sticky hash-bucket assignment of keys to baseline or canary (pure).
+//! - [`backoff`]: the exponential backoff every retry loop shares (pure).
 //! - [`source`]: metric backends behind the `MetricSource` trait: Prometheus, and in-memory.
 //! - [`store`]: SQLite state: rollouts, analyses, audit trail, actuator intents, outbox.
 //! - [`actuator`]: what sets the traffic weight: builtin assignment endpoint, webhook, command, file.
@@ -23,6 +24,7 @@
 pub mod actuator;
 pub mod api;
 pub mod assign;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod daemon;

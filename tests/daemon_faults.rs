@@ -8,8 +8,8 @@
 //! - rule files edited on disk without any reload request: the watcher picks them up (a new
 //!   rollout appears, a tightened threshold turns a passing rollout into a rollback) and a
 //!   broken edit leaves the old rules in force with `canaryd_config_last_reload_successful 0`;
-//! - a rollout whose stored state cannot be read: its task panics, is restarted with backoff,
-//!   counted and alerted on, and runs once the state is readable again;
+//! - a rollout whose stored state cannot be read: its task fails (an error, not a panic), is
+//!   restarted with backoff, counted and alerted on, and runs once the state is readable again;
 //! - the state database deleted while the daemon runs: no weight change after it, `/readyz`
 //!   says why it is not ready, the failure is logged, counted and alerted on, and the history
 //!   the daemon still had open is saved next to it; put back and restarted, the daemon carries
@@ -510,7 +510,9 @@ async fn rule_files_edited_on_disk_are_picked_up_without_a_reload_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rollout_task_that_panics_is_restarted_counted_and_alerted_until_it_can_run() {
+async fn a_rollout_task_whose_state_cannot_be_loaded_is_restarted_counted_and_alerted_until_it_can_run()
+ {
+    let load_panics = count_panics_naming("state of rollout");
     let (url, received) = serve_receiver().await;
     let dir = temp_dir("faults-panic");
     write_rule(&dir, "first", "good", "builtin", "1h");
@@ -525,7 +527,7 @@ async fn a_rollout_task_that_panics_is_restarted_counted_and_alerted_until_it_ca
     .await;
 
     // A state row nobody can read (written by another version, say) for a rollout whose rule
-    // file arrives now: loading it fails, and the task panics.
+    // file arrives now: loading it fails, and the task ends with that error (no panic).
     let db = rusqlite::Connection::open(d.store.path()).unwrap();
     db.execute(
         "INSERT INTO rollouts (name, state, rule_fingerprint, updated_at) \
@@ -556,13 +558,22 @@ async fn a_rollout_task_that_panics_is_restarted_counted_and_alerted_until_it_ca
             .iter()
             .map(|(_, body)| body.clone())
             .find(|b| {
-                b["notification"]["rollout"] == "unreadable" && b.to_string().contains("panicked")
+                b["notification"]["rollout"] == "unreadable" && b.to_string().contains("failed")
             })
     })
     .await;
     assert!(
         alert.to_string().contains("state of rollout"),
         "the alert says why: {alert}"
+    );
+    assert!(
+        !alert.to_string().contains("panicked"),
+        "a load failure is an error, not a panic: {alert}"
+    );
+    assert_eq!(
+        load_panics.load(Ordering::SeqCst),
+        0,
+        "the task panicked to be restarted"
     );
     assert_eq!(alert["notification"]["event"], "task-restarted", "{alert}");
     // The other rollout is untouched.
@@ -580,6 +591,27 @@ async fn a_rollout_task_that_panics_is_restarted_counted_and_alerted_until_it_ca
     .await;
     drop(db);
     d.stop().await;
+}
+
+/// Counts the panics (on any thread of this test binary) whose message contains `needle`; the
+/// previous panic hook still runs, so other tests' failures print as usual.
+fn count_panics_naming(needle: &'static str) -> Arc<std::sync::atomic::AtomicUsize> {
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains(needle) {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        previous(info);
+    }));
+    count
 }
 
 /// `/readyz`'s status and text.

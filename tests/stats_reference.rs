@@ -8,8 +8,16 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
-use canaryd::stats::{self, Alternative, Counts, KsMethod, MwMethod};
+use canaryd::stats::{self, Alternative, Counts, MwMethod};
 use serde_json::{Value, json};
+
+// SciPy ports no check uses yet, kept out of the daemon but checked here against the vectors.
+#[path = "stats_reference/ks.rs"]
+mod ks;
+#[path = "stats_reference/welch.rs"]
+mod welch;
+
+use ks::KsMethod;
 
 #[derive(Debug)]
 struct Mismatch {
@@ -140,7 +148,7 @@ fn compute(case: &Value) -> Result<Vec<(String, f64)>, String> {
             vec![f("shift", shift)]
         }
         "welch_t" => {
-            let r = stats::welch_t(&floats(case, "x"), &floats(case, "y"), alternative(case))
+            let r = welch::welch_t(&floats(case, "x"), &floats(case, "y"), alternative(case))
                 .map_err(err)?;
             vec![f("t", r.t), f("df", r.df), f("p_value", r.p_value)]
         }
@@ -151,7 +159,7 @@ fn compute(case: &Value) -> Result<Vec<(String, f64)>, String> {
                 "auto" => KsMethod::Auto,
                 other => panic!("unknown method `{other}`"),
             };
-            let r = stats::ks_2samp(
+            let r = ks::ks_2samp(
                 &floats(case, "x"),
                 &floats(case, "y"),
                 alternative(case),

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::backoff::Backoff;
+
 /// How much of an error response's body goes into the error message.
 const BODY_EXCERPT_BYTES: usize = 512;
 
@@ -156,10 +158,8 @@ impl WebhookActuator {
 
     /// The wait before attempt `attempt + 1` (attempts count from 1).
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exponential = self
-            .config
-            .backoff
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+        let exponential = Backoff::new(self.config.backoff, self.config.max_backoff)
+            .delay(attempt.saturating_sub(1));
         retry_after
             .unwrap_or(exponential)
             .min(self.config.max_backoff)

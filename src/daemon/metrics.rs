@@ -67,7 +67,7 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "canaryd_rollout_task_restarts_total",
         "counter",
-        "Rollout tasks restarted after a panic.",
+        "Rollout tasks restarted after a failure (their state could not be loaded) or a panic.",
     ),
     (
         "canaryd_config_last_reload_successful",

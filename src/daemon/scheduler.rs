@@ -1,4 +1,6 @@
-//! The scheduler: one supervised task per rollout, and their mailboxes. A task that panics is
+//! The scheduler: one supervised task per rollout, and their mailboxes. A task that fails (its
+//! state cannot be loaded: a [`TaskError`], returned, never a panic, so a build with
+//! `panic = "abort"` keeps running) or that panics (a bug) is
 //! restarted after a growing pause (1 s, doubling, at most 30 s), logged, counted in
 //! `canaryd_rollout_task_restarts_total` and alerted on; it is never silently gone. The mailbox
 //! outlives restarts, so commands sent meanwhile wait for the new task; senders never wait, and
@@ -19,9 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::runner::{Msg, Runner, alert};
+use crate::backoff::Backoff;
 use crate::rollout::{EventKind, Severity};
 
-/// The first pause before restarting a panicked task; it doubles up to [`MAX_BACKOFF`].
+/// The first pause before restarting a failed task; it doubles up to [`MAX_BACKOFF`] (see
+/// [`Backoff`]).
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Messages a rollout's mailbox holds before it refuses more (its task is stuck, or an operator
@@ -33,6 +37,15 @@ pub const MAILBOX: usize = 64;
 const ANALYSES_PER_QUERY_PERMIT: usize = 4;
 
 type Mailboxes = BTreeMap<String, Arc<Mailbox>>;
+
+/// Why a rollout's task ended before its work was done; its supervisor restarts it.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The rollout's stored state cannot be read (written by another version, say, or the
+    /// store failed); a later attempt may succeed once the operator fixes it.
+    #[error("cannot load the state of rollout `{rollout}`: {detail}")]
+    LoadState { rollout: String, detail: String },
+}
 
 /// A rollout's mailbox: the messages for its task, in order. A queue and a wake-up, about a
 /// hundred bytes while empty; a tokio channel took close to a kilobyte per rollout.
@@ -177,7 +190,7 @@ impl Scheduler {
             let token = token.clone();
             async move {
                 let Some(rule) = shared.rules.load().get(&name) else {
-                    return;
+                    return Ok(());
                 };
                 // Boxed, and borrowed by `run`: a runner held by value here, then moved into
                 // `run`'s future, is stored three times over in the task.
@@ -185,8 +198,14 @@ impl Scheduler {
                     .await
                     .map(Box::new);
                 match runner {
-                    Ok(mut runner) => runner.run(mailbox, token).await,
-                    Err(e) => panic!("cannot load the state of rollout `{name}`: {e}"),
+                    Ok(mut runner) => {
+                        runner.run(mailbox, token).await;
+                        Ok(())
+                    }
+                    Err(detail) => Err(TaskError::LoadState {
+                        rollout: name.to_string(),
+                        detail,
+                    }),
                 }
             }
         };
@@ -251,36 +270,41 @@ impl Scheduler {
     }
 }
 
-/// Run `make()` until it returns normally or `shutdown` is cancelled; restart it after a panic,
-/// with backoff (from `first_backoff`, doubling), calling `on_panic` with a message each time.
+/// Run `make()` until it returns `Ok` or `shutdown` is cancelled; restart it after an error or a
+/// panic, with backoff (from `first_backoff`, doubling), calling `on_restart` with a message
+/// each time. Errors are how a task asks for a restart; catching panics is the safety net for
+/// bugs (and does nothing in a `panic = "abort"` build).
 /// (A plain function returning an async block: an `async fn` keeps a second copy of its
 /// arguments in its future, for the whole life of the rollout's task.)
 #[expect(
     clippy::manual_async_fn,
     reason = "an async fn stores its arguments twice in its future"
 )]
-pub fn supervise<F, Fut, P, PFut>(
+pub fn supervise<F, Fut, E, P, PFut>(
     name: Arc<str>,
     first_backoff: Duration,
     make: F,
     shutdown: CancellationToken,
-    on_panic: P,
+    on_restart: P,
 ) -> impl Future<Output = ()>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
     P: Fn(String) -> PFut,
     PFut: Future<Output = ()>,
 {
     async move {
-        let mut backoff = first_backoff;
+        let backoff = Backoff::new(first_backoff, MAX_BACKOFF);
+        let mut restarts: u32 = 0;
         loop {
             // The rollout's work runs inside this same tokio task, which is all a rollout costs
             // while idle; a panic while polling it is caught here, and the work dropped and made
             // anew. (A second task per rollout, to catch its panic from outside, cost 10 MB at
             // 10,000 rollouts.)
-            match AssertUnwindSafe(make()).catch_unwind().await {
-                Ok(()) => return,
+            let (how, detail) = match AssertUnwindSafe(make()).catch_unwind().await {
+                Ok(Ok(())) => return,
+                Ok(Err(error)) => ("failed", error.to_string()),
                 Err(panic) => {
                     let detail = match panic.downcast::<String>() {
                         Ok(s) => *s,
@@ -289,19 +313,21 @@ where
                             .map(|s| (*s).to_string())
                             .unwrap_or_else(|_| "unknown panic".to_string()),
                     };
-                    let message = format!(
-                        "The task of rollout `{name}` panicked ({detail}); restarting it in {} ms.",
-                        backoff.as_millis()
-                    );
-                    tracing::error!(rollout = %name, "{message}");
-                    on_panic(message).await;
+                    ("panicked", detail)
                 }
-            }
+            };
+            let pause = backoff.delay(restarts);
+            let message = format!(
+                "The task of rollout `{name}` {how} ({detail}); restarting it in {} ms.",
+                pause.as_millis()
+            );
+            tracing::error!(rollout = %name, "{message}");
+            on_restart(message).await;
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(pause) => {}
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            restarts = restarts.saturating_add(1);
         }
     }
 }
@@ -322,6 +348,7 @@ mod tests {
                 if r.fetch_add(1, Ordering::SeqCst) < 2 {
                     panic!("boom");
                 }
+                Ok::<(), TaskError>(())
             }
         };
         let rep = Arc::clone(&reports);
@@ -348,6 +375,47 @@ mod tests {
             reports[1].contains("restarting it in 20 ms"),
             "{}",
             reports[1]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_that_fails_to_load_its_state_is_restarted_and_reported_like_a_panic() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let r = Arc::clone(&runs);
+        let make = move || {
+            let r = Arc::clone(&r);
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) < 3 {
+                    return Err(TaskError::LoadState {
+                        rollout: "web".into(),
+                        detail: "unknown phase".into(),
+                    });
+                }
+                Ok(())
+            }
+        };
+        let rep = Arc::clone(&reports);
+        supervise(
+            "web".into(),
+            Duration::from_millis(10),
+            make,
+            CancellationToken::new(),
+            move |m| {
+                rep.lock().unwrap().push(m);
+                async {}
+            },
+        )
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+        let reports = reports.lock().unwrap();
+        // The same backoff, doubling, as after a panic.
+        assert_eq!(
+            *reports,
+            [10, 20, 40].map(|ms| format!(
+                "The task of rollout `web` failed (cannot load the state of rollout `web`: \
+                 unknown phase); restarting it in {ms} ms."
+            ))
         );
     }
 
@@ -435,7 +503,12 @@ mod tests {
             Duration::from_millis(10),
             move || {
                 r.fetch_add(1, Ordering::SeqCst);
-                async { panic!("always") }
+                async {
+                    Err::<(), _>(TaskError::LoadState {
+                        rollout: "web".into(),
+                        detail: "always".into(),
+                    })
+                }
             },
             token,
             |_| async {},

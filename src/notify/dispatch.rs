@@ -36,6 +36,7 @@ use tracing::{debug, info, warn};
 
 use super::config::Receivers;
 use super::{Notification, NotifyError};
+use crate::backoff::Backoff;
 use crate::store::{Message, OutboxCounts, Store, StoreError};
 
 /// A receiver's rate limit: a token bucket of `burst` tokens refilled at `per_minute`.
@@ -98,16 +99,9 @@ impl Bucket {
 }
 
 /// The delay before attempt `attempts + 1`: `base · 2^(attempts−1)` capped at `max`, of which
-/// the upper half is scaled by `jitter` in [0, 1] ("equal jitter": never less than half the
-/// exponential delay, so retries of many messages spread out without collapsing to zero).
+/// the upper half is scaled by `jitter` in [0, 1] ("equal jitter", see [`Backoff`]).
 pub fn backoff(attempts: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
-    let exp = attempts.saturating_sub(1).min(32);
-    let full = base
-        .checked_mul(1u32 << exp.min(31))
-        .unwrap_or(max)
-        .min(max);
-    let half = full / 2;
-    half + half.mul_f64(jitter.clamp(0.0, 1.0))
+    Backoff::new(base, max).delay_with_jitter(attempts.saturating_sub(1), jitter)
 }
 
 /// How the dispatcher paces itself.

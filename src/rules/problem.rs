@@ -171,27 +171,14 @@ impl<'a> SourceText<'a> {
     }
 }
 
-/// Edit distance between two strings (Levenshtein, by characters).
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// The known name closest to `wrong`, if it is close enough to be a likely typo.
 pub fn closest<'k>(wrong: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
     let limit = (wrong.chars().count() / 3).max(2);
+    let wrong = wrong.to_lowercase();
     known
         .into_iter()
-        .map(|k| (edit_distance(&wrong.to_lowercase(), &k.to_lowercase()), k))
+        // Levenshtein distance by characters, ignoring case.
+        .map(|k| (strsim::levenshtein(&wrong, &k.to_lowercase()), k))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
@@ -302,6 +289,10 @@ mod tests {
             suggest("oncall", &["team-email", "pager"]),
             "known: `team-email`, `pager`"
         );
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        // Distance by characters: "kitten" → "sitting" is 3 edits, too many for a 6-letter
+        // word (2 allowed), and the nearest of several names wins, whatever the case.
+        assert_eq!(closest("kitten", ["sitting"]), None);
+        assert_eq!(closest("kitten", ["sitting", "mitten"]), Some("mitten"));
+        assert_eq!(closest("Pagér", ["pager", "pag"]), Some("pager"));
     }
 }

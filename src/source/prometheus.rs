@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -263,11 +263,8 @@ impl PrometheusSource {
         let url = format!("{}{endpoint}", self.base);
         let mut request = match method {
             Method::Get => self.client.get(&url).query(params),
-            Method::Post => self
-                .client
-                .post(&url)
-                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(form_body(params)),
+            // Form-encoded by serde_urlencoded (through reqwest), with its Content-Type.
+            Method::Post => self.client.post(&url).form(params),
         };
         if let Some(path) = &self.bearer_token_file {
             let token = tokio::fs::read_to_string(path)
@@ -414,49 +411,6 @@ enum Method {
     Post,
 }
 
-/// Parameters as an `application/x-www-form-urlencoded` body.
-fn form_body(params: &[(&'static str, String)]) -> String {
-    let mut body = String::new();
-    for (i, (key, value)) in params.iter().enumerate() {
-        if i > 0 {
-            body.push('&');
-        }
-        form_encode(key, &mut body);
-        body.push('=');
-        form_encode(value, &mut body);
-    }
-    body
-}
-
-/// `text` form-encoded onto `out`: alphanumerics and `*-._` as they are, a space as `+`, every
-/// other byte as `%XX`.
-fn form_encode(text: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let bytes = text.as_bytes();
-    // Runs of bytes that stay as they are are copied at once.
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if matches!(b, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_') {
-            continue;
-        }
-        if i > start {
-            // Both ends follow or precede an ASCII byte: char boundaries.
-            out.push_str(&text[start..i]);
-        }
-        start = i + 1;
-        if b == b' ' {
-            out.push('+');
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        }
-    }
-    if start < bytes.len() {
-        out.push_str(&text[start..]);
-    }
-}
-
 /// The parameters of a `query_range` request.
 fn range_params(
     query: &str,
@@ -502,9 +456,7 @@ fn split(series: Vec<Series>, parts: usize) -> Option<Vec<Vec<Series>>> {
 
 /// The wait before retry number `attempt + 1`: `first * 2^attempt`, at most [`MAX_BACKOFF`].
 fn backoff_for(first: Duration, attempt: u32) -> Duration {
-    first
-        .saturating_mul(2u32.saturating_pow(attempt))
-        .min(MAX_BACKOFF)
+    crate::backoff::Backoff::new(first, MAX_BACKOFF).delay(attempt)
 }
 
 /// Seconds as Prometheus reads them: a decimal with at most millisecond precision.
@@ -870,9 +822,21 @@ mod tests {
             ("query", "sum(rate(x{a=\"b c\"}[1m])) or ü/%&+=".to_string()),
             ("step", "60".to_string()),
         ];
+        // The request as `attempt` builds it for a POST.
+        let request = reqwest::Client::new()
+            .post("http://127.0.0.1:9/api/v1/query_range")
+            .form(&params)
+            .build()
+            .unwrap();
         assert_eq!(
-            form_body(&params),
-            "query=sum%28rate%28x%7Ba%3D%22b+c%22%7D%5B1m%5D%29%29+or+%C3%BC%2F%25%26%2B%3D&step=60"
+            request.headers()[reqwest::header::CONTENT_TYPE],
+            "application/x-www-form-urlencoded"
+        );
+        assert_eq!(
+            request.body().and_then(reqwest::Body::as_bytes),
+            Some(
+                &b"query=sum%28rate%28x%7Ba%3D%22b+c%22%7D%5B1m%5D%29%29+or+%C3%BC%2F%25%26%2B%3D&step=60"[..]
+            )
         );
     }
 

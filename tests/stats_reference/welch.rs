@@ -1,12 +1,13 @@
-//! Welch's unequal-variance t-test (SciPy's `ttest_ind(equal_var=False)`).
+//! Welch's unequal-variance t-test (SciPy's `ttest_ind(equal_var=False)`). Kept with the SciPy
+//! reference tests rather than in `canaryd::stats`: no check uses it yet, so the daemon does not
+//! carry it; a check that wants it moves it back.
 //!
 //! It owns the t statistic, the Welch-Satterthwaite degrees of freedom and the Student-t p-value;
 //! it must not drop outliers or non-finite values (that is the caller's job).
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::quantile::check_sample;
-use super::{Alternative, StatsError};
+use canaryd::stats::{Alternative, StatsError};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WelchT {
@@ -17,8 +18,23 @@ pub struct WelchT {
     pub p_value: f64,
 }
 
+/// At least `needed` points, all finite (as `canaryd::stats`'s own tests check their samples).
+fn check_sample(what: &'static str, x: &[f64], needed: usize) -> Result<(), StatsError> {
+    if x.len() < needed {
+        return Err(StatsError::TooFew {
+            what,
+            needed,
+            got: x.len(),
+        });
+    }
+    if x.iter().any(|v| !v.is_finite()) {
+        return Err(StatsError::NonFinite { what });
+    }
+    Ok(())
+}
+
 /// Neumaier-compensated sum: at least as accurate as NumPy's pairwise summation.
-pub(super) fn accurate_sum(values: impl Iterator<Item = f64>) -> f64 {
+fn accurate_sum(values: impl Iterator<Item = f64>) -> f64 {
     let (mut sum, mut comp) = (0.0f64, 0.0f64);
     for v in values {
         let t = sum + v;
