@@ -141,3 +141,103 @@ pub(super) struct Record {
     pub(super) analysis: Option<NewAnalysis>,
     pub(super) run_started: Option<NewRun>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::{EventKind, Severity, TriggeredBy};
+    use crate::rules::{KnownNames, parse_rule};
+    use chrono::TimeZone;
+
+    /// A shipped example rule file: every event to `team-email`, critical ones also to `pager`.
+    const RULE: &str = include_str!("../../../rules/checkout-api.toml");
+
+    #[test]
+    fn a_steps_actions_become_its_audit_rows_intent_run_and_routed_messages() {
+        let rule = parse_rule(
+            std::path::Path::new("checkout-api.toml"),
+            RULE,
+            &KnownNames::any(),
+        )
+        .unwrap();
+        let before = RolloutState::new();
+        let mut after = before.clone();
+        after.run.canary = "v2".to_string();
+        after.weight = 5;
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let alice = TriggeredBy::Operator("alice".to_string());
+        let actions = vec![
+            Action::Audit {
+                action: AuditAction::RunStarted,
+                previous_weight: 0,
+                new_weight: 5,
+                reason: "run 1 started".to_string(),
+                triggered_by: alice.clone(),
+            },
+            Action::SetWeight {
+                weight: 5,
+                previous: 0,
+            },
+            Action::Notify {
+                event: EventKind::RolledBack,
+                severity: Severity::Critical,
+                message: "rolled back".to_string(),
+            },
+        ];
+        let rows: Vec<CheckRow> = vec![
+            serde_json::from_value(serde_json::json!({
+                "check": "p99", "verdict": "fail", "reason": "slower", "measure": "median",
+                "confidence": 0.99
+            }))
+            .unwrap(),
+        ];
+        assert!(notifies(&actions));
+        assert!(
+            !notifies(&actions[..2]),
+            "no notification, no evidence read"
+        );
+
+        let stepped = Stepped {
+            rollout: "checkout-api",
+            rule: &rule,
+            before: &before,
+            after: &after,
+            at,
+            public_url: None,
+        };
+        let record = records(&stepped, &actions, &rows);
+
+        assert_eq!(record.audit.len(), 1);
+        let audit = &record.audit[0];
+        assert_eq!(audit.action, "run-started");
+        assert_eq!(
+            (audit.previous_weight, audit.new_weight),
+            (Some(0), Some(5))
+        );
+        assert_eq!(audit.triggered_by, alice.to_string());
+        let run = record
+            .run_started
+            .as_ref()
+            .expect("a RunStarted audit records the run");
+        assert_eq!(run.canary, "v2");
+        assert_eq!(run.started_by, alice.to_string());
+        let intent = record
+            .intent
+            .as_ref()
+            .expect("a SetWeight records an intent");
+        assert_eq!((intent.previous_weight, intent.weight), (0, 5));
+        assert_eq!(
+            intent.idempotency_key,
+            format!("checkout-api/{}/0-5", at.timestamp_nanos_opt().unwrap())
+        );
+        let receivers: Vec<&str> = record.outbox.iter().map(|m| m.receiver.as_str()).collect();
+        assert_eq!(receivers, ["team-email", "pager"]);
+        for message in &record.outbox {
+            assert_eq!(message.payload["checks"][0]["check"], "p99");
+        }
+        assert!(
+            record.analysis.is_none(),
+            "the analysis is the caller's to add"
+        );
+    }
+}
