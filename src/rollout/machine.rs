@@ -160,7 +160,7 @@ pub struct Run {
     #[serde(default)]
     pub canary: String,
     /// The rule file's `[sides] canary` when last seen: when the file changes it, a new run can
-    /// begin (see [`StartPolicy`]).
+    /// begin (see [`StartPolicy`](super::plan::StartPolicy)).
     #[serde(default)]
     pub rule_canary: String,
 }

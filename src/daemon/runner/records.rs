@@ -132,7 +132,7 @@ pub fn stage_label(state: &RolloutState, rule: &RolloutRule) -> String {
     }
 }
 
-/// What a step records besides the state (see [`Step`]).
+/// What a step records besides the state (see [`crate::store::Step`]).
 #[derive(Default)]
 pub(super) struct Record {
     pub(super) audit: Vec<NewAudit>,
