@@ -6,6 +6,11 @@
 //! retries) is fed back to the machine as `ActuationFailed`, one more recorded step that puts
 //! the weight back to the applied one and pauses for review. A backend error holds the rollout (no analysis and
 //! no tick reaches the machine) and alerts after `backend_error_limit` in a row.
+//!
+//! This file holds the task and its loop. Beside it: `records` (pure: a step's actions turned
+//! into audit rows, the actuator intent and outbox messages), `world` (the actuator, re-driving
+//! a pending intent, alerts outside a step, pausing a rollout whose rule is gone) and `timing`
+//! (when the next tick and analysis are due).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,15 +26,13 @@ use super::analysis::analyse;
 use super::command::CommandError;
 use super::status::RolloutStatus;
 use crate::actuator::WeightChange;
-use crate::notify::Notification;
 use crate::notify::notification::CheckRow;
 use crate::rollout::{
-    Action, AuditAction, Command, Event, EventKind, Phase, Plan, RolloutState, Severity,
-    StartPolicy, TriggeredBy, step,
+    Command, Event, EventKind, Phase, RolloutState, Severity, StartPolicy, TriggeredBy, step,
 };
-use crate::rules::{RolloutRule, Schedule};
+use crate::rules::RolloutRule;
 use crate::source::SourceError;
-use crate::store::{NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun, Step, StoreError};
+use crate::store::{NewAnalysis, NewAudit, Step, StoreError};
 
 /// The shortest gap between two ticks (the machine told that time passed): a tick that changed
 /// nothing is not repeated sooner than this, however the due time is computed.
@@ -37,8 +40,16 @@ const TICK: Duration = Duration::from_millis(500);
 /// Past a stage's due time (minimum or maximum duration) the tick fires this much later, so the
 /// machine's clock has surely reached it.
 const TICK_MARGIN: Duration = Duration::from_millis(5);
-/// Attempts at one weight change before it is recorded as failed.
-const ACTUATOR_ATTEMPTS: u32 = 3;
+
+mod records;
+mod timing;
+mod world;
+
+use records::Record;
+pub use records::{messages, stage_label};
+use timing::{first_delay, following};
+pub use timing::{stagger, tick_due};
+pub use world::{actuate, alert, alert_notification, enqueue, pause_orphan, redrive};
 
 /// What can be sent to a rollout's task.
 #[derive(Debug)]
@@ -54,263 +65,6 @@ pub enum Msg {
     },
     /// The rule set was swapped: pick up the new rule (or notice it is gone).
     RulesChanged,
-}
-
-/// The serde (kebab-case) name of a value, for the store's string columns.
-fn kebab<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => "unknown".to_string(),
-    }
-}
-
-/// The outbox messages one notification becomes for the receivers a rule routes it to.
-pub fn messages(rule: &RolloutRule, n: &Notification, index: usize) -> Vec<NewMessage> {
-    match crate::notify::outbox_messages(&rule.routes, n, index) {
-        Ok(messages) => messages,
-        Err(e) => {
-            tracing::error!(rollout = %n.rollout, error = %e, "Could not encode a notification.");
-            Vec::new()
-        }
-    }
-}
-
-/// A notification that is not part of a step (reload failure, task restart,
-/// backend errors): what the rollout's published status says, no evidence table.
-pub fn alert_notification(
-    shared: &Shared,
-    rule: Option<&RolloutRule>,
-    rollout: &str,
-    kind: EventKind,
-    severity: Severity,
-    message: String,
-    at: DateTime<Utc>,
-) -> Notification {
-    let status = shared.statuses().into_iter().find(|s| s.name == rollout);
-    Notification {
-        rollout: rollout.to_string(),
-        team: rule.map(|r| r.team.clone()).unwrap_or_default(),
-        event: kind,
-        severity,
-        incident: crate::notify::incident_action(kind, severity),
-        group_key: crate::notify::group_key(rollout, None, at),
-        at,
-        message,
-        phase: status
-            .as_ref()
-            .map_or_else(|| "unknown".to_string(), |s| s.phase.to_string()),
-        stage: None,
-        weight: status.map_or(0, |s| s.weight),
-        checks: Vec::new(),
-        status_url: shared
-            .config
-            .server
-            .public_url
-            .as_deref()
-            .map(|base| crate::notify::notification::status_url(base, rollout)),
-        commands: vec![format!("canaryd status {rollout}")],
-    }
-}
-
-/// Enqueue an alert that is not part of a step (reload failure, task restart),
-/// routed by the given rules, and log it.
-pub async fn alert(
-    shared: &Shared,
-    rules: Vec<Arc<RolloutRule>>,
-    rollout: &str,
-    kind: EventKind,
-    severity: Severity,
-    message: String,
-) {
-    let now = Utc::now();
-    let own = rules.iter().find(|r| r.name == rollout).map(Arc::as_ref);
-    let n = alert_notification(shared, own, rollout, kind, severity, message, now);
-    let queued: Vec<NewMessage> = rules.iter().flat_map(|r| messages(r, &n, 0)).collect();
-    if let Err(e) = enqueue(shared, queued, now).await {
-        tracing::error!(rollout = %rollout, error = %e, "Could not enqueue an alert.");
-    }
-}
-
-/// Put alert messages in the outbox (off the async threads) and wake the dispatcher.
-pub async fn enqueue(
-    shared: &Shared,
-    queued: Vec<NewMessage>,
-    now: DateTime<Utc>,
-) -> Result<(), String> {
-    let store = shared.store.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        queued
-            .iter()
-            .try_for_each(|m| store.enqueue(m, now).map(|_| ()))
-    })
-    .await;
-    match result {
-        Ok(Ok(())) => {
-            shared.notify.wake();
-            Ok(())
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Carry out a recorded intent: call the actuator with its idempotency key (a few attempts for
-/// retryable failures), then record the outcome. Used for fresh intents and, at start-up, for
-/// the ones a crash left pending. The error, when the change could not be applied for good, is
-/// for the caller to feed to the rollout's machine (`Event::ActuationFailed`), which puts the
-/// recorded weight back, pauses and alerts.
-pub async fn actuate(
-    shared: &Shared,
-    actuator: &str,
-    intent_id: i64,
-    change: WeightChange,
-) -> Result<(), String> {
-    let outcome = match shared.actuators.get(actuator) {
-        None => Err(format!("actuator `{actuator}` is not configured")),
-        Some(act) => {
-            let mut attempt = 1;
-            loop {
-                match act.set_weight(&change).await {
-                    Ok(()) => break Ok(()),
-                    Err(e) if e.retryable() && attempt < ACTUATOR_ATTEMPTS => {
-                        tracing::warn!(rollout = %change.rollout, attempt, error = %e, "Weight change failed; retrying.");
-                        tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
-                        attempt += 1;
-                    }
-                    Err(e) => break Err(e.to_string()),
-                }
-            }
-        }
-    };
-    if let Err(e) = &outcome {
-        shared.metrics.inc(
-            "canaryd_actuator_failures_total",
-            &[("rollout", &change.rollout), ("actuator", actuator)],
-        );
-        tracing::error!(rollout = %change.rollout, weight = change.weight, error = %e, "The actuator failed to set the weight.");
-    }
-    let store = shared.store.clone();
-    let result = outcome.clone();
-    let completed = tokio::task::spawn_blocking(move || {
-        store.complete_intent(
-            intent_id,
-            result.as_ref().map(|_| ()).map_err(String::as_str),
-            Utc::now(),
-        )
-    })
-    .await;
-    match completed {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome.")
-        }
-        Err(e) => {
-            tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome.")
-        }
-    }
-    outcome
-}
-
-/// Re-drive an intent a crash left pending, at start-up before the rollout's task runs. If the
-/// actuator still cannot apply it, the rollout's machine is told (`ActuationFailed`), recorded
-/// as one more step, exactly as a running task would: the weight goes back to the applied one
-/// and the rollout pauses for review with a critical alert.
-pub async fn redrive(
-    shared: &Arc<Shared>,
-    rule: Arc<RolloutRule>,
-    intent_id: i64,
-    change: WeightChange,
-) {
-    let Err(error) = actuate(shared, &rule.actuator, intent_id, change.clone()).await else {
-        return;
-    };
-    let failed = Event::ActuationFailed {
-        attempted: change.weight,
-        previous: change.previous_weight,
-        error,
-    };
-    match Runner::new(Arc::clone(shared), change.rollout.clone(), rule).await {
-        Ok(mut runner) => {
-            if let Err(e) = runner
-                .step_and_act(failed, None, &mut Rows::default())
-                .await
-            {
-                tracing::error!(rollout = %change.rollout, error = %e, "Could not record the failed re-driven weight change.");
-            }
-        }
-        Err(e) => {
-            tracing::error!(rollout = %change.rollout, error = %e, "Could not load the rollout to record its failed weight change.");
-        }
-    }
-}
-
-/// A stored rollout whose rule file is gone at start (removed while the daemon was down): a run
-/// in progress is paused where it is, with an audit entry, so no rollout sits at a weight with
-/// nobody judging it; any other gets the entry only. No task runs for it (no rule, no plan).
-pub async fn pause_orphan(
-    shared: &Shared,
-    name: &str,
-    stored: &crate::store::StoredRollout<RolloutState>,
-) {
-    // The machine needs a plan only to name stages; a rule-less one names them by number.
-    let plan = Plan {
-        stages: Vec::new(),
-        rollback_to: crate::rollout::RollbackTarget::Zero,
-        warmup: Duration::ZERO,
-        max_inconclusive: 0,
-        triggers: Vec::new(),
-        start: StartPolicy::Manual,
-    };
-    let what = "its rule file was removed while the daemon was down".to_string();
-    let now = Utc::now();
-    let (next, actions) = match step(&stored.state, &plan, Event::RuleRemoved { what }, now) {
-        Ok(out) => out,
-        Err(e) => {
-            tracing::error!(rollout = %name, error = %e, "Could not pause a rollout whose rule file is gone.");
-            return;
-        }
-    };
-    let audit: Vec<NewAudit> = actions.iter().filter_map(audit_row).collect();
-    let mut s = Step::new(name, &next, &stored.rule_fingerprint, now);
-    s.audit = audit;
-    s.run = next.run.number;
-    match shared.store.submit_step(&s).await {
-        Ok(_) => {
-            tracing::warn!(rollout = %name, weight = next.weight, phase = next.phase.name(), "A stored rollout has no rule file; paused where it is.");
-            shared.publish(RolloutStatus::of(name, &next, None));
-        }
-        Err(e) => {
-            tracing::error!(rollout = %name, error = %e, "Could not record the pause of a rollout whose rule file is gone.");
-        }
-    }
-}
-
-/// The audit row an `Action::Audit` is stored as (none for other actions).
-fn audit_row(action: &Action) -> Option<NewAudit> {
-    match action {
-        Action::Audit {
-            action,
-            previous_weight,
-            new_weight,
-            reason,
-            triggered_by,
-        } => Some(NewAudit {
-            action: kebab(action),
-            previous_weight: Some(*previous_weight),
-            new_weight: Some(*new_weight),
-            reason: reason.clone(),
-            triggered_by: triggered_by.to_string(),
-        }),
-        Action::SetWeight { .. } | Action::Notify { .. } => None,
-    }
-}
-
-/// The stage name a weight change belongs to, for actuators.
-pub fn stage_label(state: &RolloutState, rule: &RolloutRule) -> String {
-    match state.phase.stage().and_then(|s| rule.plan.stages.get(s)) {
-        Some(stage) => stage.name.clone(),
-        None => crate::daemon::status::phase_name(&state.phase).to_string(),
-    }
 }
 
 /// The rows of the evidence table a step's notifications carry: those of the analysis being
@@ -759,75 +513,25 @@ impl Runner {
         if actions.is_empty() && next == self.state && analysis.is_none() {
             return Ok(None);
         }
-        let mut audit = Vec::new();
-        let mut intent = None;
-        let mut outbox = Vec::new();
-        let mut run_started = None;
-        for (seq, action) in actions.iter().enumerate() {
-            let action_ref = action;
-            match action {
-                Action::SetWeight { weight, previous } => {
-                    let stamp = now
-                        .timestamp_nanos_opt()
-                        .unwrap_or_else(|| now.timestamp_micros());
-                    intent = Some(NewIntent {
-                        idempotency_key: format!("{}/{stamp}/{previous}-{weight}", self.name),
-                        weight: *weight,
-                        previous_weight: *previous,
-                    });
-                }
-                Action::Notify {
-                    event,
-                    severity,
-                    message,
-                } => {
-                    let ctx = crate::notify::Context {
-                        rollout: &self.name,
-                        team: &self.rule.team,
-                        plan: &self.rule.plan,
-                        before: &self.state,
-                        after: &next,
-                        at: now,
-                        // The rows are filled in below.
-                        evidence: &[],
-                        public_url: self.shared.config.server.public_url.as_deref(),
-                    };
-                    let mut n = Notification::from_action(&ctx, *event, *severity, message);
-                    if rows.0.is_none() {
-                        rows.0 = Some(self.latest_rows().await);
-                    }
-                    n.checks = rows.0.clone().unwrap_or_default();
-                    outbox.extend(messages(&self.rule, &n, seq));
-                }
-                Action::Audit {
-                    action,
-                    triggered_by,
-                    ..
-                } => {
-                    if *action == AuditAction::RunStarted {
-                        run_started = Some(NewRun {
-                            canary: next.run.canary.clone(),
-                            started_by: triggered_by.to_string(),
-                        });
-                    }
-                    audit.extend(audit_row(action_ref));
-                }
-            }
+        // The rows are read from the store only when a notification needs them.
+        if rows.0.is_none() && records::notifies(&actions) {
+            rows.0 = Some(self.latest_rows().await);
         }
-        let has_messages = !outbox.is_empty();
-        let committed = self
-            .commit(
-                next.clone(),
-                Record {
-                    audit: audit.clone(),
-                    intent: intent.clone(),
-                    outbox,
-                    analysis,
-                    run_started,
-                },
-                now,
-            )
-            .await;
+        let stepped = records::Stepped {
+            rollout: &self.name,
+            rule: &self.rule,
+            before: &self.state,
+            after: &next,
+            at: now,
+            public_url: self.shared.config.server.public_url.as_deref(),
+        };
+        let mut record =
+            records::records(&stepped, &actions, rows.0.as_deref().unwrap_or_default());
+        record.analysis = analysis;
+        let audit = record.audit.clone();
+        let intent = record.intent.clone();
+        let has_messages = !record.outbox.is_empty();
+        let committed = self.commit(next.clone(), record, now).await;
         // The analysis is recorded (or given up): the next one may start.
         self.turn = None;
         let intent_id = committed.map_err(|e| {
@@ -914,16 +618,6 @@ impl Runner {
     }
 }
 
-/// What a step records besides the state (see [`Step`]).
-#[derive(Default)]
-struct Record {
-    audit: Vec<NewAudit>,
-    intent: Option<NewIntent>,
-    outbox: Vec<NewMessage>,
-    analysis: Option<NewAnalysis>,
-    run_started: Option<NewRun>,
-}
-
 /// The span of one piece of a rollout's work (an analysis, a step, a command), made for that
 /// piece: a span kept for the task's whole life cost about 300 bytes per rollout in the
 /// subscriber, however idle the rollout.
@@ -936,185 +630,5 @@ async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// How long from `now` until the machine must be told that time passed: when the current stage's
-/// minimum duration is over with its passes in (it advances or waits for approval), or its
-/// maximum duration is over without them (it pauses). `None` when no tick can change anything
-/// (not progressing, or a stage with neither deadline ahead): analyses and commands step the
-/// machine themselves. Pure.
-pub fn tick_due(state: &RolloutState, plan: &Plan, now: DateTime<Utc>) -> Option<Duration> {
-    let Phase::Progressing { stage } = state.phase else {
-        return None;
-    };
-    let stage = plan.stages.get(stage)?;
-    // A stage without a start time gets one from its first tick.
-    let Some(started) = state.stage_started_at else {
-        return Some(Duration::ZERO);
-    };
-    let ran = (now - started).to_std().unwrap_or(Duration::ZERO);
-    let deadline = if state.passes >= stage.required_passes && !state.held() {
-        stage.min_duration
-    } else {
-        stage.max_duration?
-    };
-    Some(deadline.saturating_sub(ran))
-}
-
-/// A stable offset of `name` within `period` (FNV-1a of the name), so rollouts started together
-/// spread their analyses over the period instead of all querying in the same instant, and a
-/// rollout keeps its place across restarts.
-pub fn stagger(name: &str, period: Duration) -> Duration {
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let nanos = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(hash % nanos)
-}
-
-/// The wait before a rollout's first analysis: a fixed interval's analyses start at the rollout's
-/// stagger offset within it; a cron schedule keeps its exact times.
-fn first_delay(name: &str, schedule: &Schedule) -> Duration {
-    match schedule {
-        Schedule::Every(d) => stagger(name, *d),
-        Schedule::Cron { .. } => next_delay(schedule),
-    }
-}
-
-/// When the analysis after the one due at `due` is: a fixed interval keeps its cadence (and so
-/// the rollout's stagger) from `due`, skipping the slots already missed when an analysis ran
-/// late; a cron schedule's next time from now.
-fn following(due: Instant, schedule: &Schedule, now: Instant) -> Instant {
-    match schedule {
-        Schedule::Every(d) if !d.is_zero() => {
-            let next = due + *d;
-            if next > now {
-                return next;
-            }
-            // Missed slots are skipped, not run back to back.
-            let behind = now.duration_since(next).as_nanos();
-            let skip = u32::try_from(behind / d.as_nanos() + 1).unwrap_or(u32::MAX);
-            next + d.saturating_mul(skip)
-        }
-        _ => now + next_delay(schedule),
-    }
-}
-
-/// The wait until the next analysis.
-fn next_delay(schedule: &Schedule) -> Duration {
-    match schedule {
-        Schedule::Every(d) => *d,
-        Schedule::Cron { cron, .. } => {
-            let now = Utc::now();
-            cron.find_next_occurrence(&now, false)
-                .ok()
-                .and_then(|next| (next - now).to_std().ok())
-                .unwrap_or(Duration::from_secs(60))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rollout::{RollbackTarget, Stage};
-
-    const MIN: Duration = Duration::from_secs(60);
-
-    fn plan(min: Duration, max: Option<Duration>) -> Plan {
-        Plan {
-            stages: vec![Stage {
-                name: "10%".into(),
-                weight: 10,
-                min_duration: min,
-                max_duration: max,
-                required_passes: 3,
-                approval: false,
-            }],
-            rollback_to: RollbackTarget::Zero,
-            warmup: Duration::ZERO,
-            max_inconclusive: 3,
-            triggers: Vec::new(),
-            start: crate::rollout::StartPolicy::Auto,
-        }
-    }
-
-    fn progressing(passes: u32, started: DateTime<Utc>) -> RolloutState {
-        RolloutState {
-            phase: Phase::Progressing { stage: 0 },
-            weight: 10,
-            stage_started_at: Some(started),
-            passes,
-            ..RolloutState::new()
-        }
-    }
-
-    #[test]
-    fn staggered_offsets_stay_within_the_interval_are_stable_and_spread() {
-        let period = Duration::from_secs(10);
-        let offsets: Vec<Duration> = (0..1000)
-            .map(|i| stagger(&format!("rollout-{i}"), period))
-            .collect();
-        assert!(offsets.iter().all(|o| *o < period));
-        assert_eq!(stagger("rollout-7", period), offsets[7]);
-        // Every tenth of the interval gets some of the 1,000 rollouts, none more than twice its share.
-        let mut buckets = [0usize; 10];
-        for o in &offsets {
-            buckets[(o.as_millis() / 1000) as usize] += 1;
-        }
-        assert!(
-            buckets.iter().all(|&n| (30..=200).contains(&n)),
-            "{buckets:?}"
-        );
-    }
-
-    #[test]
-    fn a_fixed_interval_keeps_its_cadence_and_skips_missed_slots() {
-        let every = Schedule::Every(Duration::from_secs(10));
-        let due = Instant::now();
-        assert_eq!(
-            following(due, &every, due + Duration::from_secs(1)),
-            due + Duration::from_secs(10)
-        );
-        // An analysis that ran 25 s late: the slots at +10 s and +20 s are gone, not run in a burst.
-        assert_eq!(
-            following(due, &every, due + Duration::from_secs(25)),
-            due + Duration::from_secs(30)
-        );
-    }
-
-    #[test]
-    fn ticks_are_due_only_at_a_stage_deadline() {
-        let t0 = Utc::now();
-        let at = |d: Duration| t0 + chrono::Duration::from_std(d).unwrap();
-        let open_ended = plan(10 * MIN, None);
-        // Passes still missing and no maximum: nothing a tick could change.
-        assert_eq!(tick_due(&progressing(1, t0), &open_ended, at(MIN)), None);
-        // Passes in: due when the minimum duration is over.
-        assert_eq!(
-            tick_due(&progressing(3, t0), &open_ended, at(MIN)),
-            Some(9 * MIN)
-        );
-        assert_eq!(
-            tick_due(&progressing(3, t0), &open_ended, at(20 * MIN)),
-            Some(Duration::ZERO)
-        );
-        // Passes missing with a maximum: due when it runs out.
-        let bounded = plan(10 * MIN, Some(30 * MIN));
-        assert_eq!(
-            tick_due(&progressing(0, t0), &bounded, at(MIN)),
-            Some(29 * MIN)
-        );
-        // A stage with no start time yet gets one at once; other phases never tick.
-        let unstarted = RolloutState {
-            stage_started_at: None,
-            ..progressing(0, t0)
-        };
-        assert_eq!(tick_due(&unstarted, &bounded, t0), Some(Duration::ZERO));
-        assert_eq!(tick_due(&RolloutState::new(), &bounded, t0), None);
     }
 }

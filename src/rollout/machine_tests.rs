@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::rollout::Trigger;
+use crate::rollout::event::{AnalysisOutcome, AnalysisReport, CheckOutcome, VerdictClass};
+use crate::rollout::plan::{NoDataPolicy, Sustain, TriggerAction};
 use chrono::TimeZone;
 
 const MIN: i64 = 60;

@@ -2,7 +2,7 @@
 //! the fresh analysis after a start), the emergency stop on finished runs, and runs.
 
 use super::*;
-use crate::rollout::{AnalysisReport, CheckOutcome, StartPolicy, VerdictClass};
+use crate::rollout::{AnalysisOutcome, AnalysisReport, CheckOutcome, StartPolicy, VerdictClass};
 use chrono::TimeZone;
 
 fn at(secs: i64) -> DateTime<Utc> {

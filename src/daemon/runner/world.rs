@@ -1,0 +1,231 @@
+//! What a runner does in the world outside the machine, and what the daemon does without a
+//! running task: call the actuator (and re-drive an intent a crash left pending), enqueue alerts
+//! that are not part of a step, and pause a stored rollout whose rule file is gone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::records::{audit_row, messages};
+use super::{Rows, Runner};
+use crate::actuator::WeightChange;
+use crate::daemon::Shared;
+use crate::daemon::status::RolloutStatus;
+use crate::notify::Notification;
+use crate::rollout::{Event, EventKind, Plan, RolloutState, Severity, StartPolicy, step};
+use crate::rules::RolloutRule;
+use crate::store::{NewAudit, NewMessage, Step};
+
+/// Attempts at one weight change before it is recorded as failed.
+const ACTUATOR_ATTEMPTS: u32 = 3;
+
+/// A notification that is not part of a step (reload failure, task restart,
+/// backend errors): what the rollout's published status says, no evidence table.
+pub fn alert_notification(
+    shared: &Shared,
+    rule: Option<&RolloutRule>,
+    rollout: &str,
+    kind: EventKind,
+    severity: Severity,
+    message: String,
+    at: DateTime<Utc>,
+) -> Notification {
+    let status = shared.statuses().into_iter().find(|s| s.name == rollout);
+    Notification {
+        rollout: rollout.to_string(),
+        team: rule.map(|r| r.team.clone()).unwrap_or_default(),
+        event: kind,
+        severity,
+        incident: crate::notify::incident_action(kind, severity),
+        group_key: crate::notify::group_key(rollout, None, at),
+        at,
+        message,
+        phase: status
+            .as_ref()
+            .map_or_else(|| "unknown".to_string(), |s| s.phase.to_string()),
+        stage: None,
+        weight: status.map_or(0, |s| s.weight),
+        checks: Vec::new(),
+        status_url: shared
+            .config
+            .server
+            .public_url
+            .as_deref()
+            .map(|base| crate::notify::notification::status_url(base, rollout)),
+        commands: vec![format!("canaryd status {rollout}")],
+    }
+}
+
+/// Enqueue an alert that is not part of a step (reload failure, task restart),
+/// routed by the given rules, and log it.
+pub async fn alert(
+    shared: &Shared,
+    rules: Vec<Arc<RolloutRule>>,
+    rollout: &str,
+    kind: EventKind,
+    severity: Severity,
+    message: String,
+) {
+    let now = Utc::now();
+    let own = rules.iter().find(|r| r.name == rollout).map(Arc::as_ref);
+    let n = alert_notification(shared, own, rollout, kind, severity, message, now);
+    let queued: Vec<NewMessage> = rules.iter().flat_map(|r| messages(r, &n, 0)).collect();
+    if let Err(e) = enqueue(shared, queued, now).await {
+        tracing::error!(rollout = %rollout, error = %e, "Could not enqueue an alert.");
+    }
+}
+
+/// Put alert messages in the outbox (off the async threads) and wake the dispatcher.
+pub async fn enqueue(
+    shared: &Shared,
+    queued: Vec<NewMessage>,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let store = shared.store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        queued
+            .iter()
+            .try_for_each(|m| store.enqueue(m, now).map(|_| ()))
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {
+            shared.notify.wake();
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Carry out a recorded intent: call the actuator with its idempotency key (a few attempts for
+/// retryable failures), then record the outcome. Used for fresh intents and, at start-up, for
+/// the ones a crash left pending. The error, when the change could not be applied for good, is
+/// for the caller to feed to the rollout's machine (`Event::ActuationFailed`), which puts the
+/// recorded weight back, pauses and alerts.
+pub async fn actuate(
+    shared: &Shared,
+    actuator: &str,
+    intent_id: i64,
+    change: WeightChange,
+) -> Result<(), String> {
+    let outcome = match shared.actuators.get(actuator) {
+        None => Err(format!("actuator `{actuator}` is not configured")),
+        Some(act) => {
+            let mut attempt = 1;
+            loop {
+                match act.set_weight(&change).await {
+                    Ok(()) => break Ok(()),
+                    Err(e) if e.retryable() && attempt < ACTUATOR_ATTEMPTS => {
+                        tracing::warn!(rollout = %change.rollout, attempt, error = %e, "Weight change failed; retrying.");
+                        tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                        attempt += 1;
+                    }
+                    Err(e) => break Err(e.to_string()),
+                }
+            }
+        }
+    };
+    if let Err(e) = &outcome {
+        shared.metrics.inc(
+            "canaryd_actuator_failures_total",
+            &[("rollout", &change.rollout), ("actuator", actuator)],
+        );
+        tracing::error!(rollout = %change.rollout, weight = change.weight, error = %e, "The actuator failed to set the weight.");
+    }
+    let store = shared.store.clone();
+    let result = outcome.clone();
+    let completed = tokio::task::spawn_blocking(move || {
+        store.complete_intent(
+            intent_id,
+            result.as_ref().map(|_| ()).map_err(String::as_str),
+            Utc::now(),
+        )
+    })
+    .await;
+    match completed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome.")
+        }
+        Err(e) => {
+            tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome.")
+        }
+    }
+    outcome
+}
+
+/// Re-drive an intent a crash left pending, at start-up before the rollout's task runs. If the
+/// actuator still cannot apply it, the rollout's machine is told (`ActuationFailed`), recorded
+/// as one more step, exactly as a running task would: the weight goes back to the applied one
+/// and the rollout pauses for review with a critical alert.
+pub async fn redrive(
+    shared: &Arc<Shared>,
+    rule: Arc<RolloutRule>,
+    intent_id: i64,
+    change: WeightChange,
+) {
+    let Err(error) = actuate(shared, &rule.actuator, intent_id, change.clone()).await else {
+        return;
+    };
+    let failed = Event::ActuationFailed {
+        attempted: change.weight,
+        previous: change.previous_weight,
+        error,
+    };
+    match Runner::new(Arc::clone(shared), change.rollout.clone(), rule).await {
+        Ok(mut runner) => {
+            if let Err(e) = runner
+                .step_and_act(failed, None, &mut Rows::default())
+                .await
+            {
+                tracing::error!(rollout = %change.rollout, error = %e, "Could not record the failed re-driven weight change.");
+            }
+        }
+        Err(e) => {
+            tracing::error!(rollout = %change.rollout, error = %e, "Could not load the rollout to record its failed weight change.");
+        }
+    }
+}
+
+/// A stored rollout whose rule file is gone at start (removed while the daemon was down): a run
+/// in progress is paused where it is, with an audit entry, so no rollout sits at a weight with
+/// nobody judging it; any other gets the entry only. No task runs for it (no rule, no plan).
+pub async fn pause_orphan(
+    shared: &Shared,
+    name: &str,
+    stored: &crate::store::StoredRollout<RolloutState>,
+) {
+    // The machine needs a plan only to name stages; a rule-less one names them by number.
+    let plan = Plan {
+        stages: Vec::new(),
+        rollback_to: crate::rollout::RollbackTarget::Zero,
+        warmup: Duration::ZERO,
+        max_inconclusive: 0,
+        triggers: Vec::new(),
+        start: StartPolicy::Manual,
+    };
+    let what = "its rule file was removed while the daemon was down".to_string();
+    let now = Utc::now();
+    let (next, actions) = match step(&stored.state, &plan, Event::RuleRemoved { what }, now) {
+        Ok(out) => out,
+        Err(e) => {
+            tracing::error!(rollout = %name, error = %e, "Could not pause a rollout whose rule file is gone.");
+            return;
+        }
+    };
+    let audit: Vec<NewAudit> = actions.iter().filter_map(audit_row).collect();
+    let mut s = Step::new(name, &next, &stored.rule_fingerprint, now);
+    s.audit = audit;
+    s.run = next.run.number;
+    match shared.store.submit_step(&s).await {
+        Ok(_) => {
+            tracing::warn!(rollout = %name, weight = next.weight, phase = next.phase.name(), "A stored rollout has no rule file; paused where it is.");
+            shared.publish(RolloutStatus::of(name, &next, None));
+        }
+        Err(e) => {
+            tracing::error!(rollout = %name, error = %e, "Could not record the pause of a rollout whose rule file is gone.");
+        }
+    }
+}
