@@ -131,31 +131,13 @@ struct Running {
 }
 
 async fn start(config: &Path, backend: &Backend) -> Running {
-    let config = canaryd::config::load(config).unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let (reload, reload_rx) = tokio::sync::mpsc::channel(4);
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let options = canaryd::daemon::Options {
-        emergency_stop_at_start: false,
-        on_listen: Some(addr_tx),
-    };
     let sources = BTreeMap::from([("prometheus".to_string(), source(backend))]);
-    let running = tokio::spawn(canaryd::daemon::run_with_sources(
-        config,
-        options,
-        sources,
-        shutdown.clone(),
-        reload_rx,
-    ));
-    let addr = match tokio::time::timeout(Duration::from_secs(10), addr_rx).await {
-        Ok(Ok(addr)) => addr,
-        other => panic!("the daemon did not start ({other:?}): {:?}", running.await),
-    };
+    let e = embed_with_sources(config, sources).await;
     Running {
-        base: format!("http://{addr}"),
-        reload,
-        shutdown,
-        running,
+        base: e.base,
+        reload: e.reload,
+        shutdown: e.shutdown,
+        running: e.running,
     }
 }
 

@@ -39,7 +39,7 @@ use tokio::sync::oneshot;
 use crate::daemon::runner::Msg;
 use crate::daemon::{CommandError, Shared, emergency};
 use crate::rollout::{Command, RolloutState, TriggeredBy};
-use crate::store::{Cursor, MAX_PAGE, StoreError};
+use crate::store::{Cursor, MAX_PAGE, Page, Store, StoreError};
 use auth::{Caller, Denied, Role};
 
 /// The largest request body accepted.
@@ -449,6 +449,28 @@ fn page_params(
     Ok((limit, cursor, run))
 }
 
+/// A store read of one page of a rollout's rows of one run (or all): audit or analyses.
+type ReadPage<T> =
+    fn(&Store, &str, Option<u32>, Option<Cursor>, usize) -> Result<Page<T>, StoreError>;
+
+/// One page of a rollout's history rows (`read`: audit or analyses) for the query's run.
+async fn run_page<T: Send + 'static>(
+    shared: &Shared,
+    name: &str,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    default: usize,
+    read: ReadPage<T>,
+) -> Result<Page<T>, ApiError> {
+    let (limit, cursor, run) = page_params(query, default)?;
+    let store = shared.store.clone();
+    let key = name.to_string();
+    Ok(blocking(move || {
+        let run = run.resolve(&store, &key)?;
+        read(&store, &key, run, cursor, limit)
+    })
+    .await??)
+}
+
 async fn history(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -458,14 +480,7 @@ async fn history(
 ) -> ApiResult {
     allow_read(&shared, &headers, peer)?;
     known(&shared, &name)?;
-    let (limit, cursor, run) = page_params(query, DEFAULT_HISTORY)?;
-    let store = shared.store.clone();
-    let key = name.clone();
-    let page = blocking(move || {
-        let run = run.resolve(&store, &key)?;
-        store.audit_page_of(&key, run, cursor, limit)
-    })
-    .await??;
+    let page = run_page(&shared, &name, query, DEFAULT_HISTORY, Store::audit_page_of).await?;
     let entries: Vec<view::HistoryEntry> = page.items.into_iter().map(Into::into).collect();
     Ok(Json(json!({
         "rollout": name,
@@ -501,14 +516,14 @@ async fn analyses(
 ) -> ApiResult {
     allow_read(&shared, &headers, peer)?;
     known(&shared, &name)?;
-    let (limit, cursor, run) = page_params(query, DEFAULT_ANALYSES)?;
-    let store = shared.store.clone();
-    let key = name.clone();
-    let page = blocking(move || {
-        let run = run.resolve(&store, &key)?;
-        store.analyses_page_of(&key, run, cursor, limit)
-    })
-    .await??;
+    let page = run_page(
+        &shared,
+        &name,
+        query,
+        DEFAULT_ANALYSES,
+        Store::analyses_page_of,
+    )
+    .await?;
     let items: Vec<_> = page
         .items
         .into_iter()
