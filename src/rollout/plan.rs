@@ -145,7 +145,7 @@ pub enum EventKind {
     BackendErrors,
     ActuatorFailed,
     ConfigReloadFailed,
-    /// A rollout's task panicked and was restarted by its supervisor.
+    /// A rollout's task failed (an error, or a panic) and was restarted by its supervisor.
     TaskRestarted,
     /// The state database was deleted, replaced or failed: the daemon stopped acting.
     StorageFailed,
