@@ -92,6 +92,9 @@ pub struct Runner {
     /// The rule fingerprint stored with the rollout's last step (none for a new rollout): a
     /// different one at start is a rule change made while the daemon was down.
     stored_fingerprint: Option<String>,
+    /// `rule` with the canary version of a run started with another one than the rule file's
+    /// (`start --canary`), made once per rule and version instead of at every analysis.
+    run_rule: Option<Arc<RolloutRule>>,
     next_analysis: Instant,
     /// The analysis turn held from the start of an analysis until its step is committed (see
     /// [`Runner::analysis`]); released before the actuator is called.
@@ -127,6 +130,7 @@ impl Runner {
             fingerprint: super::fingerprint(&rule),
             rule,
             stored_fingerprint: stored.as_ref().map(|s| s.rule_fingerprint.clone()),
+            run_rule: None,
             state: stored.map(|s| s.state).unwrap_or_default(),
             turn,
         };
@@ -172,6 +176,7 @@ impl Runner {
                 let previous = self.fingerprint.to_string();
                 self.fingerprint = super::fingerprint(&rule);
                 self.rule = rule;
+                self.run_rule = None;
                 self.publish();
                 let emergency = self.shared.emergency.borrow().active;
                 let span = work_span(&self.name);
@@ -296,17 +301,7 @@ impl Runner {
         };
         self.turn = Some(turn);
         let started = Utc::now();
-        // A run started with another version than the rule file's (`start --canary`) queries
-        // the canary by its own version.
-        let run = &self.state.run.canary;
-        let rule = match run.is_empty() || *run == self.rule.sides.canary {
-            true => Arc::clone(&self.rule),
-            false => {
-                let mut rule = RolloutRule::clone(&self.rule);
-                rule.sides.canary = run.clone();
-                Arc::new(rule)
-            }
-        };
+        let rule = self.rule_for_run();
         let analysed = analyse(
             &rule,
             source,
@@ -317,6 +312,25 @@ impl Runner {
         .await;
         self.analysed(analysed).await;
         self.turn = None;
+    }
+
+    /// The rule the current run's analyses use: a run started with another version than the
+    /// rule file's (`start --canary`) queries the canary by its own version.
+    fn rule_for_run(&mut self) -> Arc<RolloutRule> {
+        let run = &self.state.run.canary;
+        if run.is_empty() || *run == self.rule.sides.canary {
+            return Arc::clone(&self.rule);
+        }
+        if let Some(cached) = &self.run_rule
+            && cached.sides.canary == *run
+        {
+            return Arc::clone(cached);
+        }
+        let mut rule = RolloutRule::clone(&self.rule);
+        rule.sides.canary = run.clone();
+        let rule = Arc::new(rule);
+        self.run_rule = Some(Arc::clone(&rule));
+        rule
     }
 
     /// Judge the outcome of one analysis: step the machine on it, or count a backend error.
