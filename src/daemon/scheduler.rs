@@ -337,7 +337,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_panicking_task_is_restarted_and_reported() {
         let runs = Arc::new(AtomicUsize::new(0));
         let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -378,7 +378,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_task_that_fails_to_load_its_state_is_restarted_and_reported_like_a_panic() {
         let runs = Arc::new(AtomicUsize::new(0));
         let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
