@@ -61,9 +61,6 @@ impl Machine<'_> {
 
         // Count the evidence.
         let with_data = !report.checks.is_empty() && !report.checks.iter().any(is_no_data);
-        if with_data {
-            self.next.last_analysis_at = Some(self.now);
-        }
         let mut summary = format!("analysis {:?}", report.overall);
         match report.overall {
             AnalysisOutcome::Pass if with_data => {

@@ -142,9 +142,6 @@ pub struct RolloutState {
     /// current weight has reached the machine (the stored passes may be hours old).
     #[serde(default)]
     pub awaiting_analysis: bool,
-    /// When the last analysis with data for every check was counted.
-    #[serde(default)]
-    pub last_analysis_at: Option<DateTime<Utc>>,
     /// The run the rollout is in.
     #[serde(default)]
     pub run: Run,
@@ -193,7 +190,6 @@ impl RolloutState {
             failing: BTreeMap::new(),
             backend_errors: 0,
             awaiting_analysis: false,
-            last_analysis_at: None,
             run: Run::default(),
         }
     }
