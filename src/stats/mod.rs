@@ -8,22 +8,36 @@
 //! Conventions follow SciPy: `Greater` means the first sample (`x`, or the canary) tends to be larger.
 //! Welch's t-test and the two-sample Kolmogorov-Smirnov test, ported too but used by no check,
 //! live with the SciPy reference tests (`tests/stats_reference/`) until a check needs them.
+//! The estimators for dependent and overdispersed data (issue 18: [`long_run`], the dispersion
+//! of error counts, relative differences, sharing [`MeanEstimate`] and its bounds) return an
+//! [`EstimateError`] instead, and are checked against statsmodels by
+//! `tests/calibration_reference.rs`.
 
+mod dispersion;
+mod estimate;
 mod fisher;
 mod hodges_lehmann;
+mod long_run;
 mod mann_kendall;
 mod mann_whitney;
 mod proportion;
 mod quantile;
+mod ratio;
 mod slope_selection;
 mod theil_sen;
 
+pub use dispersion::{Dispersion, quasi_binomial, rate_difference};
+pub use estimate::{EstimateError, MeanEstimate, Tolerance, difference};
 pub use fisher::{FisherExact, fisher_exact};
 pub use hodges_lehmann::{ShiftEstimate, hodges_lehmann, hodges_lehmann_ci};
+pub use long_run::{
+    LongRun, long_run, newey_west, newey_west_1994_lag, paired_difference, unpaired_difference,
+};
 pub use mann_kendall::{MannKendall, mann_kendall};
 pub use mann_whitney::{MannWhitney, MwMethod, mann_whitney_u};
 pub use proportion::{Counts, ZTest, two_proportion_z};
 pub use quantile::{quantile, quantiles};
+pub use ratio::{relative_paired, relative_unpaired};
 pub use theil_sen::{QUADRATIC_UP_TO, TheilSen, theil_sen};
 
 /// Which way the alternative hypothesis points, in SciPy's sense: `Greater` means the first

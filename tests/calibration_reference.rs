@@ -1,0 +1,176 @@
+//! Checks every case of the statsmodels/SciPy reference vectors for the estimators of dependent
+//! and overdispersed data (`tests/data/calibration-reference.json`, written by
+//! `tests/data/gen_calibration.py`; its `meta.calls` names the statsmodels call behind each
+//! case). Agreement asked for: |got - expected| <= max(1e-7·|expected|, 1e-12); counts and lags
+//! exactly; `inf` exactly. Every mismatch is collected and reported at once.
+
+use canaryd::stats::{self, Counts, EstimateError, MeanEstimate};
+use serde_json::Value;
+
+fn floats(case: &Value, key: &str) -> Vec<f64> {
+    case[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("`{key}` is not a list"))
+        .iter()
+        .map(|v| v.as_f64().unwrap_or_else(|| panic!("`{key}` holds {v}")))
+        .collect()
+}
+
+fn counts(case: &Value, errors: &str, totals: &str) -> Vec<Counts> {
+    floats(case, errors)
+        .into_iter()
+        .zip(floats(case, totals))
+        .map(|(e, t)| Counts {
+            errors: e as u64,
+            total: t as u64,
+        })
+        .collect()
+}
+
+fn estimate_fields(e: &MeanEstimate) -> Vec<(&'static str, f64)> {
+    vec![
+        ("estimate", e.estimate),
+        ("variance", e.variance),
+        ("df", e.df),
+    ]
+}
+
+fn long_run_fields(lr: &stats::LongRun) -> Vec<(&'static str, f64)> {
+    vec![
+        ("n", lr.n as f64),
+        ("mean", lr.mean),
+        ("variance", lr.variance),
+        ("rho", lr.rho),
+        ("lag", lr.lag as f64),
+        ("long_run_variance", lr.long_run_variance),
+        ("var_of_mean", lr.mean_estimate().variance),
+        ("effective_n", lr.effective_n),
+        ("df", lr.df),
+    ]
+}
+
+fn bounds(e: &MeanEstimate, confidence: f64) -> Result<Vec<(&'static str, f64)>, EstimateError> {
+    Ok(vec![
+        ("lower", e.lower_bound(confidence)?),
+        ("upper", e.upper_bound(confidence)?),
+    ])
+}
+
+fn compute(case: &Value) -> Result<Vec<(&'static str, f64)>, EstimateError> {
+    let conf = || case["confidence"].as_f64().expect("`confidence`");
+    Ok(match case["test"].as_str().expect("`test`") {
+        "newey_west" => {
+            let x = floats(case, "x");
+            let lag = case["lag"].as_u64().expect("`lag`") as usize;
+            vec![("var_of_mean", stats::newey_west(&x, lag)? / x.len() as f64)]
+        }
+        "nw1994_lag" => vec![(
+            "lag",
+            stats::newey_west_1994_lag(&floats(case, "x"))? as f64,
+        )],
+        "long_run" => long_run_fields(&stats::long_run(&floats(case, "x"))?),
+        "paired_difference" => long_run_fields(&stats::paired_difference(
+            &floats(case, "canary"),
+            &floats(case, "baseline"),
+        )?),
+        "unpaired_difference" => estimate_fields(&stats::unpaired_difference(
+            &floats(case, "canary"),
+            &floats(case, "baseline"),
+        )?),
+        "quasi_binomial" => {
+            let d = stats::quasi_binomial("steps", &counts(case, "errors", "totals"))?;
+            let e = d.rate_estimate();
+            vec![
+                ("steps", d.steps as f64),
+                ("rate", d.rate),
+                ("rate_logit", d.rate),
+                ("pearson_chi2", d.pearson_chi2),
+                ("scale", d.scale),
+                ("phi", d.phi),
+                ("df", e.df),
+                ("var_of_rate", e.variance),
+            ]
+        }
+        "rate_difference" => estimate_fields(&stats::rate_difference(
+            &counts(case, "canary_errors", "canary_totals"),
+            &counts(case, "baseline_errors", "baseline_totals"),
+        )?),
+        "iid_difference_bound" => {
+            let c = MeanEstimate::iid_mean(&floats(case, "canary"))?;
+            let b = MeanEstimate::iid_mean(&floats(case, "baseline"))?;
+            bounds(&stats::difference(&c, &b), conf())?
+        }
+        "long_run_bound" => bounds(
+            &stats::long_run(&floats(case, "x"))?.mean_estimate(),
+            conf(),
+        )?,
+        t @ ("relative_paired" | "relative_unpaired") => {
+            let (c, b) = (floats(case, "canary"), floats(case, "baseline"));
+            let e = if t == "relative_paired" {
+                stats::relative_paired(&c, &b)?
+            } else {
+                stats::relative_unpaired(&c, &b)?
+            };
+            let mut fields = estimate_fields(&e);
+            fields.extend(bounds(&e, conf())?);
+            fields
+        }
+        other => panic!("unknown test `{other}`"),
+    })
+}
+
+fn agrees(expected: &Value, got: f64) -> bool {
+    match expected {
+        Value::String(s) if s == "inf" => got == f64::INFINITY,
+        Value::Number(n) if n.is_u64() => got == n.as_f64().unwrap_or(f64::NAN),
+        Value::Number(n) => {
+            let e = n.as_f64().unwrap_or(f64::NAN);
+            (got - e).abs() <= (1e-7 * e.abs()).max(1e-12)
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn estimators_agree_with_statsmodels() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/calibration-reference.json"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("reference file"))
+        .expect("reference JSON");
+    let cases = doc["cases"].as_array().expect("`cases`");
+    assert_eq!(
+        cases.len() as u64,
+        doc["meta"]["count"].as_u64().unwrap_or(0)
+    );
+    let mut mismatches = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, case) in cases.iter().enumerate() {
+        let test = case["test"].as_str().unwrap_or("?");
+        seen.insert(test.to_string());
+        let expected = case["expected"].as_object().expect("`expected`");
+        match compute(case) {
+            Err(e) => mismatches.push(format!("case {i} ({test}): error {e}")),
+            Ok(fields) => {
+                for (name, want) in expected {
+                    match fields.iter().find(|(f, _)| f == name) {
+                        None => mismatches.push(format!("case {i} ({test}): no field {name}")),
+                        Some((_, got)) if !agrees(want, *got) => mismatches.push(format!(
+                            "case {i} ({test}): {name}: expected {want}, got {got:e}"
+                        )),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    // Every estimator is covered, so a generator that silently drops one fails here.
+    assert_eq!(seen.len(), 11, "{seen:?}");
+}
