@@ -69,8 +69,8 @@ def long_run(x):
     lag = min(nw1994_lag(e), m - 1)
     lrv_e = hac_var_of_mean(e, lag) * m
     lrv = max(lrv_e / (1.0 - rho) ** 2, variance)
-    rp = max(rho, 0.0)
-    inv = 2.0 * (1.0 + rp) / (n * (1.0 - rp)) + (lag + 1) / (1.5 * n)
+    rho_up = min(max(rho, 0.0) + np.sqrt(max(1.0 - rho * rho, 0.0) / n), RHO_CLAMP)
+    inv = 4.0 * rho_up / (n * (1.0 - rho_up)) + (lag + 1) / (1.5 * n)
     df = max(min(1.0 / inv, n - 1.0), 1.0)
     return {
         "n": n,
@@ -263,8 +263,9 @@ def main():
                         "rho = clamp(rho_hat + (1 + 3 rho_hat)/n, +-0.97); e = xc[1:] - rho "
                         "xc[:-1]; lag = min(_kpss_autolag(e - mean(e), n-1), n-2); lrv = "
                         "max(newey_west(e, lag) * (n-1) / (1-rho)^2, var(x, ddof=1)); "
-                        "effective_n = n var / lrv; df = clamp(1 / (2(1+rho+)/(n(1-rho+)) + "
-                        "(lag+1)/(1.5 n)), 1, n-1) with rho+ = max(rho, 0)",
+                        "effective_n = n var / lrv; df = clamp(1 / (4 rho_up/(n(1-rho_up)) + "
+                        "(lag+1)/(1.5 n)), 1, n-1) with rho_up = min(max(rho, 0) + "
+                        "sqrt((1 - rho^2)/n), 0.97)",
             "paired_difference": "long_run of canary - baseline per step",
             "unpaired_difference": "each side's long_run; estimate and variance add; df = "
                                    "(v_c + v_b)^2 / (v_c^2/df_c + v_b^2/df_b)",
