@@ -174,3 +174,75 @@ fn estimators_agree_with_statsmodels() {
     // Every estimator is covered, so a generator that silently drops one fails here.
     assert_eq!(seen.len(), 11, "{seen:?}");
 }
+
+mod props {
+    //! Whatever the input, each estimator returns a typed error or finite numbers that a bound
+    //! can be built from: never a panic, never a NaN a comparison could read as a pass.
+
+    use canaryd::stats::{self, Counts, EstimateError, MeanEstimate};
+    use proptest::prelude::*;
+
+    /// Finite values over every magnitude, including ones whose squares or sums overflow, and
+    /// runs of repeated values.
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            -1e3..1e3f64,
+            prop::num::f64::NORMAL | prop::num::f64::SUBNORMAL | prop::num::f64::ZERO,
+            Just(1.0),
+        ]
+    }
+
+    fn usable(e: &MeanEstimate) -> bool {
+        e.estimate.is_finite() && e.variance.is_finite() && e.variance > 0.0 && e.df >= 1.0
+    }
+
+    fn check(r: Result<MeanEstimate, EstimateError>) -> Result<(), TestCaseError> {
+        if let Ok(e) = r {
+            prop_assert!(usable(&e), "{e:?}");
+            for conf in [0.5, 0.99, 0.999999] {
+                let (lo, up) = (e.lower_bound(conf), e.upper_bound(conf));
+                prop_assert!(lo.is_ok() && up.is_ok(), "{e:?}");
+                let (lo, up) = (lo.unwrap_or(f64::NAN), up.unwrap_or(f64::NAN));
+                prop_assert!(!lo.is_nan() && !up.is_nan() && lo <= up, "{e:?}: {lo} {up}");
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn series_estimators_never_yield_nan(
+            c in prop::collection::vec(value(), 0..40),
+            b in prop::collection::vec(value(), 0..40),
+        ) {
+            if let Ok(lr) = stats::long_run(&c) {
+                prop_assert!(lr.effective_n > 0.0 && lr.effective_n <= lr.n as f64, "{lr:?}");
+                prop_assert!(lr.long_run_variance >= lr.variance, "{lr:?}");
+                prop_assert!(lr.lag < lr.n, "{lr:?}");
+                check(Ok(lr.mean_estimate()))?;
+            }
+            check(stats::unpaired_difference(&c, &b))?;
+            check(stats::relative_unpaired(&c, &b))?;
+            let n = c.len().min(b.len());
+            check(stats::paired_difference(&c[..n], &b[..n]).map(|lr| lr.mean_estimate()))?;
+            check(stats::relative_paired(&c[..n], &b[..n]))?;
+        }
+
+        #[test]
+        fn count_estimators_never_yield_nan(
+            c in prop::collection::vec((0u64..2000, 0u64..2000), 0..40),
+            b in prop::collection::vec((0u64..u64::MAX / 8, 0u64..u64::MAX / 8), 0..12),
+        ) {
+            let counts = |v: &[(u64, u64)]| -> Vec<Counts> {
+                v.iter().map(|&(e, t)| Counts { errors: e.min(t), total: t }).collect()
+            };
+            let (c, b) = (counts(&c), counts(&b));
+            if let Ok(d) = stats::quasi_binomial("canary", &c) {
+                prop_assert!(d.phi >= 1.0 && d.phi.is_finite(), "{d:?}");
+                check(Ok(d.rate_estimate()))?;
+            }
+            check(stats::rate_difference(&c, &b))?;
+            check(stats::rate_difference(&c, &c))?;
+        }
+    }
+}

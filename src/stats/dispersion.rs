@@ -15,7 +15,7 @@
 //! drop steps other than those without traffic.
 
 use super::Counts;
-use super::estimate::{EstimateError, MeanEstimate, difference};
+use super::estimate::{EstimateError, MeanEstimate, checked, difference};
 
 /// The dispersion of one side's per-step counts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,12 +131,7 @@ pub fn rate_difference(
     let c = side_estimate("canary counts", canary)?;
     let b = side_estimate("baseline counts", baseline)?;
     let d = difference(&c, &b);
-    if d.variance <= 0.0 {
-        return Err(EstimateError::NoVariation {
-            what: "error-rate difference",
-        });
-    }
-    Ok(d)
+    checked("error-rate difference", d.estimate, d.variance, d.df)
 }
 
 fn side_estimate(what: &'static str, steps: &[Counts]) -> Result<MeanEstimate, EstimateError> {

@@ -34,7 +34,7 @@
 //! that grows with ρ (+10% at 30 points is caught 53% of the time at ρ = 0 and 6% at ρ = 0.7,
 //! against 87% and 17% for a test that knows ρ and σ).
 
-use super::estimate::{EstimateError, MeanEstimate, check_series, difference};
+use super::estimate::{EstimateError, MeanEstimate, check_series, checked, difference};
 
 /// Largest AR(1) coefficient used for prewhitening: at 0.97 the recolouring factor is 1,111.
 const RHO_CLAMP: f64 = 0.97;
@@ -151,8 +151,9 @@ pub fn long_run(x: &[f64]) -> Result<LongRun, EstimateError> {
             what: "series variance",
         });
     }
-    if variance <= 0.0 {
-        // Values so close that their squared deviations underflow.
+    if variance / nf <= 0.0 {
+        // Values so close that their squared deviations (or the variance of their mean)
+        // underflow.
         return Err(EstimateError::NoVariation { what: "series" });
     }
     // AR(1) by least squares of x_t on x_{t-1}, both centred on the whole mean; the denominator
@@ -187,7 +188,7 @@ pub fn long_run(x: &[f64]) -> Result<LongRun, EstimateError> {
         rho,
         lag,
         long_run_variance,
-        effective_n: nf * variance / long_run_variance,
+        effective_n: (nf * (variance / long_run_variance)).min(nf),
         df: (1.0 / inverse).min(nf - 1.0).max(1.0),
     })
 }
@@ -213,7 +214,8 @@ pub fn unpaired_difference(
 ) -> Result<MeanEstimate, EstimateError> {
     let c = long_run(canary)?;
     let b = long_run(baseline)?;
-    Ok(difference(&c.mean_estimate(), &b.mean_estimate()))
+    let d = difference(&c.mean_estimate(), &b.mean_estimate());
+    checked("canary - baseline", d.estimate, d.variance, d.df)
 }
 
 #[cfg(test)]
@@ -267,6 +269,15 @@ mod tests {
         let lr = long_run(&x).unwrap();
         assert_eq!(lr.long_run_variance, lr.variance);
         assert_eq!(lr.effective_n, 30.0);
+    }
+
+    #[test]
+    fn effective_n_never_exceeds_n() {
+        // n·s²/s² rounded to 14.000000000000002 before (found by the property test).
+        let mut x = vec![0.0; 14];
+        x[8] = 5.195_036_821_740_373_5e96;
+        let lr = long_run(&x).unwrap();
+        assert!(lr.effective_n <= 14.0, "{lr:?}");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! zero Fieller's interval, which this module does not compute, would be the right one) and the
 //! assumptions of [`super::long_run`]. It must not decide what a tolerance means for a rule.
 
-use super::estimate::{EstimateError, MeanEstimate, check_series, difference};
+use super::estimate::{EstimateError, MeanEstimate, check_series, checked, difference};
 use super::long_run::long_run;
 
 fn mean(x: &[f64]) -> f64 {
@@ -61,11 +61,8 @@ pub fn relative_paired(canary: &[f64], baseline: &[f64]) -> Result<MeanEstimate,
         },
         other => other,
     })?;
-    Ok(MeanEstimate {
-        estimate: r - 1.0,
-        variance: lr.long_run_variance / lr.n as f64 / (mb * mb),
-        df: lr.df,
-    })
+    let sd = (lr.long_run_variance / lr.n as f64).sqrt() / mb;
+    checked("canary / baseline ratio", r - 1.0, sd * sd, lr.df)
 }
 
 /// `mean(canary)/mean(baseline) - 1` for series that are not paired, each side with its own
@@ -75,17 +72,17 @@ pub fn relative_unpaired(canary: &[f64], baseline: &[f64]) -> Result<MeanEstimat
     let b = long_run(baseline)?.mean_estimate();
     let mb = baseline_mean(baseline)?;
     let r = c.estimate / mb;
-    let scaled = |e: &MeanEstimate, factor: f64| MeanEstimate {
-        estimate: 0.0,
-        variance: e.variance * factor,
-        df: e.df,
+    // Each side's standard error relative to the baseline mean, squared.
+    let scaled = |e: &MeanEstimate, factor: f64| {
+        let sd = e.variance.sqrt() * factor / mb;
+        MeanEstimate {
+            estimate: 0.0,
+            variance: sd * sd,
+            df: e.df,
+        }
     };
-    let v = difference(&scaled(&c, 1.0 / (mb * mb)), &scaled(&b, r * r / (mb * mb)));
-    Ok(MeanEstimate {
-        estimate: r - 1.0,
-        variance: v.variance,
-        df: v.df,
-    })
+    let v = difference(&scaled(&c, 1.0), &scaled(&b, r.abs()));
+    checked("canary / baseline ratio", r - 1.0, v.variance, v.df)
 }
 
 #[cfg(test)]
@@ -143,5 +140,13 @@ mod tests {
             relative_paired(&[1.0, f64::INFINITY, 3.0], &[1.0, 2.0, 3.0]),
             Err(EstimateError::NonFinite { what: "canary" })
         ));
+        // A baseline mean so large that the ratio's variance underflows to 0 (found by the
+        // property test: a zero-variance estimate came back).
+        assert_eq!(
+            relative_paired(&[0.0, 0.0, 1.0], &[1.5e221, 0.0, 0.0]),
+            Err(EstimateError::NoVariation {
+                what: "canary / baseline ratio"
+            })
+        );
     }
 }
