@@ -24,7 +24,9 @@
 //!   variance (knows ρ and σ; Gaussian rows only).
 //! - Errors: 30 one-minute steps, `rpm × load(t)` requests per side, error rate 0.5% × a
 //!   log-normal factor drawn per side and minute (σ 0, 0.25, 0.5: overdispersion), errors
-//!   binomial. Methods: today's judge (`error-rate` check, tolerance 0), the pooled binomial
+//!   binomial; and `benches/detection.rs`'s model (600 rpm, a burst factor σ 0.3 shared by both
+//!   sides each minute, per-side σ 0.1), where each side's dispersion also counts the shared
+//!   bursts that cancel in the difference. Methods: today's judge (`error-rate` check, tolerance 0), the pooled binomial
 //!   z-test, the quasi-binomial bound (`rate_difference`), and a z-test with the true variance of
 //!   the summed counts.
 
@@ -105,8 +107,11 @@ struct Latency {
 #[derive(Clone, Copy)]
 struct Errors {
     rpm: f64,
+    /// Per-side, per-minute log-normal factor on the rate (overdispersion).
     sigma: f64,
     factor: f64,
+    /// Per-minute log-normal factor shared by both sides (bursts both see).
+    shared: f64,
 }
 
 #[derive(Clone, Copy)]
@@ -191,11 +196,15 @@ fn errors_trial(rng: &mut Rng, s: Errors) -> [Option<bool>; METHODS] {
     let totals: Vec<u64> = (0..STEPS)
         .map(|i| (s.rpm * load(i, 0.3, phase)).round() as u64)
         .collect();
+    let bursts: Vec<f64> = (0..STEPS)
+        .map(|_| (s.shared * rng.normal()).exp())
+        .collect();
     let side = |factor: f64, rng: &mut Rng| -> Vec<Counts> {
         totals
             .iter()
-            .map(|&total| {
-                let p = RATE * factor * (s.sigma * rng.normal()).exp();
+            .zip(&bursts)
+            .map(|(&total, burst)| {
+                let p = RATE * factor * burst * (s.sigma * rng.normal()).exp();
                 Counts {
                     errors: binomial(rng, total, p),
                     total,
@@ -235,15 +244,17 @@ fn errors_trial(rng: &mut Rng, s: Errors) -> [Option<bool>; METHODS] {
     let quasi = rate_difference(&c, &b)
         .and_then(|e| e.lower_bound(1.0 - ALPHA))
         .is_ok_and(|low| low > 0.0);
-    // The true variance of each side's summed errors: per step n·m(1-m) + n(n-1)·Var(p), with
-    // p = RATE·exp(σZ): m = RATE·e^{σ²/2}, Var(p) = RATE²·e^{σ²}(e^{σ²} - 1).
+    // The true variance of the difference of summed errors given the shared bursts: per step
+    // and side n·m(1-m) + n(n-1)·Var(p), with p = RATE·burst·exp(σZ): m = RATE·burst·e^{σ²/2},
+    // Var(p) = (RATE·burst)²·e^{σ²}(e^{σ²} - 1).
     let s2 = s.sigma * s.sigma;
-    let m = RATE * (s2 / 2.0).exp();
-    let var_p = RATE * RATE * s2.exp() * (s2.exp() - 1.0);
     let var_sum: f64 = totals
         .iter()
-        .map(|&n| {
+        .zip(&bursts)
+        .map(|(&n, burst)| {
             let n = n as f64;
+            let m = RATE * burst * (s2 / 2.0).exp();
+            let var_p = (RATE * burst).powi(2) * s2.exp() * (s2.exp() - 1.0);
             n * m * (1.0 - m) + n * (n - 1.0) * var_p
         })
         .sum();
@@ -314,7 +325,23 @@ fn main() {
             load: 0.0,
         })
     };
-    let err = |rpm, sigma, factor| Shape::Errors(Errors { rpm, sigma, factor });
+    let err = |rpm, sigma, factor| {
+        Shape::Errors(Errors {
+            rpm,
+            sigma,
+            factor,
+            shared: 0.0,
+        })
+    };
+    // The error model of benches/detection.rs: shared bursts σ 0.3, per-side σ 0.1, 600 rpm.
+    let bursty = |factor| {
+        Shape::Errors(Errors {
+            rpm: 600.0,
+            sigma: 0.1,
+            factor,
+            shared: 0.3,
+        })
+    };
     let mut rows: Vec<(String, Shape, bool)> = Vec::new();
     for rho in [0.0, 0.3, 0.5, 0.7, 0.8] {
         rows.push((
@@ -360,6 +387,11 @@ fn main() {
             ));
         }
     }
+    rows.push((
+        "errors 0.5%, 600 rpm, shared bursts σ 0.3 + per-side σ 0.1".into(),
+        bursty(1.0),
+        false,
+    ));
     for shift in [0.1, 0.2] {
         for rho in [0.0, 0.7] {
             rows.push((
@@ -386,6 +418,11 @@ fn main() {
         }
     }
 
+    rows.push((
+        "errors ×1.5, 600 rpm, shared bursts σ 0.3 + per-side σ 0.1".into(),
+        bursty(1.5),
+        true,
+    ));
     println!(
         "{trials} trials per row; every method decides \"shown worse than tolerance 0\" one-sided at {}%",
         ALPHA * 100.0
