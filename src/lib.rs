@@ -12,6 +12,7 @@
 //! - [`store`]: SQLite state: rollouts, analyses, audit trail, actuator intents, outbox.
 //! - [`actuator`]: what sets the traffic weight: builtin assignment endpoint, webhook, command, file.
 //! - [`notify`]: notifications: routing, content, email/Slack/webhook/PagerDuty, outbox delivery.
+//! - [`tokens`]: the API token file (parsed with line numbers, re-read on change) and the hashing.
 //! - [`config`]: the daemon config `canaryd.toml`: parse with positions, env overrides, validate.
 //! - [`daemon`]: `canaryd serve`: scheduler, per-rollout runners, reload, emergency stop, HTTP.
 //! - [`api`]: the operator HTTP API under `/v1` (reads, commands, emergency stop) and its tokens.
@@ -38,4 +39,5 @@ pub mod source;
 pub mod stats;
 pub mod store;
 pub mod systemd;
+pub mod tokens;
 pub mod web;

@@ -1,7 +1,8 @@
 //! The operator HTTP API under `/v1`: read rollouts, their plan's progress, history, analyses
 //! and the baseline-vs-canary comparison; give commands (start, approve, pause, resume, promote,
 //! rollback, abort) and the emergency stop. It owns the routes, request checking, authentication
-//! ([`auth`]) and the JSON shapes ([`view`]); it decides nothing about rollouts: a command goes
+//! (the `Authorization` header and who may do what; the token file itself is [`crate::tokens`])
+//! and the JSON shapes ([`view`]); it decides nothing about rollouts: a command goes
 //! through the rollout's mailbox to its runner and the state machine, and the answer says what
 //! became of it (200 with the new phase and weight, or the typed [`CommandError`], whose kinds
 //! map to statuses in one place: `From<CommandError> for ApiError`).
@@ -18,7 +19,6 @@
 //! - A command's body is `{"reason": "..."}`: required, not blank, at most [`MAX_REASON`]
 //!   characters, no other field.
 
-pub mod auth;
 pub mod view;
 
 use std::net::SocketAddr;
@@ -40,7 +40,7 @@ use crate::daemon::runner::Msg;
 use crate::daemon::{CommandError, Shared, emergency};
 use crate::rollout::{Command, RolloutState, TriggeredBy};
 use crate::store::{Cursor, MAX_PAGE, Page, Store, StoreError};
-use auth::{Caller, Denied, Role};
+use crate::tokens::{Caller, Denied, Role};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 16 * 1024;

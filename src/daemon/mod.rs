@@ -155,7 +155,7 @@ pub struct Shared {
     pub ready: AtomicBool,
     pub scheduler: scheduler::Scheduler,
     /// The API tokens (`server.token_file`), re-read when the file changes.
-    pub tokens: crate::api::auth::Tokens,
+    pub tokens: crate::tokens::Tokens,
 }
 
 impl Shared {
@@ -325,7 +325,7 @@ pub async fn run_with_sources(
     let notify = dispatcher.handle();
     let dispatch_token = CancellationToken::new();
     let dispatching = tokio::spawn(dispatcher.run(dispatch_token.clone()));
-    let tokens = crate::api::auth::Tokens::load(config.server.token_file.as_deref())
+    let tokens = crate::tokens::Tokens::load(config.server.token_file.as_deref())
         .map_err(|e| DaemonError::Internal(e.to_string()))?;
     let (emergency_tx, _) = watch::channel(Emergency::default());
     let shared = Arc::new(Shared {
