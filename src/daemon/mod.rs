@@ -435,11 +435,10 @@ pub async fn run_with_sources(
 /// After a start (or a crash): publish the stored states, put the builtin weights back, and
 /// re-drive every intent whose outcome is unknown with its own idempotency key.
 async fn restore(shared: &Arc<Shared>) -> Result<(), DaemonError> {
-    let store = shared.store.clone();
-    let (states, pending) = blocking(move || {
-        Ok::<_, StoreError>((store.rollouts::<RolloutState>()?, store.pending_intents()?))
-    })
-    .await??;
+    let (states, pending) = shared
+        .store
+        .call(|s| Ok::<_, StoreError>((s.rollouts::<RolloutState>()?, s.pending_intents()?)))
+        .await?;
     let rules = shared.rules.load();
     for stored in &states {
         let rule = rules.get(&stored.name);

@@ -47,9 +47,8 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let store = shared.store.clone();
-    match tokio::task::spawn_blocking(move || store.outbox_counts()).await {
-        Ok(Ok(counts)) => {
+    match shared.store.call(|s| s.outbox_counts()).await {
+        Ok(counts) => {
             let m = &shared.metrics;
             m.set("canaryd_notifications_pending", &[], counts.pending as f64);
             m.set("canaryd_notifications_sent_total", &[], counts.sent as f64);
@@ -59,7 +58,6 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
                 counts.failed as f64,
             );
         }
-        Ok(Err(e)) => tracing::warn!(error = %e, "Cannot count the notifications for /metrics."),
         Err(e) => tracing::warn!(error = %e, "Cannot count the notifications for /metrics."),
     }
     // Sent a page at a time as it is rendered (see `metrics::Pages`).
