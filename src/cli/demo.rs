@@ -283,6 +283,7 @@ async fn demo(args: DemoArgs) -> Result<bool, String> {
     let mut running = tokio::spawn(daemon::run_with_sources(
         config,
         options,
+        super::serve::routes,
         BTreeMap::from([("sim".to_string(), source)]),
         shutdown.clone(),
         reload_rx,

@@ -1,7 +1,8 @@
-//! The HTTP server's routes: `/healthz`, `/readyz` (503 while starting or once the state
-//! database failed, with the cause), `/metrics`, the operator API under `/v1`
-//! (`crate::api`: rollouts, commands, emergency stop) and the builtin actuator's weight and
-//! assignment routes. Binding and serving happen in `daemon::run`.
+//! The HTTP server's routes: the daemon's own, `/healthz`, `/readyz` (503 while starting or once
+//! the state database failed, with the cause), `/metrics` and the builtin actuator's weight and
+//! assignment routes, merged with the faces' router (the operator API under `/v1`, the status
+//! pages), which the daemon is handed already built ([`super::Faces`]) and does not look into.
+//! Binding and serving happen in `daemon::run`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,15 +15,14 @@ use axum::routing::get;
 
 use super::Shared;
 
-/// Every route the daemon serves.
-pub fn router(shared: Arc<Shared>) -> Router {
+/// Every route the daemon serves: its own and the `faces`'.
+pub fn router(shared: Arc<Shared>, faces: Router) -> Router {
     let own = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Arc::clone(&shared));
-    own.merge(crate::api::router(Arc::clone(&shared)))
-        .merge(crate::web::routes(Arc::clone(&shared)))
+    own.merge(faces)
         .merge(crate::actuator::builtin::routes(shared.table.clone()))
 }
 

@@ -162,12 +162,12 @@ mod tests {
             message.contains(&store.path().display().to_string()) && message.contains("panicked"),
             "{message}"
         );
-        assert!(!error.is_storage_failure(), "a bug is not a storage failure");
+        assert!(
+            !error.is_storage_failure(),
+            "a bug is not a storage failure"
+        );
         // The store still answers afterwards.
-        let counts = store
-            .call(|s| s.read_only().outbox_counts())
-            .await
-            .unwrap();
+        let counts = store.call(|s| s.read_only().outbox_counts()).await.unwrap();
         assert_eq!(counts.pending, 0);
     }
 }
