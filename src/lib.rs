@@ -21,6 +21,12 @@
 //! - [`logging`]: the tracing subscriber (text or JSON).
 //! - [`sim`]: a simulated service (baseline and canary) for `canaryd demo` and end-to-end tests.
 //! - [`cli`]: the command-line front end; `main` is thin glue around it.
+//!
+//! # Layers
+//! Imports point one way: faces (`api`, `web`, `cli`) -> `daemon` -> edges (`config`, `source`,
+//! `store`, `actuator`, `notify`, `tokens`, `systemd`, `logging`, `sim`) -> the pure core (`stats`,
+//! `judge`, `rules`, `rollout`, `assign`, `backoff`). The faces see the daemon through
+//! [`daemon::Control`]; `tests/layering.rs` checks the arrows (`docs/architecture.md`).
 
 pub mod actuator;
 pub mod api;
