@@ -12,6 +12,7 @@
 //! - [`store`]: SQLite state: rollouts, analyses, audit trail, actuator intents, outbox.
 //! - [`actuator`]: what sets the traffic weight: builtin assignment endpoint, webhook, command, file.
 //! - [`notify`]: notifications: routing, content, email/Slack/webhook/PagerDuty, outbox delivery.
+//! - [`tokens`]: the API token file (parsed with line numbers, re-read on change) and the hashing.
 //! - [`config`]: the daemon config `canaryd.toml`: parse with positions, env overrides, validate.
 //! - [`daemon`]: `canaryd serve`: scheduler, per-rollout runners, reload, emergency stop, HTTP.
 //! - [`api`]: the operator HTTP API under `/v1` (reads, commands, emergency stop) and its tokens.
@@ -20,6 +21,12 @@
 //! - [`logging`]: the tracing subscriber (text or JSON).
 //! - [`sim`]: a simulated service (baseline and canary) for `canaryd demo` and end-to-end tests.
 //! - [`cli`]: the command-line front end; `main` is thin glue around it.
+//!
+//! # Layers
+//! Imports point one way: faces (`api`, `web`, `cli`) -> `daemon` -> edges (`config`, `source`,
+//! `store`, `actuator`, `notify`, `tokens`, `systemd`, `logging`, `sim`) -> the pure core (`stats`,
+//! `judge`, `rules`, `rollout`, `assign`, `backoff`). The faces see the daemon through
+//! [`daemon::Control`]; `tests/layering.rs` checks the arrows (`docs/architecture.md`).
 
 pub mod actuator;
 pub mod api;
@@ -38,4 +45,5 @@ pub mod source;
 pub mod stats;
 pub mod store;
 pub mod systemd;
+pub mod tokens;
 pub mod web;

@@ -1,7 +1,8 @@
 //! The operator HTTP API under `/v1`: read rollouts, their plan's progress, history, analyses
 //! and the baseline-vs-canary comparison; give commands (start, approve, pause, resume, promote,
 //! rollback, abort) and the emergency stop. It owns the routes, request checking, authentication
-//! ([`auth`]) and the JSON shapes ([`view`]); it decides nothing about rollouts: a command goes
+//! (the `Authorization` header and who may do what; the token file itself is [`crate::tokens`])
+//! and the JSON shapes ([`view`]); it decides nothing about rollouts: a command goes
 //! through the rollout's mailbox to its runner and the state machine, and the answer says what
 //! became of it (200 with the new phase and weight, or the typed [`CommandError`], whose kinds
 //! map to statuses in one place: `From<CommandError> for ApiError`).
@@ -18,12 +19,9 @@
 //! - A command's body is `{"reason": "..."}`: required, not blank, at most [`MAX_REASON`]
 //!   characters, no other field.
 
-pub mod auth;
 pub mod view;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -34,20 +32,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::oneshot;
 
-use crate::daemon::runner::Msg;
-use crate::daemon::{CommandError, Shared, emergency};
+use crate::daemon::{CommandError, Control, Order};
 use crate::rollout::{Command, RolloutState, TriggeredBy};
-use crate::store::{Cursor, MAX_PAGE, Page, Store, StoreError};
-use auth::{Caller, Denied, Role};
+use crate::store::{Cursor, MAX_PAGE, Page, ReadOnly, StoreError};
+use crate::tokens::{Caller, Denied, Role};
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 16 * 1024;
 /// The longest reason accepted, in characters.
 pub const MAX_REASON: usize = 1000;
-/// How long a command waits for its rollout's task to answer.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 /// History entries per page when `limit` is not given.
 const DEFAULT_HISTORY: usize = 50;
 /// Analyses per page when `limit` is not given.
@@ -100,8 +94,7 @@ impl From<CommandError> for ApiError {
             CommandError::Unknown { .. } => StatusCode::NOT_FOUND,
             CommandError::Store { .. }
             | CommandError::Busy { .. }
-            | CommandError::Stopped { .. }
-            | CommandError::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | CommandError::Stopped { .. } => StatusCode::SERVICE_UNAVAILABLE,
             CommandError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         };
         ApiError::new(status, e.to_string())
@@ -131,8 +124,8 @@ impl From<Denied> for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The API's routes, to merge into the daemon's router.
-pub fn router(shared: Arc<Shared>) -> Router {
+/// The API's routes on the daemon's handle, for the daemon to serve (see `cli::serve::routes`).
+pub fn router(control: Control) -> Router {
     let mut rollout = Router::new()
         .route("/v1/rollouts", get(list))
         .route("/v1/rollouts/{name}", get(one))
@@ -151,7 +144,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         rollout = rollout.route(
             path,
             post(
-                move |state: State<Arc<Shared>>,
+                move |state: State<Control>,
                       peer: ConnectInfo<SocketAddr>,
                       name: Path<String>,
                       headers: HeaderMap,
@@ -170,7 +163,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(shared)
+        .with_state(control)
 }
 
 const COMMANDS: &[(&str, Command)] = &[
@@ -198,20 +191,18 @@ fn authorization(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 }
 
 /// Let a read through, or say why not.
-fn allow_read(shared: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
+fn allow_read(control: &Control, headers: &HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
     let header = authorization(headers)?;
-    if header.is_none() && peer.ip().is_loopback() && !shared.config.server.reads_need_token {
+    if header.is_none() && peer.ip().is_loopback() && !control.reads_need_token() {
         return Ok(());
     }
-    shared.tokens.authorize(header, Role::Read)?;
+    control.authorize(header, Role::Read)?;
     Ok(())
 }
 
 /// The admin calling for a mutation.
-fn admin(shared: &Shared, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    Ok(shared
-        .tokens
-        .authorize(authorization(headers)?, Role::Admin)?)
+fn admin(control: &Control, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    Ok(control.authorize(authorization(headers)?, Role::Admin)?)
 }
 
 /// A command's body.
@@ -280,14 +271,6 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)
-}
-
 fn not_found(name: &str) -> ApiError {
     CommandError::Unknown {
         rollout: name.to_string(),
@@ -296,8 +279,8 @@ fn not_found(name: &str) -> ApiError {
 }
 
 /// The rollout must be known (loaded, or stored from before).
-fn known(shared: &Shared, name: &str) -> Result<(), ApiError> {
-    if shared.rules.load().get(name).is_some() || shared.statuses().iter().any(|s| s.name == name) {
+fn known(control: &Control, name: &str) -> Result<(), ApiError> {
+    if control.knows(name) {
         Ok(())
     } else {
         Err(not_found(name))
@@ -305,54 +288,53 @@ fn known(shared: &Shared, name: &str) -> Result<(), ApiError> {
 }
 
 async fn list(
-    State(shared): State<Arc<Shared>>,
+    State(control): State<Control>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> ApiResult {
-    allow_read(&shared, &headers, peer)?;
-    Ok(Json(json!({ "rollouts": shared.statuses() })).into_response())
+    allow_read(&control, &headers, peer)?;
+    Ok(Json(json!({ "rollouts": control.statuses() })).into_response())
 }
 
 async fn one(
-    State(shared): State<Arc<Shared>>,
+    State(control): State<Control>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    allow_read(&shared, &headers, peer)?;
-    known(&shared, &name)?;
-    let store = shared.store.clone();
+    allow_read(&control, &headers, peer)?;
+    known(&control, &name)?;
     let key = name.clone();
-    let (stored, started_at, last) = blocking(move || {
-        let stored = store.rollout::<RolloutState>(&key)?;
-        let run = stored.as_ref().map(|s| s.state.run.number);
-        // The newest start of the current run: walk its history back until one is found.
-        let mut started_at = None;
-        let mut cursor = None;
-        loop {
-            let page = store.audit_page_of(&key, run, cursor, MAX_PAGE)?;
-            if let Some(e) = page
-                .items
-                .iter()
-                .find(|e| matches!(e.action.as_str(), "run-started" | "started" | "retried"))
-            {
-                started_at = Some(e.at);
-                break;
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        let last = store
-            .analyses_page_of(&key, run, None, 1)?
-            .items
-            .into_iter()
-            .next();
-        Ok::<_, crate::store::StoreError>((stored, started_at, last.map(|a| a.at)))
-    })
-    .await??;
-    let rules = shared.rules.load();
+    let (stored, started_at, last) =
+        control
+            .read(move |store| {
+                let stored = store.rollout::<RolloutState>(&key)?;
+                let run = stored.as_ref().map(|s| s.state.run.number);
+                // The newest start of the current run: walk its history back until one is found.
+                let mut started_at = None;
+                let mut cursor = None;
+                loop {
+                    let page = store.audit_page_of(&key, run, cursor, MAX_PAGE)?;
+                    if let Some(e) = page.items.iter().find(|e| {
+                        matches!(e.action.as_str(), "run-started" | "started" | "retried")
+                    }) {
+                        started_at = Some(e.at);
+                        break;
+                    }
+                    match page.next {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+                let last = store
+                    .analyses_page_of(&key, run, None, 1)?
+                    .items
+                    .into_iter()
+                    .next();
+                Ok::<_, StoreError>((stored, started_at, last.map(|a| a.at)))
+            })
+            .await?;
+    let rules = control.rules();
     let rule = rules.get(&name);
     let rule_file_problems = rules.rule_file_problems(&name);
     let (state, updated_at) = match stored {
@@ -389,11 +371,7 @@ enum RunFilter {
 
 impl RunFilter {
     /// The store's filter for rollout `name`: the current run is read from its state.
-    fn resolve(
-        self,
-        store: &crate::store::Store,
-        name: &str,
-    ) -> Result<Option<u32>, crate::store::StoreError> {
+    fn resolve(self, store: &ReadOnly<'_>, name: &str) -> Result<Option<u32>, StoreError> {
         Ok(match self {
             RunFilter::All => None,
             RunFilter::Number(n) => Some(n),
@@ -451,36 +429,39 @@ fn page_params(
 
 /// A store read of one page of a rollout's rows of one run (or all): audit or analyses.
 type ReadPage<T> =
-    fn(&Store, &str, Option<u32>, Option<Cursor>, usize) -> Result<Page<T>, StoreError>;
+    fn(&ReadOnly<'_>, &str, Option<u32>, Option<Cursor>, usize) -> Result<Page<T>, StoreError>;
 
 /// One page of a rollout's history rows (`read`: audit or analyses) for the query's run.
 async fn run_page<T: Send + 'static>(
-    shared: &Shared,
+    control: &Control,
     name: &str,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
     default: usize,
     read: ReadPage<T>,
 ) -> Result<Page<T>, ApiError> {
     let (limit, cursor, run) = page_params(query, default)?;
-    let store = shared.store.clone();
     let key = name.to_string();
-    Ok(blocking(move || {
-        let run = run.resolve(&store, &key)?;
-        read(&store, &key, run, cursor, limit)
-    })
-    .await??)
+    Ok(control
+        .read(move |store| {
+            let run = run.resolve(store, &key)?;
+            read(store, &key, run, cursor, limit)
+        })
+        .await?)
 }
 
 async fn history(
-    State(shared): State<Arc<Shared>>,
+    State(control): State<Control>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     headers: HeaderMap,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    allow_read(&shared, &headers, peer)?;
-    known(&shared, &name)?;
-    let page = run_page(&shared, &name, query, DEFAULT_HISTORY, Store::audit_page_of).await?;
+    allow_read(&control, &headers, peer)?;
+    known(&control, &name)?;
+    let page = run_page(&control, &name, query, DEFAULT_HISTORY, |s, n, r, c, l| {
+        s.audit_page_of(n, r, c, l)
+    })
+    .await?;
     let entries: Vec<view::HistoryEntry> = page.items.into_iter().map(Into::into).collect();
     Ok(Json(json!({
         "rollout": name,
@@ -492,37 +473,33 @@ async fn history(
 
 /// `GET /v1/rollouts/{name}/runs`: the rollout's runs, newest first.
 async fn runs(
-    State(shared): State<Arc<Shared>>,
+    State(control): State<Control>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    allow_read(&shared, &headers, peer)?;
-    known(&shared, &name)?;
-    let store = shared.store.clone();
+    allow_read(&control, &headers, peer)?;
+    known(&control, &name)?;
     let key = name.clone();
-    let runs = blocking(move || store.runs(&key))
-        .await?
+    let runs = control
+        .read(move |store| store.runs(&key))
+        .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "rollout": name, "runs": runs })).into_response())
 }
 
 async fn analyses(
-    State(shared): State<Arc<Shared>>,
+    State(control): State<Control>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     headers: HeaderMap,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    allow_read(&shared, &headers, peer)?;
-    known(&shared, &name)?;
-    let page = run_page(
-        &shared,
-        &name,
-        query,
-        DEFAULT_ANALYSES,
-        Store::analyses_page_of,
-    )
+    allow_read(&control, &headers, peer)?;
+    known(&control, &name)?;
+    let page = run_page(&control, &name, query, DEFAULT_ANALYSES, |s, n, r, c, l| {
+        s.analyses_page_of(n, r, c, l)
+    })
     .await?;
     let items: Vec<_> = page
         .items
@@ -547,17 +524,17 @@ async fn analyses(
 }
 
 async fn compare(
-    State(shared): State<Arc<Shared>>,
+    State(control): State<Control>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    allow_read(&shared, &headers, peer)?;
-    known(&shared, &name)?;
-    let store = shared.store.clone();
+    allow_read(&control, &headers, peer)?;
+    known(&control, &name)?;
     let key = name.clone();
-    let latest = blocking(move || store.analyses_page(&key, None, 1))
-        .await??
+    let latest = control
+        .read(move |store| store.analyses_page(&key, None, 1))
+        .await?
         .items
         .into_iter()
         .next();
@@ -573,42 +550,30 @@ async fn compare(
 
 /// Give `command` to rollout `name` and wait for what became of it.
 async fn give(
-    State(shared): State<Arc<Shared>>,
+    State(control): State<Control>,
     ConnectInfo(_peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     command: Command,
 ) -> ApiResult {
-    let caller = admin(&shared, &headers)?;
+    let caller = admin(&control, &headers)?;
     let body = body_bytes(body)?;
-    known(&shared, &name)?;
+    known(&control, &name)?;
     let (reason, canary) = match command {
         Command::Start => parse_command(&body),
         _ => parse_reason(&body).map(|reason| (reason, None)),
     }
     .map_err(ApiError::bad_request)?;
-    if !shared.scheduler.has(&name) {
-        return Err(CommandError::NoRule { rollout: name }.into());
-    }
-    let (reply, answer) = oneshot::channel();
-    let msg = Msg::Command {
+    let order = Order {
         command,
         by: TriggeredBy::Operator(caller.name.clone()),
-        reason: reason.clone(),
+        reason,
         canary,
-        reply: Some(reply),
     };
-    if !shared.scheduler.send(&name, msg) {
-        return Err(CommandError::Busy {
-            rollout: name,
-            waiting: crate::daemon::scheduler::MAILBOX,
-        }
-        .into());
-    }
     tracing::info!(rollout = %name, command = %command, by = %caller.name, "Command received over the API.");
-    match tokio::time::timeout(COMMAND_TIMEOUT, answer).await {
-        Ok(Ok(Ok(status))) => Ok(Json(json!({
+    let status = control.command(&name, order).await?;
+    Ok(Json(json!({
             "rollout": name,
             "command": command,
             "by": caller.name,
@@ -618,31 +583,23 @@ async fn give(
             "weight": status.weight,
             "run": status.run,
             "canary": status.canary,
-        }))
-        .into_response()),
-        Ok(Ok(Err(e))) => Err(e.into()),
-        Ok(Err(_)) => Err(CommandError::Stopped { rollout: name }.into()),
-        Err(_) => Err(CommandError::Timeout {
-            rollout: name,
-            after: COMMAND_TIMEOUT,
-        }
-        .into()),
-    }
+    }))
+    .into_response())
 }
 
 async fn emergency_status(
-    State(shared): State<Arc<Shared>>,
+    State(control): State<Control>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> ApiResult {
-    allow_read(&shared, &headers, peer)?;
-    let e = shared.emergency.borrow().clone();
+    allow_read(&control, &headers, peer)?;
+    let e = control.emergency();
     Ok(Json(json!({ "active": e.active, "reason": e.reason })).into_response())
 }
 
 /// Emergency mutations answer only loopback peers unless `server.remote_emergency_stop` is set.
-fn refuse_remote(shared: &Shared, peer: SocketAddr) -> Result<(), ApiError> {
-    if peer.ip().is_loopback() || shared.config.server.remote_emergency_stop {
+fn refuse_remote(control: &Control, peer: SocketAddr) -> Result<(), ApiError> {
+    if peer.ip().is_loopback() || control.remote_emergency_stop() {
         return Ok(());
     }
     Err(ApiError::new(
@@ -656,29 +613,31 @@ fn refuse_remote(shared: &Shared, peer: SocketAddr) -> Result<(), ApiError> {
 }
 
 async fn emergency_stop(
-    State(shared): State<Arc<Shared>>,
+    State(control): State<Control>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let caller = admin(&shared, &headers)?;
-    refuse_remote(&shared, peer)?;
+    let caller = admin(&control, &headers)?;
+    refuse_remote(&control, peer)?;
     let reason = parse_reason(&body_bytes(body)?).map_err(ApiError::bad_request)?;
-    emergency::engage(&shared, reason.clone(), caller.name.clone()).await?;
+    control
+        .engage_emergency(reason.clone(), caller.name.clone())
+        .await?;
     Ok(Json(json!({ "active": true, "reason": reason, "by": caller.name })).into_response())
 }
 
 async fn emergency_clear(
-    State(shared): State<Arc<Shared>>,
+    State(control): State<Control>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let caller = admin(&shared, &headers)?;
-    refuse_remote(&shared, peer)?;
+    let caller = admin(&control, &headers)?;
+    refuse_remote(&control, peer)?;
     let reason = parse_reason(&body_bytes(body)?).map_err(ApiError::bad_request)?;
     tracing::warn!(by = %caller.name, reason = %reason, "Emergency stop clear requested over the API.");
-    emergency::clear(&shared, caller.name.clone()).await?;
+    control.clear_emergency(caller.name.clone()).await?;
     Ok(Json(json!({ "active": false, "by": caller.name })).into_response())
 }
 
@@ -726,13 +685,9 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE,
             ),
             (
-                CommandError::Internal("a blocking task panicked".into()),
-                StatusCode::SERVICE_UNAVAILABLE,
-            ),
-            (
                 CommandError::Timeout {
                     rollout: rollout(),
-                    after: COMMAND_TIMEOUT,
+                    after: crate::daemon::control::COMMAND_TIMEOUT,
                 },
                 StatusCode::GATEWAY_TIMEOUT,
             ),

@@ -283,6 +283,7 @@ async fn demo(args: DemoArgs) -> Result<bool, String> {
     let mut running = tokio::spawn(daemon::run_with_sources(
         config,
         options,
+        super::serve::routes,
         BTreeMap::from([("sim".to_string(), source)]),
         shutdown.clone(),
         reload_rx,
@@ -334,22 +335,18 @@ async fn demo(args: DemoArgs) -> Result<bool, String> {
     let mut ticker = tokio::time::interval(REFRESH);
     let rows = loop {
         ticker.tick().await;
-        let states: BTreeMap<String, RolloutState> = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.rollouts::<RolloutState>())
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|s| (s.name, s.state))
-                .collect()
-        };
+        let states: BTreeMap<String, RolloutState> = store
+            .call(|s| s.rollouts::<RolloutState>())
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|s| (s.name, s.state))
+            .collect();
         for name in rules.keys() {
-            let store = store.clone();
             let key = name.clone();
-            let page = tokio::task::spawn_blocking(move || store.audit_page(&key, None, 50))
+            let page = store
+                .call(move |s| s.audit_page(&key, None, 50))
                 .await
-                .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
             let seen = last_audit.get(name).copied().unwrap_or(0);
             let mut fresh: Vec<_> = page.items.into_iter().filter(|a| a.id > seen).collect();

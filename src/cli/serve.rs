@@ -1,6 +1,7 @@
 //! `canaryd serve`: load the config, set up logging, and run the daemon until SIGTERM or SIGINT;
 //! SIGHUP reloads the rules. The only place that knows about signals: it turns them into the
-//! daemon's `CancellationToken` and reload channel.
+//! daemon's `CancellationToken` and reload channel. It is also where the faces meet the daemon:
+//! [`routes`] builds the API's and the status pages' router on the daemon's `Control`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config;
-use crate::daemon::{self, Options};
+use crate::daemon::{self, Control, Options};
 
 /// Exit code when the daemon stops on an error (bad config, bad rules, store trouble).
 pub const FAILURE: u8 = 1;
@@ -21,6 +22,12 @@ pub struct ServeArgs {
     /// The daemon config file.
     #[arg(long, default_value = config::DEFAULT_PATH)]
     pub config: PathBuf,
+}
+
+/// The faces' routes on the daemon's handle: the operator API under `/v1` and the status pages
+/// (`daemon::Faces`; `canaryd demo` and the tests embed the daemon with it too).
+pub fn routes(control: Control) -> axum::Router {
+    crate::api::router(control.clone()).merge(crate::web::routes(control))
 }
 
 /// Whether `CANARYD_EMERGENCY_STOP` asks for an emergency stop at start.
@@ -92,7 +99,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             emergency_stop_at_start: emergency_from_env(),
             on_listen: None,
         };
-        match daemon::run(config, options, shutdown, reload_rx).await {
+        match daemon::run(config, options, routes, shutdown, reload_rx).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "canaryd stopped on an error.");

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::api::auth::{hex, new_token, sha256};
+use crate::tokens::{hex, new_token, sha256};
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {

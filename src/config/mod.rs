@@ -71,7 +71,7 @@ pub struct ServerConfig {
     /// Accept emergency-stop requests from other hosts (off: loopback peers only).
     #[serde(default)]
     pub remote_emergency_stop: bool,
-    /// The API token file: one `NAME ROLE SHA256-HEX` per line (see `crate::api::auth`). Without
+    /// The API token file: one `NAME ROLE SHA256-HEX` per line (see `crate::tokens`). Without
     /// it every mutation is refused with 401.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
@@ -247,7 +247,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = parse(path, &text, &env)?;
     // The daemon reads the token file at start and refuses to start without it: so does this.
-    if let Err(e) = crate::api::auth::Tokens::load(config.server.token_file.as_deref()) {
+    if let Err(e) = crate::tokens::Tokens::load(config.server.token_file.as_deref()) {
         let problem = ConfigProblem {
             key: vec!["server".into(), "token_file".into()],
             message: e.to_string(),

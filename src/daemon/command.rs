@@ -44,9 +44,6 @@ pub enum CommandError {
         after.as_secs()
     )]
     Timeout { rollout: String, after: Duration },
-    /// Something in the daemon failed (a blocking task panicked).
-    #[error("{0}")]
-    Internal(String),
 }
 
 impl From<StoreError> for CommandError {

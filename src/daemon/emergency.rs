@@ -42,14 +42,12 @@ pub struct StopFlag {
 
 /// Recompute the switch from the flag and the file and publish it if it changed.
 pub async fn refresh(shared: &Shared, cleared_by: &str) {
-    let store = shared.store.clone();
-    let flag = tokio::task::spawn_blocking(move || store.flag::<StopFlag>(FLAG))
+    let flag = shared
+        .store
+        .call(|s| s.flag::<StopFlag>(FLAG))
         .await
+        .map_err(|e| tracing::error!(error = %e, "Cannot read the emergency-stop flag."))
         .ok()
-        .and_then(|r| {
-            r.map_err(|e| tracing::error!(error = %e, "Cannot read the emergency-stop flag."))
-                .ok()
-        })
         .flatten();
     let file = shared
         .config
@@ -97,10 +95,11 @@ pub async fn refresh(shared: &Shared, cleared_by: &str) {
 
 /// Set the API flag (from the API or the environment at start) and apply it.
 pub async fn engage(shared: &Shared, reason: String, by: String) -> Result<(), CommandError> {
-    let store = shared.store.clone();
-    tokio::task::spawn_blocking(move || store.set_flag(FLAG, &StopFlag { reason, by }, Utc::now()))
+    shared
+        .store
+        .call(move |s| s.set_flag(FLAG, &StopFlag { reason, by }, Utc::now()))
         .await
-        .map_err(|e| CommandError::Internal(e.to_string()))??;
+        .map_err(CommandError::from)?;
     refresh(shared, "").await;
     Ok(())
 }
@@ -116,10 +115,11 @@ pub async fn clear(shared: &Shared, by: String) -> Result<(), CommandError> {
     {
         return Err(CommandError::StopFile { file: file.clone() });
     }
-    let store = shared.store.clone();
-    tokio::task::spawn_blocking(move || store.clear_flag(FLAG))
+    shared
+        .store
+        .call(|s| s.clear_flag(FLAG))
         .await
-        .map_err(|e| CommandError::Internal(e.to_string()))??;
+        .map_err(CommandError::from)?;
     refresh(shared, &by).await;
     Ok(())
 }

@@ -3,14 +3,18 @@
 //! It owns the daemon's world and its lifecycle: lock the state directory (one daemon per
 //! state), open the store, load and validate the rules, build sources and actuators, re-drive the
 //! actuator intents a crash left pending, start one supervised task per rollout ([`scheduler`],
-//! [`runner`]), serve HTTP ([`server`]), watch the emergency stop ([`emergency`]) and reload rules
+//! [`runner`]), serve HTTP ([`server`]: its own routes, and the faces' router that the caller
+//! builds from a [`Control`]), watch the emergency stop ([`emergency`]) and reload rules
 //! on request or on file changes ([`reload`]: validate, build, then swap). It knows no signals:
 //! the caller cancels a `CancellationToken` to stop it and sends `()` on a channel to reload, so
-//! tests run the whole daemon in-process. It decides nothing about rollouts: the state machine
-//! does, through the runners.
+//! tests run the whole daemon in-process. It knows no face either: the API and the status pages
+//! are handed a [`Control`] (never [`Shared`], whose fields are the daemon's own) by the
+//! composition root, which gives `run` the function building their router ([`Faces`]). It
+//! decides nothing about rollouts: the state machine does, through the runners.
 //!
 //! - [`analysis`]: query both sides, judge, score.
 //! - [`runner`]: one rollout's task: step, record, then act.
+//! - [`control`]: [`Control`], the faces' narrow handle on the daemon.
 //! - [`command`]: why a command was not carried out ([`CommandError`]), typed for the API.
 //! - [`scheduler`]: supervised tasks and mailboxes.
 //! - [`reload`]: rule reloads (SIGHUP, file changes); [`rule_files`]: which version of each
@@ -22,6 +26,7 @@
 
 pub mod analysis;
 pub mod command;
+pub mod control;
 pub mod emergency;
 pub mod metrics;
 pub mod receivers;
@@ -51,6 +56,7 @@ use crate::source::{MetricSource, PrometheusSource};
 use crate::store::{StateLock, Store, StoreError};
 
 pub use command::CommandError;
+pub use control::{Control, Order};
 pub use emergency::Emergency;
 pub use metrics::Metrics;
 pub use status::RolloutStatus;
@@ -135,27 +141,28 @@ impl RuleSet {
     }
 }
 
-/// What every part of the daemon shares.
+/// What every part of the daemon shares. Its fields are the daemon's own: a face gets a
+/// [`Control`].
 pub struct Shared {
-    pub config: Config,
-    pub store: Store,
-    pub rules: ArcSwap<RuleSet>,
-    pub sources: BTreeMap<String, Arc<dyn MetricSource>>,
-    pub actuators: BTreeMap<String, Arc<dyn Actuator>>,
+    config: Config,
+    store: Store,
+    rules: ArcSwap<RuleSet>,
+    sources: BTreeMap<String, Arc<dyn MetricSource>>,
+    actuators: BTreeMap<String, Arc<dyn Actuator>>,
     /// The builtin actuator's weights, served over HTTP.
-    pub table: WeightTable,
-    pub metrics: Metrics,
+    table: WeightTable,
+    metrics: Metrics,
     /// Wakes the notification dispatcher and swaps its receivers on reload.
-    pub notify: crate::notify::DispatcherHandle,
+    notify: crate::notify::DispatcherHandle,
     statuses: RwLock<BTreeMap<String, RolloutStatus>>,
-    pub emergency: watch::Sender<Emergency>,
+    emergency: watch::Sender<Emergency>,
     /// Bounds the metric queries in flight across the daemon.
-    pub permits: Arc<Semaphore>,
+    permits: Arc<Semaphore>,
     /// Store and rules are loaded.
-    pub ready: AtomicBool,
-    pub scheduler: scheduler::Scheduler,
+    ready: AtomicBool,
+    scheduler: scheduler::Scheduler,
     /// The API tokens (`server.token_file`), re-read when the file changes.
-    pub tokens: crate::api::auth::Tokens,
+    tokens: crate::tokens::Tokens,
 }
 
 impl Shared {
@@ -184,6 +191,14 @@ impl Shared {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         metrics::statuses_after(&statuses, after, n)
+    }
+
+    /// Whether a status is published for rollout `name`.
+    pub fn has_status(&self, name: &str) -> bool {
+        self.statuses
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(name)
     }
 
     /// Every rollout's status, by name.
@@ -260,14 +275,20 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| DaemonError::Internal(format!("a blocking task failed: {e}")))
 }
 
-/// Run the daemon until `shutdown` is cancelled. Each `()` received on `reload` reloads the rules.
+/// Builds the faces' routes (the API, the status pages) on the daemon's [`Control`]; the daemon
+/// serves them beside its own (`/healthz`, `/readyz`, `/metrics`, the builtin actuator's).
+pub type Faces = fn(Control) -> axum::Router;
+
+/// Run the daemon until `shutdown` is cancelled, serving its own routes and those `faces`
+/// builds. Each `()` received on `reload` reloads the rules.
 pub async fn run(
     config: Config,
     options: Options,
+    faces: Faces,
     shutdown: CancellationToken,
     reload: mpsc::Receiver<()>,
 ) -> Result<(), DaemonError> {
-    run_with_sources(config, options, BTreeMap::new(), shutdown, reload).await
+    run_with_sources(config, options, faces, BTreeMap::new(), shutdown, reload).await
 }
 
 /// [`run`], with metric sources built by the caller (`canaryd demo` injects its simulator's
@@ -276,6 +297,7 @@ pub async fn run(
 pub async fn run_with_sources(
     config: Config,
     options: Options,
+    faces: Faces,
     injected: BTreeMap<String, Arc<dyn MetricSource>>,
     shutdown: CancellationToken,
     reload: mpsc::Receiver<()>,
@@ -325,7 +347,7 @@ pub async fn run_with_sources(
     let notify = dispatcher.handle();
     let dispatch_token = CancellationToken::new();
     let dispatching = tokio::spawn(dispatcher.run(dispatch_token.clone()));
-    let tokens = crate::api::auth::Tokens::load(config.server.token_file.as_deref())
+    let tokens = crate::tokens::Tokens::load(config.server.token_file.as_deref())
         .map_err(|e| DaemonError::Internal(e.to_string()))?;
     let (emergency_tx, _) = watch::channel(Emergency::default());
     let shared = Arc::new(Shared {
@@ -406,8 +428,11 @@ pub async fn run_with_sources(
     tracing::info!(listen = %addr, rollouts = shared.rules.load().rules.len(), "canaryd is ready.");
     crate::systemd::ready(&summary);
 
-    let app =
-        server::router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>();
+    let app = server::router(
+        Arc::clone(&shared),
+        faces(Control::new(Arc::clone(&shared))),
+    )
+    .into_make_service_with_connect_info::<SocketAddr>();
     let token = shutdown.clone();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { token.cancelled().await })
@@ -435,11 +460,10 @@ pub async fn run_with_sources(
 /// After a start (or a crash): publish the stored states, put the builtin weights back, and
 /// re-drive every intent whose outcome is unknown with its own idempotency key.
 async fn restore(shared: &Arc<Shared>) -> Result<(), DaemonError> {
-    let store = shared.store.clone();
-    let (states, pending) = blocking(move || {
-        Ok::<_, StoreError>((store.rollouts::<RolloutState>()?, store.pending_intents()?))
-    })
-    .await??;
+    let (states, pending) = shared
+        .store
+        .call(|s| Ok::<_, StoreError>((s.rollouts::<RolloutState>()?, s.pending_intents()?)))
+        .await?;
     let rules = shared.rules.load();
     for stored in &states {
         let rule = rules.get(&stored.name);

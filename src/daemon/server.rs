@@ -1,7 +1,8 @@
-//! The HTTP server's routes: `/healthz`, `/readyz` (503 while starting or once the state
-//! database failed, with the cause), `/metrics`, the operator API under `/v1`
-//! (`crate::api`: rollouts, commands, emergency stop) and the builtin actuator's weight and
-//! assignment routes. Binding and serving happen in `daemon::run`.
+//! The HTTP server's routes: the daemon's own, `/healthz`, `/readyz` (503 while starting or once
+//! the state database failed, with the cause), `/metrics` and the builtin actuator's weight and
+//! assignment routes, merged with the faces' router (the operator API under `/v1`, the status
+//! pages), which the daemon is handed already built ([`super::Faces`]) and does not look into.
+//! Binding and serving happen in `daemon::run`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,15 +15,14 @@ use axum::routing::get;
 
 use super::Shared;
 
-/// Every route the daemon serves.
-pub fn router(shared: Arc<Shared>) -> Router {
+/// Every route the daemon serves: its own and the `faces`'.
+pub fn router(shared: Arc<Shared>, faces: Router) -> Router {
     let own = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Arc::clone(&shared));
-    own.merge(crate::api::router(Arc::clone(&shared)))
-        .merge(crate::web::routes(Arc::clone(&shared)))
+    own.merge(faces)
         .merge(crate::actuator::builtin::routes(shared.table.clone()))
 }
 
@@ -47,9 +47,8 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let store = shared.store.clone();
-    match tokio::task::spawn_blocking(move || store.outbox_counts()).await {
-        Ok(Ok(counts)) => {
+    match shared.store.call(|s| s.outbox_counts()).await {
+        Ok(counts) => {
             let m = &shared.metrics;
             m.set("canaryd_notifications_pending", &[], counts.pending as f64);
             m.set("canaryd_notifications_sent_total", &[], counts.sent as f64);
@@ -59,7 +58,6 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
                 counts.failed as f64,
             );
         }
-        Ok(Err(e)) => tracing::warn!(error = %e, "Cannot count the notifications for /metrics."),
         Err(e) => tracing::warn!(error = %e, "Cannot count the notifications for /metrics."),
     }
     // Sent a page at a time as it is rendered (see `metrics::Pages`).

@@ -44,8 +44,7 @@ pub async fn watch(shared: Arc<Shared>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let store = shared.store.clone();
-        match tokio::task::spawn_blocking(move || store.check()).await {
+        match shared.store.call(|s| Ok::<_, StoreError>(s.check())).await {
             Ok(Ok(())) => {}
             Ok(Err(fault)) => {
                 report(&shared, &fault).await;

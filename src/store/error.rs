@@ -116,6 +116,10 @@ pub enum StoreError {
         id: i64,
         status: String,
     },
+    /// A call on the blocking pool ([`Store::call`](super::Store::call)) did not finish: its
+    /// closure panicked, or the runtime is shutting down. A bug or a shutdown, not the storage.
+    #[error("a call to the state database {path} did not finish: {message}")]
+    Task { path: PathBuf, message: String },
 }
 
 /// " (... saved when it was deleted: A, B)" for [`StoreError::Lost`], or nothing.

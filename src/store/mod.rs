@@ -9,9 +9,9 @@
 //! transactions every part runs in, and the store's health check. Each table has its own file,
 //! each adding methods to `Store`: `steps` (the `rollouts` table, [`Store::commit_step`] and the
 //! group commit's batch), `runs`, `history` (reading `audit` and `analyses`), `intents`,
-//! `outbox` and `flags`. Beside them: `records` (the plain values handed in and out), `error`
-//! ([`StoreError`]), `schema` (migrations), `group` (the group-commit queue), `checkpoint`,
-//! `health` and `lock`.
+//! `outbox` and `flags`. Beside them: `offload` (the async façade, [`Store::call`]), `records`
+//! (the plain values handed in and out), `error` ([`StoreError`]), `schema` (migrations),
+//! `group` (the group-commit queue), `checkpoint`, `health` and `lock`.
 //!
 //! # The key operation
 //! [`Store::commit_step`] writes a decision (new state, audit entries, actuator intent,
@@ -55,10 +55,12 @@
 //! connection would take its own POSIX locks and could release the process's exclusive one.
 //!
 //! # Concurrency
-//! [`Store`] is synchronous, cheap to clone, `Send + Sync`: async callers wrap calls in
-//! `tokio::task::spawn_blocking`, except steps, which they hand to [`Store::submit_step`] and
-//! await without holding a thread. This keeps the store free of any runtime (tests and tools use
-//! it directly). Writes go through one connection behind a mutex, each in an `IMMEDIATE`
+//! [`Store`] is synchronous, cheap to clone, `Send + Sync`: async callers go through
+//! [`Store::call`] (`offload`), which runs a closure over the store on tokio's blocking pool and
+//! turns a failed task into [`StoreError::Task`], except steps, which they hand to
+//! [`Store::submit_step`] and await without holding a thread. Everything else in the store is
+//! free of any runtime (tests and tools use it directly). [`ReadOnly`] is the store through its
+//! queries only, for the parts that must not write. Writes go through one connection behind a mutex, each in an `IMMEDIATE`
 //! transaction; reads (the HTTP API, `/metrics`) use a second, read-only connection behind its
 //! own mutex, so thanks to WAL they see the last committed data without waiting for a writer's
 //! fsync.
@@ -71,6 +73,7 @@ mod health;
 mod history;
 mod intents;
 mod lock;
+mod offload;
 mod outbox;
 mod records;
 mod runs;
@@ -90,6 +93,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 pub use error::StoreError;
 pub use health::Fault;
 pub use lock::{Holder, LOCK_FILE, StateLock};
+pub use offload::ReadOnly;
 pub use records::{
     Analysis, AuditEntry, BadCursor, Committed, Cursor, Flag, Intent, IntentStatus, Message,
     MessageStatus, NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun, OutboxCounts, Page,

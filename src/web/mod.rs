@@ -4,8 +4,8 @@
 //! check's baseline and canary over the last analysis window with its threshold, shows the
 //! latest verdicts with their evidence and pages through the audit trail with `?cursor=`.
 //!
-//! This module owns reading what the pages need (store reads off the async threads) and the
-//! routes; [`overview`] and [`detail`] turn that into markup and [`chart`] draws the SVG, all
+//! This module owns reading what the pages need (through the daemon's `Control`: statuses,
+//! rules, store queries off the async threads) and the routes; [`overview`] and [`detail`] turn that into markup and [`chart`] draws the SVG, all
 //! three pure. It only reads: it must never change a rollout, the store or the rules.
 //!
 //! - [`html`]: escaping and the page shell.
@@ -29,7 +29,7 @@ use axum::routing::get;
 use chrono::Utc;
 use serde::Deserialize;
 
-use crate::daemon::Shared;
+use crate::daemon::Control;
 use crate::rollout::RolloutState;
 use crate::rules::RolloutRule;
 use crate::store::{Analysis, AuditEntry, Cursor, OutboxCounts, Page, StoreError};
@@ -48,8 +48,6 @@ pub enum WebError {
     BadCursor(String),
     #[error("cannot read the state database: {0}")]
     Store(#[from] StoreError),
-    #[error("a background read failed: {0}")]
-    Task(String),
 }
 
 impl WebError {
@@ -57,7 +55,7 @@ impl WebError {
         match self {
             WebError::UnknownRollout(_) => StatusCode::NOT_FOUND,
             WebError::BadCursor(_) => StatusCode::BAD_REQUEST,
-            WebError::Store(_) | WebError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -68,7 +66,7 @@ impl IntoResponse for WebError {
         let heading = match self {
             WebError::UnknownRollout(_) => "Rollout not found",
             WebError::BadCursor(_) => "Bad request",
-            WebError::Store(_) | WebError::Task(_) => "Something went wrong",
+            WebError::Store(_) => "Something went wrong",
         };
         let body = format!(
             "<h1>{heading}</h1>\n<p class=\"card\">{}</p>\n<p><a href=\"/\">← All rollouts</a></p>\n",
@@ -109,64 +107,57 @@ pub struct StopView {
     pub reason: String,
 }
 
-/// The routes of the status page, to merge into the daemon's router.
-pub fn routes(shared: Arc<Shared>) -> Router {
+/// The routes of the status page on the daemon's handle, for the daemon to serve (see
+/// `cli::serve::routes`).
+pub fn routes(control: Control) -> Router {
     Router::new()
         .route("/", get(overview_page))
         .route("/rollouts/{name}", get(detail_page))
-        .with_state(shared)
+        .with_state(control)
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, WebError> + Send + 'static,
-) -> Result<T, WebError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| WebError::Task(e.to_string()))?
-}
-
-fn stop_view(shared: &Shared) -> StopView {
-    let e = shared.emergency.borrow();
+fn stop_view(control: &Control) -> StopView {
+    let e = control.emergency();
     StopView {
         active: e.active,
-        reason: e.reason.clone(),
+        reason: e.reason,
     }
 }
 
-async fn overview_page(State(shared): State<Arc<Shared>>) -> Result<Response, WebError> {
-    let rules = shared.rules.load_full();
-    let store = shared.store.clone();
-    let (rollouts, outbox) = blocking(move || {
-        let stored = store.rollouts::<RolloutState>()?;
-        let mut names: BTreeSet<String> = rules.rules.keys().cloned().collect();
-        names.extend(stored.iter().map(|s| s.name.clone()));
-        let mut views = Vec::with_capacity(names.len());
-        for name in names {
-            let state = stored
-                .iter()
-                .find(|s| s.name == name)
-                .map(|s| s.state.clone())
-                .unwrap_or_default();
-            let last = store.audit_page(&name, None, 1)?.items.into_iter().next();
-            views.push(RolloutView {
-                rule: rules.get(&name),
-                name,
-                state,
-                last,
-            });
-        }
-        let outbox: Option<OutboxCounts> = store
+async fn overview_page(State(control): State<Control>) -> Result<Response, WebError> {
+    let rules = control.rules();
+    let (rollouts, outbox) = control
+        .read(move |store| {
+            let stored = store.rollouts::<RolloutState>()?;
+            let mut names: BTreeSet<String> = rules.rules.keys().cloned().collect();
+            names.extend(stored.iter().map(|s| s.name.clone()));
+            let mut views = Vec::with_capacity(names.len());
+            for name in names {
+                let state = stored
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map(|s| s.state.clone())
+                    .unwrap_or_default();
+                let last = store.audit_page(&name, None, 1)?.items.into_iter().next();
+                views.push(RolloutView {
+                    rule: rules.get(&name),
+                    name,
+                    state,
+                    last,
+                });
+            }
+            let outbox: Option<OutboxCounts> = store
             .outbox_counts()
             .map_err(
                 |e| tracing::warn!(error = %e, "Cannot count notifications for the status page."),
             )
             .ok();
-        Ok((views, outbox))
-    })
-    .await?;
+            Ok::<_, WebError>((views, outbox))
+        })
+        .await?;
     let page = overview::render(&overview::Overview {
         rollouts: &rollouts,
-        stop: &stop_view(&shared),
+        stop: &stop_view(&control),
         outbox,
         now: Utc::now(),
     });
@@ -181,7 +172,7 @@ struct HistoryQuery {
 }
 
 async fn detail_page(
-    State(shared): State<Arc<Shared>>,
+    State(control): State<Control>,
     Path(name): Path<String>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Response, WebError> {
@@ -192,33 +183,33 @@ async fn detail_page(
                 .map_err(|_| WebError::BadCursor(text.to_string()))?,
         ),
     };
-    let rules = shared.rules.load();
+    let rules = control.rules();
     let rule = rules.get(&name);
     let rule_file_problems = rules.rule_file_problems(&name);
     drop(rules);
-    let store = shared.store.clone();
     let asked = query.run;
-    let (view, analyses, history, runs, shown) = blocking(move || {
-        let stored = store.rollout::<RolloutState>(&name)?;
-        if stored.is_none() && rule.is_none() {
-            return Err(WebError::UnknownRollout(name));
-        }
-        let current = stored.as_ref().map_or(1, |s| s.state.run.number);
-        let shown = asked.unwrap_or(current);
-        let last = store.audit_page(&name, None, 1)?.items.into_iter().next();
-        let analyses: Page<Analysis> =
-            store.analyses_page_of(&name, Some(shown), None, RECENT_ANALYSES)?;
-        let history = store.audit_page_of(&name, Some(shown), cursor, HISTORY_PAGE)?;
-        let runs = store.runs(&name)?;
-        let view = RolloutView {
-            state: stored.map(|s| s.state).unwrap_or_default(),
-            name,
-            rule,
-            last,
-        };
-        Ok((view, analyses.items, history, runs, shown))
-    })
-    .await?;
+    let (view, analyses, history, runs, shown) = control
+        .read(move |store| {
+            let stored = store.rollout::<RolloutState>(&name)?;
+            if stored.is_none() && rule.is_none() {
+                return Err(WebError::UnknownRollout(name));
+            }
+            let current = stored.as_ref().map_or(1, |s| s.state.run.number);
+            let shown = asked.unwrap_or(current);
+            let last = store.audit_page(&name, None, 1)?.items.into_iter().next();
+            let analyses: Page<Analysis> =
+                store.analyses_page_of(&name, Some(shown), None, RECENT_ANALYSES)?;
+            let history = store.audit_page_of(&name, Some(shown), cursor, HISTORY_PAGE)?;
+            let runs = store.runs(&name)?;
+            let view = RolloutView {
+                state: stored.map(|s| s.state).unwrap_or_default(),
+                name,
+                rule,
+                last,
+            };
+            Ok((view, analyses.items, history, runs, shown))
+        })
+        .await?;
     let page = detail::render(&detail::Detail {
         rollout: &view,
         analyses: &analyses,
@@ -226,7 +217,7 @@ async fn detail_page(
         runs: &runs,
         run: shown,
         paged: cursor.is_some(),
-        stop: &stop_view(&shared),
+        stop: &stop_view(&control),
         rule_file_problems: &rule_file_problems,
         now: Utc::now(),
     });

@@ -156,7 +156,13 @@ impl Daemon {
             emergency_stop_at_start: false,
             on_listen: Some(addr_tx),
         };
-        let running = tokio::spawn(daemon::run(config, options, shutdown.clone(), reload_rx));
+        let running = tokio::spawn(daemon::run(
+            config,
+            options,
+            canaryd::cli::serve::routes,
+            shutdown.clone(),
+            reload_rx,
+        ));
         let addr = match tokio::time::timeout(Duration::from_secs(10), addr_rx).await {
             Ok(Ok(addr)) => addr,
             other => panic!("the daemon did not start ({other:?})"),

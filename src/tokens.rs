@@ -19,8 +19,10 @@
 //! This module owns parsing (pure, every problem with its line), the hashing of tokens and the
 //! reload-on-change. SHA-256 and the constant-time comparison of hashes come from AWS-LC
 //! (`aws-lc-rs`, already linked for TLS), checked here against the FIPS 180-4 vectors; only hex,
-//! which AWS-LC does not export, is written here. It decides nothing about HTTP
-//! status codes beyond [`Denied`].
+//! which AWS-LC does not export, is written here. It sits below the faces so that `config` can
+//! check the token file at load (`canaryd check` and the daemon refuse a bad one alike) and
+//! `canaryd token` can hash; the HTTP side (the `Authorization` header, and which of
+//! [`Denied`]'s kinds is a 401 or a 403) belongs to `api`.
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
