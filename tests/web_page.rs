@@ -564,6 +564,7 @@ async fn every_planted_string_comes_out_escaped_on_every_page_and_email() {
                 "test",
                 "comparison",
                 "direction",
+                "cause",
                 "check-outcome",
                 "analysis-outcome",
                 "history-action",

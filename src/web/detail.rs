@@ -1,7 +1,8 @@
 //! `GET /rollouts/{name}`: one rollout in depth. Per check, a chart of baseline vs canary over
 //! the latest analysis window with the threshold or tolerance it was judged against, its verdict
-//! and evidence (test, p-value, effect, interval, points kept and dropped); the recent analyses;
-//! and the audit trail, newest first, a page at a time. Pure: views in, HTML out.
+//! (an inconclusive one with its cause as a stable word, `no-data`, `too-few`, ...) and evidence
+//! (test, p-value, effect, interval, points kept and dropped); the recent analyses; and the audit
+//! trail, newest first, a page at a time. Pure: views in, HTML out.
 //!
 //! Evidence is read from the stored JSON field by field, so an analysis recorded by an older
 //! version (or with a NaN stored as `null`) still shows what it has instead of failing the page.
@@ -190,6 +191,13 @@ fn check_verdict(result: &Value) -> Option<&str> {
     }
 }
 
+/// Why a check's verdict is inconclusive, as the judge names it (`no-data`, `too-few`, ...):
+/// a stable word for people and scripts. Absent for a pass or a fail, and in records written
+/// before causes existed.
+fn check_cause(result: &Value) -> Option<&str> {
+    text(result, &["verdict", "cause"])
+}
+
 fn verdict_badge(outcome: &str) -> Html {
     let class = match outcome {
         "pass" | "fail" | "inconclusive" | "marginal" => outcome,
@@ -200,6 +208,22 @@ fn verdict_badge(outcome: &str) -> Html {
         class,
         outcome
     )
+}
+
+/// A check's badge, and the cause of an inconclusive verdict as a word after it
+/// (`<code class="cause">no-data</code>`, also in the badge's `data-cause`).
+fn check_badge(result: &Value) -> Html {
+    let outcome = check_verdict(result).unwrap_or("?");
+    match check_cause(result) {
+        None => verdict_badge(outcome),
+        Some(cause) => html!(
+            "<span class=\"verdict verdict-inconclusive\" data-cause=\"{}\">{}</span> \
+             <code class=\"cause\">{}</code>",
+            cause,
+            outcome,
+            cause
+        ),
+    }
 }
 
 fn side_text(result: &Value, side: &str, unit: Unit) -> String {
@@ -307,8 +331,8 @@ fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>) -> Html {
     let title = format!("{name}: baseline vs canary");
     let mut out = Html::literal("<section class=\"card check\">");
     let verdict = result
-        .and_then(check_verdict)
-        .map(verdict_badge)
+        .filter(|r| check_verdict(r).is_some())
+        .map(check_badge)
         .unwrap_or_default();
     push_html!(
         out,
@@ -349,13 +373,9 @@ fn analyses_table(analyses: &[Analysis]) -> Html {
             .get("checks")
             .and_then(Value::as_array)
             .map(|items| {
-                let checks = items.iter().map(|c| {
-                    html!(
-                        "{} {}",
-                        text(c, &["name"]).unwrap_or("?"),
-                        verdict_badge(check_verdict(c).unwrap_or("?"))
-                    )
-                });
+                let checks = items
+                    .iter()
+                    .map(|c| html!("{} {}", text(c, &["name"]).unwrap_or("?"), check_badge(c)));
                 Html::join(checks, " &nbsp; ")
             })
             .unwrap_or_default();
@@ -750,5 +770,16 @@ mod tests {
         assert_eq!(check_verdict(&r), Some("not applicable"));
         r["verdict"]["cause"] = json!("no-data");
         assert_eq!(check_verdict(&r), Some("inconclusive"));
+        // The cause is a stable word next to the badge, and in its `data-cause`.
+        assert_eq!(
+            check_badge(&r).as_str(),
+            "<span class=\"verdict verdict-inconclusive\" data-cause=\"no-data\">inconclusive\
+             </span> <code class=\"cause\">no-data</code>"
+        );
+        r["verdict"] = json!({"outcome": "fail"});
+        assert_eq!(
+            check_badge(&r).as_str(),
+            "<span class=\"verdict verdict-fail\">fail</span>"
+        );
     }
 }
