@@ -15,10 +15,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::judge::{
-    self, BaselineTraffic, CheckResult, CountPoint, FamilyControl, InconclusiveCause, Point,
-    ScoredCheck, SideData, Verdict, judge_analysis_with, score_analysis,
+    self, BaselineTraffic, CheckResult, CountPoint, FamilyControl, Point, ScoredCheck, SideData,
+    Verdict, judge_analysis_with, score_analysis,
 };
-use crate::rollout::{AnalysisOutcome, AnalysisReport, CheckOutcome, CheckVerdict};
+use crate::rollout::{AnalysisOutcome, AnalysisReport, CheckOutcome};
 use crate::rules::{Queries, RolloutRule, Side};
 use crate::source::{MetricSource, Series, SourceError};
 use crate::store::NewAnalysis;
@@ -397,6 +397,8 @@ fn pair_counts(errors: &[Point], totals: &[Point]) -> Vec<CountPoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::InconclusiveCause;
+    use crate::rollout::CheckVerdict;
 
     /// A side's chart line as it is recorded in JSON.
     fn charted(data: &SideData) -> serde_json::Value {
