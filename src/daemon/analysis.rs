@@ -631,6 +631,80 @@ mod tests {
         assert!(!half.report.checks.iter().any(not_applicable));
     }
 
+    /// The whole path of a lack of data, from the backend's answer to the machine: a canary
+    /// query with no series (no data) or one point under `min_samples = 2` (too few) reaches the
+    /// machine as that cause, and the check's `no_data = "pause"` pauses the rollout.
+    #[tokio::test]
+    async fn an_empty_or_thin_canary_answer_pauses_a_rollout_whose_no_data_policy_says_so() {
+        use crate::rollout::{Event, Phase, RolloutState, step};
+        use crate::rules::{KnownNames, parse_rule};
+        use crate::source::{MemorySource, Request};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join("tests/fixtures/daemon/rule.toml.in"))
+            .unwrap()
+            .replace("@NAME@", "web")
+            .replace("@CANARY@", "new")
+            .replace("@ACTUATOR@", "builtin")
+            .replace("@MIN@", "1h")
+            .replace(
+                "action = \"rollback\"",
+                "action = \"rollback\"\nno_data = \"pause\"",
+            );
+        let rule = parse_rule(std::path::Path::new("web.toml"), &text, &KnownNames::any()).unwrap();
+        let now = Utc::now();
+        for (canary_points, cause) in [
+            (0, InconclusiveCause::NoData),
+            (1, InconclusiveCause::TooFew),
+        ] {
+            let source = MemorySource::from_fn(rule.source.clone(), move |request| {
+                let Request::Range { query, end, .. } = request else {
+                    return Ok(vec![]);
+                };
+                let n = if query.contains("\"new\"") {
+                    canary_points
+                } else {
+                    5
+                };
+                let points = (0..n)
+                    .map(|i| Point {
+                        t: end.timestamp() as f64 - f64::from(i),
+                        v: 0.1,
+                    })
+                    .collect();
+                Ok(vec![Series {
+                    labels: Default::default(),
+                    points,
+                }])
+            });
+            let analysed = analyse(
+                &rule,
+                Arc::new(source),
+                Arc::new(Semaphore::new(4)),
+                now,
+                10,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                analysed.report.checks,
+                [CheckOutcome::inconclusive("latency", cause)]
+            );
+            let state = RolloutState {
+                phase: Phase::Progressing { stage: 0 },
+                weight: 10,
+                stage_started_at: Some(now - chrono::Duration::hours(1)),
+                ..RolloutState::default()
+            };
+            let (next, _) =
+                step(&state, &rule.plan, Event::Analysis(analysed.report), now).unwrap();
+            assert!(
+                matches!(&next.phase, Phase::Paused { reason, .. } if reason.contains("no data")),
+                "{cause:?}: {:?}",
+                next.phase
+            );
+        }
+    }
+
     #[test]
     fn chart_times_are_recorded_after_the_earliest() {
         let chart = ChartSeries::new(
