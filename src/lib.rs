@@ -8,6 +8,7 @@
 //! - [`rollout`]: the plan and the rollout state machine `step(state, event, now)` (pure).
 //! - [`assign`]: sticky hash-bucket assignment of keys to baseline or canary (pure).
 //! - [`backoff`]: the exponential backoff every retry loop shares (pure).
+//! - [`markup`]: HTML escaped by construction, for the status pages and HTML email (pure).
 //! - [`source`]: metric backends behind the `MetricSource` trait: Prometheus, and in-memory.
 //! - [`store`]: SQLite state: rollouts, analyses, audit trail, actuator intents, outbox.
 //! - [`actuator`]: what sets the traffic weight: builtin assignment endpoint, webhook, command, file.
@@ -37,6 +38,7 @@ pub mod config;
 pub mod daemon;
 pub mod judge;
 pub mod logging;
+pub mod markup;
 pub mod notify;
 pub mod rollout;
 pub mod rules;

@@ -249,7 +249,11 @@ async fn commands_need_an_admin_token_and_answer_with_the_state_machine() {
 async fn reads_show_the_plan_history_pages_analyses_and_the_comparison() {
     let d = start(
         "api-reads",
-        &[("web", "bad", "1h"), ("steady", "steady", "1h")],
+        &[
+            ("web", "bad", "1h"),
+            ("steady", "steady", "1h"),
+            ("quiet", "absent", "1h"),
+        ],
         "",
     )
     .await;
@@ -258,7 +262,7 @@ async fn reads_show_the_plan_history_pages_analyses_and_the_comparison() {
 
     let (s, v) = get(&format!("{base}/v1/rollouts"), None).await;
     assert_eq!(s, 200);
-    assert_eq!(v["rollouts"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["rollouts"].as_array().unwrap().len(), 3, "{v}");
 
     wait_for_analysis(base, "steady").await;
     let (s, v) = get(&format!("{base}/v1/rollouts/steady"), None).await;
@@ -365,6 +369,35 @@ async fn reads_show_the_plan_history_pages_analyses_and_the_comparison() {
     assert!(
         first["evidence"]["checks"][0]["evidence"]["canary"].is_object(),
         "{v}"
+    );
+
+    // A check without data is inconclusive with its cause as a stable word: in the stored
+    // evidence the analyses list serves, in the comparison, and on the rollout's page.
+    wait_for_analysis(base, "quiet").await;
+    let (s, v) = get(&format!("{base}/v1/rollouts/quiet/analyses?limit=1"), None).await;
+    assert_eq!(s, 200, "{v}");
+    let verdict = &v["analyses"][0]["evidence"]["checks"][0]["verdict"];
+    assert_eq!(verdict["outcome"], "inconclusive", "{v}");
+    assert_eq!(verdict["cause"], "no-data", "{v}");
+    let (s, v) = get(&format!("{base}/v1/rollouts/quiet/comparison"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["checks"][0]["verdict"], "inconclusive", "{v}");
+    assert_eq!(v["checks"][0]["cause"], "no-data", "{v}");
+    let page = reqwest::get(format!("{base}/rollouts/quiet"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("data-cause=\"no-data\"")
+            && page.contains("<code class=\"cause\">no-data</code>"),
+        "{page}"
+    );
+    let (_, v) = get(&format!("{base}/v1/rollouts/web/comparison"), None).await;
+    assert!(
+        v["checks"][0]["cause"].is_null(),
+        "a failed check has no cause: {v}"
     );
 
     // /metrics: the families the operators alert on.

@@ -2,16 +2,28 @@
 //! promises an operator relies on whatever happens (weights, evidence, emergency stop, rollback,
 //! pause, failed actuation, storage).
 
+use canaryd::judge::InconclusiveCause;
 use canaryd::rollout::{
-    Action, AnalysisOutcome, AnalysisReport, CheckOutcome, Command, Event, NoDataPolicy, Phase,
-    Plan, RollbackTarget, RolloutState, Stage, Sustain, Trigger, TriggerAction, TriggeredBy,
-    VerdictClass, step,
+    Action, AnalysisOutcome, AnalysisReport, CheckOutcome, CheckVerdict, Command, Event,
+    NoDataPolicy, Phase, Plan, RollbackTarget, RolloutState, Stage, Sustain, Trigger,
+    TriggerAction, TriggeredBy, step,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use std::time::Duration;
 
 const CHECKS: [&str; 3] = ["errors", "latency", "cpu"];
+
+/// Every cause of an inconclusive check; only `NoData` and `TooFew` are a lack of data.
+const CAUSES: [InconclusiveCause; 7] = [
+    InconclusiveCause::NoData,
+    InconclusiveCause::TooFew,
+    InconclusiveCause::NonFinite,
+    InconclusiveCause::TooMany,
+    InconclusiveCause::NotApplicable,
+    InconclusiveCause::Setting,
+    InconclusiveCause::Untestable,
+];
 
 fn mins(max: u64) -> impl Strategy<Value = Duration> {
     (0..=max * 60).prop_map(Duration::from_secs)
@@ -89,10 +101,10 @@ fn plan_strategy() -> impl Strategy<Value = Plan> {
 fn report_strategy() -> impl Strategy<Value = AnalysisReport> {
     let check = |name: &'static str| {
         prop_oneof![
-            4 => Just(CheckOutcome::new(name, VerdictClass::Pass)),
-            1 => Just(CheckOutcome::new(name, VerdictClass::Fail)),
-            1 => Just(CheckOutcome::new(name, VerdictClass::Inconclusive)),
-            1 => Just(CheckOutcome::no_data(name)),
+            4 => Just(CheckOutcome::pass(name)),
+            1 => Just(CheckOutcome::fail(name)),
+            2 => proptest::sample::select(CAUSES.to_vec())
+                .prop_map(move |cause| CheckOutcome::inconclusive(name, cause)),
         ]
     };
     (
@@ -176,10 +188,14 @@ fn is_evidence(event: &Event) -> bool {
         Event::Analysis(r) => {
             r.overall == AnalysisOutcome::Pass
                 && !r.checks.is_empty()
-                && !r
-                    .checks
-                    .iter()
-                    .any(|c| c.no_data && c.class == VerdictClass::Inconclusive)
+                && !r.checks.iter().any(|c| {
+                    matches!(
+                        c.verdict,
+                        CheckVerdict::Inconclusive {
+                            cause: InconclusiveCause::NoData | InconclusiveCause::TooFew
+                        }
+                    )
+                })
         }
         _ => false,
     }

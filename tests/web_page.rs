@@ -340,3 +340,279 @@ async fn the_status_pages_render_charts_history_and_escaped_reasons_in_chromium(
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A hostile string per field: markup, both quotes and `&`, told apart by `field`.
+fn planted(field: &str) -> String {
+    format!("<script>alert(\"{field}\")</script>&'")
+}
+
+/// How `planted(field)` reads once escaped.
+fn escaped(field: &str) -> String {
+    format!("&lt;script&gt;alert(&quot;{field}&quot;)&lt;/script&gt;&amp;&#39;")
+}
+
+/// Every string a person or a backend controls that reaches a status page, an error page or an
+/// HTML email, planted with markup, quotes and `&`: each one must be on the page (so the test
+/// sees it) and only as escaped text. Rendered through the crate's own page functions, so no
+/// field is left out because a real daemon would refuse it first (rollout names, say).
+#[tokio::test]
+async fn every_planted_string_comes_out_escaped_on_every_page_and_email() {
+    use axum::response::IntoResponse;
+    use canaryd::notify::notification::{CheckRow, IncidentAction, Notification, StageInfo};
+    use canaryd::rollout::{EventKind, Phase, RolloutState, Severity};
+    use canaryd::store::{Analysis, AuditEntry, OutboxCounts, Page, RunRecord};
+    use canaryd::web::{RolloutView, StopView, WebError, detail, overview};
+    use chrono::DateTime;
+
+    let mut rule = canaryd::rules::parse_rule(
+        std::path::Path::new("rules/checkout.toml"),
+        RULE,
+        &Default::default(),
+    )
+    .unwrap();
+    rule.team = planted("team");
+    for (i, stage) in rule.plan.stages.iter_mut().enumerate() {
+        stage.name = planted(&format!("stage-{i}"));
+    }
+    for (i, check) in rule.checks.iter_mut().enumerate() {
+        check.spec.name = planted(&format!("check-{i}")).into();
+    }
+    let t = |s: i64| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+    let entry = |id: i64, what: &str| AuditEntry {
+        id,
+        run: 1,
+        rollout: planted("rollout"),
+        at: t(id),
+        action: planted(&format!("{what}-action")),
+        previous_weight: Some(10),
+        new_weight: Some(50),
+        reason: planted(&format!("{what}-reason")),
+        triggered_by: planted(&format!("{what}-approver")),
+    };
+    let view = RolloutView {
+        name: planted("rollout"),
+        rule: Some(std::sync::Arc::new(rule)),
+        state: RolloutState {
+            phase: Phase::Progressing { stage: 1 },
+            weight: 50,
+            stage_started_at: Some(t(0)),
+            ..RolloutState::default()
+        },
+        last: Some(entry(5, "last")),
+    };
+    let judged = |check: &str, verdict: Value| {
+        json!({
+            "name": planted(check),
+            "verdict": verdict,
+            "reason": planted(&format!("{check}-reason")),
+            "evidence": {
+                "baseline": {"points": 60, "dropped": 0, "median": 0.1},
+                "canary": {"points": 60, "dropped": 1, "median": 0.2,
+                           "aggregate": {"aggregate": planted("aggregate"), "value": 0.3}},
+                "effect": {"ratio": 1.2, "difference": 0.1,
+                           "interval": {"low": 1.1, "high": 1.3, "confidence": 0.99,
+                                        "scale": planted("scale")}},
+                "p_value": 0.01,
+                "test": planted("test"),
+                "comparison": planted("comparison"),
+                "thresholds": {"direction": planted("direction"), "confidence": 0.99,
+                               "min_samples": 3, "threshold": 0.25},
+            }
+        })
+    };
+    let checks = json!([
+        judged("check-0", json!({"outcome": "fail"})),
+        judged(
+            "check-1",
+            json!({"outcome": "inconclusive", "reason": "x", "cause": planted("cause")})
+        ),
+        judged("check-2", json!({"outcome": planted("check-outcome")})),
+    ]);
+    let series = json!([{"check": planted("check-0"), "t0": 1_700_000_000.0,
+        "baseline": [[0.0, 0.1], [30.0, 0.12]], "canary": [[0.0, 0.2], [30.0, 0.3]]}]);
+    let analyses = [Analysis {
+        run: 1,
+        id: 2,
+        rollout: planted("rollout"),
+        at: t(100),
+        outcome: planted("analysis-outcome"),
+        score: Some(40.0),
+        evidence: json!({"checks": checks, "series": series}),
+    }];
+    let history = Page {
+        items: vec![entry(9, "history")],
+        next: Some("9".parse().unwrap()),
+    };
+    let runs = [
+        RunRecord {
+            run: 2,
+            canary: planted("canary-version"),
+            started_at: t(1),
+            started_by: planted("run-starter"),
+            last_action: Some(planted("run-last-action")),
+            last_at: Some(t(3)),
+        },
+        RunRecord {
+            run: 1,
+            canary: "v1".into(),
+            started_at: t(0),
+            started_by: "alice".into(),
+            last_action: None,
+            last_at: None,
+        },
+    ];
+    let stop = StopView {
+        active: true,
+        reason: planted("stop-reason"),
+    };
+    let problems = [planted("rule-file-problem")];
+    let detail = detail::render(&detail::Detail {
+        rollout: &view,
+        analyses: &analyses,
+        history: &history,
+        runs: &runs,
+        run: 1,
+        paged: true,
+        stop: &stop,
+        rule_file_problems: &problems,
+        now: t(400),
+    });
+    let overview = overview::render(&overview::Overview {
+        rollouts: std::slice::from_ref(&view),
+        stop: &stop,
+        outbox: Some(OutboxCounts {
+            pending: 1,
+            sent: 2,
+            failed: 3,
+        }),
+        now: t(400),
+    });
+    let mut errors = String::new();
+    for error in [
+        WebError::UnknownRollout(planted("unknown-rollout")),
+        WebError::BadCursor(planted("bad-cursor")),
+    ] {
+        let body = error.into_response().into_body();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        errors.push_str(std::str::from_utf8(&bytes).unwrap());
+    }
+    let email = canaryd::notify::content::html(&Notification {
+        rollout: planted("email-rollout"),
+        team: planted("email-team"),
+        event: EventKind::Paused,
+        severity: Severity::Warning,
+        incident: IncidentAction::Trigger,
+        group_key: "k".into(),
+        at: t(0),
+        message: planted("email-message"),
+        phase: planted("email-phase"),
+        stage: Some(StageInfo {
+            number: 1,
+            of: 3,
+            name: planted("email-stage"),
+            weight: 10,
+        }),
+        weight: 10,
+        checks: vec![CheckRow {
+            check: planted("email-check"),
+            verdict: planted("email-verdict"),
+            reason: planted("email-check-reason"),
+            measure: planted("email-measure"),
+            baseline: Some(0.1),
+            canary: Some(0.2),
+            ratio: Some(2.0),
+            difference: None,
+            limit: None,
+            p_value: Some(0.01),
+            confidence: 0.99,
+            test: Some(planted("email-test")),
+        }],
+        status_url: Some(planted("email-url")),
+        commands: vec![planted("email-command")],
+    });
+
+    let pages = [
+        ("detail", detail.as_str()),
+        ("overview", overview.as_str()),
+        ("error pages", errors.as_str()),
+        ("email", email.as_str()),
+    ];
+    for (what, page) in pages {
+        assert!(!page.contains("<script"), "{what} has raw markup:\n{page}");
+        assert!(
+            !page.contains("alert(\""),
+            "{what} has a raw quote:\n{page}"
+        );
+        assert!(!page.contains("&'"), "{what} has a raw `&`:\n{page}");
+    }
+    let expected: &[(&str, &[&str])] = &[
+        (
+            "detail",
+            &[
+                "rollout",
+                "team",
+                "stage-0",
+                "stage-1",
+                "stage-2",
+                "check-0",
+                "check-1",
+                "check-2",
+                "check-0-reason",
+                "check-1-reason",
+                "aggregate",
+                "scale",
+                "test",
+                "comparison",
+                "direction",
+                "cause",
+                "check-outcome",
+                "analysis-outcome",
+                "history-action",
+                "history-reason",
+                "history-approver",
+                "canary-version",
+                "run-starter",
+                "run-last-action",
+                "stop-reason",
+                "rule-file-problem",
+            ],
+        ),
+        (
+            "overview",
+            &[
+                "rollout",
+                "stage-0",
+                "stage-1",
+                "last-action",
+                "last-reason",
+                "last-approver",
+                "stop-reason",
+            ],
+        ),
+        ("error pages", &["unknown-rollout", "bad-cursor"]),
+        (
+            "email",
+            &[
+                "email-rollout",
+                "email-team",
+                "email-message",
+                "email-phase",
+                "email-stage",
+                "email-check",
+                "email-verdict",
+                "email-check-reason",
+                "email-url",
+                "email-command",
+            ],
+        ),
+    ];
+    for (what, fields) in expected {
+        let page = pages.iter().find(|(name, _)| name == what).unwrap().1;
+        for field in *fields {
+            assert!(
+                page.contains(&escaped(field)),
+                "{what} does not show `{field}` escaped:\n{page}"
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::daemon::status::phase_name;
-use crate::judge::{CheckResult, SideSummary};
+use crate::judge::{CheckResult, InconclusiveCause, SideSummary};
 use crate::rollout::{Phase, RolloutState};
 use crate::rules::{RolloutRule, Schedule};
 use crate::store::{Analysis, AuditEntry};
@@ -256,6 +256,9 @@ pub struct CheckComparison {
     pub threshold: Option<f64>,
     pub direction: String,
     pub verdict: &'static str,
+    /// Why an inconclusive verdict is inconclusive (`no-data`, `too-few`, `not-applicable`, ...);
+    /// `null` for a pass or a fail.
+    pub cause: Option<InconclusiveCause>,
     pub reason: String,
     pub p_value: Option<f64>,
     pub test: Option<String>,
@@ -343,6 +346,7 @@ pub fn comparison(analysis: &Analysis) -> Result<Comparison, BadEvidence> {
                 threshold,
                 direction,
                 verdict: c.verdict.as_str(),
+                cause: c.verdict.cause(),
                 reason: c.reason,
                 p_value: c.evidence.p_value,
                 test: c.evidence.test,
@@ -412,6 +416,22 @@ mod tests {
         assert!(check.baseline.unwrap() < check.canary.unwrap());
         assert!(check.effect_ratio.unwrap() > 1.5, "{check:?}");
         assert_eq!(check.direction, "higher-is-worse");
+        assert_eq!(serde_json::to_value(check).unwrap()["cause"], Value::Null);
+
+        // An inconclusive check names its cause, as a stable word.
+        let empty = SideData::Values(Vec::new());
+        let result = judge_check(&spec, &pts(0.100), &empty);
+        let analysis = Analysis {
+            evidence: json!({ "checks": [result] }),
+            ..analysis
+        };
+        let c = comparison(&analysis).unwrap();
+        assert_eq!(c.checks[0].verdict, "inconclusive");
+        assert_eq!(c.checks[0].cause, Some(InconclusiveCause::NoData));
+        assert_eq!(
+            serde_json::to_value(&c).unwrap()["checks"][0]["cause"],
+            "no-data"
+        );
     }
 
     #[test]

@@ -15,10 +15,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::judge::{
-    self, BaselineTraffic, CheckResult, CountPoint, FamilyControl, InconclusiveCause, Point,
-    ScoredCheck, SideData, Verdict, judge_analysis_with, score_analysis,
+    self, BaselineTraffic, CheckResult, CountPoint, FamilyControl, Point, ScoredCheck, SideData,
+    Verdict, judge_analysis_with, score_analysis,
 };
-use crate::rollout::{AnalysisOutcome, AnalysisReport, CheckOutcome, VerdictClass};
+use crate::rollout::{AnalysisOutcome, AnalysisReport, CheckOutcome};
 use crate::rules::{Queries, RolloutRule, Side};
 use crate::source::{MetricSource, Series, SourceError};
 use crate::store::NewAnalysis;
@@ -343,21 +343,13 @@ pub fn describe(rule: &RolloutRule, results: &[CheckResult], series: &[ChartSeri
     }
 }
 
-/// One check's verdict as the state machine sees it: an inconclusive verdict for lack of data
-/// (no data, too few points or events) is `no_data`, which the check's no-data policy acts on.
+/// One check's verdict as the state machine sees it: the judge's verdict, an inconclusive one
+/// with its typed cause (the machine's no-data rules decide from it).
 fn outcome_of(r: &CheckResult) -> CheckOutcome {
     match &r.verdict {
-        Verdict::Pass => CheckOutcome::new(&r.name, VerdictClass::Pass),
-        Verdict::Fail => CheckOutcome::new(&r.name, VerdictClass::Fail),
-        Verdict::Inconclusive {
-            cause: InconclusiveCause::NoData | InconclusiveCause::TooFew,
-            ..
-        } => CheckOutcome::no_data(&r.name),
-        Verdict::Inconclusive {
-            cause: InconclusiveCause::NotApplicable,
-            ..
-        } => CheckOutcome::not_applicable(&r.name),
-        Verdict::Inconclusive { .. } => CheckOutcome::new(&r.name, VerdictClass::Inconclusive),
+        Verdict::Pass => CheckOutcome::pass(&r.name),
+        Verdict::Fail => CheckOutcome::fail(&r.name),
+        Verdict::Inconclusive { cause, .. } => CheckOutcome::inconclusive(&r.name, *cause),
     }
 }
 
@@ -405,6 +397,8 @@ fn pair_counts(errors: &[Point], totals: &[Point]) -> Vec<CountPoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::InconclusiveCause;
+    use crate::rollout::CheckVerdict;
 
     /// A side's chart line as it is recorded in JSON.
     fn charted(data: &SideData) -> serde_json::Value {
@@ -492,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn no_data_verdicts_are_recognised_by_their_cause() {
+    fn inconclusive_verdicts_reach_the_machine_with_their_cause() {
         let spec = judge::CheckSpec {
             name: "p99".into(),
             kind: judge::CheckKind::Relative { tolerance: 0.1 },
@@ -511,13 +505,28 @@ mod tests {
             )
         };
         let judged = |b: &SideData, c: &SideData| outcome_of(&judge::judge_check(&spec, b, c));
-        // No points, and too few points, are a lack of data.
-        assert_eq!(judged(&points(5), &points(0)), CheckOutcome::no_data("p99"));
-        assert_eq!(judged(&points(5), &points(1)), CheckOutcome::no_data("p99"));
-        // A test that cannot be computed (both sides constant and equal) is not.
+        let cause = |o: CheckOutcome| match o.verdict {
+            CheckVerdict::Inconclusive { cause } => Some(cause),
+            CheckVerdict::Pass | CheckVerdict::Fail => None,
+        };
+        // No points, and too few points, reach the machine as such.
+        let no_points = judged(&points(5), &points(0));
+        assert_eq!(
+            no_points,
+            CheckOutcome::inconclusive("p99", InconclusiveCause::NoData)
+        );
+        let one_point = judged(&points(5), &points(1));
+        assert_eq!(cause(one_point), Some(InconclusiveCause::TooFew));
+        // Both sides constant and equal: judged on the data it has, not a lack of it.
         let judged_same = judged(&points(5), &points(5));
-        assert!(!judged_same.no_data, "{judged_same:?}");
-        // Overflowing values are not a lack of data either.
+        assert!(
+            !matches!(
+                cause(judged_same.clone()),
+                Some(InconclusiveCause::NoData | InconclusiveCause::TooFew)
+            ),
+            "{judged_same:?}"
+        );
+        // Overflowing values are non-finite arithmetic, not a lack of data.
         let huge = SideData::Values(
             (0..5)
                 .map(|i| Point {
@@ -526,10 +535,9 @@ mod tests {
                 })
                 .collect(),
         );
-        let overflowed = judged(&huge, &huge);
         assert_eq!(
-            (overflowed.class, overflowed.no_data),
-            (VerdictClass::Inconclusive, false)
+            cause(judged(&huge, &huge)),
+            Some(InconclusiveCause::NonFinite)
         );
     }
 
@@ -604,17 +612,97 @@ mod tests {
             "{:?}",
             full.results
         );
+        let not_applicable = |c: &CheckOutcome| {
+            c.verdict
+                == CheckVerdict::Inconclusive {
+                    cause: InconclusiveCause::NotApplicable,
+                }
+        };
         for (outcome, check) in full.report.checks.iter().zip(&rule.checks) {
             assert_eq!(
-                outcome.not_applicable,
+                not_applicable(outcome),
                 check.spec.kind.needs_baseline(),
                 "{outcome:?}"
             );
         }
-        assert!(full.report.checks.iter().any(|c| c.not_applicable));
+        assert!(full.report.checks.iter().any(not_applicable));
         let half = at(50).await.unwrap();
         assert_ne!(half.report.overall, AnalysisOutcome::Pass);
-        assert!(half.report.checks.iter().all(|c| !c.not_applicable));
+        assert!(!half.report.checks.iter().any(not_applicable));
+    }
+
+    /// The whole path of a lack of data, from the backend's answer to the machine: a canary
+    /// query with no series (no data) or one point under `min_samples = 2` (too few) reaches the
+    /// machine as that cause, and the check's `no_data = "pause"` pauses the rollout.
+    #[tokio::test]
+    async fn an_empty_or_thin_canary_answer_pauses_a_rollout_whose_no_data_policy_says_so() {
+        use crate::rollout::{Event, Phase, RolloutState, step};
+        use crate::rules::{KnownNames, parse_rule};
+        use crate::source::{MemorySource, Request};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join("tests/fixtures/daemon/rule.toml.in"))
+            .unwrap()
+            .replace("@NAME@", "web")
+            .replace("@CANARY@", "new")
+            .replace("@ACTUATOR@", "builtin")
+            .replace("@MIN@", "1h")
+            .replace(
+                "action = \"rollback\"",
+                "action = \"rollback\"\nno_data = \"pause\"",
+            );
+        let rule = parse_rule(std::path::Path::new("web.toml"), &text, &KnownNames::any()).unwrap();
+        let now = Utc::now();
+        for (canary_points, cause) in [
+            (0, InconclusiveCause::NoData),
+            (1, InconclusiveCause::TooFew),
+        ] {
+            let source = MemorySource::from_fn(rule.source.clone(), move |request| {
+                let Request::Range { query, end, .. } = request else {
+                    return Ok(vec![]);
+                };
+                let n = if query.contains("\"new\"") {
+                    canary_points
+                } else {
+                    5
+                };
+                let points = (0..n)
+                    .map(|i| Point {
+                        t: end.timestamp() as f64 - f64::from(i),
+                        v: 0.1,
+                    })
+                    .collect();
+                Ok(vec![Series {
+                    labels: Default::default(),
+                    points,
+                }])
+            });
+            let analysed = analyse(
+                &rule,
+                Arc::new(source),
+                Arc::new(Semaphore::new(4)),
+                now,
+                10,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                analysed.report.checks,
+                [CheckOutcome::inconclusive("latency", cause)]
+            );
+            let state = RolloutState {
+                phase: Phase::Progressing { stage: 0 },
+                weight: 10,
+                stage_started_at: Some(now - chrono::Duration::hours(1)),
+                ..RolloutState::default()
+            };
+            let (next, _) =
+                step(&state, &rule.plan, Event::Analysis(analysed.report), now).unwrap();
+            assert!(
+                matches!(&next.phase, Phase::Paused { reason, .. } if reason.contains("no data")),
+                "{cause:?}: {:?}",
+                next.phase
+            );
+        }
     }
 
     #[test]

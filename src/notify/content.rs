@@ -1,11 +1,13 @@
 //! Content: a [`Notification`] rendered for each kind of receiver (email subject, plain text and
 //! HTML; Slack blocks; the generic webhook document; the PagerDuty Events v2 event). It owns
-//! wording and layout; it must not choose recipients nor talk to the network. Pure.
+//! wording and layout; it must not choose recipients nor talk to the network. Pure. The HTML
+//! is built as [`Html`], which escapes every text put into it.
 
 use serde_json::{Value, json};
 
 use super::notification::{CheckRow, IncidentAction, Limit, Notification};
 use super::route::{event_name, severity_name};
+use crate::markup::{Html, push_html};
 use crate::rollout::Severity;
 
 /// The version of the generic webhook document (see the module doc of [`super`]).
@@ -167,22 +169,6 @@ pub fn text(n: &Notification) -> String {
     out
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn colour(n: &Notification) -> &'static str {
     match (n.incident, n.severity) {
         (IncidentAction::Resolve, _) => "#2e7d32",
@@ -192,58 +178,58 @@ fn colour(n: &Notification) -> &'static str {
     }
 }
 
-/// The HTML body: the same content as [`text`], with a real table.
+/// The HTML body: the same content as [`text`], with a real table. Built as [`Html`], so
+/// every text in it is escaped.
 pub fn html(n: &Notification) -> String {
-    let e = escape;
-    let mut out = String::from("<!DOCTYPE html>\n<html><body style=\"font-family:sans-serif\">\n");
-    out.push_str(&format!(
+    let mut out = Html::literal("<!DOCTYPE html>\n<html><body style=\"font-family:sans-serif\">\n");
+    push_html!(
+        out,
         "<h2 style=\"color:{}\">{} &middot; {}</h2>\n",
         colour(n),
-        e(&n.rollout),
-        e(event_name(n.event))
-    ));
-    out.push_str(&format!("<p><b>Decision:</b> {}</p>\n", e(&n.message)));
-    out.push_str(&format!(
+        n.rollout,
+        event_name(n.event)
+    );
+    push_html!(out, "<p><b>Decision:</b> {}</p>\n", n.message);
+    push_html!(
+        out,
         "<p>Team {} &middot; phase <b>{}</b> &middot; {} &middot; severity {} &middot; {}</p>\n",
-        e(&n.team),
-        e(&n.phase),
-        e(&stage_line(n)),
+        n.team,
+        n.phase,
+        stage_line(n),
         severity_name(n.severity),
-        e(&n.at.to_rfc3339())
-    ));
+        n.at.to_rfc3339()
+    );
     if !n.checks.is_empty() {
         out.push_str("<h3>Latest analysis</h3>\n<table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">\n<tr>");
         for h in HEADERS {
-            out.push_str(&format!("<th>{h}</th>"));
+            push_html!(out, "<th>{}</th>", h);
         }
         out.push_str("</tr>\n");
         for row in &n.checks {
             out.push_str("<tr>");
             for cell in cells(row) {
-                out.push_str(&format!("<td>{}</td>", e(&cell)));
+                push_html!(out, "<td>{}</td>", cell);
             }
             out.push_str("</tr>\n");
         }
         out.push_str("</table>\n<ul>\n");
         for row in &n.checks {
-            out.push_str(&format!(
-                "<li><b>{}</b>: {}</li>\n",
-                e(&row.check),
-                e(&row.reason)
-            ));
+            push_html!(out, "<li><b>{}</b>: {}</li>\n", row.check, row.reason);
         }
         out.push_str("</ul>\n");
     }
     if let Some(url) = &n.status_url {
-        out.push_str(&format!("<p><a href=\"{0}\">{0}</a></p>\n", e(url)));
+        push_html!(out, "<p><a href=\"{}\">{}</a></p>\n", url, url);
     }
     if !n.commands.is_empty() {
-        out.push_str("<p>To act:</p>\n<pre>");
-        out.push_str(&e(&n.commands.join("\n")));
-        out.push_str("</pre>\n");
+        push_html!(
+            out,
+            "<p>To act:</p>\n<pre>{}</pre>\n",
+            n.commands.join("\n")
+        );
     }
     out.push_str("</body></html>\n");
-    out
+    out.into_string()
 }
 
 /// The Slack incoming-webhook body: `text` (the fallback and notification line) and `blocks`.

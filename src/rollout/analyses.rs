@@ -4,8 +4,9 @@
 //! of [`super`]'s `Machine`; pure like the rest.
 
 use super::{FailingCheck, Machine, Phase, ResumeTo, StepError, elapsed, human};
+use crate::judge::InconclusiveCause;
 use crate::rollout::event::{
-    Action, AnalysisOutcome, AnalysisReport, AuditAction, CheckOutcome, TriggeredBy, VerdictClass,
+    Action, AnalysisOutcome, AnalysisReport, AuditAction, CheckOutcome, CheckVerdict, TriggeredBy,
 };
 use crate::rollout::plan::{EventKind, NoDataPolicy, Severity, Sustain, TriggerAction};
 use std::collections::BTreeMap;
@@ -60,7 +61,7 @@ impl Machine<'_> {
         self.next.awaiting_analysis = false;
 
         // Count the evidence.
-        let with_data = !report.checks.is_empty() && !report.checks.iter().any(is_no_data);
+        let with_data = !report.checks.is_empty() && !report.checks.iter().any(lacks_data);
         let mut summary = format!("analysis {:?}", report.overall);
         match report.overall {
             AnalysisOutcome::Pass if with_data => {
@@ -148,8 +149,8 @@ impl Machine<'_> {
     /// Whether `outcome` counts as failing for the failure streaks: a Fail, or "no data" for a
     /// check with a trigger that treats no data as failure.
     fn is_failing(&self, outcome: &CheckOutcome) -> bool {
-        outcome.class == VerdictClass::Fail
-            || (is_no_data(outcome)
+        outcome.verdict == CheckVerdict::Fail
+            || (lacks_data(outcome)
                 && self
                     .plan
                     .triggers
@@ -188,7 +189,7 @@ impl Machine<'_> {
                 continue;
             };
             let name = &trigger.check;
-            let no_data = is_no_data(outcome);
+            let no_data = lacks_data(outcome);
             if no_data && trigger.no_data == NoDataPolicy::Pause {
                 let reason = format!("check `{name}` has no data");
                 if trigger.dry_run {
@@ -201,7 +202,7 @@ impl Machine<'_> {
                 }
                 continue;
             }
-            let fails = outcome.class == VerdictClass::Fail
+            let fails = outcome.verdict == CheckVerdict::Fail
                 || (no_data && trigger.no_data == NoDataPolicy::Fail);
             let Some(streak) = self.next.failing.get_mut(&**name) else {
                 continue;
@@ -281,8 +282,22 @@ impl Machine<'_> {
     }
 }
 
-fn is_no_data(outcome: &CheckOutcome) -> bool {
-    outcome.no_data && outcome.class == VerdictClass::Inconclusive
+/// Whether a check had no data to judge, for the no-data policies and for holding a stage on
+/// missing evidence: inconclusive because a side had no usable points (or events) or fewer than
+/// the check's minimum. Decided on the judge's cause; every cause is named, so a new one must
+/// be placed here before the crate compiles.
+fn lacks_data(outcome: &CheckOutcome) -> bool {
+    match outcome.verdict {
+        CheckVerdict::Pass | CheckVerdict::Fail => false,
+        CheckVerdict::Inconclusive { cause } => match cause {
+            InconclusiveCause::NoData | InconclusiveCause::TooFew => true,
+            InconclusiveCause::NonFinite
+            | InconclusiveCause::TooMany
+            | InconclusiveCause::NotApplicable
+            | InconclusiveCause::Setting
+            | InconclusiveCause::Untestable => false,
+        },
+    }
 }
 
 fn dry_run_audit(weight: u8, reason: String) -> Action {

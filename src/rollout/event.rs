@@ -5,6 +5,7 @@
 //! Nothing here decides anything; the decisions live in `machine`.
 
 use super::plan::{EventKind, Severity};
+use crate::judge::InconclusiveCause;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -138,15 +139,6 @@ impl fmt::Display for TriggeredBy {
     }
 }
 
-/// The class of one check's verdict, as far as the rollout cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VerdictClass {
-    Pass,
-    Fail,
-    Inconclusive,
-}
-
 /// The judge's overall outcome of one analysis (its weighted score against the thresholds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -157,51 +149,48 @@ pub enum AnalysisOutcome {
     Inconclusive,
 }
 
+/// One check's verdict, as far as the rollout cares: an inconclusive one carries the judge's
+/// typed cause, which the machine's no-data rules read (never the reason's text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum CheckVerdict {
+    Pass,
+    Fail,
+    /// Not enough evidence either way, and why: for lack of data (`no-data`, `too-few`), which
+    /// the check's [`NoDataPolicy`](super::NoDataPolicy) may turn into a hold, pause or fail;
+    /// `not-applicable` at 100% (the analysis's `overall` was scored without the check, so it
+    /// counts neither for nor against the stage); or a test that could not be computed.
+    Inconclusive {
+        cause: InconclusiveCause,
+    },
+}
+
 /// One check's result within an analysis.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckOutcome {
     /// The check's name, matched against `Trigger::check`.
     pub check: String,
-    pub class: VerdictClass,
-    /// The inconclusive verdict was for lack of data (empty query, all NaN, too few samples),
-    /// which the check's [`NoDataPolicy`](super::NoDataPolicy) may turn into a hold, pause or fail.
-    /// Meaningless unless `class` is `Inconclusive`.
-    pub no_data: bool,
-    /// The check cannot judge this analysis (it compares with a baseline that has no traffic,
-    /// at 100%): `class` is `Inconclusive`, `no_data` false, and the analysis's `overall` was
-    /// scored without it, so it counts neither for nor against the stage.
-    #[serde(default)]
-    pub not_applicable: bool,
+    pub verdict: CheckVerdict,
 }
 
 impl CheckOutcome {
-    pub fn new(check: impl Into<String>, class: VerdictClass) -> Self {
+    pub fn new(check: impl Into<String>, verdict: CheckVerdict) -> Self {
         CheckOutcome {
             check: check.into(),
-            class,
-            no_data: false,
-            not_applicable: false,
+            verdict,
         }
     }
 
-    /// A check that cannot judge this analysis (see `not_applicable`).
-    pub fn not_applicable(check: impl Into<String>) -> Self {
-        CheckOutcome {
-            check: check.into(),
-            class: VerdictClass::Inconclusive,
-            no_data: false,
-            not_applicable: true,
-        }
+    pub fn pass(check: impl Into<String>) -> Self {
+        CheckOutcome::new(check, CheckVerdict::Pass)
     }
 
-    /// An inconclusive verdict for lack of data.
-    pub fn no_data(check: impl Into<String>) -> Self {
-        CheckOutcome {
-            check: check.into(),
-            class: VerdictClass::Inconclusive,
-            no_data: true,
-            not_applicable: false,
-        }
+    pub fn fail(check: impl Into<String>) -> Self {
+        CheckOutcome::new(check, CheckVerdict::Fail)
+    }
+
+    pub fn inconclusive(check: impl Into<String>, cause: InconclusiveCause) -> Self {
+        CheckOutcome::new(check, CheckVerdict::Inconclusive { cause })
     }
 }
 

@@ -1,8 +1,9 @@
 //! The state machine's table of scenarios and its focused tests.
 
 use super::*;
+use crate::judge::InconclusiveCause;
 use crate::rollout::Trigger;
-use crate::rollout::event::{AnalysisOutcome, AnalysisReport, CheckOutcome, VerdictClass};
+use crate::rollout::event::{AnalysisOutcome, AnalysisReport, CheckOutcome};
 use crate::rollout::plan::{NoDataPolicy, Sustain, TriggerAction};
 use chrono::TimeZone;
 
@@ -74,21 +75,15 @@ fn report(overall: AnalysisOutcome, checks: Vec<CheckOutcome>) -> Event {
 const CHECKS: [&str; 3] = ["error-rate", "latency", "cpu"];
 
 fn pass() -> Event {
-    let checks = CHECKS
-        .iter()
-        .map(|c| CheckOutcome::new(*c, VerdictClass::Pass));
+    let checks = CHECKS.iter().map(|c| CheckOutcome::pass(*c));
     report(AnalysisOutcome::Pass, checks.collect())
 }
 
 /// `check` fails; the others pass; the overall outcome is `overall`.
 fn failing(check: &str, overall: AnalysisOutcome) -> Event {
-    let checks = CHECKS.iter().map(|c| {
-        let class = if *c == check {
-            VerdictClass::Fail
-        } else {
-            VerdictClass::Pass
-        };
-        CheckOutcome::new(*c, class)
+    let checks = CHECKS.iter().map(|c| match *c == check {
+        true => CheckOutcome::fail(*c),
+        false => CheckOutcome::pass(*c),
     });
     report(overall, checks.collect())
 }
@@ -97,19 +92,22 @@ fn fail(check: &str) -> Event {
     failing(check, AnalysisOutcome::Fail)
 }
 
-/// `check` has no data; the others pass.
-fn no_data(check: &str, overall: AnalysisOutcome) -> Event {
+/// `check` is inconclusive for `cause`; the others pass.
+fn inconclusive(check: &str, cause: InconclusiveCause, overall: AnalysisOutcome) -> Event {
     let checks = CHECKS.iter().map(|c| match *c == check {
-        true => CheckOutcome::no_data(*c),
-        false => CheckOutcome::new(*c, VerdictClass::Pass),
+        true => CheckOutcome::inconclusive(*c, cause),
+        false => CheckOutcome::pass(*c),
     });
     report(overall, checks.collect())
 }
 
+/// `check` has no data; the others pass.
+fn no_data(check: &str, overall: AnalysisOutcome) -> Event {
+    inconclusive(check, InconclusiveCause::NoData, overall)
+}
+
 fn outcome(o: AnalysisOutcome) -> Event {
-    let checks = CHECKS
-        .iter()
-        .map(|c| CheckOutcome::new(*c, VerdictClass::Pass));
+    let checks = CHECKS.iter().map(|c| CheckOutcome::pass(*c));
     report(o, checks.collect())
 }
 
@@ -637,6 +635,59 @@ fn scenarios() {
             (case.phase, case.stage, case.weight),
             "{}\nactions: {actions:#?}",
             case.name
+        );
+    }
+}
+
+/// The no-data rules read the judge's cause: no data and too few points are a lack of data
+/// (the `no_data` policy acts, and an overall pass is not evidence); every other cause is an
+/// inconclusive check like any other.
+#[test]
+fn only_no_data_and_too_few_are_a_lack_of_data() {
+    use InconclusiveCause as C;
+    let lacking = [C::NoData, C::TooFew];
+    let others = [
+        C::NonFinite,
+        C::TooMany,
+        C::NotApplicable,
+        C::Setting,
+        C::Untestable,
+    ];
+    let fr = "error-rate";
+    for cause in lacking.into_iter().chain(others) {
+        let lacks = lacking.contains(&cause);
+        // With the pause policy, missing data pauses at once.
+        let paused = with(|p| p.triggers[0].no_data = NoDataPolicy::Pause);
+        let event = inconclusive(fr, cause, AnalysisOutcome::Inconclusive);
+        let (s, _) = run(&paused, then(start(), vec![(MIN, event)]));
+        assert_eq!(
+            s.phase.name() == "paused",
+            lacks,
+            "{cause:?}: {:?}",
+            s.phase
+        );
+        // With the fail policy, it fires the check's rollback trigger.
+        let failing = with(|p| p.triggers[0].no_data = NoDataPolicy::Fail);
+        let event = inconclusive(fr, cause, AnalysisOutcome::Inconclusive);
+        let (s, _) = run(&failing, then(to_stage_2(), vec![(11 * MIN, event)]));
+        assert_eq!(
+            s.phase.name() == "rolled back",
+            lacks,
+            "{cause:?}: {:?}",
+            s.phase
+        );
+        // An overall pass counts as evidence only with data for every check.
+        let event = inconclusive("cpu", cause, AnalysisOutcome::Pass);
+        let events = then(
+            start(),
+            then(repeat(1, 3, event), vec![(20 * MIN, Event::Tick)]),
+        );
+        let (s, _) = run(&plan(), events);
+        assert_eq!(
+            s.phase.stage() == Some(0),
+            lacks,
+            "{cause:?}: {:?}",
+            s.phase
         );
     }
 }

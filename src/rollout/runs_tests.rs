@@ -2,7 +2,8 @@
 //! the fresh analysis after a start), the emergency stop on finished runs, and runs.
 
 use super::*;
-use crate::rollout::{AnalysisOutcome, AnalysisReport, CheckOutcome, StartPolicy, VerdictClass};
+use crate::judge::InconclusiveCause;
+use crate::rollout::{AnalysisOutcome, AnalysisReport, CheckOutcome, StartPolicy};
 use chrono::TimeZone;
 
 fn at(secs: i64) -> DateTime<Utc> {
@@ -31,7 +32,7 @@ fn plan(start: StartPolicy) -> Plan {
 
 fn pass() -> Event {
     Event::Analysis(AnalysisReport {
-        checks: vec![CheckOutcome::new("latency", VerdictClass::Pass)],
+        checks: vec![CheckOutcome::pass("latency")],
         overall: AnalysisOutcome::Pass,
     })
 }
@@ -142,7 +143,10 @@ fn after_a_start_no_tick_advances_before_a_fresh_analysis() {
     assert_eq!((s.weight, s.awaiting_analysis), (10, true));
     // An inconclusive analysis is fresh but resets the passes: still no advance.
     let inconclusive = Event::Analysis(AnalysisReport {
-        checks: vec![CheckOutcome::no_data("latency")],
+        checks: vec![CheckOutcome::inconclusive(
+            "latency",
+            InconclusiveCause::NoData,
+        )],
         overall: AnalysisOutcome::Inconclusive,
     });
     let (s, _) = apply(&p, s, &[(3610, inconclusive), (3611, Event::Tick)]);

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::html::escape;
+use crate::markup::{Fixed, Html, html, push_html};
 
 /// Drawing size in SVG user units; the page scales the chart to its width.
 const WIDTH: f64 = 720.0;
@@ -279,52 +279,75 @@ fn time_label(t: f64) -> String {
 }
 
 /// The chart as an `<svg>` element, or a "no data" note when there is nothing to draw.
-pub fn render(chart: &Chart<'_>) -> String {
+pub fn render(chart: &Chart<'_>) -> Html {
     let Some(f) = frame(chart) else {
-        return format!(
+        return html!(
             "<div class=\"nodata\" role=\"note\">No data: neither side returned a usable point \
              for {}.</div>",
-            escape(chart.title)
+            chart.title
         );
     };
-    let mut svg = String::with_capacity(8192);
-    let _ = write!(
+    // SVG coordinates, to a tenth of a unit.
+    let at = |v: f64| Fixed(v, 1);
+    let mut svg = Html::with_capacity(8192);
+    push_html!(
         svg,
-        "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-         width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\" aria-label=\"{}\">",
-        escape(chart.title)
+        "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {} {}\" \
+         width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"{}\">",
+        WIDTH,
+        HEIGHT,
+        WIDTH,
+        HEIGHT,
+        chart.title
     );
     let (px0, px1) = f.x.range;
     let (py0, py1) = f.y.range;
     // Grid and y ticks.
     for &v in &f.y_ticks {
         let y = f.y.at(v);
-        let _ = write!(
+        push_html!(
             svg,
-            "<line class=\"grid\" x1=\"{px0:.1}\" y1=\"{y:.1}\" x2=\"{px1:.1}\" y2=\"{y:.1}\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            px0 - 6.0,
-            y + 4.0,
-            escape(&tick_label(chart.unit, v, f.y_step, f.y.domain.1))
+            "<line class=\"grid\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            at(px0),
+            at(y),
+            at(px1),
+            at(y),
+            at(px0 - 6.0),
+            at(y + 4.0),
+            tick_label(chart.unit, v, f.y_step, f.y.domain.1)
         );
     }
     for &t in &f.x_ticks {
         let x = f.x.at(t);
-        let _ = write!(
+        push_html!(
             svg,
-            "<line class=\"axis\" x1=\"{x:.1}\" y1=\"{py0:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>\
-             <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            py0 + 4.0,
-            py0 + 17.0,
+            "<line class=\"axis\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            at(x),
+            at(py0),
+            at(x),
+            at(py0 + 4.0),
+            at(x),
+            at(py0 + 17.0),
             time_label(t)
         );
     }
-    let _ = write!(
+    push_html!(
         svg,
-        "<line class=\"axis\" x1=\"{px0:.1}\" y1=\"{py0:.1}\" x2=\"{px1:.1}\" y2=\"{py0:.1}\"/>\
-         <line class=\"axis\" x1=\"{px0:.1}\" y1=\"{py0:.1}\" x2=\"{px0:.1}\" y2=\"{py1:.1}\"/>\
-         <text x=\"{px1:.1}\" y=\"{:.1}\" text-anchor=\"end\">time (UTC)</text>",
-        HEIGHT - 4.0
+        "<line class=\"axis\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>\
+         <line class=\"axis\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"end\">time (UTC)</text>",
+        at(px0),
+        at(py0),
+        at(px1),
+        at(py0),
+        at(px0),
+        at(py0),
+        at(px0),
+        at(py1),
+        at(px1),
+        at(HEIGHT - 4.0)
     );
     for mark in chart.marks {
         draw_mark(&mut svg, &f, mark);
@@ -336,20 +359,22 @@ pub fn render(chart: &Chart<'_>) -> String {
             let _ = write!(coords, "{:.1},{:.1} ", f.x.at(t), f.y.at(v));
             count += 1;
         }
-        let _ = write!(
+        push_html!(
             svg,
-            "<polyline class=\"{class}\" points=\"{}\"/>",
+            "<polyline class=\"{}\" points=\"{}\"/>",
+            class,
             coords.trim_end()
         );
         // A lone point draws no line: show it as a dot.
         if count == 1
             && let Some((t, v)) = usable(points).next()
         {
-            let _ = write!(
+            push_html!(
                 svg,
-                "<circle class=\"dot-{class}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\"/>",
-                f.x.at(t),
-                f.y.at(v)
+                "<circle class=\"dot-{}\" cx=\"{}\" cy=\"{}\" r=\"3.5\"/>",
+                class,
+                at(f.x.at(t)),
+                at(f.y.at(v))
             );
         }
     }
@@ -358,27 +383,34 @@ pub fn render(chart: &Chart<'_>) -> String {
     svg
 }
 
-fn draw_mark(svg: &mut String, f: &Frame, mark: &Mark) {
+fn draw_mark(svg: &mut Html, f: &Frame, mark: &Mark) {
+    let at = |v: f64| Fixed(v, 1);
     let (px0, px1) = f.x.range;
     match mark {
         Mark::Line { value, label } if value.is_finite() => {
             let y = f.y.at(*value);
-            let _ = write!(
+            push_html!(
                 svg,
-                "<line class=\"threshold\" x1=\"{px0:.1}\" y1=\"{y:.1}\" x2=\"{px1:.1}\" \
-                 y2=\"{y:.1}\"><title>{}</title></line>",
-                escape(label)
+                "<line class=\"threshold\" x1=\"{}\" y1=\"{}\" x2=\"{}\" \
+                 y2=\"{}\"><title>{}</title></line>",
+                at(px0),
+                at(y),
+                at(px1),
+                at(y),
+                label
             );
         }
         Mark::Band { low, high, label } if low.is_finite() && high.is_finite() => {
             let (top, bottom) = (f.y.at(high.max(*low)), f.y.at(low.min(*high)));
-            let _ = write!(
+            push_html!(
                 svg,
-                "<rect class=\"band threshold-band\" x=\"{px0:.1}\" y=\"{top:.1}\" \
-                 width=\"{:.1}\" height=\"{:.1}\"><title>{}</title></rect>",
-                px1 - px0,
-                (bottom - top).max(0.5),
-                escape(label)
+                "<rect class=\"band threshold-band\" x=\"{}\" y=\"{}\" \
+                 width=\"{}\" height=\"{}\"><title>{}</title></rect>",
+                at(px0),
+                at(top),
+                at(px1 - px0),
+                at((bottom - top).max(0.5)),
+                label
             );
         }
         Mark::Slope {
@@ -388,15 +420,15 @@ fn draw_mark(svg: &mut String, f: &Frame, mark: &Mark) {
             label,
         } if t0.is_finite() && v0.is_finite() && per_second.is_finite() => {
             if let Some(((ta, va), (tb, vb))) = clip_slope(f, *t0, *v0, *per_second) {
-                let _ = write!(
+                push_html!(
                     svg,
-                    "<line class=\"threshold\" x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" \
-                     y2=\"{:.1}\"><title>{}</title></line>",
-                    f.x.at(ta),
-                    f.y.at(va),
-                    f.x.at(tb),
-                    f.y.at(vb),
-                    escape(label)
+                    "<line class=\"threshold\" x1=\"{}\" y1=\"{}\" x2=\"{}\" \
+                     y2=\"{}\"><title>{}</title></line>",
+                    at(f.x.at(ta)),
+                    at(f.y.at(va)),
+                    at(f.x.at(tb)),
+                    at(f.y.at(vb)),
+                    label
                 );
             }
         }
@@ -420,7 +452,7 @@ fn clip_slope(f: &Frame, t0: f64, v0: f64, k: f64) -> Option<((f64, f64), (f64, 
     (ta < tb).then(|| ((ta, at(ta)), (tb, at(tb))))
 }
 
-fn legend(svg: &mut String, marks: &[Mark]) {
+fn legend(svg: &mut Html, marks: &[Mark]) {
     let mut items: Vec<(&str, &str)> = vec![
         ("baseline", "baseline (legacy)"),
         ("canary", "canary (new)"),
@@ -429,24 +461,27 @@ fn legend(svg: &mut String, marks: &[Mark]) {
     let mut x = LEFT;
     for (class, text) in items {
         if class == "threshold" {
-            let _ = write!(
+            push_html!(
                 svg,
-                "<g class=\"legend\"><line class=\"threshold\" x1=\"{x:.1}\" y1=\"11\" \
-                 x2=\"{:.1}\" y2=\"11\"/>",
-                x + 16.0
+                "<g class=\"legend\"><line class=\"threshold\" x1=\"{}\" y1=\"11\" \
+                 x2=\"{}\" y2=\"11\"/>",
+                Fixed(x, 1),
+                Fixed(x + 16.0, 1)
             );
         } else {
-            let _ = write!(
+            push_html!(
                 svg,
-                "<g class=\"legend\"><rect class=\"legend-{class}\" x=\"{x:.1}\" y=\"9\" \
-                 width=\"16\" height=\"4\"/>"
+                "<g class=\"legend\"><rect class=\"legend-{}\" x=\"{}\" y=\"9\" \
+                 width=\"16\" height=\"4\"/>",
+                class,
+                Fixed(x, 1)
             );
         }
-        let _ = write!(
+        push_html!(
             svg,
-            "<text x=\"{:.1}\" y=\"16\">{}</text></g>",
-            x + 22.0,
-            escape(text)
+            "<text x=\"{}\" y=\"16\">{}</text></g>",
+            Fixed(x + 22.0, 1),
+            text
         );
         // Roughly 6 units per character at 11px.
         x += 34.0 + text.chars().count() as f64 * 6.0;
@@ -507,7 +542,7 @@ mod tests {
         // The y domain covers every value and is rounded to ticks.
         assert!(f.y.domain.0 <= 1.0 && f.y.domain.1 >= 3.0, "{:?}", f.y);
         assert!(f.y.at(3.0) < f.y.at(1.0), "higher values are drawn higher");
-        let lines = polylines(&render(&c));
+        let lines = polylines(render(&c).as_str());
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].len(), 3);
         assert_eq!(lines[0][0], (LEFT, (f.y.at(1.0) * 10.0).round() / 10.0));
@@ -531,7 +566,7 @@ mod tests {
         ];
         let canary = [(1.0, 0.12), (6.0, 0.11)];
         let c = chart(&base, &canary, &[]);
-        let svg = render(&c);
+        let svg = render(&c).into_string();
         let lines = polylines(&svg);
         assert_eq!(lines[0].len(), 3);
         assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
@@ -547,7 +582,7 @@ mod tests {
             value: 0.5,
             label: "threshold".into(),
         }];
-        let svg = render(&chart(&nan, &[], &marks));
+        let svg = render(&chart(&nan, &[], &marks)).into_string();
         assert!(svg.contains("class=\"nodata\""), "{svg}");
         assert!(!svg.contains("<svg"));
     }
@@ -559,7 +594,7 @@ mod tests {
         let f = frame(&c).unwrap();
         assert!(f.x.domain.1 - f.x.domain.0 >= 60.0);
         assert!(f.y.domain.1 > f.y.domain.0);
-        let svg = render(&c);
+        let svg = render(&c).into_string();
         assert!(svg.contains("<circle class=\"dot-baseline\""), "{svg}");
         let lines = polylines(&svg);
         let (x, y) = lines[0][0];
@@ -596,7 +631,7 @@ mod tests {
         let c = chart(&base, &canary, &marks);
         let f = frame(&c).unwrap();
         assert!(f.y.domain.1 >= 0.5, "the threshold widens the range");
-        let svg = render(&c);
+        let svg = render(&c).into_string();
         let y = attr(&svg, "<line class=\"threshold\" x1", "y1");
         assert_eq!(y, (f.y.at(0.5) * 10.0).round() / 10.0);
         assert_eq!(y, attr(&svg, "<line class=\"threshold\" x1", "y2"));
@@ -615,7 +650,7 @@ mod tests {
         }];
         let c = chart(&base, &canary, &band);
         let f = frame(&c).unwrap();
-        let svg = render(&c);
+        let svg = render(&c).into_string();
         let top = attr(&svg, "<rect class=\"band", "y");
         let height = attr(&svg, "<rect class=\"band", "height");
         assert!((top - f.y.at(1.1)).abs() < 0.06);
@@ -629,7 +664,7 @@ mod tests {
         }];
         let c = chart(&base, &canary, &steep);
         let f = frame(&c).unwrap();
-        let svg = render(&c);
+        let svg = render(&c).into_string();
         let x2 = attr(&svg, "<line class=\"threshold\" x1", "x2");
         let y2 = attr(&svg, "<line class=\"threshold\" x1", "y2");
         assert!(
@@ -675,7 +710,7 @@ mod tests {
             canary: &[],
             marks: &marks,
         };
-        let svg = render(&c);
+        let svg = render(&c).into_string();
         assert!(!svg.contains("<script>") && !svg.contains("a\"<b>"));
         assert!(svg.contains("&lt;script&gt;") && svg.contains("a&quot;&lt;b&gt;"));
     }

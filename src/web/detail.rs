@@ -1,20 +1,20 @@
 //! `GET /rollouts/{name}`: one rollout in depth. Per check, a chart of baseline vs canary over
 //! the latest analysis window with the threshold or tolerance it was judged against, its verdict
-//! and evidence (test, p-value, effect, interval, points kept and dropped); the recent analyses;
-//! and the audit trail, newest first, a page at a time. Pure: views in, HTML out.
+//! (an inconclusive one with its cause as a stable word, `no-data`, `too-few`, ...) and evidence
+//! (test, p-value, effect, interval, points kept and dropped); the recent analyses; and the audit
+//! trail, newest first, a page at a time. Pure: views in, HTML out.
 //!
 //! Evidence is read from the stored JSON field by field, so an analysis recorded by an older
 //! version (or with a NaN stored as `null`) still shows what it has instead of failing the page.
-
-use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::chart::{self, Chart, Mark, Unit};
-use super::html::{escape, number, page, time, url_segment};
+use super::html::{number, page, time, url_segment};
 use super::overview::{phase_badge, stage_chips, stop_banner, time_in_stage, weight_bar};
 use super::{RolloutView, StopView};
+use crate::markup::{Html, html, push_html};
 use crate::rules::{CheckRule, Queries};
 use crate::store::{Analysis, AuditEntry, Page};
 
@@ -191,15 +191,39 @@ fn check_verdict(result: &Value) -> Option<&str> {
     }
 }
 
-fn verdict_badge(outcome: &str) -> String {
+/// Why a check's verdict is inconclusive, as the judge names it (`no-data`, `too-few`, ...):
+/// a stable word for people and scripts. Absent for a pass or a fail, and in records written
+/// before causes existed.
+fn check_cause(result: &Value) -> Option<&str> {
+    text(result, &["verdict", "cause"])
+}
+
+fn verdict_badge(outcome: &str) -> Html {
     let class = match outcome {
         "pass" | "fail" | "inconclusive" | "marginal" => outcome,
         _ => "inconclusive",
     };
-    format!(
-        "<span class=\"verdict verdict-{class}\">{}</span>",
-        escape(outcome)
+    html!(
+        "<span class=\"verdict verdict-{}\">{}</span>",
+        class,
+        outcome
     )
+}
+
+/// A check's badge, and the cause of an inconclusive verdict as a word after it
+/// (`<code class="cause">no-data</code>`, also in the badge's `data-cause`).
+fn check_badge(result: &Value) -> Html {
+    let outcome = check_verdict(result).unwrap_or("?");
+    match check_cause(result) {
+        None => verdict_badge(outcome),
+        Some(cause) => html!(
+            "<span class=\"verdict verdict-inconclusive\" data-cause=\"{}\">{}</span> \
+             <code class=\"cause\">{}</code>",
+            cause,
+            outcome,
+            cause
+        ),
+    }
 }
 
 fn side_text(result: &Value, side: &str, unit: Unit) -> String {
@@ -226,13 +250,13 @@ fn side_text(result: &Value, side: &str, unit: Unit) -> String {
     if let Some(s) = at("slope_per_minute") {
         parts.push(format!("slope {} per minute", chart::value_label(unit, s)));
     }
-    escape(&parts.join(" · "))
+    parts.join(" · ")
 }
 
 /// The evidence behind one verdict, as a definition list.
-fn evidence(result: &Value, unit: Unit) -> String {
+fn evidence(result: &Value, unit: Unit) -> Html {
     let dash = || "—".to_string();
-    let test = text(result, &["evidence", "test"]).map_or_else(dash, escape);
+    let test = text(result, &["evidence", "test"]).map_or_else(dash, str::to_string);
     let p = num(result, &["evidence", "p_value"]).map_or_else(dash, number);
     let effect = get(result, &["evidence", "effect"])
         .filter(|e| !e.is_null())
@@ -244,43 +268,49 @@ fn evidence(result: &Value, unit: Unit) -> String {
             if let Some(d) = num(e, &["difference"]) {
                 parts.push(format!("difference {}", number(d)));
             }
-            escape(&parts.join(", "))
+            parts.join(", ")
         });
     let interval = get(result, &["evidence", "effect", "interval"])
         .filter(|i| !i.is_null())
         .map_or_else(dash, |i| {
-            escape(&format!(
+            format!(
                 "[{}, {}] at {}% confidence ({})",
                 num(i, &["low"]).map_or_else(dash, number),
                 num(i, &["high"]).map_or_else(dash, number),
                 num(i, &["confidence"]).map_or_else(dash, |c| number(c * 100.0)),
                 text(i, &["scale"]).unwrap_or("?")
-            ))
+            )
         });
-    let comparison = text(result, &["evidence", "comparison"]).map_or_else(dash, escape);
-    let settings = escape(&format!(
+    let comparison = text(result, &["evidence", "comparison"]).map_or_else(dash, str::to_string);
+    let settings = format!(
         "{}, confidence {}%, at least {} samples",
         text(result, &["evidence", "thresholds", "direction"]).unwrap_or("?"),
         num(result, &["evidence", "thresholds", "confidence"])
             .map_or_else(dash, |c| number(c * 100.0)),
         num(result, &["evidence", "thresholds", "min_samples"]).map_or_else(dash, number)
-    ));
-    format!(
-        "<dl class=\"evidence\"><dt>Test</dt><dd class=\"test\">{test}</dd>\
-         <dt>p-value</dt><dd class=\"p-value\">{p}</dd>\
-         <dt>Effect</dt><dd class=\"effect\">{effect}</dd>\
-         <dt>Interval</dt><dd class=\"interval\">{interval}</dd>\
-         <dt>Compared</dt><dd>{comparison}</dd>\
+    );
+    html!(
+        "<dl class=\"evidence\"><dt>Test</dt><dd class=\"test\">{}</dd>\
+         <dt>p-value</dt><dd class=\"p-value\">{}</dd>\
+         <dt>Effect</dt><dd class=\"effect\">{}</dd>\
+         <dt>Interval</dt><dd class=\"interval\">{}</dd>\
+         <dt>Compared</dt><dd>{}</dd>\
          <dt>Baseline</dt><dd class=\"points\">{}</dd>\
          <dt>Canary</dt><dd class=\"points\">{}</dd>\
-         <dt>Settings</dt><dd>{settings}</dd></dl>",
+         <dt>Settings</dt><dd>{}</dd></dl>",
+        test,
+        p,
+        effect,
+        interval,
+        comparison,
         side_text(result, "baseline", unit),
         side_text(result, "canary", unit),
+        settings
     )
 }
 
 /// One check's card: name, verdict, reason, chart, evidence.
-fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>) -> String {
+fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>) -> Html {
     let find = |key: &str| {
         latest
             .and_then(|a| a.evidence.get(key))
@@ -299,21 +329,22 @@ fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>) -> String {
     let canary = points(series, "canary");
     let marks = result.map(|r| marks(r, unit, &canary)).unwrap_or_default();
     let title = format!("{name}: baseline vs canary");
-    let mut out = String::from("<section class=\"card check\">");
+    let mut out = Html::literal("<section class=\"card check\">");
     let verdict = result
-        .and_then(check_verdict)
-        .map(verdict_badge)
+        .filter(|r| check_verdict(r).is_some())
+        .map(check_badge)
         .unwrap_or_default();
-    let _ = write!(
+    push_html!(
         out,
-        "<div class=\"check-head\"><h3>{}</h3>{verdict}</div>",
-        escape(name)
+        "<div class=\"check-head\"><h3>{}</h3>{}</div>",
+        name,
+        verdict
     );
     if let Some(reason) = result.and_then(|r| text(r, &["reason"])) {
-        let _ = write!(out, "<p class=\"reason\">{}</p>", escape(reason));
+        push_html!(out, "<p class=\"reason\">{}</p>", reason);
     }
     out.push_str("<div class=\"check-body\">");
-    out.push_str(&chart::render(&Chart {
+    out.push_html(&chart::render(&Chart {
         title: &title,
         unit,
         baseline: &baseline,
@@ -321,18 +352,18 @@ fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>) -> String {
         marks: &marks,
     }));
     match result {
-        Some(r) => out.push_str(&evidence(r, unit)),
+        Some(r) => out.push_html(&evidence(r, unit)),
         None => out.push_str("<p class=\"muted\">Not judged yet.</p>"),
     }
     out.push_str("</div></section>\n");
     out
 }
 
-fn analyses_table(analyses: &[Analysis]) -> String {
+fn analyses_table(analyses: &[Analysis]) -> Html {
     if analyses.is_empty() {
-        return "<p class=\"muted\">No analyses yet.</p>\n".into();
+        return Html::literal("<p class=\"muted\">No analyses yet.</p>\n");
     }
-    let mut out = String::from(
+    let mut out = Html::literal(
         "<table class=\"analyses\"><thead><tr><th>When</th><th>Outcome</th><th>Score</th>\
          <th>Checks</th></tr></thead><tbody>\n",
     );
@@ -342,34 +373,28 @@ fn analyses_table(analyses: &[Analysis]) -> String {
             .get("checks")
             .and_then(Value::as_array)
             .map(|items| {
-                items
+                let checks = items
                     .iter()
-                    .map(|c| {
-                        format!(
-                            "{} {}",
-                            escape(text(c, &["name"]).unwrap_or("?")),
-                            verdict_badge(check_verdict(c).unwrap_or("?"))
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" &nbsp; ")
+                    .map(|c| html!("{} {}", text(c, &["name"]).unwrap_or("?"), check_badge(c)));
+                Html::join(checks, " &nbsp; ")
             })
             .unwrap_or_default();
-        let _ = writeln!(
+        push_html!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{checks}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             time(a.at),
             verdict_badge(&a.outcome),
             a.score
-                .map_or_else(|| "—".to_string(), |s| format!("{s:.1}"))
+                .map_or_else(|| "—".to_string(), |s| format!("{s:.1}")),
+            checks
         );
     }
     out.push_str("</tbody></table>\n");
     out
 }
 
-fn history_table(d: &Detail<'_>) -> String {
-    let mut out = String::new();
+fn history_table(d: &Detail<'_>) -> Html {
+    let mut out = Html::new();
     if d.history.items.is_empty() {
         out.push_str("<p class=\"muted\">No history yet.</p>\n");
     } else {
@@ -384,14 +409,15 @@ fn history_table(d: &Detail<'_>) -> String {
                 (Some(a), None) => format!("{a}%"),
                 (None, None) => "—".into(),
             };
-            let _ = writeln!(
+            push_html!(
                 out,
-                "<tr class=\"audit\"><td>{}</td><td>{}</td><td>{weight}</td><td class=\"reason\">{}</td>\
-                 <td>{}</td></tr>",
+                "<tr class=\"audit\"><td>{}</td><td>{}</td><td>{}</td><td class=\"reason\">{}</td>\
+                 <td>{}</td></tr>\n",
                 time(e.at),
-                escape(&e.action),
-                escape(&e.reason),
-                escape(&e.triggered_by)
+                e.action,
+                weight,
+                e.reason,
+                e.triggered_by
             );
         }
         out.push_str("</tbody></table>\n");
@@ -403,63 +429,69 @@ fn history_table(d: &Detail<'_>) -> String {
     };
     let mut links = Vec::new();
     if d.paged {
-        links.push(format!("<a href=\"{}\">← Newest</a>", escape(&base)));
+        links.push(html!("<a href=\"{}\">← Newest</a>", base));
     }
     if let Some(next) = &d.history.next {
-        links.push(format!(
-            "<a class=\"older\" href=\"{}{sep}cursor={}\">Older →</a>",
-            escape(&base),
+        links.push(html!(
+            "<a class=\"older\" href=\"{}{}cursor={}\">Older →</a>",
+            base,
+            sep,
             url_segment(&next.to_string())
         ));
     }
     if !links.is_empty() {
-        let _ = writeln!(out, "<p class=\"pager\">{}</p>", links.join(" &nbsp; "));
+        push_html!(
+            out,
+            "<p class=\"pager\">{}</p>\n",
+            Html::join(links, " &nbsp; ")
+        );
     }
     out
 }
 
 /// Why the rule in force is not the rule file's current text, when it is not.
-fn rule_file_banner(problems: &[String]) -> String {
+fn rule_file_banner(problems: &[String]) -> Html {
     if problems.is_empty() {
-        return String::new();
+        return Html::new();
     }
-    let items: String = problems
+    let items: Html = problems
         .iter()
-        .map(|p| format!("<li><code>{}</code></li>", escape(p)))
+        .map(|p| html!("<li><code>{}</code></li>", p))
         .collect();
-    format!(
+    html!(
         "<div class=\"banner\" role=\"alert\">Its rule file does not load: this rollout runs the \
-         file's last good version until these are fixed.<ul>{items}</ul></div>\n"
+         file's last good version until these are fixed.<ul>{}</ul></div>\n",
+        items
     )
 }
 
 /// The whole page of one rollout.
 pub fn render(d: &Detail<'_>) -> String {
     let view = d.rollout;
-    let mut body = String::with_capacity(16_384);
+    let mut body = Html::with_capacity(16_384);
     body.push_str("<p><a href=\"/\">← All rollouts</a></p>\n");
-    let _ = writeln!(
+    push_html!(
         body,
-        "<h1>{} {}</h1>",
-        escape(&view.name),
+        "<h1>{} {}</h1>\n",
+        view.name,
         phase_badge(&view.state.phase)
     );
-    body.push_str(&stop_banner(d.stop));
-    body.push_str(&rule_file_banner(d.rule_file_problems));
-    let team = view
-        .rule
-        .as_ref()
-        .map(|r| escape(&r.team))
-        .unwrap_or_else(|| "<span class=\"muted\">no rule file loaded</span>".into());
-    let _ = writeln!(
+    body.push_html(&stop_banner(d.stop));
+    body.push_html(&rule_file_banner(d.rule_file_problems));
+    let team = view.rule.as_ref().map_or_else(
+        || Html::literal("<span class=\"muted\">no rule file loaded</span>"),
+        |r| Html::text(&r.team),
+    );
+    push_html!(
         body,
         "<div class=\"card\"><dl class=\"evidence\"><dt>Weight</dt><dd>{}</dd><dt>Stages</dt>\
-         <dd>{}</dd><dt>In stage</dt><dd>{}</dd><dt>Team</dt><dd>{team}</dd></dl></div>",
+         <dd>{}</dd><dt>In stage</dt><dd>{}</dd><dt>Team</dt><dd>{}</dd></dl></div>\n",
         weight_bar(view.state.weight),
         stage_chips(view),
-        time_in_stage(view, d.now)
+        time_in_stage(view, d.now),
+        team
     );
-    body.push_str(&super::runs::section(
+    body.push_html(&super::runs::section(
         &view.name,
         d.runs,
         d.run,
@@ -470,9 +502,9 @@ pub fn render(d: &Detail<'_>) -> String {
     body.push_str("<h2>Checks</h2>\n");
     match latest {
         Some(a) => {
-            let _ = writeln!(
+            push_html!(
                 body,
-                "<p class=\"muted\">Latest analysis {}: {} (score {}).</p>",
+                "<p class=\"muted\">Latest analysis {}: {} (score {}).</p>\n",
                 time(a.at),
                 verdict_badge(&a.outcome),
                 a.score
@@ -485,7 +517,7 @@ pub fn render(d: &Detail<'_>) -> String {
     match &view.rule {
         Some(rule) => {
             for check in &rule.checks {
-                body.push_str(&check_card(&check.spec.name, unit_of(check), latest));
+                body.push_html(&check_card(&check.spec.name, unit_of(check), latest));
             }
         }
         None => {
@@ -500,14 +532,14 @@ pub fn render(d: &Detail<'_>) -> String {
                 })
                 .unwrap_or_default();
             for name in names {
-                body.push_str(&check_card(&name, Unit::Plain, latest));
+                body.push_html(&check_card(&name, Unit::Plain, latest));
             }
         }
     }
     body.push_str("</div>\n<h2>Recent analyses</h2>\n");
-    body.push_str(&analyses_table(d.analyses));
+    body.push_html(&analyses_table(d.analyses));
     body.push_str("<h2>History</h2>\n");
-    body.push_str(&history_table(d));
+    body.push_html(&history_table(d));
     page(&view.name, &body, false)
 }
 
@@ -618,7 +650,7 @@ mod tests {
             rule_file_problems: &[],
             now: DateTime::from_timestamp(100, 0).unwrap(),
         };
-        let html = history_table(&detail);
+        let html = history_table(&detail).into_string();
         assert!(html.find("newer").unwrap() < html.find("&lt;older&gt;").unwrap());
         assert!(html.contains("10% → 0%"));
         assert!(
@@ -634,7 +666,8 @@ mod tests {
             history: &last,
             paged: false,
             ..detail
-        });
+        })
+        .into_string();
         assert!(html.contains("No history yet") && !html.contains("Older"));
         let page = render(&detail);
         assert!(page.contains("No analysis has run yet"));
@@ -677,7 +710,7 @@ mod tests {
             json!({"direction": "higher-is-worse", "confidence": 0.99, "min_samples": 3, "tolerance": 0.1}),
             json!({"points": 58, "dropped": 2, "median": 0.1}),
         );
-        let html = evidence(&r, Unit::Seconds);
+        let html = evidence(&r, Unit::Seconds).into_string();
         assert!(html.contains("Wilcoxon signed-rank"));
         assert!(html.contains(">0.0012<"));
         assert!(html.contains("ratio 1.25 (+25.0%)"));
@@ -694,10 +727,10 @@ mod tests {
                 {"check": "latency", "baseline": [[0.0, 0.1], [60.0, null]], "canary": []}
             ]}),
         };
-        let card = check_card("latency", Unit::Seconds, Some(&analysis));
+        let card = check_card("latency", Unit::Seconds, Some(&analysis)).into_string();
         assert!(card.contains("canary &lt;b&gt;worse&lt;/b&gt;"), "{card}");
         assert!(card.contains("<svg"));
-        let missing = check_card("errors", Unit::Fraction, Some(&analysis));
+        let missing = check_card("errors", Unit::Fraction, Some(&analysis)).into_string();
         assert!(missing.contains("class=\"nodata\"") && missing.contains("Not judged yet"));
     }
 
@@ -719,7 +752,7 @@ mod tests {
                 score: Some(1.0),
                 evidence,
             };
-            check_card("latency", Unit::Seconds, Some(&analysis))
+            check_card("latency", Unit::Seconds, Some(&analysis)).into_string()
         };
         let (a, r) = (card(absolute), card(relative));
         assert!(a.contains("<svg"), "{a}");
@@ -737,5 +770,16 @@ mod tests {
         assert_eq!(check_verdict(&r), Some("not applicable"));
         r["verdict"]["cause"] = json!("no-data");
         assert_eq!(check_verdict(&r), Some("inconclusive"));
+        // The cause is a stable word next to the badge, and in its `data-cause`.
+        assert_eq!(
+            check_badge(&r).as_str(),
+            "<span class=\"verdict verdict-inconclusive\" data-cause=\"no-data\">inconclusive\
+             </span> <code class=\"cause\">no-data</code>"
+        );
+        r["verdict"] = json!({"outcome": "fail"});
+        assert_eq!(
+            check_badge(&r).as_str(),
+            "<span class=\"verdict verdict-fail\">fail</span>"
+        );
     }
 }

@@ -1,26 +1,12 @@
-//! HTML text: escaping and the page shell every status page shares (head, style sheet, header).
-//! Every piece of text that did not come from this crate's own string literals goes through
-//! [`escape`]; nothing here reads state.
+//! The page shell every status page shares (head, style sheet, header) and the small formats
+//! the pages share (times, durations, numbers, URL path segments). Markup is built as
+//! [`Html`](crate::markup::Html), so text is escaped by construction; nothing here reads state.
 
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-/// Escape text for HTML element content and double- or single-quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::markup::{Html, html, push_html};
 
 /// Escape a path segment for a URL inside an attribute: everything but unreserved characters
 /// is percent-encoded, so the result is also safe as HTML.
@@ -36,21 +22,23 @@ pub fn url_segment(text: &str) -> String {
     out
 }
 
-/// A whole page: `title` (text, escaped here), `body` (HTML), and whether it refreshes itself.
-pub fn page(title: &str, body: &str, refresh: bool) -> String {
-    let mut out = String::with_capacity(body.len() + STYLE.len() + 512);
+/// A whole page: `title` (text), `body`, and whether it refreshes itself.
+pub fn page(title: &str, body: &Html, refresh: bool) -> String {
+    let mut out = Html::with_capacity(body.len() + STYLE.len() + 512);
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     if refresh {
         out.push_str("<meta http-equiv=\"refresh\" content=\"10\">\n");
     }
-    let _ = write!(
+    push_html!(out, "<title>{} · canaryd</title>\n<style>", title);
+    out.push_str(STYLE);
+    push_html!(
         out,
-        "<title>{} · canaryd</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <header><a class=\"brand\" href=\"/\">canaryd</a></header>\n<main>\n{body}</main>\n\
+        "</style>\n</head>\n<body>\n\
+         <header><a class=\"brand\" href=\"/\">canaryd</a></header>\n<main>\n{}</main>\n\
          </body>\n</html>\n",
-        escape(title)
+        body
     );
-    out
+    out.into_string()
 }
 
 /// A duration in seconds for people: `45s`, `3m 12s`, `2h 5m`, `3d 4h`.
@@ -65,11 +53,11 @@ pub fn human_duration(seconds: i64) -> String {
 }
 
 /// A timestamp as `2025-01-31 14:05:09 UTC`, inside a `<time>` element.
-pub fn time(at: DateTime<Utc>) -> String {
-    format!(
+pub fn time(at: DateTime<Utc>) -> Html {
+    html!(
         "<time datetime=\"{}\">{}</time>",
         at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        at.format("%Y-%m-%d %H:%M:%S UTC")
+        at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
     )
 }
 
@@ -162,16 +150,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escape_neutralises_markup_and_both_quotes() {
-        assert_eq!(
-            escape("<script>alert('x') & \"y\"</script>"),
-            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
-        );
-        assert_eq!(escape("plain text, ünïcode"), "plain text, ünïcode");
-        assert_eq!(escape("&amp;"), "&amp;amp;");
-    }
-
-    #[test]
     fn url_segments_are_percent_encoded() {
         assert_eq!(url_segment("api-v2_x.y"), "api-v2_x.y");
         assert_eq!(url_segment("a b/\"<c>"), "a%20b%2F%22%3Cc%3E");
@@ -179,10 +157,10 @@ mod tests {
 
     #[test]
     fn page_escapes_its_title_and_refreshes_only_when_asked() {
-        let p = page("<b>", "<p>body</p>", true);
+        let p = page("<b>", &Html::literal("<p>body</p>"), true);
         assert!(p.contains("<title>&lt;b&gt; · canaryd</title>"));
         assert!(p.contains("<meta http-equiv=\"refresh\" content=\"10\">"));
-        assert!(!page("x", "", false).contains("http-equiv"));
+        assert!(!page("x", &Html::new(), false).contains("http-equiv"));
     }
 
     #[test]

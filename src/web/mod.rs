@@ -8,7 +8,7 @@
 //! rules, store queries off the async threads) and the routes; [`overview`] and [`detail`] turn that into markup and [`chart`] draws the SVG, all
 //! three pure. It only reads: it must never change a rollout, the store or the rules.
 //!
-//! - [`html`]: escaping and the page shell.
+//! - [`html`]: the page shell and shared formats (markup is [`crate::markup::Html`]).
 //! - [`chart`]: inline SVG charts.
 //! - [`overview`], [`detail`]: the two pages.
 
@@ -68,9 +68,10 @@ impl IntoResponse for WebError {
             WebError::BadCursor(_) => "Bad request",
             WebError::Store(_) => "Something went wrong",
         };
-        let body = format!(
-            "<h1>{heading}</h1>\n<p class=\"card\">{}</p>\n<p><a href=\"/\">← All rollouts</a></p>\n",
-            html::escape(&self.to_string())
+        let body = crate::markup::html!(
+            "<h1>{}</h1>\n<p class=\"card\">{}</p>\n<p><a href=\"/\">← All rollouts</a></p>\n",
+            heading,
+            self.to_string()
         );
         html_response(status, html::page(heading, &body, false))
     }

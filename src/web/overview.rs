@@ -2,13 +2,12 @@
 //! time in stage), the emergency-stop banner and the notification counts. Pure: views in, HTML
 //! out; the parts a rollout's own page reuses (phase badge, stage chips, time in stage) live here.
 
-use std::fmt::Write as _;
-
 use chrono::{DateTime, Utc};
 
-use super::html::{escape, human_duration, page, time, url_segment};
+use super::html::{human_duration, page, time, url_segment};
 use super::{RolloutView, StopView};
 use crate::daemon::status::phase_name;
+use crate::markup::{Html, html, push_html};
 use crate::rollout::Phase;
 use crate::store::OutboxCounts;
 
@@ -23,11 +22,11 @@ pub struct Overview<'a> {
 }
 
 /// A coloured badge naming the phase (its CSS class is `phase-<kebab name>`).
-pub fn phase_badge(phase: &Phase) -> String {
-    let name = phase_name(phase);
-    format!(
-        "<span class=\"phase phase-{name}\">{}</span>",
-        escape(phase.name())
+pub fn phase_badge(phase: &Phase) -> Html {
+    html!(
+        "<span class=\"phase phase-{}\">{}</span>",
+        phase_name(phase),
+        phase.name()
     )
 }
 
@@ -52,12 +51,12 @@ pub fn stage_marks(phase: &Phase, stages: usize) -> Vec<StageMark> {
 }
 
 /// The row of stage chips: done / current / pending, each with its weight.
-pub fn stage_chips(view: &RolloutView) -> String {
+pub fn stage_chips(view: &RolloutView) -> Html {
     let Some(rule) = &view.rule else {
-        return "<span class=\"muted\">no rule file loaded</span>".into();
+        return Html::literal("<span class=\"muted\">no rule file loaded</span>");
     };
     let stages = &rule.plan.stages;
-    let mut out = String::from("<div class=\"chips\">");
+    let mut out = Html::literal("<div class=\"chips\">");
     for (stage, mark) in stages
         .iter()
         .zip(stage_marks(&view.state.phase, stages.len()))
@@ -71,12 +70,15 @@ pub fn stage_chips(view: &RolloutView) -> String {
         let text = if stage.name == weight {
             weight
         } else {
-            format!("{} · {weight}", escape(&stage.name))
+            format!("{} · {weight}", stage.name)
         };
-        let _ = write!(
+        push_html!(
             out,
-            "<span class=\"chip chip-{class}\" title=\"stage {} ({what})\">{text}</span>",
-            escape(&stage.name)
+            "<span class=\"chip chip-{}\" title=\"stage {} ({})\">{}</span>",
+            class,
+            stage.name,
+            what,
+            text
         );
     }
     out.push_str("</div>");
@@ -92,40 +94,42 @@ pub fn time_in_stage(view: &RolloutView, now: DateTime<Utc>) -> String {
 }
 
 /// A weight as a number and a small bar.
-pub fn weight_bar(weight: u8) -> String {
-    format!(
-        "<span class=\"weight\" aria-hidden=\"true\"><span style=\"width:{}%\"></span></span>{weight}%",
-        weight.min(100)
+pub fn weight_bar(weight: u8) -> Html {
+    html!(
+        "<span class=\"weight\" aria-hidden=\"true\"><span style=\"width:{}%\"></span></span>{}%",
+        weight.min(100),
+        weight
     )
 }
 
 /// The emergency-stop banner, empty when it is not in force.
-pub fn stop_banner(stop: &StopView) -> String {
+pub fn stop_banner(stop: &StopView) -> Html {
     if !stop.active {
-        return String::new();
+        return Html::new();
     }
-    format!(
+    html!(
         "<div class=\"banner\" role=\"alert\">EMERGENCY STOP in force: every rollout is held at \
          0%. Reason: {}</div>\n",
-        escape(&stop.reason)
+        stop.reason
     )
 }
 
-fn last_decision(view: &RolloutView) -> String {
+fn last_decision(view: &RolloutView) -> Html {
     match &view.last {
-        None => "<span class=\"muted\">none yet</span>".into(),
+        None => Html::literal("<span class=\"muted\">none yet</span>"),
         Some(entry) => {
             let weights = match (entry.previous_weight, entry.new_weight) {
                 (Some(a), Some(b)) if a != b => format!(" ({a}% → {b}%)"),
                 _ => String::new(),
             };
-            format!(
-                "<strong>{}</strong>{weights}<div class=\"reason\">{}</div>\
+            html!(
+                "<strong>{}</strong>{}<div class=\"reason\">{}</div>\
                  <div class=\"muted\">{} by {}</div>",
-                escape(&entry.action),
-                escape(&entry.reason),
+                entry.action,
+                weights,
+                entry.reason,
                 time(entry.at),
-                escape(&entry.triggered_by)
+                entry.triggered_by
             )
         }
     }
@@ -133,16 +137,17 @@ fn last_decision(view: &RolloutView) -> String {
 
 /// The whole overview page.
 pub fn render(o: &Overview<'_>) -> String {
-    let mut body = String::with_capacity(4096);
+    let mut body = Html::with_capacity(4096);
     body.push_str("<h1>Rollouts</h1>\n");
-    body.push_str(&stop_banner(o.stop));
+    body.push_html(&stop_banner(o.stop));
     if let Some(counts) = o.outbox
         && (counts.failed > 0 || counts.pending > 0)
     {
-        let _ = writeln!(
+        push_html!(
             body,
-            "<div class=\"notice\">Notifications: {} failed, {} pending delivery.</div>",
-            counts.failed, counts.pending
+            "<div class=\"notice\">Notifications: {} failed, {} pending delivery.</div>\n",
+            counts.failed,
+            counts.pending
         );
     }
     if o.rollouts.is_empty() {
@@ -155,12 +160,12 @@ pub fn render(o: &Overview<'_>) -> String {
              <th>Stages</th><th>Last decision</th><th>In stage</th></tr></thead>\n<tbody>\n",
         );
         for view in o.rollouts {
-            let _ = writeln!(
+            push_html!(
                 body,
                 "<tr class=\"rollout\"><td><a href=\"/rollouts/{}\">{}</a></td><td>{}</td>\
-                 <td class=\"nowrap\">{}</td><td class=\"stages\">{}</td><td>{}</td><td class=\"nowrap\">{}</td></tr>",
+                 <td class=\"nowrap\">{}</td><td class=\"stages\">{}</td><td>{}</td><td class=\"nowrap\">{}</td></tr>\n",
                 url_segment(&view.name),
-                escape(&view.name),
+                view.name,
                 phase_badge(&view.state.phase),
                 weight_bar(view.state.weight),
                 stage_chips(view),
@@ -171,19 +176,19 @@ pub fn render(o: &Overview<'_>) -> String {
         body.push_str("</tbody>\n</table>\n");
     }
     if let Some(counts) = o.outbox {
-        let _ = writeln!(
+        push_html!(
             body,
             "<p class=\"muted\">Notifications: {} sent, {} pending, {} failed. Updated {}; this \
-             page refreshes every 10 seconds.</p>",
+             page refreshes every 10 seconds.</p>\n",
             counts.sent,
             counts.pending,
             counts.failed,
             time(o.now)
         );
     } else {
-        let _ = writeln!(
+        push_html!(
             body,
-            "<p class=\"muted\">Updated {}; this page refreshes every 10 seconds.</p>",
+            "<p class=\"muted\">Updated {}; this page refreshes every 10 seconds.</p>\n",
             time(o.now)
         );
     }

@@ -1,10 +1,9 @@
 //! The runs of a rollout on its page: which run the page shows, and links to the others. A run
 //! is one canary version taken through the plan; each has its own analyses and history. Pure
-//! rendering of plain records; every text is escaped here.
+//! rendering of plain records into [`Html`], which escapes every text.
 
-use std::fmt::Write as _;
-
-use super::html::{escape, time, url_segment};
+use super::html::{time, url_segment};
+use crate::markup::{Html, html, push_html};
 use crate::store::RunRecord;
 
 /// The link to run `run` of rollout `name`.
@@ -13,14 +12,16 @@ pub fn link(name: &str, run: u32) -> String {
 }
 
 /// The "Runs" card: the run shown, the current one, and the others with their outcomes.
-pub fn section(name: &str, runs: &[RunRecord], shown: u32, current: u32) -> String {
-    let mut out = String::from("<div class=\"card\"><h2>Runs</h2>\n");
+pub fn section(name: &str, runs: &[RunRecord], shown: u32, current: u32) -> Html {
+    let mut out = Html::literal("<div class=\"card\"><h2>Runs</h2>\n");
     if shown != current {
-        let _ = writeln!(
+        push_html!(
             out,
-            "<p class=\"banner\">This is run {shown}, not the current one. \
-             <a href=\"{}\">Go to run {current} (current)</a>.</p>",
-            escape(&link(name, current))
+            "<p class=\"banner\">This is run {}, not the current one. \
+             <a href=\"{}\">Go to run {} (current)</a>.</p>\n",
+            shown,
+            link(name, current),
+            current
         );
     }
     if runs.is_empty() {
@@ -33,28 +34,27 @@ pub fn section(name: &str, runs: &[RunRecord], shown: u32, current: u32) -> Stri
     );
     for r in runs {
         let label = match (r.run == shown, r.run == current) {
-            (true, true) => format!("<strong>{} (current, shown)</strong>", r.run),
-            (true, false) => format!("<strong>{} (shown)</strong>", r.run),
-            (false, true) => format!(
-                "<a href=\"{}\">{} (current)</a>",
-                escape(&link(name, r.run)),
-                r.run
-            ),
-            (false, false) => format!("<a href=\"{}\">{}</a>", escape(&link(name, r.run)), r.run),
+            (true, true) => html!("<strong>{} (current, shown)</strong>", r.run),
+            (true, false) => html!("<strong>{} (shown)</strong>", r.run),
+            (false, true) => html!("<a href=\"{}\">{} (current)</a>", link(name, r.run), r.run),
+            (false, false) => html!("<a href=\"{}\">{}</a>", link(name, r.run), r.run),
         };
         let canary = match r.canary.as_str() {
-            "" => "<span class=\"muted\">not recorded</span>".to_string(),
-            c => format!("<code>{}</code>", escape(c)),
+            "" => Html::literal("<span class=\"muted\">not recorded</span>"),
+            c => html!("<code>{}</code>", c),
         };
         let last = match (&r.last_action, r.last_at) {
-            (Some(action), Some(at)) => format!("{} {}", escape(action), time(at)),
-            _ => "—".to_string(),
+            (Some(action), Some(at)) => html!("{} {}", action, time(at)),
+            _ => Html::literal("—"),
         };
-        let _ = writeln!(
+        push_html!(
             out,
-            "<tr><td>{label}</td><td>{canary}</td><td>{}</td><td>{}</td><td>{last}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            label,
+            canary,
             time(r.started_at),
-            escape(&r.started_by)
+            r.started_by,
+            last
         );
     }
     out.push_str("</tbody></table></div>\n");
@@ -80,7 +80,7 @@ mod tests {
     #[test]
     fn the_runs_card_marks_the_shown_and_current_runs_and_links_the_others_escaped() {
         let runs = [run(2, "v<3>", None), run(1, "v2", Some("rolled-back"))];
-        let html = section("a b", &runs, 1, 2);
+        let html = section("a b", &runs, 1, 2).into_string();
         assert!(
             html.contains("This is run 1, not the current one"),
             "{html}"
@@ -92,9 +92,13 @@ mod tests {
         assert!(html.contains("<strong>1 (shown)</strong>"), "{html}");
         assert!(html.contains("<code>v&lt;3&gt;</code>") && !html.contains("v<3>"));
         assert!(html.contains("ci&lt;bot&gt;") && html.contains("rolled-back"));
-        let current = section("a b", &runs, 2, 2);
+        let current = section("a b", &runs, 2, 2).into_string();
         assert!(!current.contains("not the current one"));
         assert!(current.contains("<strong>2 (current, shown)</strong>"));
-        assert!(section("x", &[], 1, 1).contains("No run has started yet"));
+        assert!(
+            section("x", &[], 1, 1)
+                .as_str()
+                .contains("No run has started yet")
+        );
     }
 }

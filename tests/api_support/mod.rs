@@ -1,6 +1,6 @@
 //! Helpers for the API and CLI tests: a tiny stand-in for Prometheus's `query_range` (every
-//! series constant, `bad` series at 0.9 and the rest at 0.1), a token file with an admin
-//! `alice` and a read-only `graf`, and the daemon embedded in-process on 127.0.0.1.
+//! series constant, `bad` series at 0.9, `absent` ones empty and the rest at 0.1), a token file
+//! with an admin `alice` and a read-only `graf`, and the daemon embedded in-process on 127.0.0.1.
 
 #![allow(dead_code)] // Each test file uses its own part.
 
@@ -21,8 +21,15 @@ use tokio_util::sync::CancellationToken;
 pub const ALICE: &str = "alice-admin-token-0123456789";
 pub const GRAF: &str = "graf-read-token-0123456789";
 
-/// Answer `query_range` like Prometheus: one series, a point every `step` seconds.
+/// Answer `query_range` like Prometheus: one series, a point every `step` seconds; no series
+/// at all for an `absent` one.
 async fn query_range(Query(q): Query<HashMap<String, String>>) -> axum::Json<Value> {
+    if q.get("query").is_some_and(|s| s.contains("absent")) {
+        return axum::Json(json!({
+            "status": "success",
+            "data": {"resultType": "matrix", "result": []}
+        }));
+    }
     let start: f64 = q.get("start").and_then(|s| s.parse().ok()).unwrap_or(0.0);
     let end: f64 = q.get("end").and_then(|s| s.parse().ok()).unwrap_or(start);
     let step: f64 = q
