@@ -136,7 +136,6 @@ mod counts;
 mod family;
 mod finite;
 mod scoring;
-mod signed_rank;
 mod values;
 
 pub use counts::MAX_EXACT_EVENTS;
@@ -146,7 +145,6 @@ pub use family::{
 pub use scoring::{
     AnalysisOutcome, AnalysisScore, GroupScore, ScoredCheck, Scoring, score_analysis,
 };
-pub use signed_rank::{SignedRank, SignedRankMethod, signed_rank_test, walsh_shift_ci};
 pub use values::MAX_TREND_POINTS;
 
 use crate::stats::Alternative;

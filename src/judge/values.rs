@@ -16,8 +16,8 @@ use super::{
     significance_level, significant_clause,
 };
 use crate::stats::{
-    self, MwMethod, StatsError, hodges_lehmann, hodges_lehmann_ci, mann_kendall, mann_whitney_u,
-    theil_sen,
+    self, MwMethod, SignedRankMethod, StatsError, hodges_lehmann, hodges_lehmann_ci, mann_kendall,
+    mann_whitney_u, signed_rank_test_sorted, theil_sen, walsh_shift_ci_sorted,
 };
 
 /// The fewest points per side any relative or trend test is run on, whatever `min_samples` says.
@@ -342,11 +342,11 @@ fn measure_paired(
     // Sorted once for both the signed-rank test and the Walsh averages.
     let mut sorted = d;
     sorted.sort_unstable_by(f64::total_cmp);
-    let sr = super::signed_rank::signed_rank_test_sorted(&sorted, bad_alternative(spec.direction))?;
-    let (est, lo, hi) = super::signed_rank::walsh_shift_ci_sorted(sorted, spec.confidence)?;
+    let sr = signed_rank_test_sorted(&sorted, bad_alternative(spec.direction))?;
+    let (est, lo, hi) = walsh_shift_ci_sorted(sorted, spec.confidence)?;
     let method = match sr.method {
-        super::SignedRankMethod::Exact => "exact",
-        super::SignedRankMethod::Normal => "normal approximation",
+        SignedRankMethod::Exact => "exact",
+        SignedRankMethod::Normal => "normal approximation",
     };
     let test = format!("Wilcoxon signed-rank ({method}) with Hodges-Lehmann pseudo-median");
     if positive {
