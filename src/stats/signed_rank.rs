@@ -232,7 +232,6 @@ mod tests {
         assert_eq!(r.p_value, 1.0);
     }
 
-
     #[test]
     fn cached_null_distribution_is_the_computed_one() {
         for n in [1, 9, 30, 50] {
@@ -245,7 +244,6 @@ mod tests {
             &*compute_null_cdf(EXACT_MAX_N + 3)
         );
     }
-
 
     #[test]
     fn non_finite_is_an_error() {

@@ -21,11 +21,9 @@ pub fn walsh_shift_ci(d: &[f64], confidence: f64) -> Result<(f64, f64, f64), Sta
     check_finite(d)?;
     walsh_shift_ci_sorted(sort_differences(d), confidence)
 }
+
 /// [`walsh_shift_ci`] on differences already sorted by [`sort_differences`].
-pub fn walsh_shift_ci_sorted(
-    s: Vec<f64>,
-    confidence: f64,
-) -> Result<(f64, f64, f64), StatsError> {
+pub fn walsh_shift_ci_sorted(s: Vec<f64>, confidence: f64) -> Result<(f64, f64, f64), StatsError> {
     check_finite(&s)?;
     if !(confidence > 0.0 && confidence < 1.0) {
         return Err(StatsError::Invalid(format!(
