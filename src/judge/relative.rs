@@ -60,7 +60,7 @@ fn overflow_problem(values: &[&[f64]]) -> Option<String> {
 
 /// Baseline/canary value pairs whose timestamps agree within [`PAIR_TOLERANCE_SECONDS`].
 /// Both inputs are sorted by time (as `clean` leaves them).
-pub(super) fn pair_by_time(b: &[Point], c: &[Point]) -> Vec<(f64, f64)> {
+fn pair_by_time(b: &[Point], c: &[Point]) -> Vec<(f64, f64)> {
     let mut pairs = Vec::with_capacity(b.len().min(c.len()));
     let (mut i, mut j) = (0, 0);
     while i < b.len() && j < c.len() {
