@@ -28,10 +28,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    BaselineTraffic, CheckResult, CheckSpec, SideData, Verdict, fmt_p, judge_check_with,
-    significance_level, significant_clause,
-};
+use super::summary::{fmt_p, significance_level, significant_clause};
+use super::{BaselineTraffic, CheckResult, CheckSpec, SideData, Verdict, judge_check_with};
 
 /// How the false alarms of an analysis's checks are controlled together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,10 +1,13 @@
 //! The judge: one verdict per check from baseline and canary data, the family-wise correction
 //! that keeps a whole analysis's false alarms at the checks' significance (`family`), and a
-//! weighted score per analysis.
-//!
-//! It owns the decision rules that turn statistics into `Pass`, `Fail` or `Inconclusive` and the
-//! evidence that explains each verdict. It must stay pure: no I/O, no clock, no async. Missing or
-//! thin data is a verdict (`Inconclusive` with the reason), never an error and never a pass.
+//! weighted score per analysis (`scoring`). It owns the decision rules that turn statistics into
+//! `Pass`, `Fail` or `Inconclusive` and the evidence that explains each verdict; it must stay
+//! pure (no I/O, no clock, no async), and missing or thin data is a verdict (`Inconclusive` with
+//! its cause and reason), never an error and never a pass. This file holds the vocabulary (specs,
+//! verdicts, evidence) and the dispatch by kind; each check kind's rule is in a file of its own
+//! (`relative`, `absolute`, `trend`, `error_rate`, `error_rate_absolute`), what the kinds share
+//! (side summaries, evidence and inconclusive results, significance and wording) in `summary`,
+//! and the last guard on non-finite numbers in `finite`. The statistics come from `stats`.
 
 use std::sync::Arc;
 
@@ -132,24 +135,26 @@ pub enum SideData {
     Counts(Vec<CountPoint>),
 }
 
-mod counts;
+mod absolute;
+mod error_rate;
+mod error_rate_absolute;
 mod family;
 mod finite;
+mod relative;
 mod scoring;
-mod signed_rank;
-mod values;
+mod summary;
+mod trend;
 
-pub use counts::MAX_EXACT_EVENTS;
 pub use family::{
     FamilyControl, FamilyEvidence, apply_family_control, judge_analysis, judge_analysis_with,
 };
 pub use scoring::{
     AnalysisOutcome, AnalysisScore, GroupScore, ScoredCheck, Scoring, score_analysis,
 };
-pub use signed_rank::{SignedRank, SignedRankMethod, signed_rank_test, walsh_shift_ci};
-pub use values::MAX_TREND_POINTS;
+pub use summary::MAX_EXACT_EVENTS;
+pub use trend::MAX_TREND_POINTS;
 
-use crate::stats::Alternative;
+use summary::inconclusive_result;
 
 /// Two timestamps closer than this (in seconds) are the same instant for pairing baseline and
 /// canary points. Range queries with one start and step give identical timestamps; this absorbs
@@ -386,14 +391,15 @@ impl Thresholds {
 /// - fewer than `min_samples` points (events, for error rates) on a side that matters is
 ///   `Inconclusive`, never `Pass`;
 /// - a statistical `Fail` needs both evidence at the confidence (the effect's interval at
-///   `confidence` excludes "no change" on the bad side, see [`significance_level`]) and an
+///   `confidence` excludes "no change" on the bad side, see [`summary::significance_level`]) and an
 ///   effect whose estimate is beyond the tolerance, limit or threshold in the bad direction;
 /// - a number on the way to a verdict that is NaN or infinite, or too large to compute with
 ///   (summed counts, sums, ratios, logs, slopes, p-values, bounds), makes the verdict
 ///   `Inconclusive` with [`InconclusiveCause::NonFinite`]: never a pass and never a fail
 ///   (the guards are where intermediates are formed, and [`finite::guard`] on every verdict).
 ///
-/// See the kind-specific rules on [`CheckKind`] and in this module's submodules.
+/// See the kind-specific rules on [`CheckKind`] and in the kinds' modules (`relative`,
+/// `absolute`, `trend`, `error_rate`, `error_rate_absolute`).
 pub fn judge_check(spec: &CheckSpec, baseline: &SideData, canary: &SideData) -> CheckResult {
     judge_check_with(spec, baseline, canary, BaselineTraffic::Serving)
 }
@@ -432,7 +438,7 @@ fn judge_kind(
     };
     match (&spec.kind, baseline, canary) {
         (CheckKind::Relative { tolerance }, SideData::Values(b), SideData::Values(c)) => {
-            values::relative(spec, *tolerance, b, c, thresholds)
+            relative::judge(spec, *tolerance, b, c, thresholds)
         }
         (
             CheckKind::Absolute {
@@ -441,19 +447,19 @@ fn judge_kind(
             },
             b,
             SideData::Values(c),
-        ) => values::absolute(spec, *threshold, *aggregate, b, c, thresholds),
+        ) => absolute::judge(spec, *threshold, *aggregate, b, c, thresholds),
         (
             CheckKind::Trend {
                 max_slope_per_minute,
             },
             b,
             SideData::Values(c),
-        ) => values::trend(spec, *max_slope_per_minute, b, c, thresholds),
+        ) => trend::judge(spec, *max_slope_per_minute, b, c, thresholds),
         (CheckKind::ErrorRate { tolerance }, SideData::Counts(b), SideData::Counts(c)) => {
-            counts::error_rate(spec, *tolerance, b, c, thresholds)
+            error_rate::judge(spec, *tolerance, b, c, thresholds)
         }
         (CheckKind::ErrorRateAbsolute { threshold }, b, SideData::Counts(c)) => {
-            counts::error_rate_absolute(spec, *threshold, b, c, thresholds)
+            error_rate_absolute::judge(spec, *threshold, b, c, thresholds)
         }
         (kind, b, c) => {
             let needs = match kind {
@@ -508,112 +514,6 @@ fn setting_problem(spec: &CheckSpec) -> Option<String> {
         return Some(format!("aggregate quantile must be in [0, 1], got {q}"));
     }
     None
-}
-
-fn inconclusive_result(
-    spec: &CheckSpec,
-    thresholds: Thresholds,
-    cause: InconclusiveCause,
-    reason: String,
-) -> CheckResult {
-    CheckResult {
-        name: spec.name.to_string(),
-        verdict: Verdict::inconclusive(cause, reason.clone()),
-        reason,
-        evidence: Evidence {
-            baseline: SideSummary::default(),
-            canary: SideSummary::default(),
-            effect: None,
-            p_value: None,
-            test: None,
-            comparison: None,
-            thresholds,
-            family: None,
-        },
-    }
-}
-
-/// The cause of an inconclusive verdict for a test that could not be computed.
-fn cause_of(err: &crate::stats::StatsError) -> InconclusiveCause {
-    use crate::stats::StatsError;
-    match err {
-        StatsError::NonFinite { .. } => InconclusiveCause::NonFinite,
-        StatsError::TooFew { .. } => InconclusiveCause::TooFew,
-        StatsError::Invalid(_) => InconclusiveCause::Untestable,
-    }
-}
-
-/// The p-value below which a test counts as evidence that the canary is worse.
-///
-/// `confidence` is the two-sided confidence of the effect's interval that the evidence reports,
-/// and a verdict agrees with that interval: a directional check (higher or lower is worse) needs
-/// its one-sided p-value below (1 − confidence) / 2, which is the interval at `confidence`
-/// lying wholly on the bad side of "no change"; `Either` needs its two-sided p-value below
-/// 1 − confidence. At the default 0.99 a healthy canary trips a directional check at most 0.5%
-/// of the time. Checks judged together ([`judge_analysis`]) share this level as a family through
-/// Holm's correction, so a whole analysis alarms at most about as often as one check (see
-/// BENCHMARKS.md, "Judge").
-fn significance_level(spec: &CheckSpec) -> f64 {
-    match spec.direction {
-        Direction::Either => 1.0 - spec.confidence,
-        Direction::HigherIsWorse | Direction::LowerIsWorse => (1.0 - spec.confidence) / 2.0,
-    }
-}
-
-/// The closing clause of a failing reason: "p = 0.0012 < 0.005". Every kind ends its `Fail`
-/// reason with it, so the family-wise correction can restate it after adjusting the threshold.
-fn significant_clause(p: f64, alpha: f64) -> String {
-    format!("p = {} < {}", fmt_p(p), fmt_num(alpha))
-}
-
-/// The alternative hypothesis that corresponds to "the canary is worse".
-fn bad_alternative(direction: Direction) -> Alternative {
-    match direction {
-        Direction::HigherIsWorse => Alternative::Greater,
-        Direction::LowerIsWorse => Alternative::Less,
-        Direction::Either => Alternative::TwoSided,
-    }
-}
-
-/// Whether `effect` (canary minus reference, on whatever scale) is beyond `limit` in the bad
-/// direction.
-fn beyond(direction: Direction, effect: f64, limit: f64) -> bool {
-    match direction {
-        Direction::HigherIsWorse => effect > limit,
-        Direction::LowerIsWorse => effect < -limit,
-        Direction::Either => effect.abs() > limit,
-    }
-}
-
-/// The word for the bad side, for reasons ("above", "below", "away from").
-fn bad_word(direction: Direction) -> &'static str {
-    match direction {
-        Direction::HigherIsWorse => "above",
-        Direction::LowerIsWorse => "below",
-        Direction::Either => "away from",
-    }
-}
-
-/// Format a p-value for a sentence.
-fn fmt_p(p: f64) -> String {
-    if p < 1e-4 {
-        format!("{p:.1e}")
-    } else {
-        format!("{p:.4}")
-    }
-}
-
-/// Format a number compactly for a sentence.
-fn fmt_num(x: f64) -> String {
-    if x == 0.0 {
-        "0".to_string()
-    } else if x.abs() >= 1e5 || x.abs() < 1e-3 {
-        format!("{x:.3e}")
-    } else {
-        let s = format!("{x:.4}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        s.to_string()
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! are, because "no data" and bad values are verdicts the judge gives, not errors a source raises.
 //! It knows nothing about rollouts, rules or the daemon's schedule.
 
-mod matrix;
 mod memory;
 mod prometheus;
 
@@ -23,7 +22,7 @@ pub mod answer {
 
     /// The byte-level matrix reader: the series, or `None` to read the answer the slow way.
     pub fn read_fast(body: &[u8]) -> Option<Vec<Series>> {
-        super::matrix::read(body)
+        super::prometheus::read_matrix(body)
     }
 
     /// The reading through a JSON tree, which accepts every valid answer and names what is

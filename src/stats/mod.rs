@@ -3,8 +3,10 @@
 //! This module owns the numbers and nothing else: every function takes plain slices of finite
 //! values and returns a test result or a [`StatsError`]. It does no I/O, reads no clock and knows
 //! nothing of rules or rollouts; dropping NaN/inf and deciding what "too little data" means is the
-//! judge's job. Distributions come from `statrs`; the Mann-Whitney exact null distribution is ours,
-//! because statrs's is wrong unless the first sample is the larger one and enumerates subsets.
+//! judge's job. Distributions come from `statrs`; the exact null distributions of Mann-Whitney and
+//! of the Wilcoxon signed-rank test are ours (statrs's Mann-Whitney is wrong unless the first
+//! sample is the larger one, and enumerates subsets), and so is the selection of order statistics
+//! of pairwise differences and Walsh averages behind the Hodges-Lehmann intervals.
 //! Conventions follow SciPy: `Greater` means the first sample (`x`, or the canary) tends to be larger.
 //! Welch's t-test and the two-sample Kolmogorov-Smirnov test, ported too but used by no check,
 //! live with the SciPy reference tests (`tests/stats_reference/`) until a check needs them.
@@ -23,8 +25,10 @@ mod mann_whitney;
 mod proportion;
 mod quantile;
 mod ratio;
+mod signed_rank;
 mod slope_selection;
 mod theil_sen;
+mod walsh;
 
 pub use dispersion::{Dispersion, quasi_binomial, rate_difference};
 pub use estimate::{EstimateError, MeanEstimate, Tolerance, difference};
@@ -38,7 +42,11 @@ pub use mann_whitney::{MannWhitney, MwMethod, mann_whitney_u};
 pub use proportion::{Counts, ZTest, two_proportion_z};
 pub use quantile::{quantile, quantiles};
 pub use ratio::{relative_paired, relative_unpaired};
+pub use signed_rank::{
+    SignedRank, SignedRankMethod, signed_rank_test, signed_rank_test_sorted, sort_differences,
+};
 pub use theil_sen::{QUADRATIC_UP_TO, TheilSen, theil_sen};
+pub use walsh::{walsh_shift_ci, walsh_shift_ci_sorted};
 
 /// Which way the alternative hypothesis points, in SciPy's sense: `Greater` means the first
 /// sample (`x`, or the canary) tends to be larger than the second.

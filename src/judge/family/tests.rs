@@ -1,8 +1,8 @@
 //! Tables of cases for Holm's correction over an analysis's checks.
 
+use super::super::summary::fmt_num;
 use super::super::{
-    CheckKind, CountPoint, Direction, Evidence, Point, SideSummary, Thresholds, fmt_num,
-    judge_check,
+    CheckKind, CountPoint, Direction, Evidence, Point, SideSummary, Thresholds, judge_check,
 };
 use super::*;
 

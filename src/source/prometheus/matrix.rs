@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
+use super::value::parse_value;
 use crate::judge::Point;
-
-use super::Series;
+use crate::source::Series;
 
 /// The series of a successful matrix answer, or `None` to read it the slow way.
 pub fn read(body: &[u8]) -> Option<Vec<Series>> {
@@ -227,7 +227,7 @@ impl<'a> Reader<'a> {
             r.expect(b'[')?;
             let t = r.number()?;
             r.expect(b',')?;
-            let v = super::prometheus::parse_value(r.string()?)?;
+            let v = parse_value(r.string()?)?;
             r.expect(b']')?;
             points.push(Point { t, v });
             Some(())

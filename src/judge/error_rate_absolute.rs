@@ -1,0 +1,139 @@
+//! The error-rate-absolute check: the canary's error rate, summed over the window, against a
+//! fixed rate (0.005 = 0.5%). It fails when the rate is beyond the threshold in the bad direction
+//! and an exact binomial test says the canary's true rate is too (at the confidence); the
+//! interval is Wilson's. The baseline is summarised for context only. Pure.
+
+use statrs::function::beta::checked_beta_reg;
+
+use super::summary::{
+    bad_word, beyond, context_summary, counts_overflow, evidence_of, finish, fmt_num, fmt_p,
+    inconclusive, pp, significance_level, significant_clause, summarize_counts, thin, whole,
+    wilson, z_for,
+};
+use super::{
+    CheckResult, CheckSpec, CountPoint, Direction, Effect, InconclusiveCause, Interval,
+    IntervalScale, SideData, Thresholds, Verdict,
+};
+use crate::stats::{Counts, StatsError};
+
+/// P(X ≥ k) for X ~ Binomial(n, p).
+fn binomial_upper(k: u64, n: u64, p: f64) -> Result<f64, StatsError> {
+    if k == 0 || p >= 1.0 {
+        return Ok(1.0);
+    }
+    if p <= 0.0 {
+        return Ok(0.0);
+    }
+    checked_beta_reg(k as f64, (n - k + 1) as f64, p)
+        .map_err(|e| StatsError::Invalid(format!("binomial tail: {e}")))
+}
+
+/// P(X ≤ k) for X ~ Binomial(n, p).
+fn binomial_lower(k: u64, n: u64, p: f64) -> Result<f64, StatsError> {
+    if k >= n || p <= 0.0 {
+        return Ok(1.0);
+    }
+    if p >= 1.0 {
+        return Ok(0.0);
+    }
+    checked_beta_reg((n - k) as f64, (k + 1) as f64, 1.0 - p)
+        .map_err(|e| StatsError::Invalid(format!("binomial tail: {e}")))
+}
+
+/// Exact binomial test of the canary's errors against the rate `threshold`, for the bad
+/// direction.
+fn binomial_p(c: Counts, threshold: f64, direction: Direction) -> Result<f64, StatsError> {
+    let upper = || binomial_upper(c.errors, c.total, threshold);
+    let lower = || binomial_lower(c.errors, c.total, threshold);
+    Ok(match direction {
+        Direction::HigherIsWorse => upper()?,
+        Direction::LowerIsWorse => lower()?,
+        Direction::Either => (2.0 * upper()?.min(lower()?)).min(1.0),
+    })
+}
+
+/// The canary's summed error rate vs a fixed rate. Fail when the rate is beyond the threshold in
+/// the bad direction and an exact binomial test says the canary's true rate is too (at the
+/// confidence). The baseline is summarised for context only.
+pub(super) fn judge(
+    spec: &CheckSpec,
+    threshold: f64,
+    baseline: &SideData,
+    c_points: &[CountPoint],
+    thresholds: Thresholds,
+) -> CheckResult {
+    let (c_summary, c_err, c_total) = summarize_counts(c_points);
+    let mut evidence = evidence_of(context_summary(baseline), c_summary, thresholds);
+    if !(0.0..=1.0).contains(&threshold) {
+        let reason = format!("an error-rate threshold must be in [0, 1], got {threshold}");
+        return inconclusive(spec, InconclusiveCause::Setting, reason, evidence);
+    }
+    let need = spec.min_samples.max(1) as f64;
+    if let Some(why) = counts_overflow("canary", c_err, c_total)
+        .or_else(|| thin("canary", &evidence.canary, c_total, need))
+    {
+        let (cause, reason) = why;
+        return inconclusive(spec, cause, reason, evidence);
+    }
+    let c = whole(c_err, c_total);
+    let rate = c_err / c_total;
+    let p_value = match binomial_p(c, threshold, spec.direction) {
+        Ok(p) => p.clamp(0.0, 1.0),
+        Err(err) => {
+            let reason = format!("the test could not be computed: {err}");
+            return inconclusive(spec, InconclusiveCause::Untestable, reason, evidence);
+        }
+    };
+    let (low, high) = wilson(c_err, c_total, z_for(spec.confidence));
+    evidence.p_value = Some(p_value);
+    evidence.effect = Some(Effect {
+        ratio: (threshold > 0.0)
+            .then(|| rate / threshold)
+            .filter(|r| r.is_finite()),
+        difference: rate - threshold,
+        interval: Some(Interval {
+            low,
+            high,
+            confidence: spec.confidence,
+            scale: IntervalScale::Rate,
+        }),
+    });
+    evidence.test = Some("exact binomial test".into());
+    evidence.comparison = Some(format!(
+        "canary error rate summed over the window, {} of {}, vs threshold {}",
+        c.errors,
+        c.total,
+        pp(threshold)
+    ));
+    let alpha = significance_level(spec);
+    let significant = p_value < alpha;
+    let too_far = beyond(spec.direction, rate - threshold, 0.0);
+    let head = format!(
+        "canary error rate {} vs threshold {}",
+        pp(rate),
+        pp(threshold)
+    );
+    let p = fmt_p(p_value);
+    let (verdict, reason) = if significant && too_far {
+        (
+            Verdict::Fail,
+            format!(
+                "{head}: {} the threshold, {}",
+                bad_word(spec.direction),
+                significant_clause(p_value, alpha)
+            ),
+        )
+    } else if too_far {
+        (
+            Verdict::Pass,
+            format!(
+                "{head}: {} the threshold but not significantly, p = {p} ≥ {}",
+                bad_word(spec.direction),
+                fmt_num(alpha)
+            ),
+        )
+    } else {
+        (Verdict::Pass, format!("{head}: within the threshold"))
+    };
+    finish(spec, verdict, reason, evidence)
+}

@@ -1,0 +1,191 @@
+//! Relative checks: pairing by timestamp against a shared load wave, the verdict table, rank
+//! tests without timestamps, and differences for values that are not all positive.
+
+use super::*;
+
+#[test]
+fn shared_load_wave_paired_detects_ten_percent_that_unpaired_misses() {
+    let s = relative(0.05, Direction::HigherIsWorse);
+    let (b, c) = load_wave(42, 0.0);
+    let paired = judge_check(&s, &b, &c);
+    assert_eq!(paired.verdict, Verdict::Fail, "{}", paired.reason);
+    assert_eq!(
+        paired.evidence.comparison.as_deref(),
+        Some("paired log-ratio by timestamp, 30 pairs")
+    );
+    let ratio = paired.evidence.effect.and_then(|e| e.ratio).unwrap();
+    assert!((ratio - 1.10).abs() < 0.02, "{ratio}");
+    // The same values 30 s apart cannot be paired: the wave swamps the shift.
+    let (b, c) = load_wave(42, 30.0);
+    let unpaired = judge_check(&s, &b, &c);
+    assert_eq!(unpaired.verdict, Verdict::Pass, "{}", unpaired.reason);
+    let cmp = unpaired.evidence.comparison.unwrap();
+    assert!(
+        cmp.starts_with("Hodges-Lehmann shift + Mann-Whitney, unpaired"),
+        "{cmp}"
+    );
+    assert!(unpaired.evidence.p_value.unwrap() > 0.01);
+}
+
+#[test]
+fn small_jitter_in_timestamps_still_pairs() {
+    let s = relative(0.05, Direction::HigherIsWorse);
+    let (b, c) = load_wave(7, 0.4);
+    let r = judge_check(&s, &b, &c);
+    assert!(r.evidence.comparison.unwrap().starts_with("paired"));
+}
+
+#[test]
+fn verdict_table_for_relative_checks() {
+    use Direction::*;
+    // (canary level vs baseline 100, noise, tolerance, direction, expected)
+    let cases = [
+        // significant but within tolerance → pass
+        (
+            103.0,
+            0.01,
+            0.05,
+            HigherIsWorse,
+            Verdict::Pass,
+            "within the 5.0% tolerance",
+        ),
+        // significant and beyond tolerance → fail
+        (
+            120.0,
+            0.02,
+            0.05,
+            HigherIsWorse,
+            Verdict::Fail,
+            "beyond the 5.0% tolerance above baseline",
+        ),
+        // beyond tolerance but too noisy to be significant → pass
+        (
+            108.0,
+            0.60,
+            0.05,
+            HigherIsWorse,
+            Verdict::Pass,
+            "no significant difference",
+        ),
+        // better in the direction that is good → pass
+        (
+            80.0,
+            0.02,
+            0.05,
+            HigherIsWorse,
+            Verdict::Pass,
+            "no significant difference",
+        ),
+        (
+            80.0,
+            0.02,
+            0.05,
+            LowerIsWorse,
+            Verdict::Fail,
+            "below baseline",
+        ),
+        (
+            120.0,
+            0.02,
+            0.05,
+            LowerIsWorse,
+            Verdict::Pass,
+            "no significant difference",
+        ),
+        (
+            80.0,
+            0.02,
+            0.05,
+            Either,
+            Verdict::Fail,
+            "away from baseline",
+        ),
+        (
+            120.0,
+            0.02,
+            0.05,
+            Either,
+            Verdict::Fail,
+            "away from baseline",
+        ),
+        (101.0, 0.02, 0.05, Either, Verdict::Pass, ""),
+    ];
+    for (i, (level, sigma, tol, dir, want, words)) in cases.into_iter().enumerate() {
+        let s = relative(tol, dir);
+        let b = noisy(30, 100.0, sigma, 100 + i as u64);
+        let c = noisy(30, level, sigma, 200 + i as u64);
+        let r = judge_check(&s, &b, &c);
+        assert_eq!(r.verdict, want, "case {i}: {}", r.reason);
+        assert!(r.reason.contains(words), "case {i}: {}", r.reason);
+        if want == Verdict::Fail {
+            assert!(r.evidence.p_value.unwrap() < 0.01);
+        }
+    }
+    // "Significant but within tolerance" really was significant.
+    let r = judge_check(
+        &relative(0.05, HigherIsWorse),
+        &noisy(30, 100.0, 0.01, 100),
+        &noisy(30, 103.0, 0.01, 200),
+    );
+    assert!(r.evidence.p_value.unwrap() < 1e-4);
+}
+
+#[test]
+fn unpaired_values_without_timestamps_use_rank_tests() {
+    let s = relative(0.05, Direction::HigherIsWorse);
+    let mut rng = Rng(5);
+    let nan_t = |level: f64, rng: &mut Rng| {
+        SideData::Values(
+            (0..40)
+                .map(|_| Point {
+                    t: f64::NAN,
+                    v: level * (0.05 * rng.normal()).exp(),
+                })
+                .collect(),
+        )
+    };
+    let b = nan_t(100.0, &mut rng);
+    let c = nan_t(125.0, &mut rng);
+    let r = judge_check(&s, &b, &c);
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.reason);
+    assert!(
+        r.evidence
+            .comparison
+            .unwrap()
+            .contains("unpaired, 40 vs 40 points (0 of 40 timestamps matched)")
+    );
+    let e = r.evidence.effect.unwrap();
+    assert!((e.ratio.unwrap() - 1.25).abs() < 0.04, "{e:?}");
+    assert!(e.difference > 15.0 && e.difference < 35.0, "{e:?}");
+    let i = e.interval.unwrap();
+    assert!(i.low < e.ratio.unwrap() && e.ratio.unwrap() < i.high);
+}
+
+#[test]
+fn values_not_all_positive_compare_differences() {
+    let s = relative(0.10, Direction::HigherIsWorse);
+    let mut rng = Rng(3);
+    let b = series(30, |_| 10.0 + rng.normal());
+    let c = series(30, |i| if i == 0 { -1.0 } else { 14.0 + rng.normal() });
+    let r = judge_check(&s, &b, &c);
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.reason);
+    assert!(
+        r.evidence
+            .comparison
+            .unwrap()
+            .starts_with("paired difference by timestamp")
+    );
+    assert_eq!(
+        r.evidence.effect.unwrap().interval.unwrap().scale,
+        IntervalScale::Difference
+    );
+}
+
+#[test]
+fn identical_sides_pass() {
+    let s = relative(0.05, Direction::Either);
+    let b = noisy(30, 100.0, 0.1, 1);
+    let r = judge_check(&s, &b, &b.clone());
+    assert_eq!(r.verdict, Verdict::Pass);
+    assert_eq!(r.evidence.p_value, Some(1.0));
+}
