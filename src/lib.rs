@@ -8,6 +8,7 @@
 //! - [`rollout`]: the plan and the rollout state machine `step(state, event, now)` (pure).
 //! - [`assign`]: sticky hash-bucket assignment of keys to baseline or canary (pure).
 //! - [`backoff`]: the exponential backoff every retry loop shares (pure).
+//! - [`clock`]: the time the daemon reads: the system clock, or tokio's (pausable) time in tests.
 //! - [`source`]: metric backends behind the `MetricSource` trait: Prometheus, and in-memory.
 //! - [`store`]: SQLite state: rollouts, analyses, audit trail, actuator intents, outbox.
 //! - [`actuator`]: what sets the traffic weight: builtin assignment endpoint, webhook, command, file.
@@ -26,6 +27,7 @@ pub mod api;
 pub mod assign;
 pub mod backoff;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod judge;

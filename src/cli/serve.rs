@@ -91,6 +91,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         let options = Options {
             emergency_stop_at_start: emergency_from_env(),
             on_listen: None,
+            ..Options::default()
         };
         match daemon::run(config, options, shutdown, reload_rx).await {
             Ok(()) => ExitCode::SUCCESS,

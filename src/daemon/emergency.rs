@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -98,7 +97,8 @@ pub async fn refresh(shared: &Shared, cleared_by: &str) {
 /// Set the API flag (from the API or the environment at start) and apply it.
 pub async fn engage(shared: &Shared, reason: String, by: String) -> Result<(), CommandError> {
     let store = shared.store.clone();
-    tokio::task::spawn_blocking(move || store.set_flag(FLAG, &StopFlag { reason, by }, Utc::now()))
+    let now = shared.clock.now();
+    tokio::task::spawn_blocking(move || store.set_flag(FLAG, &StopFlag { reason, by }, now))
         .await
         .map_err(|e| CommandError::Internal(e.to_string()))??;
     refresh(shared, "").await;

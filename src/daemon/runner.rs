@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -24,6 +24,7 @@ use tracing::Instrument;
 use super::Shared;
 use super::analysis::analyse;
 use super::command::CommandError;
+pub use super::mailbox::Msg;
 use super::status::RolloutStatus;
 use crate::actuator::WeightChange;
 use crate::notify::notification::CheckRow;
@@ -50,22 +51,6 @@ pub use records::{messages, stage_label};
 use timing::{first_delay, following};
 pub use timing::{stagger, tick_due};
 pub use world::{actuate, alert, alert_notification, enqueue, pause_orphan, redrive};
-
-/// What can be sent to a rollout's task.
-#[derive(Debug)]
-pub enum Msg {
-    /// An operator's (or the daemon's) command; the reply says what became of it.
-    Command {
-        command: Command,
-        by: TriggeredBy,
-        reason: String,
-        /// `start` only: the canary version of the new run (the current one when `None`).
-        canary: Option<String>,
-        reply: Option<oneshot::Sender<Result<RolloutStatus, CommandError>>>,
-    },
-    /// The rule set was swapped: pick up the new rule (or notice it is gone).
-    RulesChanged,
-}
 
 /// The rows of the evidence table a step's notifications carry: those of the analysis being
 /// applied, or, for any other step (a tick, a command), those of the rollout's newest recorded
@@ -124,7 +109,7 @@ impl Runner {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let runner = Runner {
-            next_analysis: Instant::now() + first_delay(&name, &rule.schedule),
+            next_analysis: Instant::now() + first_delay(&name, &rule.schedule, shared.clock.now()),
             shared,
             name,
             fingerprint: super::fingerprint(&rule),
@@ -146,7 +131,7 @@ impl Runner {
     /// The task's loop, until shutdown.
     pub async fn run(
         &mut self,
-        mailbox: Arc<super::scheduler::Mailbox>,
+        mailbox: Arc<super::mailbox::Mailbox>,
         shutdown: CancellationToken,
     ) {
         // The work of each wake-up (an analysis, a step and its commit, an actuator call) is
@@ -171,7 +156,8 @@ impl Runner {
                 && !Arc::ptr_eq(&rule, &self.rule)
             {
                 if rule.schedule != self.rule.schedule {
-                    self.next_analysis = Instant::now() + first_delay(&self.name, &rule.schedule);
+                    self.next_analysis = Instant::now()
+                        + first_delay(&self.name, &rule.schedule, self.shared.clock.now());
                 }
                 let previous = self.fingerprint.to_string();
                 self.fingerprint = super::fingerprint(&rule);
@@ -186,7 +172,7 @@ impl Runner {
                 self.state.phase,
                 Phase::Progressing { .. } | Phase::WaitingApproval { .. }
             );
-            let tick_at = tick_due(&self.state, &self.rule.plan, Utc::now())
+            let tick_at = tick_due(&self.state, &self.rule.plan, self.shared.clock.now())
                 .map(|due| {
                     let at = Instant::now() + due + TICK_MARGIN;
                     last_tick.map_or(at, |last| at.max(last + TICK))
@@ -259,7 +245,12 @@ impl Runner {
                 Box::pin(self.analysis(turn).instrument(span)).await;
             }
         }
-        self.next_analysis = following(self.next_analysis, &self.rule.schedule, Instant::now());
+        self.next_analysis = following(
+            self.next_analysis,
+            &self.rule.schedule,
+            Instant::now(),
+            self.shared.clock.now(),
+        );
     }
 
     async fn sync_emergency(&mut self, emergency: &super::Emergency) {
@@ -300,7 +291,7 @@ impl Runner {
             return;
         };
         self.turn = Some(turn);
-        let started = Utc::now();
+        let started = self.shared.clock.now();
         let rule = self.rule_for_run();
         let analysed = analyse(
             &rule,
@@ -442,7 +433,7 @@ impl Runner {
 
     /// Record and route the backend-errors alert: state unchanged, one audit entry.
     async fn backend_alert(&mut self, error: &str) {
-        let now = Utc::now();
+        let now = self.shared.clock.now();
         let reason = format!(
             "{} analyses in a row failed on metric backend errors; holding at {}% (last: {error})",
             self.state.backend_errors, self.state.weight
@@ -516,7 +507,7 @@ impl Runner {
         analysis: Option<NewAnalysis>,
         rows: &mut Rows,
     ) -> Result<Option<Event>, CommandError> {
-        let now = Utc::now();
+        let now = self.shared.clock.now();
         let (next, actions) = match step(&self.state, &self.rule.plan, event, now) {
             Ok(out) => out,
             Err(e) => {

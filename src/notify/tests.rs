@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::dispatch::{Bucket, RateLimit, backoff};
+use super::dispatch::backoff;
+use super::rate::{Bucket, RateLimit};
 use super::*;
 use crate::judge::{CheckKind, CheckSpec, Direction, Point, SideData, judge_check};
 use crate::rollout::{
@@ -462,7 +463,7 @@ fn bucket_allows_a_burst_then_paces_and_never_drops() {
         per_minute: 60,
         burst: 3,
     };
-    let t0 = Instant::now();
+    let t0 = tokio::time::Instant::now();
     let mut b = Bucket::new(rate, t0);
     for _ in 0..3 {
         assert_eq!(b.reserve(t0, Duration::ZERO), Ok(Duration::ZERO));

@@ -67,7 +67,7 @@ pub async fn alert(
     severity: Severity,
     message: String,
 ) {
-    let now = Utc::now();
+    let now = shared.clock.now();
     let own = rules.iter().find(|r| r.name == rollout).map(Arc::as_ref);
     let n = alert_notification(shared, own, rollout, kind, severity, message, now);
     let queued: Vec<NewMessage> = rules.iter().flat_map(|r| messages(r, &n, 0)).collect();
@@ -136,11 +136,12 @@ pub async fn actuate(
     }
     let store = shared.store.clone();
     let result = outcome.clone();
+    let now = shared.clock.now();
     let completed = tokio::task::spawn_blocking(move || {
         store.complete_intent(
             intent_id,
             result.as_ref().map(|_| ()).map_err(String::as_str),
-            Utc::now(),
+            now,
         )
     })
     .await;
@@ -207,7 +208,7 @@ pub async fn pause_orphan(
         start: StartPolicy::Manual,
     };
     let what = "its rule file was removed while the daemon was down".to_string();
-    let now = Utc::now();
+    let now = shared.clock.now();
     let (next, actions) = match step(&stored.state, &plan, Event::RuleRemoved { what }, now) {
         Ok(out) => out,
         Err(e) => {
