@@ -109,3 +109,83 @@ impl Drop for CloseOnDrop {
         self.0.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn command(
+        reason: &str,
+    ) -> (
+        Msg,
+        tokio::sync::oneshot::Receiver<
+            Result<super::super::status::RolloutStatus, super::super::CommandError>,
+        >,
+    ) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let msg = Msg::Command {
+            command: crate::rollout::Command::Pause,
+            by: crate::rollout::TriggeredBy::Operator("alice".into()),
+            reason: reason.into(),
+            canary: None,
+            reply: Some(reply),
+        };
+        (msg, answer)
+    }
+
+    fn reason_of(msg: &Msg) -> &str {
+        match msg {
+            Msg::Command { reason, .. } => reason,
+            Msg::RulesChanged => "rules changed",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mailbox_delivers_in_order_coalesces_rule_changes_and_refuses_when_full() {
+        let mailbox = Arc::new(Mailbox::default());
+        // A receiver waiting before anything is sent gets the first message.
+        let waiting = tokio::spawn({
+            let mailbox = Arc::clone(&mailbox);
+            async move { reason_of(&mailbox.recv().await).to_string() }
+        });
+        tokio::task::yield_now().await;
+        assert!(mailbox.send(command("first").0));
+        assert_eq!(waiting.await.unwrap(), "first");
+
+        assert!(mailbox.send(Msg::RulesChanged));
+        assert!(mailbox.send(command("second").0));
+        assert!(
+            mailbox.send(Msg::RulesChanged),
+            "accepted, but not queued twice"
+        );
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.push(reason_of(&mailbox.recv().await).to_string());
+        }
+        assert_eq!(got, ["rules changed", "second"]);
+        let nothing = tokio::time::timeout(Duration::from_millis(50), mailbox.recv()).await;
+        assert!(nothing.is_err(), "the duplicate rule change was queued");
+
+        // Full: the 65th message is refused, and taking one makes room again.
+        let answers: Vec<_> = (0..MAILBOX)
+            .map(|i| {
+                let (msg, answer) = command(&format!("c{i}"));
+                assert!(mailbox.send(msg), "message {i}");
+                answer
+            })
+            .collect();
+        assert!(!mailbox.send(command("one too many").0));
+        assert_eq!(reason_of(&mailbox.recv().await), "c0");
+        assert!(mailbox.send(command("fits again").0));
+
+        // Closed (the task ended): later messages are refused, waiting ones dropped, and their
+        // senders learn it from the reply channel.
+        mailbox.close();
+        assert!(!mailbox.send(command("too late").0));
+        let mut answers = answers.into_iter().skip(1);
+        let unanswered = answers.next().unwrap().await;
+        assert!(unanswered.is_err(), "{unanswered:?}");
+    }
+}

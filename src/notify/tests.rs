@@ -787,3 +787,34 @@ async fn over_the_rate_limit_messages_are_delayed_not_dropped() {
         "some waits were long enough to reschedule"
     );
 }
+
+/// The dispatcher reads the time from the clock it is given: on a clock a minute behind the
+/// message's due time, nothing is sent until that clock (here tokio's paused time) reaches it.
+#[tokio::test(start_paused = true)]
+async fn the_dispatcher_sends_when_its_own_clock_says_a_message_is_due() {
+    let dir = TempDir::new("clock");
+    let store = Store::open(&dir.0).unwrap();
+    let inbox = MemoryNotifier::new();
+    let mut receivers = Receivers::default();
+    receivers.insert("team", Arc::new(inbox.clone()), RateLimit::UNLIMITED);
+    let n = sample();
+    let due = Utc::now();
+    let routes = vec![route(&["team"], &all_events(), Severity::Info)];
+    let message = outbox_messages(&routes, &n, 0).unwrap().remove(0);
+    store.enqueue(&message, due).unwrap().expect("new");
+    let clock = crate::clock::Clock::following_tokio(due - chrono::Duration::seconds(60));
+    let settings = DispatchSettings {
+        poll_interval: Duration::from_secs(1),
+        ..fast()
+    };
+    let dispatcher = Dispatcher::with_clock(store.clone(), receivers, settings, clock);
+    let token = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(dispatcher.run(token.clone()));
+    tokio::time::sleep(Duration::from_secs(58)).await;
+    assert!(inbox.sent().is_empty(), "sent before its due time");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    until("the message sent", || inbox.sent().len() == 1).await;
+    assert!(clock.now() >= due);
+    token.cancel();
+    task.await.unwrap();
+}

@@ -163,6 +163,34 @@ mod tests {
     }
 
     #[test]
+    fn a_cron_schedule_counts_its_next_analysis_from_the_time_it_is_given() {
+        use croner::parser::{CronParser, Seconds, Year};
+        let parser = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build();
+        let hourly = Schedule::Cron {
+            expr: "0 * * * *".into(),
+            cron: Box::new(parser.parse("0 * * * *").unwrap()),
+        };
+        let at = |hms: &str| {
+            DateTime::parse_from_rfc3339(&format!("2026-03-01T{hms}Z"))
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        // The daemon's clock, not the machine's: a test's clock at 12:15 waits 45 minutes.
+        assert_eq!(
+            first_delay("r", &hourly, at("12:15:00")),
+            Duration::from_secs(45 * 60)
+        );
+        let due = Instant::now();
+        assert_eq!(
+            following(due, &hourly, due, at("12:59:30")),
+            due + Duration::from_secs(30)
+        );
+    }
+
+    #[test]
     fn ticks_are_due_only_at_a_stage_deadline() {
         let t0 = Utc::now();
         let at = |d: Duration| t0 + chrono::Duration::from_std(d).unwrap();
