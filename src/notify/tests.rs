@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::dispatch::backoff;
-use super::rate::{Bucket, RateLimit};
+use super::rate::RateLimit;
 use super::*;
 use crate::judge::{CheckKind, CheckSpec, Direction, Point, SideData, judge_check};
 use crate::rollout::{
@@ -455,32 +455,6 @@ fn backoff_doubles_caps_and_keeps_at_least_half() {
             "{d:?}"
         );
     }
-}
-
-#[test]
-fn bucket_allows_a_burst_then_paces_and_never_drops() {
-    let rate = RateLimit {
-        per_minute: 60,
-        burst: 3,
-    };
-    let t0 = tokio::time::Instant::now();
-    let mut b = Bucket::new(rate, t0);
-    for _ in 0..3 {
-        assert_eq!(b.reserve(t0, Duration::ZERO), Ok(Duration::ZERO));
-    }
-    // The fourth must wait a second; with no waiting allowed it is told how long.
-    let refused = b.reserve(t0, Duration::ZERO).unwrap_err();
-    assert!((refused.as_secs_f64() - 1.0).abs() < 1e-6, "{refused:?}");
-    // Reservations queue up: 1 s, then 2 s.
-    let w1 = b.reserve(t0, Duration::from_secs(5)).unwrap();
-    let w2 = b.reserve(t0, Duration::from_secs(5)).unwrap();
-    assert!((w1.as_secs_f64() - 1.0).abs() < 1e-6 && (w2.as_secs_f64() - 2.0).abs() < 1e-6);
-    // After a long quiet spell the bucket is full again, not fuller.
-    let later = t0 + Duration::from_secs(3600);
-    for _ in 0..3 {
-        assert_eq!(b.reserve(later, Duration::ZERO), Ok(Duration::ZERO));
-    }
-    assert!(b.reserve(later, Duration::ZERO).is_err());
 }
 
 // ----- config -----
