@@ -4,7 +4,10 @@
 //! tokio's time from a fixed start, so `tokio::time::pause` and `advance` move the daemon's
 //! timers and its "now" together, and a test proves that nothing happens by advancing past the
 //! moment it would have happened instead of sleeping. Timers keep using tokio time in both
-//! cases. It owns nothing else: no timers, no scheduling.
+//! cases. Paused time auto-advances whenever the runtime is idle, and only work on tokio's
+//! blocking pool holds it back; so work done on another thread (the store's writer) is awaited
+//! through [`Clock::wait_outside`], which on a tokio clock waits on the blocking pool, lest the
+//! daemon's time run ahead of a commit in flight. It owns nothing else: no timers, no scheduling.
 
 use chrono::{DateTime, Utc};
 
@@ -37,6 +40,30 @@ impl Clock {
             start,
             base: tokio::time::Instant::now(),
         })
+    }
+
+    /// Await `work` that is done on a thread outside the runtime (a commit on the store's writer
+    /// thread). On the system clock it is awaited directly, holding no thread. On a tokio clock
+    /// it is awaited from the blocking pool, which holds paused time's auto-advance back until
+    /// it is done: otherwise the daemon's other timers (polls, analyses) would run its time ahead
+    /// while the work is under way, by as much as a slow disk takes.
+    pub async fn wait_outside<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> T {
+        match self.0 {
+            Source::System => work.await,
+            Source::Tokio { .. } => {
+                let runtime = tokio::runtime::Handle::current();
+                match tokio::task::spawn_blocking(move || runtime.block_on(work)).await {
+                    Ok(out) => out,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // The blocking pool is shut down only with the runtime, which ends this
+                    // task too.
+                    Err(e) => panic!("a wait outside the runtime was cancelled: {e}"),
+                }
+            }
+        }
     }
 
     /// The current time.
@@ -72,6 +99,38 @@ mod tests {
         // A copy reads the same time.
         let copy = clock;
         assert_eq!(copy.now(), clock.now());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_time_waits_for_work_outside_the_runtime_awaited_through_the_clock() {
+        let clock = Clock::following_tokio(Utc::now());
+        // Work on another thread that takes 50 ms of the machine's time, while a timer of the
+        // runtime keeps asking for time to pass.
+        let outside = || {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = tx.send(());
+            });
+            async move { rx.await.unwrap() }
+        };
+        let ticking = tokio::spawn(async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let before = tokio::time::Instant::now();
+        clock.wait_outside(outside()).await;
+        assert!(
+            before.elapsed() < Duration::from_secs(1),
+            "paused time ran {:?} ahead while the work was under way",
+            before.elapsed()
+        );
+        // Awaited directly, paused time runs ahead of it, which is what the wait prevents.
+        let before = tokio::time::Instant::now();
+        outside().await;
+        assert!(before.elapsed() >= Duration::from_secs(1));
+        ticking.abort();
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! idempotency key and the intent completed. A change the actuator could not apply (after its
 //! retries) is fed back to the machine as `ActuationFailed`, one more recorded step that puts
 //! the weight back to the applied one and pauses for review. A backend error holds the rollout (no analysis and
-//! no tick reaches the machine) and alerts after `backend_error_limit` in a row.
+//! no tick reaches the machine) and alerts after `backend_error_limit` in a row. Its timers run
+//! on tokio's time and every "now" it stamps or compares comes from the daemon's clock
+//! (`Shared::clock`), so an embedding test on paused time moves both together.
 //!
 //! This file holds the task and its loop. Beside it: `records` (pure: a step's actions turned
 //! into audit rows, the actuator intent and outbox messages), `world` (the actuator, re-driving
@@ -619,7 +621,11 @@ impl Runner {
             s.run_started = record.run_started;
             self.shared.store.submit_step(&s)
         };
-        committed.await.map(|c| c.intent_id)
+        self.shared
+            .clock
+            .wait_outside(committed)
+            .await
+            .map(|c| c.intent_id)
     }
 }
 

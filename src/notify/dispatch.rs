@@ -2,7 +2,8 @@
 //! receiver's rate limit, sends, and records the outcome (sent; rescheduled with backoff and
 //! jitter on a retryable failure; failed for good on a permanent one or when it gives up). It
 //! owns the retry and rate-limit policy; it must not build notifications nor choose receivers
-//! (they are in the outbox rows already).
+//! (they are in the outbox rows already). Due times, leases and ages are read from the clock it
+//! is given ([`Dispatcher::with_clock`], the daemon's), waits and polls run on tokio's time.
 //!
 //! # Guarantees
 //! - **Never lost**: messages live in the store; a claimed message is leased for

@@ -220,7 +220,11 @@ pub async fn pause_orphan(
     let mut s = Step::new(name, &next, &stored.rule_fingerprint, now);
     s.audit = audit;
     s.run = next.run.number;
-    match shared.store.submit_step(&s).await {
+    match shared
+        .clock
+        .wait_outside(shared.store.submit_step(&s))
+        .await
+    {
         Ok(_) => {
             tracing::warn!(rollout = %name, weight = next.weight, phase = next.phase.name(), "A stored rollout has no rule file; paused where it is.");
             shared.publish(RolloutStatus::of(name, &next, None));
