@@ -9,6 +9,7 @@
 //! - [`assign`]: sticky hash-bucket assignment of keys to baseline or canary (pure).
 //! - [`backoff`]: the exponential backoff every retry loop shares (pure).
 //! - [`markup`]: HTML escaped by construction, for the status pages and HTML email (pure).
+//! - [`clock`]: the time the daemon reads: the system clock, or tokio's (pausable) time in tests.
 //! - [`source`]: metric backends behind the `MetricSource` trait: Prometheus, and in-memory.
 //! - [`store`]: SQLite state: rollouts, analyses, audit trail, actuator intents, outbox.
 //! - [`actuator`]: what sets the traffic weight: builtin assignment endpoint, webhook, command, file.
@@ -34,6 +35,7 @@ pub mod api;
 pub mod assign;
 pub mod backoff;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod judge;

@@ -1,5 +1,6 @@
 //! The embedded daemon when things around it break, against a stand-in Prometheus and real HTTP
-//! servers on 127.0.0.1:
+//! servers on 127.0.0.1, all in the test's runtime on paused time (the daemon reads the test's
+//! clock: its timers and its "now" move only as the test lets time pass):
 //! - a webhook actuator that answers 500 to the 10% → 50% change: the rollout stays at 10% (API
 //!   and store), pauses for review naming the error, the audit shows the failure, and once the
 //!   actuator is fixed an operator's `resume` applies 50% and the rollout finishes;
@@ -10,6 +11,8 @@
 //!   broken edit leaves the old rules in force with `canaryd_config_last_reload_successful 0`;
 //! - a rollout whose stored state cannot be read: its task fails (an error, not a panic), is
 //!   restarted with backoff, counted and alerted on, and runs once the state is readable again;
+//! - the stop file, then the API's emergency stop: every rollout in progress at 0% within a
+//!   second of the daemon's time, and recorded so;
 //! - the state database deleted while the daemon runs: no weight change after it, `/readyz`
 //!   says why it is not ready, the failure is logged, counted and alerted on, and the history
 //!   the daemon still had open is saved next to it; put back and restarted, the daemon carries
@@ -23,14 +26,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api_support::daemon_support::{
-    Received, add_tokens, embed, metrics, rollout, rollouts, serve_webhook, temp_dir, wait_for,
-    write_config, write_rule,
+    Received, add_tokens, embed, metrics, pass_time, rollout, rollouts, serve_webhook, temp_dir,
+    test_clock, wait_for, write_config, write_rule,
 };
 use api_support::{ALICE, fake_prometheus};
 use axum::http::{HeaderMap, StatusCode};
 use canaryd::daemon::DaemonError;
 use canaryd::rollout::{Phase, RolloutState};
 use canaryd::store::{NewAnalysis, NewIntent, Step, Store};
+use chrono::SubsecRound;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -151,7 +155,7 @@ fn quick_webhook(text: String, hook: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn a_weight_change_the_actuator_refuses_keeps_the_rollout_where_it_was_until_resumed() {
     let (hook, broken, applied, refused) = serve_flaky_actuator().await;
     let dir = temp_dir("faults-actuator");
@@ -204,8 +208,8 @@ async fn a_weight_change_the_actuator_refuses_keeps_the_rollout_where_it_was_unt
             .await
             .contains("canaryd_actuator_failures_total{rollout=\"hooked\",actuator=\"webhook\"}"),
     );
-    // Nothing moves while paused.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nothing moves while paused: not past the 50% stage's 2 s, nor five analyses later.
+    pass_time(Duration::from_secs(5)).await;
     assert_eq!(rollout(base, "hooked").await.unwrap().weight, 10);
     assert_eq!(applied.lock().unwrap().len(), 1);
 
@@ -239,7 +243,7 @@ async fn a_weight_change_the_actuator_refuses_keeps_the_rollout_where_it_was_unt
     d.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn a_change_left_pending_by_a_crash_that_still_fails_at_start_up_pauses_at_the_applied_weight()
  {
     let (hook, broken, applied, refused) = serve_flaky_actuator().await;
@@ -356,7 +360,7 @@ async fn a_change_left_pending_by_a_crash_that_still_fails_at_start_up_pauses_at
     d.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn a_receiver_whose_secret_file_was_missing_delivers_after_the_operator_fixes_it_and_reloads()
 {
     let (url, received) = serve_receiver().await;
@@ -421,14 +425,15 @@ async fn a_receiver_whose_secret_file_was_missing_delivers_after_the_operator_fi
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Five of the dispatcher's polls later, nothing was sent again.
+    pass_time(Duration::from_secs(5)).await;
     let all = received.lock().unwrap().clone();
     assert_eq!(all.len(), 1, "{all:?}");
     drop(db);
     d.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn rule_files_edited_on_disk_are_picked_up_without_a_reload_request() {
     let dir = temp_dir("faults-watch");
     write_rule(&dir, "watched", "good", "builtin", "1h");
@@ -509,7 +514,7 @@ async fn rule_files_edited_on_disk_are_picked_up_without_a_reload_request() {
     d.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn a_rollout_task_whose_state_cannot_be_loaded_is_restarted_counted_and_alerted_until_it_can_run()
  {
     let load_panics = count_panics_naming("state of rollout");
@@ -631,7 +636,7 @@ fn delete_database(dir: &Path) -> Vec<String> {
     deleted
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn deleting_the_database_while_running_stops_every_action_until_it_is_restored() {
     let (hook, applied) = serve_webhook().await;
     let (receiver, alerts) = serve_receiver().await;
@@ -712,8 +717,9 @@ async fn deleting_the_database_while_running_stops_every_action_until_it_is_rest
         "{}",
         metrics(&base).await
     );
-    // Well past the 2 s the first stage needed: still no weight change, still not ready.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Well past the 2 s the first stage needed (and the 2 s of the next): still no weight
+    // change, still not ready.
+    pass_time(Duration::from_secs(6)).await;
     let weights: Vec<u8> = applied.lock().unwrap().iter().map(|r| r.weight).collect();
     assert_eq!(weights, [10], "the daemon acted on a deleted database");
     assert_eq!(readyz(&base).await.0, 503);
@@ -757,4 +763,124 @@ async fn deleting_the_database_while_running_stops_every_action_until_it_is_rest
     assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// When rollout `name` was last emergency-stopped, by the daemon's clock.
+fn stopped_at(store: &Store, name: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let audit = store.audit_page(name, None, 100).ok()?.items;
+    audit
+        .iter()
+        .filter(|a| a.action == "emergency-stopped")
+        .map(|a| a.at)
+        .max()
+}
+
+/// The emergency stop's promise, on the daemon's time: the stop file, then the API, take every
+/// rollout in progress to 0% within a second, and the decision is recorded within that second
+/// (the file is polled every 250 ms; the API stop is applied at once).
+#[tokio::test(start_paused = true)]
+async fn the_stop_file_and_the_api_stop_every_rollout_at_zero_within_a_second() {
+    let dir = temp_dir("faults-stop");
+    write_rule(&dir, "one", "good", "builtin", "1h");
+    write_rule(&dir, "two", "good", "builtin", "1h");
+    let d = start(&dir, "http://127.0.0.1:9/weights", |text| text).await;
+    let base = d.base.clone();
+    let both = |phase: &'static str, weight: u8| {
+        let base = base.clone();
+        move || {
+            let base = base.clone();
+            async move {
+                let all = rollouts(&base).await;
+                (all.len() == 2 && all.iter().all(|r| r.phase == phase && r.weight == weight))
+                    .then_some(())
+            }
+        }
+    };
+    wait_for(
+        "both rollouts at 10%",
+        Duration::from_secs(15),
+        both("progressing", 10),
+    )
+    .await;
+
+    // The stop file.
+    std::fs::write(dir.join("stop"), "").unwrap();
+    // The store keeps milliseconds.
+    let written = test_clock().now().trunc_subsecs(3);
+    wait_for(
+        "the stop file to stop both",
+        Duration::from_secs(1),
+        both("emergency-stopped", 0),
+    )
+    .await;
+    for name in ["one", "two"] {
+        let at = stopped_at(&d.store, name).expect("an emergency-stopped audit entry");
+        assert!(
+            at >= written && at - written <= chrono::Duration::seconds(1),
+            "{name} stopped {} ms after the file appeared",
+            (at - written).num_milliseconds()
+        );
+        let w: Value = reqwest::get(format!("{base}/v1/rollouts/{name}/weight"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(w["weight"], 0, "{name}: {w}");
+    }
+    std::fs::remove_file(dir.join("stop")).unwrap();
+    wait_for(
+        "the stop to clear",
+        Duration::from_secs(5),
+        both("paused", 0),
+    )
+    .await;
+    let resumed = reqwest::Client::new();
+    for name in ["one", "two"] {
+        let resp = resumed
+            .post(format!("{base}/v1/rollouts/{name}/resume"))
+            .bearer_auth(ALICE)
+            .json(&serde_json::json!({"reason": "all clear"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+    wait_for(
+        "both rollouts back at 10%",
+        Duration::from_secs(15),
+        both("progressing", 10),
+    )
+    .await;
+
+    // The API.
+    let asked = test_clock().now().trunc_subsecs(3);
+    let resp = resumed
+        .post(format!("{base}/v1/emergency-stop"))
+        .bearer_auth(ALICE)
+        .json(&serde_json::json!({"reason": "bad deploy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    wait_for(
+        "the API stop",
+        Duration::from_secs(1),
+        both("emergency-stopped", 0),
+    )
+    .await;
+    for name in ["one", "two"] {
+        let at = stopped_at(&d.store, name).unwrap();
+        assert!(
+            at >= asked && at - asked <= chrono::Duration::seconds(1),
+            "{name} stopped {} ms after the API was asked",
+            (at - asked).num_milliseconds()
+        );
+    }
+    assert!(
+        metrics(&base)
+            .await
+            .contains("canaryd_emergency_stop_active 1")
+    );
+    d.stop().await;
 }

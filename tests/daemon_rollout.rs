@@ -3,7 +3,10 @@
 //! a healthy canary advances through compressed stages to Succeeded, a failing one rolls back,
 //! a Prometheus outage holds a rollout (never advancing) and alerts after N errors, then it
 //! resumes; a broken rule file on reload keeps the old rules and shows in /metrics; the stop file
-//! and the API stop every rollout at 0% within a second.
+//! and the API stop every rollout at 0%. This test runs on the machine's time (a real Prometheus
+//! answers over real sockets), so its waits are generous bounds on events, never timings: that
+//! the stops act within a second of the daemon's time is proven on controlled time in
+//! `daemon_faults::the_stop_file_and_the_api_stop_every_rollout_at_zero_within_a_second`.
 
 #[path = "support/prometheus.rs"]
 mod prometheus_support;
@@ -11,7 +14,7 @@ mod prometheus_support;
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ADMIN_TOKEN: &str = "alice-admin-token-for-the-rollout-test";
 use canaryd::store::Store;
@@ -236,12 +239,11 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
     })
     .await;
 
-    // The stop file: every rollout at 0% within a second.
+    // The stop file: every rollout at 0%.
     std::fs::write(dir.join("stop"), "").unwrap();
-    let started = Instant::now();
     wait_for(
         "the stop file to stop everything",
-        Duration::from_secs(1),
+        Duration::from_secs(10),
         || async {
             // Finished runs are left as they are (issue 16): the succeeded one keeps 100%, the
             // rolled-back one its 0%; the one in progress is stopped at 0%.
@@ -258,7 +260,6 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
         },
     )
     .await;
-    assert!(started.elapsed() <= Duration::from_secs(1));
     let w: serde_json::Value = reqwest::get(format!("{base}/v1/rollouts/steady/weight"))
         .await
         .unwrap()
@@ -295,7 +296,7 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
         || async { rollout(&base, "late").await.filter(|r| r.weight == 10) },
     )
     .await;
-    // The API: every rollout at 0% within a second.
+    // The API: every rollout at 0%.
     let resp = client
         .post(format!("{base}/v1/emergency-stop"))
         .bearer_auth(ADMIN_TOKEN)
@@ -304,14 +305,12 @@ async fn rollouts_advance_roll_back_hold_reload_and_stop() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let started = Instant::now();
-    wait_for("the API stop", Duration::from_secs(1), || async {
+    wait_for("the API stop", Duration::from_secs(10), || async {
         rollout(&base, "late")
             .await
             .filter(|r| r.phase == "emergency-stopped" && r.weight == 0)
     })
     .await;
-    assert!(started.elapsed() <= Duration::from_secs(1));
     assert!(
         metrics(&base)
             .await

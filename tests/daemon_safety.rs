@@ -3,7 +3,9 @@
 //! store on disk and the real emergency-stop file: a restart during a backend outage must not
 //! promote on the evidence gathered before it; an emergency stop must leave finished rollouts
 //! where they are; a new canary version is a new run (from the rule file, or from a deploy
-//! pipeline with the real `canaryd start --canary`), with its history apart.
+//! pipeline with the real `canaryd start --canary`), with its history apart. The embedded
+//! daemons run on paused time with the test's clock; the one test that runs the real binary
+//! (`kill -9`) runs on the machine's time, its waits bounded on events, not timed.
 
 #[path = "fixtures/daemon/support.rs"]
 mod support;
@@ -183,7 +185,7 @@ async fn refused(backend: &Backend, n: usize) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn a_restart_during_a_backend_outage_does_not_promote_on_the_evidence_before_it() {
     let dir = temp_dir("outage-restart");
     let config = write_config(&dir, "http://127.0.0.1:9", "http://127.0.0.1:9/weights");
@@ -228,7 +230,7 @@ async fn a_restart_during_a_backend_outage_does_not_promote_on_the_evidence_befo
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn an_emergency_stop_leaves_finished_rollouts_as_they_are() {
     let dir = temp_dir("emergency-finished");
     let config = write_config(&dir, "http://127.0.0.1:9", "http://127.0.0.1:9/weights");
@@ -298,7 +300,7 @@ async fn get_json(url: &str) -> serde_json::Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn a_new_canary_version_in_the_rule_file_is_a_new_run_with_its_own_history() {
     let dir = temp_dir("runs-file");
     let config = write_config(&dir, "http://127.0.0.1:9", "http://127.0.0.1:9/weights");
@@ -389,7 +391,7 @@ async fn a_new_canary_version_in_the_rule_file_is_a_new_run_with_its_own_history
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn a_manual_rule_waits_for_canaryd_start_and_queries_the_version_it_was_given() {
     let dir = temp_dir("runs-manual");
     let config = write_config(&dir, "http://127.0.0.1:9", "http://127.0.0.1:9/weights");
@@ -605,7 +607,7 @@ async fn a_kill_9_during_a_backend_outage_does_not_promote_the_real_binary_eithe
     drop(daemon);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn a_rule_file_removed_while_the_daemon_was_down_pauses_its_rollout_at_start() {
     let dir = temp_dir("removed-while-down");
     let config = write_config(&dir, "http://127.0.0.1:9", "http://127.0.0.1:9/weights");

@@ -11,7 +11,8 @@
 //! - leak: the canary's memory grows 2 MB/s: the trend check fails and pauses the rollout.
 //! - silent: the canary exports nothing: the rollout never advances and pauses after 4
 //!   inconclusive analyses.
-//! - stop: the emergency-stop file takes the canary to 0% within a second, and the service
+//! - stop: the emergency-stop file takes the canary to 0% (the time it took is reported; the
+//!   within-a-second promise is proven on controlled time in `daemon_faults`), and the service
 //!   stops sending it requests.
 //! - full: 10% then a 100% stage longer than the checks' windows, so the baseline (sent no
 //!   traffic) soon reports nothing: the relative p99 check is not applicable there, and the
@@ -74,6 +75,13 @@ fn selected() -> Vec<(&'static str, Kind)> {
 
 fn actions(d: &Daemon, name: &str) -> Vec<String> {
     d.audit(name).into_iter().map(|a| a.action).collect()
+}
+
+/// How many analyses of rollout `name` are recorded.
+fn analyses(d: &Daemon, name: &str) -> usize {
+    d.store
+        .analyses_page(name, None, 1000)
+        .map_or(0, |page| page.items.len())
 }
 
 fn weight(d: &Daemon, name: &str) -> Option<(Phase, u8)> {
@@ -165,8 +173,12 @@ async fn scenario(
         }
         Kind::Spike => {
             wait_for("the 10% stage", SCENARIO_LIMIT, progressing_at(10)).await?;
-            // Let a few healthy analyses pass first.
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            // Let a few healthy analyses pass first (counted, not timed).
+            let before = analyses(d, name);
+            wait_for("three healthy analyses", SCENARIO_LIMIT, || {
+                (analyses(d, name) >= before + 3).then_some(())
+            })
+            .await?;
             sim.set_behaviour(Version::Canary, Behaviour::Spike { error_rate: 1.0 });
             wait_for("the rollback", SCENARIO_LIMIT, || {
                 matches!(weight(d, name), Some((Phase::RolledBack { .. }, 0))).then_some(())
@@ -323,6 +335,10 @@ async fn scenario(
             let touched = Instant::now();
             let client = reqwest::Client::new();
             let url = format!("{}/v1/rollouts/{name}/weight", d.base);
+            // A bound on the event, not a timing: that the stop acts within a second of the
+            // daemon's time is proven on controlled time (`daemon_faults`,
+            // `the_stop_file_and_the_api_stop_every_rollout_at_zero_within_a_second`); here the
+            // machine may be loaded, so the time it took is only reported.
             loop {
                 let body: serde_json::Value = client
                     .get(&url)
@@ -335,8 +351,8 @@ async fn scenario(
                 if body["weight"] == 0 {
                     break;
                 }
-                if touched.elapsed() > Duration::from_secs(1) {
-                    return Err(format!("still {body} a second after the stop"));
+                if touched.elapsed() > Duration::from_secs(10) {
+                    return Err(format!("still {body} 10 s after the stop"));
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -344,10 +360,20 @@ async fn scenario(
             if !matches!(weight(d, name), Some((Phase::EmergencyStopped { .. }, 0))) {
                 return Err(format!("not emergency-stopped: {:?}", d.state(name)));
             }
-            // In-flight requests finish; then the service sends the canary nothing.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // In-flight requests finish (the baseline serves 50 more); then, over the next 200
+            // requests the service sends (counted, not timed), the canary gets none.
+            let served = || sim.counters(Version::Baseline).requests();
+            let settled = served() + 50;
+            wait_for("50 more requests", SCENARIO_LIMIT, || {
+                (served() >= settled).then_some(())
+            })
+            .await?;
             let before = sim.counters(Version::Canary).requests();
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            let enough = served() + 200;
+            wait_for("200 more requests", SCENARIO_LIMIT, || {
+                (served() >= enough).then_some(())
+            })
+            .await?;
             let after = sim.counters(Version::Canary).requests();
             if after != before {
                 return Err(format!("the canary still got {} requests", after - before));

@@ -12,7 +12,7 @@ use chrono::{TimeZone, Utc};
 use smtp::{Options, SmtpServer, TempDir, leaf_parts, split};
 
 use canaryd::judge::{CheckKind, CheckSpec, Direction, Point, SideData, judge_check};
-use canaryd::notify::dispatch::RateLimit;
+use canaryd::notify::rate::RateLimit;
 use canaryd::notify::{
     CheckRow, DispatchSettings, Dispatcher, IncidentAction, Notification, NotifyError,
     ReceiverConfig, Receivers, StageInfo, dedupe_key, outbox_messages,

@@ -192,6 +192,10 @@ fn enqueue(store: &Store, receiver: &str, n: &Notification) -> String {
     message.dedupe_key
 }
 
+/// Past the lease (2 s), the longest backoff and a hundred polls: a message delivered but not
+/// recorded as sent, or claimed twice, would have gone out again by then.
+const PAST_THE_LEASE: Duration = Duration::from_secs(3);
+
 fn fast() -> DispatchSettings {
     DispatchSettings {
         poll_interval: Duration::from_millis(20),
@@ -203,11 +207,13 @@ fn fast() -> DispatchSettings {
     }
 }
 
+/// Poll `done` every 10 ms of tokio's time, at most `limit` of it (the dispatcher's time, on
+/// paused time).
 async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
+    let deadline = tokio::time::Instant::now() + limit;
     while !done() {
         assert!(
-            Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -221,7 +227,10 @@ struct Running {
 
 fn run(store: &Store, receivers: Receivers) -> Running {
     let token = CancellationToken::new();
-    let task = tokio::spawn(Dispatcher::new(store.clone(), receivers, fast()).run(token.clone()));
+    // On the test's time: with paused time, leases, backoffs and polls move only as it does.
+    let clock = canaryd::clock::Clock::following_tokio(Utc::now());
+    let dispatcher = Dispatcher::with_clock(store.clone(), receivers, fast(), clock);
+    let task = tokio::spawn(dispatcher.run(token.clone()));
     Running { token, task }
 }
 
@@ -327,7 +336,7 @@ async fn slack_webhook_and_pagerduty_payload_shapes() {
 
 // ----- retries and permanent failures through the dispatcher -----
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn server_errors_and_429_are_retried_then_delivered_once() {
     let sink = Sink::default();
     sink.lock()
@@ -347,7 +356,7 @@ async fn server_errors_and_429_are_retried_then_delivered_once() {
         store.outbox_counts().unwrap().sent == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(PAST_THE_LEASE).await;
     running.stop().await;
 
     assert_eq!(sink.received().len(), 4, "three failures and the delivery");
@@ -356,7 +365,7 @@ async fn server_errors_and_429_are_retried_then_delivered_once() {
     assert_eq!((m.status, m.attempts), (MessageStatus::Sent, 4));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn bad_request_fails_for_good() {
     let sink = Sink::default();
     sink.lock().script.push_back((400, None));
@@ -374,7 +383,7 @@ async fn bad_request_fails_for_good() {
         store.outbox_counts().unwrap().failed == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(PAST_THE_LEASE).await;
     running.stop().await;
 
     assert_eq!(sink.received().len(), 1, "not retried");
@@ -389,7 +398,7 @@ async fn bad_request_fails_for_good() {
 
 // ----- faults -----
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn receiver_down_for_a_while_gets_each_message_once_when_back() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -431,7 +440,7 @@ async fn receiver_down_for_a_while_gets_each_message_once_when_back() {
         store.outbox_counts().unwrap().sent == 3
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(PAST_THE_LEASE).await;
     running.stop().await;
 
     let mut want = keys_sent.clone();
@@ -452,7 +461,8 @@ async fn dispatcher_child() {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// On the machine's time while the child runs (a real process), then on paused time.
+#[tokio::test]
 async fn sigkilled_dispatcher_loses_nothing_and_sends_each_once() {
     let sink = Sink::default();
     sink.lock().hang = true;
@@ -500,7 +510,9 @@ async fn sigkilled_dispatcher_loses_nothing_and_sends_each_once() {
     );
     assert!(sink.delivered().is_empty());
 
-    // A new dispatcher on the same store, the receiver answering again.
+    // A new dispatcher on the same store, the receiver answering again, on controlled time from
+    // here on (the child's leases run out on it).
+    tokio::time::pause();
     sink.lock().hang = false;
     let running = run(&store, receivers("ops-hook", webhook(&url)));
     until(
@@ -509,7 +521,7 @@ async fn sigkilled_dispatcher_loses_nothing_and_sends_each_once() {
         || store.outbox_counts().unwrap().sent == 3,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(PAST_THE_LEASE).await;
     running.stop().await;
     assert_eq!(keys(&sink.delivered()), want, "each delivered exactly once");
     for key in &want {

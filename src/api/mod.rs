@@ -346,7 +346,7 @@ async fn one(
         updated_at,
         last_analysis_at: last,
     };
-    let mut detail = view::detail(&name, &state, rule.as_deref(), known, chrono::Utc::now());
+    let mut detail = view::detail(&name, &state, rule.as_deref(), known, control.now());
     detail.rule_file_problems = rule_file_problems;
     Ok(Json(detail).into_response())
 }

@@ -279,6 +279,7 @@ async fn demo(args: DemoArgs) -> Result<bool, String> {
     let options = Options {
         emergency_stop_at_start: false,
         on_listen: Some(addr_tx),
+        ..Options::default()
     };
     let mut running = tokio::spawn(daemon::run_with_sources(
         config,

@@ -98,6 +98,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         let options = Options {
             emergency_stop_at_start: emergency_from_env(),
             on_listen: None,
+            ..Options::default()
         };
         match daemon::run(config, options, routes, shutdown, reload_rx).await {
             Ok(()) => ExitCode::SUCCESS,

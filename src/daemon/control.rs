@@ -135,4 +135,10 @@ impl Control {
     pub fn remote_emergency_stop(&self) -> bool {
         self.shared.config.server.remote_emergency_stop
     }
+
+    /// The daemon's time ([`crate::clock::Clock`]): what pages and answers measure ages and
+    /// deadlines against, the same time the runners decide by.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.shared.clock.now()
+    }
 }

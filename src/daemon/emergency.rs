@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -95,9 +94,10 @@ pub async fn refresh(shared: &Shared, cleared_by: &str) {
 
 /// Set the API flag (from the API or the environment at start) and apply it.
 pub async fn engage(shared: &Shared, reason: String, by: String) -> Result<(), CommandError> {
+    let now = shared.clock.now();
     shared
         .store
-        .call(move |s| s.set_flag(FLAG, &StopFlag { reason, by }, Utc::now()))
+        .call(move |s| s.set_flag(FLAG, &StopFlag { reason, by }, now))
         .await
         .map_err(CommandError::from)?;
     refresh(shared, "").await;

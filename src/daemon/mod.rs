@@ -16,7 +16,7 @@
 //! - [`runner`]: one rollout's task: step, record, then act.
 //! - [`control`]: [`Control`], the faces' narrow handle on the daemon.
 //! - [`command`]: why a command was not carried out ([`CommandError`]), typed for the API.
-//! - [`scheduler`]: supervised tasks and mailboxes.
+//! - [`scheduler`]: supervised tasks; [`mailbox`]: each task's messages.
 //! - [`reload`]: rule reloads (SIGHUP, file changes); [`rule_files`]: which version of each
 //!   rule file is in force.
 //! - [`emergency`]: the emergency-stop switch.
@@ -28,6 +28,7 @@ pub mod analysis;
 pub mod command;
 pub mod control;
 pub mod emergency;
+pub mod mailbox;
 pub mod metrics;
 pub mod receivers;
 pub mod reload;
@@ -101,6 +102,9 @@ pub struct Options {
     pub emergency_stop_at_start: bool,
     /// Told the bound address once the listener is up (useful with port 0).
     pub on_listen: Option<oneshot::Sender<SocketAddr>>,
+    /// Where the daemon reads the time: the system clock by default; tests pass one that
+    /// follows tokio's pausable time ([`crate::clock`]).
+    pub clock: crate::clock::Clock,
 }
 
 /// The loaded rules, swapped whole on reload.
@@ -163,6 +167,8 @@ pub struct Shared {
     scheduler: scheduler::Scheduler,
     /// The API tokens (`server.token_file`), re-read when the file changes.
     tokens: crate::tokens::Tokens,
+    /// Where the runners, the scheduler, reloads and alerts read the time ([`Options::clock`]).
+    clock: crate::clock::Clock,
 }
 
 impl Shared {
@@ -339,10 +345,11 @@ pub async fn run_with_sources(
             "{problem}; its notifications wait in the outbox until a reload can build it."
         );
     }
-    let dispatcher = crate::notify::Dispatcher::new(
+    let dispatcher = crate::notify::Dispatcher::with_clock(
         store.clone(),
         built,
         crate::notify::DispatchSettings::default(),
+        options.clock,
     );
     let notify = dispatcher.handle();
     let dispatch_token = CancellationToken::new();
@@ -365,6 +372,7 @@ pub async fn run_with_sources(
         ready: AtomicBool::new(false),
         scheduler: scheduler::Scheduler::default(),
         tokens,
+        clock: options.clock,
     });
     reload::record_success(&shared);
     shared

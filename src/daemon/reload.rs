@@ -18,7 +18,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use notify::Watcher;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +42,7 @@ pub(crate) fn record_success(shared: &Shared) {
 /// time, the rollouts loaded, and each broken file's problems (a file no longer broken loses
 /// its series).
 fn record(shared: &Shared, previous: &RuleSet) {
-    let now = Utc::now();
+    let now = shared.clock.now();
     let set = shared.rules.load();
     let m = &shared.metrics;
     for path in previous
@@ -257,7 +256,7 @@ async fn apply(
 /// are): about the rollout its last good version runs, if any, and one incident per file and
 /// set of problems, so two files broken by one reload are two alerts.
 async fn alert_broken(shared: &Shared, path: &Path, file: &BrokenFile) {
-    let now = Utc::now();
+    let now = shared.clock.now();
     let problems = file
         .problems
         .iter()

@@ -5,7 +5,9 @@
 //! idempotency key and the intent completed. A change the actuator could not apply (after its
 //! retries) is fed back to the machine as `ActuationFailed`, one more recorded step that puts
 //! the weight back to the applied one and pauses for review. A backend error holds the rollout (no analysis and
-//! no tick reaches the machine) and alerts after `backend_error_limit` in a row.
+//! no tick reaches the machine) and alerts after `backend_error_limit` in a row. Its timers run
+//! on tokio's time and every "now" it stamps or compares comes from the daemon's clock
+//! (`Shared::clock`), so an embedding test on paused time moves both together.
 //!
 //! This file holds the task and its loop. Beside it: `records` (pure: a step's actions turned
 //! into audit rows, the actuator intent and outbox messages), `world` (the actuator, re-driving
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -24,6 +26,7 @@ use tracing::Instrument;
 use super::Shared;
 use super::analysis::analyse;
 use super::command::CommandError;
+pub use super::mailbox::Msg;
 use super::status::RolloutStatus;
 use crate::actuator::WeightChange;
 use crate::notify::notification::CheckRow;
@@ -50,22 +53,6 @@ pub use records::{messages, stage_label};
 use timing::{first_delay, following};
 pub use timing::{stagger, tick_due};
 pub use world::{actuate, alert, alert_notification, enqueue, pause_orphan, redrive};
-
-/// What can be sent to a rollout's task.
-#[derive(Debug)]
-pub enum Msg {
-    /// An operator's (or the daemon's) command; the reply says what became of it.
-    Command {
-        command: Command,
-        by: TriggeredBy,
-        reason: String,
-        /// `start` only: the canary version of the new run (the current one when `None`).
-        canary: Option<String>,
-        reply: Option<oneshot::Sender<Result<RolloutStatus, CommandError>>>,
-    },
-    /// The rule set was swapped: pick up the new rule (or notice it is gone).
-    RulesChanged,
-}
 
 /// The rows of the evidence table a step's notifications carry: those of the analysis being
 /// applied, or, for any other step (a tick, a command), those of the rollout's newest recorded
@@ -117,14 +104,14 @@ impl Runner {
             .acquire_owned()
             .await
             .ok();
-        let store = shared.store.clone();
         let key = name.clone();
-        let stored = tokio::task::spawn_blocking(move || store.rollout::<RolloutState>(&key))
+        let stored = shared
+            .store
+            .call(move |s| s.rollout::<RolloutState>(&key))
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let runner = Runner {
-            next_analysis: Instant::now() + first_delay(&name, &rule.schedule),
+            next_analysis: Instant::now() + first_delay(&name, &rule.schedule, shared.clock.now()),
             shared,
             name,
             fingerprint: super::fingerprint(&rule),
@@ -146,7 +133,7 @@ impl Runner {
     /// The task's loop, until shutdown.
     pub async fn run(
         &mut self,
-        mailbox: Arc<super::scheduler::Mailbox>,
+        mailbox: Arc<super::mailbox::Mailbox>,
         shutdown: CancellationToken,
     ) {
         // The work of each wake-up (an analysis, a step and its commit, an actuator call) is
@@ -171,7 +158,8 @@ impl Runner {
                 && !Arc::ptr_eq(&rule, &self.rule)
             {
                 if rule.schedule != self.rule.schedule {
-                    self.next_analysis = Instant::now() + first_delay(&self.name, &rule.schedule);
+                    self.next_analysis = Instant::now()
+                        + first_delay(&self.name, &rule.schedule, self.shared.clock.now());
                 }
                 let previous = self.fingerprint.to_string();
                 self.fingerprint = super::fingerprint(&rule);
@@ -186,7 +174,7 @@ impl Runner {
                 self.state.phase,
                 Phase::Progressing { .. } | Phase::WaitingApproval { .. }
             );
-            let tick_at = tick_due(&self.state, &self.rule.plan, Utc::now())
+            let tick_at = tick_due(&self.state, &self.rule.plan, self.shared.clock.now())
                 .map(|due| {
                     let at = Instant::now() + due + TICK_MARGIN;
                     last_tick.map_or(at, |last| at.max(last + TICK))
@@ -259,7 +247,12 @@ impl Runner {
                 Box::pin(self.analysis(turn).instrument(span)).await;
             }
         }
-        self.next_analysis = following(self.next_analysis, &self.rule.schedule, Instant::now());
+        self.next_analysis = following(
+            self.next_analysis,
+            &self.rule.schedule,
+            Instant::now(),
+            self.shared.clock.now(),
+        );
     }
 
     async fn sync_emergency(&mut self, emergency: &super::Emergency) {
@@ -300,7 +293,7 @@ impl Runner {
             return;
         };
         self.turn = Some(turn);
-        let started = Utc::now();
+        let started = self.shared.clock.now();
         let rule = self.rule_for_run();
         let analysed = analyse(
             &rule,
@@ -442,7 +435,7 @@ impl Runner {
 
     /// Record and route the backend-errors alert: state unchanged, one audit entry.
     async fn backend_alert(&mut self, error: &str) {
-        let now = Utc::now();
+        let now = self.shared.clock.now();
         let reason = format!(
             "{} analyses in a row failed on metric backend errors; holding at {}% (last: {error})",
             self.state.backend_errors, self.state.weight
@@ -516,7 +509,7 @@ impl Runner {
         analysis: Option<NewAnalysis>,
         rows: &mut Rows,
     ) -> Result<Option<Event>, CommandError> {
-        let now = Utc::now();
+        let now = self.shared.clock.now();
         let (next, actions) = match step(&self.state, &self.rule.plan, event, now) {
             Ok(out) => out,
             Err(e) => {
@@ -591,13 +584,13 @@ impl Runner {
     /// record that cannot be read is logged and the notification goes without rows: it still
     /// says what happened.
     async fn latest_rows(&self) -> Vec<CheckRow> {
-        let store = self.shared.store.clone();
         let name = self.name.clone();
-        let read =
-            tokio::task::spawn_blocking(move || store.latest_evidence::<RecordedChecks>(&name))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|read| read.map_err(|e| e.to_string()));
+        let read = self
+            .shared
+            .store
+            .call(move |s| s.latest_evidence::<RecordedChecks>(&name))
+            .await
+            .map_err(|e| e.to_string());
         match read {
             Ok(latest) => latest
                 .map(|recorded| recorded.checks.iter().map(CheckRow::from_result).collect())
@@ -628,7 +621,11 @@ impl Runner {
             s.run_started = record.run_started;
             self.shared.store.submit_step(&s)
         };
-        committed.await.map(|c| c.intent_id)
+        self.shared
+            .clock
+            .wait_outside(committed)
+            .await
+            .map(|c| c.intent_id)
     }
 }
 

@@ -8,19 +8,21 @@
 //! hands out the turns to analyse (a few per query permit), so the work under way, and the
 //! memory it holds, stays bounded however many rollouts are due at once.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::runner::{Msg, Runner, alert};
+pub use super::mailbox::MAILBOX;
+use super::mailbox::{CloseOnDrop, Mailbox, Msg};
+use super::runner::{Runner, alert};
 use crate::backoff::Backoff;
 use crate::rollout::{EventKind, Severity};
 
@@ -28,9 +30,6 @@ use crate::rollout::{EventKind, Severity};
 /// [`Backoff`]).
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Messages a rollout's mailbox holds before it refuses more (its task is stuck, or an operator
-/// is sending commands faster than they can be recorded).
-pub const MAILBOX: usize = 64;
 /// Analyses under way at once, per permitted metric query in flight
 /// (`[scheduler] max_concurrent_queries`): enough to keep every permit busy, few enough that an
 /// overloaded daemon does not hold the partial answers of every due analysis at once.
@@ -45,84 +44,6 @@ pub enum TaskError {
     /// store failed); a later attempt may succeed once the operator fixes it.
     #[error("cannot load the state of rollout `{rollout}`: {detail}")]
     LoadState { rollout: String, detail: String },
-}
-
-/// A rollout's mailbox: the messages for its task, in order. A queue and a wake-up, about a
-/// hundred bytes while empty; a tokio channel took close to a kilobyte per rollout.
-#[derive(Debug, Default)]
-pub struct Mailbox {
-    queue: std::sync::Mutex<Queue>,
-    arrived: Notify,
-}
-
-#[derive(Debug, Default)]
-struct Queue {
-    messages: VecDeque<Msg>,
-    /// The task has ended for good: nothing will read what is sent.
-    closed: bool,
-}
-
-impl Mailbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Queue a message for the task; `false` when the mailbox is closed or full. A
-    /// `RulesChanged` already waiting is not queued twice: the task reads the rules afresh.
-    pub fn send(&self, msg: Msg) -> bool {
-        let mut queue = self.lock();
-        if queue.closed || queue.messages.len() >= MAILBOX {
-            return false;
-        }
-        let again = matches!(msg, Msg::RulesChanged)
-            && queue
-                .messages
-                .iter()
-                .any(|m| matches!(m, Msg::RulesChanged));
-        if !again {
-            queue.messages.push_back(msg);
-        }
-        drop(queue);
-        self.arrived.notify_one();
-        true
-    }
-
-    /// The next message, waiting for one. Cancel-safe: a message is taken only when returned.
-    pub async fn recv(&self) -> Msg {
-        loop {
-            {
-                let mut queue = self.lock();
-                if let Some(msg) = queue.messages.pop_front() {
-                    if queue.messages.is_empty() {
-                        // An idle rollout holds no queue storage.
-                        queue.messages = VecDeque::new();
-                    }
-                    return msg;
-                }
-            }
-            // A notification sent since the check is kept as a permit, so none is missed.
-            self.arrived.notified().await;
-        }
-    }
-
-    /// Refuse every later message and drop the waiting ones (their senders see the reply
-    /// channel closed).
-    fn close(&self) {
-        let mut queue = self.lock();
-        queue.closed = true;
-        queue.messages = VecDeque::new();
-    }
-}
-
-/// Closes a mailbox when its task ends, however it ends (returned, or aborted at shutdown).
-struct CloseOnDrop(Arc<Mailbox>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.0.close();
-    }
 }
 
 /// The running rollout tasks.
@@ -417,79 +338,6 @@ mod tests {
                  unknown phase); restarting it in {ms} ms."
             ))
         );
-    }
-
-    fn command(
-        reason: &str,
-    ) -> (
-        Msg,
-        tokio::sync::oneshot::Receiver<
-            Result<super::super::status::RolloutStatus, super::super::CommandError>,
-        >,
-    ) {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let msg = Msg::Command {
-            command: crate::rollout::Command::Pause,
-            by: crate::rollout::TriggeredBy::Operator("alice".into()),
-            reason: reason.into(),
-            canary: None,
-            reply: Some(reply),
-        };
-        (msg, answer)
-    }
-
-    fn reason_of(msg: &Msg) -> &str {
-        match msg {
-            Msg::Command { reason, .. } => reason,
-            Msg::RulesChanged => "rules changed",
-        }
-    }
-
-    #[tokio::test]
-    async fn a_mailbox_delivers_in_order_coalesces_rule_changes_and_refuses_when_full() {
-        let mailbox = Arc::new(Mailbox::default());
-        // A receiver waiting before anything is sent gets the first message.
-        let waiting = tokio::spawn({
-            let mailbox = Arc::clone(&mailbox);
-            async move { reason_of(&mailbox.recv().await).to_string() }
-        });
-        tokio::task::yield_now().await;
-        assert!(mailbox.send(command("first").0));
-        assert_eq!(waiting.await.unwrap(), "first");
-
-        assert!(mailbox.send(Msg::RulesChanged));
-        assert!(mailbox.send(command("second").0));
-        assert!(
-            mailbox.send(Msg::RulesChanged),
-            "accepted, but not queued twice"
-        );
-        let mut got = Vec::new();
-        for _ in 0..2 {
-            got.push(reason_of(&mailbox.recv().await).to_string());
-        }
-        assert_eq!(got, ["rules changed", "second"]);
-        let nothing = tokio::time::timeout(Duration::from_millis(50), mailbox.recv()).await;
-        assert!(nothing.is_err(), "the duplicate rule change was queued");
-
-        // Full: the 65th message is refused, and taking one makes room again.
-        let answers: Vec<_> = (0..MAILBOX)
-            .map(|i| {
-                let (msg, answer) = command(&format!("c{i}"));
-                assert!(mailbox.send(msg), "message {i}");
-                answer
-            })
-            .collect();
-        assert!(!mailbox.send(command("one too many").0));
-        assert_eq!(reason_of(&mailbox.recv().await), "c0");
-        assert!(mailbox.send(command("fits again").0));
-
-        // Closed (the task ended): later messages are refused, waiting ones dropped, and their
-        // senders learn it from the reply channel.
-        mailbox.close();
-        assert!(!mailbox.send(command("too late").0));
-        let mut answers = answers.into_iter().skip(1);
-        let unanswered = answers.next().unwrap().await;
-        assert!(unanswered.is_err(), "{unanswered:?}");
     }
 
     #[tokio::test]

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -68,7 +67,7 @@ async fn report(shared: &Shared, fault: &Fault) {
 
 /// Send the alert to every receiver a loaded rule routes `storage-failed` to, each once.
 async fn send_alert(shared: &Shared, message: String) {
-    let now = Utc::now();
+    let now = shared.clock.now();
     let (kind, severity) = (EventKind::StorageFailed, Severity::Critical);
     let mut names: Vec<String> = shared
         .rules

@@ -46,9 +46,9 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use super::Notifier;
-use super::dispatch::RateLimit;
 use super::email::{EmailNotifier, EmailSettings, SmtpTls};
 use super::http::{Endpoint, PagerDutyNotifier, SlackNotifier, WebhookNotifier, header_map};
+use super::rate::RateLimit;
 
 /// PagerDuty's Events API v2 endpoint.
 pub const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";

@@ -2,7 +2,8 @@
 //! receiver's rate limit, sends, and records the outcome (sent; rescheduled with backoff and
 //! jitter on a retryable failure; failed for good on a permanent one or when it gives up). It
 //! owns the retry and rate-limit policy; it must not build notifications nor choose receivers
-//! (they are in the outbox rows already).
+//! (they are in the outbox rows already). Due times, leases and ages are read from the clock it
+//! is given ([`Dispatcher::with_clock`], the daemon's), waits and polls run on tokio's time.
 //!
 //! # Guarantees
 //! - **Never lost**: messages live in the store; a claimed message is leased for
@@ -24,7 +25,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
@@ -35,68 +36,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::config::Receivers;
+use super::rate::Bucket;
 use super::{Notification, NotifyError};
 use crate::backoff::Backoff;
+use crate::clock::Clock;
 use crate::store::{Message, OutboxCounts, Store, StoreError};
-
-/// A receiver's rate limit: a token bucket of `burst` tokens refilled at `per_minute`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RateLimit {
-    pub per_minute: u32,
-    pub burst: u32,
-}
-
-impl RateLimit {
-    /// No practical limit (tests, fakes).
-    pub const UNLIMITED: RateLimit = RateLimit {
-        per_minute: u32::MAX,
-        burst: u32::MAX,
-    };
-}
-
-/// A token bucket with reservations: a caller that may wait takes a token ahead of time
-/// (the balance goes negative) and is told how long to wait before using it.
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    rate: RateLimit,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    /// A full bucket.
-    pub fn new(rate: RateLimit, now: Instant) -> Bucket {
-        Bucket {
-            rate,
-            tokens: f64::from(rate.burst.max(1)),
-            last: now,
-        }
-    }
-
-    fn per_second(&self) -> f64 {
-        f64::from(self.rate.per_minute.max(1)) / 60.0
-    }
-
-    /// Takes one token: `Ok(wait)` (zero when one is there now) if it will be available within
-    /// `max_wait`; otherwise `Err(wait)`, reserving nothing.
-    pub fn reserve(&mut self, now: Instant, max_wait: Duration) -> Result<Duration, Duration> {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now.max(self.last);
-        self.tokens =
-            (self.tokens + elapsed * self.per_second()).min(f64::from(self.rate.burst.max(1)));
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return Ok(Duration::ZERO);
-        }
-        let wait = Duration::from_secs_f64((1.0 - self.tokens) / self.per_second());
-        if wait <= max_wait {
-            self.tokens -= 1.0;
-            Ok(wait)
-        } else {
-            Err(wait)
-        }
-    }
-}
 
 /// The delay before attempt `attempts + 1`: `base · 2^(attempts−1)` capped at `max`, of which
 /// the upper half is scaled by `jitter` in [0, 1] ("equal jitter", see [`Backoff`]).
@@ -217,6 +161,7 @@ struct Shared {
     counters: Counters,
     buckets: Mutex<HashMap<String, Bucket>>,
     wake: Notify,
+    clock: Clock,
 }
 
 /// The delivery task. Build it, keep a [`DispatcherHandle`], then `tokio::spawn(d.run(token))`.
@@ -270,7 +215,19 @@ impl DispatcherHandle {
 }
 
 impl Dispatcher {
+    /// A dispatcher on the system clock.
     pub fn new(store: Store, receivers: Receivers, settings: DispatchSettings) -> Dispatcher {
+        Dispatcher::with_clock(store, receivers, settings, Clock::system())
+    }
+
+    /// A dispatcher reading the time from `clock` (when a message is due, sent, retried):
+    /// the daemon's own, so an embedding test controls it.
+    pub fn with_clock(
+        store: Store,
+        receivers: Receivers,
+        settings: DispatchSettings,
+        clock: Clock,
+    ) -> Dispatcher {
         Dispatcher {
             shared: Arc::new(Shared {
                 store,
@@ -279,6 +236,7 @@ impl Dispatcher {
                 counters: Counters::default(),
                 buckets: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
+                clock,
             }),
         }
     }
@@ -336,20 +294,19 @@ impl Dispatcher {
     }
 }
 
+/// One store call from the dispatcher, on the store's async façade; its error as text.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    store: &Store,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, String> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("store task failed: {e}")),
-    }
+    store.call(f).await.map_err(|e| e.to_string())
 }
 
 async fn claim(shared: &Arc<Shared>, room: usize) -> Result<Vec<Message>, String> {
     let store = shared.store.clone();
     let lease = shared.settings.lease;
-    blocking(move || store.claim_due(Utc::now(), lease, room)).await
+    let now = shared.clock.now();
+    blocking(&store, move |s| s.claim_due(now, lease, room)).await
 }
 
 /// What became of one attempt.
@@ -368,20 +325,21 @@ async fn deliver(shared: Arc<Shared>, message: Message) {
         Outcome::Sent => {
             info!(id, receiver = %message.receiver, event = %message.event,
                 attempts = message.attempts, "Notification sent.");
+            let now = shared.clock.now();
             (
-                blocking(move || store.mark_sent(id, Utc::now())).await,
+                blocking(&store, move |s| s.mark_sent(id, now)).await,
                 &c.sent,
             )
         }
         Outcome::Retry { at, error } => (
-            blocking(move || store.reschedule(id, at, &error)).await,
+            blocking(&store, move |s| s.reschedule(id, at, &error)).await,
             &c.retried,
         ),
         Outcome::Failed { error } => {
             warn!(id, receiver = %message.receiver, event = %message.event,
                 attempts = message.attempts, error = %error, "Notification failed for good.");
             (
-                blocking(move || store.mark_failed(id, &error)).await,
+                blocking(&store, move |s| s.mark_failed(id, &error)).await,
                 &c.failed,
             )
         }
@@ -423,11 +381,11 @@ async fn attempt(shared: &Shared, message: &Message) -> Outcome {
             .buckets
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
+        let now = tokio::time::Instant::now();
         let bucket = buckets
             .entry(message.receiver.clone())
             .or_insert_with(|| Bucket::new(receiver.rate, now));
-        if bucket.rate != receiver.rate {
+        if bucket.rate() != receiver.rate {
             *bucket = Bucket::new(receiver.rate, now);
         }
         bucket.reserve(now, max_wait)
@@ -442,7 +400,7 @@ async fn attempt(shared: &Shared, message: &Message) -> Outcome {
         Err(wait) => {
             shared.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
             return Outcome::Retry {
-                at: Utc::now() + wait,
+                at: shared.clock.now() + wait,
                 error: format!(
                     "receiver `{}` is over its rate limit ({}/min, burst {}); delayed {}s",
                     message.receiver,
@@ -475,7 +433,7 @@ async fn attempt(shared: &Shared, message: &Message) -> Outcome {
             error: format!("permanent error: {error}"),
         };
     }
-    let now = Utc::now();
+    let now = shared.clock.now();
     let age = (now - message.created_at)
         .to_std()
         .unwrap_or(Duration::ZERO);

@@ -11,6 +11,7 @@
 //! - [`config`]: `[receivers.NAME]` shapes, validation, and building [`Receivers`].
 //! - [`email`], [`http`]: the notifiers that talk to the world.
 //! - [`dispatch`]: the [`Dispatcher`] task: claim, rate-limit, send, record, retry.
+//! - [`rate`]: a receiver's [`rate::RateLimit`] and the token bucket that enforces it (pure).
 //!
 //! # Delivery guarantees
 //! A message is enqueued in the same transaction as the decision that caused it, so it is never
@@ -64,6 +65,7 @@ pub mod email;
 pub mod http;
 pub mod memory;
 pub mod notification;
+pub mod rate;
 pub mod route;
 
 use std::future::Future;

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::dispatch::{Bucket, RateLimit, backoff};
+use super::dispatch::backoff;
+use super::rate::RateLimit;
 use super::*;
 use crate::judge::{CheckKind, CheckSpec, Direction, Point, SideData, judge_check};
 use crate::rollout::{
@@ -456,32 +457,6 @@ fn backoff_doubles_caps_and_keeps_at_least_half() {
     }
 }
 
-#[test]
-fn bucket_allows_a_burst_then_paces_and_never_drops() {
-    let rate = RateLimit {
-        per_minute: 60,
-        burst: 3,
-    };
-    let t0 = Instant::now();
-    let mut b = Bucket::new(rate, t0);
-    for _ in 0..3 {
-        assert_eq!(b.reserve(t0, Duration::ZERO), Ok(Duration::ZERO));
-    }
-    // The fourth must wait a second; with no waiting allowed it is told how long.
-    let refused = b.reserve(t0, Duration::ZERO).unwrap_err();
-    assert!((refused.as_secs_f64() - 1.0).abs() < 1e-6, "{refused:?}");
-    // Reservations queue up: 1 s, then 2 s.
-    let w1 = b.reserve(t0, Duration::from_secs(5)).unwrap();
-    let w2 = b.reserve(t0, Duration::from_secs(5)).unwrap();
-    assert!((w1.as_secs_f64() - 1.0).abs() < 1e-6 && (w2.as_secs_f64() - 2.0).abs() < 1e-6);
-    // After a long quiet spell the bucket is full again, not fuller.
-    let later = t0 + Duration::from_secs(3600);
-    for _ in 0..3 {
-        assert_eq!(b.reserve(later, Duration::ZERO), Ok(Duration::ZERO));
-    }
-    assert!(b.reserve(later, Duration::ZERO).is_err());
-}
-
 // ----- config -----
 
 #[test]
@@ -785,4 +760,35 @@ async fn over_the_rate_limit_messages_are_delayed_not_dropped() {
         metrics.rate_limited > 0,
         "some waits were long enough to reschedule"
     );
+}
+
+/// The dispatcher reads the time from the clock it is given: on a clock a minute behind the
+/// message's due time, nothing is sent until that clock (here tokio's paused time) reaches it.
+#[tokio::test(start_paused = true)]
+async fn the_dispatcher_sends_when_its_own_clock_says_a_message_is_due() {
+    let dir = TempDir::new("clock");
+    let store = Store::open(&dir.0).unwrap();
+    let inbox = MemoryNotifier::new();
+    let mut receivers = Receivers::default();
+    receivers.insert("team", Arc::new(inbox.clone()), RateLimit::UNLIMITED);
+    let n = sample();
+    let due = Utc::now();
+    let routes = vec![route(&["team"], &all_events(), Severity::Info)];
+    let message = outbox_messages(&routes, &n, 0).unwrap().remove(0);
+    store.enqueue(&message, due).unwrap().expect("new");
+    let clock = crate::clock::Clock::following_tokio(due - chrono::Duration::seconds(60));
+    let settings = DispatchSettings {
+        poll_interval: Duration::from_secs(1),
+        ..fast()
+    };
+    let dispatcher = Dispatcher::with_clock(store.clone(), receivers, settings, clock);
+    let token = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(dispatcher.run(token.clone()));
+    tokio::time::sleep(Duration::from_secs(58)).await;
+    assert!(inbox.sent().is_empty(), "sent before its due time");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    until("the message sent", || inbox.sent().len() == 1).await;
+    assert!(clock.now() >= due);
+    token.cancel();
+    task.await.unwrap();
 }

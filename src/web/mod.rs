@@ -26,7 +26,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::Utc;
 use serde::Deserialize;
 
 use crate::daemon::Control;
@@ -160,7 +159,7 @@ async fn overview_page(State(control): State<Control>) -> Result<Response, WebEr
         rollouts: &rollouts,
         stop: &stop_view(&control),
         outbox,
-        now: Utc::now(),
+        now: control.now(),
     });
     Ok(html_response(StatusCode::OK, page))
 }
@@ -220,7 +219,7 @@ async fn detail_page(
         paged: cursor.is_some(),
         stop: &stop_view(&control),
         rule_file_problems: &rule_file_problems,
-        now: Utc::now(),
+        now: control.now(),
     });
     Ok(html_response(StatusCode::OK, page))
 }

@@ -155,6 +155,7 @@ impl Daemon {
         let options = Options {
             emergency_stop_at_start: false,
             on_listen: Some(addr_tx),
+            ..Options::default()
         };
         let running = tokio::spawn(daemon::run(
             config,

@@ -1,6 +1,6 @@
 //! When a rollout's task wakes: the tick due at a stage's deadline, and the analyses' schedule
-//! (a fixed interval staggered per rollout, or a cron schedule). Pure but for the cron
-//! schedule's next time, which reads the wall clock.
+//! (a fixed interval staggered per rollout, or a cron schedule). Pure: the caller passes the
+//! time (tokio's instant for timers, the daemon's clock for a cron schedule's next time).
 
 use std::time::Duration;
 
@@ -49,17 +49,23 @@ pub fn stagger(name: &str, period: Duration) -> Duration {
 
 /// The wait before a rollout's first analysis: a fixed interval's analyses start at the rollout's
 /// stagger offset within it; a cron schedule keeps its exact times.
-pub(super) fn first_delay(name: &str, schedule: &Schedule) -> Duration {
+pub(super) fn first_delay(name: &str, schedule: &Schedule, now: DateTime<Utc>) -> Duration {
     match schedule {
         Schedule::Every(d) => stagger(name, *d),
-        Schedule::Cron { .. } => next_delay(schedule),
+        Schedule::Cron { .. } => next_delay(schedule, now),
     }
 }
 
 /// When the analysis after the one due at `due` is: a fixed interval keeps its cadence (and so
 /// the rollout's stagger) from `due`, skipping the slots already missed when an analysis ran
-/// late; a cron schedule's next time from now.
-pub(super) fn following(due: Instant, schedule: &Schedule, now: Instant) -> Instant {
+/// late; a cron schedule's next time after `clock` (the same moment as `now`, on the daemon's
+/// clock).
+pub(super) fn following(
+    due: Instant,
+    schedule: &Schedule,
+    now: Instant,
+    clock: DateTime<Utc>,
+) -> Instant {
     match schedule {
         Schedule::Every(d) if !d.is_zero() => {
             let next = due + *d;
@@ -71,21 +77,19 @@ pub(super) fn following(due: Instant, schedule: &Schedule, now: Instant) -> Inst
             let skip = u32::try_from(behind / d.as_nanos() + 1).unwrap_or(u32::MAX);
             next + d.saturating_mul(skip)
         }
-        _ => now + next_delay(schedule),
+        _ => now + next_delay(schedule, clock),
     }
 }
 
-/// The wait until the next analysis.
-fn next_delay(schedule: &Schedule) -> Duration {
+/// The wait from `now` until the next analysis.
+fn next_delay(schedule: &Schedule, now: DateTime<Utc>) -> Duration {
     match schedule {
         Schedule::Every(d) => *d,
-        Schedule::Cron { cron, .. } => {
-            let now = Utc::now();
-            cron.find_next_occurrence(&now, false)
-                .ok()
-                .and_then(|next| (next - now).to_std().ok())
-                .unwrap_or(Duration::from_secs(60))
-        }
+        Schedule::Cron { cron, .. } => cron
+            .find_next_occurrence(&now, false)
+            .ok()
+            .and_then(|next| (next - now).to_std().ok())
+            .unwrap_or(Duration::from_secs(60)),
     }
 }
 
@@ -148,12 +152,40 @@ mod tests {
         let every = Schedule::Every(Duration::from_secs(10));
         let due = Instant::now();
         assert_eq!(
-            following(due, &every, due + Duration::from_secs(1)),
+            following(due, &every, due + Duration::from_secs(1), Utc::now()),
             due + Duration::from_secs(10)
         );
         // An analysis that ran 25 s late: the slots at +10 s and +20 s are gone, not run in a burst.
         assert_eq!(
-            following(due, &every, due + Duration::from_secs(25)),
+            following(due, &every, due + Duration::from_secs(25), Utc::now()),
+            due + Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn a_cron_schedule_counts_its_next_analysis_from_the_time_it_is_given() {
+        use croner::parser::{CronParser, Seconds, Year};
+        let parser = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build();
+        let hourly = Schedule::Cron {
+            expr: "0 * * * *".into(),
+            cron: Box::new(parser.parse("0 * * * *").unwrap()),
+        };
+        let at = |hms: &str| {
+            DateTime::parse_from_rfc3339(&format!("2026-03-01T{hms}Z"))
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        // The daemon's clock, not the machine's: a test's clock at 12:15 waits 45 minutes.
+        assert_eq!(
+            first_delay("r", &hourly, at("12:15:00")),
+            Duration::from_secs(45 * 60)
+        );
+        let due = Instant::now();
+        assert_eq!(
+            following(due, &hourly, due, at("12:59:30")),
             due + Duration::from_secs(30)
         );
     }

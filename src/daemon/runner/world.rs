@@ -67,7 +67,7 @@ pub async fn alert(
     severity: Severity,
     message: String,
 ) {
-    let now = Utc::now();
+    let now = shared.clock.now();
     let own = rules.iter().find(|r| r.name == rollout).map(Arc::as_ref);
     let n = alert_notification(shared, own, rollout, kind, severity, message, now);
     let queued: Vec<NewMessage> = rules.iter().flat_map(|r| messages(r, &n, 0)).collect();
@@ -82,19 +82,19 @@ pub async fn enqueue(
     queued: Vec<NewMessage>,
     now: DateTime<Utc>,
 ) -> Result<(), String> {
-    let store = shared.store.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        queued
-            .iter()
-            .try_for_each(|m| store.enqueue(m, now).map(|_| ()))
-    })
-    .await;
+    let result = shared
+        .store
+        .call(move |store| {
+            queued
+                .iter()
+                .try_for_each(|m| store.enqueue(m, now).map(|_| ()))
+        })
+        .await;
     match result {
-        Ok(Ok(())) => {
+        Ok(()) => {
             shared.notify.wake();
             Ok(())
         }
-        Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -134,24 +134,20 @@ pub async fn actuate(
         );
         tracing::error!(rollout = %change.rollout, weight = change.weight, error = %e, "The actuator failed to set the weight.");
     }
-    let store = shared.store.clone();
     let result = outcome.clone();
-    let completed = tokio::task::spawn_blocking(move || {
-        store.complete_intent(
-            intent_id,
-            result.as_ref().map(|_| ()).map_err(String::as_str),
-            Utc::now(),
-        )
-    })
-    .await;
-    match completed {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome.")
-        }
-        Err(e) => {
-            tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome.")
-        }
+    let now = shared.clock.now();
+    let completed = shared
+        .store
+        .call(move |store| {
+            store.complete_intent(
+                intent_id,
+                result.as_ref().map(|_| ()).map_err(String::as_str),
+                now,
+            )
+        })
+        .await;
+    if let Err(e) = completed {
+        tracing::error!(rollout = %change.rollout, error = %e, "Could not record the actuator's outcome.")
     }
     outcome
 }
@@ -207,7 +203,7 @@ pub async fn pause_orphan(
         start: StartPolicy::Manual,
     };
     let what = "its rule file was removed while the daemon was down".to_string();
-    let now = Utc::now();
+    let now = shared.clock.now();
     let (next, actions) = match step(&stored.state, &plan, Event::RuleRemoved { what }, now) {
         Ok(out) => out,
         Err(e) => {
@@ -219,7 +215,11 @@ pub async fn pause_orphan(
     let mut s = Step::new(name, &next, &stored.rule_fingerprint, now);
     s.audit = audit;
     s.run = next.run.number;
-    match shared.store.submit_step(&s).await {
+    match shared
+        .clock
+        .wait_outside(shared.store.submit_step(&s))
+        .await
+    {
         Ok(_) => {
             tracing::warn!(rollout = %name, weight = next.weight, phase = next.phase.name(), "A stored rollout has no rule file; paused where it is.");
             shared.publish(RolloutStatus::of(name, &next, None));
