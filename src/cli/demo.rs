@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{self, Options};
-use crate::rollout::{Phase, RolloutState};
+use crate::rollout::RolloutState;
 use crate::sim::{self, Behaviour, Profile, Simulator, Split, Version};
 use crate::source::MetricSource;
 use crate::store::Store;
@@ -301,6 +301,8 @@ async fn demo(args: DemoArgs) -> Result<bool, String> {
     .ok_or("the daemon did not say where it listens")?;
     let base = format!("http://{addr}");
 
+    // The regression starts with the first request served at 25%, not when this loop notices.
+    search.change_canary_at(REGRESS_AT, REGRESSION);
     for (sim, rollout, seed) in [(&checkout, HEALTHY, 11), (&search, REGRESSING, 12)] {
         let split = Split::http(base.clone(), rollout);
         tokio::spawn(sim::drive(
@@ -368,13 +370,8 @@ async fn demo(args: DemoArgs) -> Result<bool, String> {
             .iter()
             .map(|(name, stages)| row(name, states.get(name), stages))
             .collect();
-        if !regressed
-            && let Some(state) = states.get(REGRESSING)
-            && matches!(state.phase, Phase::Progressing { .. })
-            && state.weight >= REGRESS_AT
-        {
+        if !regressed && search.behaviour(Version::Canary) == REGRESSION {
             regressed = true;
-            search.set_behaviour(Version::Canary, REGRESSION);
             display.event(&format!(
                 "{REGRESSING}: (simulated) the canary now fails 6% of its requests, the baseline 0.2%."
             ));

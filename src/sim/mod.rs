@@ -205,6 +205,8 @@ struct Inner {
     last_tick: Option<DateTime<Utc>>,
     /// Assignment requests that failed and fell back to the baseline.
     fallbacks: u64,
+    /// A change of the canary's behaviour waiting for the canary's weight to reach a level.
+    pending: Option<(u8, Behaviour)>,
 }
 
 /// A simulated service with a baseline and a canary version. Cheap to share behind an `Arc`.
@@ -254,6 +256,7 @@ impl Simulator {
                 rng: Rng::new(seed),
                 last_tick: None,
                 fallbacks: 0,
+                pending: None,
             }),
             profile,
         }
@@ -274,6 +277,26 @@ impl Simulator {
         side.behaviour = behaviour;
         side.changed_at = Some(Utc::now());
         side.seen_at = None;
+    }
+
+    /// Changes the canary's behaviour to `behaviour` as soon as a request is assigned while the
+    /// canary's weight is at least `weight` (see [`Simulator::observe_weight`]): the change
+    /// starts with the stage's first request, however late anyone looks.
+    pub fn change_canary_at(&self, weight: u8, behaviour: Behaviour) {
+        self.lock().pending = Some((weight, behaviour));
+    }
+
+    /// The traffic generator saw a request assigned at canary weight `weight`: applies a
+    /// [`Simulator::change_canary_at`] change waiting for that weight.
+    pub fn observe_weight(&self, weight: u8) {
+        let mut inner = self.lock();
+        if let Some((at, behaviour)) = inner.pending
+            && weight >= at
+        {
+            inner.pending = None;
+            drop(inner);
+            self.set_behaviour(Version::Canary, behaviour);
+        }
     }
 
     pub fn behaviour(&self, version: Version) -> Behaviour {
@@ -495,6 +518,22 @@ mod tests {
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn a_change_waiting_for_a_weight_starts_with_the_first_request_at_that_weight() {
+        let sim = Simulator::new("svc", Profile::default(), 1);
+        let failing = Behaviour::Erroring { multiplier: 30.0 };
+        sim.change_canary_at(25, failing);
+        sim.observe_weight(10);
+        assert_eq!(sim.behaviour(Version::Canary), Behaviour::Healthy);
+        sim.observe_weight(25);
+        assert_eq!(sim.behaviour(Version::Canary), failing);
+        assert_eq!(sim.behaviour(Version::Baseline), Behaviour::Healthy);
+        // Applied once: a later change is not undone by more requests at that weight.
+        sim.set_behaviour(Version::Canary, Behaviour::Healthy);
+        sim.observe_weight(50);
+        assert_eq!(sim.behaviour(Version::Canary), Behaviour::Healthy);
     }
 
     #[test]

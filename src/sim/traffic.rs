@@ -50,11 +50,11 @@ impl Split {
         }
     }
 
-    /// The version for `key`; `None` when the actuator could not say (the caller serves the
-    /// baseline).
-    async fn version(&self, key: &str) -> Option<Version> {
+    /// The version for `key` and the canary weight it was drawn at; `None` when the actuator
+    /// could not say (the caller serves the baseline).
+    async fn version(&self, key: &str) -> Option<(Version, u8)> {
         match self {
-            Split::Table { table, rollout } => table.assign(rollout, key).map(|(v, _)| v),
+            Split::Table { table, rollout } => table.assign(rollout, key),
             Split::Http {
                 client,
                 base,
@@ -65,7 +65,10 @@ impl Split {
                 if !resp.status().is_success() {
                     return None;
                 }
-                resp.json::<Assignment>().await.ok().map(|a| a.variant)
+                resp.json::<Assignment>()
+                    .await
+                    .ok()
+                    .map(|a| (a.variant, a.weight))
             }
         }
     }
@@ -107,7 +110,10 @@ pub async fn drive(
             let sim = Arc::clone(&sim);
             batch.spawn(async move {
                 let version = match split.version(&key).await {
-                    Some(v) => v,
+                    Some((v, weight)) => {
+                        sim.observe_weight(weight);
+                        v
+                    }
                     None => {
                         sim.count_fallback();
                         Version::Baseline
