@@ -3,7 +3,7 @@
 //! by the state machine (200 with the new phase, 409 with its refusal), the operator's name in
 //! the audit trail, history pagination, the comparison, the emergency stop and `/metrics`.
 
-mod api_support;
+use crate::api_support;
 
 use api_support::{ALICE, GRAF, start, wait_for_analysis};
 use serde_json::Value;

@@ -3,8 +3,7 @@
 //! or answering malformed JSON. Needs the Debian package `prometheus`; without it these tests fail
 //! and say how to install it.
 
-#[path = "support/prometheus.rs"]
-mod prometheus_support;
+use crate::prometheus_support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
