@@ -3,7 +3,7 @@
 //! `store_crash_writer DIR` commits steps 1, 2, 3, ... (continuing after the last one found in
 //! DIR) until killed, and prints `committed N` on stdout, flushed, after each commit returned:
 //! kill it with `kill -9` at any moment, and every step it printed must be in the store, whole.
-//! `tests/store_crash.rs` runs this same code (it includes this file) and does exactly that.
+//! `tests/edges/store_crash.rs` runs this same code (it includes this file) and does exactly that.
 //!
 //! `store_crash_writer --bench N [--writers W] DIR` commits N steps from W threads at once
 //! (default 1) and prints the commit rate and latency.

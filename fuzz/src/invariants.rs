@@ -1,6 +1,6 @@
 //! The invariants the fuzz targets check, shared with the stable regression tests
-//! (`tests/fuzz_regressions.rs` includes this file), so a reproducer is judged by the same rules
-//! in `cargo test` as in `cargo fuzz`.
+//! (`tests/core/fuzz_regressions.rs` includes this file), so a reproducer is judged by the same
+//! rules in `cargo test` as in `cargo fuzz`.
 //!
 //! Each `check_*` function runs one of canaryd's readers or judges on one input the way the
 //! daemon or the CLI would, then panics (the fuzzer's way of reporting) when an invariant does

@@ -3,7 +3,8 @@
 //! It owns nothing but a table of answers and a count of the queries it was asked, so the demo and
 //! the tests of the pure core and of the daemon's loop can run without a network. It is NOT the
 //! proof that the Prometheus source works: it does not parse PromQL, evaluate on step boundaries
-//! or apply staleness rules. `tests/prometheus_source.rs` runs against a real Prometheus for that.
+//! or apply staleness rules. `tests/edges/prometheus_source.rs` runs against a real Prometheus for
+//! that.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

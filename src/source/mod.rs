@@ -15,7 +15,7 @@ pub use memory::{MemorySource, Request};
 pub use prometheus::{PrometheusConfig, PrometheusSource};
 
 /// The two readers of a Prometheus answer body, exposed only for the fuzz targets (`fuzz/`) and
-/// their regression tests (`tests/fuzz_regressions.rs`), which check that they agree.
+/// their regression tests (`tests/core/fuzz_regressions.rs`), which check that they agree.
 #[doc(hidden)]
 pub mod answer {
     use super::{Series, SourceError};

@@ -23,8 +23,8 @@
 //! # Durability
 //! The database runs in WAL mode with `synchronous=FULL`. Against a `kill -9` any setting would
 //! do: in WAL mode a commit returns once its frames are written to the WAL file, i.e. handed to
-//! the kernel, and a dead process cannot take them back (`tests/store_crash.rs` checks this with
-//! real SIGKILLs). Against power loss or a kernel crash, `NORMAL` is not enough: it syncs the WAL
+//! the kernel, and a dead process cannot take them back (`tests/edges/store_crash.rs` checks this
+//! with real SIGKILLs). Against power loss or a kernel crash, `NORMAL` is not enough: it syncs the WAL
 //! only at checkpoints, so the last commits before the outage can vanish, and a weight change
 //! already sent to the actuator would be forgotten. `FULL` syncs the WAL at every commit, so a
 //! commit that returned survives power loss too (given a disk that honours fsync).

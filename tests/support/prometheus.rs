@@ -1,15 +1,21 @@
 //! A real Prometheus for integration tests: started from the Debian package's binary on a free
 //! 127.0.0.1 port with its own temporary data directory, and killed (directory removed) on drop.
 //!
-//! Include it from a test file with:
+//! Include it once per test binary (in its `main.rs`, or in a single-file test) with:
 //!
 //! ```ignore
-//! #[path = "support/prometheus.rs"]
+//! #[path = "../support/prometheus.rs"]
 //! mod prometheus_support;
 //! use prometheus_support::Prometheus;
 //! ```
 //!
-//! Two ways to give it data:
+//! **One per binary** ([`shared`]): the tests of a binary that only read share one server,
+//! started on first use and killed when the binary exits, so a binary starts one Prometheus
+//! instead of one per test. They keep out of each other's data by names: a backfilled history
+//! only read, and each test's own scrape job ([`Prometheus::add_target`]) and metric names.
+//! Tests that stop or restart the server, or count its requests, start their own.
+//!
+//! Three ways to give it data:
 //! - **Backfill** (`Prometheus::builder().backfill(openmetrics_text)`): the text is turned into TSDB
 //!   blocks by `promtool tsdb create-blocks-from openmetrics` before the server starts, so history
 //!   exists at once. Timestamps are unix seconds and may be of any age (retention is set to 100
@@ -18,6 +24,10 @@
 //! - **Scrape** (`.scrape("job", "127.0.0.1:PORT")`): a scrape job pointing at an address the test
 //!   serves, every second (`.scrape_interval(..)` to change it). `wait_for_data` waits, bounded,
 //!   until a query has an answer.
+//! - **Discovered targets** (`prometheus.add_target("job", "127.0.0.1:PORT")`): a scrape job added
+//!   to a running server, shared or not, through file discovery; scraped until the returned
+//!   guard is dropped. Prometheus applies discovered changes at most every 5 s, so the first
+//!   scrape takes a few seconds more than a configured job's.
 //!
 //! `stop()` and `restart()` take the same server down and up again on the same port with the same
 //! data, to test outages. Everything here is blocking and bounded in time; from a
@@ -31,9 +41,11 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -54,6 +66,7 @@ pub struct PrometheusBuilder {
     backfills: Vec<String>,
     scrapes: Vec<(String, String)>,
     scrape_interval: Duration,
+    die_with_thread: bool,
 }
 
 /// A running (or stopped) Prometheus owned by one test.
@@ -63,6 +76,14 @@ pub struct Prometheus {
     port: u16,
     dir: PathBuf,
     binary: PathBuf,
+    die_with_thread: bool,
+}
+
+/// A scrape target added to a running Prometheus by [`Prometheus::add_target`]; dropping it
+/// removes the target (its series then go stale).
+#[derive(Debug)]
+pub struct DiscoveredTarget {
+    file: PathBuf,
 }
 
 impl PrometheusBuilder {
@@ -89,15 +110,18 @@ impl PrometheusBuilder {
     pub fn start(self) -> Prometheus {
         let binary = find_binary("CANARYD_PROMETHEUS", "prometheus");
         let dir = temp_dir();
-        fs::create_dir_all(dir.join("data"))
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        fs::write(dir.join("prometheus.yml"), self.config_yaml())
+        for sub in ["data", "targets"] {
+            fs::create_dir_all(dir.join(sub))
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        }
+        fs::write(dir.join("prometheus.yml"), self.config_yaml(&dir))
             .unwrap_or_else(|e| panic!("cannot write the Prometheus config: {e}"));
         let mut prometheus = Prometheus {
             child: None,
             port: 0,
             dir,
             binary,
+            die_with_thread: self.die_with_thread,
         };
         for text in &self.backfills {
             prometheus.backfill(text);
@@ -113,19 +137,24 @@ impl PrometheusBuilder {
         panic!("Prometheus did not start after {START_ATTEMPTS} attempts: {last_failure}");
     }
 
-    fn config_yaml(&self) -> String {
+    fn config_yaml(&self, dir: &Path) -> String {
         let every = format!("{}ms", self.scrape_interval.as_millis().max(1));
         let mut yaml = format!(
             "global:\n  scrape_interval: {every}\n  scrape_timeout: {every}\n  \
              evaluation_interval: {every}\n"
         );
-        if !self.scrapes.is_empty() {
-            yaml.push_str("scrape_configs:\n");
-            for (job, target) in &self.scrapes {
-                yaml.push_str(&format!(
-                    "  - job_name: {job:?}\n    static_configs:\n      - targets: [{target:?}]\n"
-                ));
-            }
+        // The targets of `add_target`, each file naming its own job; files are watched, and the
+        // refresh is a fallback.
+        let discovered = dir.join("targets").join("*.json");
+        yaml.push_str(&format!(
+            "scrape_configs:\n  - job_name: \"discovered\"\n    file_sd_configs:\n      \
+             - files: [{:?}]\n        refresh_interval: 1s\n",
+            discovered.display().to_string()
+        ));
+        for (job, target) in &self.scrapes {
+            yaml.push_str(&format!(
+                "  - job_name: {job:?}\n    static_configs:\n      - targets: [{target:?}]\n"
+            ));
         }
         yaml
     }
@@ -138,7 +167,33 @@ impl Prometheus {
             backfills: Vec::new(),
             scrapes: Vec::new(),
             scrape_interval: Duration::from_secs(1),
+            die_with_thread: false,
         }
+    }
+
+    /// Starts scraping `target` (`host:port`, a 127.0.0.1 address the test serves) as job `job`,
+    /// on this running server, until the returned guard is dropped. `job` must be unique among
+    /// the targets added to this server (on a [`shared`] one: across the binary's tests); panics
+    /// when it is taken. The first scrape lands within about 5 s plus the scrape interval:
+    /// `wait_for_data` for it.
+    pub fn add_target(&self, job: &str, target: &str) -> DiscoveredTarget {
+        assert!(
+            !job.is_empty() && job.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "a discovered job name is letters, digits and `_` (it names a file): {job:?}"
+        );
+        let targets = self.dir.join("targets");
+        let file = targets.join(format!("{job}.json"));
+        assert!(
+            !file.exists(),
+            "the job {job:?} already has a target on this Prometheus"
+        );
+        let group = format!("[{{\"targets\": [{target:?}], \"labels\": {{\"job\": {job:?}}}}}]\n");
+        // Written aside and renamed, so Prometheus never reads half a file.
+        let partial = targets.join(format!("{job}.partial"));
+        fs::write(&partial, group)
+            .and_then(|()| fs::rename(&partial, &file))
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
+        DiscoveredTarget { file }
     }
 
     /// The base URL, `http://127.0.0.1:PORT`, to give to `PrometheusConfig::url`.
@@ -281,7 +336,8 @@ impl Prometheus {
         let log_err = log
             .try_clone()
             .map_err(|e| format!("cannot open the log file: {e}"))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg(format!(
                 "--config.file={}",
                 self.dir.join("prometheus.yml").display()
@@ -294,7 +350,22 @@ impl Prometheus {
             .arg("--storage.tsdb.retention.time=100y")
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log_err)
+            .stderr(log_err);
+        if self.die_with_thread {
+            // SAFETY: between fork and exec the closure only makes one async-signal-safe system
+            // call, allocating nothing and taking no lock.
+            unsafe {
+                command.pre_exec(|| {
+                    // Killed when the thread that started it ends, which for the shared server
+                    // is when the test binary exits, however it exits.
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
         self.child = Some(child);
@@ -319,6 +390,74 @@ impl Prometheus {
             self.port,
             self.log_tail()
         ))
+    }
+}
+
+impl Drop for DiscoveredTarget {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.file);
+    }
+}
+
+/// The shared server's process and directory, for the cleanup at exit.
+static SHARED_PROCESS: Mutex<Option<(Child, PathBuf)>> = Mutex::new(None);
+
+/// The Prometheus shared by the tests of this binary, started on first use with what `build`
+/// returns (and with nothing more: `build` is a property of the binary, like a fixture file, so
+/// every caller in a binary passes the same one). A failed start fails the calling test with
+/// the reason, and the next caller tries again. Tests only read from it and add their own
+/// targets ([`Prometheus::add_target`]); it cannot be stopped or restarted. It is killed, and its
+/// directory removed, when the test binary exits; if the binary is killed instead, the kernel
+/// kills it too.
+pub fn shared(build: fn() -> PrometheusBuilder) -> &'static Prometheus {
+    static SHARED: OnceLock<Prometheus> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        // Started from a thread that lives as long as the binary: the server's death signal is
+        // tied to the thread that started it, and test threads end with their test.
+        let (started, receive) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("shared-prometheus".into())
+            .spawn(move || {
+                let builder = PrometheusBuilder {
+                    die_with_thread: true,
+                    ..build()
+                };
+                let start = std::panic::catch_unwind(move || builder.start());
+                let running = start.is_ok();
+                let _ = started.send(start);
+                if running {
+                    loop {
+                        std::thread::park();
+                    }
+                }
+            })
+            .unwrap_or_else(|e| panic!("cannot start a thread for the shared Prometheus: {e}"));
+        let mut prometheus = match receive.recv() {
+            Ok(Ok(prometheus)) => prometheus,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => panic!("the shared Prometheus's thread ended without a word"),
+        };
+        // The process and directory are the exit handler's now: a static is never dropped.
+        if let Some(child) = prometheus.child.take() {
+            let dir = prometheus.dir.clone();
+            *SHARED_PROCESS.lock().unwrap_or_else(|e| e.into_inner()) = Some((child, dir));
+            // SAFETY: registers a plain function; it runs once, at exit.
+            unsafe { libc::atexit(stop_shared) };
+        }
+        prometheus
+    })
+}
+
+/// Kills the shared server and removes its directory when the test binary exits.
+extern "C" fn stop_shared() {
+    let taken = SHARED_PROCESS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some((mut child, dir)) = taken {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = fs::remove_dir_all(dir);
     }
 }
 

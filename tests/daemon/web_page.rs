@@ -6,10 +6,8 @@
 //! `<script>` that reached a reason (through a backend error message); an unknown rollout is a
 //! 404 page; and a screenshot is a real PNG.
 
-#[path = "support/chromium.rs"]
-mod chromium;
-#[path = "fixtures/daemon/support.rs"]
-mod support;
+use crate::api_support::daemon_support as support;
+use crate::chromium;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,10 +1,11 @@
 //! The Prometheus source against a real Prometheus (backfilled with promtool, or scraping a target
 //! this test serves), and against small local servers that misbehave on purpose: silent, failing,
 //! or answering malformed JSON. Needs the Debian package `prometheus`; without it these tests fail
-//! and say how to install it.
+//! and say how to install it. The tests that only read share one Prometheus with the history
+//! backfilled (the scrape test adds its own job to it); those that stop it or count the
+//! requests it answered start their own.
 
-#[path = "support/prometheus.rs"]
-mod prometheus_support;
+use crate::prometheus_support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -61,6 +62,13 @@ fn history() -> String {
     text
 }
 
+/// The Prometheus with the history that the tests of this binary share: they only read it.
+fn shared_prometheus() -> &'static Prometheus {
+    prometheus_support::shared(|| Prometheus::builder().backfill(history()))
+}
+
+/// A Prometheus with the history of the test's own, for the tests that stop it or count the
+/// requests it answered (other tests' queries would add to a shared one's count).
 fn backfilled_prometheus() -> Prometheus {
     Prometheus::builder().backfill(history()).start()
 }
@@ -85,7 +93,7 @@ fn by_track(series: &[Series]) -> BTreeMap<String, Vec<Point>> {
 
 #[tokio::test]
 async fn range_query_returns_the_backfilled_points_of_baseline_and_canary() {
-    let prometheus = backfilled_prometheus();
+    let prometheus = shared_prometheus();
     let source = source(&prometheus.url(), Duration::from_secs(5), 0);
 
     let series = source
@@ -135,7 +143,7 @@ async fn range_query_returns_the_backfilled_points_of_baseline_and_canary() {
 
 #[tokio::test]
 async fn instant_query_returns_one_point_per_series() {
-    let prometheus = backfilled_prometheus();
+    let prometheus = shared_prometheus();
     let source = source(&prometheus.url(), Duration::from_secs(5), 0);
 
     let series = source
@@ -163,7 +171,7 @@ async fn instant_query_returns_one_point_per_series() {
 
 #[tokio::test]
 async fn scalar_answers_are_one_unlabelled_series_and_strings_are_refused() {
-    let prometheus = backfilled_prometheus();
+    let prometheus = shared_prometheus();
     let source = source(&prometheus.url(), Duration::from_secs(5), 0);
 
     let series = source
@@ -191,7 +199,7 @@ async fn scalar_answers_are_one_unlabelled_series_and_strings_are_refused() {
 
 #[tokio::test]
 async fn nan_and_infinite_values_come_through_as_such() {
-    let prometheus = backfilled_prometheus();
+    let prometheus = shared_prometheus();
     let source = source(&prometheus.url(), Duration::from_secs(5), 0);
 
     let series = source
@@ -216,7 +224,7 @@ async fn nan_and_infinite_values_come_through_as_such() {
 
 #[tokio::test]
 async fn an_empty_result_is_ok_and_empty() {
-    let prometheus = backfilled_prometheus();
+    let prometheus = shared_prometheus();
     let source = source(&prometheus.url(), Duration::from_secs(5), 0);
 
     for query in ["no_such_metric", "app_latency_seconds{track=\"nope\"}"] {
@@ -241,7 +249,7 @@ async fn an_empty_result_is_ok_and_empty() {
 
 #[tokio::test]
 async fn a_promql_syntax_error_surfaces_prometheus_message_and_is_not_retried() {
-    let prometheus = backfilled_prometheus();
+    let prometheus = shared_prometheus();
     let source = source(&prometheus.url(), Duration::from_secs(5), 3);
     let query = "sum(app_latency_seconds";
 
@@ -310,9 +318,8 @@ async fn scraped_targets_are_queryable() {
         )
     })
     .await;
-    let prometheus = Prometheus::builder()
-        .scrape("app", target.addr.to_string())
-        .start();
+    let prometheus = shared_prometheus();
+    let _scraped = prometheus.add_target("app", &target.addr.to_string());
     assert!(
         prometheus.wait_for_data("app_queue_depth", Duration::from_secs(20)),
         "no scrape landed within 20 s; Prometheus log:\n{}",
@@ -693,7 +700,7 @@ async fn a_scalar_query_cannot_be_combined_so_the_batch_is_asked_one_by_one_from
 
 #[tokio::test]
 async fn a_broken_query_among_others_fails_with_its_own_error() {
-    let prometheus = backfilled_prometheus();
+    let prometheus = shared_prometheus();
     let source = source(&prometheus.url(), Duration::from_secs(5), 3);
     let queries: Vec<String> = ["app_latency_seconds", "sum(app_latency_seconds"]
         .map(String::from)

@@ -11,7 +11,7 @@
 //! environment variable set): that needs no nested `cargo build` (which would wait on the build
 //! lock `cargo test` holds) and no guess about where cargo put the example.
 
-#[path = "../examples/store_crash_writer.rs"]
+#[path = "../../examples/store_crash_writer.rs"]
 #[allow(dead_code)]
 mod writer;
 
@@ -79,13 +79,8 @@ fn committed_steps_survive_sigkill() {
     let mut last_reported = 0;
     for round in 1..=ROUNDS {
         let mut child = Command::new(&exe)
-            .args([
-                "crash_writer_child",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .arg(crate::harness_name(module_path!(), "crash_writer_child"))
+            .args(["--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR, &dir.0)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

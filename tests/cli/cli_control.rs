@@ -3,7 +3,7 @@
 //! in the history), a refused command (exit 1 with the daemon's message), an unreachable daemon
 //! (exit 4), `--output json`, and `token new` lines the daemon accepts.
 
-mod api_support;
+use crate::api_support;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,8 +2,7 @@
 //! arrives, STARTTLS with the test's own certificate, AUTH, and a wrong password failing for
 //! good without a retry.
 
-#[path = "support/smtp.rs"]
-mod smtp;
+use crate::smtp;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

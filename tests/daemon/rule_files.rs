@@ -11,7 +11,7 @@
 //! Waits are bounded polls for what a user would see (API, store, receiver, `/metrics`), never
 //! assertions on elapsed time.
 
-mod api_support;
+use crate::api_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -12,9 +12,9 @@ use canaryd::stats::{self, Alternative, Counts, MwMethod};
 use serde_json::{Value, json};
 
 // SciPy ports no check uses yet, kept out of the daemon but checked here against the vectors.
-#[path = "stats_reference/ks.rs"]
+#[path = "../stats_reference/ks.rs"]
 mod ks;
-#[path = "stats_reference/welch.rs"]
+#[path = "../stats_reference/welch.rs"]
 mod welch;
 
 use ks::KsMethod;

@@ -477,7 +477,8 @@ async fn sigkilled_dispatcher_loses_nothing_and_sends_each_once() {
     drop(store);
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "dispatcher_child", "--ignored", "--nocapture"])
+        .arg(crate::harness_name(module_path!(), "dispatcher_child"))
+        .args(["--exact", "--ignored", "--nocapture"])
         .env(CHILD_DIR, &dir.0)
         .env(CHILD_URL, &url)
         .stdout(Stdio::null())

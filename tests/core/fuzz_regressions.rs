@@ -5,7 +5,7 @@
 //! (the repo's real rule files, configs and captured Prometheus answers) pass them too.
 
 #[allow(dead_code)]
-#[path = "../fuzz/src/invariants.rs"]
+#[path = "../../fuzz/src/invariants.rs"]
 mod invariants;
 
 use std::collections::HashMap;
