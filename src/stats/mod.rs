@@ -13,7 +13,7 @@
 //! The estimators for dependent and overdispersed data (issue 18: [`long_run`], the dispersion
 //! of error counts, relative differences, sharing [`MeanEstimate`] and its bounds) return an
 //! [`EstimateError`] instead, and are checked against statsmodels by
-//! `tests/calibration_reference.rs`.
+//! `tests/core/calibration_reference.rs`.
 
 mod dispersion;
 mod estimate;

@@ -8,8 +8,10 @@
 //! `cargo test --test core judge_props`.
 
 mod assign;
+mod calibration_reference;
 mod fuzz_regressions;
 mod judge_props;
+mod layering;
 mod rollout_props;
 mod stats_reference;
 

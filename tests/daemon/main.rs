@@ -1,17 +1,26 @@
 //! The daemon as its users meet it: the operator API over HTTP (`api_http`), the status pages in
 //! headless Chromium (`web_page`), rule files edited, broken and removed under a running daemon
-//! (`rule_files`), and the binary under systemd's unit and notify protocol (`systemd_unit`).
+//! (`rule_files`), the binary under systemd's unit and notify protocol (`systemd_unit`), a whole
+//! rollout against a real Prometheus (`daemon_rollout`), the real binary's start, reload, stop
+//! and crash (`daemon_binary`), faults (`daemon_faults`) and the wrong actions it must never
+//! take (`daemon_safety`), the embedded ones on controlled time.
 //!
 //! One binary for all of them (each test binary links the whole crate); run one part with
-//! `cargo test --test daemon web_page`. The remaining daemon tests (`tests/daemon_*.rs`,
-//! `tests/e2e_*.rs`) are still binaries of their own and can join here as modules.
+//! `cargo test --test daemon web_page`. End-to-end scenarios are in `tests/e2e/`.
 
 #[path = "../api_support/mod.rs"]
 mod api_support;
 #[path = "../support/chromium.rs"]
 mod chromium;
 
+#[path = "../support/prometheus.rs"]
+mod prometheus_support;
+
 mod api_http;
+mod daemon_binary;
+mod daemon_faults;
+mod daemon_rollout;
+mod daemon_safety;
 mod rule_files;
 mod systemd_unit;
 mod web_page;

@@ -8,18 +8,13 @@
 //! the stops act within a second of the daemon's time is proven on controlled time in
 //! `daemon_faults::the_stop_file_and_the_api_stop_every_rollout_at_zero_within_a_second`.
 
-#[path = "support/prometheus.rs"]
-mod prometheus_support;
-#[path = "fixtures/daemon/support.rs"]
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const ADMIN_TOKEN: &str = "alice-admin-token-for-the-rollout-test";
+use crate::api_support::daemon_support::*;
+use crate::prometheus_support::Prometheus;
 use canaryd::store::Store;
-use prometheus_support::Prometheus;
-use support::*;
 
 fn audit_actions(store: &Store, rollout: &str) -> Vec<String> {
     let page = store.audit_page(rollout, None, 1000).unwrap();

@@ -19,20 +19,13 @@
 //!   stage succeeds on the checks that can judge it (issue 16, point 5; it used to pause on
 //!   the inconclusive streak).
 
-#[path = "support/prometheus.rs"]
-mod prometheus_support;
-#[path = "support/sim.rs"]
-mod sim_support;
-#[path = "support/smtp.rs"]
-mod smtp_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::prometheus_support::Prometheus;
+use crate::sim_support::{Daemon, rule, temp_dir, wait_for};
 use canaryd::rollout::Phase;
 use canaryd::sim::{self, Behaviour, Profile, Simulator, Split, Version};
-use prometheus_support::Prometheus;
-use sim_support::{Daemon, rule, temp_dir, wait_for};
 use tokio_util::sync::CancellationToken;
 
 const SCENARIO_LIMIT: Duration = Duration::from_secs(40);
@@ -90,11 +83,11 @@ fn weight(d: &Daemon, name: &str) -> Option<(Phase, u8)> {
 
 /// One scenario from the daemon's start to its verdict; `Ok` with what was measured.
 /// The decoded text of every email received that is about rollout `name`.
-fn emails_about(smtp: &smtp_support::SmtpServer, name: &str) -> Vec<String> {
+fn emails_about(smtp: &crate::smtp_support::SmtpServer, name: &str) -> Vec<String> {
     smtp.messages()
         .iter()
         .map(|raw| {
-            smtp_support::leaf_parts(raw)
+            crate::smtp_support::leaf_parts(raw)
                 .into_iter()
                 .map(|p| p.body)
                 .collect::<Vec<_>>()
@@ -109,7 +102,7 @@ async fn scenario(
     name: &str,
     sim: Arc<Simulator>,
     d: &Daemon,
-    smtp: &smtp_support::SmtpServer,
+    smtp: &crate::smtp_support::SmtpServer,
 ) -> Result<String, String> {
     let progressing_at = |w: u8| {
         move || match weight(d, name) {
@@ -443,7 +436,7 @@ async fn scenarios_against_a_real_prometheus() {
     .await
     .unwrap();
     let smtp = Arc::new(
-        tokio::task::spawn_blocking(|| smtp_support::SmtpServer::start(Default::default()))
+        tokio::task::spawn_blocking(|| crate::smtp_support::SmtpServer::start(Default::default()))
             .await
             .unwrap(),
     );

@@ -7,19 +7,16 @@
 //! daemons run on paused time with the test's clock; the one test that runs the real binary
 //! (`kill -9`) runs on the machine's time, its waits bounded on events, not timed.
 
-#[path = "fixtures/daemon/support.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::api_support::daemon_support::*;
 use canaryd::judge::Point;
 use canaryd::source::{MemorySource, MetricSource, Series, SourceError};
 use canaryd::store::Store;
-use support::*;
 
 /// A rule with one absolute latency check and three stages; `first_min` is the first stage's
 /// minimum duration.

@@ -512,7 +512,7 @@ fn layer_problems(g: &Graph) -> Vec<String> {
     }
     for m in unplaced {
         problems.push(format!(
-            "the top-level module `{m}` is in no layer: add it to LAYERS in tests/layering.rs"
+            "the top-level module `{m}` is in no layer: add it to LAYERS in tests/core/layering.rs"
         ));
     }
     for (a, targets) in &top {

@@ -18,18 +18,16 @@
 //!   the daemon still had open is saved next to it; put back and restarted, the daemon carries
 //!   on from where it was instead of from the first stage.
 
-mod api_support;
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api_support::daemon_support::{
+use crate::api_support::daemon_support::{
     Received, add_tokens, embed, metrics, pass_time, rollout, rollouts, serve_webhook, temp_dir,
     test_clock, wait_for, write_config, write_rule,
 };
-use api_support::{ALICE, fake_prometheus};
+use crate::api_support::{ALICE, fake_prometheus};
 use axum::http::{HeaderMap, StatusCode};
 use canaryd::daemon::DaemonError;
 use canaryd::rollout::{Phase, RolloutState};

@@ -7,19 +7,14 @@
 //! not kill it (it used to die of SIGBUS, with no log line); a database deleted under it is
 //! logged at error level and shown to systemd (`STATUS=NOT READY: ...`).
 
-#[path = "support/prometheus.rs"]
-mod prometheus_support;
-#[path = "fixtures/daemon/support.rs"]
-mod support;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::api_support::daemon_support::*;
+use crate::prometheus_support::{Prometheus, free_port};
 use canaryd::rollout::{Phase, RolloutState};
 use canaryd::store::Store;
-use prometheus_support::{Prometheus, free_port};
-use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_canaryd");
 
