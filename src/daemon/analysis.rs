@@ -1,9 +1,11 @@
 //! One analysis of a rollout: query both sides of every check over its window through the
 //! rollout's [`MetricSource`] (at most `max_concurrent_queries` queries in flight across the
-//! daemon), judge the checks together (`judge::judge_analysis`, Holm's correction unless the rule
-//! turns it off), score the analysis, and describe it for the state machine and the store.
-//! A backend error fails the whole analysis (the rollout holds): it is never judged on
-//! half the data. Empty answers are not errors: the judge turns them into `Inconclusive`.
+//! daemon), read the answers into the judge's data (`answers`: one series per query, an absent
+//! errors series beside totals as zero errors, several series refused), judge the checks together
+//! (Holm's correction unless the rule turns it off), score the analysis, and describe it for the
+//! state machine and the store. A backend error fails the whole analysis (the rollout holds): it
+//! is never judged on half the data. Empty answers are not errors: the judge turns them into
+//! `Inconclusive`.
 
 use std::sync::Arc;
 
@@ -15,13 +17,17 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::judge::{
-    self, BaselineTraffic, CheckResult, CountPoint, FamilyControl, Point, ScoredCheck, SideData,
-    Verdict, judge_analysis_with, score_analysis,
+    self, BaselineTraffic, CheckResult, FamilyControl, InconclusiveCause, ScoredCheck, SideData,
+    Verdict, score_analysis,
 };
 use crate::rollout::{AnalysisOutcome, AnalysisReport, CheckOutcome};
 use crate::rules::{Queries, RolloutRule, Side};
 use crate::source::{MetricSource, Series, SourceError};
 use crate::store::NewAnalysis;
+
+mod answers;
+#[cfg(test)]
+mod answers_tests;
 
 /// What one analysis produced.
 #[derive(Debug, Clone)]
@@ -142,38 +148,64 @@ pub async fn analyse(
             .and_then(|i| answers[i].take())
             .unwrap_or_default()
     };
-    let mut sides = Vec::new();
+    // Each check's two sides as the judge takes them, or why its answers cannot be judged (a
+    // query answering several series), and how they were read (`answers`).
+    type Read = Result<[(SideData, Option<String>); 2], String>;
+    let mut reads: Vec<Read> = Vec::new();
     let mut series = Vec::new();
     for (i, check) in rule.checks.iter().enumerate() {
-        let mut side_data = |side: Side| match &check.queries {
-            Queries::Values { .. } => SideData::Values(first_series(data(i, side, 0))),
-            Queries::Counts { .. } => SideData::Counts(pair_counts(
-                &first_series(data(i, side, 0)),
-                &first_series(data(i, side, 1)),
-            )),
+        let mut read_side = |side: Side| {
+            let query = |part| check.render_part(&rule.sides, side, part);
+            let read = match &check.queries {
+                Queries::Values { .. } => answers::values(&query(0), data(i, side, 0))
+                    .map(|points| (SideData::Values(points), None)),
+                Queries::Counts { .. } => {
+                    answers::counts((&query(0), data(i, side, 0)), (&query(1), data(i, side, 1)))
+                        .map(|(points, note)| (SideData::Counts(points), note))
+                }
+            };
+            let name = side_name(side);
+            read.map(|(data, note)| (data, note.map(|n| format!("{name}: {n}"))))
+                .map_err(|e| format!("{name}: {e}"))
         };
-        let (baseline, canary) = (side_data(Side::Baseline), side_data(Side::Canary));
-        series.push(ChartSeries::new(
-            &check.spec.name,
-            plotted(&baseline),
-            plotted(&canary),
-        ));
-        sides.push((baseline, canary));
+        let read = read_side(Side::Baseline).and_then(|b| Ok([b, read_side(Side::Canary)?]));
+        let line = |which: usize| {
+            read.as_ref()
+                .map_or_else(|_| Vec::new(), |sides| plotted(&sides[which].0))
+        };
+        series.push(ChartSeries::new(&check.spec.name, line(0), line(1)));
+        reads.push(read);
     }
     // The checks are judged together: Holm's correction keeps a healthy analysis's chance of any
-    // false alarm at the checks' significance, however many checks the rule has.
+    // false alarm at the checks' significance, however many checks the rule has. A check whose
+    // answers were refused is inconclusive and, like every inconclusive check, outside the family.
     let control = if rule.scoring.family_wise {
         FamilyControl::Holm
     } else {
         FamilyControl::PerCheck
     };
-    let checks: Vec<_> = rule
+    let traffic = BaselineTraffic::at_weight(weight);
+    let mut results: Vec<CheckResult> = rule
         .checks
         .iter()
-        .zip(&sides)
-        .map(|(check, (baseline, canary))| (&check.spec, baseline, canary))
+        .zip(&reads)
+        .map(|(check, read)| match read {
+            Ok([(baseline, _), (canary, _)]) => {
+                judge::judge_check_with(&check.spec, baseline, canary, traffic)
+            }
+            Err(why) => judge::unjudged(&check.spec, InconclusiveCause::SeveralSeries, why.clone()),
+        })
         .collect();
-    let results = judge_analysis_with(&checks, control, BaselineTraffic::at_weight(weight));
+    let specs: Vec<&judge::CheckSpec> = rule.checks.iter().map(|c| &c.spec).collect();
+    judge::apply_family_control(&specs, &mut results, control);
+    for (result, read) in results.iter_mut().zip(reads) {
+        if let Ok(sides) = read {
+            result
+                .evidence
+                .notes
+                .extend(sides.into_iter().filter_map(|(_, note)| note));
+        }
+    }
     Ok(describe(rule, &results, &series))
 }
 
@@ -362,61 +394,23 @@ fn evidence_json(record: &EvidenceRecord) -> Box<RawValue> {
     })
 }
 
-/// A check's query should aggregate to one series; the first is used when it does not.
-fn first_series(series: Vec<Series>) -> Vec<Point> {
-    if series.len() > 1 {
-        tracing::warn!(
-            series = series.len(),
-            "A query returned several series; using the first. Aggregate it to one series."
-        );
+/// "baseline" or "canary", as notes and refusals name a side.
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Baseline => "baseline",
+        Side::Canary => "canary",
     }
-    series
-        .into_iter()
-        .next()
-        .map(|s| s.points)
-        .unwrap_or_default()
-}
-
-/// Errors and totals paired by timestamp (points within half a second are the same instant).
-fn pair_counts(errors: &[Point], totals: &[Point]) -> Vec<CountPoint> {
-    totals
-        .iter()
-        .filter_map(|t| {
-            errors
-                .iter()
-                .find(|e| (e.t - t.t).abs() < 0.5)
-                .map(|e| CountPoint {
-                    t: t.t,
-                    errors: e.v,
-                    total: t.v,
-                })
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::InconclusiveCause;
+    use crate::judge::{CountPoint, Point};
     use crate::rollout::CheckVerdict;
 
     /// A side's chart line as it is recorded in JSON.
     fn charted(data: &SideData) -> serde_json::Value {
         serde_json::to_value(plotted(data)).unwrap()
-    }
-
-    #[test]
-    fn counts_pair_by_timestamp_and_drop_unpaired_points() {
-        let p = |t: f64, v: f64| Point { t, v };
-        let paired = pair_counts(&[p(1.0, 1.0), p(2.0, 2.0)], &[p(2.1, 20.0), p(3.0, 30.0)]);
-        assert_eq!(
-            paired,
-            vec![CountPoint {
-                t: 2.1,
-                errors: 2.0,
-                total: 20.0
-            }]
-        );
     }
 
     #[test]

@@ -198,6 +198,10 @@ pub enum InconclusiveCause {
     NotApplicable,
     /// The check's settings cannot be used, or its data has the wrong shape.
     Setting,
+    /// A query returned several series where the check needs one (a label left out of its
+    /// aggregation): which one is the canary's is anyone's guess, so none is used. Not a lack of
+    /// data; the query must be fixed (`sum by ()`, or a label matcher that selects one).
+    SeveralSeries,
     /// The test could not be computed on this data (a constant series, all times equal, ...).
     #[default]
     Untestable,
@@ -258,6 +262,11 @@ pub struct Evidence {
     /// judged on its own (a single tested check, no p-value, or the correction turned off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<FamilyEvidence>,
+    /// How the queries' answers were read before they were judged, for a person: sentences such
+    /// as "canary: errors query returned no series: 0 errors over 4500 requests". Written by the
+    /// daemon, which reads the answers; empty when every answer was used as it came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What one side's data looked like after dropping unusable points.
@@ -402,6 +411,13 @@ impl Thresholds {
 /// `absolute`, `trend`, `error_rate`, `error_rate_absolute`).
 pub fn judge_check(spec: &CheckSpec, baseline: &SideData, canary: &SideData) -> CheckResult {
     judge_check_with(spec, baseline, canary, BaselineTraffic::Serving)
+}
+
+/// The result of a check whose answers could not be read into data at all (a query that
+/// returned several series): `Inconclusive` with `cause` and `reason`, the evidence holding the
+/// thresholds only. Like every inconclusive check, it stays out of the family-wise correction.
+pub fn unjudged(spec: &CheckSpec, cause: InconclusiveCause, reason: String) -> CheckResult {
+    inconclusive_result(spec, Thresholds::of(spec), cause, reason)
 }
 
 /// [`judge_check`] knowing whether the baseline serves traffic: with

@@ -115,6 +115,7 @@ pub(super) fn evidence_of(
         comparison: None,
         thresholds,
         family: None,
+        notes: Vec::new(),
     }
 }
 

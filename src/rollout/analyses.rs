@@ -285,7 +285,9 @@ impl Machine<'_> {
 /// Whether a check had no data to judge, for the no-data policies and for holding a stage on
 /// missing evidence: inconclusive because a side had no usable points (or events) or fewer than
 /// the check's minimum. Decided on the judge's cause; every cause is named, so a new one must
-/// be placed here before the crate compiles.
+/// be placed here before the crate compiles. A query that returned several series is not a lack
+/// of data (the series are there, the query selects too many): the `no_data` policy does not
+/// apply, and the check counts towards the inconclusive streak until the query is fixed.
 fn lacks_data(outcome: &CheckOutcome) -> bool {
     match outcome.verdict {
         CheckVerdict::Pass | CheckVerdict::Fail => false,
@@ -295,6 +297,7 @@ fn lacks_data(outcome: &CheckOutcome) -> bool {
             | InconclusiveCause::TooMany
             | InconclusiveCause::NotApplicable
             | InconclusiveCause::Setting
+            | InconclusiveCause::SeveralSeries
             | InconclusiveCause::Untestable => false,
         },
     }

@@ -289,6 +289,15 @@ fn evidence(result: &Value, unit: Unit) -> Html {
             .map_or_else(dash, |c| number(c * 100.0)),
         num(result, &["evidence", "thresholds", "min_samples"]).map_or_else(dash, number)
     );
+    // How the daemon read the answers (an absent errors series read as zeros), one a line.
+    let notes = get(result, &["evidence", "notes"]).and_then(Value::as_array);
+    let notes = notes.filter(|n| !n.is_empty()).map(|n| {
+        let lines = n.iter().filter_map(Value::as_str).map(|n| html!("{}", n));
+        html!(
+            "<dt>Notes</dt><dd class=\"notes\">{}</dd>",
+            Html::join(lines, "<br>")
+        )
+    });
     html!(
         "<dl class=\"evidence\"><dt>Test</dt><dd class=\"test\">{}</dd>\
          <dt>p-value</dt><dd class=\"p-value\">{}</dd>\
@@ -297,7 +306,7 @@ fn evidence(result: &Value, unit: Unit) -> Html {
          <dt>Compared</dt><dd>{}</dd>\
          <dt>Baseline</dt><dd class=\"points\">{}</dd>\
          <dt>Canary</dt><dd class=\"points\">{}</dd>\
-         <dt>Settings</dt><dd>{}</dd></dl>",
+         <dt>Settings</dt><dd>{}</dd>{}</dl>",
         test,
         p,
         effect,
@@ -305,7 +314,8 @@ fn evidence(result: &Value, unit: Unit) -> Html {
         comparison,
         side_text(result, "baseline", unit),
         side_text(result, "canary", unit),
-        settings
+        settings,
+        notes.unwrap_or_default()
     )
 }
 
@@ -716,6 +726,13 @@ mod tests {
         assert!(html.contains("ratio 1.25 (+25.0%)"));
         assert!(html.contains("[1.1, 1.4] at 99% confidence (ratio)"));
         assert!(html.contains("58 points, 2 dropped · median 100 ms"));
+        // How the answers were read (issue 18, point 4), one note a line, escaped; none, no row.
+        assert!(!html.contains("Notes"));
+        let mut noted = r.clone();
+        noted["evidence"]["notes"] = json!(["canary: errors query returned no series", "<b>"]);
+        let html = evidence(&noted, Unit::Seconds).into_string();
+        let want = "<dt>Notes</dt><dd class=\"notes\">canary: errors query returned no series<br>&lt;b&gt;</dd>";
+        assert!(html.contains(want), "{html}");
         let analysis = Analysis {
             run: 1,
             id: 1,

@@ -15,13 +15,14 @@ use std::time::Duration;
 const CHECKS: [&str; 3] = ["errors", "latency", "cpu"];
 
 /// Every cause of an inconclusive check; only `NoData` and `TooFew` are a lack of data.
-const CAUSES: [InconclusiveCause; 7] = [
+const CAUSES: [InconclusiveCause; 8] = [
     InconclusiveCause::NoData,
     InconclusiveCause::TooFew,
     InconclusiveCause::NonFinite,
     InconclusiveCause::TooMany,
     InconclusiveCause::NotApplicable,
     InconclusiveCause::Setting,
+    InconclusiveCause::SeveralSeries,
     InconclusiveCause::Untestable,
 ];
 

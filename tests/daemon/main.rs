@@ -1,4 +1,5 @@
-//! The daemon as its users meet it: the operator API over HTTP (`api_http`), the status pages in
+//! The daemon as its users meet it: the operator API over HTTP (`api_http`), how queries'
+//! answers are read (`absent_series`), the status pages in
 //! headless Chromium (`web_page`), rule files edited, broken and removed under a running daemon
 //! (`rule_files`), the binary under systemd's unit and notify protocol (`systemd_unit`), a whole
 //! rollout against a real Prometheus (`daemon_rollout`), the real binary's start, reload, stop
@@ -16,6 +17,7 @@ mod chromium;
 #[path = "../support/prometheus.rs"]
 mod prometheus_support;
 
+mod absent_series;
 mod api_http;
 mod daemon_binary;
 mod daemon_faults;

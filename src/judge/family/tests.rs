@@ -55,6 +55,7 @@ fn tested(spec: &CheckSpec, p: f64) -> CheckResult {
             comparison: None,
             thresholds: Thresholds::of(spec),
             family: None,
+            notes: Vec::new(),
         },
     }
 }
