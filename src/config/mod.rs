@@ -62,7 +62,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address and port; loopback by default (reads are open to loopback peers).
+    /// Address and port; loopback by default (reads are open to loopback peers only).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// The base URL people use to reach the daemon, for links in notifications.
@@ -75,8 +75,8 @@ pub struct ServerConfig {
     /// it every mutation is refused with 401.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
-    /// Reads (`GET /v1/...`) need a token too; off: open to loopback peers (other peers always
-    /// need one).
+    /// Reads (the pages, `/metrics`, assignment, weight, `GET /v1/...`) need a token too; off:
+    /// open to loopback peers (other peers always need one). See `daemon::access`.
     #[serde(default)]
     pub reads_need_token: bool,
 }

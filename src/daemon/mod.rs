@@ -24,6 +24,7 @@
 //! - [`server`]: HTTP routes.
 //! - [`metrics`], [`status`]: what `/metrics` and `/v1/rollouts` show.
 
+pub mod access;
 pub mod analysis;
 pub mod command;
 pub mod control;
