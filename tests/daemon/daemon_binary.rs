@@ -5,7 +5,8 @@
 //! second daemon on the same state directory refuses to start, naming the first one's pid; a
 //! WAL index file (`canaryd.db-shm`) cut short and made unwritable under the running daemon does
 //! not kill it (it used to die of SIGBUS, with no log line); a database deleted under it is
-//! logged at error level and shown to systemd (`STATUS=NOT READY: ...`).
+//! logged at error level and shown to systemd (`STATUS=NOT READY: ...`); a reason with a
+//! newline, given over the API or the CLI, cannot forge a line of the daemon's log.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -515,5 +516,98 @@ fn environment_overrides_apply_and_bad_ones_are_named() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing-rules"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A reason is free text from whoever gives a command (the API's body, the CLI's `--reason`);
+/// one with a newline must not start a line of its own in the log, where it would read as an
+/// entry the daemon wrote (and journald would keep it as one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reason_with_a_newline_cannot_forge_a_log_line() {
+    const FAKE: &str = "2026-01-01T00:00:00Z INFO fake line";
+    let dir = temp_dir("forged-log");
+    let config = write_config(
+        &dir,
+        &format!("http://127.0.0.1:{}", free_port()),
+        "http://127.0.0.1:9/weights",
+    );
+    add_tokens(&dir, &config, &[("alice", "admin", "alice-token-0123")], "");
+    let token_file = dir.join("alice-token");
+    std::fs::write(&token_file, "alice-token-0123").unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.join("canaryd.log");
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CANARYD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("CANARYD_EMERGENCY_STOP")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let daemon = Daemon(child);
+    wait_ready(&base).await;
+
+    // Over the API: the emergency stop's reason is logged when it engages and when it clears.
+    let client = reqwest::Client::new();
+    for method in [reqwest::Method::POST, reqwest::Method::DELETE] {
+        let body = serde_json::json!({ "reason": format!("incident\n{FAKE}\r\u{1b}[2K") });
+        let resp = client
+            .request(method.clone(), format!("{base}/v1/emergency-stop"))
+            .bearer_auth("alice-token-0123")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "{method}: {}",
+            resp.text().await.unwrap()
+        );
+    }
+    // And through the CLI's --reason.
+    let out = tokio::process::Command::new(BIN)
+        .args(["emergency-stop", "--url", &base, "--token-file"])
+        .arg(&token_file)
+        .args(["--reason", &format!("cli\n{FAKE}")])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        "the CLI's stop in the log",
+        Duration::from_secs(10),
+        || async {
+            let logged = std::fs::read_to_string(&log).unwrap_or_default();
+            (logged.matches("EMERGENCY STOP").count() >= 2).then_some(())
+        },
+    )
+    .await;
+    drop(daemon);
+
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !logged.lines().any(|l| l.starts_with(FAKE)),
+        "a forged line:\n{logged}"
+    );
+    assert!(
+        !logged.contains('\r') && !logged.contains('\u{1b}'),
+        "{logged:?}"
+    );
+    // The reasons are there, escaped, on the lines that logged them.
+    for reason in [
+        "incident\\n2026-01-01T00:00:00Z INFO fake line\\r\\u{1b}[2K",
+        "cli\\n2026",
+    ] {
+        assert!(logged.contains(reason), "{reason} not in:\n{logged}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
