@@ -7,7 +7,8 @@
 //! pure [`Config::validate`] (in `validate`) returns every remaining problem at once, each pointed
 //! at its key's line:column or at the variable that set it. `canaryd check` and `canaryd serve`
 //! both load through [`load`], so they accept exactly the same files. It builds nothing (sources
-//! and actuators are built by the daemon) and reads no file but the config itself.
+//! and actuators are built by the daemon) and reads no file but the config itself (and the
+//! token file; [`exposure`] reads the modes of the token file and the state directory).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -22,6 +23,7 @@ use crate::rules::raw::Shape;
 use crate::rules::{KnownNames, Problem, SourceText};
 use crate::source::PrometheusConfig;
 
+pub mod exposure;
 mod validate;
 pub use validate::{ConfigProblem, MAX_CONCURRENT_QUERIES};
 
