@@ -7,9 +7,14 @@
 //! # name  role   sha256 of the token, hex
 //! alice   admin  5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
 //! grafana read   9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+//! shop    app    8d9001d32c6a703d95921a77115050f33dd823d3f1730bd35215dcbecad6dc20
+//! prom    metrics 3feb00294c5cb577d5679b958fcea898e0e7383fd7565096826c8d1ba55f11f8
 //! ```
 //!
-//! `admin` tokens may read and change rollouts; `read` tokens may only read. Only hashes are
+//! `admin` tokens may read and change rollouts; `read` tokens may read everything (pages, `/v1`
+//! reads, `/metrics`, assignment and weight); `app` tokens only the builtin actuator's
+//! assignment and weight (for applications); `metrics` tokens only `/metrics` (for Prometheus's
+//! `authorization` setting). [`Role::allows`] is the one table of who may do what. Only hashes are
 //! stored, so the file gives nobody a token; `canaryd token new NAME --role admin` prints a fresh
 //! token once, with the line to add. The name is what the audit trail records as who did it.
 //! The file is checked on every request that presents a token (by modification time and size),
@@ -28,28 +33,71 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::SystemTime;
 
-/// What a token may do.
+/// What a token may do (the token file's second column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Read rollouts, history, analyses.
+    /// Read everything: the status pages, `/v1` reads, `/metrics`, assignment and weight.
     Read,
     /// Read, and give commands (pause, resume, ..., emergency stop).
     Admin,
+    /// An application: the builtin actuator's assignment and weight only.
+    App,
+    /// A scraper: `/metrics` only.
+    Metrics,
 }
 
 impl Role {
+    /// Every role, in the order the token file's documentation lists them.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Read, Role::App, Role::Metrics];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Read => "read",
             Role::Admin => "admin",
+            Role::App => "app",
+            Role::Metrics => "metrics",
         }
     }
 
     pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "read" => Some(Role::Read),
-            "admin" => Some(Role::Admin),
-            _ => None,
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// Whether a token of this role may make a request that needs `access`.
+    pub fn allows(self, access: Access) -> bool {
+        match (self, access) {
+            (_, Access::Open) | (Role::Admin, _) => true,
+            (Role::Read, Access::Read | Access::Metrics | Access::Assignment) => true,
+            (Role::App, Access::Assignment) | (Role::Metrics, Access::Metrics) => true,
+            (Role::Read | Role::App | Role::Metrics, _) => false,
+        }
+    }
+}
+
+/// What a request needs, as the server's one access policy (`daemon::access`) classifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Probes: `/healthz`, `/readyz`. Nobody is asked for a token.
+    Open,
+    /// The builtin actuator's assignment and weight: `app`, `read` and `admin` tokens.
+    Assignment,
+    /// `/metrics`: `metrics`, `read` and `admin` tokens.
+    Metrics,
+    /// The status pages and `/v1` reads: `read` and `admin` tokens.
+    Read,
+    /// Commands and the emergency stop: `admin` tokens.
+    Admin,
+}
+
+impl Access {
+    /// What needs this, for a person reading a refusal.
+    fn what(self) -> &'static str {
+        match self {
+            Access::Open => "this",
+            Access::Assignment => "the assignment and weight endpoints",
+            Access::Metrics => "/metrics",
+            Access::Read => "reading rollouts and the status pages",
+            Access::Admin => "a command",
         }
     }
 }
@@ -97,7 +145,7 @@ pub fn parse_tokens(path: &Path, text: &str) -> Result<Vec<TokenEntry>, TokenFil
         };
         let Some(role) = Role::parse(role) else {
             problems.push(format!(
-                "{at}: unknown role `{role}`; use `admin` or `read`"
+                "{at}: unknown role `{role}`; use `admin`, `read`, `app` or `metrics`"
             ));
             continue;
         };
@@ -288,8 +336,9 @@ impl Tokens {
         found
     }
 
-    /// Decide on a request that needs `need`, given its `Authorization` header value.
-    pub fn authorize(&self, header: Option<&str>, need: Role) -> Result<Caller, Denied> {
+    /// Decide on a request that needs `need`, given its `Authorization` header value: the
+    /// caller when their token's role allows it.
+    pub fn authorize(&self, header: Option<&str>, need: Access) -> Result<Caller, Denied> {
         if self.path.is_none() {
             return Err(Denied::Unauthenticated(
                 "this needs an API token, and the daemon has none configured: set \
@@ -315,13 +364,24 @@ impl Tokens {
         let Some(caller) = self.identify(token) else {
             return Err(Denied::Unauthenticated("unknown API token".to_string()));
         };
-        if need == Role::Admin && caller.role != Role::Admin {
-            return Err(Denied::Forbidden(format!(
-                "the token `{}` is read-only; this needs an admin token",
-                caller.name
-            )));
+        if caller.role.allows(need) {
+            return Ok(caller);
         }
-        Ok(caller)
+        let roles: Vec<String> = Role::ALL
+            .into_iter()
+            .filter(|r| r.allows(need))
+            .map(|r| format!("`{}`", r.as_str()))
+            .collect();
+        let has = match caller.role {
+            Role::Read => "is read-only".to_string(),
+            role => format!("has the role `{}`", role.as_str()),
+        };
+        Err(Denied::Forbidden(format!(
+            "the token `{}` {has}; {} needs a token with the role {}",
+            caller.name,
+            need.what(),
+            roles.join(" or ")
+        )))
     }
 }
 
@@ -404,20 +464,20 @@ mod tests {
         .unwrap();
         let tokens = Tokens::load(Some(&path)).unwrap();
         let alice = tokens
-            .authorize(Some("Bearer s3cret"), Role::Admin)
+            .authorize(Some("Bearer s3cret"), Access::Admin)
             .unwrap();
         assert_eq!(alice.name, "alice");
         assert!(matches!(
-            tokens.authorize(Some("Bearer look"), Role::Admin),
+            tokens.authorize(Some("Bearer look"), Access::Admin),
             Err(Denied::Forbidden(_))
         ));
-        assert!(tokens.authorize(Some("Bearer look"), Role::Read).is_ok());
+        assert!(tokens.authorize(Some("Bearer look"), Access::Read).is_ok());
         assert!(matches!(
-            tokens.authorize(Some("Bearer nope"), Role::Read),
+            tokens.authorize(Some("Bearer nope"), Access::Read),
             Err(Denied::Unauthenticated(_))
         ));
         assert!(matches!(
-            tokens.authorize(None, Role::Read),
+            tokens.authorize(None, Access::Read),
             Err(Denied::Unauthenticated(_))
         ));
         // An edit applies at once; a broken edit keeps the last good tokens.
@@ -426,6 +486,74 @@ mod tests {
         assert!(tokens.identify("s3cret").is_none());
         std::fs::write(&path, "bob admin not-a-hash-and-longer\n").unwrap();
         assert_eq!(tokens.identify("new").unwrap().name, "bob");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn each_role_may_do_what_the_token_file_documentation_says() {
+        use Access::*;
+        // (role, what it may do); everything else is refused.
+        let table: [(Role, &[Access]); 4] = [
+            (Role::Admin, &[Open, Assignment, Metrics, Read, Admin]),
+            (Role::Read, &[Open, Assignment, Metrics, Read]),
+            (Role::App, &[Open, Assignment]),
+            (Role::Metrics, &[Open, Metrics]),
+        ];
+        for (role, allowed) in table {
+            for access in [Open, Assignment, Metrics, Read, Admin] {
+                assert_eq!(
+                    role.allows(access),
+                    allowed.contains(&access),
+                    "{role:?} {access:?}"
+                );
+            }
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        // Files written before the app and metrics roles stay valid, and the new roles parse.
+        let good = hex(&sha256(b"x"));
+        let text = format!("a admin {good}\nb read {good}\nc app {good}\nd metrics {good}\n");
+        let roles: Vec<Role> = parse_tokens(Path::new("t"), &text)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.role)
+            .collect();
+        assert_eq!(roles, [Role::Admin, Role::Read, Role::App, Role::Metrics]);
+    }
+
+    #[test]
+    fn a_refusal_names_the_token_and_the_roles_that_would_do() {
+        let dir = std::env::temp_dir().join(format!("canaryd-roles-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens");
+        std::fs::write(
+            &path,
+            format!(
+                "shop app {}\nprom metrics {}\n",
+                hex(&sha256(b"shop-token")),
+                hex(&sha256(b"prom-token"))
+            ),
+        )
+        .unwrap();
+        let tokens = Tokens::load(Some(&path)).unwrap();
+        let Err(Denied::Forbidden(m)) = tokens.authorize(Some("Bearer shop-token"), Access::Read)
+        else {
+            panic!("an app token read a page");
+        };
+        assert!(m.contains("`shop` has the role `app`"), "{m}");
+        assert!(m.contains("`admin` or `read`"), "{m}");
+        let Err(Denied::Forbidden(m)) =
+            tokens.authorize(Some("Bearer prom-token"), Access::Assignment)
+        else {
+            panic!("a metrics token read an assignment");
+        };
+        assert!(m.contains("`admin` or `read` or `app`"), "{m}");
+        assert_eq!(
+            tokens
+                .authorize(Some("Bearer prom-token"), Access::Metrics)
+                .unwrap()
+                .name,
+            "prom"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,7 +1,6 @@
 //! The operator HTTP API under `/v1`: read rollouts, their plan's progress, history, analyses
 //! and the baseline-vs-canary comparison; give commands (start, approve, pause, resume, promote,
 //! rollback, abort) and the emergency stop. It owns the routes, request checking, authentication
-//! (the `Authorization` header and who may do what; the token file itself is [`crate::tokens`])
 //! and the JSON shapes ([`view`]); it decides nothing about rollouts: a command goes
 //! through the rollout's mailbox to its runner and the state machine, and the answer says what
 //! became of it (200 with the new phase and weight, or the typed [`CommandError`], whose kinds
@@ -13,20 +12,19 @@
 //!   409 refused by the state machine, 413 a body over [`BODY_LIMIT`], 503 when the command
 //!   could not be recorded (the state database failed: never a 409) or the rollout's task cannot
 //!   take it now, 504 no answer in time.
-//! - Mutations need an admin token (`Authorization: Bearer ...`), whose name is recorded as the
-//!   operator in the audit trail. Reads are open to loopback peers unless
-//!   `server.reads_need_token` is set; other peers always need a token (read or admin).
+//! - Who may call what is decided before a handler runs, by the server's one access policy
+//!   (`daemon::access`, over every route): mutations need an admin token (`Authorization:
+//!   Bearer ...`), whose [`Caller`] it leaves on the request and whose name is recorded as the
+//!   operator in the audit trail. No handler here checks a token.
 //! - A command's body is `{"reason": "..."}`: required, not blank, at most [`MAX_REASON`]
 //!   characters, no other field.
 
 pub mod view;
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -36,7 +34,7 @@ use serde_json::json;
 use crate::daemon::{CommandError, Control, Order};
 use crate::rollout::{Command, RolloutState, TriggeredBy};
 use crate::store::{Cursor, MAX_PAGE, Page, ReadOnly, StoreError};
-use crate::tokens::{Caller, Denied, Role};
+use crate::tokens::Caller;
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -113,15 +111,6 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<Denied> for ApiError {
-    fn from(d: Denied) -> Self {
-        match d {
-            Denied::Unauthenticated(m) => ApiError::new(StatusCode::UNAUTHORIZED, m),
-            Denied::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
-        }
-    }
-}
-
 type ApiResult = Result<Response, ApiError>;
 
 /// The API's routes on the daemon's handle, for the daemon to serve (see `cli::serve::routes`).
@@ -145,11 +134,10 @@ pub fn router(control: Control) -> Router {
             path,
             post(
                 move |state: State<Control>,
-                      peer: ConnectInfo<SocketAddr>,
+                      caller: Extension<Caller>,
                       name: Path<String>,
-                      headers: HeaderMap,
                       body: Result<Bytes, BytesRejection>| {
-                    give(state, peer, name, headers, body, command)
+                    give(state, caller, name, body, command)
                 },
             ),
         );
@@ -175,35 +163,6 @@ const COMMANDS: &[(&str, Command)] = &[
     ("/v1/rollouts/{name}/rollback", Command::Rollback),
     ("/v1/rollouts/{name}/abort", Command::Abort),
 ];
-
-fn authorization(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    headers
-        .get(header::AUTHORIZATION)
-        .map(|v| {
-            v.to_str().map_err(|_| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "the Authorization header is not readable text",
-                )
-            })
-        })
-        .transpose()
-}
-
-/// Let a read through, or say why not.
-fn allow_read(control: &Control, headers: &HeaderMap, peer: SocketAddr) -> Result<(), ApiError> {
-    let header = authorization(headers)?;
-    if header.is_none() && peer.ip().is_loopback() && !control.reads_need_token() {
-        return Ok(());
-    }
-    control.authorize(header, Role::Read)?;
-    Ok(())
-}
-
-/// The admin calling for a mutation.
-fn admin(control: &Control, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    Ok(control.authorize(authorization(headers)?, Role::Admin)?)
-}
 
 /// A command's body.
 #[derive(Debug, Deserialize)]
@@ -287,22 +246,11 @@ fn known(control: &Control, name: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn list(
-    State(control): State<Control>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> ApiResult {
-    allow_read(&control, &headers, peer)?;
+async fn list(State(control): State<Control>) -> ApiResult {
     Ok(Json(json!({ "rollouts": control.statuses() })).into_response())
 }
 
-async fn one(
-    State(control): State<Control>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult {
-    allow_read(&control, &headers, peer)?;
+async fn one(State(control): State<Control>, Path(name): Path<String>) -> ApiResult {
     known(&control, &name)?;
     let key = name.clone();
     let (stored, started_at, last) =
@@ -451,12 +399,9 @@ async fn run_page<T: Send + 'static>(
 
 async fn history(
     State(control): State<Control>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    allow_read(&control, &headers, peer)?;
     known(&control, &name)?;
     let page = run_page(&control, &name, query, DEFAULT_HISTORY, |s, n, r, c, l| {
         s.audit_page_of(n, r, c, l)
@@ -472,13 +417,7 @@ async fn history(
 }
 
 /// `GET /v1/rollouts/{name}/runs`: the rollout's runs, newest first.
-async fn runs(
-    State(control): State<Control>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult {
-    allow_read(&control, &headers, peer)?;
+async fn runs(State(control): State<Control>, Path(name): Path<String>) -> ApiResult {
     known(&control, &name)?;
     let key = name.clone();
     let runs = control
@@ -490,12 +429,9 @@ async fn runs(
 
 async fn analyses(
     State(control): State<Control>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
-    allow_read(&control, &headers, peer)?;
     known(&control, &name)?;
     let page = run_page(&control, &name, query, DEFAULT_ANALYSES, |s, n, r, c, l| {
         s.analyses_page_of(n, r, c, l)
@@ -523,13 +459,7 @@ async fn analyses(
     .into_response())
 }
 
-async fn compare(
-    State(control): State<Control>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult {
-    allow_read(&control, &headers, peer)?;
+async fn compare(State(control): State<Control>, Path(name): Path<String>) -> ApiResult {
     known(&control, &name)?;
     let key = name.clone();
     let latest = control
@@ -551,13 +481,11 @@ async fn compare(
 /// Give `command` to rollout `name` and wait for what became of it.
 async fn give(
     State(control): State<Control>,
-    ConnectInfo(_peer): ConnectInfo<SocketAddr>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     command: Command,
 ) -> ApiResult {
-    let caller = admin(&control, &headers)?;
     let body = body_bytes(body)?;
     known(&control, &name)?;
     let (reason, canary) = match command {
@@ -587,39 +515,16 @@ async fn give(
     .into_response())
 }
 
-async fn emergency_status(
-    State(control): State<Control>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> ApiResult {
-    allow_read(&control, &headers, peer)?;
+async fn emergency_status(State(control): State<Control>) -> ApiResult {
     let e = control.emergency();
     Ok(Json(json!({ "active": e.active, "reason": e.reason })).into_response())
 }
 
-/// Emergency mutations answer only loopback peers unless `server.remote_emergency_stop` is set.
-fn refuse_remote(control: &Control, peer: SocketAddr) -> Result<(), ApiError> {
-    if peer.ip().is_loopback() || control.remote_emergency_stop() {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        format!(
-            "emergency stop is accepted from loopback only (you are {}); set \
-             server.remote_emergency_stop = true to allow other hosts",
-            peer.ip()
-        ),
-    ))
-}
-
 async fn emergency_stop(
     State(control): State<Control>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let caller = admin(&control, &headers)?;
-    refuse_remote(&control, peer)?;
     let reason = parse_reason(&body_bytes(body)?).map_err(ApiError::bad_request)?;
     control
         .engage_emergency(reason.clone(), caller.name.clone())
@@ -629,12 +534,9 @@ async fn emergency_stop(
 
 async fn emergency_clear(
     State(control): State<Control>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let caller = admin(&control, &headers)?;
-    refuse_remote(&control, peer)?;
     let reason = parse_reason(&body_bytes(body)?).map_err(ApiError::bad_request)?;
     tracing::warn!(by = %caller.name, reason = %reason, "Emergency stop clear requested over the API.");
     control.clear_emergency(caller.name.clone()).await?;

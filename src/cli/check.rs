@@ -3,7 +3,8 @@
 //!
 //! It loads the daemon config exactly as `canaryd serve` does (`config::load`: environment
 //! overrides and validation included, so it accepts what `serve` accepts), then the rule files
-//! against the config's names, hands them to `rules`, and prints. Exit 0 when everything is
+//! against the config's names, hands them to `rules`, and prints, with the warnings `serve`
+//! logs at start about a token file or state directory others can read. Exit 0 when everything is
 //! valid, 1 when any problem was found, 3 when the config or a path cannot be read. It changes
 //! nothing.
 
@@ -97,10 +98,12 @@ pub fn check(config: Option<&Path>, paths: Vec<PathBuf>) -> Result<Report, Strin
     let validated = rules::validate_texts(&texts, &config.known);
     let mut problems = config.problems;
     problems.extend(validated.problems);
+    let mut warnings = config.warnings;
+    warnings.extend(validated.warnings);
     Ok(Report {
         files: texts.len(),
         problems,
-        warnings: validated.warnings,
+        warnings,
     })
 }
 
@@ -111,6 +114,9 @@ struct CheckedConfig {
     rules_dir: Option<PathBuf>,
     /// The config's own problems: exactly those that make `canaryd serve` refuse it.
     problems: Vec<Problem>,
+    /// What `canaryd serve` warns about at start: a token file or state directory other users
+    /// can read ([`config::exposure`]).
+    warnings: Vec<Warning>,
 }
 
 /// Load the daemon config the way `canaryd serve` does ([`config::load`]: the same parsing,
@@ -131,11 +137,13 @@ fn load_config(path: Option<&Path>) -> Result<CheckedConfig, String> {
             known: KnownNames::any(),
             rules_dir: None,
             problems: Vec::new(),
+            warnings: Vec::new(),
         });
     }
     match config::load(path) {
         Ok(config) => Ok(CheckedConfig {
             known: config.known_names(),
+            warnings: config::exposure::warnings(&config),
             rules_dir: Some(config.rules_dir),
             problems: Vec::new(),
         }),
@@ -151,6 +159,7 @@ fn load_config(path: Option<&Path>) -> Result<CheckedConfig, String> {
                 known,
                 rules_dir,
                 problems,
+                warnings: Vec::new(),
             })
         }
     }

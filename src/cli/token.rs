@@ -20,6 +20,8 @@ pub struct TokenArgs {
 pub enum RoleArg {
     Admin,
     Read,
+    App,
+    Metrics,
 }
 
 impl RoleArg {
@@ -27,6 +29,8 @@ impl RoleArg {
         match self {
             RoleArg::Admin => "admin",
             RoleArg::Read => "read",
+            RoleArg::App => "app",
+            RoleArg::Metrics => "metrics",
         }
     }
 }
@@ -37,7 +41,8 @@ pub enum TokenCommand {
     New {
         /// Who the token is for; the audit trail records this name.
         name: String,
-        /// `admin` may give commands; `read` may only read.
+        /// `admin` may give commands; `read` may read everything; `app` only the assignment
+        /// and weight endpoints (for applications); `metrics` only `/metrics` (for Prometheus).
         #[arg(long, value_enum, default_value = "read")]
         role: RoleArg,
     },

@@ -7,7 +7,8 @@
 //! pure [`Config::validate`] (in `validate`) returns every remaining problem at once, each pointed
 //! at its key's line:column or at the variable that set it. `canaryd check` and `canaryd serve`
 //! both load through [`load`], so they accept exactly the same files. It builds nothing (sources
-//! and actuators are built by the daemon) and reads no file but the config itself.
+//! and actuators are built by the daemon) and reads no file but the config itself (and the
+//! token file; [`exposure`] reads the modes of the token file and the state directory).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -22,6 +23,7 @@ use crate::rules::raw::Shape;
 use crate::rules::{KnownNames, Problem, SourceText};
 use crate::source::PrometheusConfig;
 
+pub mod exposure;
 mod validate;
 pub use validate::{ConfigProblem, MAX_CONCURRENT_QUERIES};
 
@@ -62,7 +64,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address and port; loopback by default (reads are open to loopback peers).
+    /// Address and port; loopback by default (reads are open to loopback peers only).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// The base URL people use to reach the daemon, for links in notifications.
@@ -75,8 +77,8 @@ pub struct ServerConfig {
     /// it every mutation is refused with 401.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
-    /// Reads (`GET /v1/...`) need a token too; off: open to loopback peers (other peers always
-    /// need one).
+    /// Reads (the pages, `/metrics`, assignment, weight, `GET /v1/...`) need a token too; off:
+    /// open to loopback peers (other peers always need one). See `daemon::access`.
     #[serde(default)]
     pub reads_need_token: bool,
 }

@@ -1,8 +1,8 @@
 //! The daemon as its faces see it: [`Control`], the one handle the HTTP API and the status
 //! pages get. Through it they read the rollouts' statuses, the rules in force and the store (its
 //! queries only, off the async threads), give a rollout a command and wait for what became of
-//! it, read, engage or clear the emergency stop, and check an API token against the server's
-//! access settings. Nothing else of the daemon's world (actuators, metric sources, the
+//! it, and read, engage or clear the emergency stop (who may ask is decided before, by
+//! [`super::access`]). Nothing else of the daemon's world (actuators, metric sources, the
 //! scheduler, the notifiers, the metrics) is reachable from a face. It decides nothing: a
 //! command goes through the rollout's mailbox to its runner and the state machine, and the
 //! answer, or the typed [`CommandError`] saying why not, comes back from there.
@@ -20,7 +20,6 @@ use super::status::RolloutStatus;
 use super::{RuleSet, Shared};
 use crate::rollout::{Command, TriggeredBy};
 use crate::store::{ReadOnly, StoreError};
-use crate::tokens::{Caller, Denied, Role};
 
 /// How long a command waits for its rollout's task to answer.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
@@ -119,21 +118,6 @@ impl Control {
     /// Clear the emergency stop; refused while the stop file exists.
     pub async fn clear_emergency(&self, by: String) -> Result<(), CommandError> {
         emergency::clear(&self.shared, by).await
-    }
-
-    /// Who presents this `Authorization` header value, if they may do what needs `need`.
-    pub fn authorize(&self, header: Option<&str>, need: Role) -> Result<Caller, Denied> {
-        self.shared.tokens.authorize(header, need)
-    }
-
-    /// `server.reads_need_token`: reads need a token even from loopback.
-    pub fn reads_need_token(&self) -> bool {
-        self.shared.config.server.reads_need_token
-    }
-
-    /// `server.remote_emergency_stop`: other hosts than loopback may engage or clear the stop.
-    pub fn remote_emergency_stop(&self) -> bool {
-        self.shared.config.server.remote_emergency_stop
     }
 
     /// The daemon's time ([`crate::clock::Clock`]): what pages and answers measure ages and

@@ -24,6 +24,7 @@
 //! - [`server`]: HTTP routes.
 //! - [`metrics`], [`status`]: what `/metrics` and `/v1/rollouts` show.
 
+pub mod access;
 pub mod analysis;
 pub mod command;
 pub mod control;
@@ -308,6 +309,10 @@ pub async fn run_with_sources(
     shutdown: CancellationToken,
     reload: mpsc::Receiver<()>,
 ) -> Result<(), DaemonError> {
+    // Files other users can read are said once, before the state directory is created private.
+    for warning in crate::config::exposure::warnings(&config) {
+        tracing::warn!(file = %warning.0.path.display(), "{}", warning.0.message);
+    }
     // One daemon per state directory: the lock is held until this function returns.
     let dir = config.state_dir.clone();
     let _lock = blocking(move || StateLock::acquire(&dir)).await??;

@@ -2,6 +2,7 @@
 //! the state database failed, with the cause), `/metrics` and the builtin actuator's weight and
 //! assignment routes, merged with the faces' router (the operator API under `/v1`, the status
 //! pages), which the daemon is handed already built ([`super::Faces`]) and does not look into.
+//! Every one of them, the faces' too, is behind the one access policy ([`super::access`]).
 //! Binding and serving happen in `daemon::run`.
 
 use std::sync::Arc;
@@ -24,6 +25,10 @@ pub fn router(shared: Arc<Shared>, faces: Router) -> Router {
         .with_state(Arc::clone(&shared));
     own.merge(faces)
         .merge(crate::actuator::builtin::routes(shared.table.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            super::access::guard,
+        ))
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {

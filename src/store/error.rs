@@ -20,6 +20,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot create the state database {path}: {source}")]
+    CreateFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "the state directory {dir} is in use by another canaryd ({holder}); one daemon per \
          state directory: stop that one first, or give this one another `state_dir`"

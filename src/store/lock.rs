@@ -45,7 +45,7 @@ impl StateLock {
     /// process's pid in it. Fails with [`StoreError::Locked`], naming the holder, when another
     /// process (or another daemon in this one) holds it.
     pub fn acquire(state_dir: &Path) -> Result<StateLock, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::CreateDir {
+        super::private::create_dir(state_dir).map_err(|source| StoreError::CreateDir {
             path: state_dir.to_path_buf(),
             source,
         })?;
@@ -54,20 +54,13 @@ impl StateLock {
             path: path.clone(),
             source,
         };
-        let open = |create: bool| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(create)
-                .open(&path)
-        };
-        let (mut file, existed) = match open(true) {
-            Ok(file) => (file, false),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                (open(false).map_err(io)?, true)
-            }
-            Err(e) => return Err(io(e)),
-        };
+        // Created 0600 whatever the umask (see `private`); then opened like any existing one.
+        let existed = !super::private::create_file(&path).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

@@ -11,7 +11,8 @@
 //! group commit's batch), `runs`, `history` (reading `audit` and `analyses`), `intents`,
 //! `outbox` and `flags`. Beside them: `offload` (the async façade, [`Store::call`]), `records`
 //! (the plain values handed in and out), `error` ([`StoreError`]), `schema` (migrations),
-//! `group` (the group-commit queue), `checkpoint`, `health` and `lock`.
+//! `group` (the group-commit queue), `checkpoint`, `health`, `lock` and `private` (the state
+//! directory created 0700 and the files in it 0600, whatever the umask).
 //!
 //! # The key operation
 //! [`Store::commit_step`] writes a decision (new state, audit entries, actuator intent,
@@ -75,6 +76,7 @@ mod intents;
 mod lock;
 mod offload;
 mod outbox;
+mod private;
 mod records;
 mod runs;
 mod schema;
@@ -160,11 +162,17 @@ impl Store {
     /// Opens (creating it if needed) `canaryd.db` in `state_dir`, and migrates it to the latest
     /// schema. Fails if the database comes from a newer canaryd, or is corrupt.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::CreateDir {
+        private::create_dir(state_dir).map_err(|source| StoreError::CreateDir {
             path: state_dir.to_path_buf(),
             source,
         })?;
         let path = state_dir.join(DB_FILE);
+        // A new database is created 0600 here, not by SQLite (0644 less the umask); its
+        // write-ahead log takes its mode.
+        private::create_file(&path).map_err(|source| StoreError::CreateFile {
+            path: path.clone(),
+            source,
+        })?;
         Self::open_file(&path, schema::MIGRATIONS)
     }
 
@@ -401,6 +409,10 @@ impl Inner {
     /// to a new database next to it, with `VACUUM INTO`; where, or `None` if it could not.
     fn rescue(&self, conn: &Connection) -> Option<PathBuf> {
         let copy = health::rescue_path(&self.path, Utc::now().timestamp_millis());
+        // `VACUUM INTO` fills an empty file as it is, so the copy is 0600 like the database.
+        if let Err(e) = private::create_file(&copy) {
+            tracing::warn!(copy = %copy.display(), error = %e, "Cannot create the rescue copy 0600; SQLite creates it.");
+        }
         let saved = copy
             .to_str()
             .ok_or_else(|| "the path is not UTF-8".to_string())

@@ -1,4 +1,5 @@
-//! The status page: server-rendered HTML for people, no JavaScript. `GET /` lists every rollout
+//! The status page: server-rendered HTML for people, no JavaScript (and a
+//! [`CONTENT_SECURITY_POLICY`] that lets none run). `GET /` lists every rollout
 //! (stage progress, phase, weight, last decision, time in stage, the emergency-stop banner,
 //! notification counts) and refreshes itself every 10 s; `GET /rollouts/{name}` charts each
 //! check's baseline and canary over the last analysis window with its threshold, shows the
@@ -32,6 +33,12 @@ use crate::daemon::Control;
 use crate::rollout::RolloutState;
 use crate::rules::RolloutRule;
 use crate::store::{Analysis, AuditEntry, Cursor, OutboxCounts, Page, StoreError};
+
+/// The pages' `Content-Security-Policy`. They are server-rendered with no JavaScript: inline
+/// styles (a `<style>` block and `style` attributes for the weight bars) and inline SVG are all
+/// they use, so nothing else may load or run, should markup ever slip through unescaped.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+     img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Audit entries per history page.
 pub const HISTORY_PAGE: usize = 20;
@@ -82,6 +89,8 @@ fn html_response(status: StatusCode, body: String) -> Response {
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         body,
     )

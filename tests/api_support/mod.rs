@@ -1,6 +1,7 @@
 //! Helpers for the API and CLI tests: a tiny stand-in for Prometheus's `query_range` (every
 //! series constant, `bad` series at 0.9, `absent` ones empty and the rest at 0.1), a token file
-//! with an admin `alice` and a read-only `graf`, and the daemon embedded in-process on 127.0.0.1.
+//! with an admin `alice`, a read-only `graf`, an application `shop` and a scraper `prom`, and the
+//! daemon embedded in-process on 127.0.0.1 (or every address, for tests from another peer).
 
 #![allow(dead_code)] // Each test file uses its own part.
 
@@ -20,6 +21,29 @@ use tokio_util::sync::CancellationToken;
 
 pub const ALICE: &str = "alice-admin-token-0123456789";
 pub const GRAF: &str = "graf-read-token-0123456789";
+pub const SHOP: &str = "shop-app-token-0123456789";
+pub const PROM: &str = "prom-metrics-token-0123456789";
+
+/// One of this host's addresses that is not loopback, for a test that needs the daemon to see
+/// a peer from another host: the local address the kernel picks to reach outside (a UDP
+/// `connect` sends nothing). Panics, saying so, on a host with only loopback.
+pub fn non_loopback_ip() -> std::net::IpAddr {
+    for target in ["192.0.2.1:9", "10.255.255.254:9", "8.8.8.8:53"] {
+        let Ok(socket) = std::net::UdpSocket::bind("0.0.0.0:0") else {
+            continue;
+        };
+        if socket.connect(target).is_err() {
+            continue;
+        }
+        if let Ok(local) = socket.local_addr() {
+            let ip = local.ip();
+            if !ip.is_loopback() && !ip.is_unspecified() {
+                return ip;
+            }
+        }
+    }
+    panic!("this test needs an IPv4 address other than loopback on this host (and a route out)");
+}
 
 /// Answer `query_range` like Prometheus: one series, a point every `step` seconds; no series
 /// at all for an `absent` one.
@@ -83,15 +107,35 @@ impl Daemon {
 /// Start the daemon with rollouts `(name, canary series, first stage's minimum duration)`,
 /// a token file and `extra_server` lines added to `[server]`.
 pub async fn start(tag: &str, rollouts: &[(&str, &str, &str)], extra_server: &str) -> Daemon {
+    start_on("127.0.0.1:0", tag, rollouts, extra_server).await
+}
+
+/// [`start`], listening on `listen` (`0.0.0.0:0` to be reached from a non-loopback address).
+pub async fn start_on(
+    listen: &str,
+    tag: &str,
+    rollouts: &[(&str, &str, &str)],
+    extra_server: &str,
+) -> Daemon {
     let prometheus = fake_prometheus().await;
     let dir = daemon_support::temp_dir(tag);
     let path = daemon_support::write_config(&dir, &prometheus, "http://127.0.0.1:9/weights");
     daemon_support::add_tokens(
         &dir,
         &path,
-        &[("alice", "admin", ALICE), ("graf", "read", GRAF)],
+        &[
+            ("alice", "admin", ALICE),
+            ("graf", "read", GRAF),
+            ("shop", "app", SHOP),
+            ("prom", "metrics", PROM),
+        ],
         extra_server,
     );
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{listen}\""),
+    );
+    std::fs::write(&path, text).unwrap();
     for (name, canary, min) in rollouts {
         daemon_support::write_rule(&dir, name, canary, "builtin", min);
     }

@@ -5,7 +5,7 @@
 
 use crate::api_support;
 
-use api_support::{ALICE, GRAF, start, wait_for_analysis};
+use api_support::{ALICE, GRAF, PROM, SHOP, non_loopback_ip, start, start_on, wait_for_analysis};
 use serde_json::Value;
 
 async fn send(method: reqwest::Method, url: &str, token: Option<&str>, body: &str) -> (u16, Value) {
@@ -433,26 +433,112 @@ async fn reads_show_the_plan_history_pages_analyses_and_the_comparison() {
     d.stop().await;
 }
 
+/// Every route the daemon serves, as a reader would ask for it (GET).
+const ROUTES: &[&str] = &[
+    "/",
+    "/rollouts/web",
+    "/metrics",
+    "/v1/rollouts/web/assignment?key=user-42",
+    "/v1/rollouts/web/weight",
+    "/v1/rollouts",
+    "/v1/rollouts/web",
+    "/v1/rollouts/web/history",
+    "/v1/rollouts/web/runs",
+    "/v1/rollouts/web/analyses",
+    "/v1/rollouts/web/comparison",
+    "/v1/emergency-stop",
+];
+
+/// The status of `GET base+route` with `token` (any body: pages are HTML, /metrics text).
+async fn status_of(base: &str, route: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = reqwest::Client::new().get(format!("{base}{route}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap())
+}
+
+/// What a token of each role may read: the routes it gets an answer from (others are 403).
+fn allowed(token: &str, route: &str) -> bool {
+    let assignment = route.contains("/assignment") || route.ends_with("/weight");
+    match token {
+        ALICE | GRAF => true,
+        SHOP => assignment,
+        PROM => route == "/metrics",
+        _ => false,
+    }
+}
+
+/// Every route answers 401 without a token, except the probes, and the right role's token
+/// gets an answer (not 401 or 403; the comparison may be 404 before the first analysis),
+/// the wrong role's a 403 naming the token.
+async fn assert_one_policy(base: &str) {
+    for probe in ["/healthz", "/readyz"] {
+        assert_eq!(status_of(base, probe, None).await.0, 200, "{probe}");
+    }
+    for route in ROUTES {
+        let (s, body) = status_of(base, route, None).await;
+        assert_eq!(s, 401, "{route} without a token answered {s}: {body}");
+        let (s, _) = status_of(base, route, Some("not-a-token")).await;
+        assert_eq!(s, 401, "{route} with an unknown token");
+        for token in [ALICE, GRAF, SHOP, PROM] {
+            let (s, body) = status_of(base, route, Some(token)).await;
+            if allowed(token, route) {
+                assert!(
+                    s == 200 || (s == 404 && route.ends_with("/comparison")),
+                    "{route} with {token}: {s} {body}"
+                );
+            } else {
+                assert_eq!(s, 403, "{route} with {token}: {body}");
+                let name = token.split('-').next().unwrap();
+                assert!(body.contains(&format!("`{name}`")), "{route}: {body}");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reads_can_be_made_to_need_a_token() {
+async fn with_reads_needing_a_token_every_route_but_the_probes_asks_for_one() {
     let d = start(
         "api-locked",
         &[("web", "steady", "1h")],
         "reads_need_token = true",
     )
     .await;
-    let url = format!("{}/v1/rollouts/web", d.base);
-    let (s, v) = get(&url, None).await;
-    assert_eq!(s, 401, "{v}");
-    let (s, _) = get(&format!("{}/v1/rollouts", d.base), None).await;
-    assert_eq!(s, 401);
-    let (s, v) = get(&url, Some(GRAF)).await;
-    assert_eq!((s, v["name"].as_str()), (200, Some("web")), "{v}");
-    let (s, _) = get(&url, Some(ALICE)).await;
+    assert_one_policy(&d.base).await;
+    // Prometheus scrapes with its bearer token and gets the families.
+    let (s, m) = status_of(&d.base, "/metrics", Some(PROM)).await;
     assert_eq!(s, 200);
-    // Health and metrics stay open for probes and scrapers.
-    let health = reqwest::get(format!("{}/healthz", d.base)).await.unwrap();
-    assert_eq!(health.status(), 200);
+    assert!(m.contains("canaryd_rollout_weight{rollout=\"web\"}"), "{m}");
+    // An application gets its assignment with its own token.
+    let (s, a) = status_of(&d.base, "/v1/rollouts/web/assignment?key=u1", Some(SHOP)).await;
+    assert_eq!(s, 200);
+    assert!(a.contains("\"variant\""), "{a}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_from_another_host_needs_a_token_for_every_route_but_the_probes() {
+    // reads_need_token is off: loopback reads without a token, another host does not.
+    let d = start_on("0.0.0.0:0", "api-remote", &[("web", "steady", "1h")], "").await;
+    let remote = format!("http://{}:{}", non_loopback_ip(), d.addr.port());
+    assert_one_policy(&remote).await;
+    let local = format!("http://127.0.0.1:{}", d.addr.port());
+    for route in ROUTES {
+        let (s, body) = status_of(&local, route, None).await;
+        assert!(s == 200 || s == 404, "{route} from loopback: {s} {body}");
+    }
+    // The emergency stop is changed from loopback only, even by an admin.
+    let (s, v) = post(
+        &format!("{remote}/v1/emergency-stop"),
+        Some(ALICE),
+        r#"{"reason": "from afar"}"#,
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert!(error_of(&v).contains("loopback only"), "{v}");
     d.stop().await;
 }
 

@@ -5,7 +5,8 @@
 //! second daemon on the same state directory refuses to start, naming the first one's pid; a
 //! WAL index file (`canaryd.db-shm`) cut short and made unwritable under the running daemon does
 //! not kill it (it used to die of SIGBUS, with no log line); a database deleted under it is
-//! logged at error level and shown to systemd (`STATUS=NOT READY: ...`).
+//! logged at error level and shown to systemd (`STATUS=NOT READY: ...`); a reason with a
+//! newline, given over the API or the CLI, cannot forge a line of the daemon's log.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -515,5 +516,229 @@ fn environment_overrides_apply_and_bad_ones_are_named() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing-rules"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A reason is free text from whoever gives a command (the API's body, the CLI's `--reason`);
+/// one with a newline must not start a line of its own in the log, where it would read as an
+/// entry the daemon wrote (and journald would keep it as one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reason_with_a_newline_cannot_forge_a_log_line() {
+    const FAKE: &str = "2026-01-01T00:00:00Z INFO fake line";
+    let dir = temp_dir("forged-log");
+    let config = write_config(
+        &dir,
+        &format!("http://127.0.0.1:{}", free_port()),
+        "http://127.0.0.1:9/weights",
+    );
+    add_tokens(&dir, &config, &[("alice", "admin", "alice-token-0123")], "");
+    let token_file = dir.join("alice-token");
+    std::fs::write(&token_file, "alice-token-0123").unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.join("canaryd.log");
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CANARYD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("CANARYD_EMERGENCY_STOP")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let daemon = Daemon(child);
+    wait_ready(&base).await;
+
+    // Over the API: the emergency stop's reason is logged when it engages and when it clears.
+    let client = reqwest::Client::new();
+    for method in [reqwest::Method::POST, reqwest::Method::DELETE] {
+        let body = serde_json::json!({ "reason": format!("incident\n{FAKE}\r\u{1b}[2K") });
+        let resp = client
+            .request(method.clone(), format!("{base}/v1/emergency-stop"))
+            .bearer_auth("alice-token-0123")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "{method}: {}",
+            resp.text().await.unwrap()
+        );
+    }
+    // And through the CLI's --reason.
+    let out = tokio::process::Command::new(BIN)
+        .args(["emergency-stop", "--url", &base, "--token-file"])
+        .arg(&token_file)
+        .args(["--reason", &format!("cli\n{FAKE}")])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        "the CLI's stop in the log",
+        Duration::from_secs(10),
+        || async {
+            let logged = std::fs::read_to_string(&log).unwrap_or_default();
+            (logged.matches("EMERGENCY STOP").count() >= 2).then_some(())
+        },
+    )
+    .await;
+    drop(daemon);
+
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !logged.lines().any(|l| l.starts_with(FAKE)),
+        "a forged line:\n{logged}"
+    );
+    assert!(
+        !logged.contains('\r') && !logged.contains('\u{1b}'),
+        "{logged:?}"
+    );
+    // The reasons are there, escaped, on the lines that logged them.
+    for reason in [
+        "incident\\n2026-01-01T00:00:00Z INFO fake line\\r\\u{1b}[2K",
+        "cli\\n2026",
+    ] {
+        assert!(logged.contains(reason), "{reason} not in:\n{logged}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The permission bits of `path`.
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Start `canaryd serve` under `umask`, its stderr to `log`.
+fn start_with_umask(config: &Path, port: u16, umask: &str, log: &Path) -> Daemon {
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            &format!("umask {umask} && exec \"$0\" serve --config \"$1\""),
+        ])
+        .arg(BIN)
+        .arg(config)
+        .env("CANARYD__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("CANARYD_EMERGENCY_STOP")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    Daemon(child)
+}
+
+/// Outside systemd (no `UMask=`, no `StateDirectoryMode=`), the daemon still keeps its state to
+/// its user: the state directory it creates is 0700 and the files it creates in it 0600, under
+/// the loosest umask. A token file or state directory others can read is warned about at start
+/// and by `canaryd check`, which still passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_is_private_under_any_umask_and_exposed_files_are_warned_about() {
+    let dir = temp_dir("private");
+    let config = write_config(
+        &dir,
+        &format!("http://127.0.0.1:{}", free_port()),
+        "http://127.0.0.1:9/weights",
+    );
+    add_tokens(&dir, &config, &[("alice", "admin", "alice-token-0123")], "");
+    let tokens = dir.join("tokens");
+    let state = dir.join("state");
+    chmod(&tokens, 0o644);
+    assert!(!state.exists());
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.join("first.log");
+    let daemon = start_with_umask(&config, port, "000", &log);
+    wait_ready(&base).await;
+    assert_eq!(
+        format!("{:o}", mode_of(&state)),
+        "700",
+        "the state directory"
+    );
+    // Every file in it (no `-shm`: the store keeps the write-ahead log's index in memory).
+    let mut files: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    files.sort();
+    for file in ["canaryd.db", "canaryd.db-wal", "canaryd.lock"] {
+        assert!(files.iter().any(|f| f == file), "{file} not in {files:?}");
+    }
+    for file in &files {
+        assert_eq!(format!("{:o}", mode_of(&state.join(file))), "600", "{file}");
+    }
+    drop(daemon);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let token_warning = format!("{}", tokens.display());
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(&token_warning) && l.contains("0644")),
+        "{logged}"
+    );
+    assert!(
+        !logged.contains(&format!("{} ", state.display())),
+        "{logged}"
+    );
+
+    // A state directory opened up by hand is warned about too, by `check` and at start.
+    chmod(&state, 0o755);
+    let check = |config: &Path| {
+        Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let out = check(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for (path, mode) in [(&tokens, "0644"), (&state, "0755")] {
+        assert!(
+            stdout.lines().any(
+                |l| l.starts_with(&format!("{}: warning:", path.display())) && l.contains(mode)
+            ),
+            "{}: {stdout}",
+            path.display()
+        );
+    }
+    assert!(stdout.contains("2 warnings"), "{stdout}");
+    let log = dir.join("second.log");
+    let daemon = start_with_umask(&config, port, "022", &log);
+    wait_ready(&base).await;
+    drop(daemon);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.lines().any(|l| l.contains("WARN")
+            && l.contains(&state.display().to_string())
+            && l.contains("0755")),
+        "{logged}"
+    );
+
+    // Put right, nothing is said.
+    chmod(&state, 0o700);
+    chmod(&tokens, 0o600);
+    let out = check(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!stdout.contains("warning"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -224,8 +224,19 @@ async fn the_status_pages_render_charts_history_and_escaped_reasons_in_chromium(
     let overview_shot = dir.join("overview.png");
     let overview_path = overview_shot.clone();
     let (detail, overview, missing) = tokio::task::spawn_blocking(move || {
-        let detail = browser.dump_dom("detail", &format!("{pages}/rollouts/checkout"));
-        let overview = browser.dump_dom("overview", &format!("{pages}/"));
+        // Both pages load under their Content-Security-Policy without Chromium refusing
+        // anything they need (a refusal is logged naming the policy).
+        let (detail, log) =
+            browser.dump_dom_logged("detail", &format!("{pages}/rollouts/checkout"));
+        assert!(
+            !log.contains("Content Security Policy"),
+            "the detail page:\n{log}"
+        );
+        let (overview, log) = browser.dump_dom_logged("overview", &format!("{pages}/"));
+        assert!(
+            !log.contains("Content Security Policy"),
+            "the overview:\n{log}"
+        );
         let missing = browser.dump_dom("missing", &format!("{pages}/rollouts/no-such-rollout"));
         browser.screenshot(
             "shot-detail",
@@ -296,6 +307,16 @@ async fn the_status_pages_render_charts_history_and_escaped_reasons_in_chromium(
     assert!(!overview.contains("EMERGENCY STOP"));
 
     assert!(missing.contains("Rollout not found"), "{missing}");
+    // Every page, the error pages too, carries the policy.
+    for page in ["/", "/rollouts/checkout", "/rollouts/no-such-rollout"] {
+        let resp = reqwest::get(format!("{base}{page}")).await.unwrap();
+        let csp = resp.headers().get("content-security-policy");
+        assert_eq!(
+            csp.and_then(|v| v.to_str().ok()),
+            Some(canaryd::web::CONTENT_SECURITY_POLICY),
+            "{page}"
+        );
+    }
     let status = reqwest::get(format!("{base}/rollouts/no-such-rollout"))
         .await
         .unwrap()
@@ -336,6 +357,55 @@ async fn the_status_pages_render_charts_history_and_escaped_reasons_in_chromium(
         matches!(stopped, Ok(Ok(Ok(())))),
         "the daemon did not stop cleanly: {stopped:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The pages' policy refuses what they must never run (an inline script, a remote image) and
+/// Chromium says so in its log: without this, the pages test's "nothing refused" could not fail.
+#[tokio::test]
+async fn the_pages_policy_refuses_scripts_and_chromium_logs_the_refusal() {
+    let dir = temp_dir("csp");
+    let browser = Chromium::find(&dir.join("chromium"));
+    let page = "<!DOCTYPE html><html><head><style>p{color:red}</style></head><body>\
+                <p style=\"font-weight:bold\">styled</p><img src=\"http://192.0.2.9/x.png\">\
+                <script>document.body.setAttribute('data-ran', 'yes')</script></body></html>";
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move {
+            (
+                [
+                    ("content-type", "text/html; charset=utf-8"),
+                    (
+                        "content-security-policy",
+                        canaryd::web::CONTENT_SECURITY_POLICY,
+                    ),
+                ],
+                page,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (dom, log) = tokio::task::spawn_blocking(move || {
+        browser.dump_dom_logged("csp", &format!("http://{addr}/"))
+    })
+    .await
+    .unwrap();
+    assert!(
+        !dom.contains("<body data-ran"),
+        "the inline script ran:\n{dom}"
+    );
+    assert!(
+        log.contains("Executing inline script violates the following Content Security Policy"),
+        "{log}"
+    );
+    assert!(
+        log.contains("img-src"),
+        "the remote image was not refused:\n{log}"
+    );
+    // What the pages need is allowed: inline styles and style attributes.
+    assert!(!log.contains("Applying inline style violates"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,5 +1,5 @@
 //! Headless Chromium for the page tests (included with `#[path]`): dump a page's DOM after it
-//! loaded, or take a screenshot. Each run gets its own profile directory and a bounded wait; a
+//! loaded (with Chromium's console log, when asked), or take a screenshot. Each run gets its own profile directory and a bounded wait; a
 //! run that overstays is killed and the test fails saying so. Without a `chromium` binary the
 //! test fails with the command that installs it (`CHROMIUM` may name another binary).
 
@@ -94,6 +94,19 @@ impl Chromium {
     /// The page's DOM as Chromium serialises it once loaded.
     pub fn dump_dom(&self, tag: &str, url: &str) -> String {
         self.run(tag, &["--dump-dom".to_string()], url)
+    }
+
+    /// The page's DOM as [`Chromium::dump_dom`] gives it, and Chromium's log of loading it (its
+    /// console: a Content-Security-Policy violation is logged there, naming the directive).
+    pub fn dump_dom_logged(&self, tag: &str, url: &str) -> (String, String) {
+        let extra = [
+            "--dump-dom".to_string(),
+            "--enable-logging=stderr".to_string(),
+            "--v=0".to_string(),
+        ];
+        let dom = self.run(tag, &extra, url);
+        let log = std::fs::read_to_string(self.scratch.join(format!("{tag}.stderr"))).unwrap();
+        (dom, log)
     }
 
     /// A PNG screenshot of the page at `width` × `height`, written to `path`.
