@@ -7,7 +7,8 @@
 //! verdicts, evidence) and the dispatch by kind; each check kind's rule is in a file of its own
 //! (`relative`, `absolute`, `trend`, `error_rate`, `error_rate_absolute`), what the kinds share
 //! (side summaries, evidence and inconclusive results, significance and wording) in `summary`,
-//! and the last guard on non-finite numbers in `finite`. The statistics come from `stats`.
+//! the pairing of the two sides' points by nearest timestamp in `align`, and the last guard on
+//! non-finite numbers in `finite`. The statistics come from `stats`.
 
 use std::sync::Arc;
 
@@ -136,6 +137,7 @@ pub enum SideData {
 }
 
 mod absolute;
+mod align;
 mod error_rate;
 mod error_rate_absolute;
 mod family;
@@ -155,11 +157,6 @@ pub use summary::MAX_EXACT_EVENTS;
 pub use trend::MAX_TREND_POINTS;
 
 use summary::inconclusive_result;
-
-/// Two timestamps closer than this (in seconds) are the same instant for pairing baseline and
-/// canary points. Range queries with one start and step give identical timestamps; this absorbs
-/// rounding and scrape jitter without ever pairing neighbouring one-minute points.
-pub const PAIR_TOLERANCE_SECONDS: f64 = 1.0;
 
 /// The verdict of one check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,7 +248,8 @@ pub struct Evidence {
     pub p_value: Option<f64>,
     /// The statistical test used ("Wilcoxon signed-rank", "Fisher's exact", ...).
     pub test: Option<String>,
-    /// What was compared with what ("paired log-ratio by timestamp, 28 pairs").
+    /// What was compared with what ("paired log-ratio by timestamp, 28 of 30 points paired
+    /// (nearest within half the 60s step)").
     pub comparison: Option<String>,
     pub thresholds: Thresholds,
     /// How the analysis's family-wise correction treated this check; absent when the check was

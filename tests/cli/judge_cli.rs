@@ -53,7 +53,10 @@ fn a_slower_canary_fails_with_exit_1_and_paired_evidence() {
     assert!(v["p_value"].as_f64().unwrap() < 0.01);
     let ratio = v["effect"]["ratio"].as_f64().unwrap();
     assert!((ratio - 1.2).abs() < 0.03, "{ratio}");
-    assert_eq!(v["comparison"], "paired log-ratio by timestamp, 30 pairs");
+    assert_eq!(
+        v["comparison"],
+        "paired log-ratio by timestamp, 30 of 30 points paired (nearest within half the 60s step)"
+    );
     assert_eq!(v["baseline"]["points"], 30);
     assert!(v["canary"]["median"].as_f64().unwrap() > v["baseline"]["median"].as_f64().unwrap());
     assert!(
@@ -79,7 +82,10 @@ fn a_healthy_canary_passes_with_exit_0_and_counts_its_nan_point() {
     assert_eq!(v["verdict"], "pass");
     assert_eq!(v["canary"]["dropped"], 1);
     assert_eq!(v["canary"]["points"], 29);
-    assert_eq!(v["comparison"], "paired log-ratio by timestamp, 29 pairs");
+    assert_eq!(
+        v["comparison"],
+        "paired log-ratio by timestamp, 29 of 29 points paired (nearest within half the 60s step)"
+    );
 }
 
 #[test]
