@@ -9,7 +9,9 @@
 //!   shared load"; φ random per trial), and the noise is independent per side and minute:
 //!   log-normal with σ = 0.10 (10% minute-to-minute noise of a p99), or "heavy tails": log-normal
 //!   σ = 0.08 times, with probability 5% per minute, a Pareto(α = 1.5) spike (infinite variance).
-//!   A bad canary multiplies its values by 1 + shift.
+//!   A bad canary multiplies its values by 1 + shift. "Canary 0.3 step late": the canary's
+//!   points are taken 18 s after the baseline's (an export or a backend that lags), each seeing
+//!   the load at its own moment.
 //! - Errors: 500 (or 1000) requests per minute per side × load(t), base error rate 0.5%, each minute's
 //!   rate multiplied by a burst factor shared by both sides (log-normal σ = 0.3) and by an
 //!   independent per-side factor (log-normal σ = 0.1, overdispersion), errors ~ Binomial.
@@ -114,6 +116,8 @@ enum Noise {
 struct Scenario {
     /// A p99 check: shared load amplitude, noise, the canary's shift.
     latency: Option<(f64, Noise, f64)>,
+    /// How late the canary's points are, in steps (0: the same timestamps as the baseline's).
+    lag: f64,
     /// An error-rate check: the canary's factor on the error rate, requests per minute.
     errors: Option<(f64, f64)>,
     /// Further healthy p99 checks (shared load wave, log-normal noise).
@@ -122,13 +126,17 @@ struct Scenario {
     healthy_errors: usize,
 }
 
-fn load(minute: usize, amplitude: f64, phase: f64) -> f64 {
-    1.0 + amplitude * (2.0 * PI * (minute as f64 / 20.0 + phase)).sin()
+fn load(minute: f64, amplitude: f64, phase: f64) -> f64 {
+    1.0 + amplitude * (2.0 * PI * (minute / 20.0 + phase)).sin()
 }
 
-fn latency(rng: &mut Rng, amplitude: f64, noise: Noise, shift: f64) -> (SideData, SideData) {
+fn latency(
+    rng: &mut Rng,
+    (amplitude, noise, shift): (f64, Noise, f64),
+    lag: f64,
+) -> (SideData, SideData) {
     let phase = rng.uniform();
-    let side = |factor: f64, rng: &mut Rng| -> SideData {
+    let side = |factor: f64, lag: f64, rng: &mut Rng| -> SideData {
         SideData::Values(
             (0..POINTS)
                 .map(|i| {
@@ -143,16 +151,17 @@ fn latency(rng: &mut Rng, amplitude: f64, noise: Noise, shift: f64) -> (SideData
                             (0.08 * rng.normal()).exp() * spike
                         }
                     };
+                    let minute = i as f64 + lag;
                     Point {
-                        t: 60.0 * i as f64,
-                        v: 200.0 * factor * load(i, amplitude, phase) * n,
+                        t: 60.0 * minute,
+                        v: 200.0 * factor * load(minute, amplitude, phase) * n,
                     }
                 })
                 .collect(),
         )
     };
-    let b = side(1.0, rng);
-    let c = side(1.0 + shift, rng);
+    let b = side(1.0, 0.0, rng);
+    let c = side(1.0 + shift, lag, rng);
     (b, c)
 }
 
@@ -161,7 +170,7 @@ fn errors(rng: &mut Rng, factor: f64, rpm: f64) -> (SideData, SideData) {
     let mut b = Vec::with_capacity(POINTS);
     let mut c = Vec::with_capacity(POINTS);
     for i in 0..POINTS {
-        let total = (rpm * load(i, 0.3, phase)).round() as u64;
+        let total = (rpm * load(i as f64, 0.3, phase)).round() as u64;
         let burst = (0.3 * rng.normal()).exp();
         for (side, f) in [(&mut b, 1.0), (&mut c, factor)] {
             let rate = 0.005 * f * burst * (0.1 * rng.normal()).exp();
@@ -261,12 +270,12 @@ fn run(scenario: Scenario, trials: usize, seed: u64) -> Tally {
     for _ in 0..trials {
         // Every check's (is latency, baseline, canary) in this trial.
         let mut sides: Vec<(bool, SideData, SideData)> = Vec::new();
-        if let Some((load, noise, shift)) = scenario.latency {
-            let (b, c) = latency(&mut rng, load, noise, shift);
+        if let Some(latency_check) = scenario.latency {
+            let (b, c) = latency(&mut rng, latency_check, scenario.lag);
             sides.push((true, b, c));
         }
         for _ in 0..scenario.healthy_latency {
-            let (b, c) = latency(&mut rng, 0.3, Noise::LogNormal, 0.0);
+            let (b, c) = latency(&mut rng, (0.3, Noise::LogNormal, 0.0), 0.0);
             sides.push((true, b, c));
         }
         if let Some((factor, rpm)) = scenario.errors {
@@ -313,6 +322,8 @@ fn main() {
         latency: Some((load, noise, shift)),
         ..Scenario::default()
     };
+    // The canary's points 0.3 of a step after the baseline's.
+    let late = |s: Scenario| Scenario { lag: 0.3, ..s };
     let err = |factor, rpm| Scenario {
         errors: Some((factor, rpm)),
         ..Scenario::default()
@@ -340,6 +351,9 @@ fn main() {
         ("p99 +10%, shared load", lat(0.3, LogNormal, 0.10), true, "≥ 65%"),
         ("p99 +20%, shared load", lat(0.3, LogNormal, 0.20), true, "≥ 99%"),
         ("p99 +50%, shared load", lat(0.3, LogNormal, 0.50), true, "-"),
+        ("healthy p99, shared load, canary 0.3 step late", late(lat(0.3, LogNormal, 0.0)), false, "≤ 1%"),
+        ("p99 +10%, shared load, canary 0.3 step late", late(lat(0.3, LogNormal, 0.10)), true, "≥ 65%"),
+        ("p99 +20%, shared load, canary 0.3 step late", late(lat(0.3, LogNormal, 0.20)), true, "≥ 99%"),
         ("p99 +10%, no shared load", lat(0.0, LogNormal, 0.10), true, "≥ 65%"),
         ("p99 +20%, no shared load", lat(0.0, LogNormal, 0.20), true, "≥ 99%"),
         ("p99 +10%, heavy tails + load", lat(0.3, HeavyTails, 0.10), true, "≥ 65%"),

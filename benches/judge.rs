@@ -6,7 +6,7 @@
 
 use canaryd::judge::{
     Aggregate, CheckKind, CheckSpec, CountPoint, Direction, FamilyControl, Point, ScoredCheck,
-    Scoring, SideData, judge_analysis, score_analysis,
+    Scoring, SideData, ThresholdTest, judge_analysis, score_analysis,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -65,6 +65,7 @@ fn typical_analysis() -> Vec<Check> {
     let kind = CheckKind::Absolute {
         threshold: 150.0,
         aggregate: Aggregate::Max,
+        test: ThresholdTest::Observed,
     };
     checks.push((
         spec("latency-max".into(), kind),
@@ -120,6 +121,7 @@ fn analysis() -> Vec<Check> {
         let kind = CheckKind::Absolute {
             threshold: 150.0,
             aggregate: Aggregate::Quantile(0.99),
+            test: ThresholdTest::Observed,
         };
         checks.push((
             spec(format!("slo-{i}"), kind),
@@ -128,7 +130,10 @@ fn analysis() -> Vec<Check> {
             "latency".into(),
         ));
     }
-    let kind = CheckKind::ErrorRateAbsolute { threshold: 0.01 };
+    let kind = CheckKind::ErrorRateAbsolute {
+        threshold: 0.01,
+        test: ThresholdTest::Observed,
+    };
     checks.push((
         spec("error-slo".into(), kind),
         counts(7, 0.005),

@@ -175,7 +175,7 @@ fn assert_spec_settings(spec: &CheckSpec) {
             tolerance
         }
         CheckKind::Absolute { threshold, .. } => threshold,
-        CheckKind::ErrorRateAbsolute { threshold } => {
+        CheckKind::ErrorRateAbsolute { threshold, .. } => {
             assert!(
                 (0.0..=1.0).contains(&threshold),
                 "rate threshold {threshold}"
@@ -316,9 +316,8 @@ pub fn assert_result_sound(
         spec.confidence,
         match spec.kind {
             CheckKind::Relative { tolerance } | CheckKind::ErrorRate { tolerance } => tolerance,
-            CheckKind::Absolute { threshold, .. } | CheckKind::ErrorRateAbsolute { threshold } => {
-                threshold
-            }
+            CheckKind::Absolute { threshold, .. }
+            | CheckKind::ErrorRateAbsolute { threshold, .. } => threshold,
             CheckKind::Trend {
                 max_slope_per_minute,
             } => max_slope_per_minute,

@@ -7,7 +7,7 @@
 
 use crate::judge::{
     Aggregate, CheckKind, CheckResult, CheckSpec, CountPoint, Direction, Effect, IntervalScale,
-    Point, SideData, SideSummary, Verdict, judge_check,
+    Point, SideData, SideSummary, ThresholdTest, Verdict, judge_check,
 };
 use clap::ValueEnum;
 use std::fmt::Write as _;
@@ -45,6 +45,10 @@ pub struct JudgeArgs {
     /// p99 or q0.999.
     #[arg(long, value_parser = parse_aggregate)]
     pub aggregate: Option<Aggregate>,
+    /// How `absolute` and `error-rate-absolute` compare with the threshold: the observed value
+    /// (default, as an alerting rule reads it) or a statistical test at the confidence.
+    #[arg(long, value_enum)]
+    pub test: Option<TestArg>,
     /// Confidence required for statistical evidence, in (0, 1).
     #[arg(long, default_value_t = 0.99)]
     pub confidence: f64,
@@ -67,7 +71,7 @@ pub struct JudgeArgs {
         value_name = "FILE",
         requires = "check",
         conflicts_with_all = ["kind", "direction", "tolerance", "threshold", "aggregate",
-            "confidence", "min_samples", "max_slope_per_minute"]
+            "test", "confidence", "min_samples", "max_slope_per_minute"]
     )]
     pub rule: Option<PathBuf>,
     /// The check of `--rule` to judge as.
@@ -82,6 +86,12 @@ pub enum KindArg {
     ErrorRate,
     ErrorRateAbsolute,
     Trend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestArg {
+    Observed,
+    Statistical,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -400,6 +410,15 @@ pub fn build_spec(args: &JudgeArgs) -> Result<CheckSpec, JudgeError> {
         args.kind == Absolute,
     )?;
     applies(
+        "--test",
+        args.test.is_some(),
+        matches!(args.kind, Absolute | ErrorRateAbsolute),
+    )?;
+    let test = match args.test {
+        Some(TestArg::Statistical) => ThresholdTest::Statistical,
+        Some(TestArg::Observed) | None => ThresholdTest::Observed,
+    };
+    applies(
         "--max-slope-per-minute",
         args.max_slope_per_minute.is_some(),
         args.kind == Trend,
@@ -427,14 +446,27 @@ pub fn build_spec(args: &JudgeArgs) -> Result<CheckSpec, JudgeError> {
             tolerance: finite("--tolerance", args.tolerance.unwrap_or(0.001))?,
         },
         Absolute => match args.threshold {
-            Some(t) => CheckKind::Absolute {
-                threshold: finite("--threshold", t)?,
-                aggregate: args.aggregate.unwrap_or(Aggregate::Mean),
-            },
+            Some(t) => {
+                let aggregate = args.aggregate.unwrap_or(Aggregate::Mean);
+                if test == ThresholdTest::Statistical && !aggregate.has_test() {
+                    return usage(
+                        "--test statistical needs --aggregate mean, median or a quantile \
+                         strictly between 0 and 1: min, max and last are single points"
+                            .into(),
+                    );
+                }
+                CheckKind::Absolute {
+                    threshold: finite("--threshold", t)?,
+                    aggregate,
+                    test,
+                }
+            }
             None => return usage("--kind absolute needs --threshold".into()),
         },
         ErrorRateAbsolute => match args.threshold {
-            Some(t) if (0.0..=1.0).contains(&t) => CheckKind::ErrorRateAbsolute { threshold: t },
+            Some(t) if (0.0..=1.0).contains(&t) => {
+                CheckKind::ErrorRateAbsolute { threshold: t, test }
+            }
             Some(t) => {
                 return usage(format!(
                     "--threshold for error-rate-absolute is a rate in [0, 1], got {t}"

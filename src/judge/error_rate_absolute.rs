@@ -1,7 +1,10 @@
 //! The error-rate-absolute check: the canary's error rate, summed over the window, against a
-//! fixed rate (0.005 = 0.5%). It fails when the rate is beyond the threshold in the bad direction
-//! and an exact binomial test says the canary's true rate is too (at the confidence); the
-//! interval is Wilson's. The baseline is summarised for context only. Pure.
+//! fixed rate (0.005 = 0.5%). By default ([`ThresholdTest::Observed`]) it reads the threshold as
+//! a Prometheus alerting rule does: the observed rate over at least `min_samples` requests fails
+//! when it is beyond the threshold in the bad direction. With `test = "statistical"` it fails only
+//! when, in addition, an exact binomial test says the canary's true rate is beyond it (at the
+//! confidence). Either way the evidence names the comparison that judged and shows Wilson's
+//! interval of the rate. The baseline is summarised for context only. Pure.
 
 use statrs::function::beta::checked_beta_reg;
 
@@ -12,12 +15,15 @@ use super::summary::{
 };
 use super::{
     CheckResult, CheckSpec, CountPoint, Direction, Effect, InconclusiveCause, Interval,
-    IntervalScale, SideData, Thresholds, Verdict,
+    IntervalScale, SideData, ThresholdTest, Thresholds, Verdict,
 };
+
+/// The evidence's `test` of an observed comparison.
+pub(super) const OBSERVED_RATE: &str = "observed: the summed error rate vs the threshold";
 use crate::stats::{Counts, StatsError};
 
 /// P(X ≥ k) for X ~ Binomial(n, p).
-fn binomial_upper(k: u64, n: u64, p: f64) -> Result<f64, StatsError> {
+pub(super) fn binomial_upper(k: u64, n: u64, p: f64) -> Result<f64, StatsError> {
     if k == 0 || p >= 1.0 {
         return Ok(1.0);
     }
@@ -53,11 +59,11 @@ fn binomial_p(c: Counts, threshold: f64, direction: Direction) -> Result<f64, St
 }
 
 /// The canary's summed error rate vs a fixed rate. Fail when the rate is beyond the threshold in
-/// the bad direction and an exact binomial test says the canary's true rate is too (at the
-/// confidence). The baseline is summarised for context only.
+/// the bad direction and, with [`ThresholdTest::Statistical`], an exact binomial test says the
+/// canary's true rate is too (at the confidence). The baseline is summarised for context only.
 pub(super) fn judge(
     spec: &CheckSpec,
-    threshold: f64,
+    (threshold, test): (f64, ThresholdTest),
     baseline: &SideData,
     c_points: &[CountPoint],
     thresholds: Thresholds,
@@ -77,15 +83,7 @@ pub(super) fn judge(
     }
     let c = whole(c_err, c_total);
     let rate = c_err / c_total;
-    let p_value = match binomial_p(c, threshold, spec.direction) {
-        Ok(p) => p.clamp(0.0, 1.0),
-        Err(err) => {
-            let reason = format!("the test could not be computed: {err}");
-            return inconclusive(spec, InconclusiveCause::Untestable, reason, evidence);
-        }
-    };
     let (low, high) = wilson(c_err, c_total, z_for(spec.confidence));
-    evidence.p_value = Some(p_value);
     evidence.effect = Some(Effect {
         ratio: (threshold > 0.0)
             .then(|| rate / threshold)
@@ -98,21 +96,41 @@ pub(super) fn judge(
             scale: IntervalScale::Rate,
         }),
     });
-    evidence.test = Some("exact binomial test".into());
     evidence.comparison = Some(format!(
         "canary error rate summed over the window, {} of {}, vs threshold {}",
         c.errors,
         c.total,
         pp(threshold)
     ));
-    let alpha = significance_level(spec);
-    let significant = p_value < alpha;
     let too_far = beyond(spec.direction, rate - threshold, 0.0);
     let head = format!(
         "canary error rate {} vs threshold {}",
         pp(rate),
         pp(threshold)
     );
+    if test == ThresholdTest::Observed {
+        evidence.test = Some(OBSERVED_RATE.into());
+        let (verdict, reason) = if too_far {
+            let word = bad_word(spec.direction);
+            let reason = format!("{head}: {word} the threshold over {} requests", c.total);
+            (Verdict::Fail, reason)
+        } else {
+            let reason = format!("{head}: within the threshold over {} requests", c.total);
+            (Verdict::Pass, reason)
+        };
+        return finish(spec, verdict, reason, evidence);
+    }
+    let p_value = match binomial_p(c, threshold, spec.direction) {
+        Ok(p) => p.clamp(0.0, 1.0),
+        Err(err) => {
+            let reason = format!("the test could not be computed: {err}");
+            return inconclusive(spec, InconclusiveCause::Untestable, reason, evidence);
+        }
+    };
+    evidence.p_value = Some(p_value);
+    evidence.test = Some("exact binomial test".into());
+    let alpha = significance_level(spec);
+    let significant = p_value < alpha;
     let p = fmt_p(p_value);
     let (verdict, reason) = if significant && too_far {
         (

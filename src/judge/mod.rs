@@ -7,7 +7,8 @@
 //! verdicts, evidence) and the dispatch by kind; each check kind's rule is in a file of its own
 //! (`relative`, `absolute`, `trend`, `error_rate`, `error_rate_absolute`), what the kinds share
 //! (side summaries, evidence and inconclusive results, significance and wording) in `summary`,
-//! and the last guard on non-finite numbers in `finite`. The statistics come from `stats`.
+//! the pairing of the two sides' points by nearest timestamp in `align`, and the last guard on
+//! non-finite numbers in `finite`. The statistics come from `stats`.
 
 use std::sync::Arc;
 
@@ -38,6 +39,42 @@ pub enum Aggregate {
     Quantile(f64),
 }
 
+/// How an absolute kind (`absolute`, `error-rate-absolute`) compares the canary with its
+/// threshold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ThresholdTest {
+    /// The observed value against the threshold, as a Prometheus alerting rule reads "error rate
+    /// above 0.5%": the aggregate of at least `min_samples` points, or the error rate summed over
+    /// at least `min_samples` requests; beyond the threshold fails. The default: it is what
+    /// operators mean by a limit.
+    #[default]
+    Observed,
+    /// Fail only when a test shows the canary's true value beyond the threshold at the
+    /// confidence: an exact binomial test for error rates and for medians and percentiles (the
+    /// points beyond the threshold), Student's t for means. Min, max and last are single points
+    /// and cannot be tested. Records written before the option existed read back as observed.
+    Statistical,
+}
+
+impl ThresholdTest {
+    /// "observed" or "statistical", as written in rule files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThresholdTest::Observed => "observed",
+            ThresholdTest::Statistical => "statistical",
+        }
+    }
+}
+
+impl Aggregate {
+    /// Whether `test = "statistical"` can test this aggregate: a mean, a median or a quantile
+    /// strictly between 0 and 1; min, max and last are single points (see `absolute`).
+    pub fn has_test(self) -> bool {
+        absolute::testable(self)
+    }
+}
+
 /// What a check compares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -49,12 +86,20 @@ pub enum CheckKind {
     Absolute {
         threshold: f64,
         aggregate: Aggregate,
+        /// The observed aggregate (default) or a statistical test of it.
+        #[serde(default)]
+        test: ThresholdTest,
     },
     /// Errors and totals summed over the window, canary rate vs baseline rate. `tolerance` is in
     /// rate units: 0.001 = 0.1 percentage points.
     ErrorRate { tolerance: f64 },
     /// The canary's error rate (summed errors / summed totals) vs a fixed rate (0.005 = 0.5%).
-    ErrorRateAbsolute { threshold: f64 },
+    ErrorRateAbsolute {
+        threshold: f64,
+        /// The observed rate (default) or an exact binomial test of it.
+        #[serde(default)]
+        test: ThresholdTest,
+    },
     /// The canary's slope per minute (Theil-Sen) vs a limit: memory or queue depth growing.
     Trend { max_slope_per_minute: f64 },
 }
@@ -136,6 +181,7 @@ pub enum SideData {
 }
 
 mod absolute;
+mod align;
 mod error_rate;
 mod error_rate_absolute;
 mod family;
@@ -155,11 +201,6 @@ pub use summary::MAX_EXACT_EVENTS;
 pub use trend::MAX_TREND_POINTS;
 
 use summary::inconclusive_result;
-
-/// Two timestamps closer than this (in seconds) are the same instant for pairing baseline and
-/// canary points. Range queries with one start and step give identical timestamps; this absorbs
-/// rounding and scrape jitter without ever pairing neighbouring one-minute points.
-pub const PAIR_TOLERANCE_SECONDS: f64 = 1.0;
 
 /// The verdict of one check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,7 +296,8 @@ pub struct Evidence {
     pub p_value: Option<f64>,
     /// The statistical test used ("Wilcoxon signed-rank", "Fisher's exact", ...).
     pub test: Option<String>,
-    /// What was compared with what ("paired log-ratio by timestamp, 28 pairs").
+    /// What was compared with what ("paired log-ratio by timestamp, 28 of 30 points paired
+    /// (nearest within half the 60s step)").
     pub comparison: Option<String>,
     pub thresholds: Thresholds,
     /// How the analysis's family-wise correction treated this check; absent when the check was
@@ -381,9 +423,8 @@ impl Thresholds {
             CheckKind::Relative { tolerance } | CheckKind::ErrorRate { tolerance } => {
                 t.tolerance = Some(tolerance)
             }
-            CheckKind::Absolute { threshold, .. } | CheckKind::ErrorRateAbsolute { threshold } => {
-                t.threshold = Some(threshold)
-            }
+            CheckKind::Absolute { threshold, .. }
+            | CheckKind::ErrorRateAbsolute { threshold, .. } => t.threshold = Some(threshold),
             CheckKind::Trend {
                 max_slope_per_minute,
             } => t.max_slope_per_minute = Some(max_slope_per_minute),
@@ -460,10 +501,11 @@ fn judge_kind(
             CheckKind::Absolute {
                 threshold,
                 aggregate,
+                test,
             },
             b,
             SideData::Values(c),
-        ) => absolute::judge(spec, *threshold, *aggregate, b, c, thresholds),
+        ) => absolute::judge(spec, (*threshold, *aggregate, *test), b, c, thresholds),
         (
             CheckKind::Trend {
                 max_slope_per_minute,
@@ -474,8 +516,8 @@ fn judge_kind(
         (CheckKind::ErrorRate { tolerance }, SideData::Counts(b), SideData::Counts(c)) => {
             error_rate::judge(spec, *tolerance, b, c, thresholds)
         }
-        (CheckKind::ErrorRateAbsolute { threshold }, b, SideData::Counts(c)) => {
-            error_rate_absolute::judge(spec, *threshold, b, c, thresholds)
+        (CheckKind::ErrorRateAbsolute { threshold, test }, b, SideData::Counts(c)) => {
+            error_rate_absolute::judge(spec, (*threshold, *test), b, c, thresholds)
         }
         (kind, b, c) => {
             let needs = match kind {
@@ -508,7 +550,7 @@ fn setting_problem(spec: &CheckSpec) -> Option<String> {
         CheckKind::Relative { tolerance } | CheckKind::ErrorRate { tolerance } => {
             ("tolerance", tolerance)
         }
-        CheckKind::Absolute { threshold, .. } | CheckKind::ErrorRateAbsolute { threshold } => {
+        CheckKind::Absolute { threshold, .. } | CheckKind::ErrorRateAbsolute { threshold, .. } => {
             ("threshold", threshold)
         }
         CheckKind::Trend {

@@ -1,21 +1,23 @@
 //! The relative check: the canary's values against the baseline's, failing when the canary is
 //! worse by more than the tolerance (a fraction of the baseline) with evidence at the confidence.
-//! Points are paired by timestamp when the two sides share them: the per-timestamp log-ratio
-//! ln(canary/baseline) cancels whatever load both sides saw at that minute, so a 10% shift stands
-//! out of a traffic wave that would swamp an unpaired comparison. The pairs are tested against
-//! zero with the Wilcoxon signed-rank test and the effect is their Hodges-Lehmann pseudo-median.
-//! Without shared timestamps the judge falls back to Mann-Whitney with the two-sample
-//! Hodges-Lehmann shift. Data that is not all positive is compared by differences, and the
+//! Points are paired by timestamp when the two sides share their moments (each point with its
+//! nearest neighbour on the other side closer than half a step, see `align`): the per-moment
+//! log-ratio ln(canary/baseline) cancels whatever load both sides saw at that minute, so a 10%
+//! shift stands out of a traffic wave that would swamp an unpaired comparison. The pairs are
+//! tested against zero with the Wilcoxon signed-rank test and the effect is their Hodges-Lehmann
+//! pseudo-median. When fewer than 4 in 5 points pair, the judge falls back to Mann-Whitney with
+//! the two-sample Hodges-Lehmann shift. Data that is not all positive is compared by differences, and the
 //! relative effect is taken against the baseline's median. Pure.
 
+use super::align::{inferred_step, pair_nearest};
 use super::summary::{
     MIN_POINTS_FLOOR, bad_alternative, bad_word, beyond, clean, evidence_of, finish, fmt_num,
     fmt_p, inconclusive, no_data_reason, not_computed, significance_level, significant_clause,
     summarize,
 };
 use super::{
-    CheckResult, CheckSpec, Effect, InconclusiveCause, Interval, IntervalScale,
-    PAIR_TOLERANCE_SECONDS, Point, Thresholds, Verdict,
+    CheckResult, CheckSpec, Effect, InconclusiveCause, Interval, IntervalScale, Point, Thresholds,
+    Verdict,
 };
 use crate::stats::{
     MwMethod, SignedRankMethod, StatsError, hodges_lehmann, hodges_lehmann_ci, mann_whitney_u,
@@ -56,29 +58,6 @@ fn overflow_problem(values: &[&[f64]]) -> Option<String> {
             fmt_num(LARGEST_DIFFERENCED)
         )
     })
-}
-
-/// Baseline/canary value pairs whose timestamps agree within [`PAIR_TOLERANCE_SECONDS`].
-/// Both inputs are sorted by time (as `clean` leaves them).
-fn pair_by_time(b: &[Point], c: &[Point]) -> Vec<(f64, f64)> {
-    let mut pairs = Vec::with_capacity(b.len().min(c.len()));
-    let (mut i, mut j) = (0, 0);
-    while i < b.len() && j < c.len() {
-        let (tb, tc) = (b[i].t, c[j].t);
-        if !tb.is_finite() || !tc.is_finite() {
-            break;
-        }
-        if (tb - tc).abs() <= PAIR_TOLERANCE_SECONDS {
-            pairs.push((b[i].v, c[j].v));
-            i += 1;
-            j += 1;
-        } else if tb < tc {
-            i += 1;
-        } else {
-            j += 1;
-        }
-    }
-    pairs
 }
 
 /// Relative effect (canary − baseline) / |reference| with the conventions for a zero reference:
@@ -166,16 +145,31 @@ pub(super) fn judge(
         return inconclusive(spec, InconclusiveCause::NonFinite, reason, evidence);
     }
     let baseline_median = evidence.baseline.median.unwrap_or(f64::NAN);
-    let pairs = pair_by_time(&b, &c);
-    let paired = pairs.len() >= need && pairs.len() * 5 >= bv.len().min(cv.len()) * 4;
+    let step = inferred_step(&b, &c);
+    let pairs: Vec<(f64, f64)> = step
+        .map(|step| pair_nearest(&b, &c, step))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(i, j)| (b[i].v, c[j].v))
+        .collect();
+    let most = bv.len().min(cv.len());
+    let paired = pairs.len() >= need && pairs.len() * 5 >= most * 4;
     let measured = if paired {
-        measure_paired(spec, &pairs, baseline_median)
-    } else {
-        let why = format!(
-            "{} of {} timestamps matched",
+        let how = format!(
+            "{} of {most} points paired (nearest within half the {}s step)",
             pairs.len(),
-            bv.len().min(cv.len())
+            fmt_num(step.unwrap_or(f64::NAN))
         );
+        measure_paired(spec, &pairs, baseline_median, &how)
+    } else {
+        let why = match step {
+            Some(step) => format!(
+                "{} of {most} points paired within half the {}s step",
+                pairs.len(),
+                fmt_num(step)
+            ),
+            None => format!("0 of {most} points paired: the timestamps give no step"),
+        };
         measure_unpaired(spec, &bv, &cv, baseline_median, &why)
     };
     let m = match measured {
@@ -229,6 +223,7 @@ fn measure_paired(
     spec: &CheckSpec,
     pairs: &[(f64, f64)],
     baseline_median: f64,
+    how: &str,
 ) -> Result<Measured, StatsError> {
     let positive = pairs.iter().all(|(b, c)| *b > 0.0 && *c > 0.0);
     let d: Vec<f64> = if positive {
@@ -263,7 +258,7 @@ fn measure_paired(
                 }),
             },
             test,
-            comparison: format!("paired log-ratio by timestamp, {} pairs", pairs.len()),
+            comparison: format!("paired log-ratio by timestamp, {how}"),
         })
     } else {
         let relative = relative_to(est, baseline_median);
@@ -281,10 +276,7 @@ fn measure_paired(
                 }),
             },
             test,
-            comparison: format!(
-                "paired difference by timestamp, {} pairs (values not all positive)",
-                pairs.len()
-            ),
+            comparison: format!("paired difference by timestamp (values not all positive), {how}"),
         })
     }
 }

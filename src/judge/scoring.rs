@@ -268,7 +268,7 @@ mod tests {
     //! the score leaves them out.
     use super::super::{
         Aggregate, BaselineTraffic, CheckKind, CheckSpec, CountPoint, Direction,
-        NOT_APPLICABLE_AT_100, Point, SideData, judge_check_with,
+        NOT_APPLICABLE_AT_100, Point, SideData, ThresholdTest, judge_check_with,
     };
     use super::*;
 
@@ -344,13 +344,17 @@ mod tests {
                 CheckKind::Absolute {
                     threshold: 500.0,
                     aggregate: Aggregate::Max,
+                    test: ThresholdTest::Observed,
                 },
                 &empty_values,
                 values(100.0),
                 false,
             ),
             (
-                CheckKind::ErrorRateAbsolute { threshold: 0.01 },
+                CheckKind::ErrorRateAbsolute {
+                    threshold: 0.01,
+                    test: ThresholdTest::Observed,
+                },
                 &empty_counts,
                 counts(1.0),
                 false,

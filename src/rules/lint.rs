@@ -65,7 +65,7 @@ fn last_stage_unjudged(raw: &RawRule, rule: &RolloutRule, src: &SourceText<'_>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::Aggregate;
+    use crate::judge::{Aggregate, ThresholdTest};
     use std::path::Path;
 
     #[test]
@@ -77,10 +77,17 @@ mod tests {
                 CheckKind::Absolute {
                     threshold: 0.5,
                     aggregate: Aggregate::Mean,
+                    test: ThresholdTest::Observed,
                 },
                 false,
             ),
-            (CheckKind::ErrorRateAbsolute { threshold: 0.01 }, false),
+            (
+                CheckKind::ErrorRateAbsolute {
+                    threshold: 0.01,
+                    test: ThresholdTest::Observed,
+                },
+                false,
+            ),
             (
                 CheckKind::Trend {
                     max_slope_per_minute: 1.0,

@@ -101,6 +101,8 @@ pub struct RawCheck {
     pub tolerance: S<f64>,
     pub threshold: S<f64>,
     pub aggregate: S<String>,
+    /// `observed` or `statistical`, for the absolute kinds.
+    pub test: S<String>,
     pub max_slope_per_minute: S<f64>,
     pub confidence: S<f64>,
     pub min_samples: S<i64>,

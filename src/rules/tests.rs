@@ -2,7 +2,7 @@
 //! asserting the position and the words a user would read.
 
 use super::*;
-use crate::judge::{Aggregate, CheckKind, Direction};
+use crate::judge::{Aggregate, CheckKind, Direction, ThresholdTest};
 use crate::rollout::{EventKind, NoDataPolicy, RollbackTarget, Severity, Sustain, TriggerAction};
 use std::time::Duration;
 
@@ -529,7 +529,8 @@ fn absolute_checks_need_a_threshold_and_a_known_aggregate() {
         rule.checks[0].spec.kind,
         CheckKind::Absolute {
             threshold: 0.5,
-            aggregate: Aggregate::Quantile(0.95)
+            aggregate: Aggregate::Quantile(0.95),
+            test: ThresholdTest::Observed,
         }
     );
     let text = with(
@@ -542,6 +543,69 @@ fn absolute_checks_need_a_threshold_and_a_known_aggregate() {
         "kind = \"absolute\"",
     );
     assert_one(&text, "35:1", "missing `threshold` in check `p99`");
+}
+
+/// Issue 18 point 5: absolute kinds compare the observed value unless the rule asks for a test.
+#[test]
+fn absolute_kinds_compare_the_observed_value_unless_test_says_statistical() {
+    let counts = |extra: &str| {
+        with(
+            "kind = \"error-rate\"\ntolerance = 0.01",
+            &format!("kind = \"error-rate-absolute\"\nthreshold = 0.005{extra}"),
+        )
+    };
+    let kind = |text: &str| parse(text).unwrap().checks[1].spec.kind.clone();
+    let rate = |test| CheckKind::ErrorRateAbsolute {
+        threshold: 0.005,
+        test,
+    };
+    assert_eq!(kind(&counts("")), rate(ThresholdTest::Observed));
+    assert_eq!(
+        kind(&counts("\ntest = \"observed\"")),
+        rate(ThresholdTest::Observed)
+    );
+    assert_eq!(
+        kind(&counts("\ntest = \"statistical\"")),
+        rate(ThresholdTest::Statistical)
+    );
+    assert_one(
+        &counts("\ntest = \"statistic\""),
+        "45:8",
+        "unknown test `statistic`",
+    );
+    // Aggregates: a mean, a median or a percentile can be tested; a single point cannot.
+    let values = |extra: &str| {
+        with(
+            "kind = \"relative\"\ntolerance = 0.1",
+            &format!("kind = \"absolute\"\nthreshold = 0.5{extra}"),
+        )
+    };
+    assert_eq!(
+        parse(&values("\naggregate = \"p99\"\ntest = \"statistical\""))
+            .unwrap()
+            .checks[0]
+            .spec
+            .kind,
+        CheckKind::Absolute {
+            threshold: 0.5,
+            aggregate: Aggregate::Quantile(0.99),
+            test: ThresholdTest::Statistical,
+        }
+    );
+    assert_one(
+        &values("\naggregate = \"max\"\ntest = \"statistical\""),
+        "33:8",
+        "`test = \"statistical\"` of check `p99` cannot test aggregate `max`: it is a single point",
+    );
+    // Other kinds have no threshold to compare.
+    assert_one(
+        &with(
+            "tolerance = 0.01",
+            "tolerance = 0.01\ntest = \"statistical\"",
+        ),
+        "45:8",
+        "`test` does not apply to check `errors`, a `error-rate` check",
+    );
 }
 
 #[test]

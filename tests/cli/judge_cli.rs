@@ -53,7 +53,10 @@ fn a_slower_canary_fails_with_exit_1_and_paired_evidence() {
     assert!(v["p_value"].as_f64().unwrap() < 0.01);
     let ratio = v["effect"]["ratio"].as_f64().unwrap();
     assert!((ratio - 1.2).abs() < 0.03, "{ratio}");
-    assert_eq!(v["comparison"], "paired log-ratio by timestamp, 30 pairs");
+    assert_eq!(
+        v["comparison"],
+        "paired log-ratio by timestamp, 30 of 30 points paired (nearest within half the 60s step)"
+    );
     assert_eq!(v["baseline"]["points"], 30);
     assert!(v["canary"]["median"].as_f64().unwrap() > v["baseline"]["median"].as_f64().unwrap());
     assert!(
@@ -79,7 +82,10 @@ fn a_healthy_canary_passes_with_exit_0_and_counts_its_nan_point() {
     assert_eq!(v["verdict"], "pass");
     assert_eq!(v["canary"]["dropped"], 1);
     assert_eq!(v["canary"]["points"], 29);
-    assert_eq!(v["comparison"], "paired log-ratio by timestamp, 29 pairs");
+    assert_eq!(
+        v["comparison"],
+        "paired log-ratio by timestamp, 29 of 29 points paired (nearest within half the 60s step)"
+    );
 }
 
 #[test]
@@ -146,7 +152,58 @@ fn error_rates_are_judged_on_summed_counts() {
         ],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(json(&out)["test"], "exact binomial test");
+    assert_eq!(
+        json(&out)["test"],
+        "observed: the summed error rate vs the threshold"
+    );
+}
+
+/// Issue 18 point 5: 335 errors in 60,000 requests (0.56%) is above a 0.5% threshold as an
+/// alerting rule reads it; only `--test statistical` asks whether the excess is significant.
+#[test]
+fn error_rate_absolute_is_observed_unless_the_test_is_statistical() {
+    let judged = |extra: &[&str]| {
+        let mut args = vec![
+            "--kind",
+            "error-rate-absolute",
+            "--threshold",
+            "0.005",
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        judge_files("errors_baseline.csv", "errors_canary_ok.csv", &args)
+    };
+    let out = judged(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(
+        v["test"],
+        "observed: the summed error rate vs the threshold"
+    );
+    assert!(v["p_value"].is_null(), "{v}");
+    let out = judged(&["--test", "statistical"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["test"], "exact binomial test");
+    assert!(v["p_value"].as_f64().unwrap() > 0.005, "{v}");
+    // A test that a single point cannot have is refused as bad usage.
+    let out = judge_files(
+        "baseline.csv",
+        "canary_ok.csv",
+        &[
+            "--kind",
+            "absolute",
+            "--threshold",
+            "300",
+            "--aggregate",
+            "max",
+            "--test",
+            "statistical",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("min, max and last are single points"));
 }
 
 #[test]

@@ -61,6 +61,7 @@ fn the_seeds_of_the_config_target_hold_its_invariants() {
 #[test]
 fn the_seeds_of_the_judge_files_target_hold_its_invariants() {
     use canaryd::judge::CheckKind::{ErrorRate, ErrorRateAbsolute, Relative, Trend};
+    use canaryd::judge::ThresholdTest;
     let judge = |name: &str| text(&repo(&format!("tests/fixtures/judge/{name}")));
     let check = |kind| CheckSpec {
         name: "seed".into(),
@@ -89,7 +90,14 @@ fn the_seeds_of_the_judge_files_target_hold_its_invariants() {
     for canary in ["errors_canary_ok.csv", "errors_canary_bad.csv"] {
         for kind in [
             ErrorRate { tolerance: 0.001 },
-            ErrorRateAbsolute { threshold: 0.005 },
+            ErrorRateAbsolute {
+                threshold: 0.005,
+                test: ThresholdTest::Observed,
+            },
+            ErrorRateAbsolute {
+                threshold: 0.005,
+                test: ThresholdTest::Statistical,
+            },
         ] {
             invariants::check_judge_texts(&check(kind), &errors, &judge(canary)).expect("judged");
         }
@@ -123,7 +131,7 @@ fn the_seeds_of_the_answer_target_hold_its_invariants() {
 
 use canaryd::judge::{
     Aggregate, AnalysisOutcome, CheckKind, CheckSpec, Direction, Point, ScoredCheck, Scoring,
-    SideData, Verdict, judge_check, score_analysis,
+    SideData, ThresholdTest, Verdict, judge_check, score_analysis,
 };
 
 fn spec(kind: CheckKind, confidence: f64, min_samples: usize) -> CheckSpec {
@@ -171,6 +179,7 @@ fn an_analysis_with_no_passing_check_never_passes_even_at_pass_score_zero() {
             CheckKind::Absolute {
                 threshold: 10.0,
                 aggregate: Aggregate::Max,
+                test: ThresholdTest::Observed,
             },
             0.99,
             1,
@@ -202,6 +211,7 @@ fn an_absolute_check_against_a_tiny_threshold_has_no_infinite_ratio() {
         CheckKind::Absolute {
             threshold: 5e-324,
             aggregate: Aggregate::Median,
+            test: ThresholdTest::Observed,
         },
         0.5,
         1,
@@ -455,6 +465,7 @@ fn an_absolute_mean_that_overflows_is_inconclusive() {
         CheckKind::Absolute {
             threshold: 0.0,
             aggregate: Aggregate::Mean,
+            test: ThresholdTest::Observed,
         },
         0.5,
         1,
@@ -492,6 +503,7 @@ fn counts_that_overflow_never_stand_behind_a_verdict() {
         CheckKind::Absolute {
             threshold: 0.0,
             aggregate: Aggregate::Max,
+            test: ThresholdTest::Observed,
         },
         0.5,
         0,

@@ -5,7 +5,8 @@
 
 use canaryd::judge::{
     Aggregate, CheckKind, CheckResult, CheckSpec, CountPoint, Direction, Evidence,
-    InconclusiveCause, MAX_EXACT_EVENTS, Point, SideData, SideSummary, Verdict, judge_check,
+    InconclusiveCause, MAX_EXACT_EVENTS, Point, SideData, SideSummary, ThresholdTest, Verdict,
+    judge_check,
 };
 use proptest::prelude::*;
 
@@ -90,16 +91,32 @@ fn kind() -> impl Strategy<Value = CheckKind> {
                 Aggregate::Max,
                 Aggregate::Last,
                 Aggregate::Quantile(0.99),
-            ])
+            ]),
+            any::<bool>()
         )
-            .prop_map(|(threshold, aggregate)| CheckKind::Absolute {
+            .prop_map(|(threshold, aggregate, statistical)| CheckKind::Absolute {
                 threshold,
-                aggregate
+                aggregate,
+                // Min, max and last have no test: rule files refuse the combination.
+                test: if statistical && aggregate.has_test() {
+                    ThresholdTest::Statistical
+                } else {
+                    ThresholdTest::Observed
+                },
             }),
         limit.clone().prop_map(|t| CheckKind::ErrorRate {
             tolerance: t.abs() / 10.0
         }),
-        (0.0..1.0f64).prop_map(|threshold| CheckKind::ErrorRateAbsolute { threshold }),
+        (0.0..1.0f64, any::<bool>()).prop_map(|(threshold, statistical)| {
+            CheckKind::ErrorRateAbsolute {
+                threshold,
+                test: if statistical {
+                    ThresholdTest::Statistical
+                } else {
+                    ThresholdTest::Observed
+                },
+            }
+        }),
         limit.prop_map(|m| CheckKind::Trend {
             max_slope_per_minute: m
         }),
@@ -334,7 +351,14 @@ fn a_canary_with_every_request_failing_in_counts_of_1e308_is_not_a_pass() {
     };
     for kind in [
         CheckKind::ErrorRate { tolerance: 0.001 },
-        CheckKind::ErrorRateAbsolute { threshold: 0.01 },
+        CheckKind::ErrorRateAbsolute {
+            threshold: 0.01,
+            test: ThresholdTest::Observed,
+        },
+        CheckKind::ErrorRateAbsolute {
+            threshold: 0.01,
+            test: ThresholdTest::Statistical,
+        },
     ] {
         let result = judge_check(&spec(kind.clone()), &side(0.0), &side(1e308));
         assert_eq!(

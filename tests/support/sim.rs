@@ -76,6 +76,9 @@ canary = "canary"
 name = "error-rate-critical"
 kind = "error-rate-absolute"
 threshold = 0.02
+# A 3 s window holds a few dozen requests, where one error is several percent: the observed
+# rate would roll a healthy canary back by chance, so this check asks for a significant excess.
+test = "statistical"
 errors_query = 'sum(increase(http_requests_total{{{sel}, code="500"}}[{{{{step}}}}]))'
 total_query = 'sum(increase(http_requests_total{{{sel}}}[{{{{step}}}}]))'
 window = "3s"

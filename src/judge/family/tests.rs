@@ -2,7 +2,8 @@
 
 use super::super::summary::fmt_num;
 use super::super::{
-    CheckKind, CountPoint, Direction, Evidence, Point, SideSummary, Thresholds, judge_check,
+    CheckKind, CountPoint, Direction, Evidence, Point, SideSummary, ThresholdTest, Thresholds,
+    judge_check,
 };
 use super::*;
 
@@ -219,6 +220,7 @@ fn checks_without_a_p_value_are_untouched_and_not_counted() {
         CheckKind::Absolute {
             threshold: 0.5,
             aggregate: crate::judge::Aggregate::Quantile(0.99),
+            test: ThresholdTest::Observed,
         },
         0.99,
     );
@@ -432,7 +434,10 @@ fn every_kind_ends_its_fail_reason_with_the_clause_the_correction_restates() {
         (
             spec(
                 "error-slo",
-                CheckKind::ErrorRateAbsolute { threshold: 0.005 },
+                CheckKind::ErrorRateAbsolute {
+                    threshold: 0.005,
+                    test: ThresholdTest::Statistical,
+                },
                 0.99,
             ),
             nothing.clone(),

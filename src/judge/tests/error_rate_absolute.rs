@@ -1,11 +1,15 @@
-//! Error-rate-absolute checks: only a significant excess over the threshold fails.
+//! Error-rate-absolute checks: by default the observed rate over enough requests against the
+//! threshold; with `test = "statistical"`, only a significant excess fails.
 
 use super::*;
 
 #[test]
-fn error_rate_absolute_needs_a_significant_excess() {
+fn error_rate_absolute_statistical_needs_a_significant_excess() {
     let s = spec(
-        CheckKind::ErrorRateAbsolute { threshold: 0.005 },
+        CheckKind::ErrorRateAbsolute {
+            threshold: 0.005,
+            test: ThresholdTest::Statistical,
+        },
         Direction::HigherIsWorse,
         100,
     );
@@ -23,4 +27,60 @@ fn error_rate_absolute_needs_a_significant_excess() {
     // Only the canary needs events.
     let r = judge_check(&s, &nothing, &counts(1, 0.0, 50.0));
     assert!(is_inconclusive(&r));
+}
+
+/// Issue 18 point 5: "error rate above 0.5%" reads as the Prometheus alerting rule reads it, the
+/// observed rate over enough requests. 0.6% of 3,000 requests fails a 0.5% threshold.
+#[test]
+fn an_observed_rate_above_the_threshold_fails_by_default() {
+    let s = spec(
+        CheckKind::ErrorRateAbsolute {
+            threshold: 0.005,
+            test: ThresholdTest::Observed,
+        },
+        Direction::HigherIsWorse,
+        100,
+    );
+    let nothing = SideData::Counts(vec![]);
+    // 18 errors in 3,000 requests: 0.6%.
+    let r = judge_check(&s, &nothing, &counts(30, 0.6, 100.0));
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.reason);
+    assert_eq!(
+        r.reason,
+        "canary error rate 0.600% vs threshold 0.500%: above the threshold over 3000 requests"
+    );
+    // The evidence says which comparison judged; there is no p-value to correct.
+    assert_eq!(
+        r.evidence.test.as_deref(),
+        Some("observed: the summed error rate vs the threshold")
+    );
+    assert_eq!(r.evidence.p_value, None);
+    // 0.4%: within.
+    let r = judge_check(&s, &nothing, &counts(30, 0.4, 100.0));
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
+    // The statistical option on the same data keeps today's numbers: not significant.
+    let statistical = CheckSpec {
+        kind: CheckKind::ErrorRateAbsolute {
+            threshold: 0.005,
+            test: ThresholdTest::Statistical,
+        },
+        ..s.clone()
+    };
+    let r = judge_check(&statistical, &nothing, &counts(30, 0.6, 100.0));
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
+    assert_eq!(r.evidence.test.as_deref(), Some("exact binomial test"));
+    assert!((r.evidence.p_value.unwrap() - 0.2507).abs() < 1e-3);
+    // Too few requests to read a rate from: inconclusive, with its cause, even at 100% errors.
+    let s = CheckSpec {
+        min_samples: 3000,
+        ..s
+    };
+    let r = judge_check(&s, &nothing, &counts(29, 100.0, 100.0));
+    assert_eq!(r.verdict.cause(), Some(InconclusiveCause::TooFew), "{r:?}");
+    assert!(
+        r.reason
+            .contains("too few events: the canary has 2900, needs at least 3000"),
+        "{}",
+        r.reason
+    );
 }

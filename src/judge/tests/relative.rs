@@ -11,7 +11,10 @@ fn shared_load_wave_paired_detects_ten_percent_that_unpaired_misses() {
     assert_eq!(paired.verdict, Verdict::Fail, "{}", paired.reason);
     assert_eq!(
         paired.evidence.comparison.as_deref(),
-        Some("paired log-ratio by timestamp, 30 pairs")
+        Some(
+            "paired log-ratio by timestamp, 30 of 30 points paired (nearest within half the 60s \
+             step)"
+        )
     );
     let ratio = paired.evidence.effect.and_then(|e| e.ratio).unwrap();
     assert!((ratio - 1.10).abs() < 0.02, "{ratio}");
@@ -33,6 +36,77 @@ fn small_jitter_in_timestamps_still_pairs() {
     let (b, c) = load_wave(7, 0.4);
     let r = judge_check(&s, &b, &c);
     assert!(r.evidence.comparison.unwrap().starts_with("paired"));
+}
+
+/// Issue 18 point 6: exports and backends that jitter put the two sides' points at different
+/// moments. Each point pairs with its nearest neighbour on the other side within half a step
+/// (here one minute), so the shared load wave still cancels; points exactly half a step from
+/// both neighbours, or farther, stay unpaired and the check falls back to the unpaired test.
+#[test]
+fn points_off_by_a_fraction_of_a_step_pair_with_their_nearest_neighbour() {
+    let s = relative(0.05, Direction::HigherIsWorse);
+    // (canary offset in steps, points paired, verdict)
+    let cases = [
+        (0.0, 30, Verdict::Fail),
+        (0.3, 30, Verdict::Fail),
+        (-0.3, 30, Verdict::Fail),
+        (0.45, 30, Verdict::Fail),
+        // Equally near two baseline points: which one is not known, so neither.
+        (0.5, 0, Verdict::Pass),
+        // Nearer the next minute's baseline point: paired with it (29 of 30), but the canary's
+        // minute is not the baseline's, so the wave no longer cancels exactly.
+        (0.8, 29, Verdict::Fail),
+    ];
+    for (offset, paired, verdict) in cases {
+        let (b, c) = load_wave(42, 60.0 * offset);
+        let r = judge_check(&s, &b, &c);
+        let cmp = r.evidence.comparison.clone().unwrap();
+        if paired > 0 {
+            assert_eq!(
+                cmp,
+                format!(
+                    "paired log-ratio by timestamp, {paired} of 30 points paired (nearest \
+                     within half the 60s step)"
+                ),
+                "offset {offset}"
+            );
+        } else {
+            assert!(cmp.contains("unpaired"), "offset {offset}: {cmp}");
+            assert!(
+                cmp.contains("0 of 30 points paired within half the 60s step"),
+                "offset {offset}: {cmp}"
+            );
+        }
+        assert_eq!(r.verdict, verdict, "offset {offset}: {}", r.reason);
+    }
+}
+
+/// Per-point jitter of up to 0.15 of a step on each side (0.3 between partners): every point
+/// still finds its partner.
+#[test]
+fn points_jittering_on_both_sides_all_pair() {
+    let s = relative(0.05, Direction::HigherIsWorse);
+    let (b, c) = load_wave(9, 0.0);
+    let mut rng = Rng(11);
+    let mut jitter = |side: SideData| match side {
+        SideData::Values(points) => SideData::Values(
+            points
+                .into_iter()
+                .map(|p| Point {
+                    t: p.t + 9.0 * (2.0 * rng.uniform() - 1.0),
+                    v: p.v,
+                })
+                .collect(),
+        ),
+        counts => counts,
+    };
+    let (b, c) = (jitter(b), jitter(c));
+    let r = judge_check(&s, &b, &c);
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.reason);
+    let cmp = r.evidence.comparison.unwrap();
+    assert!(cmp.contains("30 of 30 points paired"), "{cmp}");
+    let ratio = r.evidence.effect.and_then(|e| e.ratio).unwrap();
+    assert!((ratio - 1.10).abs() < 0.02, "{ratio}");
 }
 
 #[test]
@@ -148,12 +222,9 @@ fn unpaired_values_without_timestamps_use_rank_tests() {
     let c = nan_t(125.0, &mut rng);
     let r = judge_check(&s, &b, &c);
     assert_eq!(r.verdict, Verdict::Fail, "{}", r.reason);
-    assert!(
-        r.evidence
-            .comparison
-            .unwrap()
-            .contains("unpaired, 40 vs 40 points (0 of 40 timestamps matched)")
-    );
+    assert!(r.evidence.comparison.unwrap().contains(
+        "unpaired, 40 vs 40 points (0 of 40 points paired: the timestamps give no step)"
+    ));
     let e = r.evidence.effect.unwrap();
     assert!((e.ratio.unwrap() - 1.25).abs() < 0.04, "{e:?}");
     assert!(e.difference > 15.0 && e.difference < 35.0, "{e:?}");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::judge::{Aggregate, CheckKind, CheckSpec, Direction};
+use crate::judge::{Aggregate, CheckKind, CheckSpec, Direction, ThresholdTest};
 use crate::rollout::{NoDataPolicy, Sustain, Trigger, TriggerAction};
 
 use super::super::duration;
@@ -345,10 +345,11 @@ impl Validator<'_> {
 
     /// The kind with its parameter; flags parameters that belong to other kinds.
     fn kind(&mut self, kind: &str, c: &RawCheck, at: &Span, shown: &str) -> Option<CheckKind> {
-        let params: [(&str, Option<Span>); 4] = [
+        let params: [(&str, Option<Span>); 5] = [
             ("tolerance", c.tolerance.as_ref().map(Spanned::span)),
             ("threshold", c.threshold.as_ref().map(Spanned::span)),
             ("aggregate", c.aggregate.as_ref().map(Spanned::span)),
+            ("test", c.test.as_ref().map(Spanned::span)),
             (
                 "max_slope_per_minute",
                 c.max_slope_per_minute.as_ref().map(Spanned::span),
@@ -360,8 +361,8 @@ impl Validator<'_> {
                 "tolerance = 0.10 (10% worse than the baseline)",
             ),
             "error-rate" => (&["tolerance"], "tolerance = 0.01 (1 percentage point)"),
-            "absolute" => (&["threshold", "aggregate"], "threshold = 0.5"),
-            "error-rate-absolute" => (&["threshold"], "threshold = 0.005 (0.5%)"),
+            "absolute" => (&["threshold", "aggregate", "test"], "threshold = 0.5"),
+            "error-rate-absolute" => (&["threshold", "test"], "threshold = 0.005 (0.5%)"),
             _ => (&["max_slope_per_minute"], "max_slope_per_minute = 10.0"),
         };
         for (param, span) in &params {
@@ -412,21 +413,61 @@ impl Validator<'_> {
             );
             return None;
         }
+        let test = match (kind, &c.test) {
+            ("absolute" | "error-rate-absolute", Some(t)) => self.word(
+                t,
+                "test",
+                &[
+                    ("observed", ThresholdTest::Observed),
+                    ("statistical", ThresholdTest::Statistical),
+                ],
+            )?,
+            _ => ThresholdTest::Observed,
+        };
         Some(match kind {
             "relative" => CheckKind::Relative { tolerance: x },
             "error-rate" => CheckKind::ErrorRate { tolerance: x },
-            "error-rate-absolute" => CheckKind::ErrorRateAbsolute { threshold: x },
+            "error-rate-absolute" => CheckKind::ErrorRateAbsolute { threshold: x, test },
             "trend" => CheckKind::Trend {
                 max_slope_per_minute: x,
             },
-            _ => CheckKind::Absolute {
-                threshold: x,
-                aggregate: match &c.aggregate {
+            _ => {
+                let aggregate = match &c.aggregate {
                     None => Aggregate::Mean,
                     Some(a) => self.aggregate(a)?,
-                },
-            },
+                };
+                if test == ThresholdTest::Statistical && !aggregate.has_test() {
+                    self.untestable(c, shown);
+                    return None;
+                }
+                CheckKind::Absolute {
+                    threshold: x,
+                    aggregate,
+                    test,
+                }
+            }
         })
+    }
+
+    /// `test = "statistical"` on an aggregate that is a single point: a problem at the `test`.
+    fn untestable(&mut self, c: &RawCheck, shown: &str) {
+        let Some(t) = &c.test else { return };
+        let word = c
+            .aggregate
+            .as_ref()
+            .map_or("mean", |a| a.get_ref().as_str());
+        self.err(
+            t.span(),
+            format!(
+                "`test = \"statistical\"` of {shown} cannot test aggregate `{word}`: it is a \
+                 single point, and no test says more about it than its observed value"
+            ),
+            Some(
+                "use aggregate = \"mean\", \"median\" or a percentile such as \"p99\", or drop \
+                 `test` to compare the observed value"
+                    .into(),
+            ),
+        );
     }
 
     fn aggregate(&mut self, value: &Spanned<String>) -> Option<Aggregate> {
@@ -615,6 +656,7 @@ pub fn merge(check: &RawCheck, template: &RawCheck) -> RawCheck {
         tolerance: pick(&c.tolerance, &t.tolerance),
         threshold: pick(&c.threshold, &t.threshold),
         aggregate: pick(&c.aggregate, &t.aggregate),
+        test: pick(&c.test, &t.test),
         max_slope_per_minute: pick(&c.max_slope_per_minute, &t.max_slope_per_minute),
         confidence: pick(&c.confidence, &t.confidence),
         min_samples: pick(&c.min_samples, &t.min_samples),
