@@ -71,14 +71,15 @@ impl WebhookConfig {
 
     pub(crate) fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        // Quoted with its credentials masked: a problem is printed and logged.
+        let shown = crate::redact::url(&self.url);
         match reqwest::Url::parse(&self.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => {}
             Ok(url) => problems.push(format!(
-                "url `{}` uses scheme `{}`; use http:// or https://",
-                self.url,
+                "url `{shown}` uses scheme `{}`; use http:// or https://",
                 url.scheme()
             )),
-            Err(e) => problems.push(format!("url `{}` is not a valid URL: {e}", self.url)),
+            Err(e) => problems.push(format!("url `{shown}` is not a valid URL: {e}")),
         }
         if let Err(e) = header_map(&self.headers) {
             problems.push(e);
@@ -122,6 +123,8 @@ pub struct WebhookActuator {
     name: String,
     config: WebhookConfig,
     client: reqwest::Client,
+    /// The credentials in the URL and in headers such as `Authorization`, masked in every error.
+    secrets: Vec<String>,
 }
 
 impl WebhookActuator {
@@ -149,10 +152,19 @@ impl WebhookActuator {
         let client = builder
             .build()
             .map_err(|e| fail(vec![format!("cannot build the HTTP client: {e}")]))?;
+        let mut secrets = crate::redact::secrets_of(&config.url);
+        secrets.extend(
+            config
+                .headers
+                .iter()
+                .filter(|(name, _)| crate::redact::is_sensitive_name(name))
+                .map(|(_, value)| value.clone()),
+        );
         Ok(Self {
             name: name.to_owned(),
             config: config.clone(),
             client,
+            secrets,
         })
     }
 
@@ -184,11 +196,12 @@ impl WebhookActuator {
                     || source.is_connect()
                     || source.is_request()
                     || source.is_body();
+                let source = source.without_url();
                 let failure = Failure::Request {
-                    url: url.clone(),
+                    url: url.as_str().into(),
                     attempts: attempt,
                     transient,
-                    detail: chain(&source),
+                    detail: crate::redact::text_without(&chain(&source), &self.secrets),
                     source,
                 };
                 (failure, None)
@@ -203,9 +216,9 @@ impl WebhookActuator {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = body_excerpt(response).await;
+        let body = crate::redact::text_without(&body_excerpt(response).await, &self.secrets);
         let failure = Failure::Status {
-            url: url.clone(),
+            url: url.as_str().into(),
             status: status.as_u16(),
             attempts: attempt,
             body,

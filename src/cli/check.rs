@@ -97,10 +97,12 @@ pub fn check(config: Option<&Path>, paths: Vec<PathBuf>) -> Result<Report, Strin
     let validated = rules::validate_texts(&texts, &config.known);
     let mut problems = config.problems;
     problems.extend(validated.problems);
+    let mut warnings = config.warnings;
+    warnings.extend(validated.warnings);
     Ok(Report {
         files: texts.len(),
         problems,
-        warnings: validated.warnings,
+        warnings,
     })
 }
 
@@ -111,6 +113,8 @@ struct CheckedConfig {
     rules_dir: Option<PathBuf>,
     /// The config's own problems: exactly those that make `canaryd serve` refuse it.
     problems: Vec<Problem>,
+    /// Credentials written into its URLs ([`config::credential_warnings`]).
+    warnings: Vec<Warning>,
 }
 
 /// Load the daemon config the way `canaryd serve` does ([`config::load`]: the same parsing,
@@ -131,11 +135,16 @@ fn load_config(path: Option<&Path>) -> Result<CheckedConfig, String> {
             known: KnownNames::any(),
             rules_dir: None,
             problems: Vec::new(),
+            warnings: Vec::new(),
         });
     }
     match config::load(path) {
         Ok(config) => Ok(CheckedConfig {
             known: config.known_names(),
+            warnings: config::credential_warnings(path, &config)
+                .into_iter()
+                .map(Warning)
+                .collect(),
             rules_dir: Some(config.rules_dir),
             problems: Vec::new(),
         }),
@@ -151,6 +160,7 @@ fn load_config(path: Option<&Path>) -> Result<CheckedConfig, String> {
                 known,
                 rules_dir,
                 problems,
+                warnings: Vec::new(),
             })
         }
     }

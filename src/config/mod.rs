@@ -22,7 +22,9 @@ use crate::rules::raw::Shape;
 use crate::rules::{KnownNames, Problem, SourceText};
 use crate::source::PrometheusConfig;
 
+mod secrets;
 mod validate;
+pub use secrets::warnings as credential_warnings;
 pub use validate::{ConfigProblem, MAX_CONCURRENT_QUERIES};
 
 /// Where `canaryd serve` looks for its config when `--config` is not given.

@@ -15,6 +15,8 @@ mod chromium;
 
 #[path = "../support/prometheus.rs"]
 mod prometheus_support;
+#[path = "../support/smtp.rs"]
+mod smtp;
 
 mod api_http;
 mod daemon_binary;
@@ -22,5 +24,6 @@ mod daemon_faults;
 mod daemon_rollout;
 mod daemon_safety;
 mod rule_files;
+mod secrets;
 mod systemd_unit;
 mod web_page;

@@ -75,18 +75,18 @@ impl PrometheusConfig {
             source_name: name.to_string(),
             detail,
         };
+        // Quoted with its credentials masked: a problem is printed and logged.
+        let shown = crate::redact::url(&self.url);
         let url = reqwest::Url::parse(self.url.trim())
-            .map_err(|e| problem(format!("url `{}` is not a valid URL: {e}", self.url)))?;
+            .map_err(|e| problem(format!("url `{shown}` is not a valid URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(problem(format!(
-                "url `{}` must start with http:// or https://",
-                self.url
+                "url `{shown}` must start with http:// or https://"
             )));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(problem(format!(
-                "url `{}` must not have a query or a fragment",
-                self.url
+                "url `{shown}` must not have a query or a fragment"
             )));
         }
         if self.timeout.is_zero() {

@@ -64,7 +64,7 @@ pub(super) fn build_client(
             .tls_certs_only(Vec::<reqwest::Certificate>::new())
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 if attempt.url().scheme() == "https" {
-                    let to = attempt.url().to_string();
+                    let to = crate::redact::url(attempt.url().as_str()).into_owned();
                     attempt.error(format!(
                         "the server redirected to {to}; set the source's url to https://"
                     ))
@@ -131,6 +131,9 @@ impl PrometheusSource {
         params: &[(&'static str, String)],
     ) -> Result<Vec<Series>, SourceError> {
         let url = format!("{}{endpoint}", self.base);
+        // The secrets this request carries, masked in whatever error it ends with (a backend or
+        // a proxy may quote the request back).
+        let mut known = self.url_secrets.clone();
         let mut request = match method {
             Method::Get => self.client.get(&url).query(params),
             // Form-encoded by serde_urlencoded (through reqwest), with its Content-Type.
@@ -155,26 +158,27 @@ impl PrometheusSource {
                 })?;
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
+            known.push(token.trim().to_string());
         }
-        let transport = |e: reqwest::Error| self.transport_error(&url, query, e);
+        let transport = |e: reqwest::Error| self.transport_error(&url, query, e).masked(&known);
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let body = response.bytes().await.map_err(transport)?;
-        parse_answer(&self.name, query, status.as_u16(), &body)
+        parse_answer(&self.name, query, status.as_u16(), &body).map_err(|e| e.masked(&known))
     }
 
     fn transport_error(&self, url: &str, query: &str, e: reqwest::Error) -> SourceError {
         if e.is_timeout() {
             SourceError::Timeout {
                 source_name: self.name.clone(),
-                url: url.to_string(),
+                url: url.into(),
                 query: query.to_string(),
                 after: self.timeout,
             }
         } else {
             SourceError::Connect {
                 source_name: self.name.clone(),
-                url: url.to_string(),
+                url: url.into(),
                 query: query.to_string(),
                 detail: error_chain(&e.without_url()),
             }
