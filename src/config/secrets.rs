@@ -35,7 +35,8 @@ impl Config {
             check(
                 ["sources", name, "url"],
                 &c.url,
-                "put a token in a file named by `bearer_token_file` and drop it from the URL",
+                "drop them from the URL: `username` with `password_file` for basic auth, or \
+                 `bearer_token_file` for a token",
             );
         }
         for (name, actuator) in &self.actuators {

@@ -521,7 +521,7 @@ url = "http://127.0.0.1/notify?token={HOOK_TOKEN}"
         .collect();
     assert_eq!(warnings.len(), 3, "{text}");
     for (line, key, setting) in [
-        (6, "sources.prometheus.url", "bearer_token_file"),
+        (6, "sources.prometheus.url", "password_file"),
         (14, "actuators.hook.url", "headers"),
         (18, "receivers.team.url", "bearer_token_file"),
     ] {

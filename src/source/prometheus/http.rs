@@ -1,6 +1,7 @@
 //! The HTTP exchange with Prometheus: the client (extra headers, plain HTTP without loading
 //! certificates, no silent redirect to https), one request as a GET or a form-encoded POST with
-//! the bearer token read from its file on every request and never logged, bounded retries with
+//! the bearer token or the basic-auth password read from its file on every request and never
+//! logged (both masked in any error, with the URL's own credentials), bounded retries with
 //! exponential backoff for retryable failures only, and transport errors told apart (timeout or
 //! connection). The answer's body is handed as it came to `parse`.
 
@@ -159,6 +160,19 @@ impl PrometheusSource {
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
             known.push(token.trim().to_string());
+        }
+        if let Some((user, path)) = &self.basic_auth {
+            let password =
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| SourceError::Config {
+                        source_name: self.name.clone(),
+                        detail: format!("cannot read password_file {}: {e}", path.display()),
+                    })?;
+            let password = password.trim().to_string();
+            // `basic_auth` marks the header sensitive.
+            request = request.basic_auth(user, Some(&password));
+            known.push(password);
         }
         let transport = |e: reqwest::Error| self.transport_error(&url, query, e).masked(&known);
         let response = request.send().await.map_err(transport)?;
