@@ -44,7 +44,7 @@ impl Config {
                 check(
                     ["actuators", name, "url"],
                     &c.url,
-                    "send the credential in a header (`headers`) rather than in the URL",
+                    "put a token in a file named by `bearer_token_file` and drop it from the URL",
                 );
             }
         }

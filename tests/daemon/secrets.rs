@@ -522,7 +522,7 @@ url = "http://127.0.0.1/notify?token={HOOK_TOKEN}"
     assert_eq!(warnings.len(), 3, "{text}");
     for (line, key, setting) in [
         (6, "sources.prometheus.url", "password_file"),
-        (14, "actuators.hook.url", "headers"),
+        (14, "actuators.hook.url", "bearer_token_file"),
         (18, "receivers.team.url", "bearer_token_file"),
     ] {
         let at = format!("canaryd.toml:{line}:");
