@@ -129,13 +129,13 @@ static PAIR_IN_TEXT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"([A-Za-z0-9_.\-%]+)=([^&\s"'<>`#;,)\]]+)"#).expect("a valid pattern")
 });
 static SCHEME_CREDENTIAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(bearer|basic|token)(\s+)([A-Za-z0-9._~+/=\-]{4,})")
+    Regex::new(r"(?i)\b(bearer|basic|token)(\s+)([A-Za-z0-9._~+/=\-]{8,})")
         .expect("a valid pattern")
 });
 
 /// Free text (an error, an answer's body) with every credential it shows masked: each URL as
 /// [`url`] masks it, sensitive `name=value` pairs wherever they are, and the credential after
-/// `Bearer`, `Basic` or `token`.
+/// `Bearer`, `Basic` or `token` (8 characters or more, so "the token file" stays as it is).
 pub fn text(text: &str) -> Cow<'_, str> {
     let urls = URL_IN_TEXT.replace_all(text, |c: &Captures| url(&c[0]).into_owned());
     let pairs = PAIR_IN_TEXT.replace_all(&urls, |c: &Captures| {
@@ -320,6 +320,11 @@ mod tests {
                 "Authorization: Basic ***",
             ),
             ("password=hunter22, user=bob", "password=***, user=bob"),
+            ("cannot read the token file", "cannot read the token file"),
+            (
+                "Authorization: token ghp_1234abcd",
+                "Authorization: token ***",
+            ),
             // PromQL label matchers are quoted values: left alone.
             (
                 "query `rate(x{token=\"a\"}[1m])` failed",
