@@ -36,6 +36,7 @@
 //! - [`assign`]: sticky hash-bucket assignment of keys to baseline or canary.
 //! - [`backoff`]: the exponential backoff every retry loop shares.
 //! - [`markup`]: HTML escaped by construction, for the status pages and HTML email.
+//! - [`redact`]: credentials masked in URLs and free text before they are recorded or shown.
 
 pub mod actuator;
 pub mod api;
@@ -49,6 +50,7 @@ pub mod judge;
 pub mod logging;
 pub mod markup;
 pub mod notify;
+pub mod redact;
 pub mod rollout;
 pub mod rules;
 pub mod sim;

@@ -15,6 +15,8 @@ pub mod file;
 pub mod webhook;
 
 use serde::{Deserialize, Serialize};
+
+use crate::redact::SecretUrl;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -102,21 +104,24 @@ pub enum Failure {
     UnknownRollout,
     #[error("POST {url} failed after {attempts} attempt(s): {detail}")]
     Request {
-        url: String,
+        /// Printed with its credentials masked.
+        url: SecretUrl,
         attempts: u32,
         /// A timeout or connection failure: a retry may succeed.
         transient: bool,
-        /// The error and its causes in one line ("…: connection refused").
+        /// The error and its causes in one line ("…: connection refused"), credentials masked.
         detail: String,
+        /// Stripped of its URL, which may carry credentials.
         #[source]
         source: reqwest::Error,
     },
     #[error("POST {url} returned {status} after {attempts} attempt(s): {body}")]
     Status {
-        url: String,
+        /// Printed with its credentials masked.
+        url: SecretUrl,
         status: u16,
         attempts: u32,
-        /// The first part of the response body.
+        /// The first part of the response body, credentials masked.
         body: String,
     },
     #[error("could not start `{program}`: {source}")]

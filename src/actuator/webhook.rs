@@ -10,9 +10,10 @@ use super::{
     Actuator, ActuatorError, ActuatorFuture, ConfigError, Failure, WeightChange, chain,
     check_weight, duration_str, truncate_head,
 };
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::backoff::Backoff;
@@ -26,9 +27,14 @@ const BODY_EXCERPT_BYTES: usize = 512;
 pub struct WebhookConfig {
     /// Where to POST, `http://` or `https://`.
     pub url: String,
-    /// Extra request headers (e.g. `Authorization`).
+    /// Extra request headers (e.g. `X-Tenant`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// A file whose trimmed content is sent as `Authorization: Bearer ...`: read on every
+    /// change (a rotated token is picked up), never logged, masked in errors. Keeps the token
+    /// out of the config file, where `headers` or the URL would put it.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
     /// Bound on one attempt, connection to last body byte.
     #[serde(default = "default_timeout", with = "duration_str")]
     pub timeout: Duration,
@@ -62,6 +68,7 @@ impl WebhookConfig {
         Self {
             url: url.into(),
             headers: BTreeMap::new(),
+            bearer_token_file: None,
             timeout: default_timeout(),
             max_attempts: default_max_attempts(),
             backoff: default_backoff(),
@@ -71,17 +78,28 @@ impl WebhookConfig {
 
     pub(crate) fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        // Quoted with its credentials masked: a problem is printed and logged.
+        let shown = crate::redact::url(&self.url);
         match reqwest::Url::parse(&self.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => {}
             Ok(url) => problems.push(format!(
-                "url `{}` uses scheme `{}`; use http:// or https://",
-                self.url,
+                "url `{shown}` uses scheme `{}`; use http:// or https://",
                 url.scheme()
             )),
-            Err(e) => problems.push(format!("url `{}` is not a valid URL: {e}", self.url)),
+            Err(e) => problems.push(format!("url `{shown}` is not a valid URL: {e}")),
         }
         if let Err(e) = header_map(&self.headers) {
             problems.push(e);
+        }
+        if self.bearer_token_file.is_some()
+            && self
+                .headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("authorization"))
+        {
+            problems.push(
+                "header `Authorization` conflicts with bearer_token_file; set only one".to_owned(),
+            );
         }
         if self.timeout.is_zero() {
             problems.push("timeout must be above zero".to_owned());
@@ -122,6 +140,8 @@ pub struct WebhookActuator {
     name: String,
     config: WebhookConfig,
     client: reqwest::Client,
+    /// The credentials in the URL and in headers such as `Authorization`, masked in every error.
+    secrets: Vec<String>,
 }
 
 impl WebhookActuator {
@@ -149,10 +169,19 @@ impl WebhookActuator {
         let client = builder
             .build()
             .map_err(|e| fail(vec![format!("cannot build the HTTP client: {e}")]))?;
+        let mut secrets = crate::redact::secrets_of(&config.url);
+        secrets.extend(
+            config
+                .headers
+                .iter()
+                .filter(|(name, _)| crate::redact::is_sensitive_name(name))
+                .map(|(_, value)| value.clone()),
+        );
         Ok(Self {
             name: name.to_owned(),
             config: config.clone(),
             client,
+            secrets,
         })
     }
 
@@ -172,27 +201,33 @@ impl WebhookActuator {
         attempt: u32,
     ) -> Result<(), (Failure, Option<Duration>)> {
         let url = &self.config.url;
-        let response = self
+        let mut request = self
             .client
             .post(url)
             .header("Idempotency-Key", &change.idempotency_key)
-            .json(change)
-            .send()
-            .await
-            .map_err(|source| {
-                let transient = source.is_timeout()
-                    || source.is_connect()
-                    || source.is_request()
-                    || source.is_body();
-                let failure = Failure::Request {
-                    url: url.clone(),
-                    attempts: attempt,
-                    transient,
-                    detail: chain(&source),
-                    source,
-                };
-                (failure, None)
-            })?;
+            .json(change);
+        let mut secrets = self.secrets.clone();
+        if let Some(path) = &self.config.bearer_token_file {
+            let token = self.read_token(path).await.map_err(|f| (f, None))?;
+            request = request.header(AUTHORIZATION, token.header);
+            secrets.push(token.text);
+        }
+        let secrets = secrets;
+        let response = request.send().await.map_err(|source| {
+            let transient = source.is_timeout()
+                || source.is_connect()
+                || source.is_request()
+                || source.is_body();
+            let source = source.without_url();
+            let failure = Failure::Request {
+                url: url.as_str().into(),
+                attempts: attempt,
+                transient,
+                detail: crate::redact::text_without(&chain(&source), &secrets),
+                source,
+            };
+            (failure, None)
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -203,14 +238,41 @@ impl WebhookActuator {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = body_excerpt(response).await;
+        let body = crate::redact::text_without(&body_excerpt(response).await, &secrets);
         let failure = Failure::Status {
-            url: url.clone(),
+            url: url.as_str().into(),
             status: status.as_u16(),
             attempts: attempt,
             body,
         };
         Err((failure, retry_after))
+    }
+}
+
+/// A bearer token read from its file: the header to send, and the token to mask.
+struct Token {
+    header: HeaderValue,
+    text: String,
+}
+
+impl WebhookActuator {
+    async fn read_token(&self, path: &std::path::Path) -> Result<Token, Failure> {
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .map_err(|source| Failure::Io {
+                what: "cannot read bearer_token_file",
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let text = text.trim().to_owned();
+        let mut header = HeaderValue::from_str(&format!("Bearer {text}")).map_err(|_| {
+            Failure::Invalid(format!(
+                "bearer_token_file {} holds characters not allowed in an HTTP header",
+                path.display()
+            ))
+        })?;
+        header.set_sensitive(true);
+        Ok(Token { header, text })
     }
 }
 

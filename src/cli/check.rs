@@ -115,7 +115,8 @@ struct CheckedConfig {
     /// The config's own problems: exactly those that make `canaryd serve` refuse it.
     problems: Vec<Problem>,
     /// What `canaryd serve` warns about at start: a token file or state directory other users
-    /// can read ([`config::exposure`]).
+    /// can read ([`config::exposure`]); credentials written into its URLs
+    /// ([`config::credential_warnings`]).
     warnings: Vec<Warning>,
 }
 
@@ -143,7 +144,14 @@ fn load_config(path: Option<&Path>) -> Result<CheckedConfig, String> {
     match config::load(path) {
         Ok(config) => Ok(CheckedConfig {
             known: config.known_names(),
-            warnings: config::exposure::warnings(&config),
+            warnings: config::exposure::warnings(&config)
+                .into_iter()
+                .chain(
+                    config::credential_warnings(path, &config)
+                        .into_iter()
+                        .map(Warning),
+                )
+                .collect(),
             rules_dir: Some(config.rules_dir),
             problems: Vec::new(),
         }),

@@ -19,12 +19,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::actuator::ActuatorConfig;
+use crate::redact;
 use crate::rules::raw::Shape;
 use crate::rules::{KnownNames, Problem, SourceText};
 use crate::source::PrometheusConfig;
 
 pub mod exposure;
+mod secrets;
 mod validate;
+pub use secrets::warnings as credential_warnings;
 pub use validate::{ConfigProblem, MAX_CONCURRENT_QUERIES};
 
 /// Where `canaryd serve` looks for its config when `--config` is not given.
@@ -291,7 +294,8 @@ pub fn parse(
             return Err(ConfigError::Parse(
                 errors
                     .into_iter()
-                    .map(|e| src.problem(e.span, e.message, e.hint))
+                    // A message may quote the value, which may be a URL with credentials.
+                    .map(|e| src.problem(e.span, redact::text(&e.message), e.hint))
                     .collect(),
             ));
         }
@@ -307,7 +311,7 @@ pub fn parse(
         let fail = |message: String| ConfigError::Override {
             path: path.to_path_buf(),
             vars: vars.clone(),
-            message,
+            message: redact::text(&message).into_owned(),
         };
         ::config::Config::builder()
             .add_source(::config::File::from_str(text, ::config::FileFormat::Toml))

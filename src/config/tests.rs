@@ -246,3 +246,47 @@ fn every_shape_mistake_is_reported_at_once_with_the_keys_allowed() {
     assert!(msg.starts_with("c.toml:2:13: error: invalid type"), "{msg}");
     assert!(!msg.contains("missing field"), "{msg}");
 }
+
+#[test]
+fn problems_never_quote_the_credentials_of_a_url() {
+    // A URL with credentials where a number belongs, from the file and from an override.
+    let text = MINIMAL.replace(
+        "[actuators.builtin]",
+        "[scheduler]\nbackend_error_limit = \"http://u:filePw9x@h/?token=fileTok7y\"\n\n[actuators.builtin]",
+    );
+    let msg = parse(Path::new("c.toml"), &text, &no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("expected u32"), "{msg}");
+    assert!(
+        !msg.contains("filePw9x") && !msg.contains("fileTok7y"),
+        "{msg}"
+    );
+    let e = env(&[(
+        "CANARYD__SCHEDULER__MAX_CONCURRENT_QUERIES",
+        "http://u:envPw9x@h/?token=envTok7y",
+    )]);
+    let msg = parse(Path::new("c.toml"), MINIMAL, &e)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("CANARYD__SCHEDULER__MAX_CONCURRENT_QUERIES"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("envPw9x") && !msg.contains("envTok7y"),
+        "{msg}"
+    );
+    // A source's URL refused for its query is quoted masked.
+    let text = MINIMAL.replace(
+        "url = \"http://127.0.0.1:9090\"",
+        "url = \"http://u:srcPw9x@127.0.0.1:9090/?token=srcTok7y\"",
+    );
+    let msg = parse(Path::new("c.toml"), &text, &no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("http://u:***@127.0.0.1:9090/?token=***"),
+        "{msg}"
+    );
+}

@@ -336,8 +336,11 @@ impl ReceiverConfig {
                     (None, None) => return Err(fail("no URL".into())),
                 };
                 let url = check_url(&url).map_err(|e| fail(format!("`url_file`: {e}")))?;
-                let endpoint =
-                    Endpoint::new("slack", name, url, HeaderMap::new(), timeout).map_err(&fail)?;
+                // The whole URL is the secret (Slack's token is its path).
+                let path = url.path().to_string();
+                let endpoint = Endpoint::new("slack", name, url, HeaderMap::new(), timeout)
+                    .map_err(&fail)?
+                    .hiding(path);
                 Arc::new(SlackNotifier { endpoint })
             }
             ReceiverConfig::Webhook(c) => {
@@ -364,7 +367,8 @@ impl ReceiverConfig {
                     read_secret(&c.routing_key_file, "routing_key_file").map_err(&fail)?;
                 let url = check_url(&c.url).map_err(|e| fail(format!("`url`: {e}")))?;
                 let endpoint = Endpoint::new("pagerduty", name, url, HeaderMap::new(), timeout)
-                    .map_err(&fail)?;
+                    .map_err(&fail)?
+                    .hiding(routing_key.clone());
                 Arc::new(PagerDutyNotifier {
                     endpoint,
                     routing_key,

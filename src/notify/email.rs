@@ -60,6 +60,8 @@ pub struct EmailNotifier {
     to: Vec<Mailbox>,
     target: String,
     timeout: Duration,
+    /// The password, masked in every error (a server's reply may quote what it was sent).
+    secrets: Vec<String>,
 }
 
 impl std::fmt::Debug for EmailNotifier {
@@ -107,6 +109,7 @@ impl EmailNotifier {
                 settings.name, settings.host, settings.port
             ),
             timeout: settings.timeout,
+            secrets: settings.credentials.into_iter().map(|(_, p)| p).collect(),
         })
     }
 
@@ -132,7 +135,7 @@ impl EmailNotifier {
 
     fn classify(&self, e: &lettre::transport::smtp::Error) -> NotifyError {
         let target = self.target.clone();
-        let detail = e.to_string();
+        let detail = crate::redact::text_without(&e.to_string(), &self.secrets);
         if let Some(code) = e.status() {
             let code_num = code_number(&code.to_string());
             // 535: authentication credentials invalid; 534/538: mechanism or encryption needed.

@@ -23,6 +23,9 @@ pub struct Endpoint {
     timeout: Duration,
     /// `slack receiver `x` at https://hooks.slack.com`: no path, no query, no secret.
     target: String,
+    /// The credentials in the URL and in headers such as `Authorization`, and those added with
+    /// [`Endpoint::hiding`]: masked in the error answers quoted in errors.
+    secrets: Vec<String>,
 }
 
 impl Endpoint {
@@ -43,13 +46,36 @@ impl Endpoint {
             "{kind} receiver `{name}` at {}",
             url.origin().ascii_serialization()
         );
+        let mut secrets = crate::redact::secrets_of(url.as_str());
+        secrets.extend(
+            headers
+                .iter()
+                .filter(|(name, value)| {
+                    value.is_sensitive() || crate::redact::is_sensitive_name(name.as_str())
+                })
+                .filter_map(|(_, value)| value.to_str().ok())
+                .flat_map(|value| {
+                    [
+                        value.to_string(),
+                        value.trim_start_matches("Bearer ").to_string(),
+                    ]
+                }),
+        );
         Ok(Endpoint {
             client,
             url,
             headers,
             timeout,
             target,
+            secrets,
         })
+    }
+
+    /// The same endpoint, masking `secret` too where an answer quotes it (a Slack URL's path,
+    /// a routing key).
+    pub fn hiding(mut self, secret: impl Into<String>) -> Endpoint {
+        self.secrets.push(secret.into());
+        self
     }
 
     /// POSTs a JSON body; any 2xx is success.
@@ -73,7 +99,8 @@ impl Endpoint {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response.text().await.unwrap_or_default();
+        let text =
+            crate::redact::text_without(&response.text().await.unwrap_or_default(), &self.secrets);
         let mut body: String = text.chars().take(BODY_EXCERPT).collect();
         if text.chars().count() > BODY_EXCERPT {
             body.push('…');

@@ -45,6 +45,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::judge::Point;
+use crate::redact::SecretUrl;
 
 /// One labelled series as a source answers it. An instant query gives one point per series.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,7 +134,8 @@ pub enum SourceError {
     #[error("source `{source_name}`: cannot reach {url} for query `{query}`: {detail}")]
     Connect {
         source_name: String,
-        url: String,
+        /// Printed with its credentials masked.
+        url: SecretUrl,
         query: String,
         detail: String,
     },
@@ -142,7 +144,8 @@ pub enum SourceError {
     #[error("source `{source_name}`: query `{query}` timed out after {} ms at {url}", after.as_millis())]
     Timeout {
         source_name: String,
-        url: String,
+        /// Printed with its credentials masked.
+        url: SecretUrl,
         query: String,
         after: Duration,
     },
@@ -193,6 +196,21 @@ impl SourceError {
             | SourceError::Malformed { .. }
             | SourceError::UnsupportedResult { .. } => false,
         }
+    }
+
+    /// The same error with the credentials in its free text (a detail, the backend's message)
+    /// masked, and every occurrence of the `known` secrets (the source's own) too.
+    pub fn masked(mut self, known: &[String]) -> Self {
+        let mask = |text: &mut String| *text = crate::redact::text_without(text, known);
+        match &mut self {
+            SourceError::Config { detail, .. }
+            | SourceError::InvalidRequest { detail, .. }
+            | SourceError::Connect { detail, .. }
+            | SourceError::Malformed { detail, .. } => mask(detail),
+            SourceError::Http { message, .. } => mask(message),
+            SourceError::Timeout { .. } | SourceError::UnsupportedResult { .. } => {}
+        }
+        self
     }
 
     /// The same error reported for `query` (a combined query's error is told by its parts).

@@ -32,7 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "core",
         &[
-            "stats", "judge", "rules", "rollout", "assign", "backoff", "markup",
+            "stats", "judge", "rules", "rollout", "assign", "backoff", "markup", "redact",
         ],
     ),
 ];

@@ -16,6 +16,8 @@ mod chromium;
 
 #[path = "../support/prometheus.rs"]
 mod prometheus_support;
+#[path = "../support/smtp.rs"]
+mod smtp;
 
 mod absent_series;
 mod api_http;
@@ -24,5 +26,6 @@ mod daemon_faults;
 mod daemon_rollout;
 mod daemon_safety;
 mod rule_files;
+mod secrets;
 mod systemd_unit;
 mod web_page;

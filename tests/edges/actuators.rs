@@ -393,6 +393,70 @@ async fn webhook_posts_the_change_as_json_with_headers() {
     assert_eq!(headers["content-type"], "application/json");
 }
 
+/// The bearer token from a file: sent on every change, a rotated one picked up, and masked
+/// (with the URL's `?secret=`) in the error when the receiver refuses it and quotes it back.
+#[tokio::test]
+async fn webhook_sends_the_bearer_token_from_its_file_and_never_shows_it() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let router = Router::new().route(
+        "/weights",
+        post(move |headers: HeaderMap, uri: axum::http::Uri| {
+            let log = log.clone();
+            async move {
+                let auth = headers["authorization"].to_str().unwrap().to_owned();
+                log.lock().unwrap().push(auth.clone());
+                if auth.ends_with("rotated-tok3n") {
+                    let body = format!("{auth} is not accepted at {uri}");
+                    return (StatusCode::UNAUTHORIZED, body);
+                }
+                (StatusCode::OK, "ok".to_owned())
+            }
+        }),
+    );
+    let url = format!("{}/weights?secret=urlSecr3t", serve(router).await);
+    let dir = TempDir::new("token");
+    let token_file = dir.path().join("hook.token");
+    std::fs::write(&token_file, "first-tok3n\n").unwrap();
+    let path = token_file.clone();
+    let actuator = webhook(&url, move |c| c.bearer_token_file = Some(path));
+    bounded(
+        "webhook",
+        actuator.set_weight(&change("checkout", "s", 0, 10, "k1")),
+    )
+    .await
+    .unwrap();
+    std::fs::write(&token_file, "rotated-tok3n").unwrap();
+    let err = bounded(
+        "webhook",
+        actuator.set_weight(&change("checkout", "s", 10, 25, "k2")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["Bearer first-tok3n", "Bearer rotated-tok3n"]
+    );
+    let shown = format!("{err} {err:?}");
+    assert!(
+        shown.contains("401") && shown.contains("is not accepted"),
+        "{shown}"
+    );
+    for secret in ["rotated-tok3n", "urlSecr3t"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    // A token file that is gone fails the change for good, naming the file, not the token.
+    drop(dir);
+    let err = bounded(
+        "webhook",
+        actuator.set_weight(&change("checkout", "s", 10, 25, "k3")),
+    )
+    .await
+    .unwrap_err();
+    assert!(!err.retryable());
+    assert!(err.to_string().contains("bearer_token_file"), "{err}");
+}
+
 #[tokio::test]
 async fn webhook_retries_a_500_and_succeeds_on_the_200_with_the_same_key() {
     let (hook, url) = hook_server(&[500, 429, 200]).await;

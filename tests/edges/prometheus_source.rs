@@ -591,6 +591,52 @@ async fn extra_headers_and_the_bearer_token_from_a_file_are_sent() {
     assert_eq!(server.requests().len(), 2);
 }
 
+/// Basic auth from `username` and `password_file` (instead of `user:password@` in the URL):
+/// sent on every request, a rotated password picked up, and the password masked in an error
+/// whose answer quotes it.
+#[tokio::test]
+async fn basic_auth_from_a_password_file_is_sent_and_never_shown() {
+    let server = FakeServer::start(move |head: &str| {
+        let auth = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+            .unwrap_or("")
+            .to_string();
+        if head.contains("query=fail") {
+            (500, format!("proxy refused the request ({auth})"))
+        } else {
+            let ok = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+            (200, ok.to_string())
+        }
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("canaryd-basic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let password_file = dir.join("pass");
+    std::fs::write(&password_file, "pa55word-one\n").unwrap();
+    let config = PrometheusConfig {
+        username: Some("canaryd".to_string()),
+        password_file: Some(password_file.clone()),
+        retries: 0,
+        ..PrometheusConfig::new(server.url())
+    };
+    let source = PrometheusSource::new("prom-test", &config).unwrap();
+    source.query_instant("up", at(T0)).await.unwrap();
+    // base64("canaryd:pa55word-one")
+    assert!(
+        server.requests()[0].contains("Basic Y2FuYXJ5ZDpwYTU1d29yZC1vbmU="),
+        "{}",
+        server.requests()[0]
+    );
+    std::fs::write(&password_file, "pa55word-two").unwrap();
+    let e = source.query_instant("fail", at(T0)).await.unwrap_err();
+    assert!(server.requests()[1].contains("Basic Y2FuYXJ5ZDpwYTU1d29yZC10d28="));
+    let shown = format!("{e} {e:?}");
+    assert!(shown.contains("proxy refused"), "{shown}");
+    assert!(!shown.contains("Y2FuYXJ5ZDpwYTU1d29yZC10d28="), "{shown}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// How many `query_range` requests a real Prometheus has answered, from its own `/metrics`.
 async fn range_requests(prometheus: &Prometheus) -> f64 {
     let text = reqwest::get(format!("{}/metrics", prometheus.url()))

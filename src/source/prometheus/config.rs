@@ -23,6 +23,8 @@ pub const MAX_RETRIES: u32 = 10;
 /// timeout = "10s"                      # per attempt; default 10s
 /// retries = 2                          # extra attempts for retryable failures; default 2, max 10
 /// bearer_token_file = "/run/secrets/prom-token"   # optional, read on every request
+/// username = "canaryd"                 # optional basic auth, with ...
+/// password_file = "/run/secrets/prom-pass"        # ... its password, read on every request
 /// [headers]                            # optional
 /// X-Scope-OrgID = "team-a"
 /// ```
@@ -44,6 +46,14 @@ pub struct PrometheusConfig {
     /// Extra attempts after a retryable failure (timeout, connection error, 5xx, 429).
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// The user of HTTP basic auth; its password comes from `password_file`. Use these rather
+    /// than `user:password@` in the URL, which would put the password in the config file.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file whose trimmed content is the basic-auth password of `username`. Read on every
+    /// request, so a rotated password is picked up; never logged.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 fn default_timeout() -> Duration {
@@ -63,6 +73,8 @@ impl PrometheusConfig {
             headers: BTreeMap::new(),
             bearer_token_file: None,
             retries: default_retries(),
+            username: None,
+            password_file: None,
         }
     }
 }
@@ -75,19 +87,41 @@ impl PrometheusConfig {
             source_name: name.to_string(),
             detail,
         };
+        // Quoted with its credentials masked: a problem is printed and logged.
+        let shown = crate::redact::url(&self.url);
         let url = reqwest::Url::parse(self.url.trim())
-            .map_err(|e| problem(format!("url `{}` is not a valid URL: {e}", self.url)))?;
+            .map_err(|e| problem(format!("url `{shown}` is not a valid URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(problem(format!(
-                "url `{}` must start with http:// or https://",
-                self.url
+                "url `{shown}` must start with http:// or https://"
             )));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(problem(format!(
-                "url `{}` must not have a query or a fragment",
-                self.url
+                "url `{shown}` must not have a query or a fragment"
             )));
+        }
+        match (&self.username, &self.password_file) {
+            (Some(_), None) => {
+                return Err(problem("username is set but password_file is not".into()));
+            }
+            (None, Some(_)) => {
+                return Err(problem("password_file is set but username is not".into()));
+            }
+            (Some(_), Some(_)) if self.bearer_token_file.is_some() => {
+                return Err(problem(
+                    "username and password_file (basic auth) conflict with bearer_token_file; \
+                     set only one"
+                        .into(),
+                ));
+            }
+            (Some(_), Some(_)) if !url.username().is_empty() => {
+                return Err(problem(
+                    "username and password_file conflict with the user in the url; set only one"
+                        .into(),
+                ));
+            }
+            _ => {}
         }
         if self.timeout.is_zero() {
             return Err(problem("timeout must be more than zero".to_string()));
@@ -129,6 +163,37 @@ mod tests {
         let e = toml::from_str::<PrometheusConfig>("url = \"http://p\"\ntimeout = \"soon\"")
             .unwrap_err();
         assert!(e.to_string().contains("not a duration"), "{e}");
+    }
+
+    #[test]
+    fn basic_auth_from_a_file_needs_both_halves_and_no_other_credentials() {
+        let with = |text: &str| {
+            let config: PrometheusConfig = toml::from_str(text).unwrap();
+            config
+                .checked_url("p")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            with("url = \"http://p\"\nusername = \"u\"\npassword_file = \"/run/pass\""),
+            Ok(())
+        );
+        let cases = [
+            ("username = \"u\"", "password_file is not"),
+            ("password_file = \"/run/pass\"", "username is not"),
+            (
+                "username = \"u\"\npassword_file = \"/p\"\nbearer_token_file = \"/t\"",
+                "conflict with bearer_token_file",
+            ),
+        ];
+        for (extra, says) in cases {
+            let e = with(&format!("url = \"http://p\"\n{extra}")).unwrap_err();
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+        let e =
+            with("url = \"http://x:y@p\"\nusername = \"u\"\npassword_file = \"/p\"").unwrap_err();
+        assert!(e.contains("the user in the url"), "{e}");
+        assert!(!e.contains("x:y"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP exchange with Prometheus: the client (extra headers, plain HTTP without loading
 //! certificates, no silent redirect to https), one request as a GET or a form-encoded POST with
-//! the bearer token read from its file on every request and never logged, bounded retries with
+//! the bearer token or the basic-auth password read from its file on every request and never
+//! logged (both masked in any error, with the URL's own credentials), bounded retries with
 //! exponential backoff for retryable failures only, and transport errors told apart (timeout or
 //! connection). The answer's body is handed as it came to `parse`.
 
@@ -64,7 +65,7 @@ pub(super) fn build_client(
             .tls_certs_only(Vec::<reqwest::Certificate>::new())
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 if attempt.url().scheme() == "https" {
-                    let to = attempt.url().to_string();
+                    let to = crate::redact::url(attempt.url().as_str()).into_owned();
                     attempt.error(format!(
                         "the server redirected to {to}; set the source's url to https://"
                     ))
@@ -131,6 +132,9 @@ impl PrometheusSource {
         params: &[(&'static str, String)],
     ) -> Result<Vec<Series>, SourceError> {
         let url = format!("{}{endpoint}", self.base);
+        // The secrets this request carries, masked in whatever error it ends with (a backend or
+        // a proxy may quote the request back).
+        let mut known = self.url_secrets.clone();
         let mut request = match method {
             Method::Get => self.client.get(&url).query(params),
             // Form-encoded by serde_urlencoded (through reqwest), with its Content-Type.
@@ -155,26 +159,40 @@ impl PrometheusSource {
                 })?;
             value.set_sensitive(true);
             request = request.header(AUTHORIZATION, value);
+            known.push(token.trim().to_string());
         }
-        let transport = |e: reqwest::Error| self.transport_error(&url, query, e);
+        if let Some((user, path)) = &self.basic_auth {
+            let password =
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| SourceError::Config {
+                        source_name: self.name.clone(),
+                        detail: format!("cannot read password_file {}: {e}", path.display()),
+                    })?;
+            let password = password.trim().to_string();
+            // `basic_auth` marks the header sensitive.
+            request = request.basic_auth(user, Some(&password));
+            known.push(password);
+        }
+        let transport = |e: reqwest::Error| self.transport_error(&url, query, e).masked(&known);
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let body = response.bytes().await.map_err(transport)?;
-        parse_answer(&self.name, query, status.as_u16(), &body)
+        parse_answer(&self.name, query, status.as_u16(), &body).map_err(|e| e.masked(&known))
     }
 
     fn transport_error(&self, url: &str, query: &str, e: reqwest::Error) -> SourceError {
         if e.is_timeout() {
             SourceError::Timeout {
                 source_name: self.name.clone(),
-                url: url.to_string(),
+                url: url.into(),
                 query: query.to_string(),
                 after: self.timeout,
             }
         } else {
             SourceError::Connect {
                 source_name: self.name.clone(),
-                url: url.to_string(),
+                url: url.into(),
                 query: query.to_string(),
                 detail: error_chain(&e.without_url()),
             }

@@ -37,6 +37,10 @@ pub struct PrometheusSource {
     retries: u32,
     backoff: Duration,
     bearer_token_file: Option<PathBuf>,
+    /// Basic auth: the user, and the file its password is read from on every request.
+    basic_auth: Option<(String, PathBuf)>,
+    /// The credentials in the URL ([`crate::redact::secrets_of`]), masked in every error.
+    url_secrets: Vec<String>,
     client: reqwest::Client,
     /// Hashes of combined queries ([`batch::combine`]) that Prometheus refused: their queries are asked
     /// one by one from then on (a rule edit makes a new combination, which is tried again).
@@ -57,6 +61,8 @@ impl PrometheusSource {
             retries: config.retries,
             backoff: DEFAULT_BACKOFF,
             bearer_token_file: config.bearer_token_file.clone(),
+            basic_auth: config.username.clone().zip(config.password_file.clone()),
+            url_secrets: crate::redact::secrets_of(&config.url),
             client,
             unbatchable: Arc::default(),
         })
