@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use arbitrary::Arbitrary;
 use canaryd::judge::{
-    Aggregate, CheckKind, CheckSpec, CountPoint, Direction, Point, Scoring, SideData,
+    Aggregate, CheckKind, CheckSpec, CountPoint, Direction, Point, Scoring, SideData, ThresholdTest,
 };
 
 /// An HTTP status for a byte from 1 to 8.
@@ -53,6 +53,15 @@ impl Num {
 
 /// A check's settings for `canaryd judge` from two bytes: kind and direction from the first,
 /// settings from the second (mostly sane, sometimes not).
+/// The observed comparison or the statistical test, from one byte's lowest bit.
+fn threshold_test(x: u8) -> ThresholdTest {
+    if x % 2 == 0 {
+        ThresholdTest::Observed
+    } else {
+        ThresholdTest::Statistical
+    }
+}
+
 pub fn spec_from_bytes(a: u8, b: u8) -> CheckSpec {
     let setting =
         |i: u8| [0.1, 0.0, 1.0, 0.001, 0.5, 1e308, f64::NAN, f64::INFINITY][usize::from(i % 8)];
@@ -70,12 +79,14 @@ pub fn spec_from_bytes(a: u8, b: u8) -> CheckSpec {
                 Aggregate::Last,
                 Aggregate::Quantile(0.99),
             ][usize::from(b / 8 % 6)],
+            test: threshold_test(a / 75),
         },
         2 => CheckKind::ErrorRate {
             tolerance: setting(b),
         },
         3 => CheckKind::ErrorRateAbsolute {
             threshold: setting(b).min(1.0),
+            test: threshold_test(a / 75),
         },
         _ => CheckKind::Trend {
             max_slope_per_minute: setting(b),
@@ -183,9 +194,13 @@ impl Check {
                     4 => Aggregate::Last,
                     _ => Aggregate::Quantile(self.quantile.get()),
                 },
+                test: threshold_test(self.aggregate / 6),
             },
             2 => CheckKind::ErrorRate { tolerance: setting },
-            3 => CheckKind::ErrorRateAbsolute { threshold: setting },
+            3 => CheckKind::ErrorRateAbsolute {
+                threshold: setting,
+                test: threshold_test(self.aggregate / 6),
+            },
             _ => CheckKind::Trend {
                 max_slope_per_minute: setting,
             },
