@@ -4,7 +4,7 @@
 //! reads a validated [`RolloutRule`] and the raw shapes it came from (for positions), never
 //! refuses anything (that is `validate`'s job) and changes nothing.
 
-use crate::judge::CheckKind;
+use crate::judge::{CheckKind, ThresholdTest};
 
 use super::model::RolloutRule;
 use super::problem::{SourceText, Warning};
@@ -12,7 +12,58 @@ use super::raw::RawRule;
 
 /// Every warning about a rule file that passed validation.
 pub fn warnings(raw: &RawRule, rule: &RolloutRule, src: &SourceText<'_>) -> Vec<Warning> {
-    last_stage_unjudged(raw, rule, src).into_iter().collect()
+    let mut found: Vec<Warning> = last_stage_unjudged(raw, rule, src).into_iter().collect();
+    found.extend(one_error_fails(raw, rule, src));
+    found
+}
+
+/// Observed error-rate thresholds that one error fails: at `min_samples` requests a single error
+/// is a rate of 1/`min_samples`, so when that is above the threshold the check fails on the
+/// first error of a quiet window, which is noise, not a regression.
+fn one_error_fails(raw: &RawRule, rule: &RolloutRule, src: &SourceText<'_>) -> Vec<Warning> {
+    rule.checks
+        .iter()
+        .filter_map(|c| {
+            let CheckKind::ErrorRateAbsolute {
+                threshold,
+                test: ThresholdTest::Observed,
+            } = c.spec.kind
+            else {
+                return None;
+            };
+            let n = c.spec.min_samples.max(1) as f64;
+            if !(threshold > 0.0 && 1.0 / n > threshold) {
+                return None;
+            }
+            let at = raw
+                .checks
+                .iter()
+                .find(|r| r.get_ref().name.as_ref().map(|n| n.get_ref().as_str()) == Some(&*c.spec.name))
+                .map(|r| r.span());
+            let enough = (10.0 / threshold).ceil();
+            Some(Warning(src.problem(
+                at,
+                format!(
+                    "`{}` compares the observed error rate with {} over at least {} requests: one error in {} requests is {}, above the threshold, so a single error fails it",
+                    c.spec.name,
+                    percent(threshold),
+                    c.spec.min_samples,
+                    c.spec.min_samples,
+                    percent(1.0 / n),
+                ),
+                Some(format!(
+                    "raise `min_samples` to at least {} (one error then stays under the threshold; {enough} gives ten errors' worth), or set test = \"statistical\"",
+                    (1.0 / threshold).floor() as u64 + 1
+                )),
+            )))
+        })
+        .collect()
+}
+
+/// A rate as a percentage, without trailing zeros: 0.005 is "0.5%".
+fn percent(rate: f64) -> String {
+    let text = format!("{:.4}", rate * 100.0);
+    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
 /// Whether a check of this kind compares the canary with the baseline, and so can judge
@@ -130,6 +181,50 @@ mod tests {
         rule.unwrap();
         assert!(warnings.len() <= 1);
         warnings.first().map(ToString::to_string)
+    }
+
+    #[test]
+    fn an_observed_error_rate_threshold_that_one_error_fails_is_warned() {
+        let rule = |threshold: &str, extra: &str| {
+            format!(
+                "[rollout]\nname = \"r\"\nteam = \"t\"\nsource = \"s\"\nactuator = \"a\"\n\
+                 [analysis]\nevery = \"1m\"\n[sides]\nbaseline = \"v1\"\ncanary = \"v2\"\n\
+                 [[stages]]\nname = \"s10\"\nweight = 10\n\
+                 [[checks]]\nname = \"errors\"\nkind = \"error-rate-absolute\"\nthreshold = {threshold}\n\
+                 errors_query = 'e{{v=\"{{{{side}}}}\"}}'\ntotal_query = 't{{v=\"{{{{side}}}}\"}}'\n\
+                 window = \"5m\"\n{extra}"
+            )
+        };
+        let warnings = |text: String| {
+            let known = crate::rules::KnownNames::any();
+            let (parsed, warnings) =
+                crate::rules::parse_rule_with_warnings(Path::new("r.toml"), &text, &known);
+            parsed.unwrap();
+            warnings.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        let found = warnings(rule("0.005", "min_samples = 100\n"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("r.toml:14:1: warning: `errors`"),
+            "{found:?}"
+        );
+        assert!(
+            found[0].contains("one error in 100 requests is 1%, above the threshold"),
+            "{found:?}"
+        );
+        assert!(found[0].contains("at least 201"), "{found:?}");
+        // Enough requests, the statistical test, or one error exactly at the threshold: quiet.
+        for (threshold, extra) in [
+            ("0.005", "min_samples = 201\n"),
+            ("0.005", "min_samples = 100\ntest = \"statistical\"\n"),
+            ("0.01", "min_samples = 100\n"),
+        ] {
+            assert_eq!(
+                warnings(rule(threshold, extra)),
+                Vec::<String>::new(),
+                "{extra}"
+            );
+        }
     }
 
     #[test]
