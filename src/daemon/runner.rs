@@ -52,7 +52,10 @@ use records::Record;
 pub use records::{messages, stage_label};
 use timing::{first_delay, following};
 pub use timing::{stagger, tick_due};
-pub use world::{actuate, alert, alert_notification, enqueue, pause_orphan, redrive};
+pub use world::{
+    Incidents, actuate, alert, alert_notification, daemon_receivers, enqueue, enqueue_for,
+    pause_orphan, redrive, resolve_incidents,
+};
 
 /// The rows of the evidence table a step's notifications carry: those of the analysis being
 /// applied, or, for any other step (a tick, a command), those of the rollout's newest recorded
@@ -332,6 +335,7 @@ impl Runner {
             Ok(analysed) => {
                 if self.state.backend_errors > 0 {
                     tracing::info!(rollout = %self.name, failed = self.state.backend_errors, "The metric backend answers again; analyses resume.");
+                    self.backend_recovered().await;
                 }
                 self.shared.metrics.inc(
                     "canaryd_analyses_total",
@@ -433,6 +437,30 @@ impl Runner {
         }
     }
 
+    /// The backend answers again: its backend-errors incident, if one is open, is over.
+    async fn backend_recovered(&self) {
+        let message = format!(
+            "Resolved: the metric backend answers again after {} failed analyses; analyses \
+             resume at {}%.",
+            self.state.backend_errors, self.state.weight
+        );
+        let resolution = alert_notification(
+            &self.shared,
+            Some(&self.rule),
+            &self.name,
+            EventKind::BackendErrors,
+            Severity::Info,
+            message,
+            self.shared.clock.now(),
+        );
+        resolve_incidents(
+            &self.shared,
+            Incidents::Key(backend_incident(&self.name)),
+            resolution,
+        )
+        .await;
+    }
+
     /// Record and route the backend-errors alert: state unchanged, one audit entry.
     async fn backend_alert(&mut self, error: &str) {
         let now = self.shared.clock.now();
@@ -447,7 +475,7 @@ impl Runner {
             reason: reason.clone(),
             triggered_by: TriggeredBy::Schedule.to_string(),
         };
-        let n = alert_notification(
+        let mut n = alert_notification(
             &self.shared,
             Some(&self.rule),
             &self.name,
@@ -456,6 +484,8 @@ impl Runner {
             reason.clone(),
             now,
         );
+        // One incident while the backend is down, resolved when it answers again.
+        n.group_key = backend_incident(&self.name);
         let outbox = messages(&self.rule, &n, 0);
         tracing::error!(rollout = %self.name, weight = self.state.weight, "{reason}");
         if let Err(e) = self
@@ -538,6 +568,7 @@ impl Runner {
         let audit = record.audit.clone();
         let intent = record.intent.clone();
         let has_messages = !record.outbox.is_empty();
+        let over = incidents_over(&self.state, &next);
         let committed = self.commit(next.clone(), record, now).await;
         // The analysis is recorded (or given up): the next one may start.
         self.turn = None;
@@ -549,6 +580,23 @@ impl Runner {
         self.publish();
         if has_messages {
             self.shared.notify.wake();
+        }
+        if let Some((kind, message)) = over {
+            let resolution = alert_notification(
+                &self.shared,
+                Some(&self.rule),
+                &self.name,
+                kind,
+                Severity::Info,
+                message,
+                now,
+            );
+            resolve_incidents(
+                &self.shared,
+                Incidents::Rollout(self.name.clone()),
+                resolution,
+            )
+            .await;
         }
         for a in &audit {
             tracing::info!(
@@ -641,5 +689,39 @@ async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The incident key of a rollout's metric backend failing: one open at a time.
+pub fn backend_incident(rollout: &str) -> String {
+    format!("canaryd/{rollout}/backend-errors")
+}
+
+/// When a step ends what the rollout's open incidents were about, the event that ends them and
+/// its sentence: a new run begins (a rolled-back rollout retried, a new canary), or the run
+/// finishes (succeeded or aborted). Every incident of the rollout still open is then resolved.
+fn incidents_over(before: &RolloutState, after: &RolloutState) -> Option<(EventKind, String)> {
+    if after.run.number > before.run.number && before.phase != Phase::Pending {
+        return Some((
+            EventKind::Started,
+            format!(
+                "Resolved: run {} (canary `{}`) began; run {} is over.",
+                after.run.number, after.run.canary, before.run.number
+            ),
+        ));
+    }
+    if after.phase == before.phase {
+        return None;
+    }
+    match after.phase {
+        Phase::Succeeded => Some((
+            EventKind::Succeeded,
+            "Resolved: the rollout succeeded.".to_string(),
+        )),
+        Phase::Aborted => Some((
+            EventKind::Aborted,
+            "Resolved: the rollout was aborted.".to_string(),
+        )),
+        _ => None,
     }
 }

@@ -76,9 +76,10 @@ pub use config::{ReceiverConfig, ReceiverError, Receivers};
 pub use dispatch::{DispatchSettings, Dispatcher, DispatcherHandle, NotifyMetrics};
 pub use memory::MemoryNotifier;
 pub use notification::{
-    CheckRow, Context, IncidentAction, Limit, Notification, StageInfo, group_key, incident_action,
+    CheckRow, Context, IncidentAction, Limit, Notification, Scope, StageInfo, group_key,
+    incident_action,
 };
-pub use route::{dedupe_key, outbox_messages, receivers_for};
+pub use route::{dedupe_key, incident_of, outbox_messages, receivers_for};
 
 /// The future a [`Notifier`] returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), NotifyError>> + Send + 'a>>;

@@ -72,6 +72,7 @@ mod flags;
 mod group;
 mod health;
 mod history;
+mod incidents;
 mod intents;
 mod lock;
 mod offload;
@@ -97,9 +98,9 @@ pub use health::Fault;
 pub use lock::{Holder, LOCK_FILE, StateLock};
 pub use offload::ReadOnly;
 pub use records::{
-    Analysis, AuditEntry, BadCursor, Committed, Cursor, Flag, Intent, IntentStatus, Message,
-    MessageStatus, NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun, OutboxCounts, Page,
-    RunRecord, Step, StoredRollout,
+    Analysis, AuditEntry, BadCursor, Committed, Cursor, Flag, IncidentStep, Intent, IntentStatus,
+    Message, MessageIncident, MessageStatus, NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun,
+    OpenIncident, OutboxCounts, Page, RunRecord, Step, StoredRollout,
 };
 pub use schema::LATEST_VERSION;
 use steps::{COMMIT_OP, StepJob};
@@ -139,6 +140,9 @@ struct Inner {
     reader: Mutex<Connection>,
     /// The files' identities and the latched fault (see `health`).
     health: health::Health,
+    /// This handle's process generation: the outbox leases it takes carry it, so the next
+    /// process can tell leases of a process that is gone (see `outbox`).
+    generation: i64,
     /// Declared last: fields drop in order, so its thread stops after the other connections
     /// are closed.
     checkpoints: checkpoint::Checkpointer,
@@ -189,6 +193,7 @@ impl Store {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
             health,
+            generation: outbox::new_generation(),
             checkpoints,
         });
         let batches = Arc::clone(&inner);
