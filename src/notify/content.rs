@@ -348,3 +348,62 @@ pub fn pagerduty(n: &Notification, routing_key: &str, source: &str) -> Value {
     }
     event
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::rollout::EventKind;
+
+    fn reload_failed() -> Notification {
+        Notification::daemon(
+            EventKind::ConfigReloadFailed,
+            Severity::Warning,
+            "Rule file /etc/canaryd/rules/shop-b.toml does not load:\n3:8: error".to_string(),
+            "canaryd/rule-file/shop-b.toml".to_string(),
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            Some("https://canaryd.example.com/"),
+        )
+    }
+
+    #[test]
+    fn a_daemon_event_names_no_rollout_and_links_the_overview() {
+        let n = reload_failed();
+        assert_eq!(
+            subject(&n),
+            "[canaryd] WARNING daemon: Rule file /etc/canaryd/rules/shop-b.toml does not load:"
+        );
+        let body = text(&n);
+        assert!(
+            body.starts_with("The canaryd daemon: config-reload-failed\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("Status: https://canaryd.example.com/\n"),
+            "{body}"
+        );
+        for wrong in ["Rollout", "team", "Phase", "Stage", "rollouts/", "To act"] {
+            assert!(!body.contains(wrong), "{wrong:?} in {body}");
+        }
+        let page = html(&n);
+        assert!(
+            page.contains("canaryd daemon &middot; config-reload-failed"),
+            "{page}"
+        );
+        assert!(!page.contains("phase"), "{page}");
+        let pd = pagerduty(&n, "key", "canaryd");
+        assert_eq!(pd["dedup_key"], "canaryd/rule-file/shop-b.toml");
+        assert_eq!(pd["payload"]["component"], "canaryd");
+        assert_eq!(pd["links"][0]["text"], "canaryd overview");
+        let slack = slack(&n).to_string();
+        assert!(!slack.contains("phase"), "{slack}");
+    }
+
+    #[test]
+    fn a_daemon_events_resolve_is_marked_resolved() {
+        let n = reload_failed().resolving("canaryd/rule-file/shop-b.toml".to_string());
+        assert!(subject(&n).starts_with("[canaryd] RESOLVED daemon: "));
+        assert_eq!(pagerduty(&n, "key", "canaryd")["event_action"], "resolve");
+    }
+}

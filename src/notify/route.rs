@@ -126,3 +126,57 @@ pub fn incident_of(notification: &Notification) -> Option<MessageIncident> {
         action,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn rolled_back(severity: Severity) -> Notification {
+        Notification::daemon(
+            EventKind::RolledBack,
+            severity,
+            "m".to_string(),
+            "canaryd/web/1".to_string(),
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            None,
+        )
+    }
+
+    #[test]
+    fn a_resolve_of_the_same_event_has_its_own_dedupe_key_and_incident() {
+        // The state machine resolves a retried rollback with a `rolled-back` event of severity
+        // info: it must not collide with the trigger.
+        let trigger = rolled_back(Severity::Critical);
+        let resolve = rolled_back(Severity::Info);
+        assert_eq!(trigger.incident, IncidentAction::Trigger);
+        assert_eq!(resolve.incident, IncidentAction::Resolve);
+        assert_eq!(
+            dedupe_key(&trigger, "pager", 0),
+            "canaryd/web/1/rolled-back/pager"
+        );
+        assert_eq!(
+            dedupe_key(&resolve, "pager", 0),
+            "canaryd/web/1/resolve/pager"
+        );
+        let of = |n: &Notification| incident_of(n).map(|i| (i.key, i.rollout, i.action));
+        assert_eq!(
+            of(&trigger),
+            Some(("canaryd/web/1".to_string(), None, IncidentStep::Trigger))
+        );
+        assert_eq!(
+            of(&resolve),
+            Some(("canaryd/web/1".to_string(), None, IncidentStep::Resolve))
+        );
+        let info = Notification::daemon(
+            EventKind::Started,
+            Severity::Info,
+            "m".to_string(),
+            "k".to_string(),
+            trigger.at,
+            None,
+        );
+        assert_eq!(incident_of(&info), None);
+    }
+}

@@ -84,6 +84,8 @@ mod schema;
 mod steps;
 
 #[cfg(test)]
+mod incident_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};

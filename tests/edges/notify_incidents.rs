@@ -30,7 +30,10 @@ use crate::smtp::TempDir;
 /// A PagerDuty-shaped endpoint: answers the scripted statuses first, then 202; records every
 /// event it accepted.
 #[derive(Clone, Default)]
-struct Pager(Arc<Mutex<(VecDeque<u16>, Vec<Value>, usize)>>);
+struct Pager(Arc<Mutex<PagerState>>);
+
+/// The statuses still to answer, the events accepted, and how many requests were read.
+type PagerState = (VecDeque<u16>, Vec<Value>, usize);
 
 impl Pager {
     async fn start(&self) -> String {
