@@ -48,8 +48,8 @@ mod records;
 mod timing;
 mod world;
 
-use records::Record;
-pub use records::{messages, stage_label};
+use records::{Record, incidents_over};
+pub use records::{backend_incident, messages, stage_label};
 use timing::{first_delay, following};
 pub use timing::{stagger, tick_due};
 pub use world::{
@@ -689,39 +689,5 @@ async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The incident key of a rollout's metric backend failing: one open at a time.
-pub fn backend_incident(rollout: &str) -> String {
-    format!("canaryd/{rollout}/backend-errors")
-}
-
-/// When a step ends what the rollout's open incidents were about, the event that ends them and
-/// its sentence: a new run begins (a rolled-back rollout retried, a new canary), or the run
-/// finishes (succeeded or aborted). Every incident of the rollout still open is then resolved.
-fn incidents_over(before: &RolloutState, after: &RolloutState) -> Option<(EventKind, String)> {
-    if after.run.number > before.run.number && before.phase != Phase::Pending {
-        return Some((
-            EventKind::Started,
-            format!(
-                "Resolved: run {} (canary `{}`) began; run {} is over.",
-                after.run.number, after.run.canary, before.run.number
-            ),
-        ));
-    }
-    if after.phase == before.phase {
-        return None;
-    }
-    match after.phase {
-        Phase::Succeeded => Some((
-            EventKind::Succeeded,
-            "Resolved: the rollout succeeded.".to_string(),
-        )),
-        Phase::Aborted => Some((
-            EventKind::Aborted,
-            "Resolved: the rollout was aborted.".to_string(),
-        )),
-        _ => None,
     }
 }
