@@ -13,8 +13,10 @@
 //! - [`cli`]: the command-line front end and the composition root (`cli::serve::routes`);
 //!   `main` is thin glue around it.
 //!
-//! The daemon (imports edges and core, never a face):
+//! The daemon layer (imports edges and core, never a face):
 //! - [`daemon`]: `canaryd serve`: scheduler, per-rollout runners, reload, emergency stop, HTTP.
+//! - [`replay`]: `canaryd replay`: the daemon's analyses and the state machine over recorded or
+//!   historical data, on simulated time.
 //!
 //! Edges (the outside world; they import the core and each other's types, never the daemon):
 //! - [`config`]: the daemon config `canaryd.toml`: parse with positions, env overrides, validate.
@@ -51,6 +53,7 @@ pub mod logging;
 pub mod markup;
 pub mod notify;
 pub mod redact;
+pub mod replay;
 pub mod rollout;
 pub mod rules;
 pub mod sim;

@@ -14,3 +14,4 @@ mod check_bounds;
 mod check_cli;
 mod cli_control;
 mod judge_cli;
+mod replay_cli;
