@@ -43,7 +43,9 @@ fn history() -> String {
             for t in &times {
                 let jump = family == "errors" && version == "canary" && *t > START + 6 * 60;
                 total += if jump { 50.0 } else { per_step };
-                text.push_str(&format!("{family}_total{{version=\"{version}\"}} {total} {t}\n"));
+                text.push_str(&format!(
+                    "{family}_total{{version=\"{version}\"}} {total} {t}\n"
+                ));
             }
         }
     }
