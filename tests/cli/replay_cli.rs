@@ -306,3 +306,28 @@ fn bad_data_is_an_error_naming_file_line_and_what() {
         stderr(&out)
     );
 }
+
+/// No canary latency at all: both latency checks are inconclusive (no data) at every analysis,
+/// and the third in a row (`max_inconclusive = 3`) pauses the rollout, naming them.
+#[test]
+fn a_recording_without_canary_latency_pauses_naming_the_checks_without_a_verdict() {
+    let dir = record("no-latency", None);
+    for check in ["latency", "latency-limit"] {
+        std::fs::write(dir.join(format!("{check}.canary.csv")), "timestamp,value\n").unwrap();
+    }
+    let replay = replay_json(&dir, &["--approve"]);
+    assert_eq!(replay["phase"], "paused", "{replay:#}");
+    assert_eq!(replay["analyses"], 3, "{replay:#}");
+    assert_eq!(
+        timeline(&replay).last().unwrap(),
+        &decision(
+            "10:03:00",
+            "paused",
+            "10%",
+            10,
+            &["latency", "latency-limit"]
+        ),
+        "{replay:#}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
