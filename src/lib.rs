@@ -20,7 +20,8 @@
 //!
 //! Edges (the outside world; they import the core and each other's types, never the daemon):
 //! - [`config`]: the daemon config `canaryd.toml`: parse with positions, env overrides, validate.
-//! - [`source`]: metric backends behind the `MetricSource` trait: Prometheus, and in-memory.
+//! - [`source`]: metric backends behind the `MetricSource` trait: Prometheus, in-memory, and
+//!   recorded CSV files (for replay).
 //! - [`store`]: SQLite state: rollouts, analyses, audit trail, actuator intents, outbox.
 //! - [`actuator`]: what sets the traffic weight: builtin assignment endpoint, webhook, command, file.
 //! - [`notify`]: notifications: routing, content, email/Slack/webhook/PagerDuty, outbox delivery.

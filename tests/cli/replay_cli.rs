@@ -2,8 +2,10 @@
 //! (`tests/fixtures/replay/web.toml`: analysed on the minute, stages 10% → 50% (approval) →
 //! 100% of 5 minutes and 3 passes each): a healthy canary succeeds with the timeline the plan
 //! gives, stops at the approval gate without `--approve`; a canary whose error rate jumps rolls
-//! back at the first analysis whose window holds the jump, naming the check; the JSON has exactly
-//! the documented keys; bad, missing and oversized files are errors naming file and line.
+//! back at the first analysis whose window holds the jump, naming the check; a canary without
+//! usable latency (no points, or only NaN) pauses on the inconclusive streak, never passing; the
+//! JSON has exactly the documented keys; bad, missing and oversized files are errors naming
+//! file and line.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -307,27 +309,39 @@ fn bad_data_is_an_error_naming_file_line_and_what() {
     );
 }
 
-/// No canary latency at all: both latency checks are inconclusive (no data) at every analysis,
-/// and the third in a row (`max_inconclusive = 3`) pauses the rollout, naming them.
+/// No usable canary latency, none at all or only NaN: both latency checks are inconclusive at
+/// every analysis (never a pass), and the third in a row (`max_inconclusive = 3`) pauses the
+/// rollout, naming them.
 #[test]
-fn a_recording_without_canary_latency_pauses_naming_the_checks_without_a_verdict() {
-    let dir = record("no-latency", None);
-    for check in ["latency", "latency-limit"] {
-        std::fs::write(dir.join(format!("{check}.canary.csv")), "timestamp,value\n").unwrap();
+fn a_recording_without_usable_canary_latency_pauses_naming_the_checks_without_a_verdict() {
+    for (tag, nan) in [("no-latency", false), ("nan-latency", true)] {
+        let dir = record(tag, None);
+        let mut text = String::from("timestamp,value\n");
+        if nan {
+            for m in -15..=30 {
+                text.push_str(&format!("{},NaN\n", START + 60 * m));
+            }
+        }
+        for check in ["latency", "latency-limit"] {
+            std::fs::write(dir.join(format!("{check}.canary.csv")), &text).unwrap();
+        }
+        let replay = replay_json(&dir, &["--approve"]);
+        assert_eq!(replay["phase"], "paused", "{tag}: {replay:#}");
+        assert_eq!(replay["analyses"], 3, "{tag}: {replay:#}");
+        assert_eq!(
+            timeline(&replay),
+            [
+                decision("10:00:00", "run-started", "10%", 10, &[]),
+                decision(
+                    "10:03:00",
+                    "paused",
+                    "10%",
+                    10,
+                    &["latency", "latency-limit"]
+                ),
+            ],
+            "{tag}: {replay:#}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let replay = replay_json(&dir, &["--approve"]);
-    assert_eq!(replay["phase"], "paused", "{replay:#}");
-    assert_eq!(replay["analyses"], 3, "{replay:#}");
-    assert_eq!(
-        timeline(&replay).last().unwrap(),
-        &decision(
-            "10:03:00",
-            "paused",
-            "10%",
-            10,
-            &["latency", "latency-limit"]
-        ),
-        "{replay:#}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
 }
