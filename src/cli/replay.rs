@@ -18,6 +18,7 @@ use crate::cli::USAGE_ERROR;
 use crate::cli::client::{Output, table};
 use crate::config::{self, SourceConfig};
 use crate::replay::{self, Options, Replay, ReplayError};
+use crate::rollout::CheckVerdict;
 use crate::rules::{KnownNames, RolloutRule};
 use crate::source::{MetricSource, PrometheusConfig, PrometheusSource};
 
@@ -54,6 +55,10 @@ pub struct ReplayArgs {
     /// `table` for people, `json` for scripts.
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
+    /// Also list every analysis (time, stage, weight, outcome, the checks without a pass) after
+    /// the decisions, in the table.
+    #[arg(long)]
+    pub analyses: bool,
 }
 
 /// Why the replay did not run, and the exit code that says so.
@@ -68,7 +73,7 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(Failure(USAGE_ERROR, format!("cannot start: {e}"))),
     };
-    let output = args.output;
+    let (output, analyses) = (args.output, args.analyses);
     match runtime.block_on(replayed(args)) {
         Ok((rule, replay)) => {
             match output {
@@ -76,7 +81,12 @@ pub fn run(args: ReplayArgs) -> ExitCode {
                     Ok(json) => println!("{json}"),
                     Err(e) => return fail(Failure(USAGE_ERROR, e.to_string())),
                 },
-                Output::Table => print!("{}", table_report(&rule, &replay)),
+                Output::Table => {
+                    print!("{}", table_report(&rule, &replay));
+                    if analyses {
+                        print!("\n{}", analyses_table(&replay));
+                    }
+                }
             }
             ExitCode::SUCCESS
         }
@@ -211,10 +221,7 @@ pub fn table_report(rule: &RolloutRule, replay: &Replay) -> String {
         .map(|d| {
             vec![
                 d.time.to_rfc3339(),
-                serde_json::to_value(d.action)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                word(&d.action),
                 d.stage.clone().unwrap_or_default(),
                 format!("{}%", d.weight),
                 d.checks.join(", "),
@@ -227,4 +234,51 @@ pub fn table_report(rule: &RolloutRule, replay: &Replay) -> String {
         &rows,
     ));
     out
+}
+
+/// Every analysis: when, where, its outcome, and the checks that did not pass (with their verdict).
+pub fn analyses_table(replay: &Replay) -> String {
+    let rows: Vec<Vec<String>> = replay
+        .log
+        .iter()
+        .map(|a| {
+            let checks: Vec<String> = a
+                .report
+                .checks
+                .iter()
+                .filter_map(|c| match c.verdict {
+                    CheckVerdict::Pass => None,
+                    CheckVerdict::Fail => Some(format!("{}: fail", c.check)),
+                    CheckVerdict::Inconclusive { cause } => {
+                        Some(format!("{}: {}", c.check, word(&cause)))
+                    }
+                })
+                .collect();
+            vec![
+                a.time.to_rfc3339(),
+                a.stage.clone().unwrap_or_default(),
+                format!("{}%", a.weight),
+                word(&a.report.overall),
+                checks.join(", "),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "analysis",
+            "stage",
+            "weight",
+            "outcome",
+            "checks not passing",
+        ],
+        &rows,
+    )
+}
+
+/// A kebab-case enum as its one word (`rolled-back`, `no-data`).
+fn word(v: &impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }

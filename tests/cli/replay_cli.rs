@@ -203,6 +203,35 @@ fn a_degraded_recording_rolls_back_at_the_analysis_that_sees_it_naming_the_check
         "{replay:#}"
     );
     assert_eq!(timeline.len(), 3, "{replay:#}");
+
+    // --analyses lists each analysis: the six before pass, the seventh fails on `errors`.
+    let rule = rule();
+    let out = canaryd(&[
+        "replay",
+        "--rule",
+        &rule,
+        "--data",
+        dir.to_str().unwrap(),
+        "--start",
+        "2026-03-01T10:00:00Z",
+        "--approve",
+        "--analyses",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = stdout(&out);
+    let rows: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("analysis"))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 7, "{table}");
+    assert!(rows[..6].iter().all(|r| r.contains(" pass")), "{table}");
+    assert!(
+        rows[6].starts_with("2026-03-01T10:07:00+00:00  50%")
+            && rows[6].contains("fail")
+            && rows[6].ends_with("errors: fail"),
+        "{table}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
