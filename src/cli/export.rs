@@ -1,7 +1,6 @@
 //! `canaryd export NAME [--analysis ID]`: write the data one analysis judged (the latest, or the
 //! one given) as a directory `canaryd replay --data` reads: `CHECK.baseline.csv` and
 //! `CHECK.canary.csv` for every check.
-//!
 //! The data come from the daemon's API (`GET /v1/rollouts/NAME/analyses`), which gives what an
 //! analysis records: each side's chart line (one point per step of the window, times to the
 //! millisecond, values to 4 significant digits; a window of 60 points or more averaged down to

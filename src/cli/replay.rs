@@ -1,6 +1,5 @@
 //! `canaryd replay`: run a rule's rollout again over recorded data (`--data DIR`) or over its own
 //! Prometheus history (`--from T1 --to T2`), on simulated time, and show the decisions it makes.
-//!
 //! This file parses the arguments, picks the source (the recorded files, or the rule's
 //! Prometheus from `--source URL` or the daemon config), hands them to [`crate::replay::replay`],
 //! and prints the timeline as a table or as JSON (`{"phase", "analyses", "decisions"}`). Exit
