@@ -260,6 +260,58 @@ mod tests {
         assert_eq!(empty, "timestamp,errors,total\n100,0,0\n");
     }
 
+    /// An error-rate check's analysis, recorded as the daemon records it (its evidence and its
+    /// chart lines), exported: the files read back as counts whose sums are the judged ones.
+    #[test]
+    fn an_exported_error_rate_check_reads_back_with_the_judged_sums() {
+        use crate::daemon::analysis::{ChartSeries, plotted};
+        use crate::judge::{CheckKind, CheckSpec, CountPoint, Direction, SideData, judge_check};
+        use crate::source::recorded::{Recorded as Read, parse};
+        let side = |errors: &[f64], total: f64| {
+            SideData::Counts(
+                errors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &e)| CountPoint {
+                        t: 1_700_000_000.0 + 60.0 * i as f64,
+                        errors: e,
+                        total,
+                    })
+                    .collect(),
+            )
+        };
+        let baseline = side(&[1.0, 0.0, 2.0, 1.0], 1000.0);
+        let canary = side(&[7.0, 9.0, 0.0, 3.0], 400.0);
+        let spec = CheckSpec {
+            name: "errors".into(),
+            kind: CheckKind::ErrorRate { tolerance: 0.01 },
+            direction: Direction::HigherIsWorse,
+            confidence: 0.99,
+            min_samples: 100,
+        };
+        let result = judge_check(&spec, &baseline, &canary);
+        let chart = ChartSeries::new("errors", plotted(&baseline), plotted(&canary));
+        let recorded: Recorded = serde_json::from_value(serde_json::json!({
+            "checks": [result],
+            "series": [chart],
+        }))
+        .unwrap();
+        let files = files(&recorded).unwrap();
+        assert_eq!(files.len(), 2);
+        for (file, (errors, total)) in files.iter().zip([(4.0, 4000.0), (19.0, 1600.0)]) {
+            let Read::Counts(points) = parse(Path::new(&file.file), &file.text, true).unwrap()
+            else {
+                panic!("{}", file.text);
+            };
+            assert_eq!(points.len(), 4, "{}", file.text);
+            assert_eq!(points[1].t, 1_700_000_060.0);
+            let sum = |f: fn(&CountPoint) -> f64| points.iter().map(f).sum::<f64>();
+            assert!((sum(|p| p.errors) - errors).abs() < 1e-9, "{}", file.text);
+            assert!((sum(|p| p.total) - total).abs() < 1e-9, "{}", file.text);
+        }
+        assert_eq!(files[1].file, "errors.canary.csv");
+    }
+
     #[test]
     fn a_check_name_that_is_not_a_file_name_is_refused() {
         let recorded: Recorded = serde_json::from_value(serde_json::json!({
