@@ -39,10 +39,10 @@ use crate::store::{NewAnalysis, NewAudit, Step, StoreError};
 
 /// The shortest gap between two ticks (the machine told that time passed): a tick that changed
 /// nothing is not repeated sooner than this, however the due time is computed.
-const TICK: Duration = Duration::from_millis(500);
+pub const TICK: Duration = Duration::from_millis(500);
 /// Past a stage's due time (minimum or maximum duration) the tick fires this much later, so the
 /// machine's clock has surely reached it.
-const TICK_MARGIN: Duration = Duration::from_millis(5);
+pub const TICK_MARGIN: Duration = Duration::from_millis(5);
 
 mod records;
 mod timing;
@@ -50,8 +50,7 @@ mod world;
 
 use records::{Record, incidents_over};
 pub use records::{backend_incident, messages, stage_label};
-use timing::{first_delay, following};
-pub use timing::{stagger, tick_due};
+pub use timing::{first_delay, following, stagger, tick_due};
 pub use world::{
     Incidents, actuate, alert, alert_notification, daemon_receivers, enqueue, enqueue_for,
     pause_orphan, redrive, resolve_incidents,

@@ -13,4 +13,6 @@ mod check_agrees;
 mod check_bounds;
 mod check_cli;
 mod cli_control;
+mod export_cli;
 mod judge_cli;
+mod replay_cli;

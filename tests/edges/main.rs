@@ -19,6 +19,7 @@ mod notify_email;
 mod notify_http;
 mod notify_incidents;
 mod prometheus_source;
+mod replay_history;
 mod store_crash;
 
 /// The full name the test harness gives the test `name` of the module at `module_path` (pass
