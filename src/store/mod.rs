@@ -1,6 +1,6 @@
 //! canaryd's durable store: one SQLite database, `canaryd.db` in the state directory, holding
 //! each rollout's state and its history (analyses, audit), the actuator intents and the
-//! notification outbox, and the daemon's flags. It owns the schema, its migrations and every SQL
+//! notification outbox with its incidents, and the daemon's flags. It owns the schema, its migrations and every SQL
 //! statement; it must not decide anything (the state machine does) nor talk to the outside world
 //! (the runner and the notifiers do): it records what they decided, atomically.
 //!
@@ -9,7 +9,7 @@
 //! transactions every part runs in, and the store's health check. Each table has its own file,
 //! each adding methods to `Store`: `steps` (the `rollouts` table, [`Store::commit_step`] and the
 //! group commit's batch), `runs`, `history` (reading `audit` and `analyses`), `intents`,
-//! `outbox` and `flags`. Beside them: `offload` (the async façade, [`Store::call`]), `records`
+//! `outbox`, `incidents` and `flags`. Beside them: `offload` (the async façade, [`Store::call`]), `records`
 //! (the plain values handed in and out), `error` ([`StoreError`]), `schema` (migrations),
 //! `group` (the group-commit queue), `checkpoint`, `health`, `lock` and `private` (the state
 //! directory created 0700 and the files in it 0600, whatever the umask).
