@@ -110,14 +110,14 @@ pub async fn enqueue_for(shared: &Shared, n: &Notification, receivers: Vec<Strin
     }
 }
 
-/// Resolve the open incidents `select` picks (`Rollout(name)`: every one about that rollout):
+/// Resolve the open incidents `select` picks (`Rollout(name)`: every one of that rollout's own):
 /// `resolution` (what ended them) goes, as each one's resolve, to every receiver told of it.
 /// A resolve the store finds already sent is not sent again.
 pub async fn resolve_incidents(shared: &Shared, select: Incidents, resolution: Notification) {
     let listed = shared
         .store
         .call(move |store| match select {
-            Incidents::Rollout(name) => store.open_incidents(Some(&name)),
+            Incidents::Rollout(name) => store.open_incidents_under(&format!("canaryd/{name}/")),
             Incidents::Key(key) => Ok(store
                 .open_incidents_under(&key)?
                 .into_iter()
@@ -144,7 +144,8 @@ pub async fn resolve_incidents(shared: &Shared, select: Incidents, resolution: N
 /// Which open incidents [`resolve_incidents`] resolves.
 #[derive(Debug, Clone)]
 pub enum Incidents {
-    /// Every one about this rollout.
+    /// Every one of this rollout's own (keyed `canaryd/NAME/...`: its stages' problems, its
+    /// backend, its task), not its rule file's, which only the file loading again resolves.
     Rollout(String),
     /// The one under exactly this key.
     Key(String),
