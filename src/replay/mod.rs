@@ -12,7 +12,8 @@
 //! nothing, calls no actuator (every weight change is taken as applied) and sends nothing;
 //! approval gates stop the replay unless [`Options::approve`] approves them at once, and a
 //! pause stops it (a person would have to look). The benchmark of whole rollouts drives
-//! [`replay`] in-process.
+//! [`replay_observed`] in-process, which also tells a simulated service each weight the rollout
+//! sets, so the service's traffic can follow it.
 
 pub mod data;
 
@@ -141,6 +142,18 @@ pub async fn replay(
     source: Arc<dyn MetricSource>,
     options: &Options,
 ) -> Result<Replay, ReplayError> {
+    replay_observed(rule, source, options, &mut |_, _| {}).await
+}
+
+/// [`replay`], telling `on_weight` of every weight the rollout sets, at the simulated time it
+/// sets it (where the daemon would call its actuator), before anything later is analysed: for a
+/// simulated service whose traffic follows the rollout, as the whole-rollout benchmark's does.
+pub async fn replay_observed(
+    rule: &RolloutRule,
+    source: Arc<dyn MetricSource>,
+    options: &Options,
+    on_weight: &mut (dyn FnMut(DateTime<Utc>, u8) + Send),
+) -> Result<Replay, ReplayError> {
     let (start, end) = (options.start, options.end);
     if end < start {
         return Err(ReplayError::Range { start, end });
@@ -149,6 +162,7 @@ pub async fn replay(
         rule,
         state: RolloutState::new(),
         decisions: Vec::new(),
+        on_weight,
     };
     sim.apply(Event::DaemonStarted, start, None)?;
     let run = Event::NewRun {
@@ -235,14 +249,15 @@ fn chrono_of(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// The simulated rollout: its state and the decisions so far.
-struct Sim<'a> {
+/// The simulated rollout: its state, the decisions so far, and who hears of weight changes.
+struct Sim<'a, 'w> {
     rule: &'a RolloutRule,
     state: RolloutState,
     decisions: Vec<Decision>,
+    on_weight: &'w mut (dyn FnMut(DateTime<Utc>, u8) + Send),
 }
 
-impl Sim<'_> {
+impl Sim<'_, '_> {
     /// Step the machine on `event` at `now` (the actuator always succeeds) and record its
     /// decisions; `report` is the analysis the event carries, which names the checks behind them.
     fn apply(
@@ -288,6 +303,9 @@ impl Sim<'_> {
                 reason,
             });
         }
+        if next.weight != self.state.weight {
+            (self.on_weight)(now, next.weight);
+        }
         self.state = next;
         Ok(())
     }
@@ -320,4 +338,70 @@ fn causes(report: &AnalysisReport) -> Vec<String> {
         })
         .map(|c| c.check.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::Point;
+    use crate::rules::{KnownNames, Side, parse_rule};
+    use crate::source::RecordedSource;
+
+    /// 2026-03-01T10:00:00Z.
+    const START: i64 = 1_772_359_200;
+
+    /// A simulated world hears of every weight the rollout sets, when it sets it: the weights
+    /// and times it is told are those of the decisions that changed the weight, in order.
+    #[tokio::test]
+    async fn the_observer_is_told_each_weight_the_rollout_sets_when_it_sets_it() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/replay/web.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rule = parse_rule(&path, &text, &KnownNames::any()).unwrap();
+        let mut source = RecordedSource::new(rule.source.clone());
+        for check in &rule.checks {
+            for side in [Side::Baseline, Side::Canary] {
+                for part in 0..2 {
+                    let query = check.render_part(&rule.sides, side, part);
+                    let points = (START - 1800..=START + 3600)
+                        .step_by(60)
+                        .enumerate()
+                        .map(|(k, t)| Point {
+                            t: t as f64,
+                            v: match (query.contains("errors"), query.contains("requests")) {
+                                (true, _) => 5.0,
+                                (_, true) => 1000.0,
+                                _ => 0.2 + (k % 5) as f64 * 0.001,
+                            },
+                        })
+                        .collect();
+                    source.insert(query, points);
+                }
+            }
+        }
+        let options = Options {
+            start: DateTime::from_timestamp(START, 0).unwrap(),
+            end: DateTime::from_timestamp(START + 3600, 0).unwrap(),
+            approve: true,
+        };
+        let mut told = Vec::new();
+        let replayed = replay_observed(&rule, Arc::new(source), &options, &mut |at, w| {
+            told.push((at, w))
+        })
+        .await
+        .unwrap();
+        assert_eq!(replayed.phase, "succeeded", "{:?}", replayed.decisions);
+        let mut changes = Vec::new();
+        let mut weight = 0;
+        for d in &replayed.decisions {
+            if d.weight != weight {
+                changes.push((d.time, d.weight));
+                weight = d.weight;
+            }
+        }
+        assert_eq!(told, changes);
+        let weights: Vec<u8> = told.iter().map(|&(_, w)| w).collect();
+        assert_eq!(weights, [10, 50, 100]);
+        assert!(told.windows(2).all(|w| w[0].0 < w[1].0), "{told:?}");
+    }
 }
