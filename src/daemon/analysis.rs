@@ -28,6 +28,8 @@ use crate::store::NewAnalysis;
 mod answers;
 #[cfg(test)]
 mod answers_tests;
+#[cfg(test)]
+mod dry_run_tests;
 
 /// What one analysis produced.
 #[derive(Debug, Clone)]
@@ -331,9 +333,19 @@ fn significant(v: f64) -> f64 {
 /// Score judged checks and describe the analysis for the machine and the store (its evidence
 /// written as JSON once, here, with the chart lines `series`). Pure.
 pub fn describe(rule: &RolloutRule, results: &[CheckResult], series: &[ChartSeries]) -> Analysed {
+    // A dry-run check records its verdict and acts on nothing: it stays out of the score, or its
+    // failure would pause the rollout through the analysis's outcome. (It stays in Holm's family
+    // above, so its recorded verdict is the one it would have live.)
+    let dry_run = |name: &str| {
+        rule.plan
+            .triggers
+            .iter()
+            .any(|t| *t.check == *name && t.dry_run)
+    };
     let scored: Vec<ScoredCheck> = results
         .iter()
         .zip(&rule.checks)
+        .filter(|(r, _)| !dry_run(&r.name))
         .map(|(r, c)| ScoredCheck::new(r, &*c.group, c.critical))
         .collect();
     let scoring = judge::Scoring {
@@ -346,8 +358,21 @@ pub fn describe(rule: &RolloutRule, results: &[CheckResult], series: &[ChartSeri
         pass_score: rule.scoring.pass,
         marginal_score: rule.scoring.marginal,
     };
-    let score = score_analysis(&scored, &scoring);
+    // When every check is a dry run, nothing gates the rollout: the analysis passes, and its
+    // score over all the checks is recorded for the operator tuning them.
+    let all_dry_run = scored.is_empty() && !results.is_empty();
+    let score = if all_dry_run {
+        let all: Vec<ScoredCheck> = results
+            .iter()
+            .zip(&rule.checks)
+            .map(|(r, c)| ScoredCheck::new(r, &*c.group, c.critical))
+            .collect();
+        score_analysis(&all, &scoring)
+    } else {
+        score_analysis(&scored, &scoring)
+    };
     let overall = match score.outcome {
+        _ if all_dry_run => AnalysisOutcome::Pass,
         judge::AnalysisOutcome::Pass => AnalysisOutcome::Pass,
         judge::AnalysisOutcome::Marginal => AnalysisOutcome::Marginal,
         judge::AnalysisOutcome::Fail => AnalysisOutcome::Fail,
