@@ -539,8 +539,10 @@ async fn emergency_clear(
 ) -> ApiResult {
     let reason = parse_reason(&body_bytes(body)?).map_err(ApiError::bad_request)?;
     tracing::warn!(by = %caller.name, reason = %reason, "Emergency stop clear requested over the API.");
-    control.clear_emergency(caller.name.clone()).await?;
-    Ok(Json(json!({ "active": false, "by": caller.name })).into_response())
+    control
+        .clear_emergency(caller.name.clone(), reason.clone())
+        .await?;
+    Ok(Json(json!({ "active": false, "reason": reason, "by": caller.name })).into_response())
 }
 
 #[cfg(test)]
