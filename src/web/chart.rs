@@ -1,5 +1,6 @@
 //! Inline SVG line charts of baseline vs canary over an analysis window, with the check's
-//! threshold (a dashed line), tolerance band or slope limit, labelled axes and a legend.
+//! threshold (a dashed line), tolerance band or slope limit, moments (labelled vertical lines:
+//! stage changes, failures), labelled axes and a legend.
 //!
 //! Pure: points in, markup out. It owns the geometry (scales, "nice" ticks, skipping NaN and
 //! infinite points, widening a constant or single-point range so it never divides by zero) and
@@ -45,14 +46,40 @@ pub enum Mark {
         per_second: f64,
         label: String,
     },
+    /// A vertical line at time `t`: something that happened (see [`super::moments`]), drawn
+    /// only when it falls in the chart's time span, labelled on the chart, not in the legend.
+    Moment {
+        t: f64,
+        kind: MomentKind,
+        label: String,
+    },
 }
 
 impl Mark {
     fn label(&self) -> &str {
         match self {
-            Mark::Line { label, .. } | Mark::Band { label, .. } | Mark::Slope { label, .. } => {
-                label
-            }
+            Mark::Line { label, .. }
+            | Mark::Band { label, .. }
+            | Mark::Slope { label, .. }
+            | Mark::Moment { label, .. } => label,
+        }
+    }
+}
+
+/// What a moment marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MomentKind {
+    /// The canary's weight changed: the stage it is at changed.
+    Stage,
+    /// The check failed (the first failing analysis of a streak).
+    Fail,
+}
+
+impl MomentKind {
+    fn class(self) -> &'static str {
+        match self {
+            MomentKind::Stage => "moment moment-stage",
+            MomentKind::Fail => "moment moment-fail",
         }
     }
 }
@@ -147,6 +174,7 @@ pub fn frame(chart: &Chart<'_>) -> Option<Frame> {
             Mark::Line { value, .. } => values.push(*value),
             Mark::Band { low, high, .. } => values.extend([*low, *high]),
             Mark::Slope { v0, .. } => values.push(*v0),
+            Mark::Moment { .. } => {}
         }
     }
     let fold = |values: &mut dyn Iterator<Item = f64>| {
@@ -166,6 +194,8 @@ pub fn frame(chart: &Chart<'_>) -> Option<Frame> {
     let y_ticks = ticks(y0, y1, y_step);
 
     let (t0, t1) = widen_time(fold(&mut points.iter().map(|p| p.0)));
+    // A moment just after the last point (the analysis that judged the window) stays in view.
+    let t1 = reach_moments(chart.marks, t0, t1);
     let x_step = time_step(t1 - t0);
     let x_ticks = ticks((t0 / x_step).ceil() * x_step, t1, x_step);
     Some(Frame {
@@ -432,9 +462,47 @@ fn draw_mark(svg: &mut Html, f: &Frame, mark: &Mark) {
                 );
             }
         }
+        Mark::Moment { t, kind, label } => draw_moment(svg, f, *t, *kind, label),
         // A mark with a non-finite value cannot be drawn; the legend still names it.
         Mark::Line { .. } | Mark::Band { .. } | Mark::Slope { .. } => {}
     }
+}
+
+/// The end of a chart's time span, reaching a moment a little after the last point (up to a
+/// tenth of the span: the analysis that judged the window happens just after its last point).
+fn reach_moments(marks: &[Mark], t0: f64, t1: f64) -> f64 {
+    let slack = (t1 - t0) * 0.1;
+    marks
+        .iter()
+        .filter_map(|m| match m {
+            Mark::Moment { t, .. } if t.is_finite() && *t > t1 && *t <= t1 + slack => Some(*t),
+            _ => None,
+        })
+        .fold(t1, f64::max)
+}
+
+/// Draw a moment: a vertical line with its label at the top, when it is inside the time span.
+fn draw_moment(svg: &mut Html, f: &Frame, t: f64, kind: MomentKind, label: &str) {
+    let (d0, d1) = f.x.domain;
+    if !(t.is_finite() && d0 <= t && t <= d1) {
+        return;
+    }
+    let x = f.x.at(t);
+    let (bottom, top) = f.y.range;
+    push_html!(
+        svg,
+        "<g class=\"{}\"><line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><title>{}</title></g>",
+        kind.class(),
+        Fixed(x, 1),
+        Fixed(top, 1),
+        Fixed(x, 1),
+        Fixed(bottom, 1),
+        Fixed(x - 3.0, 1),
+        Fixed(top + 10.0, 1),
+        label,
+        label
+    );
 }
 
 /// The part of the line `v = v0 + k (t - t0)` inside the frame's domains.
@@ -457,7 +525,12 @@ fn legend(svg: &mut Html, marks: &[Mark]) {
         ("baseline", "baseline (legacy)"),
         ("canary", "canary (new)"),
     ];
-    items.extend(marks.iter().map(|m| ("threshold", m.label())));
+    items.extend(
+        marks
+            .iter()
+            .filter(|m| !matches!(m, Mark::Moment { .. }))
+            .map(|m| ("threshold", m.label())),
+    );
     let mut x = LEFT;
     for (class, text) in items {
         if class == "threshold" {
