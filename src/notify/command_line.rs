@@ -30,6 +30,21 @@ pub fn command_line(command: Command, rollout: &str, public_url: Option<&str>) -
     format!("canaryd {verb}{url} --token-file {TOKEN_FILE} --reason \"{REASON}\"")
 }
 
+/// The command line that shows rollout `rollout` (`canaryd status NAME`), for alerts that are
+/// not about a decision. A read needs a token only with `[server] reads_need_token` (or from
+/// another host), so the token file is printed only then: an operator without one can run it
+/// on the daemon's host as printed.
+pub fn status_line(rollout: &str, public_url: Option<&str>, reads_need_token: bool) -> String {
+    let url = public_url
+        .map(|u| format!(" --url {}", shell_word(u.trim_end_matches('/'))))
+        .unwrap_or_default();
+    let token = match reads_need_token {
+        true => format!(" --token-file {TOKEN_FILE}"),
+        false => String::new(),
+    };
+    format!("canaryd status {}{url}{token}", shell_word(rollout))
+}
+
 /// `text` as one shell word: as is when it holds only characters no shell treats specially,
 /// else in single quotes (a single quote inside written as `'\''`).
 pub fn shell_word(text: &str) -> String {
@@ -55,6 +70,15 @@ mod tests {
             command_line(Command::Resume, "web", Some("https://canary.example.com/")),
             "canaryd resume web --url https://canary.example.com \
              --token-file ~/.config/canaryd/token --reason \"...\""
+        );
+    }
+
+    #[test]
+    fn a_status_line_carries_the_token_file_only_when_reads_need_one() {
+        assert_eq!(status_line("web", None, false), "canaryd status web");
+        assert_eq!(
+            status_line("web", Some("https://c.example.com"), true),
+            "canaryd status web --url https://c.example.com --token-file ~/.config/canaryd/token"
         );
     }
 

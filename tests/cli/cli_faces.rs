@@ -255,6 +255,12 @@ fn every_command_printed_for_any_phase_parses_with_its_reason_and_token_file() {
             reason: "x".into(),
         },
     ];
+    // The status line of alerts that are not about a decision (backend errors, restarts).
+    for (url, token) in [(None, false), (Some("https://canary.example.com"), true)] {
+        let line = canaryd::notify::command_line::status_line("shop-b", url, token);
+        let parsed = <canaryd::cli::Cli as clap::Parser>::try_parse_from(shell_words(&line));
+        assert!(parsed.is_ok(), "`{line}` does not parse: {parsed:?}");
+    }
     for phase in phases {
         for command in canaryd::notify::notification::commands(&phase) {
             for url in [None, Some("https://canary.example.com/")] {
