@@ -188,7 +188,11 @@ async fn overview_page(State(control): State<Control>) -> Result<Response, WebEr
                     .find(|s| s.name == name)
                     .map(|s| s.state.clone())
                     .unwrap_or_default();
-                let recent = store.audit_page(&name, None, HISTORY_PAGE)?.items;
+                // A rolled-back rollout's page of history finds the stage it left; others need
+                // only their last decision.
+                let rolled_back = matches!(state.phase, crate::rollout::Phase::RolledBack { .. });
+                let wanted = if rolled_back { HISTORY_PAGE } else { 1 };
+                let recent = store.audit_page(&name, None, wanted)?.items;
                 let rule = rules.get(&name);
                 views.push(RolloutView {
                     rolled_back_stage: rolled_back_stage(&state, rule.as_deref(), &recent),

@@ -160,6 +160,20 @@ async fn a_401_says_how_to_give_a_token_and_json_output_gives_json_errors() {
     assert_eq!(clear.code, 0, "{}", clear.stderr);
     let answer: Value = serde_json::from_str(&clear.stdout).unwrap();
     assert_eq!(answer["reason"], "all clear after INC-42", "{answer}");
+    let status: Value = reqwest::get(format!("{url}/v1/emergency-stop"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&status["cleared_by"], &status["cleared_reason"]),
+        (
+            &Value::from("alice"),
+            &Value::from("all clear after INC-42")
+        ),
+        "{status}"
+    );
     let history = api_support::daemon_support::wait_for(
         "the clearing in the history",
         std::time::Duration::from_secs(10),
@@ -278,4 +292,34 @@ fn every_command_printed_for_any_phase_parses_with_its_reason_and_token_file() {
             }
         }
     }
+}
+
+#[test]
+fn judge_with_json_output_reports_a_bad_file_as_json_too() {
+    let dir = std::env::temp_dir().join(format!("canaryd-judge-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let canary = dir.join("canary.txt");
+    std::fs::write(&canary, "1\n2\nnot a number\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .args(["judge", "--baseline"])
+        .arg(&canary)
+        .arg("--canary")
+        .arg(&canary)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let run = Run {
+        code: 3,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let e = json_error(&run);
+    assert_eq!((run.code, run.stdout.as_str()), (3, ""));
+    assert_eq!(e["kind"], "usage");
+    assert!(
+        e["error"].as_str().unwrap().contains("canary.txt"),
+        "the file is named: {e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
