@@ -337,6 +337,14 @@ async fn on_call_reads_why_it_waits_an_outage_a_rollback_and_commands_that_run_a
     mode.store(BAD_CANARY, Ordering::SeqCst);
     wait_phase(&base, "rolled-back").await;
     let rolled = dom(&browser, "rolled", page.clone()).await;
+    // CANARYD_WEB_SCREENSHOTS=DIR keeps a screenshot of the rolled-back page, to look at it.
+    if let Some(keep) = std::env::var_os("CANARYD_WEB_SCREENSHOTS") {
+        let (browser, url) = (Arc::clone(&browser), page.clone());
+        let path = PathBuf::from(keep).join("story-rolled-back.png");
+        tokio::task::spawn_blocking(move || browser.screenshot("shot", &url, &path, 1280, 1500))
+            .await
+            .unwrap();
+    }
     let stage_chips = chips(&rolled);
     assert_eq!(
         stage_chips

@@ -11,6 +11,10 @@ use std::fmt::Write as _;
 
 use crate::markup::{Fixed, Html, html, push_html};
 
+mod moment;
+pub use moment::MomentKind;
+use moment::{draw_moment, reach_moments};
+
 /// Drawing size in SVG user units; the page scales the chart to its width.
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 260.0;
@@ -62,24 +66,6 @@ impl Mark {
             | Mark::Band { label, .. }
             | Mark::Slope { label, .. }
             | Mark::Moment { label, .. } => label,
-        }
-    }
-}
-
-/// What a moment marks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MomentKind {
-    /// The canary's weight changed: the stage it is at changed.
-    Stage,
-    /// The check failed (the first failing analysis of a streak).
-    Fail,
-}
-
-impl MomentKind {
-    fn class(self) -> &'static str {
-        match self {
-            MomentKind::Stage => "moment moment-stage",
-            MomentKind::Fail => "moment moment-fail",
         }
     }
 }
@@ -379,8 +365,15 @@ pub fn render(chart: &Chart<'_>) -> Html {
         at(px1),
         at(HEIGHT - 4.0)
     );
+    // Moments' labels take turns on four rows, so moments close in time stay readable.
+    let mut row = 0;
     for mark in chart.marks {
-        draw_mark(&mut svg, &f, mark);
+        match mark {
+            Mark::Moment { t, kind, label } => {
+                row += usize::from(draw_moment(&mut svg, &f, (*t, row % 4), *kind, label));
+            }
+            other => draw_mark(&mut svg, &f, other),
+        }
     }
     for (class, points) in [("baseline", chart.baseline), ("canary", chart.canary)] {
         let mut coords = String::new();
@@ -462,47 +455,10 @@ fn draw_mark(svg: &mut Html, f: &Frame, mark: &Mark) {
                 );
             }
         }
-        Mark::Moment { t, kind, label } => draw_moment(svg, f, *t, *kind, label),
+        Mark::Moment { .. } => {}
         // A mark with a non-finite value cannot be drawn; the legend still names it.
         Mark::Line { .. } | Mark::Band { .. } | Mark::Slope { .. } => {}
     }
-}
-
-/// The end of a chart's time span, reaching a moment a little after the last point (up to a
-/// tenth of the span: the analysis that judged the window happens just after its last point).
-fn reach_moments(marks: &[Mark], t0: f64, t1: f64) -> f64 {
-    let slack = (t1 - t0) * 0.1;
-    marks
-        .iter()
-        .filter_map(|m| match m {
-            Mark::Moment { t, .. } if t.is_finite() && *t > t1 && *t <= t1 + slack => Some(*t),
-            _ => None,
-        })
-        .fold(t1, f64::max)
-}
-
-/// Draw a moment: a vertical line with its label at the top, when it is inside the time span.
-fn draw_moment(svg: &mut Html, f: &Frame, t: f64, kind: MomentKind, label: &str) {
-    let (d0, d1) = f.x.domain;
-    if !(t.is_finite() && d0 <= t && t <= d1) {
-        return;
-    }
-    let x = f.x.at(t);
-    let (bottom, top) = f.y.range;
-    push_html!(
-        svg,
-        "<g class=\"{}\"><line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><title>{}</title></g>",
-        kind.class(),
-        Fixed(x, 1),
-        Fixed(top, 1),
-        Fixed(x, 1),
-        Fixed(bottom, 1),
-        Fixed(x - 3.0, 1),
-        Fixed(top + 10.0, 1),
-        label,
-        label
-    );
 }
 
 /// The part of the line `v = v0 + k (t - t0)` inside the frame's domains.
