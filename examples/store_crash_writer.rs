@@ -48,6 +48,7 @@ pub fn commit(store: &Store, seq: u64) -> Result<(), StoreError> {
             event: "advanced".to_string(),
             severity: "info".to_string(),
             payload: json!({ "seq": seq }),
+            incident: None,
         })
         .collect();
     // Evidence of varying size, up to several pages, so that some commits span many WAL frames

@@ -13,12 +13,15 @@
 //! - [`cli`]: the command-line front end and the composition root (`cli::serve::routes`);
 //!   `main` is thin glue around it.
 //!
-//! The daemon (imports edges and core, never a face):
+//! The daemon layer (imports edges and core, never a face):
 //! - [`daemon`]: `canaryd serve`: scheduler, per-rollout runners, reload, emergency stop, HTTP.
+//! - [`replay`]: `canaryd replay`: the daemon's analyses and the state machine over recorded or
+//!   historical data, on simulated time.
 //!
 //! Edges (the outside world; they import the core and each other's types, never the daemon):
 //! - [`config`]: the daemon config `canaryd.toml`: parse with positions, env overrides, validate.
-//! - [`source`]: metric backends behind the `MetricSource` trait: Prometheus, and in-memory.
+//! - [`source`]: metric backends behind the `MetricSource` trait: Prometheus, in-memory, and
+//!   recorded CSV files (for replay).
 //! - [`store`]: SQLite state: rollouts, analyses, audit trail, actuator intents, outbox.
 //! - [`actuator`]: what sets the traffic weight: builtin assignment endpoint, webhook, command, file.
 //! - [`notify`]: notifications: routing, content, email/Slack/webhook/PagerDuty, outbox delivery.
@@ -53,6 +56,7 @@ pub mod markup;
 pub mod notify;
 pub mod readout;
 pub mod redact;
+pub mod replay;
 pub mod rollout;
 pub mod rules;
 pub mod sim;

@@ -143,7 +143,8 @@ fn finish(
     }
 }
 
-fn segment(name: &str) -> String {
+/// A rollout name as one segment of an API path.
+pub fn segment(name: &str) -> String {
     // Rollout names are plain identifiers; escape the few characters that would break a path.
     name.replace('%', "%25")
         .replace('/', "%2F")

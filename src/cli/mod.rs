@@ -11,7 +11,9 @@ pub mod check;
 pub mod client;
 pub mod control;
 pub mod demo;
+pub mod export;
 pub mod judge;
+pub mod replay;
 pub mod serve;
 pub mod token;
 
@@ -28,6 +30,11 @@ pub enum Command {
     Judge(judge::JudgeArgs),
     /// Validate rule files; exits 0 when all are valid, 1 otherwise.
     Check(check::CheckArgs),
+    /// Decide a rule's rollout again over recorded data or its Prometheus history, on
+    /// simulated time, and show the decisions.
+    Replay(replay::ReplayArgs),
+    /// Write the data an analysis judged as a directory `replay --data` reads.
+    Export(export::ExportArgs),
     /// Run the daemon: analyse and drive every rollout of the rule files.
     Serve(serve::ServeArgs),
     /// Run two canary rollouts on a simulated service, in-process, in under a minute.
@@ -91,6 +98,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Judge(args) => judge::run(args),
         Command::Check(args) => check::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Export(args) => export::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => control::status(args),

@@ -4,16 +4,19 @@
 //! then swaps the new set in: new rollouts get a task, changed ones use their new rule from the
 //! next analysis, and the task of a rollout no file defines any more pauses it at once (never
 //! dropped). A broken file holds back no other: its last good rule (if it ever loaded) keeps
-//! running, and the reload logs every problem with file:line:col, enqueues an alert naming the
-//! file (once per set of problems) and shows it in `/metrics` (`canaryd_rule_file_problems` per
+//! running, and the reload logs every problem with file:line:col, opens one incident for the
+//! file (a daemon event when it runs no rollout; later saves with other problems do not page
+//! again while it is open) and shows it in `/metrics` (`canaryd_rule_file_problems` per
 //! file, `canaryd_rule_files_broken`, `canaryd_config_last_reload_successful` 0) and in the
-//! rollout's API detail; a fixed file logs its recovery. Only a rules directory that cannot be
-//! listed fails the reload as a whole. Every reload also rebuilds the notification receivers
+//! rollout's API detail; a fixed (or removed) file logs its recovery and its incident is
+//! resolved. Only a rules directory that cannot be listed fails the reload as a whole: one
+//! daemon incident, resolved by the next reload that reads it. Every reload also rebuilds the notification receivers
 //! from the config, re-reading their secret files ([`super::receivers::rebuild`]), so a
 //! receiver standing in as unavailable starts delivering once its file is fixed. The config file
 //! itself is read only at start: sources, actuators, receivers' addresses and the listen address
 //! change only with a restart.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +26,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::rule_files::{self, BrokenFile, Cleared, Reloaded};
-use super::runner::{alert, alert_notification};
+use super::runner::{
+    Incidents, alert_notification, daemon_receivers, enqueue_for, resolve_incidents,
+};
 use super::{RuleSet, Shared};
 use crate::config::Config;
+use crate::notify::Notification;
 use crate::rollout::{EventKind, Severity};
-use crate::rules::{Problem, Route};
-use crate::store::NewMessage;
+use crate::rules::Problem;
 
 /// Quiet time after the last file event before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -170,21 +175,86 @@ fn read(config: &Config, running: &RuleSet) -> Result<Reloaded, Problem> {
     }))
 }
 
-/// The whole reload failed (the rules directory cannot be listed): nothing changes.
+/// The whole reload failed (the rules directory cannot be listed): nothing changes. One
+/// incident of the daemon's, however many reloads fail, until one succeeds.
 async fn fail(shared: &Shared, problem: String) {
     shared
         .metrics
         .set("canaryd_config_last_reload_successful", &[], 0.0);
     let message = format!("Rule reload failed; the previous rules stay in force:\n{problem}");
-    alert(
-        shared,
-        shared.rules.load().all(),
-        "canaryd",
-        EventKind::ConfigReloadFailed,
-        Severity::Warning,
+    let (kind, severity) = (EventKind::ConfigReloadFailed, Severity::Warning);
+    let n = Notification::daemon(
+        kind,
+        severity,
         message,
+        RELOAD_INCIDENT.to_string(),
+        shared.clock.now(),
+        shared.config.server.public_url.as_deref(),
+    );
+    enqueue_for(shared, &n, daemon_receivers(shared, kind, severity)).await;
+}
+
+/// The incident key of whole reloads failing.
+const RELOAD_INCIDENT: &str = "canaryd/daemon/rule-reload";
+
+/// The incident key of one rule file that does not load: one open per file.
+fn file_incident(path: &Path) -> String {
+    format!("{FILE_INCIDENTS}{}", path.display())
+}
+
+const FILE_INCIDENTS: &str = "canaryd/rule-file/";
+
+/// After a reload that read the rules directory: the reload incident is over, and so is the
+/// incident of every file that is not broken any more (it loads, or it is gone, also across a
+/// restart).
+async fn resolve_fixed(shared: &Shared, broken: &HashSet<String>) {
+    let now = shared.clock.now();
+    let public_url = shared.config.server.public_url.as_deref();
+    let resolution = |message: String, key: String| {
+        Notification::daemon(
+            EventKind::ConfigReloadFailed,
+            Severity::Info,
+            message,
+            key,
+            now,
+            public_url,
+        )
+    };
+    resolve_incidents(
+        shared,
+        Incidents::Key(RELOAD_INCIDENT.to_string()),
+        resolution(
+            "Resolved: the rules directory reloads again.".to_string(),
+            RELOAD_INCIDENT.to_string(),
+        ),
     )
     .await;
+    let open = shared
+        .store
+        .call(|store| store.open_incidents_under(FILE_INCIDENTS))
+        .await;
+    let open = match open {
+        Ok(open) => open,
+        Err(e) => {
+            tracing::error!(error = %e, "Could not list the open rule-file incidents.");
+            return;
+        }
+    };
+    for incident in open.into_iter().filter(|i| !broken.contains(&i.key)) {
+        let file = incident.key.trim_start_matches(FILE_INCIDENTS);
+        let message = if Path::new(file).exists() {
+            format!("Resolved: rule file {file} loads again.")
+        } else {
+            format!("Resolved: rule file {file} is gone.")
+        };
+        let key = incident.key.clone();
+        resolve_incidents(
+            shared,
+            Incidents::Key(key.clone()),
+            resolution(message, key),
+        )
+        .await;
+    }
 }
 
 /// Swap the new set in, start the new rollouts, tell every task, and report the broken files.
@@ -235,6 +305,7 @@ async fn apply(
         }
     }
     let clean = set.broken.is_empty();
+    let still_broken: HashSet<String> = set.broken.keys().map(|p| file_incident(p)).collect();
     shared.rules.store(Arc::new(set));
     record(shared, previous);
     for name in &added {
@@ -249,12 +320,14 @@ async fn apply(
     for (path, file) in &alerts {
         alert_broken(shared, path, file).await;
     }
+    resolve_fixed(shared, &still_broken).await;
     clean
 }
 
-/// Enqueue the alert for one broken file, routed by every loaded rule (as reload failures
-/// are): about the rollout its last good version runs, if any, and one incident per file and
-/// set of problems, so two files broken by one reload are two alerts.
+/// Enqueue the alert for one broken file, to every receiver a loaded rule routes reload
+/// failures to: about the rollout its last good version runs, if any, else a daemon event. One
+/// incident per file until it loads again: a file broken again with other problems while its
+/// incident is open does not page again.
 async fn alert_broken(shared: &Shared, path: &Path, file: &BrokenFile) {
     let now = shared.clock.now();
     let problems = file
@@ -263,64 +336,31 @@ async fn alert_broken(shared: &Shared, path: &Path, file: &BrokenFile) {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("\n");
-    let (rollout, message) = match &file.running {
-        Some(name) => (
-            name.as_str(),
-            format!(
+    let (kind, severity) = (EventKind::ConfigReloadFailed, Severity::Warning);
+    let key = file_incident(path);
+    let n = match &file.running {
+        Some(name) => {
+            let message = format!(
                 "Rule file {} does not load; rollout `{name}` keeps running its last good version from it:\n{problems}",
                 path.display()
-            ),
-        ),
-        None => (
-            "canaryd",
+            );
+            let rules = shared.rules.load().all();
+            let own = rules.iter().find(|r| &r.name == name).map(Arc::as_ref);
+            let mut n = alert_notification(shared, own, name, kind, severity, message, now);
+            n.group_key = key;
+            n
+        }
+        None => Notification::daemon(
+            kind,
+            severity,
             format!(
                 "Rule file {} does not load and has never loaded: it runs no rollout until it is fixed:\n{problems}",
                 path.display()
             ),
+            key,
+            now,
+            shared.config.server.public_url.as_deref(),
         ),
     };
-    let rules = shared.rules.load().all();
-    let own = rules.iter().find(|r| r.name == rollout).map(Arc::as_ref);
-    let mut n = alert_notification(
-        shared,
-        own,
-        rollout,
-        EventKind::ConfigReloadFailed,
-        Severity::Warning,
-        message,
-        now,
-    );
-    n.group_key = format!(
-        "canaryd/rule-file/{}/{}",
-        path.display(),
-        now.timestamp_millis()
-    );
-    // Every rule routes it: the receivers of every route that takes it, each once, and the
-    // notification encoded once for them (not once per rule: there may be thousands).
-    let mut receivers: Vec<String> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for route in rules.iter().flat_map(|r| &r.routes) {
-        if route.matches(n.event, n.severity) {
-            for r in &route.receivers {
-                if seen.insert(r.as_str()) {
-                    receivers.push(r.clone());
-                }
-            }
-        }
-    }
-    let routes = [Route {
-        receivers,
-        events: vec![n.event],
-        min_severity: n.severity,
-    }];
-    let queued: Vec<NewMessage> = match crate::notify::outbox_messages(&routes, &n, 0) {
-        Ok(queued) => queued,
-        Err(e) => {
-            tracing::error!(file = %path.display(), error = %e, "Could not encode the broken rule file's alert.");
-            return;
-        }
-    };
-    if let Err(e) = super::runner::enqueue(shared, queued, now).await {
-        tracing::error!(file = %path.display(), error = %e, "Could not enqueue the broken rule file's alert.");
-    }
+    enqueue_for(shared, &n, daemon_receivers(shared, kind, severity)).await;
 }

@@ -39,20 +39,22 @@ use crate::store::{NewAnalysis, NewAudit, Step, StoreError};
 
 /// The shortest gap between two ticks (the machine told that time passed): a tick that changed
 /// nothing is not repeated sooner than this, however the due time is computed.
-const TICK: Duration = Duration::from_millis(500);
+pub const TICK: Duration = Duration::from_millis(500);
 /// Past a stage's due time (minimum or maximum duration) the tick fires this much later, so the
 /// machine's clock has surely reached it.
-const TICK_MARGIN: Duration = Duration::from_millis(5);
+pub const TICK_MARGIN: Duration = Duration::from_millis(5);
 
 mod records;
 mod timing;
 mod world;
 
-use records::Record;
-pub use records::{messages, stage_label};
-use timing::{first_delay, following};
-pub use timing::{stagger, tick_due};
-pub use world::{actuate, alert, alert_notification, enqueue, pause_orphan, redrive};
+use records::{Record, incidents_over};
+pub use records::{backend_incident, messages, stage_label};
+pub use timing::{first_delay, following, stagger, tick_due};
+pub use world::{
+    Incidents, actuate, alert, alert_notification, daemon_receivers, enqueue, enqueue_for,
+    pause_orphan, redrive, resolve_incidents,
+};
 
 /// The rows of the evidence table a step's notifications carry: those of the analysis being
 /// applied, or, for any other step (a tick, a command), those of the rollout's newest recorded
@@ -336,6 +338,7 @@ impl Runner {
             Ok(analysed) => {
                 if self.state.backend_errors > 0 {
                     tracing::info!(rollout = %self.name, failed = self.state.backend_errors, "The metric backend answers again; analyses resume.");
+                    self.backend_recovered().await;
                 }
                 self.shared.metrics.inc(
                     "canaryd_analyses_total",
@@ -437,6 +440,30 @@ impl Runner {
         }
     }
 
+    /// The backend answers again: its backend-errors incident, if one is open, is over.
+    async fn backend_recovered(&self) {
+        let message = format!(
+            "Resolved: the metric backend answers again after {} failed analyses; analyses \
+             resume at {}%.",
+            self.state.backend_errors, self.state.weight
+        );
+        let resolution = alert_notification(
+            &self.shared,
+            Some(&self.rule),
+            &self.name,
+            EventKind::BackendErrors,
+            Severity::Info,
+            message,
+            self.shared.clock.now(),
+        );
+        resolve_incidents(
+            &self.shared,
+            Incidents::Key(backend_incident(&self.name)),
+            resolution,
+        )
+        .await;
+    }
+
     /// Record and route the backend-errors alert: state unchanged, one audit entry.
     async fn backend_alert(&mut self, error: &str) {
         let now = self.shared.clock.now();
@@ -451,7 +478,7 @@ impl Runner {
             reason: reason.clone(),
             triggered_by: TriggeredBy::Schedule.to_string(),
         };
-        let n = alert_notification(
+        let mut n = alert_notification(
             &self.shared,
             Some(&self.rule),
             &self.name,
@@ -460,6 +487,8 @@ impl Runner {
             reason.clone(),
             now,
         );
+        // One incident while the backend is down, resolved when it answers again.
+        n.group_key = backend_incident(&self.name);
         let outbox = messages(&self.rule, &n, 0);
         tracing::error!(rollout = %self.name, weight = self.state.weight, "{reason}");
         if let Err(e) = self
@@ -542,6 +571,7 @@ impl Runner {
         let audit = record.audit.clone();
         let intent = record.intent.clone();
         let has_messages = !record.outbox.is_empty();
+        let over = incidents_over(&self.state, &next);
         let committed = self.commit(next.clone(), record, now).await;
         // The analysis is recorded (or given up): the next one may start.
         self.turn = None;
@@ -553,6 +583,23 @@ impl Runner {
         self.publish();
         if has_messages {
             self.shared.notify.wake();
+        }
+        if let Some((kind, message)) = over {
+            let resolution = alert_notification(
+                &self.shared,
+                Some(&self.rule),
+                &self.name,
+                kind,
+                Severity::Info,
+                message,
+                now,
+            );
+            resolve_incidents(
+                &self.shared,
+                Incidents::Rollout(self.name.clone()),
+                resolution,
+            )
+            .await;
         }
         for a in &audit {
             tracing::info!(

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::runner::alert_notification;
+use crate::notify::Notification;
 use crate::rollout::{EventKind, Severity};
 use crate::store::{Fault, StoreError};
 
@@ -78,7 +78,14 @@ async fn send_alert(shared: &Shared, message: String) {
         .collect();
     names.sort();
     names.dedup();
-    let notification = alert_notification(shared, None, "canaryd", kind, severity, message, now);
+    let notification = Notification::daemon(
+        kind,
+        severity,
+        message,
+        "canaryd/daemon/state-database".to_string(),
+        now,
+        shared.config.server.public_url.as_deref(),
+    );
     let receivers = shared.notify.receivers();
     for name in names {
         let Some(receiver) = receivers.get(&name) else {

@@ -243,6 +243,12 @@ pub enum InconclusiveCause {
     /// aggregation): which one is the canary's is anyone's guess, so none is used. Not a lack of
     /// data; the query must be fixed (`sum by ()`, or a label matcher that selects one).
     SeveralSeries,
+    /// The data can show neither that the canary is worse than the tolerance nor that it is
+    /// within it: the confidence bound on the worsening lies beyond the tolerance while the
+    /// worsening is not significant (too few points, too much noise, or points so correlated
+    /// that they are worth few independent ones). A pass must be shown, so thin evidence holds
+    /// the stage instead of passing it; more data (a longer window, a later analysis) decides.
+    NotShown,
     /// The test could not be computed on this data (a constant series, all times equal, ...).
     #[default]
     Untestable,

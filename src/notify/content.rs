@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::notification::{CheckRow, IncidentAction, Limit, Notification};
+use super::notification::{CheckRow, IncidentAction, Limit, Notification, Scope};
 use super::route::{event_name, severity_name};
 use crate::markup::{Html, push_html};
 use crate::readout::{self, LimitKind};
@@ -20,11 +20,16 @@ pub fn subject(n: &Notification) -> String {
         IncidentAction::Resolve => "RESOLVED".to_string(),
         _ => severity_name(n.severity).to_uppercase(),
     };
-    let mut s = format!("[canaryd] {tag} {}: {}", n.rollout, first_line(&n.message));
+    let mut s = format!("[canaryd] {tag} {}: {}", about(n), first_line(&n.message));
     if s.chars().count() > 200 {
         s = s.chars().take(199).collect::<String>() + "…";
     }
     s
+}
+
+/// What the notification is about, for a title: the rollout's name, or `daemon`.
+fn about(n: &Notification) -> &str {
+    n.about_rollout().unwrap_or("daemon")
 }
 
 fn first_line(text: &str) -> &str {
@@ -131,15 +136,22 @@ fn stage_line(n: &Notification) -> String {
 /// The plain-text body: what happened, the evidence table, the link and the commands.
 pub fn text(n: &Notification) -> String {
     let mut out = String::new();
-    out.push_str(&format!(
-        "Rollout {} (team {}): {}\n\n",
-        n.rollout,
-        n.team,
-        event_name(n.event)
-    ));
-    out.push_str(&format!("Decision: {}\n", n.message));
-    out.push_str(&format!("Phase:    {}\n", n.phase));
-    out.push_str(&format!("Stage:    {}\n", stage_line(n)));
+    match n.about_rollout() {
+        Some(rollout) => {
+            out.push_str(&format!(
+                "Rollout {rollout} (team {}): {}\n\n",
+                n.team,
+                event_name(n.event)
+            ));
+            out.push_str(&format!("Decision: {}\n", n.message));
+            out.push_str(&format!("Phase:    {}\n", n.phase));
+            out.push_str(&format!("Stage:    {}\n", stage_line(n)));
+        }
+        None => {
+            out.push_str(&format!("The canaryd daemon: {}\n\n", event_name(n.event)));
+            out.push_str(&format!("What:     {}\n", n.message));
+        }
+    }
     out.push_str(&format!(
         "Severity: {}\nAt:       {}\n",
         severity_name(n.severity),
@@ -199,19 +211,29 @@ pub fn html(n: &Notification) -> String {
         out,
         "<h2 style=\"color:{}\">{} &middot; {}</h2>\n",
         colour(n),
-        n.rollout,
+        n.about_rollout().unwrap_or("canaryd daemon"),
         event_name(n.event)
     );
-    push_html!(out, "<p><b>Decision:</b> {}</p>\n", n.message);
-    push_html!(
-        out,
-        "<p>Team {} &middot; phase <b>{}</b> &middot; {} &middot; severity {} &middot; {}</p>\n",
-        n.team,
-        n.phase,
-        stage_line(n),
-        severity_name(n.severity),
-        n.at.to_rfc3339()
-    );
+    if n.about_rollout().is_some() {
+        push_html!(out, "<p><b>Decision:</b> {}</p>\n", n.message);
+        push_html!(
+            out,
+            "<p>Team {} &middot; phase <b>{}</b> &middot; {} &middot; severity {} &middot; {}</p>\n",
+            n.team,
+            n.phase,
+            stage_line(n),
+            severity_name(n.severity),
+            n.at.to_rfc3339()
+        );
+    } else {
+        push_html!(out, "<p><b>What:</b> {}</p>\n", n.message);
+        push_html!(
+            out,
+            "<p>Severity {} &middot; {}</p>\n",
+            severity_name(n.severity),
+            n.at.to_rfc3339()
+        );
+    }
     if !n.checks.is_empty() {
         out.push_str("<h3>Latest analysis</h3>\n<table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">\n<tr>");
         for h in HEADERS {
@@ -247,12 +269,12 @@ pub fn html(n: &Notification) -> String {
 
 /// The Slack incoming-webhook body: `text` (the fallback and notification line) and `blocks`.
 pub fn slack(n: &Notification) -> Value {
-    let mut blocks = vec![
-        json!({"type": "section", "text": {"type": "mrkdwn",
-            "text": format!("*{}*\n{}", subject(n), n.message)}}),
-        json!({"type": "context", "elements": [{"type": "mrkdwn",
-            "text": format!("team {} · phase {} · {}", n.team, n.phase, stage_line(n))}]}),
-    ];
+    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": format!("*{}*\n{}", subject(n), n.message)}})];
+    if n.about_rollout().is_some() {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
+            "text": format!("team {} · phase {} · {}", n.team, n.phase, stage_line(n))}]}));
+    }
     if !n.checks.is_empty() {
         let rows: Vec<String> = n
             .checks
@@ -314,8 +336,8 @@ pub fn pagerduty(n: &Notification, routing_key: &str, source: &str) -> Value {
             "summary": summary,
             "severity": severity,
             "source": source,
-            "component": n.rollout,
-            "group": n.team,
+            "component": n.about_rollout().unwrap_or("canaryd"),
+            "group": if n.team.is_empty() { "canaryd" } else { n.team.as_str() },
             "class": event_name(n.event),
             "timestamp": n.at.to_rfc3339(),
             "custom_details": {
@@ -330,8 +352,71 @@ pub fn pagerduty(n: &Notification, routing_key: &str, source: &str) -> Value {
             },
         });
         if let Some(url) = &n.status_url {
-            event["links"] = json!([{"href": url, "text": "canaryd status page"}]);
+            let text = match n.scope {
+                Scope::Rollout => "canaryd status page",
+                Scope::Daemon => "canaryd overview",
+            };
+            event["links"] = json!([{"href": url, "text": text}]);
         }
     }
     event
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::rollout::EventKind;
+
+    fn reload_failed() -> Notification {
+        Notification::daemon(
+            EventKind::ConfigReloadFailed,
+            Severity::Warning,
+            "Rule file /etc/canaryd/rules/shop-b.toml does not load:\n3:8: error".to_string(),
+            "canaryd/rule-file/shop-b.toml".to_string(),
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            Some("https://canaryd.example.com/"),
+        )
+    }
+
+    #[test]
+    fn a_daemon_event_names_no_rollout_and_links_the_overview() {
+        let n = reload_failed();
+        assert_eq!(
+            subject(&n),
+            "[canaryd] WARNING daemon: Rule file /etc/canaryd/rules/shop-b.toml does not load:"
+        );
+        let body = text(&n);
+        assert!(
+            body.starts_with("The canaryd daemon: config-reload-failed\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("Status: https://canaryd.example.com/\n"),
+            "{body}"
+        );
+        for wrong in ["Rollout", "team", "Phase", "Stage", "rollouts/", "To act"] {
+            assert!(!body.contains(wrong), "{wrong:?} in {body}");
+        }
+        let page = html(&n);
+        assert!(
+            page.contains("canaryd daemon &middot; config-reload-failed"),
+            "{page}"
+        );
+        assert!(!page.contains("phase"), "{page}");
+        let pd = pagerduty(&n, "key", "canaryd");
+        assert_eq!(pd["dedup_key"], "canaryd/rule-file/shop-b.toml");
+        assert_eq!(pd["payload"]["component"], "canaryd");
+        assert_eq!(pd["links"][0]["text"], "canaryd overview");
+        let slack = slack(&n).to_string();
+        assert!(!slack.contains("phase"), "{slack}");
+    }
+
+    #[test]
+    fn a_daemon_events_resolve_is_marked_resolved() {
+        let n = reload_failed().resolving("canaryd/rule-file/shop-b.toml".to_string());
+        assert!(subject(&n).starts_with("[canaryd] RESOLVED daemon: "));
+        assert_eq!(pagerduty(&n, "key", "canaryd")["event_action"], "resolve");
+    }
 }

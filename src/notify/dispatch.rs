@@ -8,7 +8,12 @@
 //! # Guarantees
 //! - **Never lost**: messages live in the store; a claimed message is leased for
 //!   [`DispatchSettings::lease`] and becomes due again if the dispatcher dies before recording
-//!   the outcome (a crash, a kill, a failed write).
+//!   the outcome (a crash, a kill, a failed write). A lease belongs to the process that took
+//!   it: a dispatcher starting releases the leases of the process before it, so after a crash
+//!   messages go out again within a poll, not a lease.
+//! - **In order per incident**: of an incident's messages to one receiver, the store hands out
+//!   only the earliest pending one; a resolve supersedes a trigger not yet delivered, so a
+//!   trigger retried after a failure never reopens an incident after its resolve.
 //! - **Sent once in normal operation**: a message is marked sent right after the receiver
 //!   accepted it. A send is cut off at half the lease, so the lease never runs out under a send
 //!   in progress and no second dispatcher claims it meanwhile.
@@ -258,6 +263,18 @@ impl Dispatcher {
             lease_s = settings.lease.as_secs(),
             "Notification dispatcher started."
         );
+        // Messages a previous process had claimed when it died (or stopped with sends in
+        // flight) are due now, not when their leases would have run out.
+        let now = shared.clock.now();
+        match blocking(&shared.store, move |s| s.release_claims(now)).await {
+            Ok(0) => {}
+            Ok(released) => info!(
+                released,
+                "Notifications a previous process was sending are due again now."
+            ),
+            Err(e) => warn!(error = %e, "Cannot release the notifications a previous process \
+                was sending; they are due again when their leases run out."),
+        }
         while !token.is_cancelled() {
             let room = settings.max_in_flight.saturating_sub(in_flight.len());
             // A failed store answers every claim with the same error: the daemon reports it once.

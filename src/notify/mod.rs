@@ -23,7 +23,20 @@
 //! delivery; every send carries the message's idempotency key (its outbox dedupe key) so the
 //! receiver can collapse a repeat: the email `Message-ID` is derived from it, the generic
 //! webhook sends it in the body and the `Idempotency-Key` header, and PagerDuty collapses on
-//! `dedup_key` (the incident's group key: a repeated trigger updates the open incident).
+//! `dedup_key` (the incident's group key: a repeated trigger updates the open incident). A
+//! lease belongs to the process that took it, and the next process releases a gone one's at
+//! start, so after a crash what was in flight is sent again within a poll.
+//!
+//! # Incidents
+//! A notification that triggers or resolves (see [`incident_action`]) belongs to the incident of
+//! its group key, and its outbox messages carry it ([`route::incident_of`]): the store gives the
+//! key one incident open at a time, orders its messages per receiver and lets a resolve
+//! supersede a trigger not yet delivered (see `store::incidents`). Rollout incidents are
+//! anchored on the stage they happened in ([`group_key`]); the daemon keys the others by what
+//! they are about (`canaryd/NAME/backend-errors`, `canaryd/rule-file/PATH`,
+//! `canaryd/daemon/rule-reload`) and resolves them when it is over, and resolves every open
+//! incident of a rollout when a new run begins or a run finishes. A daemon event
+//! ([`Notification::daemon`], `scope: "daemon"`) names no rollout and links to the overview.
 //!
 //! # Generic webhook schema (version 1)
 //! `POST` with `Content-Type: application/json` and `Idempotency-Key: KEY`:
@@ -34,6 +47,7 @@
 //!   "summary": "[canaryd] WARNING web: Rollout paused at stage 2 `c25` (25%) for review: ...",
 //!   "text": "the plain-text body, as in the email",
 //!   "notification": {
+//!     "scope": "rollout",                     // rollout | daemon (then rollout and team are "")
 //!     "rollout": "web", "team": "payments",
 //!     "event": "paused",                      // an event kind as rule files spell it
 //!     "severity": "warning",                  // info | warning | critical
@@ -78,9 +92,10 @@ pub use config::{ReceiverConfig, ReceiverError, Receivers};
 pub use dispatch::{DispatchSettings, Dispatcher, DispatcherHandle, NotifyMetrics};
 pub use memory::MemoryNotifier;
 pub use notification::{
-    CheckRow, Context, IncidentAction, Limit, Notification, StageInfo, group_key, incident_action,
+    CheckRow, Context, IncidentAction, Limit, Notification, Scope, StageInfo, group_key,
+    incident_action,
 };
-pub use route::{dedupe_key, outbox_messages, receivers_for};
+pub use route::{dedupe_key, incident_of, outbox_messages, receivers_for};
 
 /// The future a [`Notifier`] returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), NotifyError>> + Send + 'a>>;

@@ -167,10 +167,26 @@ impl CheckRow {
     }
 }
 
+/// What a notification is about: one rollout, or the daemon itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// A rollout's event: `rollout` names it, the link is its page.
+    #[default]
+    Rollout,
+    /// The daemon's own trouble (a rule reload that failed, the state database): `rollout` is
+    /// empty, the link is the overview, and the wording names no rollout.
+    Daemon,
+}
+
 /// One notification: the outbox payload, rendered per receiver when sent.
 /// Unknown fields are ignored when reading, so a payload written by a newer canaryd still sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
+    /// Read as `rollout` when absent (payloads written before it).
+    #[serde(default)]
+    pub scope: Scope,
+    /// The rollout; empty for a daemon event.
     pub rollout: String,
     pub team: String,
     pub event: EventKind,
@@ -234,6 +250,7 @@ impl Notification {
                 })
             });
         Notification {
+            scope: Scope::Rollout,
             rollout: ctx.rollout.to_string(),
             team: ctx.team.to_string(),
             event,
@@ -252,6 +269,52 @@ impl Notification {
                 .map(|c| super::command_line::command_line(*c, ctx.rollout, ctx.public_url))
                 .collect(),
         }
+    }
+}
+
+impl Notification {
+    /// The notification of a daemon event (not about one rollout): incident `key`, a link to
+    /// the overview when the daemon has a public URL, no commands.
+    pub fn daemon(
+        event: EventKind,
+        severity: Severity,
+        message: String,
+        key: String,
+        at: DateTime<Utc>,
+        public_url: Option<&str>,
+    ) -> Notification {
+        Notification {
+            scope: Scope::Daemon,
+            rollout: String::new(),
+            team: String::new(),
+            event,
+            severity,
+            incident: incident_action(event, severity),
+            group_key: key,
+            at,
+            message,
+            phase: String::new(),
+            stage: None,
+            weight: 0,
+            checks: Vec::new(),
+            status_url: public_url.map(|base| format!("{}/", base.trim_end_matches('/'))),
+            commands: Vec::new(),
+        }
+    }
+
+    /// The rollout it is about; `None` for a daemon event.
+    pub fn about_rollout(&self) -> Option<&str> {
+        match self.scope {
+            Scope::Rollout => Some(&self.rollout),
+            Scope::Daemon => None,
+        }
+    }
+
+    /// This notification turned into the resolve of incident `key` (what is over is over).
+    pub fn resolving(mut self, key: String) -> Notification {
+        self.incident = IncidentAction::Resolve;
+        self.group_key = key;
+        self
     }
 }
 

@@ -287,7 +287,9 @@ impl Machine<'_> {
 /// the check's minimum. Decided on the judge's cause; every cause is named, so a new one must
 /// be placed here before the crate compiles. A query that returned several series is not a lack
 /// of data (the series are there, the query selects too many): the `no_data` policy does not
-/// apply, and the check counts towards the inconclusive streak until the query is fixed.
+/// apply, and the check counts towards the inconclusive streak until the query is fixed. Nor is
+/// evidence too thin to show the tolerance (`NotShown`): the data is there and more of it
+/// decides, so the stage holds and the streak counts.
 fn lacks_data(outcome: &CheckOutcome) -> bool {
     match outcome.verdict {
         CheckVerdict::Pass | CheckVerdict::Fail => false,
@@ -298,6 +300,7 @@ fn lacks_data(outcome: &CheckOutcome) -> bool {
             | InconclusiveCause::NotApplicable
             | InconclusiveCause::Setting
             | InconclusiveCause::SeveralSeries
+            | InconclusiveCause::NotShown
             | InconclusiveCause::Untestable => false,
         },
     }

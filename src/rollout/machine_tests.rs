@@ -651,6 +651,8 @@ fn only_no_data_and_too_few_are_a_lack_of_data() {
         C::TooMany,
         C::NotApplicable,
         C::Setting,
+        C::SeveralSeries,
+        C::NotShown,
         C::Untestable,
     ];
     let fr = "error-rate";

@@ -2,17 +2,20 @@
 //!
 //! This module owns the [`MetricSource`] trait (range and instant queries that answer with labelled
 //! [`Series`] of [`Point`]s), the [`SourceError`] that says what failed, where, and whether a retry
-//! can help, and two implementations: [`PrometheusSource`] (the real one, over HTTP) and
-//! [`MemorySource`] (canned answers for the demo and for tests of the pure core). It must not judge
-//! anything: an empty answer is `Ok(vec![])` and NaN or infinite values are passed through as they
-//! are, because "no data" and bad values are verdicts the judge gives, not errors a source raises.
-//! It knows nothing about rollouts, rules or the daemon's schedule.
+//! can help, and three implementations: [`PrometheusSource`] (the real one, over HTTP),
+//! [`MemorySource`] (canned answers for the demo and for tests of the pure core) and
+//! [`RecordedSource`] (recorded CSV files answered as Prometheus would, for `canaryd replay`).
+//! It must not judge anything: an empty answer is `Ok(vec![])` and NaN or infinite values are
+//! passed through as they are, because "no data" and bad values are verdicts the judge gives, not
+//! errors a source raises. It knows nothing about rollouts, rules or the daemon's schedule.
 
 mod memory;
 mod prometheus;
+pub mod recorded;
 
 pub use memory::{MemorySource, Request};
 pub use prometheus::{PrometheusConfig, PrometheusSource};
+pub use recorded::RecordedSource;
 
 /// The two readers of a Prometheus answer body, exposed only for the fuzz targets (`fuzz/`) and
 /// their regression tests (`tests/core/fuzz_regressions.rs`), which check that they agree.

@@ -1,6 +1,6 @@
 //! canaryd's durable store: one SQLite database, `canaryd.db` in the state directory, holding
 //! each rollout's state and its history (analyses, audit), the actuator intents and the
-//! notification outbox, and the daemon's flags. It owns the schema, its migrations and every SQL
+//! notification outbox with its incidents, and the daemon's flags. It owns the schema, its migrations and every SQL
 //! statement; it must not decide anything (the state machine does) nor talk to the outside world
 //! (the runner and the notifiers do): it records what they decided, atomically.
 //!
@@ -9,7 +9,7 @@
 //! transactions every part runs in, and the store's health check. Each table has its own file,
 //! each adding methods to `Store`: `steps` (the `rollouts` table, [`Store::commit_step`] and the
 //! group commit's batch), `runs`, `history` (reading `audit` and `analyses`), `intents`,
-//! `outbox` and `flags`. Beside them: `offload` (the async façade, [`Store::call`]), `records`
+//! `outbox`, `incidents` and `flags`. Beside them: `offload` (the async façade, [`Store::call`]), `records`
 //! (the plain values handed in and out), `error` ([`StoreError`]), `schema` (migrations),
 //! `group` (the group-commit queue), `checkpoint`, `health`, `lock` and `private` (the state
 //! directory created 0700 and the files in it 0600, whatever the umask).
@@ -72,6 +72,7 @@ mod flags;
 mod group;
 mod health;
 mod history;
+mod incidents;
 mod intents;
 mod lock;
 mod offload;
@@ -82,6 +83,8 @@ mod runs;
 mod schema;
 mod steps;
 
+#[cfg(test)]
+mod incident_tests;
 #[cfg(test)]
 mod tests;
 
@@ -97,9 +100,9 @@ pub use health::Fault;
 pub use lock::{Holder, LOCK_FILE, StateLock};
 pub use offload::ReadOnly;
 pub use records::{
-    Analysis, AuditEntry, BadCursor, Committed, Cursor, Flag, Intent, IntentStatus, Message,
-    MessageStatus, NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun, OutboxCounts, Page,
-    RunRecord, Step, StoredRollout,
+    Analysis, AuditEntry, BadCursor, Committed, Cursor, Flag, IncidentStep, Intent, IntentStatus,
+    Message, MessageIncident, MessageStatus, NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun,
+    OpenIncident, OutboxCounts, Page, RunRecord, Step, StoredRollout,
 };
 pub use schema::LATEST_VERSION;
 use steps::{COMMIT_OP, StepJob};
@@ -139,6 +142,9 @@ struct Inner {
     reader: Mutex<Connection>,
     /// The files' identities and the latched fault (see `health`).
     health: health::Health,
+    /// This handle's process generation: the outbox leases it takes carry it, so the next
+    /// process can tell leases of a process that is gone (see `outbox`).
+    generation: i64,
     /// Declared last: fields drop in order, so its thread stops after the other connections
     /// are closed.
     checkpoints: checkpoint::Checkpointer,
@@ -189,6 +195,7 @@ impl Store {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
             health,
+            generation: outbox::new_generation(),
             checkpoints,
         });
         let batches = Arc::clone(&inner);

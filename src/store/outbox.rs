@@ -1,6 +1,9 @@
 //! The notification outbox: the part of [`super::Store`] that owns the `outbox` table. Messages
 //! are enqueued with a step (or alone), claimed with a lease by the dispatcher, and marked sent,
-//! rescheduled or failed; a dedupe key is enqueued once.
+//! rescheduled or failed; a dedupe key is enqueued once. The messages of one incident (see
+//! `incidents`) are claimed in their order per receiver, one at a time, and a resolve
+//! supersedes the undelivered triggers before it. A lease belongs to the process generation
+//! that took it: the next process releases a gone one's leases at once ([`Store::release_claims`]).
 
 use std::time::Duration;
 
@@ -8,15 +11,15 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Inner, MAX_PAGE, Message, MessageStatus, NewMessage, OutboxCounts, Store, StoreError, exec,
-    millis, millis_of, one,
+    Inner, MAX_PAGE, Message, MessageIncident, MessageStatus, NewMessage, OutboxCounts, Store,
+    StoreError, exec, millis, millis_of, one,
 };
 
 impl Store {
     // ----- notification outbox -----
 
     /// Enqueues one notification outside a step (due at `now`). Returns `None`, writing nothing,
-    /// if its dedupe key is already in the outbox.
+    /// if its dedupe key is already in the outbox or it resolves an incident its key never had.
     pub fn enqueue(
         &self,
         message: &NewMessage,
@@ -33,6 +36,10 @@ impl Store {
     /// Claims up to `limit` pending messages due at `now` (earliest first): each gets one more
     /// attempt counted and is hidden from other claims for `lease`, after which it is due again
     /// unless marked sent, rescheduled or failed (so a sender that dies mid-send loses nothing).
+    ///
+    /// Of an incident's messages to one receiver, only the earliest pending one can be claimed,
+    /// so a later message is never delivered before an earlier one; and a trigger not in flight
+    /// with a resolve after it is first marked superseded (the resolve goes instead).
     pub fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -42,12 +49,34 @@ impl Store {
         const OP: &str = "claim due notifications";
         let now_ms = millis(now);
         let lease_end = now_ms.saturating_add(millis_of(lease));
+        let generation = self.inner.generation;
         let rows = self.write(OP, |tx| {
+            exec(
+                tx,
+                "UPDATE outbox SET status = 'superseded', claimed_by = NULL,
+                     last_error = 'superseded: the incident was resolved before it was delivered'
+                 WHERE status = 'pending' AND incident_action = 'trigger'
+                   AND (claimed_by IS NULL OR next_attempt_at <= ?1)
+                   AND EXISTS (SELECT 1 FROM outbox r
+                               WHERE r.incident_key = outbox.incident_key
+                                 AND r.receiver = outbox.receiver
+                                 AND r.incident_seq > outbox.incident_seq
+                                 AND r.incident_action = 'resolve'
+                                 AND r.status = 'pending')",
+                params![now_ms],
+            )
+            .map_err(self.sql(OP))?;
             let rows = {
                 let mut stmt = tx
                     .prepare_cached(&format!(
                         "SELECT {MESSAGE_COLUMNS} FROM outbox
                          WHERE status = 'pending' AND next_attempt_at <= ?1
+                           AND (incident_key IS NULL OR NOT EXISTS (
+                                SELECT 1 FROM outbox e
+                                WHERE e.incident_key = outbox.incident_key
+                                  AND e.receiver = outbox.receiver
+                                  AND e.incident_seq < outbox.incident_seq
+                                  AND e.status = 'pending'))
                          ORDER BY next_attempt_at, id LIMIT ?2"
                     ))
                     .map_err(self.sql(OP))?;
@@ -63,8 +92,10 @@ impl Store {
             for mut row in rows {
                 exec(
                     tx,
-                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2 WHERE id = ?1",
-                    params![row.id, lease_end],
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2,
+                         claimed_by = ?3
+                     WHERE id = ?1",
+                    params![row.id, lease_end, generation],
                 )
                 .map_err(self.sql(OP))?;
                 row.attempts += 1;
@@ -76,6 +107,24 @@ impl Store {
         rows.into_iter()
             .map(|row| self.message_from(OP, row))
             .collect()
+    }
+
+    /// Releases the leases taken by other process generations (a process that was killed, or
+    /// stopped with sends in flight): those messages are due at `now` instead of when the lease
+    /// would have run out. Call once at start, before claiming; the state lock makes this
+    /// process the only one. Returns how many were released.
+    pub fn release_claims(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        const OP: &str = "release notification leases";
+        let generation = self.inner.generation;
+        self.write(OP, |tx| {
+            exec(
+                tx,
+                "UPDATE outbox SET claimed_by = NULL, next_attempt_at = MIN(next_attempt_at, ?1)
+                 WHERE status = 'pending' AND claimed_by IS NOT NULL AND claimed_by != ?2",
+                params![millis(now), generation],
+            )
+            .map_err(self.sql(OP))
+        })
     }
 
     /// Marks a claimed message as sent. Fails if it is not pending, so a message is never
@@ -122,7 +171,9 @@ impl Store {
         set: &str,
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<(), StoreError> {
-        let sql = format!("UPDATE outbox SET {set} WHERE id = ?1 AND status = 'pending'");
+        let sql = format!(
+            "UPDATE outbox SET {set}, claimed_by = NULL WHERE id = ?1 AND status = 'pending'"
+        );
         let mut all: Vec<&dyn rusqlite::ToSql> = vec![&id];
         all.extend_from_slice(args);
         self.write(op, |tx| {
@@ -210,6 +261,9 @@ impl Store {
 }
 
 impl Inner {
+    /// Inserts one message (a message of an incident in its place in the incident's life);
+    /// its id, or `None` when its dedupe key is already in the outbox or it has no incident to
+    /// belong to.
     pub(super) fn insert_message(
         &self,
         tx: &Connection,
@@ -217,26 +271,57 @@ impl Inner {
         message: &MessageJob,
         at: i64,
     ) -> Result<Option<i64>, StoreError> {
+        let placement = match &message.incident {
+            Some(incident) => match self.place_in_incident(tx, op, incident, at)? {
+                Some(placement) => Some((incident, placement)),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let dedupe_key = match placement {
+            Some((_, p)) => super::incidents::dedupe_key(&message.dedupe_key, p.ordinal),
+            None => message.dedupe_key.clone(),
+        };
         let inserted = tx
             .prepare_cached(
                 "INSERT INTO outbox (receiver, dedupe_key, event, severity, payload, status,
-                     attempts, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)
+                     attempts, next_attempt_at, created_at, incident_key, incident_seq,
+                     incident_action)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7, ?8, ?9)
                  ON CONFLICT (dedupe_key) DO NOTHING",
             )
             .and_then(|mut s| {
                 s.execute(params![
                     message.receiver,
-                    message.dedupe_key,
+                    dedupe_key,
                     message.event,
                     message.severity,
                     message.payload,
-                    at
+                    at,
+                    placement.map(|(i, _)| i.key.as_str()),
+                    placement.map(|(_, p)| p.seq),
+                    placement.map(|(i, _)| i.action.as_str()),
                 ])
             })
             .map_err(self.sql(op))?;
-        Ok((inserted == 1).then(|| tx.last_insert_rowid()))
+        if inserted != 1 {
+            return Ok(None);
+        }
+        let id = tx.last_insert_rowid();
+        if let Some((incident, p)) = placement {
+            self.advance_incident(tx, op, &incident.key, p.seq, at)?;
+        }
+        Ok(Some(id))
     }
+}
+
+/// A process generation for leases: random, so two processes (or two opens of the store in
+/// one test) never share one.
+pub(super) fn new_generation() -> i64 {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    // Positive, so it is never mistaken for a missing one.
+    (random >> 1) as i64
 }
 
 const MESSAGE_COLUMNS: &str = "id, receiver, dedupe_key, event, severity, payload, status, \
@@ -284,6 +369,7 @@ pub(super) struct MessageJob {
     pub(super) event: String,
     pub(super) severity: String,
     pub(super) payload: String,
+    pub(super) incident: Option<MessageIncident>,
 }
 
 impl MessageJob {
@@ -294,6 +380,7 @@ impl MessageJob {
             event: message.event.clone(),
             severity: message.severity.clone(),
             payload: serde_json::to_string(&message.payload)?,
+            incident: message.incident.clone(),
         })
     }
 }

@@ -203,13 +203,60 @@ pub struct Intent {
 }
 
 /// A notification to enqueue. The dedupe key is unique across the outbox: enqueueing it twice
-/// keeps the first message only.
+/// keeps the first message only. A message of an incident takes its place in the incident's
+/// life (see [`MessageIncident`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewMessage {
     pub receiver: String,
     pub dedupe_key: String,
     pub event: String,
     pub severity: String,
+    pub payload: Value,
+    /// The incident it triggers (or updates) or resolves; `None` for information.
+    #[serde(default)]
+    pub incident: Option<MessageIncident>,
+}
+
+/// The incident a message belongs to. The store keeps one row per incident key: a trigger
+/// opens an incident when none is open under the key (the key's next one, whose messages get
+/// `#N` appended to their dedupe keys from the second on) and otherwise updates the open one;
+/// a resolve closes the open one, goes to every receiver it is enqueued for while that
+/// incident is the key's latest, and is dropped when the key never had an incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageIncident {
+    /// The incident key (PagerDuty's `dedup_key`, the notification's group key).
+    pub key: String,
+    /// The rollout it is about; `None` for the daemon's own incidents.
+    pub rollout: Option<String>,
+    pub action: IncidentStep,
+}
+
+/// What a message does to its incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStep {
+    Trigger,
+    Resolve,
+}
+
+impl IncidentStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStep::Trigger => "trigger",
+            IncidentStep::Resolve => "resolve",
+        }
+    }
+}
+
+/// An incident still open, with the receivers that were told about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenIncident {
+    pub key: String,
+    pub rollout: Option<String>,
+    pub opened_at: DateTime<Utc>,
+    /// Every receiver a message of this incident was enqueued for, sorted.
+    pub receivers: Vec<String>,
+    /// The payload of its latest message.
     pub payload: Value,
 }
 
@@ -220,6 +267,9 @@ pub enum MessageStatus {
     Sent,
     /// Given up on: a permanent error or too many attempts.
     Failed,
+    /// Not sent: its incident was resolved before it was delivered, and the resolve went
+    /// instead (a trigger after its own resolve would reopen the incident).
+    Superseded,
 }
 
 impl MessageStatus {
@@ -228,6 +278,7 @@ impl MessageStatus {
             MessageStatus::Pending => "pending",
             MessageStatus::Sent => "sent",
             MessageStatus::Failed => "failed",
+            MessageStatus::Superseded => "superseded",
         }
     }
 
@@ -236,6 +287,7 @@ impl MessageStatus {
             "pending" => Some(MessageStatus::Pending),
             "sent" => Some(MessageStatus::Sent),
             "failed" => Some(MessageStatus::Failed),
+            "superseded" => Some(MessageStatus::Superseded),
             _ => None,
         }
     }

@@ -103,6 +103,72 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         SELECT name, 1, '', COALESCE((SELECT MIN(at) FROM audit WHERE audit.rollout = name), updated_at), ''
         FROM rollouts;
     ",
+    // v4: incidents. Each incident key has one row (at most one incident open per key, its
+    // ordinal counting the incidents the key has had); outbox rows of an incident carry its key,
+    // their place in its life (`incident_seq`) and whether they trigger or resolve it, so they
+    // are delivered in order per receiver and a resolve supersedes a trigger not yet delivered.
+    // `claimed_by` is the process generation holding a message's lease. The outbox is rebuilt
+    // for the new status `superseded`; incidents in rows written before are carried over from
+    // their payloads.
+    "
+    CREATE TABLE outbox_v4 (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        receiver        TEXT NOT NULL,
+        dedupe_key      TEXT NOT NULL UNIQUE,
+        event           TEXT NOT NULL,
+        severity        TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        status          TEXT NOT NULL
+                        CHECK (status IN ('pending', 'sent', 'failed', 'superseded')),
+        attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        created_at      INTEGER NOT NULL,
+        sent_at         INTEGER,
+        incident_key    TEXT,
+        incident_seq    INTEGER,
+        incident_action TEXT CHECK (incident_action IN ('trigger', 'resolve')),
+        claimed_by      INTEGER
+    ) STRICT;
+    INSERT INTO outbox_v4 (id, receiver, dedupe_key, event, severity, payload, status, attempts,
+                           next_attempt_at, last_error, created_at, sent_at,
+                           incident_key, incident_seq, incident_action)
+        SELECT id, receiver, dedupe_key, event, severity, payload, status, attempts,
+               next_attempt_at, last_error, created_at, sent_at,
+               CASE WHEN json_valid(payload)
+                         AND json_extract(payload, '$.incident') IN ('trigger', 'resolve')
+                    THEN json_extract(payload, '$.group_key') END,
+               CASE WHEN json_valid(payload)
+                         AND json_extract(payload, '$.incident') IN ('trigger', 'resolve')
+                    THEN id END,
+               CASE WHEN json_valid(payload)
+                         AND json_extract(payload, '$.incident') IN ('trigger', 'resolve')
+                    THEN json_extract(payload, '$.incident') END
+        FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v4 RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox(status, next_attempt_at, id);
+    CREATE INDEX outbox_by_incident ON outbox(incident_key, receiver, incident_seq)
+        WHERE incident_key IS NOT NULL;
+
+    CREATE TABLE incidents (
+        key         TEXT PRIMARY KEY NOT NULL,
+        rollout     TEXT,
+        ordinal     INTEGER NOT NULL CHECK (ordinal >= 1),
+        state       TEXT NOT NULL CHECK (state IN ('open', 'resolved')),
+        seq         INTEGER NOT NULL CHECK (seq >= 0),
+        opened_at   INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        resolved_at INTEGER
+    ) STRICT;
+    CREATE INDEX incidents_open ON incidents(rollout, state);
+    INSERT INTO incidents (key, rollout, ordinal, state, seq, opened_at, updated_at, resolved_at)
+        SELECT incident_key, json_extract(MAX(payload), '$.rollout'), 1,
+               CASE WHEN MAX(incident_action = 'resolve') THEN 'resolved' ELSE 'open' END,
+               MAX(incident_seq), MIN(created_at), MAX(created_at),
+               CASE WHEN MAX(incident_action = 'resolve') THEN MAX(created_at) END
+        FROM outbox WHERE incident_key IS NOT NULL GROUP BY incident_key;
+    ",
 ];
 
 /// The schema version this build writes: the number of migrations.

@@ -55,6 +55,7 @@ fn message(key: &str) -> NewMessage {
         event: "advanced".to_string(),
         severity: "info".to_string(),
         payload: json!({ "key": key }),
+        incident: None,
     }
 }
 

@@ -14,4 +14,6 @@ mod check_bounds;
 mod check_cli;
 mod cli_control;
 mod cli_faces;
+mod export_cli;
 mod judge_cli;
+mod replay_cli;

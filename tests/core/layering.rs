@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 /// The layers, highest first; every top-level module of `src/` must be in one.
 const LAYERS: &[(&str, &[&str])] = &[
     ("faces", &["api", "web", "cli"]),
-    ("daemon", &["daemon"]),
+    ("daemon", &["daemon", "replay"]),
     (
         "edges",
         &[

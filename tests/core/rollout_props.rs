@@ -15,7 +15,7 @@ use std::time::Duration;
 const CHECKS: [&str; 3] = ["errors", "latency", "cpu"];
 
 /// Every cause of an inconclusive check; only `NoData` and `TooFew` are a lack of data.
-const CAUSES: [InconclusiveCause; 8] = [
+const CAUSES: [InconclusiveCause; 9] = [
     InconclusiveCause::NoData,
     InconclusiveCause::TooFew,
     InconclusiveCause::NonFinite,
@@ -23,6 +23,7 @@ const CAUSES: [InconclusiveCause; 8] = [
     InconclusiveCause::NotApplicable,
     InconclusiveCause::Setting,
     InconclusiveCause::SeveralSeries,
+    InconclusiveCause::NotShown,
     InconclusiveCause::Untestable,
 ];
 

@@ -25,6 +25,7 @@ mod daemon_binary;
 mod daemon_faults;
 mod daemon_rollout;
 mod daemon_safety;
+mod incidents;
 mod rule_files;
 mod secrets;
 mod systemd_unit;

@@ -568,6 +568,7 @@ async fn every_planted_string_comes_out_escaped_on_every_page_and_email() {
         errors.push_str(std::str::from_utf8(&bytes).unwrap());
     }
     let email = canaryd::notify::content::html(&Notification {
+        scope: canaryd::notify::Scope::Rollout,
         rollout: planted("email-rollout"),
         team: planted("email-team"),
         event: EventKind::Paused,

@@ -1,6 +1,7 @@
 //! Each edge of the daemon against the real thing it talks to: actuators against webhook
 //! receivers, scripts and files (`actuators`), email against a real SMTP server (`notify_email`),
-//! webhook notifications and a SIGKILLed dispatcher (`notify_http`), the Prometheus source
+//! webhook notifications and a SIGKILLed dispatcher (`notify_http`), incidents as a
+//! PagerDuty-shaped endpoint sees them (`notify_incidents`), the Prometheus source
 //! against a real Prometheus and misbehaving servers (`prometheus_source`), and the store under
 //! SIGKILL and a full file system (`store_crash`).
 //!
@@ -16,7 +17,9 @@ mod smtp;
 mod actuators;
 mod notify_email;
 mod notify_http;
+mod notify_incidents;
 mod prometheus_source;
+mod replay_history;
 mod store_crash;
 
 /// The full name the test harness gives the test `name` of the module at `module_path` (pass

@@ -40,6 +40,7 @@ fn notification() -> Notification {
     };
     let result = judge_check(&spec, &series(0.2), &series(0.3));
     Notification {
+        scope: canaryd::notify::Scope::Rollout,
         rollout: "web".into(),
         team: "payments".into(),
         event: EventKind::RolledBack,

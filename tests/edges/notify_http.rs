@@ -133,6 +133,7 @@ impl Drop for TempDir {
 
 fn notification(event: EventKind, severity: Severity, incident: IncidentAction) -> Notification {
     Notification {
+        scope: canaryd::notify::Scope::Rollout,
         rollout: "web".into(),
         team: "payments".into(),
         event,

@@ -2,13 +2,14 @@
 //! `Audit` actions become audit rows (and a `RunStarted` one the run's record), a `SetWeight`
 //! the actuator intent with its idempotency key, a `Notify` the outbox messages for the
 //! receivers the rule routes it to. No I/O, no clock: the runner reads the evidence rows the
-//! notifications carry beforehand and hands in the instant of the step.
+//! notifications carry beforehand and hands in the instant of the step. It also says when a
+//! step ends what the rollout's open incidents were about ([`incidents_over`]).
 
 use chrono::{DateTime, Utc};
 
 use crate::notify::Notification;
 use crate::notify::notification::CheckRow;
-use crate::rollout::{Action, AuditAction, RolloutState};
+use crate::rollout::{Action, AuditAction, EventKind, Phase, RolloutState};
 use crate::rules::RolloutRule;
 use crate::store::{NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun};
 
@@ -142,10 +143,47 @@ pub(super) struct Record {
     pub(super) run_started: Option<NewRun>,
 }
 
+/// The incident key of a rollout's metric backend failing: one open at a time.
+pub fn backend_incident(rollout: &str) -> String {
+    format!("canaryd/{rollout}/backend-errors")
+}
+
+/// When a step ends what the rollout's open incidents were about, the event that ends them and
+/// its sentence: a new run begins (a rolled-back rollout retried, a new canary), or the run
+/// finishes (succeeded or aborted). Every incident of the rollout still open is then resolved.
+pub(super) fn incidents_over(
+    before: &RolloutState,
+    after: &RolloutState,
+) -> Option<(EventKind, String)> {
+    if after.run.number > before.run.number && before.phase != Phase::Pending {
+        return Some((
+            EventKind::Started,
+            format!(
+                "Resolved: run {} (canary `{}`) began; run {} is over.",
+                after.run.number, after.run.canary, before.run.number
+            ),
+        ));
+    }
+    if after.phase == before.phase {
+        return None;
+    }
+    match after.phase {
+        Phase::Succeeded => Some((
+            EventKind::Succeeded,
+            "Resolved: the rollout succeeded.".to_string(),
+        )),
+        Phase::Aborted => Some((
+            EventKind::Aborted,
+            "Resolved: the rollout was aborted.".to_string(),
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::{EventKind, Severity, TriggeredBy};
+    use crate::rollout::{Severity, TriggeredBy};
     use crate::rules::{KnownNames, parse_rule};
     use chrono::TimeZone;
 
@@ -239,5 +277,78 @@ mod tests {
             record.analysis.is_none(),
             "the analysis is the caller's to add"
         );
+    }
+
+    #[test]
+    fn incidents_are_over_when_a_run_begins_after_another_or_finishes() {
+        let state = |phase: Phase, run: u32| {
+            let mut s = RolloutState::new();
+            s.phase = phase;
+            s.run.number = run;
+            s
+        };
+        let rolled_back = Phase::RolledBack {
+            reason: "failed".to_string(),
+        };
+        let progressing = Phase::Progressing { stage: 0 };
+        let paused = Phase::Paused {
+            stage: 1,
+            reason: "check failed".to_string(),
+            resume_to: crate::rollout::ResumeTo::Progressing,
+        };
+        let cases = [
+            (
+                "retried after a rollback",
+                state(rolled_back.clone(), 1),
+                state(progressing.clone(), 2),
+                Some(EventKind::Started),
+            ),
+            (
+                "first run of a new rollout",
+                state(Phase::Pending, 1),
+                state(progressing.clone(), 1),
+                None,
+            ),
+            (
+                "first run (numbered up)",
+                state(Phase::Pending, 0),
+                state(progressing.clone(), 1),
+                None,
+            ),
+            (
+                "succeeded",
+                state(progressing.clone(), 1),
+                state(Phase::Succeeded, 1),
+                Some(EventKind::Succeeded),
+            ),
+            (
+                "aborted",
+                state(paused.clone(), 1),
+                state(Phase::Aborted, 1),
+                Some(EventKind::Aborted),
+            ),
+            (
+                "paused: not over",
+                state(progressing.clone(), 1),
+                state(paused.clone(), 1),
+                None,
+            ),
+            (
+                "rolled back: not over",
+                state(progressing.clone(), 1),
+                state(rolled_back.clone(), 1),
+                None,
+            ),
+            (
+                "still succeeded",
+                state(Phase::Succeeded, 1),
+                state(Phase::Succeeded, 1),
+                None,
+            ),
+        ];
+        for (case, before, after, want) in cases {
+            let got = incidents_over(&before, &after).map(|(kind, _)| kind);
+            assert_eq!(got, want, "{case}");
+        }
     }
 }

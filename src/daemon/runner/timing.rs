@@ -49,7 +49,7 @@ pub fn stagger(name: &str, period: Duration) -> Duration {
 
 /// The wait before a rollout's first analysis: a fixed interval's analyses start at the rollout's
 /// stagger offset within it; a cron schedule keeps its exact times.
-pub(super) fn first_delay(name: &str, schedule: &Schedule, now: DateTime<Utc>) -> Duration {
+pub fn first_delay(name: &str, schedule: &Schedule, now: DateTime<Utc>) -> Duration {
     match schedule {
         Schedule::Every(d) => stagger(name, *d),
         Schedule::Cron { .. } => next_delay(schedule, now),
@@ -60,12 +60,7 @@ pub(super) fn first_delay(name: &str, schedule: &Schedule, now: DateTime<Utc>) -
 /// the rollout's stagger) from `due`, skipping the slots already missed when an analysis ran
 /// late; a cron schedule's next time after `clock` (the same moment as `now`, on the daemon's
 /// clock).
-pub(super) fn following(
-    due: Instant,
-    schedule: &Schedule,
-    now: Instant,
-    clock: DateTime<Utc>,
-) -> Instant {
+pub fn following(due: Instant, schedule: &Schedule, now: Instant, clock: DateTime<Utc>) -> Instant {
     match schedule {
         Schedule::Every(d) if !d.is_zero() => {
             let next = due + *d;

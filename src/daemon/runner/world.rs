@@ -33,6 +33,7 @@ pub fn alert_notification(
 ) -> Notification {
     let status = shared.statuses().into_iter().find(|s| s.name == rollout);
     Notification {
+        scope: crate::notify::Scope::Rollout,
         rollout: rollout.to_string(),
         team: rule.map(|r| r.team.clone()).unwrap_or_default(),
         event: kind,
@@ -78,6 +79,82 @@ pub async fn alert(
     if let Err(e) = enqueue(shared, queued, now).await {
         tracing::error!(rollout = %rollout, error = %e, "Could not enqueue an alert.");
     }
+}
+
+/// The receivers of every loaded rule's routes that take an event of this kind and severity,
+/// each once: who hears of the daemon's own trouble.
+pub fn daemon_receivers(shared: &Shared, kind: EventKind, severity: Severity) -> Vec<String> {
+    let mut receivers: Vec<String> = Vec::new();
+    for rule in shared.rules.load().all() {
+        for r in crate::notify::receivers_for(&rule.routes, kind, severity) {
+            if !receivers.contains(&r) {
+                receivers.push(r);
+            }
+        }
+    }
+    receivers
+}
+
+/// Enqueue `n` for `receivers` (one message each), and log a failure to.
+pub async fn enqueue_for(shared: &Shared, n: &Notification, receivers: Vec<String>) {
+    let routes = [crate::rules::Route {
+        receivers,
+        events: vec![n.event],
+        min_severity: Severity::Info,
+    }];
+    let queued = match crate::notify::outbox_messages(&routes, n, 0) {
+        Ok(queued) => queued,
+        Err(e) => {
+            tracing::error!(incident = %n.group_key, error = %e, "Could not encode an alert.");
+            return;
+        }
+    };
+    if let Err(e) = enqueue(shared, queued, n.at).await {
+        tracing::error!(incident = %n.group_key, error = %e, "Could not enqueue an alert.");
+    }
+}
+
+/// Resolve the open incidents `select` picks (`Rollout(name)`: every one of that rollout's own):
+/// `resolution` (what ended them) goes, as each one's resolve, to every receiver told of it.
+/// A resolve the store finds already sent is not sent again.
+pub async fn resolve_incidents(shared: &Shared, select: Incidents, resolution: Notification) {
+    let listed = shared
+        .store
+        .call(move |store| match select {
+            Incidents::Rollout(name) => store.open_incidents_under(&format!("canaryd/{name}/")),
+            Incidents::Key(key) => Ok(store
+                .open_incidents_under(&key)?
+                .into_iter()
+                .filter(|i| i.key == key)
+                .collect()),
+            Incidents::Under(prefix) => store.open_incidents_under(&prefix),
+        })
+        .await;
+    let open = match listed {
+        Ok(open) => open,
+        Err(e) => {
+            tracing::error!(error = %e, "Could not list the open incidents to resolve.");
+            return;
+        }
+    };
+    for incident in open {
+        tracing::info!(incident = %incident.key, receivers = incident.receivers.len(),
+            "Resolving an incident that is over.");
+        let n = resolution.clone().resolving(incident.key);
+        enqueue_for(shared, &n, incident.receivers).await;
+    }
+}
+
+/// Which open incidents [`resolve_incidents`] resolves.
+#[derive(Debug, Clone)]
+pub enum Incidents {
+    /// Every one of this rollout's own (keyed `canaryd/NAME/...`: its stages' problems, its
+    /// backend, its task), not its rule file's, which only the file loading again resolves.
+    Rollout(String),
+    /// The one under exactly this key.
+    Key(String),
+    /// Every one whose key starts with this.
+    Under(String),
 }
 
 /// Put alert messages in the outbox (off the async threads) and wake the dispatcher.
