@@ -40,6 +40,7 @@
 //! - [`backoff`]: the exponential backoff every retry loop shares.
 //! - [`markup`]: HTML escaped by construction, for the status pages and HTML email.
 //! - [`redact`]: credentials masked in URLs and free text before they are recorded or shown.
+//! - [`readout`]: effects and limits as people read them (`+0.28 pp`, `tolerance 10%`).
 
 pub mod actuator;
 pub mod api;
@@ -53,6 +54,7 @@ pub mod judge;
 pub mod logging;
 pub mod markup;
 pub mod notify;
+pub mod readout;
 pub mod redact;
 pub mod replay;
 pub mod rollout;

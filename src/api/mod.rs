@@ -517,7 +517,13 @@ async fn give(
 
 async fn emergency_status(State(control): State<Control>) -> ApiResult {
     let e = control.emergency();
-    Ok(Json(json!({ "active": e.active, "reason": e.reason })).into_response())
+    let mut answer = json!({ "active": e.active, "reason": e.reason });
+    // Who lifted the last stop and why, while none is in force (since the daemon started).
+    if !e.active && !e.cleared_by.is_empty() {
+        answer["cleared_by"] = json!(e.cleared_by);
+        answer["cleared_reason"] = json!(e.cleared_reason);
+    }
+    Ok(Json(answer).into_response())
 }
 
 async fn emergency_stop(
@@ -539,8 +545,10 @@ async fn emergency_clear(
 ) -> ApiResult {
     let reason = parse_reason(&body_bytes(body)?).map_err(ApiError::bad_request)?;
     tracing::warn!(by = %caller.name, reason = %reason, "Emergency stop clear requested over the API.");
-    control.clear_emergency(caller.name.clone()).await?;
-    Ok(Json(json!({ "active": false, "by": caller.name })).into_response())
+    control
+        .clear_emergency(caller.name.clone(), reason.clone())
+        .await?;
+    Ok(Json(json!({ "active": false, "reason": reason, "by": caller.name })).into_response())
 }
 
 #[cfg(test)]

@@ -45,31 +45,89 @@ pub struct Conn {
     /// CANARYD_TOKEN environment variable. Reads on loopback need none.
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
-    /// `table` for people, `json` for scripts.
+    /// `table` for people, `json` for scripts: the API's answer on stdout, or a failure as one
+    /// JSON object on stderr (`{"error", "kind", "status", "exit_code"}`), same exit codes.
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
 }
 
+/// Why a command ended without an answer to show; each kind has its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The daemon refused (4xx).
+    Refused,
+    /// Bad usage, or the token file cannot be read.
+    Usage,
+    /// The daemon cannot be reached.
+    Unreachable,
+    /// The daemon failed (5xx) or answered something that is not its API.
+    DaemonError,
+}
+
+impl FailureKind {
+    /// The process exit code of this kind of failure.
+    pub fn code(self) -> u8 {
+        match self {
+            FailureKind::Refused => exit::REFUSED,
+            FailureKind::Usage => exit::USAGE,
+            FailureKind::Unreachable => exit::UNREACHABLE,
+            FailureKind::DaemonError => exit::DAEMON_ERROR,
+        }
+    }
+}
+
 /// Why a command ended without an answer to show.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub code: u8,
+    pub kind: FailureKind,
+    /// The daemon's HTTP status, when it answered.
+    pub status: Option<u16>,
     pub message: String,
 }
 
 impl Failure {
-    fn new(code: u8, message: impl Into<String>) -> Self {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         Failure {
-            code,
+            kind,
+            status: None,
             message: message.into(),
         }
     }
 
-    /// Print the message and give the exit code.
-    pub fn report(self) -> ExitCode {
-        eprintln!("canaryd: {}", self.message);
-        ExitCode::from(self.code)
+    /// The failure as `--output json` prints it: `{"error", "kind", "status", "exit_code"}`.
+    pub fn json(&self) -> Value {
+        serde_json::json!({
+            "error": self.message,
+            "kind": self.kind,
+            "status": self.status,
+            "exit_code": self.kind.code(),
+        })
     }
+
+    /// Print the failure on stderr (a line for people, or one JSON object for scripts with
+    /// `--output json`) and give its exit code.
+    pub fn report(self, output: Output) -> ExitCode {
+        match output {
+            Output::Table => eprintln!("canaryd: {}", self.message),
+            Output::Json => eprintln!("{}", self.json()),
+        }
+        ExitCode::from(self.kind.code())
+    }
+}
+
+/// What a 401 adds: how to give the CLI a token.
+fn unauthorized_hint(sent: bool) -> String {
+    let what = match sent {
+        true => "the token given was not accepted",
+        false => "no token was given",
+    };
+    format!(
+        "{what}: pass an admin token with --token-file PATH (the printed commands use {}) or \
+         the CANARYD_TOKEN environment variable; `canaryd token new NAME --role admin` makes one \
+         for the daemon's token file",
+        crate::notify::command_line::TOKEN_FILE
+    )
 }
 
 impl Conn {
@@ -88,14 +146,14 @@ impl Conn {
         if let Some(path) = &self.token_file {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Failure::new(
-                    exit::USAGE,
+                    FailureKind::Usage,
                     format!("cannot read the token file {}: {e}", path.display()),
                 )
             })?;
             let token = text.lines().next().unwrap_or("").trim().to_string();
             if token.is_empty() {
                 return Err(Failure::new(
-                    exit::USAGE,
+                    FailureKind::Usage,
                     format!("the token file {} is empty", path.display()),
                 ));
             }
@@ -119,7 +177,7 @@ impl Conn {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Failure::new(exit::DAEMON_ERROR, format!("cannot start: {e}")))?;
+            .map_err(|e| Failure::new(FailureKind::DaemonError, format!("cannot start: {e}")))?;
         runtime.block_on(send(method, &url, token, body))
     }
 }
@@ -133,8 +191,14 @@ async fn send(
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
-        .map_err(|e| Failure::new(exit::DAEMON_ERROR, format!("cannot build a client: {e}")))?;
+        .map_err(|e| {
+            Failure::new(
+                FailureKind::DaemonError,
+                format!("cannot build a client: {e}"),
+            )
+        })?;
     let mut request = client.request(method, url);
+    let sent_token = token.is_some();
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -143,7 +207,7 @@ async fn send(
     }
     let response = request.send().await.map_err(|e| {
         Failure::new(
-            exit::UNREACHABLE,
+            FailureKind::Unreachable,
             format!(
                 "cannot reach the daemon at {url}: {e}; is it running? (--url or CANARYD_URL \
                  says where)"
@@ -153,7 +217,7 @@ async fn send(
     let status = response.status();
     let text = response.text().await.map_err(|e| {
         Failure::new(
-            exit::UNREACHABLE,
+            FailureKind::Unreachable,
             format!("the daemon's answer was cut off: {e}"),
         )
     })?;
@@ -166,20 +230,26 @@ async fn send(
         Err(_) => text.trim().to_string(),
     };
     if status.is_client_error() {
-        return Err(Failure::new(
-            exit::REFUSED,
-            format!("{} ({})", message(), status.as_u16()),
-        ));
+        let mut message = format!("{} ({})", message(), status.as_u16());
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            message = format!("{message}; {}", unauthorized_hint(sent_token));
+        }
+        return Err(Failure {
+            kind: FailureKind::Refused,
+            status: Some(status.as_u16()),
+            message,
+        });
     }
     if !status.is_success() {
-        return Err(Failure::new(
-            exit::DAEMON_ERROR,
-            format!("the daemon failed: {} ({})", message(), status.as_u16()),
-        ));
+        return Err(Failure {
+            kind: FailureKind::DaemonError,
+            status: Some(status.as_u16()),
+            message: format!("the daemon failed: {} ({})", message(), status.as_u16()),
+        });
     }
     json.map_err(|e| {
         Failure::new(
-            exit::DAEMON_ERROR,
+            FailureKind::DaemonError,
             format!("{url} did not answer with JSON ({e}); is it canaryd?"),
         )
     })

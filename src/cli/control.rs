@@ -5,7 +5,8 @@
 //! `--output json`). They decide nothing: the daemon does.
 //!
 //! Exit codes: 0 done; 1 the daemon refused (4xx), with its message; 3 bad usage or an
-//! unreadable token file; 4 the daemon cannot be reached; 5 the daemon failed (5xx).
+//! unreadable token file; 4 the daemon cannot be reached; 5 the daemon failed (5xx). With
+//! `--output json` a failure is one JSON object on stderr, with the same exit code.
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::client::{Conn, Failure, Output, table};
+use crate::readout::{self, LimitKind};
 
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 the daemon refused (4xx), its message is printed; \
 3 bad usage or an unreadable token file; 4 the daemon cannot be reached; 5 the daemon failed (5xx).";
@@ -125,7 +127,7 @@ fn finish(
     show: impl FnOnce(&Value) -> String,
 ) -> ExitCode {
     match answer {
-        Err(f) => f.report(),
+        Err(f) => f.report(conn.output),
         Ok(v) => {
             match conn.output {
                 Output::Json => {
@@ -212,10 +214,7 @@ fn show_detail(v: &Value) -> String {
         .unwrap_or_default()
         .iter()
         .map(|s| {
-            let passes = match s["passes_seen"].as_u64() {
-                Some(seen) => format!("{seen}/{}", text(&s["passes_required"])),
-                None => format!("-/{}", text(&s["passes_required"])),
-            };
+            let passes = passes_cell(s);
             vec![
                 text(&s["name"]),
                 format!("{}%", text(&s["weight"])),
@@ -273,6 +272,48 @@ pub fn history(args: HistoryArgs) -> ExitCode {
     })
 }
 
+/// A comparison's limit kind (`threshold_kind`: `tolerance`, `threshold`, `max slope per
+/// minute`).
+fn limit_kind(c: &Value) -> Option<LimitKind> {
+    match c["threshold_kind"].as_str()? {
+        "tolerance" => Some(LimitKind::Tolerance),
+        "threshold" => Some(LimitKind::Threshold),
+        "max slope per minute" => Some(LimitKind::MaxSlopePerMinute),
+        _ => None,
+    }
+}
+
+/// The EFFECT cell of one check of a comparison, in the unit of its limit (`+0.28 pp` for an
+/// error rate, `+12.5%` against a relative tolerance, `+0.4` beyond a threshold).
+fn effect_cell(c: &Value) -> String {
+    readout::effect(
+        c["measure"] == "error rate",
+        limit_kind(c),
+        c["effect_ratio"].as_f64(),
+        c["effect_difference"].as_f64(),
+    )
+}
+
+/// The THRESHOLD cell: `tolerance 1 pp`, `tolerance 10%`, `threshold 0.5`.
+fn limit_cell(c: &Value) -> String {
+    match (limit_kind(c), c["threshold"].as_f64()) {
+        (Some(kind), Some(value)) => readout::limit(c["measure"] == "error rate", kind, value),
+        _ => "-".to_string(),
+    }
+}
+
+/// The PASSES cell of a stage: passes counted of those needed. Passes go on being counted
+/// while the stage's minimum duration runs, so more than needed reads as met, not `12/1`.
+fn passes_cell(s: &Value) -> String {
+    let required = s["passes_required"].as_u64();
+    match (s["passes_seen"].as_u64(), required) {
+        (Some(seen), Some(req)) if seen > req => format!("{req}/{req}, met ({seen} in a row)"),
+        (Some(seen), Some(req)) => format!("{seen}/{req}"),
+        (None, _) => format!("-/{}", text(&s["passes_required"])),
+        (Some(seen), None) => seen.to_string(),
+    }
+}
+
 pub fn compare(args: CompareArgs) -> ExitCode {
     let path = format!("/v1/rollouts/{}/comparison", segment(&args.name));
     let answer = args.conn.request(reqwest::Method::GET, &path, None);
@@ -283,25 +324,21 @@ pub fn compare(args: CompareArgs) -> ExitCode {
             .unwrap_or_default()
             .iter()
             .map(|c| {
-                let effect = match (c["effect_ratio"].as_f64(), c["effect_difference"].as_f64()) {
-                    (Some(r), _) => format!("×{}", number(&json!(r))),
-                    (None, Some(d)) => format!("{:+}", d),
-                    (None, None) => "-".to_string(),
-                };
-                let threshold = match c["threshold_kind"].as_str() {
-                    Some(kind) => format!("{kind} {}", number(&c["threshold"])),
-                    None => "-".to_string(),
-                };
                 let measure = c["measure"]
                     .as_str()
                     .map(|m| format!(" ({m})"))
                     .unwrap_or_default();
+                let is_rate = c["measure"] == "error rate";
+                let side = |v: &Value| match (is_rate, v.as_f64()) {
+                    (true, Some(r)) => readout::rate(r),
+                    _ => number(v),
+                };
                 vec![
                     format!("{}{measure}", text(&c["check"])),
-                    number(&c["baseline"]),
-                    number(&c["canary"]),
-                    effect,
-                    threshold,
+                    side(&c["baseline"]),
+                    side(&c["canary"]),
+                    effect_cell(c),
+                    limit_cell(c),
                     text(&c["verdict"]),
                 ]
             })
@@ -381,4 +418,75 @@ pub fn emergency(args: EmergencyArgs) -> ExitCode {
             "Emergency stop cleared: rollouts stay paused until resumed.\n".to_string()
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::{CheckKind, CheckSpec, CountPoint, Direction, SideData, judge_check};
+
+    /// The comparison the API gives for one check judged on `baseline` and `canary`.
+    fn compared(kind: CheckKind, baseline: SideData, canary: SideData) -> Value {
+        let spec = CheckSpec {
+            name: "errors".into(),
+            kind,
+            direction: Direction::HigherIsWorse,
+            confidence: 0.99,
+            min_samples: 3,
+        };
+        let result = judge_check(&spec, &baseline, &canary);
+        let analysis = crate::store::Analysis {
+            run: 1,
+            id: 1,
+            rollout: "shop".into(),
+            at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            outcome: "fail".into(),
+            score: None,
+            evidence: json!({ "checks": [result] }),
+        };
+        let c = crate::api::view::comparison(&analysis).unwrap();
+        serde_json::to_value(&c.checks[0]).unwrap()
+    }
+
+    fn counts(errors: f64, total: f64) -> SideData {
+        SideData::Counts(
+            (0..30)
+                .map(|i| CountPoint {
+                    t: f64::from(i) * 60.0,
+                    errors,
+                    total,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn an_error_rate_effect_reads_in_percentage_points_like_its_tolerance() {
+        // 0.5% against 0.78% errors: the raw difference was printed as `+0.0028...`, and with a
+        // baseline without errors as `+0.0027683643974882885`.
+        let c = compared(
+            CheckKind::ErrorRate { tolerance: 0.01 },
+            counts(5.0, 1000.0),
+            counts(7.8, 1000.0),
+        );
+        assert_eq!(effect_cell(&c), "+0.28 pp");
+        assert_eq!(limit_cell(&c), "tolerance 1 pp");
+        let c = compared(
+            CheckKind::ErrorRate { tolerance: 0.01 },
+            counts(0.0, 1000.0),
+            counts(2.768_364_397_488_288_5, 1000.0),
+        );
+        assert_eq!(effect_cell(&c), "+0.28 pp");
+    }
+
+    #[test]
+    fn more_passes_than_needed_read_as_met() {
+        let stage = |seen: u64, req: u64| json!({"passes_seen": seen, "passes_required": req});
+        assert_eq!(passes_cell(&stage(12, 1)), "1/1, met (12 in a row)");
+        assert_eq!(passes_cell(&stage(1, 3)), "1/3");
+        assert_eq!(
+            passes_cell(&json!({"passes_seen": null, "passes_required": 2})),
+            "-/2"
+        );
+    }
 }

@@ -96,7 +96,7 @@ pub fn run(args: ExportArgs) -> ExitCode {
     }
     let answer = match conn.request(reqwest::Method::GET, &path, None) {
         Ok(answer) => answer,
-        Err(failure) => return failure.report(),
+        Err(failure) => return failure.report(conn.output),
     };
     let listed = answer
         .get("analyses")

@@ -656,6 +656,12 @@ pub fn run(args: JudgeArgs) -> ExitCode {
     let result = match judge_files(&args) {
         Ok(r) => r,
         Err(err) => {
+            if args.output == OutputArg::Json {
+                // As the control commands report failures with `--output json`.
+                let failure =
+                    super::client::Failure::new(super::client::FailureKind::Usage, err.to_string());
+                return failure.report(super::client::Output::Json);
+            }
             eprintln!("error: {err}");
             return ExitCode::from(super::USAGE_ERROR);
         }

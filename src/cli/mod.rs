@@ -66,14 +66,30 @@ pub enum Command {
     Token(token::TokenArgs),
 }
 
+/// Whether the command line asks for `--output json`, read before (or without) a successful
+/// parse, so a usage error is reported as JSON too.
+fn wants_json(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.collect();
+    args.iter().any(|a| a == "--output=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--output" && w[1] == "json")
+}
+
 /// Parse the command line and run the chosen subcommand.
 ///
-/// A usage error exits 3 (not clap's 2, which `judge` uses for "inconclusive").
+/// A usage error exits 3 (not clap's 2, which `judge` uses for "inconclusive"); with
+/// `--output json` it is printed as the control commands print their failures.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
             let code = if err.use_stderr() { USAGE_ERROR } else { 0 };
+            if code != 0 && wants_json(std::env::args()) {
+                let message = err.render().to_string();
+                let failure = client::Failure::new(client::FailureKind::Usage, message.trim());
+                return failure.report(client::Output::Json);
+            }
             // Printing help or an error to the terminal can only fail if the terminal is gone.
             let _ = err.print();
             return ExitCode::from(code);

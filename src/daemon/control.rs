@@ -115,9 +115,15 @@ impl Control {
         emergency::engage(&self.shared, reason, by).await
     }
 
-    /// Clear the emergency stop; refused while the stop file exists.
-    pub async fn clear_emergency(&self, by: String) -> Result<(), CommandError> {
-        emergency::clear(&self.shared, by).await
+    /// Clear the emergency stop, `by` an operator for `reason` (recorded in the history of
+    /// every rollout it releases); refused while the stop file exists.
+    pub async fn clear_emergency(&self, by: String, reason: String) -> Result<(), CommandError> {
+        emergency::clear(&self.shared, by, reason).await
+    }
+
+    /// `[server] public_url`: where people reach the daemon, for the commands the pages print.
+    pub fn public_url(&self) -> Option<String> {
+        self.shared.config.server.public_url.clone()
     }
 
     /// The daemon's time ([`crate::clock::Clock`]): what pages and answers measure ages and

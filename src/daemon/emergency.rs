@@ -30,6 +30,8 @@ pub struct Emergency {
     pub reason: String,
     /// Who lifted it (when not active), recorded as the operator who cleared it.
     pub cleared_by: String,
+    /// Why it was lifted (when not active), recorded with the clearing.
+    pub cleared_reason: String,
 }
 
 /// The API flag as stored.
@@ -40,7 +42,7 @@ pub struct StopFlag {
 }
 
 /// Recompute the switch from the flag and the file and publish it if it changed.
-pub async fn refresh(shared: &Shared, cleared_by: &str) {
+pub async fn refresh(shared: &Shared, cleared_by: &str, cleared_reason: &str) {
     let flag = shared
         .store
         .call(|s| s.flag::<StopFlag>(FLAG))
@@ -58,17 +60,18 @@ pub async fn refresh(shared: &Shared, cleared_by: &str) {
         (Some(flag), _) => Emergency {
             active: true,
             reason: format!("{} (by {})", flag.value.reason, flag.value.by),
-            cleared_by: String::new(),
+            ..Emergency::default()
         },
         (None, Some(file)) => Emergency {
             active: true,
             reason: format!("the stop file {} exists", file.display()),
-            cleared_by: String::new(),
+            ..Emergency::default()
         },
         (None, None) => Emergency {
             active: false,
             reason: String::new(),
             cleared_by: cleared_by.to_string(),
+            cleared_reason: cleared_reason.to_string(),
         },
     };
     let changed = shared.emergency.send_if_modified(|current| {
@@ -87,7 +90,7 @@ pub async fn refresh(shared: &Shared, cleared_by: &str) {
         if next.active {
             tracing::error!(reason = %next.reason, "EMERGENCY STOP: every rollout goes to 0%.");
         } else {
-            tracing::warn!(by = %cleared_by, "Emergency stop cleared; rollouts stay paused until resumed.");
+            tracing::warn!(by = %cleared_by, reason = %cleared_reason, "Emergency stop cleared; rollouts stay paused until resumed.");
         }
     }
 }
@@ -100,13 +103,14 @@ pub async fn engage(shared: &Shared, reason: String, by: String) -> Result<(), C
         .call(move |s| s.set_flag(FLAG, &StopFlag { reason, by }, now))
         .await
         .map_err(CommandError::from)?;
-    refresh(shared, "").await;
+    refresh(shared, "", "").await;
     Ok(())
 }
 
-/// Clear the API flag. Fails (changing nothing else) while the stop file exists, since the file
-/// would keep the stop in force.
-pub async fn clear(shared: &Shared, by: String) -> Result<(), CommandError> {
+/// Clear the API flag, `by` an operator for `reason` (both recorded by every rollout it
+/// releases). Fails (changing nothing else) while the stop file exists, since the file would
+/// keep the stop in force.
+pub async fn clear(shared: &Shared, by: String, reason: String) -> Result<(), CommandError> {
     if let Some(file) = shared
         .config
         .emergency_stop_file
@@ -120,7 +124,7 @@ pub async fn clear(shared: &Shared, by: String) -> Result<(), CommandError> {
         .call(|s| s.clear_flag(FLAG))
         .await
         .map_err(CommandError::from)?;
-    refresh(shared, &by).await;
+    refresh(shared, &by, &reason).await;
     Ok(())
 }
 
@@ -136,7 +140,7 @@ pub async fn watch_file(shared: Arc<Shared>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = every.tick() => refresh(&shared, &by).await,
+            _ = every.tick() => refresh(&shared, &by, "the stop file was removed").await,
         }
     }
 }

@@ -395,7 +395,7 @@ pub async fn run_with_sources(
         .await
         .map_err(|e| DaemonError::Internal(e.to_string()))?;
     } else {
-        emergency::refresh(&shared, "").await;
+        emergency::refresh(&shared, "", "").await;
     }
 
     let listener = tokio::net::TcpListener::bind(shared.config.server.listen)

@@ -268,7 +268,11 @@ impl Runner {
             let _ = self.apply(event, None).await;
         } else if !emergency.active && stopped {
             let by = TriggeredBy::Operator(emergency.cleared_by.clone());
-            let event = Event::command(Command::ClearEmergency, by, "emergency stop cleared");
+            let reason = match emergency.cleared_reason.as_str() {
+                "" => "emergency stop cleared",
+                reason => reason,
+            };
+            let event = Event::command(Command::ClearEmergency, by, reason);
             let _ = self.apply(event, None).await;
         }
     }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::notification::{CheckRow, IncidentAction, Limit, Notification, Scope};
 use super::route::{event_name, severity_name};
 use crate::markup::{Html, push_html};
+use crate::readout::{self, LimitKind};
 use crate::rollout::Severity;
 
 /// The version of the generic webhook document (see the module doc of [`super`]).
@@ -54,27 +55,39 @@ fn opt(x: Option<f64>) -> String {
     x.map_or_else(|| "-".to_string(), fmt_num)
 }
 
-/// The effect cell: the relative change when there is a ratio (`+12.5%`), else the difference.
-pub fn effect_cell(row: &CheckRow) -> String {
-    match (row.ratio, row.difference) {
-        (Some(r), _) if r.is_finite() => format!("{:+.1}%", (r - 1.0) * 100.0),
-        (_, Some(d)) => {
-            let s = fmt_num(d);
-            if d > 0.0 { format!("+{s}") } else { s }
-        }
-        _ => "-".to_string(),
+/// A side's value: an error rate as a percentage (`0.52%`), anything else as a number.
+fn side_cell(row: &CheckRow, value: Option<f64>) -> String {
+    match (row.measure == "error rate", value) {
+        (true, Some(r)) => readout::rate(r),
+        _ => opt(value),
     }
 }
 
-/// The threshold cell (`tolerance 10%`, `threshold 0.5`, `max slope 2/min`).
+/// How a row's limit reads ([`crate::readout`]): its kind and value.
+fn limit_of(row: &CheckRow) -> Option<(LimitKind, f64)> {
+    row.limit.map(|l| match l {
+        Limit::Tolerance(t) => (LimitKind::Tolerance, t),
+        Limit::Threshold(t) => (LimitKind::Threshold, t),
+        Limit::MaxSlopePerMinute(s) => (LimitKind::MaxSlopePerMinute, s),
+    })
+}
+
+/// The effect cell, in the unit of the row's limit: `+0.28 pp` for an error rate, `+12.5%`
+/// against a relative tolerance, the distance to a threshold on the metric's scale.
+pub fn effect_cell(row: &CheckRow) -> String {
+    let is_rate = row.measure == "error rate";
+    readout::effect(
+        is_rate,
+        limit_of(row).map(|(kind, _)| kind),
+        row.ratio,
+        row.difference,
+    )
+}
+
+/// The threshold cell (`tolerance 10%`, `tolerance 1 pp`, `threshold 0.5`, `max slope 2/min`).
 pub fn limit_cell(row: &CheckRow) -> String {
-    match row.limit {
-        Some(Limit::Tolerance(t)) if row.measure == "error rate" => {
-            format!("tolerance {}", fmt_num(t))
-        }
-        Some(Limit::Tolerance(t)) => format!("tolerance {}%", fmt_num(t * 100.0)),
-        Some(Limit::Threshold(t)) => format!("threshold {}", fmt_num(t)),
-        Some(Limit::MaxSlopePerMinute(s)) => format!("max slope {}/min", fmt_num(s)),
+    match limit_of(row) {
+        Some((kind, value)) => readout::limit(row.measure == "error rate", kind, value),
         None => "-".to_string(),
     }
 }
@@ -102,8 +115,8 @@ fn cells(row: &CheckRow) -> [String; 7] {
     [
         row.check.clone(),
         row.verdict.clone(),
-        opt(row.baseline),
-        opt(row.canary),
+        side_cell(row, row.baseline),
+        side_cell(row, row.canary),
         effect_cell(row),
         limit_cell(row),
         p_cell(row),

@@ -8,6 +8,7 @@
 //! - [`notification`]: the [`Notification`] payload and its incident group key (pure).
 //! - [`route`]: receivers per event and the outbox dedupe keys (pure).
 //! - [`content`]: rendering per receiver kind (pure).
+//! - [`command_line`]: the commands printed to act, complete so they run as printed (pure).
 //! - [`config`]: `[receivers.NAME]` shapes, validation, and building [`Receivers`].
 //! - [`email`], [`http`]: the notifiers that talk to the world.
 //! - [`dispatch`]: the [`Dispatcher`] task: claim, rate-limit, send, record, retry.
@@ -64,7 +65,7 @@
 //!       "p_value": 0.0001, "confidence": 0.99, "test": "Wilcoxon signed-rank"
 //!     }],
 //!     "status_url": "https://canaryd.example.com/rollouts/web",     // or null
-//!     "commands": ["canaryd resume web", "canaryd rollback web", "canaryd abort web"]
+//!     "commands": ["canaryd resume web --url https://canaryd.example.com --token-file ~/.config/canaryd/token --reason \"...\"", ...]
 //!   }
 //! }
 //! ```
@@ -72,6 +73,7 @@
 //! fail the message for good. New fields may be added within version 1; a change that breaks a
 //! reader bumps the version.
 
+pub mod command_line;
 pub mod config;
 pub mod content;
 pub mod dispatch;

@@ -266,7 +266,7 @@ impl Notification {
             status_url: ctx.public_url.map(|base| status_url(base, ctx.rollout)),
             commands: commands(&ctx.after.phase)
                 .iter()
-                .map(|c| format!("canaryd {c} {}", ctx.rollout))
+                .map(|c| super::command_line::command_line(*c, ctx.rollout, ctx.public_url))
                 .collect(),
         }
     }

@@ -200,7 +200,12 @@ fn one_incident_shares_a_group_key_until_resumed() {
         paused_again[0].group_key, paused[0].group_key,
         "a pause after the resume is a new incident"
     );
-    assert_eq!(paused[0].commands[0], "canaryd resume web");
+    // Complete, so it runs as printed (issue 20, point 6): URL, token file and reason.
+    assert_eq!(
+        paused[0].commands[0],
+        "canaryd resume web --url https://canaryd.example.com --token-file \
+         ~/.config/canaryd/token --reason \"...\""
+    );
     assert_eq!(
         paused[0].status_url.as_deref(),
         Some("https://canaryd.example.com/rollouts/web")
@@ -223,7 +228,11 @@ fn rollback_then_retry_resolves_the_rollback_incident() {
         rolled[0].group_key, paused[0].group_key,
         "escalation of one incident"
     );
-    assert_eq!(rolled[0].commands, vec!["canaryd start web"]);
+    assert!(
+        rolled[0].commands.len() == 1 && rolled[0].commands[0].starts_with("canaryd start web "),
+        "{:?}",
+        rolled[0].commands
+    );
     let resolve = retried
         .iter()
         .find(|n| n.incident == IncidentAction::Resolve)

@@ -12,9 +12,13 @@ use serde_json::Value;
 
 use super::chart::{self, Chart, Mark, Unit};
 use super::html::{number, page, time, url_segment};
-use super::overview::{phase_badge, stage_chips, stop_banner, time_in_stage, weight_bar};
+use super::moments;
+use super::overview::{
+    outage_banner, phase_badge, stage_chips, stop_banner, time_in_stage, weight_bar,
+};
 use super::{RolloutView, StopView};
 use crate::markup::{Html, html, push_html};
+use crate::readout::{self, LimitKind};
 use crate::rules::{CheckRule, Queries};
 use crate::store::{Analysis, AuditEntry, Page};
 
@@ -35,6 +39,10 @@ pub struct Detail<'a> {
     /// The problems (file:line:col) of its rule file when that file does not load, so the rule
     /// shown is the file's last good version; empty while it loads.
     pub rule_file_problems: &'a [String],
+    /// The shown run's recent audit entries, newest first: the stage changes on the charts.
+    pub audit: &'a [AuditEntry],
+    /// `[server] public_url`, for the commands printed to act.
+    pub public_url: Option<&'a str>,
     pub now: DateTime<Utc>,
 }
 
@@ -131,8 +139,8 @@ pub fn marks(result: &Value, unit: Unit, canary: &[(f64, f64)]) -> Vec<Mark> {
             Some(rate) => (
                 rate,
                 format!(
-                    "baseline rate {sign} {}",
-                    chart::value_label(Unit::Fraction, tolerance)
+                    "baseline rate {sign} {} pp",
+                    readout::short(tolerance * 100.0)
                 ),
                 rate + tolerance,
                 rate - tolerance,
@@ -258,17 +266,27 @@ fn evidence(result: &Value, unit: Unit) -> Html {
     let dash = || "—".to_string();
     let test = text(result, &["evidence", "test"]).map_or_else(dash, str::to_string);
     let p = num(result, &["evidence", "p_value"]).map_or_else(dash, number);
+    // In the unit of the check's limit (`+0.28 pp` for an error rate), then the ratio.
+    let is_rate = ["baseline", "canary"]
+        .iter()
+        .any(|side| num(result, &["evidence", side, "rate"]).is_some());
+    let limit = [
+        ("tolerance", LimitKind::Tolerance),
+        ("threshold", LimitKind::Threshold),
+        ("max_slope_per_minute", LimitKind::MaxSlopePerMinute),
+    ]
+    .into_iter()
+    .find(|(key, _)| num(result, &["evidence", "thresholds", key]).is_some())
+    .map(|(_, kind)| kind);
     let effect = get(result, &["evidence", "effect"])
         .filter(|e| !e.is_null())
         .map_or_else(dash, |e| {
-            let mut parts = Vec::new();
-            if let Some(r) = num(e, &["ratio"]) {
-                parts.push(format!("ratio {} ({:+.1}%)", number(r), (r - 1.0) * 100.0));
+            let ratio = num(e, &["ratio"]);
+            let mut text = readout::effect(is_rate, limit, ratio, num(e, &["difference"]));
+            if let Some(r) = ratio {
+                text.push_str(&format!(", ratio {}", number(r)));
             }
-            if let Some(d) = num(e, &["difference"]) {
-                parts.push(format!("difference {}", number(d)));
-            }
-            parts.join(", ")
+            text
         });
     let interval = get(result, &["evidence", "effect", "interval"])
         .filter(|i| !i.is_null())
@@ -319,8 +337,8 @@ fn evidence(result: &Value, unit: Unit) -> Html {
     )
 }
 
-/// One check's card: name, verdict, reason, chart, evidence.
-fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>) -> Html {
+/// One check's card: name, verdict, reason, chart (with `moments`), evidence.
+fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>, moments: &[Mark]) -> Html {
     let find = |key: &str| {
         latest
             .and_then(|a| a.evidence.get(key))
@@ -337,7 +355,8 @@ fn check_card(name: &str, unit: Unit, latest: Option<&Analysis>) -> Html {
     let series = find("series");
     let baseline = points(series, "baseline");
     let canary = points(series, "canary");
-    let marks = result.map(|r| marks(r, unit, &canary)).unwrap_or_default();
+    let mut marks = result.map(|r| marks(r, unit, &canary)).unwrap_or_default();
+    marks.extend_from_slice(moments);
     let title = format!("{name}: baseline vs canary");
     let mut out = Html::literal("<section class=\"card check\">");
     let verdict = result
@@ -487,7 +506,9 @@ pub fn render(d: &Detail<'_>) -> String {
         phase_badge(&view.state.phase)
     );
     body.push_html(&stop_banner(d.stop));
+    body.push_html(&outage_banner(view));
     body.push_html(&rule_file_banner(d.rule_file_problems));
+    body.push_html(&super::act::approval_notice(view));
     let team = view.rule.as_ref().map_or_else(
         || Html::literal("<span class=\"muted\">no rule file loaded</span>"),
         |r| Html::text(&r.team),
@@ -508,7 +529,15 @@ pub fn render(d: &Detail<'_>) -> String {
         view.state.run.number,
     ));
 
+    body.push_html(&super::act::commands_card(view, d.public_url));
+
     let latest = d.analyses.first();
+    let stage_changes = moments::stage_changes(d.audit);
+    let moments_of = |name: &str| {
+        let mut all = stage_changes.clone();
+        all.extend(moments::failures(name, d.analyses));
+        all
+    };
     body.push_str("<h2>Checks</h2>\n");
     match latest {
         Some(a) => {
@@ -527,7 +556,8 @@ pub fn render(d: &Detail<'_>) -> String {
     match &view.rule {
         Some(rule) => {
             for check in &rule.checks {
-                body.push_html(&check_card(&check.spec.name, unit_of(check), latest));
+                let name = &check.spec.name;
+                body.push_html(&check_card(name, unit_of(check), latest, &moments_of(name)));
             }
         }
         None => {
@@ -542,7 +572,7 @@ pub fn render(d: &Detail<'_>) -> String {
                 })
                 .unwrap_or_default();
             for name in names {
-                body.push_html(&check_card(&name, Unit::Plain, latest));
+                body.push_html(&check_card(&name, Unit::Plain, latest, &moments_of(&name)));
             }
         }
     }
@@ -554,249 +584,5 @@ pub fn render(d: &Detail<'_>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn result(thresholds: Value, baseline: Value) -> Value {
-        json!({
-            "name": "latency",
-            "verdict": {"outcome": "fail"},
-            "reason": "canary <b>worse</b>",
-            "evidence": {
-                "baseline": baseline,
-                "canary": {"points": 60, "dropped": 2},
-                "effect": {"ratio": 1.25, "difference": 0.025,
-                           "interval": {"low": 1.1, "high": 1.4, "confidence": 0.99, "scale": "ratio"}},
-                "p_value": 0.0012,
-                "test": "Wilcoxon signed-rank",
-                "comparison": "paired",
-                "thresholds": thresholds,
-            }
-        })
-    }
-
-    #[test]
-    fn thresholds_become_lines_and_tolerances_lines_or_bands_around_the_baseline() {
-        let abs = result(
-            json!({"direction": "higher-is-worse", "confidence": 0.99, "min_samples": 3, "threshold": 0.5}),
-            json!({"points": 60, "dropped": 0}),
-        );
-        assert_eq!(
-            marks(&abs, Unit::Seconds, &[]),
-            [Mark::Line {
-                value: 0.5,
-                label: "threshold 500 ms".into()
-            }]
-        );
-        let rel = result(
-            json!({"direction": "higher-is-worse", "confidence": 0.99, "min_samples": 3, "tolerance": 0.1}),
-            json!({"points": 60, "dropped": 0, "median": 0.2}),
-        );
-        match &marks(&rel, Unit::Seconds, &[])[..] {
-            [Mark::Line { value, label }] => {
-                assert!((value - 0.22).abs() < 1e-12);
-                assert_eq!(label, "tolerance: baseline median + 10%");
-            }
-            other => panic!("{other:?}"),
-        }
-        let either = result(
-            json!({"direction": "either", "confidence": 0.99, "min_samples": 3, "tolerance": 0.001}),
-            json!({"points": 60, "dropped": 0, "rate": 0.01}),
-        );
-        match &marks(&either, Unit::Fraction, &[])[..] {
-            [Mark::Band { low, high, .. }] => {
-                assert!((low - 0.009).abs() < 1e-12 && (high - 0.011).abs() < 1e-12)
-            }
-            other => panic!("{other:?}"),
-        }
-        let trend = result(
-            json!({"direction": "higher-is-worse", "confidence": 0.99, "min_samples": 3, "max_slope_per_minute": 6.0}),
-            json!({"points": 60, "dropped": 0}),
-        );
-        match &marks(&trend, Unit::Plain, &[(f64::NAN, 1.0), (100.0, 5.0)])[..] {
-            [
-                Mark::Slope {
-                    t0, v0, per_second, ..
-                },
-            ] => {
-                assert_eq!((*t0, *v0, *per_second), (100.0, 5.0, 0.1))
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn history_is_newest_first_with_links_to_older_pages_and_back() {
-        let entry = |id: i64, reason: &str| AuditEntry {
-            id,
-            rollout: "a b".into(),
-            at: DateTime::from_timestamp(id, 0).unwrap(),
-            action: "paused".into(),
-            previous_weight: Some(10),
-            new_weight: Some(0),
-            reason: reason.into(),
-            triggered_by: "operator:alice".into(),
-            run: 1,
-        };
-        let rollout = RolloutView {
-            name: "a b".into(),
-            rule: None,
-            state: crate::rollout::RolloutState::default(),
-            last: None,
-        };
-        let history = Page {
-            items: vec![entry(9, "newer"), entry(8, "<older>")],
-            next: Some("8".parse().unwrap()),
-        };
-        let detail = Detail {
-            rollout: &rollout,
-            analyses: &[],
-            history: &history,
-            runs: &[],
-            run: 1,
-            paged: true,
-            stop: &StopView::default(),
-            rule_file_problems: &[],
-            now: DateTime::from_timestamp(100, 0).unwrap(),
-        };
-        let html = history_table(&detail).into_string();
-        assert!(html.find("newer").unwrap() < html.find("&lt;older&gt;").unwrap());
-        assert!(html.contains("10% → 0%"));
-        assert!(
-            html.contains("href=\"/rollouts/a%20b?cursor=8\">Older →</a>"),
-            "{html}"
-        );
-        assert!(html.contains("href=\"/rollouts/a%20b\">← Newest</a>"));
-        let last = Page {
-            items: vec![],
-            next: None,
-        };
-        let html = history_table(&Detail {
-            history: &last,
-            paged: false,
-            ..detail
-        })
-        .into_string();
-        assert!(html.contains("No history yet") && !html.contains("Older"));
-        let page = render(&detail);
-        assert!(page.contains("No analysis has run yet"));
-        assert!(!page.contains("rule file does not load"));
-    }
-
-    #[test]
-    fn a_broken_rule_file_is_shown_with_its_problems_escaped() {
-        let rollout = RolloutView {
-            name: "api".into(),
-            rule: None,
-            state: crate::rollout::RolloutState::default(),
-            last: None,
-        };
-        let problems = ["rules/api.toml:3:1: error: unknown key `<x>`".to_string()];
-        let page = render(&Detail {
-            rollout: &rollout,
-            analyses: &[],
-            history: &Page {
-                items: vec![],
-                next: None,
-            },
-            runs: &[],
-            run: 1,
-            paged: false,
-            stop: &StopView::default(),
-            rule_file_problems: &problems,
-            now: DateTime::from_timestamp(100, 0).unwrap(),
-        });
-        assert!(page.contains("Its rule file does not load"), "{page}");
-        assert!(
-            page.contains("rules/api.toml:3:1: error: unknown key `&lt;x&gt;`"),
-            "{page}"
-        );
-    }
-
-    #[test]
-    fn evidence_shows_test_p_value_effect_interval_and_points_escaped() {
-        let r = result(
-            json!({"direction": "higher-is-worse", "confidence": 0.99, "min_samples": 3, "tolerance": 0.1}),
-            json!({"points": 58, "dropped": 2, "median": 0.1}),
-        );
-        let html = evidence(&r, Unit::Seconds).into_string();
-        assert!(html.contains("Wilcoxon signed-rank"));
-        assert!(html.contains(">0.0012<"));
-        assert!(html.contains("ratio 1.25 (+25.0%)"));
-        assert!(html.contains("[1.1, 1.4] at 99% confidence (ratio)"));
-        assert!(html.contains("58 points, 2 dropped · median 100 ms"));
-        // How the answers were read (issue 18, point 4), one note a line, escaped; none, no row.
-        assert!(!html.contains("Notes"));
-        let mut noted = r.clone();
-        noted["evidence"]["notes"] = json!(["canary: errors query returned no series", "<b>"]);
-        let html = evidence(&noted, Unit::Seconds).into_string();
-        let want = "<dt>Notes</dt><dd class=\"notes\">canary: errors query returned no series<br>&lt;b&gt;</dd>";
-        assert!(html.contains(want), "{html}");
-        let analysis = Analysis {
-            run: 1,
-            id: 1,
-            rollout: "api".into(),
-            at: DateTime::from_timestamp(0, 0).unwrap(),
-            outcome: "fail".into(),
-            score: Some(0.0),
-            evidence: json!({"checks": [r], "series": [
-                {"check": "latency", "baseline": [[0.0, 0.1], [60.0, null]], "canary": []}
-            ]}),
-        };
-        let card = check_card("latency", Unit::Seconds, Some(&analysis)).into_string();
-        assert!(card.contains("canary &lt;b&gt;worse&lt;/b&gt;"), "{card}");
-        assert!(card.contains("<svg"));
-        let missing = check_card("errors", Unit::Fraction, Some(&analysis)).into_string();
-        assert!(missing.contains("class=\"nodata\"") && missing.contains("Not judged yet"));
-    }
-
-    #[test]
-    fn chart_times_after_t0_draw_the_same_chart_as_absolute_times() {
-        let absolute = json!({"series": [{"check": "latency",
-            "baseline": [[1_700_000_000.0, 0.1], [1_700_000_060.0, 0.2]],
-            "canary": [[1_700_000_030.0, 0.15]]}]});
-        let relative = json!({"series": [{"check": "latency", "t0": 1_700_000_000.0,
-            "baseline": [[0.0, 0.1], [60.0, 0.2]],
-            "canary": [[30.0, 0.15]]}]});
-        let card = |evidence: Value| {
-            let analysis = Analysis {
-                run: 1,
-                id: 1,
-                rollout: "api".into(),
-                at: DateTime::from_timestamp(1_700_000_100, 0).unwrap(),
-                outcome: "pass".into(),
-                score: Some(1.0),
-                evidence,
-            };
-            check_card("latency", Unit::Seconds, Some(&analysis)).into_string()
-        };
-        let (a, r) = (card(absolute), card(relative));
-        assert!(a.contains("<svg"), "{a}");
-        assert_eq!(a, r);
-    }
-
-    #[test]
-    fn a_check_that_cannot_judge_says_so_and_why() {
-        let mut r = result(
-            json!({"direction": "higher-is-worse", "confidence": 0.99, "min_samples": 3, "tolerance": 0.1}),
-            json!({"points": 0, "dropped": 0}),
-        );
-        let why = crate::judge::NOT_APPLICABLE_AT_100;
-        r["verdict"] = json!({"outcome": "inconclusive", "reason": why, "cause": "not-applicable"});
-        assert_eq!(check_verdict(&r), Some("not applicable"));
-        r["verdict"]["cause"] = json!("no-data");
-        assert_eq!(check_verdict(&r), Some("inconclusive"));
-        // The cause is a stable word next to the badge, and in its `data-cause`.
-        assert_eq!(
-            check_badge(&r).as_str(),
-            "<span class=\"verdict verdict-inconclusive\" data-cause=\"no-data\">inconclusive\
-             </span> <code class=\"cause\">no-data</code>"
-        );
-        r["verdict"] = json!({"outcome": "fail"});
-        assert_eq!(
-            check_badge(&r).as_str(),
-            "<span class=\"verdict verdict-fail\">fail</span>"
-        );
-    }
-}
+#[path = "detail_tests.rs"]
+mod tests;

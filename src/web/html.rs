@@ -123,6 +123,12 @@ td.stages{min-width:280px}
 .chip-done{background:#d3f9d8;border-color:#8ce99a}
 .chip-current{background:#1f6fc5;border-color:#1f6fc5;color:#fff;font-weight:600}
 .chip-pending{background:#f1f3f5;color:var(--muted)}
+.chip-rolled-back{background:#c92a2a;border-color:#c92a2a;color:#fff;font-weight:600}
+.phase-held{background:#b3261e}
+.act pre{margin:6px 0 0;white-space:pre-wrap}
+.chart .moment line{stroke-width:1.5;stroke-dasharray:2 3}
+.chart .moment-stage line{stroke:#495057}.chart .moment-fail line{stroke:#c92a2a}
+.chart .moment text{font-size:10px}.chart .moment-fail text{fill:#c92a2a}
 .weight{display:inline-block;width:60px;height:8px;background:#e9ecef;border-radius:4px;vertical-align:middle;margin-right:6px;overflow:hidden}
 .weight span{display:block;height:100%;background:var(--canary)}
 .checks{display:grid;grid-template-columns:1fr;gap:14px}

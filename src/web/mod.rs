@@ -12,10 +12,14 @@
 //! - [`html`]: the page shell and shared formats (markup is [`crate::markup::Html`]).
 //! - [`chart`]: inline SVG charts.
 //! - [`overview`], [`detail`]: the two pages.
+//! - [`moments`]: stage changes and failures marked on the charts.
+//! - [`act`]: why a rollout waits, and the commands for its phase (complete, to run as printed).
 
+pub mod act;
 pub mod chart;
 pub mod detail;
 pub mod html;
+pub mod moments;
 pub mod overview;
 pub mod runs;
 
@@ -32,7 +36,7 @@ use serde::Deserialize;
 use crate::daemon::Control;
 use crate::rollout::RolloutState;
 use crate::rules::RolloutRule;
-use crate::store::{Analysis, AuditEntry, Cursor, OutboxCounts, Page, StoreError};
+use crate::store::{Analysis, AuditEntry, Cursor, OutboxCounts, Page, RunRecord, StoreError};
 
 /// The pages' `Content-Security-Policy`. They are server-rendered with no JavaScript: inline
 /// styles (a `<style>` block and `style` attributes for the weight bars) and inline SVG are all
@@ -44,6 +48,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe
 pub const HISTORY_PAGE: usize = 20;
 /// Analyses listed under "recent analyses".
 pub const RECENT_ANALYSES: usize = 10;
+/// Audit entries read to find a rollback's stage and the moments on the charts.
+pub const RECENT_AUDIT: usize = 200;
 
 /// Why a page could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +113,41 @@ pub struct RolloutView {
     pub state: RolloutState,
     /// The newest audit entry: the last decision and its reason.
     pub last: Option<AuditEntry>,
+    /// For a rolled-back run, the stage it was rolled back from (see [`rolled_back_stage`]).
+    pub rolled_back_stage: Option<usize>,
+}
+
+/// Audit actions of the emergency stop, which a finished run records without changing.
+fn is_emergency(action: &str) -> bool {
+    matches!(
+        action,
+        "emergency-stopped" | "emergency-cleared" | "ignored-during-emergency"
+    )
+}
+
+/// A finished run (an earlier one, or the current one once it succeeded, rolled back or was
+/// aborted) whose newest entry is the emergency stop's: its outcome is the entry before.
+fn finished_by_emergency(run: &RunRecord, state: &RolloutState) -> bool {
+    let finished = run.run != state.run.number || state.finished();
+    finished && run.last_action.as_deref().is_some_and(is_emergency)
+}
+
+/// The stage a rolled-back run was rolled back from: the plan's stage at the weight its newest
+/// `rolled-back` entry (among `audit`, newest first) left. `None` for another phase, or when
+/// the entry or the stage cannot be found.
+pub fn rolled_back_stage(
+    state: &RolloutState,
+    rule: Option<&RolloutRule>,
+    audit: &[AuditEntry],
+) -> Option<usize> {
+    if !matches!(state.phase, crate::rollout::Phase::RolledBack { .. }) {
+        return None;
+    }
+    let from = audit
+        .iter()
+        .find(|e| e.action == "rolled-back" && e.run == state.run.number)?
+        .previous_weight?;
+    rule?.plan.stages.iter().position(|s| s.weight == from)
 }
 
 /// The emergency stop as the pages show it.
@@ -147,12 +188,18 @@ async fn overview_page(State(control): State<Control>) -> Result<Response, WebEr
                     .find(|s| s.name == name)
                     .map(|s| s.state.clone())
                     .unwrap_or_default();
-                let last = store.audit_page(&name, None, 1)?.items.into_iter().next();
+                // A rolled-back rollout's page of history finds the stage it left; others need
+                // only their last decision.
+                let rolled_back = matches!(state.phase, crate::rollout::Phase::RolledBack { .. });
+                let wanted = if rolled_back { HISTORY_PAGE } else { 1 };
+                let recent = store.audit_page(&name, None, wanted)?.items;
+                let rule = rules.get(&name);
                 views.push(RolloutView {
-                    rule: rules.get(&name),
+                    rolled_back_stage: rolled_back_stage(&state, rule.as_deref(), &recent),
+                    last: recent.into_iter().next(),
+                    rule,
                     name,
                     state,
-                    last,
                 });
             }
             let outbox: Option<OutboxCounts> = store
@@ -197,7 +244,7 @@ async fn detail_page(
     let rule_file_problems = rules.rule_file_problems(&name);
     drop(rules);
     let asked = query.run;
-    let (view, analyses, history, runs, shown) = control
+    let (view, analyses, history, recent, runs, shown) = control
         .read(move |store| {
             let stored = store.rollout::<RolloutState>(&name)?;
             if stored.is_none() && rule.is_none() {
@@ -209,14 +256,26 @@ async fn detail_page(
             let analyses: Page<Analysis> =
                 store.analyses_page_of(&name, Some(shown), None, RECENT_ANALYSES)?;
             let history = store.audit_page_of(&name, Some(shown), cursor, HISTORY_PAGE)?;
-            let runs = store.runs(&name)?;
+            let recent = store
+                .audit_page_of(&name, Some(shown), None, RECENT_AUDIT)?
+                .items;
+            let state = stored.map(|s| s.state).unwrap_or_default();
+            let mut runs = store.runs(&name)?;
+            for run in runs.iter_mut().filter(|r| finished_by_emergency(r, &state)) {
+                let page = store.audit_page_of(&name, Some(run.run), None, RECENT_AUDIT)?;
+                if let Some(outcome) = page.items.iter().find(|e| !is_emergency(&e.action)) {
+                    run.last_action = Some(outcome.action.clone());
+                    run.last_at = Some(outcome.at);
+                }
+            }
             let view = RolloutView {
-                state: stored.map(|s| s.state).unwrap_or_default(),
+                rolled_back_stage: rolled_back_stage(&state, rule.as_deref(), &recent),
+                state,
                 name,
                 rule,
                 last,
             };
-            Ok((view, analyses.items, history, runs, shown))
+            Ok((view, analyses.items, history, recent, runs, shown))
         })
         .await?;
     let page = detail::render(&detail::Detail {
@@ -228,6 +287,8 @@ async fn detail_page(
         paged: cursor.is_some(),
         stop: &stop_view(&control),
         rule_file_problems: &rule_file_problems,
+        audit: &recent,
+        public_url: control.public_url().as_deref(),
         now: control.now(),
     });
     Ok(html_response(StatusCode::OK, page))

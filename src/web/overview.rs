@@ -36,35 +36,43 @@ pub enum StageMark {
     Done,
     Current,
     Pending,
+    /// The stage the rollout was rolled back from.
+    RolledBack,
 }
 
-/// Each stage's mark, given the phase.
-pub fn stage_marks(phase: &Phase, stages: usize) -> Vec<StageMark> {
+/// Each stage's mark, given the phase and, for a rolled-back rollout, the stage it was rolled
+/// back from (its earlier stages are done).
+pub fn stage_marks(phase: &Phase, stages: usize, rolled_back: Option<usize>) -> Vec<StageMark> {
     (0..stages)
-        .map(|i| match (phase, phase.stage()) {
-            (Phase::Succeeded, _) => StageMark::Done,
-            (_, Some(current)) if i < current => StageMark::Done,
-            (_, Some(current)) if i == current => StageMark::Current,
+        .map(|i| match (phase, phase.stage(), rolled_back) {
+            (Phase::Succeeded, _, _) => StageMark::Done,
+            (Phase::RolledBack { .. }, _, Some(at)) if i < at => StageMark::Done,
+            (Phase::RolledBack { .. }, _, Some(at)) if i == at => StageMark::RolledBack,
+            (_, Some(current), _) if i < current => StageMark::Done,
+            (_, Some(current), _) if i == current => StageMark::Current,
             _ => StageMark::Pending,
         })
         .collect()
 }
 
-/// The row of stage chips: done / current / pending, each with its weight.
+/// The row of stage chips: done / current / pending (or rolled back from), each with its
+/// weight.
 pub fn stage_chips(view: &RolloutView) -> Html {
     let Some(rule) = &view.rule else {
         return Html::literal("<span class=\"muted\">no rule file loaded</span>");
     };
     let stages = &rule.plan.stages;
     let mut out = Html::literal("<div class=\"chips\">");
-    for (stage, mark) in stages
-        .iter()
-        .zip(stage_marks(&view.state.phase, stages.len()))
-    {
+    for (stage, mark) in stages.iter().zip(stage_marks(
+        &view.state.phase,
+        stages.len(),
+        view.rolled_back_stage,
+    )) {
         let (class, what) = match mark {
             StageMark::Done => ("done", "done"),
             StageMark::Current => ("current", "current"),
             StageMark::Pending => ("pending", "pending"),
+            StageMark::RolledBack => ("rolled-back", "rolled back from here"),
         };
         let weight = format!("{}%", stage.weight);
         let text = if stage.name == weight {
@@ -83,6 +91,38 @@ pub fn stage_chips(view: &RolloutView) -> Html {
     }
     out.push_str("</div>");
     out
+}
+
+/// The metric backend's outage as a banner, from its first failed analysis (the rollout holds
+/// from then on); empty while the backend answers.
+pub fn outage_banner(view: &RolloutView) -> Html {
+    let failed = view.state.backend_errors;
+    if failed == 0 {
+        return Html::new();
+    }
+    let analyses = if failed == 1 {
+        "the last analysis".to_string()
+    } else {
+        format!("the last {failed} analyses")
+    };
+    html!(
+        "<div class=\"banner outage\" role=\"alert\">The metric backend is failing: {} could \
+         not run, so the rollout holds at {}% until it answers (the history has its error).</div>\n",
+        analyses,
+        view.state.weight
+    )
+}
+
+/// A badge next to the phase while the metric backend fails.
+pub fn outage_badge(view: &RolloutView) -> Html {
+    match view.state.backend_errors {
+        0 => Html::new(),
+        n => html!(
+            " <span class=\"phase phase-held\" title=\"{} analyses in a row failed on the metric \
+             backend\">backend failing</span>",
+            n
+        ),
+    }
 }
 
 /// How long the rollout has been in its current stage; a dash when it is not at one.
@@ -162,11 +202,12 @@ pub fn render(o: &Overview<'_>) -> String {
         for view in o.rollouts {
             push_html!(
                 body,
-                "<tr class=\"rollout\"><td><a href=\"/rollouts/{}\">{}</a></td><td>{}</td>\
+                "<tr class=\"rollout\"><td><a href=\"/rollouts/{}\">{}</a></td><td>{}{}</td>\
                  <td class=\"nowrap\">{}</td><td class=\"stages\">{}</td><td>{}</td><td class=\"nowrap\">{}</td></tr>\n",
                 url_segment(&view.name),
                 view.name,
                 phase_badge(&view.state.phase),
+                outage_badge(view),
                 weight_bar(view.state.weight),
                 stage_chips(view),
                 last_decision(view),
@@ -223,6 +264,7 @@ mod tests {
                 reason: reason.into(),
                 triggered_by: "operator:<eve>".into(),
             }),
+            rolled_back_stage: None,
         }
     }
 
@@ -230,14 +272,17 @@ mod tests {
     fn stages_before_the_current_one_are_done_and_later_ones_pending() {
         use StageMark::*;
         assert_eq!(
-            stage_marks(&Phase::Progressing { stage: 1 }, 3),
+            stage_marks(&Phase::Progressing { stage: 1 }, 3, None),
             [Done, Current, Pending]
         );
-        assert_eq!(stage_marks(&Phase::Succeeded, 2), [Done, Done]);
-        assert_eq!(stage_marks(&Phase::Pending, 2), [Pending, Pending]);
+        assert_eq!(stage_marks(&Phase::Succeeded, 2, None), [Done, Done]);
+        assert_eq!(stage_marks(&Phase::Pending, 2, None), [Pending, Pending]);
+        let rolled_back = Phase::RolledBack { reason: "x".into() };
+        assert_eq!(stage_marks(&rolled_back, 2, None), [Pending, Pending]);
+        // The stage it was rolled back from is marked, the ones before it done.
         assert_eq!(
-            stage_marks(&Phase::RolledBack { reason: "x".into() }, 2),
-            [Pending, Pending]
+            stage_marks(&rolled_back, 3, Some(1)),
+            [Done, RolledBack, Pending]
         );
     }
 

@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "core",
         &[
             "stats", "judge", "rules", "rollout", "assign", "backoff", "markup", "redact",
+            "readout",
         ],
     ),
 ];

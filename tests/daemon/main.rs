@@ -1,6 +1,6 @@
 //! The daemon as its users meet it: the operator API over HTTP (`api_http`), how queries'
 //! answers are read (`absent_series`), the status pages in
-//! headless Chromium (`web_page`), rule files edited, broken and removed under a running daemon
+//! headless Chromium (`web_page`) and what on-call reads there and in email (`web_story`), rule files edited, broken and removed under a running daemon
 //! (`rule_files`), the binary under systemd's unit and notify protocol (`systemd_unit`), a whole
 //! rollout against a real Prometheus (`daemon_rollout`), the real binary's start, reload, stop
 //! and crash (`daemon_binary`), faults (`daemon_faults`) and the wrong actions it must never
@@ -30,3 +30,4 @@ mod rule_files;
 mod secrets;
 mod systemd_unit;
 mod web_page;
+mod web_story;

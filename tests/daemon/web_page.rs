@@ -467,6 +467,7 @@ async fn every_planted_string_comes_out_escaped_on_every_page_and_email() {
             ..RolloutState::default()
         },
         last: Some(entry(5, "last")),
+        rolled_back_stage: None,
     };
     let judged = |check: &str, verdict: Value| {
         json!({
@@ -543,6 +544,8 @@ async fn every_planted_string_comes_out_escaped_on_every_page_and_email() {
         paged: true,
         stop: &stop,
         rule_file_problems: &problems,
+        audit: &[],
+        public_url: None,
         now: t(400),
     });
     let overview = overview::render(&overview::Overview {

@@ -54,7 +54,11 @@ pub fn alert_notification(
             .public_url
             .as_deref()
             .map(|base| crate::notify::notification::status_url(base, rollout)),
-        commands: vec![format!("canaryd status {rollout}")],
+        commands: vec![crate::notify::command_line::status_line(
+            rollout,
+            shared.config.server.public_url.as_deref(),
+            shared.config.server.reads_need_token,
+        )],
     }
 }
 

@@ -1,5 +1,6 @@
 //! Inline SVG line charts of baseline vs canary over an analysis window, with the check's
-//! threshold (a dashed line), tolerance band or slope limit, labelled axes and a legend.
+//! threshold (a dashed line), tolerance band or slope limit, moments (labelled vertical lines:
+//! stage changes, failures), labelled axes and a legend.
 //!
 //! Pure: points in, markup out. It owns the geometry (scales, "nice" ticks, skipping NaN and
 //! infinite points, widening a constant or single-point range so it never divides by zero) and
@@ -9,6 +10,10 @@
 use std::fmt::Write as _;
 
 use crate::markup::{Fixed, Html, html, push_html};
+
+mod moment;
+pub use moment::MomentKind;
+use moment::{draw_moment, reach_moments};
 
 /// Drawing size in SVG user units; the page scales the chart to its width.
 const WIDTH: f64 = 720.0;
@@ -45,14 +50,22 @@ pub enum Mark {
         per_second: f64,
         label: String,
     },
+    /// A vertical line at time `t`: something that happened (see [`super::moments`]), drawn
+    /// only when it falls in the chart's time span, labelled on the chart, not in the legend.
+    Moment {
+        t: f64,
+        kind: MomentKind,
+        label: String,
+    },
 }
 
 impl Mark {
     fn label(&self) -> &str {
         match self {
-            Mark::Line { label, .. } | Mark::Band { label, .. } | Mark::Slope { label, .. } => {
-                label
-            }
+            Mark::Line { label, .. }
+            | Mark::Band { label, .. }
+            | Mark::Slope { label, .. }
+            | Mark::Moment { label, .. } => label,
         }
     }
 }
@@ -147,6 +160,7 @@ pub fn frame(chart: &Chart<'_>) -> Option<Frame> {
             Mark::Line { value, .. } => values.push(*value),
             Mark::Band { low, high, .. } => values.extend([*low, *high]),
             Mark::Slope { v0, .. } => values.push(*v0),
+            Mark::Moment { .. } => {}
         }
     }
     let fold = |values: &mut dyn Iterator<Item = f64>| {
@@ -166,6 +180,8 @@ pub fn frame(chart: &Chart<'_>) -> Option<Frame> {
     let y_ticks = ticks(y0, y1, y_step);
 
     let (t0, t1) = widen_time(fold(&mut points.iter().map(|p| p.0)));
+    // A moment just after the last point (the analysis that judged the window) stays in view.
+    let t1 = reach_moments(chart.marks, t0, t1);
     let x_step = time_step(t1 - t0);
     let x_ticks = ticks((t0 / x_step).ceil() * x_step, t1, x_step);
     Some(Frame {
@@ -349,8 +365,15 @@ pub fn render(chart: &Chart<'_>) -> Html {
         at(px1),
         at(HEIGHT - 4.0)
     );
+    // Moments' labels take turns on four rows, so moments close in time stay readable.
+    let mut row = 0;
     for mark in chart.marks {
-        draw_mark(&mut svg, &f, mark);
+        match mark {
+            Mark::Moment { t, kind, label } => {
+                row += usize::from(draw_moment(&mut svg, &f, (*t, row % 4), *kind, label));
+            }
+            other => draw_mark(&mut svg, &f, other),
+        }
     }
     for (class, points) in [("baseline", chart.baseline), ("canary", chart.canary)] {
         let mut coords = String::new();
@@ -432,6 +455,7 @@ fn draw_mark(svg: &mut Html, f: &Frame, mark: &Mark) {
                 );
             }
         }
+        Mark::Moment { .. } => {}
         // A mark with a non-finite value cannot be drawn; the legend still names it.
         Mark::Line { .. } | Mark::Band { .. } | Mark::Slope { .. } => {}
     }
@@ -457,7 +481,12 @@ fn legend(svg: &mut Html, marks: &[Mark]) {
         ("baseline", "baseline (legacy)"),
         ("canary", "canary (new)"),
     ];
-    items.extend(marks.iter().map(|m| ("threshold", m.label())));
+    items.extend(
+        marks
+            .iter()
+            .filter(|m| !matches!(m, Mark::Moment { .. }))
+            .map(|m| ("threshold", m.label())),
+    );
     let mut x = LEFT;
     for (class, text) in items {
         if class == "threshold" {
