@@ -8,7 +8,7 @@ use crate::judge::InconclusiveCause;
 use crate::rollout::event::{
     Action, AnalysisOutcome, AnalysisReport, AuditAction, CheckOutcome, CheckVerdict, TriggeredBy,
 };
-use crate::rollout::plan::{EventKind, NoDataPolicy, Severity, Sustain, TriggerAction};
+use crate::rollout::plan::{EventKind, NoDataPolicy, Severity, Sustain, Trigger, TriggerAction};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -150,12 +150,26 @@ impl Machine<'_> {
     /// check with a trigger that treats no data as failure.
     fn is_failing(&self, outcome: &CheckOutcome) -> bool {
         outcome.verdict == CheckVerdict::Fail
-            || (lacks_data(outcome)
-                && self
-                    .plan
-                    .triggers
-                    .iter()
-                    .any(|t| *t.check == *outcome.check && t.no_data == NoDataPolicy::Fail))
+            || self.plan.triggers.iter().any(|t| {
+                *t.check == *outcome.check
+                    && t.no_data == NoDataPolicy::Fail
+                    && self.lacks_data_for(outcome, t)
+            })
+    }
+
+    /// Whether `outcome` is a lack of data for `trigger`'s no-data policy: no data, or too few
+    /// points once the stage has run the check's window after its warm-up. Before that, too few
+    /// points is the canary's evidence still arriving (a freshly deployed canary has minutes of
+    /// points in a 30-minute window); the check stays inconclusive and the stage holds.
+    fn lacks_data_for(&self, outcome: &CheckOutcome, trigger: &Trigger) -> bool {
+        let arriving = outcome.verdict
+            == (CheckVerdict::Inconclusive {
+                cause: InconclusiveCause::TooFew,
+            })
+            && self.next.stage_started_at.is_some_and(|started| {
+                elapsed(started, self.now) < self.plan.warmup.saturating_add(trigger.window)
+            });
+        lacks_data(outcome) && !arriving
     }
 
     fn update_failing(&mut self, report: &AnalysisReport) {
@@ -189,7 +203,7 @@ impl Machine<'_> {
                 continue;
             };
             let name = &trigger.check;
-            let no_data = lacks_data(outcome);
+            let no_data = self.lacks_data_for(outcome, trigger);
             if no_data && trigger.no_data == NoDataPolicy::Pause {
                 let reason = format!("check `{name}` has no data");
                 if trigger.dry_run {

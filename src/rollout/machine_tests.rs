@@ -34,6 +34,7 @@ fn trigger(check: &str, action: TriggerAction) -> Trigger {
         sustain: Sustain::Immediately,
         no_data: NoDataPolicy::Inconclusive,
         dry_run: false,
+        window: Duration::ZERO,
     }
 }
 
@@ -1156,4 +1157,38 @@ fn a_stale_actuation_failure_changes_nothing() {
             weight: 25
         })
     );
+}
+
+/// A canary younger than its check's window has too few points in it: that is the evidence still
+/// arriving, not a lack of data, so the `no_data` policy waits until the stage is a window old
+/// (after its warm-up). The whole-rollout benchmark found the shipped checkout-api rule pausing
+/// every freshly deployed canary at its first analysis (`memory-vs-baseline`, `no_data =
+/// "pause"`, a 30-minute window). No data at all still pauses at once.
+#[test]
+fn too_few_points_in_a_stage_younger_than_the_window_hold_instead_of_pausing() {
+    let p = with(|p| {
+        p.triggers[0].no_data = NoDataPolicy::Pause;
+        p.triggers[0].window = Duration::from_secs(30 * 60);
+    });
+    let thin = || {
+        inconclusive(
+            "error-rate",
+            InconclusiveCause::TooFew,
+            AnalysisOutcome::Inconclusive,
+        )
+    };
+    let (s, _) = run(&p, then(start(), vec![(6 * MIN, thin())]));
+    assert_eq!(s.phase.name(), "progressing", "{:?}", s.phase);
+    let (s, _) = run(&p, then(start(), vec![(31 * MIN, thin())]));
+    assert_eq!(s.phase.name(), "paused", "{:?}", s.phase);
+    let empty = no_data("error-rate", AnalysisOutcome::Inconclusive);
+    let (s, _) = run(&p, then(start(), vec![(6 * MIN, empty)]));
+    assert_eq!(s.phase.name(), "paused", "{:?}", s.phase);
+    // With the fail policy, the young canary's thin window fires nothing either.
+    let failing = with(|p| {
+        p.triggers[0].no_data = NoDataPolicy::Fail;
+        p.triggers[0].window = Duration::from_secs(30 * 60);
+    });
+    let (s, _) = run(&failing, then(start(), vec![(6 * MIN, thin())]));
+    assert_eq!(s.phase.name(), "progressing", "{:?}", s.phase);
 }

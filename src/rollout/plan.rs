@@ -78,6 +78,10 @@ pub struct Trigger {
     pub no_data: NoDataPolicy,
     /// Evaluate and record, but never act.
     pub dry_run: bool,
+    /// The check's window: until its stage has run this long after the warm-up, too few points
+    /// is the canary's evidence still arriving, not a lack of data (0 in plans stored before).
+    #[serde(default)]
+    pub window: Duration,
 }
 
 /// A rollout's whole plan.

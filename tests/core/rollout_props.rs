@@ -77,6 +77,7 @@ fn trigger_strategy() -> impl Strategy<Value = Trigger> {
             sustain,
             no_data,
             dry_run,
+            window: std::time::Duration::ZERO,
         })
 }
 

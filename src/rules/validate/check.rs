@@ -330,6 +330,7 @@ impl Validator<'_> {
             sustain: sustain?,
             no_data: no_data?,
             dry_run: c.dry_run.as_ref().is_some_and(|x| *x.get_ref()),
+            window: window.unwrap_or_default(),
         };
         let rule = CheckRule {
             spec,
