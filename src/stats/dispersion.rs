@@ -1,5 +1,7 @@
-//! Quasi-binomial dispersion of per-step error counts, and the variance of the difference of two
-//! sides' pooled error rates with each side's own dispersion.
+//! Quasi-binomial dispersion of per-step error counts: each side's own ([`quasi_binomial`]),
+//! the paired dispersion of the canary's share of each step's errors ([`paired_dispersion`],
+//! in which bursts both sides see cancel), and the variance of the difference of two sides'
+//! pooled error rates with each side's own dispersion ([`rate_difference`]).
 //!
 //! Summed counts judged as one binomial assume every request fails independently at one rate.
 //! Production error rates move from minute to minute (a bad host, a retry storm), so summed
@@ -238,7 +240,7 @@ pub fn paired_dispersion(steps: &[(Counts, Counts)]) -> Result<PairedDispersion,
             score += e - m * p;
             info += m * p * (1.0 - p);
         }
-        if !(info > 0.0) {
+        if info.is_nan() || info <= 0.0 {
             return Err(EstimateError::NonFinite {
                 what: "paired dispersion",
             });
