@@ -47,7 +47,10 @@ fn paired_dispersion_matches_statsmodels() {
         };
         let expected = &case["expected"];
         if expected["steps"].as_u64() != Some(got.steps as u64) {
-            mismatches.push(format!("case {i}: steps {} vs {}", got.steps, expected["steps"]));
+            mismatches.push(format!(
+                "case {i}: steps {} vs {}",
+                got.steps, expected["steps"]
+            ));
         }
         for (key, value) in [
             ("log_ratio", got.log_ratio),
