@@ -1,13 +1,20 @@
 //! The error-rate-absolute check: the canary's error rate, summed over the window, against a
 //! fixed rate (0.005 = 0.5%). By default ([`ThresholdTest::Observed`]) it reads the threshold as
 //! a Prometheus alerting rule does: the observed rate over at least `min_samples` requests fails
-//! when it is beyond the threshold in the bad direction. With `test = "statistical"` it fails only
-//! when, in addition, an exact binomial test says the canary's true rate is beyond it (at the
-//! confidence). Either way the evidence names the comparison that judged and shows Wilson's
-//! interval of the rate. The baseline is summarised for context only. Pure.
+//! when it is beyond the threshold in the bad direction, and passes otherwise. With `test =
+//! "statistical"` it fails only when, in addition, an exact binomial test says the canary's true
+//! rate is beyond it (at the confidence), and passes only when Wilson's interval of the rate lies
+//! within the threshold on the bad side (the confidence bound shows the rate within it);
+//! otherwise it is inconclusive (`NotShown`, the reason giving the bound). The statistical test
+//! and interval run on the canary's *effective counts* when its per-step rates vary more than
+//! binomial noise allows (`effective_counts`: `e/φ` out of `n/φ`, exact below one error per
+//! step). Either way the evidence names the comparison that judged and shows Wilson's interval of
+//! the rate. The baseline is summarised for context only. Pure.
 
 use statrs::function::beta::checked_beta_reg;
 
+use super::effective_counts::{self, deflate};
+use super::error_rate::{bad_bound, count};
 use super::summary::{
     bad_word, beyond, context_summary, counts_overflow, evidence_of, finish, fmt_num, fmt_p,
     inconclusive, pp, significance_level, significant_clause, summarize_counts, thin, whole,
@@ -120,18 +127,58 @@ pub(super) fn judge(
         };
         return finish(spec, verdict, reason, evidence);
     }
-    let p_value = match binomial_p(c, threshold, spec.direction) {
+    let deflation = match effective_counts::for_canary(c_points, spec.confidence) {
+        Ok(d) => d,
+        Err(err) => {
+            let reason = format!("the dispersion of the counts could not be computed: {err}");
+            return inconclusive(spec, InconclusiveCause::Untestable, reason, evidence);
+        }
+    };
+    let ce = deflate(c, deflation.canary);
+    let p_value = match binomial_p(ce, threshold, spec.direction) {
         Ok(p) => p.clamp(0.0, 1.0),
         Err(err) => {
             let reason = format!("the test could not be computed: {err}");
             return inconclusive(spec, InconclusiveCause::Untestable, reason, evidence);
         }
     };
+    // Wilson's interval on the effective number of requests.
+    let n = c_total / deflation.canary;
+    let (low, high) = wilson(rate * n, n, z_for(spec.confidence));
+    let interval = Interval {
+        low,
+        high,
+        confidence: spec.confidence,
+        scale: IntervalScale::Rate,
+    };
+    if let Some(effect) = evidence.effect.as_mut() {
+        effect.interval = Some(interval);
+    }
     evidence.p_value = Some(p_value);
-    evidence.test = Some("exact binomial test".into());
+    evidence.test = Some(if deflation.is_exact() {
+        "exact binomial test".into()
+    } else {
+        "exact binomial test on effective counts".into()
+    });
+    if let Some(comparison) = evidence.comparison.as_mut() {
+        comparison.push_str("; ");
+        comparison.push_str(&deflation.how);
+    }
     let alpha = significance_level(spec);
     let significant = p_value < alpha;
     let p = fmt_p(p_value);
+    // The bound on the rate, as a difference from the threshold.
+    let shifted = Interval {
+        low: low - threshold,
+        high: high - threshold,
+        ..interval
+    };
+    let bound = bad_bound(spec.direction, &shifted) + threshold;
+    let shown = format!(
+        "the {}% bound on the rate is {}",
+        fmt_num(spec.confidence * 100.0),
+        pp(bound)
+    );
     let (verdict, reason) = if significant && too_far {
         (
             Verdict::Fail,
@@ -141,17 +188,20 @@ pub(super) fn judge(
                 significant_clause(p_value, alpha)
             ),
         )
-    } else if too_far {
+    } else if !beyond(spec.direction, bound - threshold, 0.0) {
         (
             Verdict::Pass,
-            format!(
-                "{head}: {} the threshold but not significantly, p = {p} ≥ {}",
-                bad_word(spec.direction),
-                fmt_num(alpha)
-            ),
+            format!("{head}: {shown}, within the threshold (p = {p})"),
         )
     } else {
-        (Verdict::Pass, format!("{head}: within the threshold"))
+        let reason = format!(
+            "{} canary requests cannot show the rate within the {} threshold at {}%: {shown} \
+             ({head}, p = {p})",
+            count(c.total),
+            pp(threshold),
+            fmt_num(spec.confidence * 100.0)
+        );
+        return inconclusive(spec, InconclusiveCause::NotShown, reason, evidence);
     };
     finish(spec, verdict, reason, evidence)
 }

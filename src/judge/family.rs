@@ -12,8 +12,8 @@
 //! check after that point is not significant either. That keeps the chance of any false alarm
 //! at α for any dependence between the checks, and it is uniformly more powerful than Bonferroni.
 //!
-//! The family is every check of the analysis that produced a p-value (judged `Pass` or `Fail`
-//! on a test), whatever its estimate: counting only the checks whose estimate lies beyond their
+//! The family is every check of the analysis that produced a p-value (judged `Pass`, `Fail` or
+//! not shown within its tolerance on a test), whatever its estimate: counting only the checks whose estimate lies beyond their
 //! tolerance would pick the family after looking at the data and lose the guarantee. Checks may
 //! have different significances (an `Either` check at 0.99 has 1%, a directional one 0.5%, a
 //! check at 0.999 has 0.1%): the family's significance is the largest of them, and each check's
@@ -21,15 +21,19 @@
 //! never above its own significance. When every check has the same significance this is plain
 //! Holm at that significance; a family of one check is judged exactly as by `judge_check`.
 //!
-//! A check that would fail on its own but is not significant after the correction becomes `Pass`
-//! (not `Inconclusive`): its data was sufficient, the evidence is just not strong enough for an
-//! analysis of this many checks. Its reason says so ("p = 0.0040 is not significant after Holm's
-//! correction over 10 checks (needs < 0.0005)") and its evidence records the family.
+//! A check that would fail on its own but is not significant after the correction is
+//! inconclusive, [`InconclusiveCause::NotShown`] (issue 18 point 3: a pass must be shown, and
+//! its estimate, hence its bound, is beyond the tolerance): the evidence is not strong enough for
+//! an analysis of this many checks to fail it, nor to pass it. Its reason says so ("p = 0.0040 is
+//! not significant after Holm's correction over 10 checks (needs < 0.0005)") and its evidence
+//! records the family.
 
 use serde::{Deserialize, Serialize};
 
 use super::summary::{fmt_p, significance_level, significant_clause};
-use super::{BaselineTraffic, CheckResult, CheckSpec, SideData, Verdict, judge_check_with};
+use super::{
+    BaselineTraffic, CheckResult, CheckSpec, InconclusiveCause, SideData, Verdict, judge_check_with,
+};
 
 /// How the false alarms of an analysis's checks are controlled together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,10 +97,11 @@ pub fn judge_analysis_with(
 /// Apply the family-wise correction to checks already judged one by one: `results[i]` is the
 /// verdict of `specs[i]` (a result without a spec is left alone).
 ///
-/// Failing checks that are not significant after Holm's correction become `Pass` with a reason
-/// saying so; failing checks that stay significant keep `Fail` with the corrected threshold in
-/// their reason. Every tested check records [`FamilyEvidence`]. Checks without a p-value and
-/// inconclusive checks are untouched and do not count in the family.
+/// Failing checks that are not significant after Holm's correction become `Inconclusive`
+/// ([`InconclusiveCause::NotShown`]) with a reason saying so; failing checks that stay
+/// significant keep `Fail` with the corrected threshold in their reason. Every tested check
+/// (passed, failed, or not shown within its tolerance) records [`FamilyEvidence`]. Checks
+/// without a p-value and other inconclusive checks are untouched and do not count in the family.
 pub fn apply_family_control(
     specs: &[&CheckSpec],
     results: &mut [CheckResult],
@@ -110,7 +115,12 @@ pub fn apply_family_control(
         .iter()
         .zip(results.iter())
         .enumerate()
-        .filter(|(_, (_, r))| !matches!(r.verdict, Verdict::Inconclusive { .. }))
+        .filter(|(_, (_, r))| match r.verdict.cause() {
+            // Not shown within the tolerance, but tested: it belongs to the family (leaving it
+            // out would choose the family after seeing the data).
+            Some(cause) => cause == InconclusiveCause::NotShown,
+            None => true,
+        })
         .filter_map(|(i, (spec, r))| {
             let p = r.evidence.p_value.filter(|p| !p.is_nan())?;
             // A confidence outside (0, 1) has no significance to share (the judge already made
@@ -173,11 +183,12 @@ pub fn apply_family_control(
                 ),
                 _ => format!("needs < {needed}"),
             };
-            result.verdict = Verdict::Pass;
+            // Its estimate is beyond the tolerance, so its bound is too: not shown either way.
             result.reason = format!(
                 "{head}p = {p_text} is not significant after Holm's correction over {m} checks \
                  ({why})"
             );
+            result.verdict = Verdict::inconclusive(InconclusiveCause::NotShown, &result.reason);
         }
     }
 }

@@ -182,6 +182,7 @@ pub enum SideData {
 
 mod absolute;
 mod align;
+mod effective_counts;
 mod error_rate;
 mod error_rate_absolute;
 mod family;

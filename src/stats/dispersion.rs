@@ -1,5 +1,7 @@
-//! Quasi-binomial dispersion of per-step error counts, and the variance of the difference of two
-//! sides' pooled error rates with each side's own dispersion.
+//! Quasi-binomial dispersion of per-step error counts: each side's own ([`quasi_binomial`]),
+//! the paired dispersion of the canary's share of each step's errors ([`paired_dispersion`],
+//! in which bursts both sides see cancel), and the variance of the difference of two sides'
+//! pooled error rates with each side's own dispersion ([`rate_difference`]).
 //!
 //! Summed counts judged as one binomial assume every request fails independently at one rate.
 //! Production error rates move from minute to minute (a bad host, a retry storm), so summed
@@ -146,6 +148,132 @@ fn side_estimate(what: &'static str, steps: &[Counts]) -> Result<MeanEstimate, E
     }
 }
 
+/// The dispersion of the canary's share of each step's errors, the steps paired by time: the
+/// paired view of two sides' counts.
+///
+/// Bursts both sides see in the same step (a flaky dependency failing everyone's requests for a
+/// minute) move both rates together; each side's own [`quasi_binomial`] dispersion counts them,
+/// although they cancel in the difference of the two rates. Conditioned on a step's errors
+/// `m_i = e_ci + e_bi`, the canary's errors are binomial, `e_ci ~ Bin(m_i, π_i)` with
+/// `logit π_i = ln(n_ci / n_bi) + β` (β the log of the canary's rate over the baseline's, for
+/// small rates), whatever the step's shared rate: only what moves one side and not the other
+/// (a bad canary host, the canary's own retry storm) is left to widen the Pearson `X²` of the
+/// shares. β is fitted by maximum likelihood (Newton's method on the concave log-likelihood), as
+/// statsmodels' `GLM([e_c, e_b], ones, Binomial(), offset=ln(n_c/n_b)).fit(scale='X2')` does;
+/// `scale = X² / (k - 1)` over the k steps with errors and traffic on both sides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairedDispersion {
+    /// Steps with traffic on both sides and at least one error (the others carry no information
+    /// about the shares).
+    pub steps: usize,
+    /// The fitted log rate ratio, canary over baseline.
+    pub log_ratio: f64,
+    /// Pearson's `X²` of the canary's shares under the fitted ratio.
+    pub pearson_chi2: f64,
+    /// `X² / (steps - 1)`.
+    pub scale: f64,
+    /// `max(scale, 1)`: never below binomial.
+    pub phi: f64,
+}
+
+/// The paired dispersion of `(canary, baseline)` counts per step (see [`PairedDispersion`]).
+/// Needs at least 3 informative steps ([`EstimateError::TooFew`]) and errors on both sides
+/// ([`EstimateError::NoEvents`]: with none on one side the ratio is 0 or infinite and the shares
+/// have no spread to measure).
+pub fn paired_dispersion(steps: &[(Counts, Counts)]) -> Result<PairedDispersion, EstimateError> {
+    let mut used: Vec<(f64, f64, f64)> = Vec::new();
+    let (mut ec, mut eb, mut nc, mut nb) = (0u64, 0u64, 0u64, 0u64);
+    for (step, (c, b)) in steps.iter().enumerate() {
+        for (what, s) in [("canary counts", c), ("baseline counts", b)] {
+            if s.errors > s.total {
+                return Err(EstimateError::CountsExceedTotal {
+                    what,
+                    step,
+                    errors: s.errors,
+                    total: s.total,
+                });
+            }
+        }
+        if c.total == 0 || b.total == 0 {
+            continue;
+        }
+        let add = |a: u64, b: u64| {
+            a.checked_add(b).ok_or(EstimateError::NonFinite {
+                what: "paired counts",
+            })
+        };
+        ec = add(ec, c.errors)?;
+        eb = add(eb, b.errors)?;
+        nc = add(nc, c.total)?;
+        nb = add(nb, b.total)?;
+        let m = c.errors + b.errors;
+        if m > 0 {
+            let offset = (c.total as f64 / b.total as f64).ln();
+            used.push((c.errors as f64, m as f64, offset));
+        }
+    }
+    if used.len() < 3 {
+        return Err(EstimateError::TooFew {
+            what: "paired steps with errors",
+            needed: 3,
+            got: used.len(),
+        });
+    }
+    if ec == 0 || eb == 0 {
+        return Err(EstimateError::NoEvents {
+            what: if ec == 0 {
+                "canary counts"
+            } else {
+                "baseline counts"
+            },
+            errors: ec.min(eb),
+            total: if ec == 0 { nc } else { nb },
+        });
+    }
+    let share = |offset: f64, beta: f64| 1.0 / (1.0 + (-(offset + beta)).exp());
+    // Start at the pooled ratio, then Newton: score Σ(e - mπ), information Σ mπ(1-π).
+    let mut beta = ((ec as f64 / nc as f64) / (eb as f64 / nb as f64)).ln();
+    for _ in 0..100 {
+        let (mut score, mut info) = (0.0, 0.0);
+        for &(e, m, o) in &used {
+            let p = share(o, beta);
+            score += e - m * p;
+            info += m * p * (1.0 - p);
+        }
+        if info.is_nan() || info <= 0.0 {
+            return Err(EstimateError::NonFinite {
+                what: "paired dispersion",
+            });
+        }
+        let step = (score / info).clamp(-5.0, 5.0);
+        beta += step;
+        if step.abs() < 1e-13 * beta.abs().max(1.0) {
+            break;
+        }
+    }
+    let pearson_chi2: f64 = used
+        .iter()
+        .map(|&(e, m, o)| {
+            let p = share(o, beta);
+            let d = e - m * p;
+            d * d / (m * p * (1.0 - p))
+        })
+        .sum();
+    if !(beta.is_finite() && pearson_chi2.is_finite()) {
+        return Err(EstimateError::NonFinite {
+            what: "paired dispersion",
+        });
+    }
+    let scale = pearson_chi2 / (used.len() - 1) as f64;
+    Ok(PairedDispersion {
+        steps: used.len(),
+        log_ratio: beta,
+        pearson_chi2,
+        scale,
+        phi: scale.max(1.0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +343,65 @@ mod tests {
         assert!((d.estimate + 0.01).abs() < 1e-15);
         // The baseline's counts match its rate exactly (X² = 0): binomial.
         assert!((d.variance - 0.01 * 0.99 / 300.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn bursts_both_sides_see_cancel_in_the_paired_dispersion() {
+        // Both sides' rates jump together from 0.2% to 3% and back: each side's own dispersion
+        // is large, the canary's share of each minute's errors is exactly a half.
+        let rates = [2, 30, 3, 25, 1, 40, 2, 20];
+        let side = steps(&rates.map(|e| (e, 1000)));
+        assert!(quasi_binomial("side", &side).unwrap().phi > 5.0);
+        let paired: Vec<(Counts, Counts)> = side.iter().map(|&s| (s, s)).collect();
+        let d = paired_dispersion(&paired).unwrap();
+        assert_eq!(d.steps, 8);
+        assert!(d.log_ratio.abs() < 1e-12, "{d:?}");
+        assert_eq!(d.phi, 1.0);
+        // One side alone swinging is what the paired view measures.
+        let swung: Vec<(Counts, Counts)> = side
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                let c = Counts {
+                    errors: if i % 2 == 0 {
+                        s.errors * 3
+                    } else {
+                        s.errors / 3
+                    },
+                    total: s.total,
+                };
+                (c, s)
+            })
+            .collect();
+        assert!(paired_dispersion(&swung).unwrap().phi > 3.0);
+    }
+
+    #[test]
+    fn paired_dispersion_refuses_what_it_cannot_measure() {
+        let one = |e: u64| Counts {
+            errors: e,
+            total: 100,
+        };
+        assert!(matches!(
+            paired_dispersion(&[(one(1), one(1)), (one(0), one(0)), (one(2), one(1))]),
+            Err(EstimateError::TooFew { got: 2, .. })
+        ));
+        assert!(matches!(
+            paired_dispersion(&[(one(0), one(1)), (one(0), one(2)), (one(0), one(1))]),
+            Err(EstimateError::NoEvents { .. })
+        ));
+        assert!(matches!(
+            paired_dispersion(&[(one(101), one(1)), (one(0), one(2)), (one(0), one(1))]),
+            Err(EstimateError::CountsExceedTotal { step: 0, .. })
+        ));
+        // Steps without traffic on a side are left out.
+        let zero = Counts {
+            errors: 0,
+            total: 0,
+        };
+        assert!(matches!(
+            paired_dispersion(&[(one(1), zero), (one(2), one(1)), (one(1), one(3))]),
+            Err(EstimateError::TooFew { got: 2, .. })
+        ));
     }
 }

@@ -30,7 +30,9 @@ mod slope_selection;
 mod theil_sen;
 mod walsh;
 
-pub use dispersion::{Dispersion, quasi_binomial, rate_difference};
+pub use dispersion::{
+    Dispersion, PairedDispersion, paired_dispersion, quasi_binomial, rate_difference,
+};
 pub use estimate::{EstimateError, MeanEstimate, Tolerance, difference};
 pub use fisher::{FisherExact, fisher_exact};
 pub use hodges_lehmann::{ShiftEstimate, hodges_lehmann, hodges_lehmann_ci};

@@ -159,7 +159,8 @@ fn error_rates_are_judged_on_summed_counts() {
 }
 
 /// Issue 18 point 5: 335 errors in 60,000 requests (0.56%) is above a 0.5% threshold as an
-/// alerting rule reads it; only `--test statistical` asks whether the excess is significant.
+/// alerting rule reads it; only `--test statistical` asks whether the excess is significant
+/// (and whether the rate is shown within the threshold).
 #[test]
 fn error_rate_absolute_is_observed_unless_the_test_is_statistical() {
     let judged = |extra: &[&str]| {
@@ -182,11 +183,19 @@ fn error_rate_absolute_is_observed_unless_the_test_is_statistical() {
         "observed: the summed error rate vs the threshold"
     );
     assert!(v["p_value"].is_null(), "{v}");
+    // Not significant, and not shown within 0.5% either (issue 18 point 3): inconclusive.
     let out = judged(&["--test", "statistical"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let v = json(&out);
     assert_eq!(v["test"], "exact binomial test");
     assert!(v["p_value"].as_f64().unwrap() > 0.005, "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("60,000 canary requests cannot show the rate within the 0.500% threshold"),
+        "{v}"
+    );
     // A test that a single point cannot have is refused as bad usage.
     let out = judge_files(
         "baseline.csv",

@@ -12,6 +12,7 @@ mod calibration_reference;
 mod fuzz_regressions;
 mod judge_props;
 mod layering;
+mod paired_dispersion_reference;
 mod rollout_props;
 mod stats_reference;
 

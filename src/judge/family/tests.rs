@@ -96,9 +96,9 @@ fn holm_table() {
     let pass_all = |n: usize| vec!["pass"; n];
     let cases = [
         Case {
-            what: "a healthy 10-check family with one p = 0.004 (fails alone) passes",
+            what: "a healthy 10-check family with one p = 0.004 (fails alone) does not fail it",
             ps: with(&[0.004], 9),
-            verdicts: pass_all(10),
+            verdicts: [vec!["inconclusive"], pass_all(9)].concat(),
         },
         Case {
             what: "a genuinely bad check (p = 1e-8) still fails among 20",
@@ -117,12 +117,12 @@ fn holm_table() {
                    p-values pass too",
             // 0.0018 ≥ 0.00167 stops; 0.002 < 0.0025 and 0.0049 < 0.005 do not count.
             ps: vec![0.001, 0.0018, 0.002, 0.0049],
-            verdicts: vec!["fail", "pass", "pass", "pass"],
+            verdicts: vec!["fail", "inconclusive", "inconclusive", "inconclusive"],
         },
         Case {
             what: "the order is by p-value, not by position",
             ps: vec![0.0049, 0.002, 0.0018, 0.001],
-            verdicts: vec!["pass", "pass", "pass", "fail"],
+            verdicts: vec!["inconclusive", "inconclusive", "inconclusive", "fail"],
         },
     ];
     for case in cases {
@@ -153,10 +153,10 @@ fn a_significant_check_within_its_tolerance_still_steps_the_procedure_down() {
 }
 
 #[test]
-fn a_check_passed_by_the_correction_says_why_and_records_the_family() {
+fn a_check_the_correction_does_not_fail_says_why_and_records_the_family() {
     let results = corrected(&[0.004, 0.3, 0.5, 0.7, 0.9]);
     let r = &results[0];
-    assert_eq!(r.verdict, Verdict::Pass);
+    assert_eq!(r.verdict.cause(), Some(InconclusiveCause::NotShown));
     assert_eq!(
         r.reason,
         "canary +12.0% vs baseline: beyond the 5% tolerance above baseline, p = 0.0040 is not \
@@ -289,7 +289,10 @@ fn a_stricter_check_never_gets_a_looser_threshold() {
     // capped at the check's own 0.0005.
     assert!((family.threshold - 0.0005).abs() < 1e-15, "{family:?}");
     assert!((family.significance - 0.01).abs() < 1e-15);
-    assert_eq!(results[1].verdict, Verdict::Pass);
+    assert_eq!(
+        results[1].verdict.cause(),
+        Some(InconclusiveCause::NotShown)
+    );
     assert_eq!(results[0].verdict, Verdict::Fail);
 }
 
@@ -378,7 +381,7 @@ fn a_bad_canary_still_fails_inside_a_twenty_check_analysis() {
 }
 
 #[test]
-fn borderline_error_rate_in_a_two_check_analysis_passes_with_the_holm_reason() {
+fn borderline_error_rate_in_a_two_check_analysis_is_not_shown_with_the_holm_reason() {
     // 60 vs 95 errors in 20,000 requests each: one-sided p between 0.0025 and 0.005, so the
     // check fails alone and passes next to a healthy latency check.
     let errors = spec("errors", CheckKind::ErrorRate { tolerance: 0.001 }, 0.99);
@@ -393,7 +396,10 @@ fn borderline_error_rate_in_a_two_check_analysis_passes_with_the_holm_reason() {
         &[(&latency, &lb, &lc), (&errors, &eb, &ec)],
         FamilyControl::Holm,
     );
-    assert_eq!(results[1].verdict, Verdict::Pass);
+    assert_eq!(
+        results[1].verdict.cause(),
+        Some(InconclusiveCause::NotShown)
+    );
     assert!(
         results[1]
             .reason
@@ -481,4 +487,28 @@ fn levels_read_with_two_significant_digits() {
     ] {
         assert_eq!(fmt_level(x), text);
     }
+}
+
+/// A check not shown within its tolerance was tested all the same: it counts in the family, or
+/// the family would be chosen after seeing the data (the checks a pass or a fail came out of).
+#[test]
+fn a_check_not_shown_within_its_tolerance_counts_in_the_family() {
+    let (a, b) = (relative_spec("a"), relative_spec("b"));
+    let mut thin = tested(&a, 0.3);
+    thin.verdict = Verdict::inconclusive(InconclusiveCause::NotShown, "10 points cannot show 5%");
+    let mut results = vec![thin.clone(), tested(&b, 0.004)];
+    apply_family_control(&[&a, &b], &mut results, FamilyControl::Holm);
+    // 0.004 fails alone, not against 0.005 / 2.
+    assert_eq!(
+        results[1].verdict.cause(),
+        Some(InconclusiveCause::NotShown)
+    );
+    assert_eq!(results[1].evidence.family.map(|f| f.checks), Some(2));
+    assert_eq!(results[0].verdict, thin.verdict);
+    // Other inconclusive checks (no data, too few points) still stay out.
+    let mut few = tested(&a, 0.3);
+    few.verdict = Verdict::inconclusive(InconclusiveCause::TooFew, "too few points");
+    let mut results = vec![few, tested(&b, 0.004)];
+    apply_family_control(&[&a, &b], &mut results, FamilyControl::Holm);
+    assert_eq!(results[1].verdict, Verdict::Fail);
 }
