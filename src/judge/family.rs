@@ -13,7 +13,8 @@
 //! at α for any dependence between the checks, and it is uniformly more powerful than Bonferroni.
 //!
 //! The family is every check of the analysis that produced a p-value (judged `Pass` or `Fail`
-//! on a test), whatever its estimate: counting only the checks whose estimate lies beyond their
+//! on a test, or inconclusive because its data showed neither, `NotShown`), whatever its
+//! estimate: counting only the checks whose estimate lies beyond their
 //! tolerance would pick the family after looking at the data and lose the guarantee. Checks may
 //! have different significances (an `Either` check at 0.99 has 1%, a directional one 0.5%, a
 //! check at 0.999 has 0.1%): the family's significance is the largest of them, and each check's
@@ -22,14 +23,19 @@
 //! Holm at that significance; a family of one check is judged exactly as by `judge_check`.
 //!
 //! A check that would fail on its own but is not significant after the correction becomes `Pass`
-//! (not `Inconclusive`): its data was sufficient, the evidence is just not strong enough for an
-//! analysis of this many checks. Its reason says so ("p = 0.0040 is not significant after Holm's
+//! for the kinds that pass on "not significant" (the error-rate kinds), and `Inconclusive`
+//! (`NotShown`) for the kinds that pass only when their bound is shown within the tolerance
+//! (relative, statistical absolute, trend: their estimate, beyond the tolerance, says it is
+//! not). Its reason says so ("p = 0.0040 is not significant after Holm's
 //! correction over 10 checks (needs < 0.0005)") and its evidence records the family.
 
 use serde::{Deserialize, Serialize};
 
 use super::summary::{fmt_p, significance_level, significant_clause};
-use super::{BaselineTraffic, CheckResult, CheckSpec, SideData, Verdict, judge_check_with};
+use super::{
+    BaselineTraffic, CheckResult, CheckSpec, DecisionRule, InconclusiveCause, SideData, Verdict,
+    judge_check_with,
+};
 
 /// How the false alarms of an analysis's checks are controlled together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +116,12 @@ pub fn apply_family_control(
         .iter()
         .zip(results.iter())
         .enumerate()
-        .filter(|(_, (_, r))| !matches!(r.verdict, Verdict::Inconclusive { .. }))
+        // A check whose data showed neither (not shown) was tested all the same: leaving it out
+        // would choose the family after looking at the data.
+        .filter(|(_, (_, r))| {
+            !matches!(r.verdict, Verdict::Inconclusive { .. })
+                || r.verdict.cause() == Some(InconclusiveCause::NotShown)
+        })
         .filter_map(|(i, (spec, r))| {
             let p = r.evidence.p_value.filter(|p| !p.is_nan())?;
             // A confidence outside (0, 1) has no significance to share (the judge already made
@@ -173,11 +184,19 @@ pub fn apply_family_control(
                 ),
                 _ => format!("needs < {needed}"),
             };
-            result.verdict = Verdict::Pass;
             result.reason = format!(
                 "{head}p = {p_text} is not significant after Holm's correction over {m} checks \
                  ({why})"
             );
+            // A kind that decides by its bound (see `decision`) had its estimate beyond the
+            // tolerance, so its bound is beyond it too: not shown within it, not a pass.
+            result.verdict = match &mut result.evidence.decision {
+                Some(decision) => {
+                    decision.rule = DecisionRule::NotShown;
+                    Verdict::inconclusive(InconclusiveCause::NotShown, result.reason.clone())
+                }
+                None => Verdict::Pass,
+            };
         }
     }
 }

@@ -116,6 +116,7 @@ pub(super) fn evidence_of(
         thresholds,
         family: None,
         notes: Vec::new(),
+        decision: None,
     }
 }
 
