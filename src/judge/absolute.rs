@@ -16,9 +16,9 @@
 use super::decision::{decide, not_shown_sentence};
 use super::error_rate_absolute::binomial_upper;
 use super::summary::{
-    bad_alternative, bad_word, beyond, clean, context_summary, evidence_of, finish, fmt_num,
-    fmt_p, inconclusive, no_data_reason, not_computed, ranks, significance_level,
-    significant_clause, summarize,
+    bad_alternative, bad_word, beyond, clean, context_summary, evidence_of, finish, fmt_num, fmt_p,
+    inconclusive, no_data_reason, not_computed, ranks, significance_level, significant_clause,
+    summarize,
 };
 use super::{
     Aggregate, AggregateValue, CheckResult, CheckSpec, Decision, DecisionRule, DecisionScale,

@@ -28,16 +28,13 @@ use super::align::{inferred_step, pair_nearest};
 use super::decision::{decide, not_shown_sentence};
 use super::summary::{
     MIN_POINTS_FLOOR, bad_alternative, bad_word, clean, evidence_of, finish, fmt_num, fmt_p,
-    inconclusive, no_data_reason, not_computed, significance_level, significant_clause,
-    summarize,
+    inconclusive, no_data_reason, not_computed, significance_level, significant_clause, summarize,
 };
 use super::{
     CheckResult, CheckSpec, DecisionRule, DecisionScale, Direction, Effect, InconclusiveCause,
     Interval, IntervalScale, Point, Thresholds,
 };
-use crate::stats::{
-    EstimateError, MeanEstimate, StatsError, SPIKE_MADS, despike, long_run,
-};
+use crate::stats::{EstimateError, MeanEstimate, SPIKE_MADS, StatsError, despike, long_run};
 
 /// The largest magnitude a value compared by differences may have: differences of two such
 /// values, and sums of two differences (Walsh averages), stay finite.

@@ -14,16 +14,16 @@
 //! is: the z statistic is divided by its square root and referred to Student's t at the long-run
 //! degrees of freedom, and Sen's interval is widened to the same standard.
 
+use super::decision::{decide, not_shown_sentence};
 use super::summary::{
-    MIN_POINTS_FLOOR, bad_alternative, clean, context_summary, evidence_of, finish,
-    fmt_num, fmt_p, inconclusive, no_data_reason, not_computed, ranks, significance_level,
-    significant_clause, summarize,
+    MIN_POINTS_FLOOR, bad_alternative, clean, context_summary, evidence_of, finish, fmt_num, fmt_p,
+    inconclusive, no_data_reason, not_computed, ranks, significance_level, significant_clause,
+    summarize,
 };
 use super::{
     CheckResult, CheckSpec, Direction, Effect, InconclusiveCause, Interval, IntervalScale, Point,
     SideData, Thresholds,
 };
-use super::decision::{decide, not_shown_sentence};
 use super::{Decision, DecisionRule, DecisionScale};
 use crate::stats::{Alternative, StatsError, TheilSen, long_run, mann_kendall, theil_sen};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
@@ -191,11 +191,7 @@ fn corrected(
     let alternative = bad_alternative(spec.direction);
     let plain = theil_sen(t, y, spec.confidence)?;
     let mk = mann_kendall(t, y, alternative)?;
-    let residuals: Vec<f64> = t
-        .iter()
-        .zip(y)
-        .map(|(t, y)| y - plain.slope * t)
-        .collect();
+    let residuals: Vec<f64> = t.iter().zip(y).map(|(t, y)| y - plain.slope * t).collect();
     // A perfect line leaves constant residuals: nothing to correct for.
     let (inflation, df) = match long_run(&ranks(&residuals)) {
         Ok(lr) => (lr.long_run_variance / lr.variance, lr.df),

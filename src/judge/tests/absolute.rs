@@ -197,12 +197,10 @@ fn statistical_thresholds_hold_under_correlated_minutes() {
         let s = spec(kind, Direction::HigherIsWorse, 10);
         // The true q-quantile of N(0, 1) is z_q: shift it onto the threshold 0.
         let shift = match aggregate {
-            Aggregate::Quantile(q) => {
-                statrs::distribution::ContinuousCDF::inverse_cdf(
-                    &statrs::distribution::Normal::standard(),
-                    q,
-                )
-            }
+            Aggregate::Quantile(q) => statrs::distribution::ContinuousCDF::inverse_cdf(
+                &statrs::distribution::Normal::standard(),
+                q,
+            ),
             _ => 0.0,
         };
         let trials = 300;
@@ -238,7 +236,12 @@ fn a_statistical_threshold_on_thin_data_is_not_shown() {
         &SideData::Values(vec![]),
         &c,
     );
-    assert_eq!(r.verdict.cause(), Some(InconclusiveCause::NotShown), "{}", r.reason);
+    assert_eq!(
+        r.verdict.cause(),
+        Some(InconclusiveCause::NotShown),
+        "{}",
+        r.reason
+    );
     assert!(
         r.reason
             .contains("5 points cannot show the mean within the threshold at 99%: the bound is"),

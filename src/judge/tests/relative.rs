@@ -364,9 +364,15 @@ fn seven_points_of_a_slower_canary_are_not_shown_within_tolerance() {
     let b = noisy(7, 100.0, 0.25, 71);
     let c = noisy(7, 140.0, 0.25, 72);
     let r = judge_check(&s, &b, &c);
-    assert_eq!(r.verdict.cause(), Some(InconclusiveCause::NotShown), "{}", r.reason);
+    assert_eq!(
+        r.verdict.cause(),
+        Some(InconclusiveCause::NotShown),
+        "{}",
+        r.reason
+    );
     assert!(
-        r.reason.contains("7 points cannot show the canary within +10.0%"),
+        r.reason
+            .contains("7 points cannot show the canary within +10.0%"),
         "{}",
         r.reason
     );

@@ -88,9 +88,15 @@ fn a_short_noisy_window_is_not_shown_within_the_limit() {
     );
     let y = series(6, |i| 500.0 + 1.0 * i as f64 + 5.0 * rng.normal());
     let r = judge_check(&s, &SideData::Values(vec![]), &y);
-    assert_eq!(r.verdict.cause(), Some(InconclusiveCause::NotShown), "{}", r.reason);
+    assert_eq!(
+        r.verdict.cause(),
+        Some(InconclusiveCause::NotShown),
+        "{}",
+        r.reason
+    );
     assert!(
-        r.reason.contains("6 points cannot show a slope below 1 per minute at 99%"),
+        r.reason
+            .contains("6 points cannot show a slope below 1 per minute at 99%"),
         "{}",
         r.reason
     );
