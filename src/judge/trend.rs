@@ -193,9 +193,13 @@ fn corrected(
     let mk = mann_kendall(t, y, alternative)?;
     let residuals: Vec<f64> = t.iter().zip(y).map(|(t, y)| y - plain.slope * t).collect();
     // A perfect line leaves constant residuals: nothing to correct for.
+    // Where the long-run variance is floored at the i.i.d. one (no sign of positive
+    // dependence), Kendall's S keeps its known variance and the plain test: the long-run
+    // degrees of freedom measure the uncertainty of an inflation that is not applied (a
+    // sawtooth's wide Newey-West lag gave 1.9 df to 15 points and an unbounded interval).
     let (inflation, df) = match long_run(&ranks(&residuals)) {
-        Ok(lr) => (lr.long_run_variance / lr.variance, lr.df),
-        Err(_) => (1.0, f64::INFINITY),
+        Ok(lr) if lr.long_run_variance > lr.variance => (lr.long_run_variance / lr.variance, lr.df),
+        _ => (1.0, f64::INFINITY),
     };
     let normal = Normal::standard();
     // Mann-Kendall's z from its p-value, deflated, referred to Student's t at the long-run df.

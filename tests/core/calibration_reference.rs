@@ -4,7 +4,7 @@
 //! case). Agreement asked for: |got - expected| <= max(1e-7·|expected|, 1e-12); counts and lags
 //! exactly; `inf` exactly. Every mismatch is collected and reported at once.
 
-use canaryd::stats::{self, Counts, EstimateError, MeanEstimate};
+use canaryd::stats::{self, Alternative, Counts, EstimateError, MeanEstimate};
 use serde_json::Value;
 
 fn floats(case: &Value, key: &str) -> Vec<f64> {
@@ -115,6 +115,33 @@ fn compute(case: &Value) -> Result<Vec<(&'static str, f64)>, EstimateError> {
             fields.extend(bounds(&e, conf())?);
             fields
         }
+        "long_run_test" => {
+            let e = stats::long_run(&floats(case, "x"))?.mean_estimate();
+            let null = case["null"].as_f64().expect("`null`");
+            let (low, high) = e.interval(conf())?;
+            vec![
+                ("p_greater", e.p_value(null, Alternative::Greater)?),
+                ("p_less", e.p_value(null, Alternative::Less)?),
+                ("p_two_sided", e.p_value(null, Alternative::TwoSided)?),
+                ("low", low),
+                ("high", high),
+            ]
+        }
+        "despike" => {
+            const NAMES: [&str; 12] = [
+                "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11",
+            ];
+            let out = stats::despike(&floats(case, "x"), stats::SPIKE_MADS).map_err(|e| {
+                EstimateError::NonFinite {
+                    what: if matches!(e, stats::StatsError::TooFew { .. }) {
+                        "too few"
+                    } else {
+                        "despike"
+                    },
+                }
+            })?;
+            NAMES.iter().copied().zip(out).collect()
+        }
         other => panic!("unknown test `{other}`"),
     })
 }
@@ -179,7 +206,7 @@ mod props {
     //! Whatever the input, each estimator returns a typed error or finite numbers that a bound
     //! can be built from: never a panic, never a NaN a comparison could read as a pass.
 
-    use canaryd::stats::{self, Counts, EstimateError, MeanEstimate};
+    use canaryd::stats::{self, Alternative, Counts, EstimateError, MeanEstimate};
     use proptest::prelude::*;
 
     /// Finite values over every magnitude, including ones whose squares or sums overflow, and
