@@ -36,6 +36,9 @@ use super::{
 };
 use crate::stats::{EstimateError, MeanEstimate, SPIKE_MADS, StatsError, despike, long_run};
 
+/// The fewest points whose spikes [`despike`] replaces (see `robust_mean`).
+const DESPIKE_FROM: usize = 20;
+
 /// The largest magnitude a value compared by differences may have: differences of two such
 /// values, and sums of two differences (Walsh averages), stay finite.
 const LARGEST_DIFFERENCED: f64 = f64::MAX / 4.0;
@@ -147,7 +150,15 @@ fn bounds(spec: &CheckSpec, e: &MeanEstimate) -> Result<((f64, f64), f64), Stats
 /// [`SPIKE_MADS`] MADs, then [`long_run`]. A series that does not vary has an exact mean
 /// (variance 0). Also the sentence describing the dependence found.
 fn robust_mean(x: &[f64]) -> Result<(MeanEstimate, String), StatsError> {
-    let w = despike(x, SPIKE_MADS)?;
+    // Below `DESPIKE_FROM` points the MAD of a correlated window is too unreliable a scale:
+    // at lag-1 correlation 0.7 and 10 points it flagged the window's own wander, and replacing
+    // it shrank the variance (1.45% false alarms instead of 0.75% without the guard). A spike in
+    // so short a window stays, and the long-run variance counts it, which is conservative.
+    let w = if x.len() >= DESPIKE_FROM {
+        despike(x, SPIKE_MADS)?
+    } else {
+        x.to_vec()
+    };
     match long_run(&w) {
         Ok(lr) => {
             let how = format!(

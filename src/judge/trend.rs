@@ -231,16 +231,11 @@ fn corrected(
         Some(d) => d.inverse_cdf(two_sided),
         None => normal.inverse_cdf(two_sided),
     } * inflation.sqrt();
-    let wide = 2.0 * normal.cdf(quantile) - 1.0;
-    let ts = if wide < 1.0 - 1e-12 {
-        theil_sen(t, y, wide.max(spec.confidence))?
-    } else {
-        TheilSen {
-            low: f64::NEG_INFINITY,
-            high: f64::INFINITY,
-            ..plain
-        }
-    };
+    // Where that confidence is beyond what n points' ranks resolve, Sen's interval is the
+    // range of the pairwise slopes: the true slope lies beyond the steepest pairwise slope only
+    // if every pair of residuals is ordered against it, a chance of 1/n! for independent points.
+    let wide = (2.0 * normal.cdf(quantile) - 1.0).clamp(spec.confidence, 1.0 - 1e-12);
+    let ts = theil_sen(t, y, wide)?;
     let how = format!(
         "variance times {:.2}, {:.1} df",
         inflation,

@@ -129,7 +129,9 @@ impl MeanEstimate {
         self.quantile(0.5)?;
         let t = (self.estimate - null) / self.variance.sqrt();
         if t.is_nan() {
-            return Err(EstimateError::NonFinite { what: "t statistic" });
+            return Err(EstimateError::NonFinite {
+                what: "t statistic",
+            });
         }
         let (sf, cdf): (f64, f64) = if self.df.is_infinite() {
             let n = Normal::standard();

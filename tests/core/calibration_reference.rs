@@ -199,7 +199,7 @@ fn estimators_agree_with_statsmodels() {
         mismatches.join("\n")
     );
     // Every estimator is covered, so a generator that silently drops one fails here.
-    assert_eq!(seen.len(), 11, "{seen:?}");
+    assert_eq!(seen.len(), 13, "{seen:?}");
 }
 
 mod props {

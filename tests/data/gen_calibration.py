@@ -263,14 +263,14 @@ def main():
                                    "p_two_sided": float(2.0 * stats.t.sf(abs(t), lr["df"])),
                                    "low": lr["mean"] - q * se, "high": lr["mean"] + q * se}})
 
-    # The spike guard: values beyond 3 normal-consistent MADs (SciPy's median_abs_deviation,
+    # The spike guard: values beyond 3.5 normal-consistent MADs (SciPy's median_abs_deviation,
     # scale='normal') from the median take the mean of their nearest clean neighbours.
     for n, spikes in ((8, (2,)), (12, (0, 5, 6, 11)), (12, ())):
         x = [float(v) for v in rng.normal(0.0, 0.1, n)]
         for i in spikes:
             x[i] += float(rng.choice([-1.0, 1.0])) * float(rng.uniform(1.0, 3.0))
         m = float(np.median(x))
-        half = 3.0 * float(stats.median_abs_deviation(x, scale="normal"))
+        half = 3.5 * float(stats.median_abs_deviation(x, scale="normal"))
         clean = [abs(v - m) <= half for v in x]
         out = []
         for i, v in enumerate(x):
@@ -323,7 +323,7 @@ def main():
             "long_run_test": "long_run mean, t = (mean - null)/sqrt(var_of_mean): "
                              "scipy.stats.t.sf(t, df), t.cdf(t, df), 2 t.sf(|t|, df); interval "
                              "mean -+ t.ppf((1 + confidence)/2, df) sqrt(var_of_mean)",
-            "despike": "m = median(x), half = 3 scipy.stats.median_abs_deviation(x, "
+            "despike": "m = median(x), half = 3.5 scipy.stats.median_abs_deviation(x, "
                        "scale='normal'); |x_i - m| > half is replaced by the mean of its nearest "
                        "clean neighbours (the one at an edge)",
         },

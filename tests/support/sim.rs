@@ -105,7 +105,7 @@ kind = "trend"
 max_slope_per_minute = 30000000.0
 query = 'sum(process_resident_memory_bytes{{{sel}}})'
 window = "10s"
-min_samples = 6
+min_samples = 7
 group = "saturation"
 action = "pause"
 
