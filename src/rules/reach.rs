@@ -15,13 +15,15 @@
 //! `dry_run = true` (verdicts recorded, never acted on) keeps it. Pure: it reads the validated
 //! rule and the raw shapes for positions, and returns problems.
 
+use std::ops::Range;
+
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::judge::{Aggregate, CheckKind, CheckSpec, Direction, ThresholdTest};
 
 use super::model::RolloutRule;
 use super::problem::{Problem, SourceText};
-use super::raw::RawRule;
+use super::raw::{RawCheck, RawRule};
 
 /// The most points the search for a usable `min_samples` looks at (p999 below a threshold needs
 /// about 5,300 at 0.99).
@@ -82,12 +84,11 @@ fn smallest_p(spec: &CheckSpec, n: usize) -> Option<f64> {
     }
 }
 
+/// Where one key of a `[[checks]]` entry is, if it is written there.
+type KeySpan = fn(&RawCheck) -> Option<Range<usize>>;
+
 /// The span of check `name`'s `[[checks]]` entry, or of one of its keys when given.
-fn span_of(
-    raw: &RawRule,
-    name: &str,
-    key: fn(&super::raw::RawCheck) -> Option<std::ops::Range<usize>>,
-) -> Option<std::ops::Range<usize>> {
+fn span_of(raw: &RawRule, name: &str, key: KeySpan) -> Option<Range<usize>> {
     let entry = raw
         .checks
         .iter()
@@ -165,19 +166,15 @@ pub fn refusals(raw: &RawRule, rule: &RolloutRule, src: &SourceText<'_>) -> Vec<
 
 /// A gating check whose limit is 0, which no healthy canary can be shown within.
 fn zero_limit(raw: &RawRule, spec: &CheckSpec, src: &SourceText<'_>) -> Option<Problem> {
-    let (key, what, hint): (
-        fn(&super::raw::RawCheck) -> Option<std::ops::Range<usize>>,
-        String,
-        &str,
-    ) = match spec.kind {
-        CheckKind::Relative { tolerance } if tolerance == 0.0 => (
+    let (key, what, hint): (KeySpan, String, &str) = match spec.kind {
+        CheckKind::Relative { tolerance: 0.0 } => (
             |r| r.tolerance.as_ref().map(|s| s.span()),
             "tolerance = 0".into(),
             "set the largest worsening you accept (tolerance = 0.05 is 5% worse than the baseline), or dry_run = true to record verdicts only",
         ),
         CheckKind::Trend {
-            max_slope_per_minute,
-        } if max_slope_per_minute == 0.0 => (
+            max_slope_per_minute: 0.0,
+        } => (
             |r| r.max_slope_per_minute.as_ref().map(|s| s.span()),
             "max_slope_per_minute = 0".into(),
             "set the largest slope you accept per minute, or dry_run = true to record verdicts only",

@@ -72,7 +72,13 @@ fn statistical_absolute_checks_test_the_aggregate() {
     use Direction::*;
     // 1.0, 1.1, ..., 2.9 in zigzag order (1.0, 2.9, 1.1, 2.8, ...: no run of high or low
     // minutes, so every point counts): mean 1.95, median 1.95, p90 2.71.
-    let zig = |i: usize| if i % 2 == 0 { i / 2 } else { 19 - i / 2 };
+    let zig = |i: usize| {
+        if i.is_multiple_of(2) {
+            i / 2
+        } else {
+            19 - i / 2
+        }
+    };
     let c = series(20, |i| 1.0 + 0.1 * zig(i) as f64);
     let not_shown = || Verdict::inconclusive(InconclusiveCause::NotShown, "");
     let none = SideData::Values(vec![]);
