@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::daemon::status::phase_name;
-use crate::judge::{CheckResult, InconclusiveCause, SideSummary};
+use crate::judge::{CheckResult, DecisionRule, InconclusiveCause, SideSummary};
 use crate::rollout::{Phase, RolloutState};
 use crate::rules::{RolloutRule, Schedule};
 use crate::store::{Analysis, AuditEntry};
@@ -262,6 +262,14 @@ pub struct CheckComparison {
     pub reason: String,
     pub p_value: Option<f64>,
     pub test: Option<String>,
+    /// Which rule decided the verdict (`shown-beyond`, `shown-within`, `not-shown`,
+    /// `observed`); `null` when it was decided before any comparison.
+    pub decided_by: Option<DecisionRule>,
+    /// The confidence bound on the worsening the decision rested on, on the scale of
+    /// `bound_limit` (a ratio canary/baseline for relative checks on positive values).
+    pub bound: Option<f64>,
+    /// The tolerance, limit or threshold on the bound's scale (1.1 for a 10% tolerance).
+    pub bound_limit: Option<f64>,
 }
 
 /// `GET /v1/rollouts/{name}/comparison`.
@@ -350,6 +358,13 @@ pub fn comparison(analysis: &Analysis) -> Result<Comparison, BadEvidence> {
                 reason: c.reason,
                 p_value: c.evidence.p_value,
                 test: c.evidence.test,
+                decided_by: c.evidence.decision.map(|d| d.rule),
+                bound: c
+                    .evidence
+                    .decision
+                    .map(|d| d.bound)
+                    .filter(|b| b.is_finite()),
+                bound_limit: c.evidence.decision.map(|d| d.limit),
                 check: c.name,
             }
         })
@@ -417,6 +432,14 @@ mod tests {
         assert!(check.effect_ratio.unwrap() > 1.5, "{check:?}");
         assert_eq!(check.direction, "higher-is-worse");
         assert_eq!(serde_json::to_value(check).unwrap()["cause"], Value::Null);
+        // Which rule decided, with the bound it rested on (issue 18 point 3).
+        assert_eq!(check.decided_by, Some(DecisionRule::ShownBeyond));
+        assert!(check.bound.unwrap() > 1.1, "{check:?}");
+        assert_eq!(check.bound_limit, Some(1.1));
+        assert_eq!(
+            serde_json::to_value(check).unwrap()["decided_by"],
+            "shown-beyond"
+        );
 
         // An inconclusive check names its cause, as a stable word.
         let empty = SideData::Values(Vec::new());

@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use super::summary::{fmt_p, significance_level, significant_clause};
 use super::{
-    BaselineTraffic, CheckResult, CheckSpec, InconclusiveCause, SideData, Verdict, judge_check_with,
+    BaselineTraffic, CheckResult, CheckSpec, DecisionRule, InconclusiveCause, SideData, Verdict,
+    judge_check_with,
 };
 
 /// How the false alarms of an analysis's checks are controlled together.
@@ -188,6 +189,10 @@ pub fn apply_family_control(
                 "{head}p = {p_text} is not significant after Holm's correction over {m} checks \
                  ({why})"
             );
+            // Its estimate is beyond the tolerance, so its bound is too: not shown either way.
+            if let Some(decision) = &mut result.evidence.decision {
+                decision.rule = DecisionRule::NotShown;
+            }
             result.verdict = Verdict::inconclusive(InconclusiveCause::NotShown, &result.reason);
         }
     }

@@ -182,6 +182,7 @@ pub enum SideData {
 
 mod absolute;
 mod align;
+mod decision;
 mod effective_counts;
 mod error_rate;
 mod error_rate_absolute;
@@ -316,6 +317,57 @@ pub struct Evidence {
     /// daemon, which reads the answers; empty when every answer was used as it came.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Which rule decided the verdict, and the confidence bound it rested on; absent for
+    /// verdicts decided before any comparison (no data, too few points) and in records written
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+}
+
+/// The rule that decided a verdict (see `decision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecisionRule {
+    /// Fail: the worsening is significant at the check's level and its estimate is beyond the
+    /// tolerance (limit, threshold).
+    ShownBeyond,
+    /// Pass: the confidence bound on the worsening lies within the tolerance.
+    ShownWithin,
+    /// Inconclusive ([`InconclusiveCause::NotShown`]): neither of the two.
+    NotShown,
+    /// The observed value against the threshold, with no test (absolute kinds by default).
+    Observed,
+}
+
+/// How a compared check was decided: the rule and the bound on the worsening it rested on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub rule: DecisionRule,
+    /// The confidence bound on the bad side of the estimate (the upper one where higher is
+    /// worse, the lower one where lower is worse, the farther one for `either`), at the
+    /// evidence's confidence; for an observed comparison, the observed value. NaN (`null`) when
+    /// unbounded.
+    #[serde(deserialize_with = "number_or_nan")]
+    pub bound: f64,
+    /// The tolerance, limit or threshold on the same scale as `bound` (for a ratio, 1 +
+    /// tolerance).
+    #[serde(deserialize_with = "number_or_nan")]
+    pub limit: f64,
+    pub scale: DecisionScale,
+}
+
+/// The scale of a [`Decision`]'s bound and limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecisionScale {
+    /// The ratio canary / baseline.
+    Ratio,
+    /// The difference canary − baseline, on the metric's own scale.
+    Difference,
+    /// The canary's value (an aggregate or a rate) against a threshold.
+    Value,
+    /// The slope per minute.
+    SlopePerMinute,
 }
 
 /// What one side's data looked like after dropping unusable points.

@@ -116,6 +116,7 @@ pub(super) fn evidence_of(
         thresholds,
         family: None,
         notes: Vec::new(),
+        decision: None,
     }
 }
 
@@ -353,4 +354,24 @@ pub(super) fn fmt_num(x: f64) -> String {
 /// Percentage points, for sentences.
 pub(super) fn pp(rate: f64) -> String {
     format!("{:.3}%", rate * 100.0)
+}
+
+/// Average ranks (ties share their mean rank), 1-based.
+pub(super) fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    order.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && x[order[j + 1]] == x[order[i]] {
+            j += 1;
+        }
+        let mean_rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            r[k] = mean_rank;
+        }
+        i = j + 1;
+    }
+    r
 }

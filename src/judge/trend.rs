@@ -1,19 +1,32 @@
 //! The trend check: the canary's own slope per minute (Theil-Sen, with its interval) against a
 //! limit, Mann-Kendall for significance; it fails when the slope is beyond the limit in the bad
-//! direction and the trend is significant in that direction (memory or queue depth growing). The
-//! baseline's slope is shown for context only. At most [`MAX_TREND_POINTS`] points are judged.
-//! Pure.
+//! direction and the trend is significant in that direction (memory or queue depth growing),
+//! passes only when the interval's bound on the bad side is within the limit, and is otherwise
+//! inconclusive ([`InconclusiveCause::NotShown`], see `decision`). The baseline's slope is shown
+//! for context only. At most [`MAX_TREND_POINTS`] points are judged. Pure.
+//!
+//! **Dependence.** Mann-Kendall's variance and Sen's interval assume independent points; memory
+//! that wanders with load for minutes makes 30 points worth far fewer, and a flat but correlated
+//! series then looks like a trend. Following Hamed and Rao (1998) and Yue and Wang (2004), the
+//! variance of Kendall's S is multiplied by `n / n*`, the ratio of the long-run variance to the
+//! variance of the detrended series (here of the ranks of the residuals from the Theil-Sen line,
+//! so spikes weigh as ranks do), estimated by [`crate::stats::long_run`] as the relative check's
+//! is: the z statistic is divided by its square root and referred to Student's t at the long-run
+//! degrees of freedom, and Sen's interval is widened to the same standard.
 
+use super::decision::{decide, not_shown_sentence};
 use super::summary::{
-    MIN_POINTS_FLOOR, bad_alternative, beyond, clean, context_summary, evidence_of, finish,
-    fmt_num, fmt_p, inconclusive, no_data_reason, not_computed, significance_level,
-    significant_clause, summarize,
+    MIN_POINTS_FLOOR, bad_alternative, clean, context_summary, evidence_of, finish, fmt_num, fmt_p,
+    inconclusive, no_data_reason, not_computed, ranks, significance_level, significant_clause,
+    summarize,
 };
 use super::{
     CheckResult, CheckSpec, Direction, Effect, InconclusiveCause, Interval, IntervalScale, Point,
-    SideData, Thresholds, Verdict,
+    SideData, Thresholds,
 };
-use crate::stats::{mann_kendall, theil_sen};
+use super::{Decision, DecisionRule, DecisionScale};
+use crate::stats::{Alternative, StatsError, TheilSen, long_run, mann_kendall, theil_sen};
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 /// The most points a trend check judges. The estimate takes O(n log n) time and O(n) memory
 /// (about 0.25 s and 20 MB at this size on a loaded 2-core machine, see BENCHMARKS.md); a window
@@ -78,14 +91,13 @@ pub(super) fn judge(
         }
     }
     let (t, timed) = minutes(&c);
-    let computed = theil_sen(&t, &cv, spec.confidence)
-        .and_then(|ts| mann_kendall(&t, &cv, bad_alternative(spec.direction)).map(|mk| (ts, mk)));
-    let (ts, mk) = match computed {
+    let computed = corrected(spec, &t, &cv);
+    let (ts, p_value, inflation) = match computed {
         Ok(x) => x,
         Err(err) => return not_computed(spec, "the trend", err, evidence),
     };
     evidence.canary.slope_per_minute = Some(ts.slope);
-    evidence.p_value = Some(mk.p_value);
+    evidence.p_value = Some(p_value);
     evidence.effect = Some(Effect {
         ratio: None,
         difference: ts.slope,
@@ -96,7 +108,10 @@ pub(super) fn judge(
             scale: IntervalScale::SlopePerMinute,
         }),
     });
-    evidence.test = Some("Theil-Sen slope with Mann-Kendall trend test".into());
+    evidence.test = Some(format!(
+        "Theil-Sen slope with Mann-Kendall trend test, variance corrected for serial \
+         correlation ({inflation})"
+    ));
     evidence.comparison = Some(format!(
         "canary slope per minute over {} points{}",
         cv.len(),
@@ -107,37 +122,124 @@ pub(super) fn judge(
         }
     ));
     let alpha = significance_level(spec);
-    let significant = mk.p_value < alpha;
-    let too_steep = beyond(spec.direction, ts.slope, max_slope);
+    let significant = p_value < alpha;
+    let decided = decide(
+        spec.direction,
+        ts.slope,
+        (ts.low, ts.high),
+        significant,
+        max_slope,
+    );
+    evidence.decision = Some(Decision {
+        rule: decided.rule,
+        bound: decided.bound,
+        limit: match spec.direction {
+            Direction::LowerIsWorse => -max_slope,
+            Direction::Either if decided.bound < 0.0 => -max_slope,
+            _ => max_slope,
+        },
+        scale: DecisionScale::SlopePerMinute,
+    });
     let slope = format!("canary slope {} per minute", fmt_num(ts.slope));
     let limit = fmt_num(max_slope);
-    let p = fmt_p(mk.p_value);
-    let (verdict, reason) = if significant && too_steep {
-        let word = match spec.direction {
-            Direction::HigherIsWorse => "above",
-            Direction::LowerIsWorse => "below minus",
-            Direction::Either => "beyond ±",
-        };
-        (
-            Verdict::Fail,
+    let p = fmt_p(p_value);
+    let conf = fmt_num(spec.confidence * 100.0);
+    let reason = match decided.rule {
+        DecisionRule::ShownBeyond => {
+            let word = match spec.direction {
+                Direction::HigherIsWorse => "above",
+                Direction::LowerIsWorse => "below minus",
+                Direction::Either => "beyond ±",
+            };
             format!(
                 "{slope} is {word} the limit {limit}, trend {}",
-                significant_clause(mk.p_value, alpha)
-            ),
-        )
-    } else if !significant {
-        (
-            Verdict::Pass,
+                significant_clause(p_value, alpha)
+            )
+        }
+        DecisionRule::ShownWithin => format!(
+            "{slope}: within the limit {limit}, shown at {conf}% (the bound is {}; p = {p})",
+            fmt_num(decided.bound)
+        ),
+        DecisionRule::NotShown | DecisionRule::Observed => {
+            let what = match spec.direction {
+                Direction::HigherIsWorse => format!("a slope below {limit} per minute"),
+                Direction::LowerIsWorse => format!("a slope above -{limit} per minute"),
+                Direction::Either => format!("a slope within ±{limit} per minute"),
+            };
             format!(
-                "{slope}: no significant trend, p = {p} ≥ {}",
-                fmt_num(alpha)
-            ),
-        )
-    } else {
-        (
-            Verdict::Pass,
-            format!("{slope}: significant trend (p = {p}) but within the limit {limit}"),
-        )
+                "{slope}: {}; p = {p}",
+                not_shown_sentence(
+                    cv.len(),
+                    &what,
+                    spec.confidence,
+                    &format!("{} per minute", fmt_num(decided.bound))
+                )
+            )
+        }
     };
-    finish(spec, verdict, reason, evidence)
+    finish(spec, decided.verdict(&reason), reason, evidence)
+}
+
+/// Theil-Sen's slope with its interval and Mann-Kendall's p-value, both with the variance of
+/// Kendall's S multiplied by the long-run inflation of the detrended ranks; and a sentence
+/// saying how much that was.
+fn corrected(
+    spec: &CheckSpec,
+    t: &[f64],
+    y: &[f64],
+) -> Result<(TheilSen, f64, String), StatsError> {
+    let alternative = bad_alternative(spec.direction);
+    let plain = theil_sen(t, y, spec.confidence)?;
+    let mk = mann_kendall(t, y, alternative)?;
+    let residuals: Vec<f64> = t.iter().zip(y).map(|(t, y)| y - plain.slope * t).collect();
+    // A perfect line leaves constant residuals: nothing to correct for.
+    // Where the long-run variance is floored at the i.i.d. one (no sign of positive
+    // dependence), Kendall's S keeps its known variance and the plain test: the long-run
+    // degrees of freedom measure the uncertainty of an inflation that is not applied (a
+    // sawtooth's wide Newey-West lag gave 1.9 df to 15 points and an unbounded interval).
+    let (inflation, df) = match long_run(&ranks(&residuals)) {
+        Ok(lr) if lr.long_run_variance > lr.variance => (lr.long_run_variance / lr.variance, lr.df),
+        _ => (1.0, f64::INFINITY),
+    };
+    let normal = Normal::standard();
+    // Mann-Kendall's z from its p-value, deflated, referred to Student's t at the long-run df.
+    let z = match alternative {
+        Alternative::Greater => normal.inverse_cdf(1.0 - mk.p_value),
+        Alternative::Less => -normal.inverse_cdf(mk.p_value),
+        Alternative::TwoSided => normal.inverse_cdf(1.0 - mk.p_value / 2.0),
+    } / inflation.sqrt();
+    let student = (df.is_finite())
+        .then(|| StudentsT::new(0.0, 1.0, df).ok())
+        .flatten();
+    let sf = |z: f64| match &student {
+        Some(d) => d.sf(z),
+        None => normal.sf(z),
+    };
+    let p_value = match alternative {
+        Alternative::TwoSided => (2.0 * sf(z.abs())).min(1.0),
+        _ => sf(z),
+    };
+    if p_value.is_nan() {
+        return Err(StatsError::NonFinite {
+            what: "trend p-value",
+        });
+    }
+    // Sen's interval at the confidence whose normal quantile is t(df)'s at the check's
+    // confidence, times the inflation's square root.
+    let two_sided = (1.0 + spec.confidence) / 2.0;
+    let quantile = match &student {
+        Some(d) => d.inverse_cdf(two_sided),
+        None => normal.inverse_cdf(two_sided),
+    } * inflation.sqrt();
+    // Where that confidence is beyond what n points' ranks resolve, Sen's interval is the
+    // range of the pairwise slopes: the true slope lies beyond the steepest pairwise slope only
+    // if every pair of residuals is ordered against it, a chance of 1/n! for independent points.
+    let wide = (2.0 * normal.cdf(quantile) - 1.0).clamp(spec.confidence, 1.0 - 1e-12);
+    let ts = theil_sen(t, y, wide)?;
+    let how = format!(
+        "variance times {:.2}, {:.1} df",
+        inflation,
+        if df.is_finite() { df } else { f64::INFINITY }
+    );
+    Ok((ts, p_value, how))
 }

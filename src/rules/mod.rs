@@ -2,8 +2,9 @@
 //!
 //! This module owns the rule-file format (see `docs/rules.md`), its loading and its validation:
 //! `raw` turns text into serde shapes (syntax, unknown keys, wrong types), `validate` checks
-//! their meaning and builds a [`RolloutRule`], `lint` warns about valid files that most likely
-//! do not do what was meant, and this file ties the stages together for one text, many texts
+//! their meaning and builds a [`RolloutRule`], `reach` refuses valid checks that could never
+//! decide what their verdicts say, `lint` warns about valid files that most likely do not do
+//! what was meant, and this file ties the stages together for one text, many texts
 //! (names must be unique across files) and files on disk (read through [`read_bounded`]), all
 //! together ([`load_paths`], for start-up and `canaryd check`) or each on its own
 //! ([`load_each`], for reloads). Everything but [`load_dir`], [`load_paths`], [`load_each`],
@@ -16,6 +17,7 @@ pub mod lint;
 pub mod model;
 pub mod problem;
 pub mod raw;
+mod reach;
 pub mod validate;
 
 use std::borrow::Cow;
@@ -64,6 +66,10 @@ pub fn parse_rule_with_warnings(
             let mut problems = to_problems(unknown_keys);
             match validate(&raw, &src, known) {
                 Ok(rule) if problems.is_empty() => {
+                    let refused = reach::refusals(&raw, &rule, &src);
+                    if !refused.is_empty() {
+                        return (Err(refused), Vec::new());
+                    }
                     let warnings = lint::warnings(&raw, &rule, &src);
                     (Ok(rule), warnings)
                 }

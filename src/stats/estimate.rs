@@ -11,6 +11,8 @@
 
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
+use super::{Alternative, StatsError};
+
 /// Why an estimator refused its input. Every degenerate case is one of these, never a NaN that
 /// a later comparison could read as a pass.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -53,6 +55,19 @@ pub enum EstimateError {
     /// A confidence outside (0, 1).
     #[error("confidence {0} is outside (0, 1)")]
     Confidence(f64),
+}
+
+/// The judge maps one error type to its inconclusive causes: an estimator's refusal reads as
+/// the tests' [`StatsError`] (too few points, a non-finite value, or anything else as an
+/// invalid argument with the estimator's sentence).
+impl From<EstimateError> for StatsError {
+    fn from(e: EstimateError) -> Self {
+        match e {
+            EstimateError::TooFew { what, needed, got } => StatsError::TooFew { what, needed, got },
+            EstimateError::NonFinite { what } => StatsError::NonFinite { what },
+            other => StatsError::Invalid(other.to_string()),
+        }
+    }
 }
 
 /// A point estimate with the variance of that estimate and the degrees of freedom the variance
@@ -104,6 +119,43 @@ impl MeanEstimate {
     /// One-sided lower bound at `confidence`.
     pub fn lower_bound(&self, confidence: f64) -> Result<f64, EstimateError> {
         Ok(self.estimate - self.quantile(confidence)? * self.variance.sqrt())
+    }
+
+    /// The p-value of "the true value is `null`" against `alternative` (`Greater`: the true
+    /// value is above `null`), from Student's t at `df` (the normal distribution when `df` is
+    /// infinite).
+    pub fn p_value(&self, null: f64, alternative: Alternative) -> Result<f64, EstimateError> {
+        // The quantile's checks: a finite estimate with a positive, finite variance.
+        self.quantile(0.5)?;
+        let t = (self.estimate - null) / self.variance.sqrt();
+        if t.is_nan() {
+            return Err(EstimateError::NonFinite {
+                what: "t statistic",
+            });
+        }
+        let (sf, cdf): (f64, f64) = if self.df.is_infinite() {
+            let n = Normal::standard();
+            (n.sf(t), n.cdf(t))
+        } else {
+            let d = StudentsT::new(0.0, 1.0, self.df)
+                .map_err(|_| EstimateError::NonFinite { what: "df" })?;
+            (d.sf(t), d.cdf(t))
+        };
+        Ok(match alternative {
+            Alternative::Greater => sf,
+            Alternative::Less => cdf,
+            Alternative::TwoSided => (2.0 * sf.min(cdf)).min(1.0),
+        })
+    }
+
+    /// The two-sided interval at `confidence`: `(lower, upper)` one-sided bounds at
+    /// `(1 + confidence) / 2` each.
+    pub fn interval(&self, confidence: f64) -> Result<(f64, f64), EstimateError> {
+        if !(confidence > 0.0 && confidence < 1.0) {
+            return Err(EstimateError::Confidence(confidence));
+        }
+        let one_sided = (1.0 + confidence) / 2.0;
+        Ok((self.lower_bound(one_sided)?, self.upper_bound(one_sided)?))
     }
 
     /// Whether the estimate (a worsening where larger is worse; negate a lower-is-worse one

@@ -25,6 +25,7 @@ mod mann_whitney;
 mod proportion;
 mod quantile;
 mod ratio;
+mod robust;
 mod signed_rank;
 mod slope_selection;
 mod theil_sen;
@@ -44,6 +45,7 @@ pub use mann_whitney::{MannWhitney, MwMethod, mann_whitney_u};
 pub use proportion::{Counts, ZTest, two_proportion_z};
 pub use quantile::{quantile, quantiles};
 pub use ratio::{relative_paired, relative_unpaired};
+pub use robust::{SPIKE_MADS, despike};
 pub use signed_rank::{
     SignedRank, SignedRankMethod, signed_rank_test, signed_rank_test_sorted, sort_differences,
 };

@@ -307,6 +307,25 @@ fn evidence(result: &Value, unit: Unit) -> Html {
             .map_or_else(dash, |c| number(c * 100.0)),
         num(result, &["evidence", "thresholds", "min_samples"]).map_or_else(dash, number)
     );
+    // Which rule decided, and the bound it rested on (absent before any comparison).
+    let decision = get(result, &["evidence", "decision"])
+        .filter(|d| !d.is_null())
+        .map(|d| {
+            let rule = match text(d, &["rule"]).unwrap_or("?") {
+                "shown-beyond" => "shown beyond the limit (significant)",
+                "shown-within" => "shown within the limit",
+                "not-shown" => "not shown either way",
+                "observed" => "the observed value",
+                other => other,
+            };
+            html!(
+                "<dt>Decided by</dt><dd class=\"decision\">{}: bound {} vs limit {} ({})</dd>",
+                rule,
+                num(d, &["bound"]).map_or_else(|| "unbounded".to_string(), number),
+                num(d, &["limit"]).map_or_else(dash, number),
+                text(d, &["scale"]).unwrap_or("?")
+            )
+        });
     // How the daemon read the answers (an absent errors series read as zeros), one a line.
     let notes = get(result, &["evidence", "notes"]).and_then(Value::as_array);
     let notes = notes.filter(|n| !n.is_empty()).map(|n| {
@@ -324,7 +343,7 @@ fn evidence(result: &Value, unit: Unit) -> Html {
          <dt>Compared</dt><dd>{}</dd>\
          <dt>Baseline</dt><dd class=\"points\">{}</dd>\
          <dt>Canary</dt><dd class=\"points\">{}</dd>\
-         <dt>Settings</dt><dd>{}</dd>{}</dl>",
+         <dt>Settings</dt><dd>{}</dd>{}{}</dl>",
         test,
         p,
         effect,
@@ -333,6 +352,7 @@ fn evidence(result: &Value, unit: Unit) -> Html {
         side_text(result, "baseline", unit),
         side_text(result, "canary", unit),
         settings,
+        decision.unwrap_or_default(),
         notes.unwrap_or_default()
     )
 }

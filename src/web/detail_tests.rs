@@ -185,6 +185,14 @@ fn evidence_shows_test_p_value_effect_interval_and_points_escaped() {
     let html = evidence(&noted, Unit::Seconds).into_string();
     let want = "<dt>Notes</dt><dd class=\"notes\">canary: errors query returned no series<br>&lt;b&gt;</dd>";
     assert!(html.contains(want), "{html}");
+    // Which rule decided and its bound (issue 18 point 3); none recorded, no row.
+    assert!(!html.contains("Decided by"));
+    let mut decided = r.clone();
+    decided["evidence"]["decision"] =
+        json!({"rule": "not-shown", "bound": 1.31, "limit": 1.1, "scale": "ratio"});
+    let html = evidence(&decided, Unit::Seconds).into_string();
+    let want = "<dt>Decided by</dt><dd class=\"decision\">not shown either way: bound 1.31 vs limit 1.1 (ratio)</dd>";
+    assert!(html.contains(want), "{html}");
     let analysis = Analysis {
         run: 1,
         id: 1,

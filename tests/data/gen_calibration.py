@@ -249,6 +249,41 @@ def main():
                                    "upper": r - 1.0 + q * np.sqrt(var_u),
                                    "lower": r - 1.0 - q * np.sqrt(var_u)}})
 
+    # 4. (issue 18 points 1 and 3, the judge's tests) The p-value and two-sided interval of a
+    # long-run mean: Student's t at the long-run df (SciPy's t.sf, t.cdf and t.ppf).
+    for n, rho, null, conf in ((10, 0.3, 0.5, 0.99), (30, 0.7, -0.2, 0.99), (60, 0.0, 0.1, 0.95)):
+        x = ar1(rng, n, rho, scale=1.0, level=0.0)
+        lr = long_run(x)
+        se = float(np.sqrt(lr["var_of_mean"]))
+        t = (lr["mean"] - null) / se
+        q = float(stats.t.ppf((1.0 + conf) / 2.0, lr["df"]))
+        cases.append({"test": "long_run_test", "x": x, "null": null, "confidence": conf,
+                      "expected": {"p_greater": float(stats.t.sf(t, lr["df"])),
+                                   "p_less": float(stats.t.cdf(t, lr["df"])),
+                                   "p_two_sided": float(2.0 * stats.t.sf(abs(t), lr["df"])),
+                                   "low": lr["mean"] - q * se, "high": lr["mean"] + q * se}})
+
+    # The spike guard: values beyond 3.5 normal-consistent MADs (SciPy's median_abs_deviation,
+    # scale='normal') from the median take the mean of their nearest clean neighbours.
+    for n, spikes in ((8, (2,)), (12, (0, 5, 6, 11)), (12, ())):
+        x = [float(v) for v in rng.normal(0.0, 0.1, n)]
+        for i in spikes:
+            x[i] += float(rng.choice([-1.0, 1.0])) * float(rng.uniform(1.0, 3.0))
+        m = float(np.median(x))
+        half = 3.5 * float(stats.median_abs_deviation(x, scale="normal"))
+        clean = [abs(v - m) <= half for v in x]
+        out = []
+        for i, v in enumerate(x):
+            if clean[i]:
+                out.append(v)
+                continue
+            before = next((x[j] for j in range(i - 1, -1, -1) if clean[j]), None)
+            after = next((x[j] for j in range(i + 1, n) if clean[j]), None)
+            near = [w for w in (before, after) if w is not None]
+            out.append(near[0] / 2.0 + near[1] / 2.0 if len(near) == 2 else near[0])
+        cases.append({"test": "despike", "x": x,
+                      "expected": {f"x{i}": v for i, v in enumerate(out)}})
+
     meta = {
         "generator": f"statsmodels {statsmodels.__version__}, SciPy {scipy.__version__}, "
                      f"NumPy {np.__version__}",
@@ -285,6 +320,12 @@ def main():
                                "var_of_mean / mean(b)^2; bounds r - 1 -+ t.ppf(conf, df) sd",
             "relative_unpaired": "variance = (v_c + r^2 v_b) / mean(b)^2 with Welch df of the two "
                                  "terms; bounds r - 1 -+ t.ppf(conf, df) sd",
+            "long_run_test": "long_run mean, t = (mean - null)/sqrt(var_of_mean): "
+                             "scipy.stats.t.sf(t, df), t.cdf(t, df), 2 t.sf(|t|, df); interval "
+                             "mean -+ t.ppf((1 + confidence)/2, df) sqrt(var_of_mean)",
+            "despike": "m = median(x), half = 3.5 scipy.stats.median_abs_deviation(x, "
+                       "scale='normal'); |x_i - m| > half is replaced by the mean of its nearest "
+                       "clean neighbours (the one at an edge)",
         },
         "count": len(cases),
     }

@@ -3,7 +3,7 @@
 //! daemon per scenario judging it with plans compressed to seconds.
 //!
 //! The scenarios run concurrently (one Prometheus, one metrics endpoint, each scenario its own
-//! service label, daemon, state and port) and each is bounded to 40 s (`full`, whose last stage alone lasts 25 s: 60 s); the test prints each
+//! service label, daemon, state and port) and each is bounded to 75 s (`full`, whose last stage alone lasts 25 s: 95 s); the test prints each
 //! scenario's wall time. `CANARYD_E2E_ONLY=healthy,spike` runs a subset.
 //! - healthy: the canary reaches 100% and the rollout succeeds.
 //! - slower: p99 +50% from the 25% stage: rolled back by the p99 check, never past 25%.
@@ -28,9 +28,11 @@ use canaryd::rollout::Phase;
 use canaryd::sim::{self, Behaviour, Profile, Simulator, Split, Version};
 use tokio_util::sync::CancellationToken;
 
-const SCENARIO_LIMIT: Duration = Duration::from_secs(40);
+/// A pass must be shown within the tolerance (issue 18): the p99 check's first analyses, before
+/// its 20 s window holds 7 points, are inconclusive, so each stage takes longer than it did.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(75);
 /// The `full` scenario's bound: its 100% stage alone lasts 25 s.
-const FULL_STAGE_LIMIT: Duration = Duration::from_secs(60);
+const FULL_STAGE_LIMIT: Duration = Duration::from_secs(95);
 const RATE: u32 = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -377,10 +379,12 @@ async fn scenario(
 }
 
 /// The shared rule with two stages, 10% and a 100% stage of 25 s: longer than the p99 check's
-/// 10 s window and the error check's 3 s, so most of its analyses see no baseline. Ten
-/// inconclusive analyses in a row pause it (more than a start's thin data gives).
+/// 20 s window and the error check's 3 s, so most of its analyses see no baseline. Forty
+/// inconclusive analyses in a row pause it (more than a start's thin data gives: the p99
+/// check's window holds its 7 points after 14 s, and a pass must then be shown; 20 paused it
+/// on a loaded machine). Were the 100% stage's analyses inconclusive, it would never succeed.
 fn full_stage_rule(name: &str) -> String {
-    let rule = rule(name, name, 10);
+    let rule = rule(name, name, 40);
     let middle = |weight: &str| {
         let at = rule.find(&format!("weight = {weight}\n")).unwrap();
         let from = rule[..at].rfind("[[stages]]").unwrap();

@@ -96,8 +96,11 @@ name = "p99-vs-baseline"
 kind = "relative"
 tolerance = 0.25
 query = 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[3s])))'
-window = "10s"
-min_samples = 5
+# 20 s at 2 s steps: a pass must be shown within the tolerance, and 11 strongly overlapping
+# 1 s points are worth too few independent ones to show it (or a failure) at 99%.
+window = "20s"
+step = "2s"
+min_samples = 7
 group = "latency"
 critical = true
 action = "rollback"
@@ -108,7 +111,7 @@ kind = "trend"
 max_slope_per_minute = 30000000.0
 query = 'sum(process_resident_memory_bytes{{{sel}}})'
 window = "10s"
-min_samples = 6
+min_samples = 7
 group = "saturation"
 action = "pause"
 

@@ -57,6 +57,7 @@ fn tested(spec: &CheckSpec, p: f64) -> CheckResult {
             thresholds: Thresholds::of(spec),
             family: None,
             notes: Vec::new(),
+            decision: None,
         },
     }
 }

@@ -172,7 +172,7 @@ fn nan_only_is_no_data_with_the_dropped_count() {
 
 #[test]
 fn some_nan_points_are_dropped_and_counted_but_the_rest_is_judged() {
-    let s = relative(0.05, Direction::HigherIsWorse);
+    let s = relative(0.20, Direction::HigherIsWorse);
     let mut rng = Rng(9);
     let c = series(30, |i| {
         if i < 3 {

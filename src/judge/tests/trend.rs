@@ -1,4 +1,5 @@
-//! Trend checks: a significant slope beyond the limit fails.
+//! Trend checks: a significant slope beyond the limit fails, a slope shown within it passes,
+//! correlated flat minutes are no trend, and a short noisy window shows neither.
 
 use super::*;
 
@@ -22,8 +23,8 @@ fn trend_fails_on_significant_growth_beyond_the_limit() {
     let r = judge_check(&s, &SideData::Values(vec![]), &slow);
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
     assert!(r.evidence.p_value.unwrap() < 0.01);
-    // Flat noise.
-    let flat = series(30, |_| 500.0 + 10.0 * rng.normal());
+    // Flat noise: its slope is shown below the limit.
+    let flat = series(30, |_| 500.0 + 1.0 * rng.normal());
     let r = judge_check(&s, &SideData::Values(vec![]), &flat);
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.reason);
     // Shrinking fails only when lower is worse.
@@ -39,4 +40,64 @@ fn trend_fails_on_significant_growth_beyond_the_limit() {
     );
     let r = judge_check(&s, &SideData::Values(vec![]), &shrinking);
     assert_eq!(r.verdict, Verdict::Fail, "{}", r.reason);
+}
+
+/// Issue 18 point 1: a flat series whose minutes are correlated (memory that wanders with load)
+/// is not a trend. Mann-Kendall counted 30 correlated minutes as 30 independent ones and found
+/// "trends" in healthy canaries far more often than 0.5%; its variance now follows the
+/// long-run variance of the detrended ranks. 300 seeded series per shape, bound 2%.
+#[test]
+fn flat_correlated_minutes_rarely_fail() {
+    let s = spec(
+        CheckKind::Trend {
+            max_slope_per_minute: 0.0,
+        },
+        Direction::HigherIsWorse,
+        5,
+    );
+    let mut rng = Rng(19);
+    for (n, rho) in [(30, 0.7), (60, 0.5), (20, 0.8)] {
+        let trials = 300;
+        let fails = (0..trials)
+            .filter(|_| {
+                let mut e = rng.normal();
+                let y = series(n, |i| {
+                    if i > 0 {
+                        e = rho * e + (1.0 - rho * rho).sqrt() * rng.normal();
+                    }
+                    500.0 + 10.0 * e
+                });
+                judge_check(&s, &SideData::Values(vec![]), &y).verdict == Verdict::Fail
+            })
+            .count();
+        assert!(fails <= 6, "n {n}, rho {rho}: {fails} of {trials} failed");
+    }
+}
+
+/// Issue 18 point 3: 6 points of a series that may be growing as fast as the limit cannot show
+/// that it is not; before, "no significant trend" passed it.
+#[test]
+fn a_short_noisy_window_is_not_shown_within_the_limit() {
+    let mut rng = Rng(23);
+    let s = spec(
+        CheckKind::Trend {
+            max_slope_per_minute: 1.0,
+        },
+        Direction::HigherIsWorse,
+        5,
+    );
+    let y = series(6, |i| 500.0 + 1.0 * i as f64 + 5.0 * rng.normal());
+    let r = judge_check(&s, &SideData::Values(vec![]), &y);
+    assert_eq!(
+        r.verdict.cause(),
+        Some(InconclusiveCause::NotShown),
+        "{}",
+        r.reason
+    );
+    assert!(
+        r.reason
+            .contains("6 points cannot show a slope below 1 per minute at 99%"),
+        "{}",
+        r.reason
+    );
 }
