@@ -473,6 +473,12 @@ impl Drop for Prometheus {
 
 /// The binary from `env_var`, else `/usr/bin/NAME`, else NAME on the PATH; panics with the install
 /// command when none exists, so a machine without Prometheus fails loudly instead of skipping.
+/// The `promtool` binary (`CANARYD_PROMTOOL`, else `/usr/bin/promtool`); panics saying how to
+/// install it when missing.
+pub fn promtool() -> PathBuf {
+    find_binary("CANARYD_PROMTOOL", "promtool")
+}
+
 fn find_binary(env_var: &str, name: &str) -> PathBuf {
     let install = "these tests need a real Prometheus. Install it with \
                    `apt-get install prometheus` (the Debian package ships both `prometheus` and \
