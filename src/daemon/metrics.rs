@@ -72,7 +72,7 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "canaryd_rollout_last_conclusive_analysis_timestamp_seconds",
         "gauge",
-        "Unix time of the rollout's last recorded analysis that passed or failed (with data); no series before the first since the daemon started.",
+        "Unix time of the rollout's last recorded analysis that passed or failed (with data); no series before its first.",
     ),
     (
         "canaryd_rollout_backend_errors",

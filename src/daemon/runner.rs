@@ -105,11 +105,23 @@ impl Runner {
             .await
             .ok();
         let key = name.clone();
-        let stored = shared
+        let (stored, conclusive) = shared
             .store
-            .call(move |s| s.rollout::<RolloutState>(&key))
+            .call(move |s| {
+                let stored = s.rollout::<RolloutState>(&key)?;
+                // For `/metrics` from the start: when it last passed or failed.
+                let conclusive = s.latest_analysis_at(&key, ["pass", "fail"])?;
+                Ok::<_, StoreError>((stored, conclusive))
+            })
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(at) = conclusive {
+            shared.metrics.set(
+                "canaryd_rollout_last_conclusive_analysis_timestamp_seconds",
+                &[("rollout", &name)],
+                at.timestamp_millis() as f64 / 1000.0,
+            );
+        }
         let runner = Runner {
             next_analysis: Instant::now() + first_delay(&name, &rule.schedule, shared.clock.now()),
             shared,

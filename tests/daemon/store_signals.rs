@@ -125,6 +125,16 @@ async fn retention_keeps_every_decisions_analysis_thins_the_rest_and_survives_a_
     let _ = daemon.running.await;
     let again = start(&dir, retention).await;
     seconds(30).await;
+    // The finished rollout analyses nothing after the restart: the time of its last conclusive
+    // analysis is read back from the history for on-call's alerts.
+    let newest = kept.iter().map(|a| a.at).max().unwrap();
+    let m = metrics(&again.base).await;
+    let last = "canaryd_rollout_last_conclusive_analysis_timestamp_seconds{rollout=\"web\"}";
+    assert_eq!(
+        value(&m, last),
+        Some(newest.timestamp_millis() as f64 / 1000.0),
+        "{m}"
+    );
     let store = Store::open(&dir.join("state")).unwrap();
     let after = analyses(&store, "web");
     let ids = |list: &[Analysis]| list.iter().map(|a| a.id).collect::<Vec<_>>();
