@@ -22,7 +22,7 @@
 //! A dropped analysis takes the routine audit rows of its own step with it (the
 //! "analysis recorded" line of each analysis); decisions are never dropped.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -162,14 +162,15 @@ impl Store {
         let finished_before = now_ms.saturating_sub(millis_of(policy.finished_for));
         for (rollout, run) in runs {
             pruned.runs += 1;
-            let mut history = self.run_history(&rollout, run, &policy.routine_actions)?;
+            let (mut history, routine) =
+                self.run_history(&rollout, run, &policy.routine_actions)?;
             let newest = history
                 .analyses
                 .last()
                 .map(|r| r.at)
                 .into_iter()
                 .chain(history.decisions.last().copied())
-                .chain(self.newest_audit(&rollout, run)?)
+                .chain(routine.keys().copied())
                 .max();
             history.finished_long_ago =
                 !open(&rollout, run) && newest.is_some_and(|at| at < finished_before);
@@ -177,8 +178,7 @@ impl Store {
             if doomed.is_empty() {
                 continue;
             }
-            let at_of: std::collections::HashMap<i64, i64> =
-                history.analyses.iter().map(|r| (r.id, r.at)).collect();
+            let at_of: HashMap<i64, i64> = history.analyses.iter().map(|r| (r.id, r.at)).collect();
             for chunk in doomed.chunks(DELETE_CHUNK) {
                 let (analyses, audit) = self.write(OP, |tx| {
                     let mut analyses = 0;
@@ -188,14 +188,12 @@ impl Store {
                             .prepare_cached("DELETE FROM analyses WHERE id = ?1")
                             .and_then(|mut s| s.execute([id]))
                             .map_err(self.sql(OP))? as u64;
-                        let Some(at) = at_of.get(id) else { continue };
-                        for action in &policy.routine_actions {
+                        // The routine rows of the analysis's own step, by their ids.
+                        let rows = at_of.get(id).and_then(|at| routine.get(at));
+                        for row in rows.into_iter().flatten() {
                             audit += tx
-                                .prepare_cached(
-                                    "DELETE FROM audit WHERE rollout = ?1 AND run = ?2 AND at = ?3
-                                     AND action = ?4",
-                                )
-                                .and_then(|mut s| s.execute(params![rollout, run, at, action]))
+                                .prepare_cached("DELETE FROM audit WHERE id = ?1")
+                                .and_then(|mut s| s.execute([row]))
                                 .map_err(self.sql(OP))? as u64;
                         }
                     }
@@ -211,13 +209,14 @@ impl Store {
         Ok(pruned)
     }
 
-    /// The analyses and decisions of one run (the rest of [`RunHistory`] is the caller's).
+    /// The analyses and decisions of one run (the rest of [`RunHistory`] is the caller's), and
+    /// the ids of its routine audit rows by the time of their step.
     fn run_history(
         &self,
         rollout: &str,
         run: u32,
         routine: &[String],
-    ) -> Result<RunHistory, StoreError> {
+    ) -> Result<(RunHistory, HashMap<i64, Vec<i64>>), StoreError> {
         const OP: &str = "read a run's history to prune it";
         self.read(OP, |conn| {
             let mut stmt = conn
@@ -237,40 +236,36 @@ impl Store {
                 .map_err(self.sql(OP))?;
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT at, action FROM audit WHERE rollout = ?1 AND run = ?2 ORDER BY at, id",
+                    "SELECT id, at, action FROM audit WHERE rollout = ?1 AND run = ?2
+                     ORDER BY at, id",
                 )
                 .map_err(self.sql(OP))?;
-            let decisions = stmt
+            let rows = stmt
                 .query_map(params![rollout, run], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
                 })
                 .map_err(self.sql(OP))?
-                .filter(|row| {
-                    row.as_ref()
-                        .map_or(true, |(_, action)| !routine.contains(action))
-                })
-                .map(|row| row.map(|(at, _)| at))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(self.sql(OP))?;
-            Ok(RunHistory {
+            let mut decisions = Vec::new();
+            let mut routine_rows: HashMap<i64, Vec<i64>> = HashMap::new();
+            for (id, at, action) in rows {
+                if routine.contains(&action) {
+                    routine_rows.entry(at).or_default().push(id);
+                } else {
+                    decisions.push(at);
+                }
+            }
+            let history = RunHistory {
                 analyses,
                 decisions,
                 finished_long_ago: false,
-            })
-        })
-    }
-
-    /// When a run's newest audit entry (routine or not) was written, unix ms.
-    fn newest_audit(&self, rollout: &str, run: u32) -> Result<Option<i64>, StoreError> {
-        const OP: &str = "read a run's newest audit entry";
-        self.read(OP, |conn| {
-            super::one(
-                conn,
-                "SELECT MAX(at) FROM audit WHERE rollout = ?1 AND run = ?2",
-                params![rollout, run],
-                |row| row.get(0),
-            )
-            .map_err(self.sql(OP))
+            };
+            Ok((history, routine_rows))
         })
     }
 
