@@ -151,7 +151,11 @@ impl Store {
         let before = self.size()?;
         let runs: Vec<(String, u32)> = self.read(OP, |conn| {
             let mut stmt = conn
-                .prepare_cached("SELECT rollout, run FROM runs ORDER BY rollout, run")
+                // Every run with analyses, recorded in `runs` or not (a step's run defaults to 1).
+                .prepare_cached(
+                    "SELECT rollout, run FROM runs UNION SELECT DISTINCT rollout, run FROM analyses
+                     ORDER BY 1, 2",
+                )
                 .map_err(self.sql(OP))?;
             stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
                 .map_err(self.sql(OP))?
