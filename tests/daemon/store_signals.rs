@@ -245,3 +245,76 @@ async fn analyses_are_counted_once_recorded_and_the_ones_the_store_refused_apart
     let _ = daemon.running.await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The example alerting rules, loaded into a real Prometheus scraping the daemon's `/metrics`:
+/// when the store refuses to record analyses, the two alerts about it fire, and nothing else.
+/// On the machine's time (a real Prometheus answers over real sockets): its waits are bounds on
+/// events, not timings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_example_alerts_fire_in_a_real_prometheus_scraping_the_daemon() {
+    use crate::prometheus_support::Prometheus;
+    let dir = temp_dir("alerts-e2e");
+    write_rule(&dir, "web", "good", "builtin", "1h");
+    let daemon = start(&dir, "").await;
+    let target = daemon.addr.to_string();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/alerts.yml");
+    let prom = tokio::task::spawn_blocking(move || {
+        let p = Prometheus::builder()
+            .scrape("canaryd", target)
+            .rule_file(rules)
+            .start();
+        let scraped = "canaryd_analyses_total{job=\"canaryd\",rollout=\"web\"}";
+        assert!(
+            p.wait_for_data(scraped, Duration::from_secs(30)),
+            "{}",
+            p.log_tail()
+        );
+        p
+    })
+    .await
+    .unwrap();
+
+    let conn = rusqlite::Connection::open_with_flags_and_vfs(
+        dir.join("state").join(canaryd::store::DB_FILE),
+        rusqlite::OpenFlags::default(),
+        canaryd::store::VFS,
+    )
+    .unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON analyses
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .unwrap();
+
+    let (prom, firing) = tokio::task::spawn_blocking(move || {
+        let firing = [
+            r#"ALERTS{alertstate="firing",alertname="CanarydAnalysesNotRecorded",rollout="web"}"#,
+            r#"ALERTS{alertstate="firing",alertname="CanarydStoreWriteErrors",op="step"}"#,
+        ]
+        .iter()
+        .all(|query| prom.wait_for_data(query, Duration::from_secs(60)));
+        let all = prom
+            .instant_query_json("ALERTS{alertstate=\"firing\"}")
+            .unwrap_or_default();
+        (prom, (firing, all))
+    })
+    .await
+    .unwrap();
+    let (fired, all) = firing;
+    assert!(fired, "{all}\n{}", prom.log_tail());
+    let names: std::collections::BTreeSet<&str> = all
+        .split("\"alertname\":\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["CanarydAnalysesNotRecorded", "CanarydStoreWriteErrors"],
+        "{all}"
+    );
+    drop(conn);
+    drop(prom);
+    daemon.shutdown.cancel();
+    let _ = daemon.running.await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

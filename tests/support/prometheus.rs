@@ -67,6 +67,7 @@ pub struct PrometheusBuilder {
     scrapes: Vec<(String, String)>,
     scrape_interval: Duration,
     die_with_thread: bool,
+    rule_files: Vec<PathBuf>,
 }
 
 /// A running (or stopped) Prometheus owned by one test.
@@ -96,6 +97,12 @@ impl PrometheusBuilder {
     /// Adds a scrape job `job` with one target `host:port` (a 127.0.0.1 address the test serves).
     pub fn scrape(mut self, job: impl Into<String>, target: impl Into<String>) -> Self {
         self.scrapes.push((job.into(), target.into()));
+        self
+    }
+
+    /// Loads the alerting (or recording) rules of `path`, evaluated every scrape interval.
+    pub fn rule_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.rule_files.push(path.into());
         self
     }
 
@@ -143,6 +150,12 @@ impl PrometheusBuilder {
             "global:\n  scrape_interval: {every}\n  scrape_timeout: {every}\n  \
              evaluation_interval: {every}\n"
         );
+        if !self.rule_files.is_empty() {
+            yaml.push_str("rule_files:\n");
+            for file in &self.rule_files {
+                yaml.push_str(&format!("  - {:?}\n", file.display().to_string()));
+            }
+        }
         // The targets of `add_target`, each file naming its own job; files are watched, and the
         // refresh is a fallback.
         let discovered = dir.join("targets").join("*.json");
@@ -168,6 +181,7 @@ impl Prometheus {
             scrapes: Vec::new(),
             scrape_interval: Duration::from_secs(1),
             die_with_thread: false,
+            rule_files: Vec::new(),
         }
     }
 
