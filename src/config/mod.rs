@@ -1,6 +1,6 @@
 //! The daemon's configuration (`canaryd.toml`): its shapes, loading in two stages and validation.
 //!
-//! This module owns the `[server]`, `[log]`, `[scheduler]`, `[sources.*]`, `[actuators.*]` and
+//! This module owns the `[server]`, `[log]`, `[scheduler]`, `[retention]`, `[sources.*]`, `[actuators.*]` and
 //! `[receivers.*]` schema. Loading first parses the file with `toml`, so syntax errors and unknown
 //! keys are reported with file:line:column; then it applies `CANARYD__SECTION__KEY` environment
 //! overrides through the `config` crate (which loses positions, hence the first pass); then the
@@ -55,6 +55,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub scheduler: SchedulerConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
     #[serde(default)]
@@ -162,6 +164,66 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             max_concurrent_queries: default_max_queries(),
             backend_error_limit: default_error_limit(),
+        }
+    }
+}
+
+/// `[retention]`: how long the history is kept at which resolution (see `store::retention`).
+/// Decisions, and the analyses they were taken on, are always kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Every analysis younger than this is kept.
+    #[serde(
+        default = "default_keep_all_for",
+        with = "crate::rules::duration::serde_text"
+    )]
+    pub keep_all_for: Duration,
+    /// Older, one analysis per run per this much time is kept (with each stage's first and
+    /// last).
+    #[serde(
+        default = "default_keep_one_per",
+        with = "crate::rules::duration::serde_text"
+    )]
+    pub keep_one_per: Duration,
+    /// This long after a finished run's last entry, only its decisions' analyses and each
+    /// stage's first and last are kept.
+    #[serde(
+        default = "default_finished_runs_for",
+        with = "crate::rules::duration::serde_text"
+    )]
+    pub finished_runs_for: Duration,
+    /// How often the history is pruned.
+    #[serde(
+        default = "default_prune_every",
+        with = "crate::rules::duration::serde_text"
+    )]
+    pub prune_every: Duration,
+}
+
+fn default_keep_all_for() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_keep_one_per() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_finished_runs_for() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+fn default_prune_every() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            keep_all_for: default_keep_all_for(),
+            keep_one_per: default_keep_one_per(),
+            finished_runs_for: default_finished_runs_for(),
+            prune_every: default_prune_every(),
         }
     }
 }

@@ -290,3 +290,74 @@ fn problems_never_quote_the_credentials_of_a_url() {
         "{msg}"
     );
 }
+
+#[test]
+fn retention_has_defaults_and_its_settings_are_read_and_checked_where_written() {
+    let c = parse(Path::new("c.toml"), MINIMAL, &no_env()).unwrap();
+    assert_eq!(c.retention, RetentionConfig::default());
+    assert_eq!(c.retention.keep_all_for, Duration::from_secs(3600));
+    assert_eq!(
+        c.retention.finished_runs_for,
+        Duration::from_secs(7 * 86_400)
+    );
+
+    let text = format!(
+        "{MINIMAL}\n[retention]\nkeep_all_for = \"2h\"\nkeep_one_per = \"5m\"\nfinished_runs_for = \"3d\"\nprune_every = \"1m\"\n"
+    );
+    let c = parse(Path::new("c.toml"), &text, &no_env()).unwrap();
+    assert_eq!(
+        c.retention,
+        RetentionConfig {
+            keep_all_for: Duration::from_secs(7200),
+            keep_one_per: Duration::from_secs(300),
+            finished_runs_for: Duration::from_secs(3 * 86_400),
+            prune_every: Duration::from_secs(60),
+        }
+    );
+
+    // An unknown key, with its position.
+    let text = format!("{MINIMAL}\n[retention]\nkeep_all = \"2h\"\n");
+    let msg = parse(Path::new("c.toml"), &text, &no_env())
+        .unwrap_err()
+        .to_string();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("keep_all "))
+        .unwrap()
+        + 1;
+    assert!(
+        msg.starts_with(&format!("c.toml:{line}:1: error:")),
+        "{msg}"
+    );
+    assert!(msg.contains("keep_all"), "{msg}");
+
+    // Values that cannot work, every one at once, each at its key.
+    let text = format!(
+        "{MINIMAL}\n[retention]\nkeep_all_for = \"2d\"\nkeep_one_per = \"0s\"\nfinished_runs_for = \"1d\"\nprune_every = \"1s\"\n"
+    );
+    let err = parse(Path::new("c.toml"), &text, &no_env()).unwrap_err();
+    let problems = err.problems().unwrap();
+    assert_eq!(problems.len(), 3, "{err}");
+    let at = |key: &str| text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+    for (key, says) in [
+        ("keep_one_per", "longer than 0s"),
+        ("prune_every", "shorter than 10s"),
+        ("finished_runs_for", "shorter than `retention.keep_all_for`"),
+    ] {
+        let p = problems
+            .iter()
+            .find(|p| p.message.contains(&format!("`retention.{key}`")))
+            .unwrap_or_else(|| panic!("no problem for {key}: {err}"));
+        assert!(p.message.contains(says), "{p}");
+        assert!(
+            p.to_string().starts_with(&format!("c.toml:{}:", at(key))),
+            "{p}"
+        );
+    }
+    // A bad duration is a shape error at its value.
+    let text = format!("{MINIMAL}\n[retention]\nkeep_one_per = \"often\"\n");
+    let msg = parse(Path::new("c.toml"), &text, &no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("bad duration `often`"), "{msg}");
+}

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
+use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
@@ -92,6 +93,7 @@ impl Config {
                 None,
             );
         }
+        problems.extend(self.retention.problems());
         if let Err((message, hint)) = log_filter(&self.log.level) {
             problems.push(ConfigProblem {
                 key: vec!["log".into(), "level".into()],
@@ -143,6 +145,47 @@ impl Config {
         } else {
             Err(problems)
         }
+    }
+}
+
+/// The shortest time between two prunes of the history.
+pub const MIN_PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+impl super::RetentionConfig {
+    /// What is wrong with `[retention]`, each pointed at its key.
+    fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let human = crate::rules::duration::format;
+        if self.keep_one_per.is_zero() {
+            problems.push(ConfigProblem::new(
+                &["retention", "keep_one_per"],
+                "`retention.keep_one_per` must be longer than 0s",
+                Some("one analysis per run is kept per this much time past `keep_all_for`, e.g. \"10m\""),
+            ));
+        }
+        if self.prune_every < MIN_PRUNE_EVERY {
+            problems.push(ConfigProblem::new(
+                &["retention", "prune_every"],
+                format!(
+                    "`retention.prune_every` = {:?} is shorter than {}",
+                    human(self.prune_every),
+                    human(MIN_PRUNE_EVERY)
+                ),
+                Some("how often the history is pruned; the default is \"10m\""),
+            ));
+        }
+        if self.finished_runs_for < self.keep_all_for {
+            problems.push(ConfigProblem::new(
+                &["retention", "finished_runs_for"],
+                format!(
+                    "`retention.finished_runs_for` = {:?} is shorter than `retention.keep_all_for` = {:?}",
+                    human(self.finished_runs_for),
+                    human(self.keep_all_for)
+                ),
+                Some("a finished run's evidence goes after `finished_runs_for`; keep it at least as long as every analysis is kept"),
+            ));
+        }
+        problems
     }
 }
 

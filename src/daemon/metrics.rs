@@ -52,7 +52,37 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "canaryd_analyses_total",
         "counter",
-        "Analyses judged, by rollout and verdict.",
+        "Analyses judged and recorded in the state database, by rollout and verdict (pass, marginal, fail, inconclusive).",
+    ),
+    (
+        "canaryd_analyses_unrecorded_total",
+        "counter",
+        "Analyses judged but not recorded, so not acted on: the state database failed to write them, by rollout.",
+    ),
+    (
+        "canaryd_check_verdicts_total",
+        "counter",
+        "Verdicts of each check in recorded analyses, by rollout, check and verdict (pass, fail, inconclusive).",
+    ),
+    (
+        "canaryd_rollout_inconclusive_streak",
+        "gauge",
+        "Inconclusive or marginal analyses in a row in the rollout's current stage (it cannot advance on them).",
+    ),
+    (
+        "canaryd_rollout_last_conclusive_analysis_timestamp_seconds",
+        "gauge",
+        "Unix time of the rollout's last recorded analysis that passed or failed (with data); no series before its first.",
+    ),
+    (
+        "canaryd_rollout_backend_errors",
+        "gauge",
+        "Analyses in a row that failed on a metric backend error; the rollout holds while it is above 0.",
+    ),
+    (
+        "canaryd_backend_up",
+        "gauge",
+        "Whether the metric backend answered the last analysis that asked it (1) or failed (0), by source.",
     ),
     (
         "canaryd_backend_query_errors_total",
@@ -98,6 +128,31 @@ const HELP: &[(&str, &str, &str)] = &[
         "canaryd_state_database_healthy",
         "gauge",
         "Whether the state database is the one opened and writable (1), or deleted, replaced or failing (0): canaryd then stops acting.",
+    ),
+    (
+        "canaryd_store_write_errors_total",
+        "counter",
+        "Writes to the state database that failed, by operation (step: a rollout's decision; prune).",
+    ),
+    (
+        "canaryd_store_bytes",
+        "gauge",
+        "Size of the state database file (page count times page size, free pages included).",
+    ),
+    (
+        "canaryd_store_free_bytes",
+        "gauge",
+        "Free pages of the state database not yet handed back to the file system, in bytes.",
+    ),
+    (
+        "canaryd_store_pruned_analyses_total",
+        "counter",
+        "Analyses dropped by retention ([retention] in the config).",
+    ),
+    (
+        "canaryd_store_last_prune_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful prune of the history.",
     ),
     (
         "canaryd_rules_loaded",
@@ -152,6 +207,29 @@ impl Metrics {
     /// Sets a gauge.
     pub fn set(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
         self.lock().insert((name, own(labels)), value);
+    }
+
+    /// Adds `value` to a counter.
+    pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
+        let key = (name, own(labels));
+        *self.lock().entry(key).or_insert(0.0) += value;
+    }
+
+    /// Drops every series of a rollout no longer loaded, and of a check its rule no longer has:
+    /// `checks(rollout)` is the rule's checks, `None` when the rollout is gone. Label values come
+    /// from the rules only, so the series stay as many as the rules say.
+    pub fn retain_rollouts(&self, checks: impl Fn(&str) -> Option<Vec<String>>) {
+        self.lock().retain(|(_, labels), _| {
+            let label = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+            let Some(rollout) = label("rollout") else {
+                return true;
+            };
+            match (checks(rollout), label("check")) {
+                (None, _) => false,
+                (Some(checks), Some(check)) => checks.contains(check),
+                (Some(_), None) => true,
+            }
+        });
     }
 
     /// Drops a series (a broken rule file's, once it loads or is gone).
@@ -574,6 +652,38 @@ mod tests {
         // `render`, the one-string form, is the same text.
         let listed: Vec<RolloutStatus> = listed.into_values().collect();
         assert_eq!(m.render(&listed), text);
+    }
+
+    #[test]
+    fn a_removed_rollouts_series_and_a_removed_checks_go() {
+        let m = Metrics::new();
+        let verdicts = "canaryd_check_verdicts_total";
+        for (rollout, check) in [("web", "p99"), ("web", "errors"), ("api", "p99")] {
+            m.inc(
+                verdicts,
+                &[("rollout", rollout), ("check", check), ("verdict", "pass")],
+            );
+            m.set(
+                "canaryd_rollout_inconclusive_streak",
+                &[("rollout", rollout)],
+                1.0,
+            );
+        }
+        m.set("canaryd_backend_up", &[("source", "prometheus")], 1.0);
+        m.set("canaryd_rules_loaded", &[], 1.0);
+        // `api` is gone and `web` lost its check `errors`.
+        m.retain_rollouts(|rollout| (rollout == "web").then(|| vec!["p99".to_string()]));
+        let text = m.render(&[]);
+        let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            series,
+            [
+                "canaryd_check_verdicts_total{rollout=\"web\",check=\"p99\",verdict=\"pass\"} 1",
+                "canaryd_rollout_inconclusive_streak{rollout=\"web\"} 1",
+                "canaryd_backend_up{source=\"prometheus\"} 1",
+                "canaryd_rules_loaded 1",
+            ]
+        );
     }
 
     #[test]

@@ -419,6 +419,7 @@ pub async fn run_with_sources(
     }
     let file_watch = tokio::spawn(emergency::watch_file(Arc::clone(&shared), shutdown.clone()));
     let store_watch = tokio::spawn(storage::watch(Arc::clone(&shared), shutdown.clone()));
+    let pruning = tokio::spawn(storage::prune(Arc::clone(&shared), shutdown.clone()));
     let reloader = tokio::spawn(reload::run(Arc::clone(&shared), reload, shutdown.clone()));
     let watchdog = crate::systemd::watchdog_interval().map(|every| {
         let token = shutdown.clone();
@@ -462,6 +463,7 @@ pub async fn run_with_sources(
     let _ = tokio::time::timeout(Duration::from_secs(2), dispatching).await;
     file_watch.abort();
     store_watch.abort();
+    pruning.abort();
     reloader.abort();
     if let Some(w) = watchdog {
         w.abort();

@@ -79,6 +79,15 @@ fn record(shared: &Shared, previous: &RuleSet) {
         now.timestamp_millis() as f64 / 1000.0,
     );
     m.set("canaryd_rules_loaded", &[], set.rules.len() as f64);
+    // A removed rollout's series, and a removed check's, go.
+    m.retain_rollouts(|rollout| {
+        set.rules.get(rollout).map(|rule| {
+            rule.checks
+                .iter()
+                .map(|c| c.spec.name.to_string())
+                .collect()
+        })
+    });
 }
 
 /// Reload on every request and file change until shutdown.

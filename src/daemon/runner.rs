@@ -107,11 +107,23 @@ impl Runner {
             .await
             .ok();
         let key = name.clone();
-        let stored = shared
+        let (stored, conclusive) = shared
             .store
-            .call(move |s| s.rollout::<RolloutState>(&key))
+            .call(move |s| {
+                let stored = s.rollout::<RolloutState>(&key)?;
+                // For `/metrics` from the start: when it last passed or failed.
+                let conclusive = s.latest_analysis_at(&key, ["pass", "fail"])?;
+                Ok::<_, StoreError>((stored, conclusive))
+            })
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(at) = conclusive {
+            shared.metrics.set(
+                "canaryd_rollout_last_conclusive_analysis_timestamp_seconds",
+                &[("rollout", &name)],
+                at.timestamp_millis() as f64 / 1000.0,
+            );
+        }
         let runner = Runner {
             next_analysis: Instant::now() + first_delay(&name, &rule.schedule, shared.clock.now()),
             shared,
@@ -130,6 +142,16 @@ impl Runner {
     fn publish(&self) {
         let status = RolloutStatus::of(&self.name, &self.state, Some(&self.rule));
         self.shared.publish(status);
+        // A rollout whose rule is gone has no series (the reload dropped them).
+        if self.shared.rules.load().get(&self.name).is_none() {
+            return;
+        }
+        let m = &self.shared.metrics;
+        let rollout = [("rollout", self.name.as_str())];
+        let streak = f64::from(self.state.inconclusive_streak);
+        m.set("canaryd_rollout_inconclusive_streak", &rollout, streak);
+        let errors = f64::from(self.state.backend_errors);
+        m.set("canaryd_rollout_backend_errors", &rollout, errors);
     }
 
     /// The task's loop, until shutdown.
@@ -340,27 +362,35 @@ impl Runner {
                     tracing::info!(rollout = %self.name, failed = self.state.backend_errors, "The metric backend answers again; analyses resume.");
                     self.backend_recovered().await;
                 }
-                self.shared.metrics.inc(
-                    "canaryd_analyses_total",
-                    &[
-                        ("rollout", &self.name),
-                        ("verdict", &analysed.record.outcome),
-                    ],
-                );
+                let m = &self.shared.metrics;
+                m.set("canaryd_backend_up", &[("source", &self.rule.source)], 1.0);
                 tracing::info!(rollout = %self.name, outcome = %analysed.record.outcome, score = analysed.record.score, "Analysis judged.");
+                let counted = Counted::of(&analysed);
                 let rows = Rows(Some(
                     analysed.results.iter().map(CheckRow::from_result).collect(),
                 ));
-                let _ = self
+                let recorded = self
                     .apply_with(
                         Event::Analysis(analysed.report),
                         Some(analysed.record),
                         rows,
                     )
                     .await;
+                // Counted once recorded: an analysis the store did not take was not acted on.
+                match recorded {
+                    Ok(()) => {
+                        counted.recorded(&self.shared.metrics, &self.name, self.shared.clock.now())
+                    }
+                    Err(_) => self.shared.metrics.inc(
+                        "canaryd_analyses_unrecorded_total",
+                        &[("rollout", &self.name)],
+                    ),
+                }
             }
             Err(e) => {
-                self.shared.metrics.inc(
+                let m = &self.shared.metrics;
+                m.set("canaryd_backend_up", &[("source", &self.rule.source)], 0.0);
+                m.inc(
                     "canaryd_backend_query_errors_total",
                     &[("rollout", &self.name), ("source", &self.rule.source)],
                 );
@@ -677,6 +707,72 @@ impl Runner {
             .wait_outside(committed)
             .await
             .map(|c| c.intent_id)
+            .inspect_err(|_| {
+                let op = [("op", "step")];
+                self.shared
+                    .metrics
+                    .inc("canaryd_store_write_errors_total", &op);
+            })
+    }
+}
+
+/// What `/metrics` counts of one analysis once it is recorded.
+struct Counted {
+    outcome: String,
+    /// Each check's name and verdict.
+    checks: Vec<(String, &'static str)>,
+    /// It passed or failed on data (not inconclusive, not marginal, no check without data).
+    conclusive: bool,
+}
+
+impl Counted {
+    fn of(analysed: &super::analysis::Analysed) -> Counted {
+        use crate::judge::Verdict;
+        use crate::rollout::AnalysisOutcome;
+        let checks: Vec<(String, &'static str)> = analysed
+            .results
+            .iter()
+            .map(|r| {
+                let verdict = match r.verdict {
+                    Verdict::Pass => "pass",
+                    Verdict::Fail => "fail",
+                    Verdict::Inconclusive { .. } => "inconclusive",
+                };
+                (r.name.clone(), verdict)
+            })
+            .collect();
+        let conclusive = match analysed.report.overall {
+            AnalysisOutcome::Fail => true,
+            AnalysisOutcome::Pass => {
+                !checks.is_empty() && checks.iter().all(|(_, v)| *v != "inconclusive")
+            }
+            AnalysisOutcome::Marginal | AnalysisOutcome::Inconclusive => false,
+        };
+        Counted {
+            outcome: analysed.record.outcome.clone(),
+            checks,
+            conclusive,
+        }
+    }
+
+    fn recorded(&self, m: &super::Metrics, rollout: &str, at: DateTime<Utc>) {
+        m.inc(
+            "canaryd_analyses_total",
+            &[("rollout", rollout), ("verdict", &self.outcome)],
+        );
+        for (check, verdict) in &self.checks {
+            m.inc(
+                "canaryd_check_verdicts_total",
+                &[("rollout", rollout), ("check", check), ("verdict", verdict)],
+            );
+        }
+        if self.conclusive {
+            m.set(
+                "canaryd_rollout_last_conclusive_analysis_timestamp_seconds",
+                &[("rollout", rollout)],
+                at.timestamp_millis() as f64 / 1000.0,
+            );
+        }
     }
 }
 

@@ -65,6 +65,14 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "Cannot count the notifications for /metrics."),
     }
+    match shared.store.call(|s| s.size()).await {
+        Ok(size) => {
+            let m = &shared.metrics;
+            m.set("canaryd_store_bytes", &[], size.bytes as f64);
+            m.set("canaryd_store_free_bytes", &[], size.free_bytes as f64);
+        }
+        Err(e) => tracing::warn!(error = %e, "Cannot read the state database's size for /metrics."),
+    }
     // Sent a page at a time as it is rendered (see `metrics::Pages`).
     let metrics = shared.metrics.clone();
     let pages =

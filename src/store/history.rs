@@ -146,6 +146,28 @@ impl Store {
         Ok(paginate(analyses, limit, |a| a.id))
     }
 
+    /// When the rollout's newest analysis whose outcome is one of `outcomes` was recorded
+    /// (`None`: it has none).
+    pub fn latest_analysis_at(
+        &self,
+        rollout: &str,
+        outcomes: [&str; 2],
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        const OP: &str = "read the latest analysis of an outcome";
+        let at = self.read(OP, |conn| {
+            one(
+                conn,
+                "SELECT at FROM analyses WHERE rollout = ?1 AND (outcome = ?2 OR outcome = ?3)
+                 ORDER BY id DESC LIMIT 1",
+                params![rollout, outcomes[0], outcomes[1]],
+                |row| row.get::<_, i64>(0),
+            )
+            .optional()
+            .map_err(self.sql(OP))
+        })?;
+        self.opt_time(OP, "analyses.at", at)
+    }
+
     /// The evidence of a rollout's newest analysis, read as `T` (a part of it: serde skips the
     /// fields `T` does not name); `None` when it has none yet.
     pub fn latest_evidence<T: DeserializeOwned>(

@@ -11,7 +11,7 @@
 //! group commit's batch), `runs`, `history` (reading `audit` and `analyses`), `intents`,
 //! `outbox`, `incidents` and `flags`. Beside them: `offload` (the async façade, [`Store::call`]), `records`
 //! (the plain values handed in and out), `error` ([`StoreError`]), `schema` (migrations),
-//! `group` (the group-commit queue), `checkpoint`, `health`, `lock` and `private` (the state
+//! `retention` (pruning old history, the incremental vacuum and the database's size), `group` (the group-commit queue), `checkpoint`, `health`, `lock` and `private` (the state
 //! directory created 0700 and the files in it 0600, whatever the umask).
 //!
 //! # The key operation
@@ -79,12 +79,15 @@ mod offload;
 mod outbox;
 mod private;
 mod records;
+mod retention;
 mod runs;
 mod schema;
 mod steps;
 
 #[cfg(test)]
 mod incident_tests;
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;
 
@@ -104,6 +107,7 @@ pub use records::{
     Message, MessageIncident, MessageStatus, NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun,
     OpenIncident, OutboxCounts, Page, RunRecord, Step, StoredRollout,
 };
+pub use retention::{Pruned, Retention, StoreSize};
 pub use schema::LATEST_VERSION;
 use steps::{COMMIT_OP, StepJob};
 
@@ -185,6 +189,7 @@ impl Store {
     fn open_file(path: &Path, migrations: &[&str]) -> Result<Store, StoreError> {
         let mut writer = open_writer(path)?;
         schema::migrate(&mut writer, path, migrations)?;
+        schema::incremental_vacuum(&writer, path)?;
         let reader = open_reader(path)?;
         let checkpoints =
             checkpoint::Checkpointer::start(open_checkpointer(path)?, path, checkpoint::POLICY);
@@ -445,6 +450,10 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let err = |e| StoreError::sql(OP, path, e);
     let conn = connect(path, OpenFlags::default()).map_err(err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    // Before anything is written: a new database keeps its freed pages for
+    // `incremental_vacuum` from its first page (an older one is converted after migrations).
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .map_err(err)?;
     // The first statement to read the header: a file that is not a database fails here.
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))

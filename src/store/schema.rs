@@ -174,6 +174,37 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes: the number of migrations.
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
 
+/// SQLite's `auto_vacuum` setting that keeps the pages freed by pruning (see `retention`) in a
+/// list `PRAGMA incremental_vacuum` hands back to the file system.
+const INCREMENTAL: i64 = 2;
+
+/// Turns on incremental auto-vacuum. A database created by this build has it from its first
+/// page (set before anything is written, see `open_writer`); one created before needs a
+/// `VACUUM` once, which rewrites the whole file (and needs as much free space again): logged,
+/// since it can take a while on a large database. Returns whether it had to.
+pub(crate) fn incremental_vacuum(conn: &Connection, path: &Path) -> Result<bool, StoreError> {
+    let failed = |source| StoreError::Migration {
+        path: path.to_path_buf(),
+        version: LATEST_VERSION,
+        source,
+    };
+    let mode: i64 = conn
+        .pragma_query_value(None, "auto_vacuum", |row| row.get(0))
+        .map_err(failed)?;
+    if mode == INCREMENTAL {
+        return Ok(false);
+    }
+    let pages: i64 = conn
+        .pragma_query_value(None, "page_count", |row| row.get(0))
+        .map_err(failed)?;
+    tracing::info!(database = %path.display(), pages, "Turning on incremental vacuum: rewriting the state database once (VACUUM).");
+    conn.pragma_update(None, "auto_vacuum", INCREMENTAL)
+        .map_err(failed)?;
+    conn.execute_batch("VACUUM").map_err(failed)?;
+    tracing::info!(database = %path.display(), "The state database now gives freed space back.");
+    Ok(true)
+}
+
 /// Reads `PRAGMA user_version`.
 pub(crate) fn version(conn: &Connection, path: &Path) -> Result<u32, StoreError> {
     conn.pragma_query_value(None, "user_version", |row| row.get::<_, u32>(0))

@@ -4,7 +4,7 @@
 //! (`rule_files`), the binary under systemd's unit and notify protocol (`systemd_unit`), a whole
 //! rollout against a real Prometheus (`daemon_rollout`), the real binary's start, reload, stop
 //! and crash (`daemon_binary`), faults (`daemon_faults`) and the wrong actions it must never
-//! take (`daemon_safety`), the embedded ones on controlled time.
+//! take (`daemon_safety`), the database bounded and the signals alerted on (`store_signals`), the embedded ones on controlled time.
 //!
 //! One binary for all of them (each test binary links the whole crate); run one part with
 //! `cargo test --test daemon web_page`. End-to-end scenarios are in `tests/e2e/`.
@@ -28,6 +28,7 @@ mod daemon_safety;
 mod incidents;
 mod rule_files;
 mod secrets;
+mod store_signals;
 mod systemd_unit;
 mod web_page;
 mod web_story;

@@ -1,4 +1,5 @@
-//! Each edge of the daemon against the real thing it talks to: actuators against webhook
+//! Each edge of the daemon against the real thing it talks to: the example alerting rules for
+//! canaryd against `promtool` (`alert_rules`), actuators against webhook
 //! receivers, scripts and files (`actuators`), email against a real SMTP server (`notify_email`),
 //! webhook notifications and a SIGKILLed dispatcher (`notify_http`), incidents as a
 //! PagerDuty-shaped endpoint sees them (`notify_incidents`), the Prometheus source
@@ -15,6 +16,7 @@ mod prometheus_support;
 mod smtp;
 
 mod actuators;
+mod alert_rules;
 mod notify_email;
 mod notify_http;
 mod notify_incidents;

@@ -67,6 +67,7 @@ pub struct PrometheusBuilder {
     scrapes: Vec<(String, String)>,
     scrape_interval: Duration,
     die_with_thread: bool,
+    rule_files: Vec<PathBuf>,
 }
 
 /// A running (or stopped) Prometheus owned by one test.
@@ -96,6 +97,12 @@ impl PrometheusBuilder {
     /// Adds a scrape job `job` with one target `host:port` (a 127.0.0.1 address the test serves).
     pub fn scrape(mut self, job: impl Into<String>, target: impl Into<String>) -> Self {
         self.scrapes.push((job.into(), target.into()));
+        self
+    }
+
+    /// Loads the alerting (or recording) rules of `path`, evaluated every scrape interval.
+    pub fn rule_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.rule_files.push(path.into());
         self
     }
 
@@ -143,6 +150,12 @@ impl PrometheusBuilder {
             "global:\n  scrape_interval: {every}\n  scrape_timeout: {every}\n  \
              evaluation_interval: {every}\n"
         );
+        if !self.rule_files.is_empty() {
+            yaml.push_str("rule_files:\n");
+            for file in &self.rule_files {
+                yaml.push_str(&format!("  - {:?}\n", file.display().to_string()));
+            }
+        }
         // The targets of `add_target`, each file naming its own job; files are watched, and the
         // refresh is a fallback.
         let discovered = dir.join("targets").join("*.json");
@@ -168,6 +181,7 @@ impl Prometheus {
             scrapes: Vec::new(),
             scrape_interval: Duration::from_secs(1),
             die_with_thread: false,
+            rule_files: Vec::new(),
         }
     }
 
@@ -473,6 +487,12 @@ impl Drop for Prometheus {
 
 /// The binary from `env_var`, else `/usr/bin/NAME`, else NAME on the PATH; panics with the install
 /// command when none exists, so a machine without Prometheus fails loudly instead of skipping.
+/// The `promtool` binary (`CANARYD_PROMTOOL`, else `/usr/bin/promtool`); panics saying how to
+/// install it when missing.
+pub fn promtool() -> PathBuf {
+    find_binary("CANARYD_PROMTOOL", "promtool")
+}
+
 fn find_binary(env_var: &str, name: &str) -> PathBuf {
     let install = "these tests need a real Prometheus. Install it with \
                    `apt-get install prometheus` (the Debian package ships both `prometheus` and \
