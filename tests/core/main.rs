@@ -13,6 +13,7 @@ mod fuzz_regressions;
 mod judge_props;
 mod layering;
 mod rollout_props;
+mod sequential;
 mod stats_reference;
 
 use std::path::{Path, PathBuf};
