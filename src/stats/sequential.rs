@@ -20,8 +20,9 @@ use statrs::function::erf::erfc;
 
 /// The number of points the boundary is tightest for: the mixing parameter is chosen so that
 /// the bound is narrowest at 60 points (an hour of one-minute steps, ten minutes of 10 s
-/// steps). The boundary is flat around its optimum: at 10 or 1,000 points it is within 9% and
-/// 13% of the boundary optimised for that n (docs/sequential.md, measured by the reference test).
+/// steps). The boundary is flat around its optimum: at 10 or 1,000 points it is at most 17% and
+/// 11% wider than the narrowest boundary any mixing parameter gives there (at α 0.05; 11% and
+/// 7% at 0.005), pinned by `tests/core/sequential_reference.rs`.
 pub const TARGET_POINTS: f64 = 60.0;
 
 /// Points needed before a bound is given: a long-run variance from fewer says little.

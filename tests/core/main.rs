@@ -14,6 +14,7 @@ mod judge_props;
 mod layering;
 mod rollout_props;
 mod sequential;
+mod sequential_reference;
 mod stats_reference;
 
 use std::path::{Path, PathBuf};
