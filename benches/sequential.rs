@@ -12,6 +12,7 @@
 //! - **sequential**: `SequentialMean::bounds(α).lower > 0`, from the 10th point on;
 //! - **fixed window**: the issue-18 long-run bound (`stats::long_run`, Student t) on the last 30
 //!   points, the calibrated judge of one analysis, repeated at each look.
+//!
 //! Each is looked at after every point and after every 10th point. Healthy rows give the
 //! time-uniform false-alarm rate: the share of stages with *any* alarm over the 1,000 points
 //! (with the upper end of its 95% Wilson interval). Shifted rows give the detection rate within

@@ -318,8 +318,14 @@ impl SequentialMean {
         }
         let n = self.n as f64;
         let mean = self.sum / n;
-        let variance = ((self.sum_sq - n * mean * mean) / (n - 1.0)).max(0.0);
-        if !(variance > 1e-300 * (1.0 + (mean + self.shift).abs())) {
+        let raw_variance = (self.sum_sq - n * mean * mean) / (n - 1.0);
+        if !raw_variance.is_finite() {
+            return Err(SequentialError::NonFinite {
+                what: "the series' variance",
+            });
+        }
+        let variance = raw_variance.max(0.0);
+        if variance <= 1e-300 * (1.0 + (mean + self.shift).abs()) {
             return Err(SequentialError::NoVariation { what: "the series" });
         }
         // Lag-1 autocorrelation around the overall mean, bias-corrected (Marriott-Pope).
@@ -360,6 +366,11 @@ impl SequentialMean {
             let bm =
                 sums.iter().map(|s| (s - avg).powi(2)).sum::<f64>() / ((sums.len() - 1) as f64 * b);
             long_run = long_run.max(bm * recolour);
+        }
+        if !long_run.is_finite() {
+            return Err(SequentialError::NonFinite {
+                what: "the series' long-run variance",
+            });
         }
         // Degrees of freedom as `stats::long_run` counts them for the AR(1) factor, plus the
         // i.i.d. variance's own: `1/df = 1/(n−1) + 4ρ⁺/(n(1−ρ⁺))`, at least 1.

@@ -146,3 +146,48 @@ impl SequentialRates {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_constant_excess_is_bounded_with_the_binomial_variance_not_lost() {
+        // Every step: the canary 5 errors in 100, the baseline 0 in 100. The per-step excess
+        // never varies, but the counts still carry binomial noise: the mean excess is 5%,
+        // bounded above zero, never read as "no difference".
+        let mut rates = SequentialRates::new(1.0).unwrap();
+        for _ in 0..40 {
+            rates.push((5, 100), (0, 100)).unwrap();
+        }
+        let bounds = rates.bounds(0.01).unwrap();
+        assert!((bounds.spread.mean - 0.05).abs() < 1e-12);
+        let binomial = (0.05f64 * 0.95 / 100.0).sqrt();
+        assert!((bounds.spread.sigma - binomial).abs() < 1e-12);
+        assert!(bounds.lower > 0.0, "{bounds:?}");
+    }
+
+    #[test]
+    fn bad_counts_are_refused_and_steps_without_traffic_skipped() {
+        let mut rates = SequentialRates::new(1.0).unwrap();
+        assert_eq!(
+            rates.push((101, 100), (0, 100)),
+            Err(SequentialError::CountsExceedTotal {
+                side: "canary",
+                errors: 101,
+                total: 100
+            })
+        );
+        rates.push((0, 0), (1, 100)).unwrap();
+        assert_eq!(rates.skipped(), 1);
+        for _ in 0..20 {
+            rates.push((0, 100), (0, 100)).unwrap();
+        }
+        // No errors anywhere: nothing to scale a bound by, refused rather than passed.
+        assert!(matches!(
+            rates.bounds(0.01),
+            Err(SequentialError::NoVariation { .. })
+        ));
+        assert!(SequentialRates::new(f64::NAN).is_err());
+    }
+}
