@@ -9,7 +9,7 @@
 //! Student-t(4) innovations (heavy tails), 1,000 points per stage; healthy (mean 0) or shifted
 //! by δ marginal standard deviations from the stage's first point (δ 0.5, 1, 2). Every method
 //! asks "is the mean shown above 0?" one-sided at α = 1% (a rollback at confidence 0.99):
-//! - **sequential**: `SequentialMean::bounds(α).lower > 0`, from the 10th point on;
+//! - **sequential**: `SequentialMean::bounds(α).lower > 0`, from the 20th point (`MIN_POINTS`) on;
 //! - **fixed window**: the issue-18 long-run bound (`stats::long_run`, Student t) on the last 30
 //!   points, the calibrated judge of one analysis, repeated at each look.
 //!
