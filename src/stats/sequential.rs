@@ -451,6 +451,25 @@ mod tests {
     }
 
     #[test]
+    fn the_e_value_reaches_one_over_alpha_exactly_where_the_lower_bound_passes() {
+        // The anytime p-value fed to Holm must agree with the bound the evidence shows.
+        let mut acc = SequentialMean::new();
+        let mut x = 0.0;
+        for i in 0..200u32 {
+            x = 0.6 * x + ((i * 7919) % 101) as f64 / 50.0 - 1.0;
+            acc.push(x + 0.4).unwrap();
+        }
+        let alpha = 0.01;
+        let lower = acc.bounds(alpha).unwrap().lower;
+        let at = |h: f64| acc.ln_e_value(h, alpha).unwrap() - (1.0 / alpha).ln();
+        assert!(at(lower).abs() < 1e-6, "{}", at(lower));
+        assert!(at(lower - 0.01) > 0.0 && at(lower + 0.01) < 0.0);
+        let mut p = AnytimeP::default();
+        assert!(p.observe(acc.ln_e_value(lower - 0.01, alpha).unwrap()) < alpha);
+        assert!(p.observe(f64::NAN) < alpha, "a later look never raises it");
+    }
+
+    #[test]
     fn memory_stays_bounded_and_the_mean_exact_over_a_long_stage() {
         let mut acc = SequentialMean::new();
         for i in 0..100_000 {

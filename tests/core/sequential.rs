@@ -5,7 +5,7 @@
 //! looked at repeatedly, must be shown to break that guarantee on the same kind of data.
 
 use canaryd::sim::Rng;
-use canaryd::stats::{MIN_POINTS, SequentialMean, SequentialRates};
+use canaryd::stats::{MIN_POINTS, SequentialMean, SequentialRates, radius};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 const ALPHA: f64 = 0.05;
@@ -131,36 +131,66 @@ fn binomial(rng: &mut Rng, n: u64, p: f64) -> u64 {
     x.clamp(0.0, n as f64) as u64
 }
 
-#[test]
-fn overdispersed_healthy_error_counts_are_ever_excluded_at_most_alpha_of_the_time() {
-    // 600 requests per step and side, error rate 2% times a log-normal factor (σ 0.5) drawn per
-    // side and step, persisting with lag-1 correlation 0.5: far more variable than binomial.
-    let mut rng = Rng::new(23);
-    let mut crossed = 0;
+/// Healthy overdispersed counts: 600 requests per step and side, error rate 2% times a
+/// log-normal factor (σ 0.5) drawn per side and step, persisting with lag-1 correlation 0.5,
+/// far more variable than binomial. Returns, per series, whether the dispersion-aware bound and
+/// a bound with the binomial variance alone (what a count test assumes) ever excluded 0.
+fn overdispersed_crossings(seed: u64) -> (usize, usize) {
+    let mut rng = Rng::new(seed);
+    let (mut aware, mut binomial_only) = (0, 0);
     for _ in 0..SERIES {
         let mut rates = SequentialRates::new(1.0).unwrap();
         let (mut zc, mut zb) = (rng.normal(), rng.normal());
+        let (mut aware_hit, mut binomial_hit) = (false, false);
+        let (mut sum, mut errors) = (0.0, [0u64; 2]);
         for step in 0..POINTS {
             zc = 0.5 * zc + 0.75f64.sqrt() * rng.normal();
             zb = 0.5 * zb + 0.75f64.sqrt() * rng.normal();
             let pc = 0.02 * (0.5 * zc - 0.125).exp();
             let pb = 0.02 * (0.5 * zb - 0.125).exp();
-            rates
-                .push(
-                    (binomial(&mut rng, 600, pc), 600),
-                    (binomial(&mut rng, 600, pb), 600),
-                )
-                .unwrap();
-            if step + 1 >= MIN_POINTS && rates.bounds(ALPHA).unwrap().lower > 0.0 {
-                crossed += 1;
+            let (ec, eb) = (binomial(&mut rng, 600, pc), binomial(&mut rng, 600, pb));
+            rates.push((ec, 600), (eb, 600)).unwrap();
+            sum += (ec as f64 - eb as f64) / 600.0;
+            errors[0] += ec;
+            errors[1] += eb;
+            let n = step + 1;
+            if n < MIN_POINTS {
+                continue;
+            }
+            aware_hit |= rates.bounds(ALPHA).unwrap().lower > 0.0;
+            let sigma = errors
+                .iter()
+                .map(|&e| {
+                    let p = e as f64 / (600 * n) as f64;
+                    p * (1.0 - p) / 600.0
+                })
+                .sum::<f64>()
+                .sqrt();
+            binomial_hit |= sum / n as f64 - radius(n, ALPHA).unwrap() * sigma > 0.0;
+            if aware_hit && binomial_hit {
                 break;
             }
         }
+        aware += usize::from(aware_hit);
+        binomial_only += usize::from(binomial_hit);
     }
-    let rate = crossed as f64 / SERIES as f64;
+    (aware, binomial_only)
+}
+
+#[test]
+fn overdispersed_healthy_error_counts_are_ever_excluded_at_most_alpha_of_the_time() {
+    let (aware, binomial_only) = overdispersed_crossings(23);
+    let rate = |k: usize| k as f64 / SERIES as f64;
     assert!(
-        rate <= ALPHA,
+        rate(aware) <= ALPHA,
         "excluded in {:.1}% of healthy series",
-        100.0 * rate
+        100.0 * rate(aware)
+    );
+    // The same boundary with the binomial variance alone breaks the guarantee: the dispersion
+    // term is what keeps it.
+    assert!(
+        rate(binomial_only) > 2.0 * ALPHA,
+        "binomial-only bound excluded in {:.1}%",
+        100.0 * rate(binomial_only)
     );
 }
