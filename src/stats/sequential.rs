@@ -3,13 +3,13 @@
 //! a decision taken at the first look whose bound clears a threshold keeps its error rate.
 //!
 //! It owns the Robbins normal-mixture boundary in its one-sided (half-normal mixture) form
-//! (Howard, Ramdas, McAuliffe, Sekhon 2021, §3.2 and Proposition 6), with the mixing parameter
+//! (Howard, Ramdas, McAuliffe, Sekhon 2021, the one-sided normal mixture), with the mixing parameter
 //! fixed for [`TARGET_POINTS`] by the rule of Waudby-Smith et al. (AsympCS, 2021); the mixture's
 //! e-value for anytime p-values; and [`SequentialMean`], a bounded-memory accumulator (its memory
 //! does not grow with the stage) that plugs a long-run variance into the boundary: an AR(1)
 //! prewhitened batch-means estimate with batches that double, floored at the i.i.d. and the
 //! AR(1) estimates. Under a CLT for weakly dependent series this is an *asymptotic* confidence
-//! sequence (AsympCS, Theorem 2.2, with the long-run variance in place of the variance); the
+//! sequence (AsympCS, with the long-run variance in place of the variance); the
 //! Monte-Carlo tests in `tests/core/sequential.rs` measure how it holds at finite n.
 //! It assumes the series' mean does not move within the stage (its evidence starts at the
 //! stage's start, the judge's business) and must not decide verdicts or split α (see
