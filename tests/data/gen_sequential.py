@@ -11,7 +11,7 @@ mixing density (scipy.integrate.quad), and the boundary is where it reaches 1/al
 
 - one-sided: half-normal mixing density 2*N(0, 1/m) on lambda >= 0 (Howard, Ramdas, McAuliffe,
   Sekhon 2021, one-sided normal mixture);
-- two-sided: N(0, 1/m) on the whole line (Robbins; Howard et al. eq. (14));
+- two-sided: N(0, 1/m) on the whole line (Robbins; Howard et al. 2021);
 - m, the mixing parameter for a target of t* points at one-sided alpha: 1/rho^2 with AsympCS's
   rho^2 = (2 ln(1/a) + ln(1 + 2 ln(1/a))) / t* at a = 2*alpha (Waudby-Smith et al. 2021);
 - flatness: the one-sided boundary at t with m(t*) against the smallest boundary any m gives at
