@@ -134,7 +134,7 @@ pub fn one_sided_boundary(t: f64, alpha: f64, m: f64) -> Result<f64, SequentialE
 }
 
 /// The two-sided normal-mixture boundary on the standardised sum at total level α (Howard et
-/// al. eq. (14); AsympCS's margin times t): `√((t+m)·ln((t+m)/(m·α²)))`.
+/// al. 2021; AsympCS's margin times t): `√((t+m)·ln((t+m)/(m·α²)))`.
 pub fn two_sided_boundary(t: f64, alpha: f64, m: f64) -> Result<f64, SequentialError> {
     check_alpha(alpha)?;
     Ok(((t + m) * ((t + m) / (m * alpha * alpha)).ln()).sqrt())
