@@ -14,7 +14,10 @@
 //! of error counts, relative differences, sharing [`MeanEstimate`] and its bounds) return an
 //! [`EstimateError`] instead, and are checked against statsmodels by
 //! `tests/core/calibration_reference.rs`.
+//! The anytime-valid bounds of issue 19 ([`SequentialMean`], [`SequentialRates`], the α split
+//! over a rollout's stages) return a [`SequentialError`]; docs/sequential.md argues them.
 
+mod alpha_split;
 mod dispersion;
 mod estimate;
 mod fisher;
@@ -26,11 +29,14 @@ mod proportion;
 mod quantile;
 mod ratio;
 mod robust;
+mod sequential;
+mod sequential_rates;
 mod signed_rank;
 mod slope_selection;
 mod theil_sen;
 mod walsh;
 
+pub use alpha_split::split_alpha;
 pub use dispersion::{
     Dispersion, PairedDispersion, paired_dispersion, quasi_binomial, rate_difference,
 };
@@ -46,6 +52,11 @@ pub use proportion::{Counts, ZTest, two_proportion_z};
 pub use quantile::{quantile, quantiles};
 pub use ratio::{relative_paired, relative_unpaired};
 pub use robust::{SPIKE_MADS, despike};
+pub use sequential::{
+    AnytimeP, MIN_POINTS, SequentialBounds, SequentialError, SequentialMean, Spread, TARGET_POINTS,
+    ln_e_value, mixing_parameter, one_sided_boundary, radius, two_sided_boundary,
+};
+pub use sequential_rates::SequentialRates;
 pub use signed_rank::{
     SignedRank, SignedRankMethod, signed_rank_test, signed_rank_test_sorted, sort_differences,
 };

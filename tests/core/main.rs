@@ -14,6 +14,8 @@ mod judge_props;
 mod layering;
 mod paired_dispersion_reference;
 mod rollout_props;
+mod sequential;
+mod sequential_reference;
 mod stats_reference;
 
 use std::path::{Path, PathBuf};
