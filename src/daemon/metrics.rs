@@ -174,6 +174,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "Notifications given up on (a permanent error or too many attempts), from the outbox.",
     ),
+    (
+        "canaryd_notifications_superseded_total",
+        "counter",
+        "Triggers never sent because their incident was resolved first, from the outbox.",
+    ),
 ];
 
 const PHASES: [&str; 8] = [

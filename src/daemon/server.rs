@@ -62,6 +62,11 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
                 &[],
                 counts.failed as f64,
             );
+            m.set(
+                "canaryd_notifications_superseded_total",
+                &[],
+                counts.superseded as f64,
+            );
         }
         Err(e) => tracing::warn!(error = %e, "Cannot count the notifications for /metrics."),
     }

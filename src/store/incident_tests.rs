@@ -221,6 +221,8 @@ fn a_resolve_supersedes_an_undelivered_trigger_but_waits_for_one_in_flight() {
         .unwrap()
         .unwrap();
     assert_eq!(a.status, MessageStatus::Superseded);
+    // The counts /metrics and the overview read say so.
+    assert_eq!(store.outbox_counts().unwrap().superseded, 1);
     let b = store
         .message_by_dedupe_key("b/paused/pager")
         .unwrap()

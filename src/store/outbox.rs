@@ -206,7 +206,7 @@ impl Store {
         row.map(|row| self.message_from(OP, row)).transpose()
     }
 
-    /// How many messages are pending, sent and failed.
+    /// How many messages are pending, sent, failed and superseded.
     pub fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         const OP: &str = "count notifications";
         self.read(OP, |conn| {
@@ -214,7 +214,8 @@ impl Store {
                 conn,
                 "SELECT count(*) FILTER (WHERE status = 'pending'),
                         count(*) FILTER (WHERE status = 'sent'),
-                        count(*) FILTER (WHERE status = 'failed')
+                        count(*) FILTER (WHERE status = 'failed'),
+                        count(*) FILTER (WHERE status = 'superseded')
                  FROM outbox",
                 [],
                 |row| {
@@ -222,6 +223,7 @@ impl Store {
                         pending: row.get(0)?,
                         sent: row.get(1)?,
                         failed: row.get(2)?,
+                        superseded: row.get(3)?,
                     })
                 },
             )

@@ -322,6 +322,9 @@ pub struct OutboxCounts {
     pub pending: u64,
     pub sent: u64,
     pub failed: u64,
+    /// Triggers never sent because their incident was resolved first (the resolve went).
+    #[serde(default)]
+    pub superseded: u64,
 }
 
 /// A daemon flag (emergency stop, ...): a JSON value under a key.

@@ -873,7 +873,8 @@ fn failed_messages_are_never_claimed_and_counts_follow_the_statuses() {
         OutboxCounts {
             pending: 2,
             sent: 2,
-            failed: 1
+            failed: 1,
+            superseded: 0
         }
     );
     let failed = store.message_by_dedupe_key("m2").unwrap().unwrap();

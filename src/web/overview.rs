@@ -305,6 +305,7 @@ mod tests {
                 pending: 2,
                 sent: 5,
                 failed: 1,
+                superseded: 0,
             }),
             now,
         });

@@ -426,6 +426,7 @@ async fn reads_show_the_plan_history_pages_analyses_and_the_comparison() {
         "canaryd_notifications_pending ",
         "canaryd_notifications_sent_total ",
         "canaryd_notifications_failed_total ",
+        "canaryd_notifications_superseded_total ",
         "canaryd_config_last_reload_successful 1",
     ] {
         assert!(m.contains(family), "missing {family} in:\n{m}");

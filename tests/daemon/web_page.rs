@@ -555,6 +555,7 @@ async fn every_planted_string_comes_out_escaped_on_every_page_and_email() {
             pending: 1,
             sent: 2,
             failed: 3,
+            superseded: 0,
         }),
         now: t(400),
     });
