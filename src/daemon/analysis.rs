@@ -31,6 +31,8 @@ mod answers_tests;
 #[cfg(test)]
 mod dry_run_tests;
 mod stage;
+#[cfg(test)]
+mod stage_tests;
 
 pub use stage::{EvidenceSpan, MAX_POINTS};
 
