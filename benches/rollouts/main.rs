@@ -29,8 +29,10 @@
 //!   +20%), from the run's start or from when the rollout first reaches its middle stage (25% in
 //!   both plans). Times are from the degradation's onset; a rollout stopped before a mid-rollout
 //!   onset is a false stop, not a detection.
-//! - Modes: how rollouts are decided. Today only the fixed-window judge; a sequential judge is a
-//!   second [`Mode`], run on the same trials (the same seeds) in its own column group.
+//! - Modes: how rollouts are decided: the fixed-window judge, and the sequential judge of issue 19
+//!   (relative and error-rate checks on their stage's evidence since its warm-up, anytime-valid
+//!   bounds at the stage's share of α), run on the same trials (the same seeds) in their own
+//!   column groups.
 
 mod world;
 
@@ -41,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use canaryd::judge::{CheckKind, ThresholdTest};
-use canaryd::replay::{Options, Replay, replay_observed};
+use canaryd::replay::{Judging, Options, Replay, replay_observed};
 use canaryd::rollout::{AuditAction, CheckVerdict};
 use canaryd::rules::{KnownNames, Queries, RolloutRule, Schedule, parse_rule};
 use canaryd::sim::Rng;
@@ -57,20 +59,31 @@ const START: i64 = 1_772_359_200;
 enum Mode {
     /// Today's judge: every analysis judges its checks' fixed windows on its own.
     FixedWindow,
+    /// Issue 19: relative and error-rate checks judged on their stage's evidence with
+    /// anytime-valid bounds (`Judging::Staged`); the other checks on their windows.
+    Sequential,
 }
 
 impl Mode {
-    const ALL: [Mode; 1] = [Mode::FixedWindow];
+    const ALL: [Mode; 2] = [Mode::FixedWindow, Mode::Sequential];
 
     fn label(self) -> &'static str {
         match self {
             Mode::FixedWindow => "fixed window",
+            Mode::Sequential => "sequential",
+        }
+    }
+
+    fn judging(self) -> Judging {
+        match self {
+            Mode::FixedWindow => Judging::FixedWindow,
+            Mode::Sequential => Judging::Staged,
         }
     }
 
     fn rule(self, shipped: &RolloutRule) -> RolloutRule {
         match self {
-            Mode::FixedWindow => shipped.clone(),
+            Mode::FixedWindow | Mode::Sequential => shipped.clone(),
         }
     }
 }
@@ -261,6 +274,7 @@ struct Stop {
 
 fn run_trial(
     plan: &Plan,
+    mode: Mode,
     rule: &RolloutRule,
     setup: Setup,
     runtime: &tokio::runtime::Runtime,
@@ -276,6 +290,7 @@ fn run_trial(
         start: DateTime::from_timestamp(START, 0).unwrap(),
         end: DateTime::from_timestamp(START + (2.0 * span) as i64 + 3600, 0).unwrap(),
         approve: true,
+        judging: mode.judging(),
     };
     let observer = Arc::clone(&world);
     let mut on_weight = move |at, weight| observer.set_weight(at, weight);
@@ -411,7 +426,13 @@ fn main() {
                         fresh_canary,
                         seed: Rng::new(cell.seed ^ t as u64).next_u64(),
                     };
-                    let end = run_trial(&plans[cell.plan], &rules[cell.plan][m], setup, &runtime);
+                    let end = run_trial(
+                        &plans[cell.plan],
+                        Mode::ALL[m],
+                        &rules[cell.plan][m],
+                        setup,
+                        &runtime,
+                    );
                     ends.lock().unwrap()[j] = Some(end);
                 }
             });

@@ -112,6 +112,7 @@ async fn replayed(args: ReplayArgs) -> Result<(RolloutRule, Replay), Failure> {
                 start,
                 end: data.last,
                 approve: args.approve,
+                judging: replay::Judging::FixedWindow,
             };
             (Arc::new(data.source), options)
         }
@@ -123,6 +124,7 @@ async fn replayed(args: ReplayArgs) -> Result<(RolloutRule, Replay), Failure> {
                 start: time(from, "--from").map_err(usage)?,
                 end: time(to, "--to").map_err(usage)?,
                 approve: args.approve,
+                judging: replay::Judging::FixedWindow,
             };
             (prometheus(&args, &rule).map_err(usage)?, options)
         }

@@ -30,6 +30,11 @@ mod answers;
 mod answers_tests;
 #[cfg(test)]
 mod dry_run_tests;
+mod stage;
+#[cfg(test)]
+mod stage_tests;
+
+pub use stage::{EvidenceSpan, MAX_POINTS};
 
 /// What one analysis produced.
 #[derive(Debug, Clone)]
@@ -61,6 +66,20 @@ pub async fn analyse(
     now: DateTime<Utc>,
     weight: u8,
 ) -> Result<Analysed, SourceError> {
+    analyse_over(rule, source, permits, now, weight, EvidenceSpan::Window).await
+}
+
+/// [`analyse`] over `span`: with [`EvidenceSpan::Stage`], the staged checks are queried from
+/// their stage's warm-up to now and judged on that evidence with anytime-valid bounds at the
+/// stage's share of their significance (Holm over their anytime p-values); see `stage`.
+pub async fn analyse_over(
+    rule: &RolloutRule,
+    source: Arc<dyn MetricSource>,
+    permits: Arc<Semaphore>,
+    now: DateTime<Utc>,
+    weight: u8,
+    span: EvidenceSpan,
+) -> Result<Analysed, SourceError> {
     let mut slots = Vec::new();
     for (i, check) in rule.checks.iter().enumerate() {
         for side in [Side::Baseline, Side::Canary] {
@@ -77,17 +96,18 @@ pub async fn analyse(
             }
         }
     }
-    // The queries that share a window and a step are asked together (one request to Prometheus:
+    // The queries that share a start and a step are asked together (one request to Prometheus:
     // `MetricSource::query_range_many`); a rule's checks usually all do.
-    let mut groups: Vec<(std::time::Duration, std::time::Duration, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<(DateTime<Utc>, std::time::Duration, Vec<usize>)> = Vec::new();
     for (index, slot) in slots.iter().enumerate() {
         let check = &rule.checks[slot.check];
+        let start = span.start(check, now);
         match groups
             .iter_mut()
-            .find(|(window, step, _)| *window == check.window && *step == check.step)
+            .find(|(from, step, _)| *from == start && *step == check.step)
         {
             Some((_, _, members)) => members.push(index),
-            None => groups.push((check.window, check.step, vec![index])),
+            None => groups.push((start, check.step, vec![index])),
         }
     }
     // A request is spawned only once it holds a permit: however many analyses are due, the
@@ -129,9 +149,8 @@ pub async fn analyse(
             let (done, answer) = joined.map_err(failed)?;
             take(done, answer, &mut answers)?;
         }
-        let (window, step, _) = groups[group];
+        let (start, step, _) = groups[group];
         let source = Arc::clone(&source);
-        let start = now - chrono::Duration::from_std(window).unwrap_or_default();
         requests.spawn(async move {
             let _permit = permit;
             let answer = source.query_range_many(&texts, start, now, step).await;
@@ -187,19 +206,35 @@ pub async fn analyse(
         FamilyControl::PerCheck
     };
     let traffic = BaselineTraffic::at_weight(weight);
+    // A staged check is judged with the stage's share of its significance, in the family too.
+    let staged_specs: Vec<judge::CheckSpec> = rule.checks.iter().map(|c| span.spec(c)).collect();
     let mut results: Vec<CheckResult> = rule
         .checks
         .iter()
+        .zip(&staged_specs)
         .zip(&reads)
-        .map(|(check, read)| match read {
-            Ok([(baseline, _), (canary, _)]) => {
-                judge::judge_check_with(&check.spec, baseline, canary, traffic)
+        .map(|((check, spec), read)| match read {
+            Ok([(baseline, _), (canary, _)]) if span.stages(check) => {
+                judge::judge_check_staged(spec, baseline, canary, traffic)
             }
-            Err(why) => judge::unjudged(&check.spec, InconclusiveCause::SeveralSeries, why.clone()),
+            Ok([(baseline, _), (canary, _)]) => {
+                judge::judge_check_with(spec, baseline, canary, traffic)
+            }
+            Err(why) => judge::unjudged(spec, InconclusiveCause::SeveralSeries, why.clone()),
         })
         .collect();
-    let specs: Vec<&judge::CheckSpec> = rule.checks.iter().map(|c| &c.spec).collect();
+    let specs: Vec<&judge::CheckSpec> = staged_specs.iter().collect();
     judge::apply_family_control(&specs, &mut results, control);
+    // Holm's correction makes a failing check not significant enough "not shown"; for a staged
+    // check that is its evidence still accruing (the next analysis may show it).
+    for (result, check) in results.iter_mut().zip(&rule.checks) {
+        if span.stages(check)
+            && let Verdict::Inconclusive { cause, .. } = &mut result.verdict
+            && *cause == InconclusiveCause::NotShown
+        {
+            *cause = InconclusiveCause::Accruing;
+        }
+    }
     for (result, read) in results.iter_mut().zip(reads) {
         if let Ok(sides) = read {
             result

@@ -119,7 +119,9 @@ pub fn apply_family_control(
         .filter(|(_, (_, r))| match r.verdict.cause() {
             // Not shown within the tolerance, but tested: it belongs to the family (leaving it
             // out would choose the family after seeing the data).
-            Some(cause) => cause == InconclusiveCause::NotShown,
+            Some(cause) => {
+                cause == InconclusiveCause::NotShown || cause == InconclusiveCause::Accruing
+            }
             None => true,
         })
         .filter_map(|(i, (spec, r))| {

@@ -190,6 +190,7 @@ mod family;
 mod finite;
 mod relative;
 mod scoring;
+mod staged;
 mod summary;
 mod trend;
 
@@ -251,6 +252,12 @@ pub enum InconclusiveCause {
     /// that they are worth few independent ones). A pass must be shown, so thin evidence holds
     /// the stage instead of passing it; more data (a longer window, a later analysis) decides.
     NotShown,
+    /// A staged check's evidence is still accruing (`staged`): since its stage started, too few
+    /// points, or a bound not yet within the tolerance nor a worsening shown beyond it. The
+    /// anytime-valid bound may be looked at again at every analysis, so this holds the stage
+    /// without counting towards the inconclusive streak: the next analysis, with more of the
+    /// stage's points, decides.
+    Accruing,
     /// The test could not be computed on this data (a constant series, all times equal, ...).
     #[default]
     Untestable,
@@ -539,6 +546,32 @@ pub fn judge_check_with(
         return inconclusive_result(spec, thresholds, InconclusiveCause::NotApplicable, reason);
     }
     finite::guard(spec, judge_kind(spec, baseline, canary, thresholds))
+}
+
+/// [`judge_check_with`] on a stage's evidence (every point since the stage's warm-up) with the
+/// anytime-valid bounds at the significance of `spec` (the stage's share): see `staged`. A check
+/// that is not staged ([`staged_supports`]) is judged as by [`judge_check_with`].
+pub fn judge_check_staged(
+    spec: &CheckSpec,
+    baseline: &SideData,
+    canary: &SideData,
+    traffic: BaselineTraffic,
+) -> CheckResult {
+    let thresholds = Thresholds::of(spec);
+    if setting_problem(spec).is_some()
+        || (traffic == BaselineTraffic::Retired && spec.kind.needs_baseline())
+    {
+        return judge_check_with(spec, baseline, canary, traffic);
+    }
+    match staged::judge(spec, baseline, canary, thresholds) {
+        Some(result) => finite::guard(spec, result),
+        None => judge_check_with(spec, baseline, canary, traffic),
+    }
+}
+
+/// Whether [`judge_check_staged`] judges `spec` on its stage's evidence.
+pub fn staged_supports(spec: &CheckSpec) -> bool {
+    staged::supports(spec)
 }
 
 /// The verdict of `spec`'s kind, before the guard on non-finite numbers.

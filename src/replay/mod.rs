@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::daemon::analysis::analyse;
+use crate::daemon::analysis::{EvidenceSpan, analyse_over};
 use crate::daemon::runner::{TICK, TICK_MARGIN, first_delay, following, tick_due};
 use crate::daemon::status::phase_name;
 use crate::rollout::{
@@ -51,6 +51,19 @@ pub struct Options {
     pub end: DateTime<Utc>,
     /// Approve every approval gate as soon as the rollout waits at it.
     pub approve: bool,
+    /// Which evidence each analysis judges.
+    pub judging: Judging,
+}
+
+/// Which evidence each analysis judges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Judging {
+    /// Every check over its own window: the daemon's judge today.
+    #[default]
+    FixedWindow,
+    /// Relative and error-rate checks over their stage since its warm-up, with anytime-valid
+    /// bounds at the stage's share of α (issue 19; `daemon::analysis::EvidenceSpan::Stage`).
+    Staged,
 }
 
 /// A replayed rollout: where it ended, how many analyses it took, and each decision.
@@ -212,7 +225,12 @@ pub async fn replay_observed(
                 return Err(ReplayError::TooLong { phase, at: now });
             }
             let weight = sim.state.weight;
-            let analysed = analyse(rule, Arc::clone(&source), Arc::clone(&permits), now, weight)
+            let span = match options.judging {
+                Judging::FixedWindow => EvidenceSpan::Window,
+                Judging::Staged => stage_span(rule, &sim.state, now),
+            };
+            let source = Arc::clone(&source);
+            let analysed = analyse_over(rule, source, Arc::clone(&permits), now, weight, span)
                 .await
                 .map_err(|source| ReplayError::Source { at: now, source })?;
             log.push(AnalysisLine {
@@ -243,6 +261,15 @@ pub async fn replay_observed(
         log,
         stopped_at: now,
     })
+}
+
+/// The evidence span of the rollout's current stage: from its start (`now` when the machine has
+/// not recorded one yet, as its first analysis will) plus the warm-up.
+fn stage_span(rule: &RolloutRule, state: &RolloutState, now: DateTime<Utc>) -> EvidenceSpan {
+    let stage = state.phase.stage().unwrap_or(0);
+    let started = state.stage_started_at.unwrap_or(now);
+    EvidenceSpan::of_stage(stage, rule.plan.stages.len(), started, rule.plan.warmup)
+        .unwrap_or(EvidenceSpan::Window)
 }
 
 fn chrono_of(d: std::time::Duration) -> chrono::Duration {
@@ -383,6 +410,7 @@ mod tests {
             start: DateTime::from_timestamp(START, 0).unwrap(),
             end: DateTime::from_timestamp(START + 3600, 0).unwrap(),
             approve: true,
+            judging: Judging::FixedWindow,
         };
         let mut told = Vec::new();
         let replayed = replay_observed(&rule, Arc::new(source), &options, &mut |at, w| {

@@ -77,7 +77,11 @@ impl Machine<'_> {
                     summary.push_str(" without data for every check, held");
                 }
                 self.next.passes = 0;
-                self.next.inconclusive_streak += 1;
+                // A staged check's evidence still accruing holds the stage: the anytime bound
+                // decides at a later analysis, and waiting for it is not a streak to pause on.
+                if !accruing_only(report) {
+                    self.next.inconclusive_streak += 1;
+                }
             }
         }
         let required = self.stage(stage)?.required_passes;
@@ -315,9 +319,30 @@ fn lacks_data(outcome: &CheckOutcome) -> bool {
             | InconclusiveCause::Setting
             | InconclusiveCause::SeveralSeries
             | InconclusiveCause::NotShown
+            | InconclusiveCause::Accruing
             | InconclusiveCause::Untestable => false,
         },
     }
+}
+
+/// Whether every check of `report` without a verdict is a staged check whose evidence is still
+/// accruing (and at least one is), the rest passing or not applicable.
+fn accruing_only(report: &AnalysisReport) -> bool {
+    let cause = |c: &CheckOutcome| match c.verdict {
+        CheckVerdict::Inconclusive { cause } => Some(cause),
+        CheckVerdict::Pass | CheckVerdict::Fail => None,
+    };
+    report
+        .checks
+        .iter()
+        .any(|c| cause(c) == Some(InconclusiveCause::Accruing))
+        && report.checks.iter().all(|c| {
+            c.verdict == CheckVerdict::Pass
+                || matches!(
+                    cause(c),
+                    Some(InconclusiveCause::Accruing | InconclusiveCause::NotApplicable)
+                )
+        })
 }
 
 fn dry_run_audit(weight: u8, reason: String) -> Action {

@@ -1192,3 +1192,54 @@ fn too_few_points_in_a_stage_younger_than_the_window_hold_instead_of_pausing() {
     let (s, _) = run(&failing, then(start(), vec![(6 * MIN, thin())]));
     assert_eq!(s.phase.name(), "progressing", "{:?}", s.phase);
 }
+
+/// Issue 19: a staged check whose evidence is still accruing holds the stage without counting
+/// towards the inconclusive streak (the anytime bound may be looked at again at every analysis
+/// and decides later), where a check *not shown* on a fixed window pauses the rollout after
+/// `max_inconclusive` analyses (5 here). An accruing check beside another inconclusive one still
+/// counts: only waiting for the stage's own evidence is exempt.
+#[test]
+fn accruing_stage_evidence_holds_without_pausing_where_not_shown_windows_pause() {
+    let p = plan();
+    let accruing = || {
+        inconclusive(
+            "latency",
+            InconclusiveCause::Accruing,
+            AnalysisOutcome::Inconclusive,
+        )
+    };
+    let (s, _) = run(&p, then(start(), repeat(1, 8, accruing())));
+    assert_eq!(s.phase.name(), "progressing", "{:?}", s.phase);
+    assert_eq!(s.inconclusive_streak, 0);
+    let not_shown = inconclusive(
+        "latency",
+        InconclusiveCause::NotShown,
+        AnalysisOutcome::Inconclusive,
+    );
+    let (s, _) = run(&p, then(start(), repeat(1, 8, not_shown)));
+    assert_eq!(s.phase.name(), "paused", "{:?}", s.phase);
+    let mixed = report(
+        AnalysisOutcome::Inconclusive,
+        vec![
+            CheckOutcome::inconclusive("latency", InconclusiveCause::Accruing),
+            CheckOutcome::inconclusive("cpu", InconclusiveCause::Untestable),
+            CheckOutcome::pass("error-rate"),
+        ],
+    );
+    let (s, _) = run(&p, then(start(), repeat(1, 8, mixed)));
+    assert_eq!(s.phase.name(), "paused", "{:?}", s.phase);
+    // Once the evidence passes, the stage's passes count as usual and the stage advances.
+    let (s, _) = run(
+        &p,
+        then(
+            then(start(), repeat(1, 4, accruing())),
+            vec![
+                (5 * MIN, pass()),
+                (6 * MIN, pass()),
+                (7 * MIN, pass()),
+                (10 * MIN, Event::Tick),
+            ],
+        ),
+    );
+    assert_eq!(s.weight, 25, "{:?}", s.phase);
+}

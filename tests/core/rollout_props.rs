@@ -15,7 +15,7 @@ use std::time::Duration;
 const CHECKS: [&str; 3] = ["errors", "latency", "cpu"];
 
 /// Every cause of an inconclusive check; only `NoData` and `TooFew` are a lack of data.
-const CAUSES: [InconclusiveCause; 9] = [
+const CAUSES: [InconclusiveCause; 10] = [
     InconclusiveCause::NoData,
     InconclusiveCause::TooFew,
     InconclusiveCause::NonFinite,
@@ -24,6 +24,7 @@ const CAUSES: [InconclusiveCause; 9] = [
     InconclusiveCause::Setting,
     InconclusiveCause::SeveralSeries,
     InconclusiveCause::NotShown,
+    InconclusiveCause::Accruing,
     InconclusiveCause::Untestable,
 ];
 

@@ -1,0 +1,386 @@
+//! Staged judging (issue 19 points 1-2): a relative or error-rate check judged on *all* of its
+//! stage's evidence so far (every point since the stage started, after its warm-up), with the
+//! anytime-valid bounds of [`crate::stats::SequentialMean`] and [`crate::stats::SequentialRates`]
+//! at the stage's share of the check's significance, so that looking at the growing evidence at
+//! every analysis keeps the false-alarm rate (docs/sequential.md). It owns that decision and its
+//! evidence; the caller chooses the points (the daemon queries from the stage's start) and the
+//! share, and the family-wise correction (Holm over the checks' anytime p-values) is
+//! `family`'s. Pure.
+//!
+//! The rule, with `L` the tolerance on the test's scale (`ln(1 + tolerance)` for a relative
+//! check's log-ratios, the tolerance itself for an error rate's difference) and α the share:
+//! **fail** when the anytime p-value of "the worsening is at most `L`" is below α (equivalently,
+//! the one-sided lower bound on the worsening is above `L`); **pass** when the upper bound is
+//! within `L`; otherwise the evidence is still accruing ([`InconclusiveCause::Accruing`]): the
+//! stage holds and the next analysis, with more points, decides. Fewer than
+//! [`crate::stats::MIN_POINTS`] points (or than `min_samples`) is accruing too, never a pass. Only
+//! directional relative checks and higher-is-worse error rates are staged ([`supports`]); the
+//! other kinds keep their fixed windows.
+
+use super::align::{inferred_step, pair_nearest};
+use super::summary::{
+    evidence_of, finish, fmt_num, inconclusive, no_data_reason, pp, significance_level, summarize,
+    summarize_counts,
+};
+use super::{
+    CheckKind, CheckResult, CheckSpec, CountPoint, Decision, DecisionRule, DecisionScale,
+    Direction, Effect, InconclusiveCause, Interval, IntervalScale, Point, SideData, Thresholds,
+    Verdict,
+};
+use crate::stats::{
+    MIN_POINTS, SequentialError, SequentialMean, SequentialRates, Spread, TARGET_POINTS,
+    ln_e_value, mixing_parameter, radius,
+};
+
+/// Whether `spec` is judged on its stage's evidence: a relative check with a direction, or an
+/// error-rate check where higher is worse.
+pub fn supports(spec: &CheckSpec) -> bool {
+    match spec.kind {
+        CheckKind::Relative { .. } => spec.direction != Direction::Either,
+        CheckKind::ErrorRate { .. } => spec.direction == Direction::HigherIsWorse,
+        _ => false,
+    }
+}
+
+/// Judge a supported check on its stage's evidence at the significance of `spec` (the caller
+/// gives a spec whose confidence is the stage's share, see `daemon::analysis`). `None` when the
+/// kind is not staged ([`supports`]) or the data has the wrong shape: judge it as usual.
+pub(super) fn judge(
+    spec: &CheckSpec,
+    baseline: &SideData,
+    canary: &SideData,
+    thresholds: Thresholds,
+) -> Option<CheckResult> {
+    if !supports(spec) {
+        return None;
+    }
+    match (&spec.kind, baseline, canary) {
+        (CheckKind::Relative { tolerance }, SideData::Values(b), SideData::Values(c)) => {
+            Some(relative(spec, *tolerance, b, c, thresholds))
+        }
+        (CheckKind::ErrorRate { tolerance }, SideData::Counts(b), SideData::Counts(c)) => {
+            Some(error_rate(spec, *tolerance, b, c, thresholds))
+        }
+        _ => None,
+    }
+}
+
+/// The anytime p-value of "the mean is at most `hypothesis`" at one look: `min(1, 1/M_t)` of
+/// the mixture e-value at the stage's level. Under the hypothesis it is ever below `a` with
+/// probability at most `a` (Ville), so Holm over such p-values at every analysis keeps the
+/// family's error over the stage (docs/sequential.md).
+fn anytime_p(spread: &Spread, hypothesis: f64, alpha: f64) -> Result<f64, SequentialError> {
+    let m = mixing_parameter(alpha, TARGET_POINTS)?;
+    let t = spread.n as f64;
+    // One point's standard deviation as the boundary uses it (Studentised early on).
+    let scale = spread.half_width(alpha)? / radius(spread.n, alpha)?;
+    let s = t * (spread.mean - hypothesis) / scale;
+    Ok((-ln_e_value(t, s, m)).exp().min(1.0))
+}
+
+/// The verdict's rule from the p-value and the upper bound, both on the oriented scale (higher
+/// is worse).
+fn rule_of(p: f64, alpha: f64, upper: f64, limit: f64) -> DecisionRule {
+    if p < alpha {
+        DecisionRule::ShownBeyond
+    } else if upper <= limit {
+        DecisionRule::ShownWithin
+    } else {
+        DecisionRule::NotShown
+    }
+}
+
+fn verdict_of(rule: DecisionRule, reason: &str) -> Verdict {
+    match rule {
+        DecisionRule::ShownBeyond => Verdict::Fail,
+        DecisionRule::ShownWithin | DecisionRule::Observed => Verdict::Pass,
+        DecisionRule::NotShown => Verdict::inconclusive(InconclusiveCause::Accruing, reason),
+    }
+}
+
+fn accruing(
+    spec: &CheckSpec,
+    got: usize,
+    need: usize,
+    what: &str,
+    ev: super::Evidence,
+) -> CheckResult {
+    let reason = format!(
+        "the stage's evidence is accruing: {got} {what} so far, a decision needs at least {need}"
+    );
+    inconclusive(spec, InconclusiveCause::Accruing, reason, ev)
+}
+
+fn sequential_failed(spec: &CheckSpec, err: SequentialError, ev: super::Evidence) -> CheckResult {
+    let cause = match err {
+        SequentialError::NonFinite { .. } => InconclusiveCause::NonFinite,
+        SequentialError::TooFew { .. } => InconclusiveCause::Accruing,
+        _ => InconclusiveCause::Untestable,
+    };
+    inconclusive(
+        spec,
+        cause,
+        format!("the stage's bound could not be computed: {err}"),
+        ev,
+    )
+}
+
+fn relative(
+    spec: &CheckSpec,
+    tolerance: f64,
+    b_points: &[Point],
+    c_points: &[Point],
+    thresholds: Thresholds,
+) -> CheckResult {
+    let (b, b_dropped) = super::summary::clean(b_points);
+    let (c, c_dropped) = super::summary::clean(c_points);
+    let bv: Vec<f64> = b.iter().map(|p| p.v).collect();
+    let cv: Vec<f64> = c.iter().map(|p| p.v).collect();
+    let mut evidence = evidence_of(
+        summarize(&bv, b_dropped),
+        summarize(&cv, c_dropped),
+        thresholds,
+    );
+    if bv.is_empty() {
+        return inconclusive(
+            spec,
+            InconclusiveCause::NoData,
+            no_data_reason("baseline", b_dropped),
+            evidence,
+        );
+    }
+    if cv.is_empty() {
+        return inconclusive(
+            spec,
+            InconclusiveCause::NoData,
+            no_data_reason("canary", c_dropped),
+            evidence,
+        );
+    }
+    let pairs: Vec<(f64, f64)> = inferred_step(&b, &c)
+        .map(|step| pair_nearest(&b, &c, step))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(i, j)| (b[i].v, c[j].v))
+        .collect();
+    let need = spec.min_samples.max(MIN_POINTS);
+    if pairs.len() < need {
+        return accruing(spec, pairs.len(), need, "paired points", evidence);
+    }
+    if !pairs.iter().all(|(b, c)| *b > 0.0 && *c > 0.0) {
+        let reason = "the stage's evidence compares log-ratios, and some values are not positive"
+            .to_string();
+        return inconclusive(spec, InconclusiveCause::Untestable, reason, evidence);
+    }
+    // Oriented so that a worsening is positive.
+    let (sign, limit) = match spec.direction {
+        Direction::LowerIsWorse if tolerance < 1.0 => (-1.0, -(1.0 - tolerance).ln()),
+        Direction::LowerIsWorse => (-1.0, f64::INFINITY),
+        _ => (1.0, tolerance.ln_1p()),
+    };
+    let mut mean = SequentialMean::new();
+    for (b, c) in &pairs {
+        if let Err(e) = mean.push(sign * (c / b).ln()) {
+            return sequential_failed(spec, e, evidence);
+        }
+    }
+    let alpha = significance_level(spec);
+    let decided = mean.bounds(alpha).and_then(|bounds| {
+        let p = if limit.is_finite() {
+            anytime_p(&bounds.spread, limit, alpha)?
+        } else {
+            1.0
+        };
+        Ok((bounds, p))
+    });
+    let (bounds, p) = match decided {
+        Ok(x) => x,
+        Err(e) => return sequential_failed(spec, e, evidence),
+    };
+    let to_ratio = |x: f64| (sign * x).exp();
+    let (low, high) = if sign > 0.0 {
+        (to_ratio(bounds.lower), to_ratio(bounds.upper))
+    } else {
+        (to_ratio(bounds.upper), to_ratio(bounds.lower))
+    };
+    let ratio = to_ratio(bounds.spread.mean);
+    evidence.p_value = Some(p);
+    evidence.effect = Some(Effect {
+        ratio: Some(ratio),
+        difference: ratio - 1.0,
+        interval: Some(Interval {
+            low,
+            high,
+            confidence: 1.0 - alpha,
+            scale: IntervalScale::Ratio,
+        }),
+    });
+    evidence.test = Some(format!(
+        "anytime-valid confidence sequence on the mean paired log-ratio since the stage's \
+         warm-up (long-run variance: lag-1 correlation {:.2}, batches of {}), one-sided at the \
+         stage's α {}",
+        bounds.spread.rho,
+        bounds.spread.batch_size,
+        fmt_num(alpha)
+    ));
+    evidence.comparison = Some(format!(
+        "paired log-ratio by timestamp over the stage, {} pairs",
+        pairs.len()
+    ));
+    let rule = rule_of(p, alpha, bounds.upper, limit);
+    let bad_bound = to_ratio(bounds.upper);
+    let limit_ratio = to_ratio(limit);
+    evidence.decision = Some(Decision {
+        rule,
+        bound: bad_bound,
+        limit: limit_ratio,
+        scale: DecisionScale::Ratio,
+    });
+    let pct = |r: f64| format!("{:+.1}%", (r - 1.0) * 100.0);
+    let effect = format!(
+        "canary {} vs baseline over {} stage points",
+        pct(ratio),
+        pairs.len()
+    );
+    let reason = match rule {
+        DecisionRule::ShownBeyond => format!(
+            "{effect}: beyond the {} tolerance, anytime p = {} < {}",
+            pct(limit_ratio),
+            fmt_num(p),
+            fmt_num(alpha)
+        ),
+        DecisionRule::ShownWithin | DecisionRule::Observed => format!(
+            "{effect}: within the {} tolerance, the stage's bound is {}",
+            pct(limit_ratio),
+            pct(bad_bound)
+        ),
+        DecisionRule::NotShown => format!(
+            "{effect}: the stage's evidence is accruing, the bound {} is not yet within {}",
+            pct(bad_bound),
+            pct(limit_ratio)
+        ),
+    };
+    finish(spec, verdict_of(rule, &reason), reason, evidence)
+}
+
+fn error_rate(
+    spec: &CheckSpec,
+    tolerance: f64,
+    b_points: &[CountPoint],
+    c_points: &[CountPoint],
+    thresholds: Thresholds,
+) -> CheckResult {
+    let (b_summary, _, b_total) = summarize_counts(b_points);
+    let (c_summary, _, c_total) = summarize_counts(c_points);
+    let mut evidence = evidence_of(b_summary, c_summary, thresholds);
+    for (side, total) in [("baseline", b_total), ("canary", c_total)] {
+        if total <= 0.0 {
+            let reason = format!("no data: the {side} has no requests");
+            return inconclusive(spec, InconclusiveCause::NoData, reason, evidence);
+        }
+    }
+    let usable = |p: &&CountPoint| {
+        p.errors.is_finite()
+            && p.total.is_finite()
+            && p.errors >= 0.0
+            && p.total >= 0.0
+            && p.errors <= p.total
+            && p.total < 9.0e15
+    };
+    let as_point = |p: &CountPoint| Point { t: p.t, v: p.total };
+    let b: Vec<&CountPoint> = b_points.iter().filter(usable).collect();
+    let c: Vec<&CountPoint> = c_points.iter().filter(usable).collect();
+    let bp: Vec<Point> = b.iter().map(|p| as_point(p)).collect();
+    let cp: Vec<Point> = c.iter().map(|p| as_point(p)).collect();
+    let pairs = inferred_step(&bp, &cp)
+        .map(|step| pair_nearest(&bp, &cp, step))
+        .unwrap_or_default();
+    let mut rates = match SequentialRates::new(1.0) {
+        Ok(r) => r,
+        Err(e) => return sequential_failed(spec, e, evidence),
+    };
+    for (i, j) in &pairs {
+        let count = |p: &CountPoint| (p.errors.round() as u64, p.total.round() as u64);
+        if let Err(e) = rates.push(count(c[*j]), count(b[*i])) {
+            return sequential_failed(spec, e, evidence);
+        }
+    }
+    let steps = pairs.len().saturating_sub(rates.skipped());
+    if steps < MIN_POINTS {
+        return accruing(
+            spec,
+            steps,
+            MIN_POINTS,
+            "steps with traffic on both sides",
+            evidence,
+        );
+    }
+    if (c_total as usize) < spec.min_samples {
+        return accruing(
+            spec,
+            c_total as usize,
+            spec.min_samples,
+            "canary requests",
+            evidence,
+        );
+    }
+    let alpha = significance_level(spec);
+    let decided = rates
+        .bounds(alpha)
+        .and_then(|bounds| Ok((bounds, anytime_p(&bounds.spread, tolerance, alpha)?)));
+    let (bounds, p) = match decided {
+        Ok(x) => x,
+        Err(e) => return sequential_failed(spec, e, evidence),
+    };
+    evidence.p_value = Some(p);
+    evidence.effect = Some(Effect {
+        ratio: None,
+        difference: bounds.spread.mean,
+        interval: Some(Interval {
+            low: bounds.lower,
+            high: bounds.upper,
+            confidence: 1.0 - alpha,
+            scale: IntervalScale::Difference,
+        }),
+    });
+    evidence.test = Some(format!(
+        "anytime-valid confidence sequence on the mean per-step excess error rate since the \
+         stage's warm-up (never below binomial; lag-1 correlation {:.2}), one-sided at the \
+         stage's α {}",
+        bounds.spread.rho,
+        fmt_num(alpha)
+    ));
+    evidence.comparison = Some(format!(
+        "canary − baseline error rate per step over the stage, {steps} steps"
+    ));
+    let rule = rule_of(p, alpha, bounds.upper, tolerance);
+    evidence.decision = Some(Decision {
+        rule,
+        bound: bounds.upper,
+        limit: tolerance,
+        scale: DecisionScale::Difference,
+    });
+    let effect = format!(
+        "canary {} vs baseline over {steps} stage steps",
+        pp(bounds.spread.mean)
+    );
+    let reason = match rule {
+        DecisionRule::ShownBeyond => format!(
+            "{effect}: beyond the {} tolerance, anytime p = {} < {}",
+            pp(tolerance),
+            fmt_num(p),
+            fmt_num(alpha)
+        ),
+        DecisionRule::ShownWithin | DecisionRule::Observed => format!(
+            "{effect}: within the {} tolerance, the stage's bound is {}",
+            pp(tolerance),
+            pp(bounds.upper)
+        ),
+        DecisionRule::NotShown => format!(
+            "{effect}: the stage's evidence is accruing, the bound {} is not yet within {}",
+            pp(bounds.upper),
+            pp(tolerance)
+        ),
+    };
+    finish(spec, verdict_of(rule, &reason), reason, evidence)
+}
