@@ -40,6 +40,7 @@ fn main() {
         start: DateTime::from_timestamp(START, 0).unwrap(),
         end: DateTime::from_timestamp(START + 6 * 3600, 0).unwrap(),
         approve: true,
+        judging: Default::default(),
     };
     println!("| canary | phase | analyses | median per replay | slowest | per analysis |");
     println!("|---|---|---|---|---|---|");

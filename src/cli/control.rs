@@ -302,6 +302,30 @@ fn limit_cell(c: &Value) -> String {
     }
 }
 
+/// The BOUND cell: the confidence bound on the worsening the verdict rested on, in the unit of
+/// the check's limit (`+4.2%` against a relative tolerance, `+0.31 pp` against an error rate's,
+/// `0.42%` against a rate threshold), with the rule that decided (`within`, `beyond`, `not
+/// shown`): how close a staged check's evidence is to a decision. `-` when none was computed.
+fn bound_cell(c: &Value) -> String {
+    let Some(bound) = c["bound"].as_f64() else {
+        return "-".to_string();
+    };
+    let is_rate = c["measure"] == "error rate";
+    let value = match limit_kind(c) {
+        Some(LimitKind::Tolerance) if is_rate => readout::percentage_points(bound),
+        Some(LimitKind::Tolerance) => readout::percent_change(bound),
+        Some(LimitKind::Threshold) if is_rate => readout::rate(bound),
+        _ => readout::short(bound),
+    };
+    let rule = match c["decided_by"].as_str() {
+        Some("shown-within") => " (within)",
+        Some("shown-beyond") => " (beyond)",
+        Some("not-shown") => " (not shown)",
+        _ => "",
+    };
+    format!("{value}{rule}")
+}
+
 /// The PASSES cell of a stage: passes counted of those needed. Passes go on being counted
 /// while the stage's minimum duration runs, so more than needed reads as met, not `12/1`.
 fn passes_cell(s: &Value) -> String {
@@ -339,6 +363,7 @@ pub fn compare(args: CompareArgs) -> ExitCode {
                     side(&c["canary"]),
                     effect_cell(c),
                     limit_cell(c),
+                    bound_cell(c),
                     text(&c["verdict"]),
                 ]
             })
@@ -358,6 +383,7 @@ pub fn compare(args: CompareArgs) -> ExitCode {
                 "CANARY (NEW)",
                 "EFFECT",
                 "THRESHOLD",
+                "BOUND",
                 "VERDICT",
             ],
             &rows,

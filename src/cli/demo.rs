@@ -55,10 +55,10 @@ const BAR: usize = 24;
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Synthetic requests per second sent to each simulated service.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(50..=5000))]
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(50..=5000))]
     pub rate: u32,
     /// Give up (exit 1) if the rollouts have not finished after this many seconds.
-    #[arg(long, default_value_t = 55, value_parser = clap::value_parser!(u64).range(5..=600))]
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(5..=600))]
     pub timeout: u64,
     /// Also print the daemon's own logs (to stderr).
     #[arg(long)]

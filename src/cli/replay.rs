@@ -112,7 +112,7 @@ async fn replayed(args: ReplayArgs) -> Result<(RolloutRule, Replay), Failure> {
                 start,
                 end: data.last,
                 approve: args.approve,
-                judging: replay::Judging::FixedWindow,
+                judging: replay::Judging::Staged,
             };
             (Arc::new(data.source), options)
         }
@@ -124,7 +124,7 @@ async fn replayed(args: ReplayArgs) -> Result<(RolloutRule, Replay), Failure> {
                 start: time(from, "--from").map_err(usage)?,
                 end: time(to, "--to").map_err(usage)?,
                 approve: args.approve,
-                judging: replay::Judging::FixedWindow,
+                judging: replay::Judging::Staged,
             };
             (prometheus(&args, &rule).map_err(usage)?, options)
         }

@@ -235,6 +235,24 @@ pub async fn analyse_over(
             *cause = InconclusiveCause::Accruing;
         }
     }
+    // The window scan: a staged check the stage's bound has not failed yet is failed by its
+    // window's points at the look's spent significance (`stage::EvidenceSpan::scan`).
+    let staged = rule.checks.iter().filter(|c| span.stages(c)).count();
+    for ((result, check), read) in results.iter_mut().zip(&rule.checks).zip(&reads) {
+        let (Some(scan), Ok([(baseline, _), (canary, _)])) = (span.scan(check, now, staged), read)
+        else {
+            continue;
+        };
+        if result.verdict == Verdict::Fail {
+            continue;
+        }
+        let (b, c) = (scan.recent(baseline), scan.recent(canary));
+        let mut scanned = judge::judge_check_with(&scan.spec, &b, &c, traffic);
+        if scanned.verdict == Verdict::Fail {
+            scanned.evidence.notes.push(scan.note());
+            *result = scanned;
+        }
+    }
     for (result, read) in results.iter_mut().zip(reads) {
         if let Ok(sides) = read {
             result
@@ -632,7 +650,7 @@ mod tests {
             .map_or(0.2, |(_, v)| v);
             let step = chrono::Duration::from_std(*step).unwrap();
             let mut points = Vec::new();
-            let mut t = *start + step;
+            let mut t = *start;
             while t <= *end {
                 // A little wobble: a constant series has no trend to test.
                 let wobble = (t.timestamp() / 60 % 3) as f64 * 0.01;

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Shared;
-use super::analysis::analyse;
+use super::analysis::{EvidenceSpan, analyse_over};
 use super::command::CommandError;
 pub use super::mailbox::Msg;
 use super::status::RolloutStatus;
@@ -323,12 +323,15 @@ impl Runner {
         self.turn = Some(turn);
         let started = self.shared.clock.now();
         let rule = self.rule_for_run();
-        let analysed = analyse(
+        // The stage's evidence since its warm-up (issue 19): see `analysis::stage`.
+        let span = EvidenceSpan::of_rollout(&rule, &self.state, started);
+        let analysed = analyse_over(
             &rule,
             source,
             Arc::clone(&self.shared.permits),
             started,
             self.state.weight,
+            span,
         )
         .await;
         self.analysed(analysed).await;

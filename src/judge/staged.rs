@@ -28,8 +28,8 @@ use super::{
     Verdict,
 };
 use crate::stats::{
-    MIN_POINTS, SequentialError, SequentialMean, SequentialRates, Spread, TARGET_POINTS,
-    ln_e_value, mixing_parameter, radius,
+    MIN_POINTS, SPIKE_MADS, SequentialError, SequentialMean, SequentialRates, Spread,
+    TARGET_POINTS, despike, ln_e_value, mixing_parameter, radius,
 };
 
 /// Whether `spec` is judged on its stage's evidence: a relative check with a direction, or an
@@ -178,9 +178,19 @@ fn relative(
         Direction::LowerIsWorse => (-1.0, f64::INFINITY),
         _ => (1.0, tolerance.ln_1p()),
     };
+    // Isolated spikes (a log-ratio more than 3.5 MADs from the stage's median) are replaced by
+    // their neighbours' mean, as the fixed-window judge does: one wild minute of a p99 must not
+    // widen the stage's bound for the rest of the stage. A change in the middle of a stage that
+    // is still a minority of its points can look like spikes here; the window scan, where it is
+    // the majority, is what catches it (docs/sequential.md).
+    let ratios: Vec<f64> = pairs.iter().map(|(b, c)| sign * (c / b).ln()).collect();
+    let ratios = match despike(&ratios, SPIKE_MADS) {
+        Ok(clean) => clean,
+        Err(_) => ratios,
+    };
     let mut mean = SequentialMean::new();
-    for (b, c) in &pairs {
-        if let Err(e) = mean.push(sign * (c / b).ln()) {
+    for r in ratios {
+        if let Err(e) = mean.push(r) {
             return sequential_failed(spec, e, evidence);
         }
     }

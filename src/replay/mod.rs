@@ -58,11 +58,13 @@ pub struct Options {
 /// Which evidence each analysis judges.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Judging {
-    /// Every check over its own window: the daemon's judge today.
-    #[default]
+    /// Every check over its own window ending at the analysis, each analysis on its own: the
+    /// judge before issue 19, kept to compare against (the whole-rollout benchmark).
     FixedWindow,
-    /// Relative and error-rate checks over their stage since its warm-up, with anytime-valid
-    /// bounds at the stage's share of α (issue 19; `daemon::analysis::EvidenceSpan::Stage`).
+    /// What the daemon does: relative and error-rate checks over their stage since its warm-up,
+    /// with anytime-valid bounds at the stage's share of α, the other checks over their windows
+    /// cut at the stage's start (`daemon::analysis::EvidenceSpan::Stage`).
+    #[default]
     Staged,
 }
 
@@ -227,7 +229,7 @@ pub async fn replay_observed(
             let weight = sim.state.weight;
             let span = match options.judging {
                 Judging::FixedWindow => EvidenceSpan::Window,
-                Judging::Staged => stage_span(rule, &sim.state, now),
+                Judging::Staged => EvidenceSpan::of_rollout(rule, &sim.state, now),
             };
             let source = Arc::clone(&source);
             let analysed = analyse_over(rule, source, Arc::clone(&permits), now, weight, span)
@@ -261,15 +263,6 @@ pub async fn replay_observed(
         log,
         stopped_at: now,
     })
-}
-
-/// The evidence span of the rollout's current stage: from its start (`now` when the machine has
-/// not recorded one yet, as its first analysis will) plus the warm-up.
-fn stage_span(rule: &RolloutRule, state: &RolloutState, now: DateTime<Utc>) -> EvidenceSpan {
-    let stage = state.phase.stage().unwrap_or(0);
-    let started = state.stage_started_at.unwrap_or(now);
-    EvidenceSpan::of_stage(stage, rule.plan.stages.len(), started, rule.plan.warmup)
-        .unwrap_or(EvidenceSpan::Window)
 }
 
 fn chrono_of(d: std::time::Duration) -> chrono::Duration {
@@ -360,8 +353,10 @@ fn causes(report: &AnalysisReport) -> Vec<String> {
         .checks
         .iter()
         .filter(|c| {
+            // Not applicable, or a stage's evidence still accruing: not why anything stopped.
             matches!(c.verdict, CheckVerdict::Inconclusive { cause }
-                if cause != crate::judge::InconclusiveCause::NotApplicable)
+                if !matches!(cause, crate::judge::InconclusiveCause::NotApplicable
+                    | crate::judge::InconclusiveCause::Accruing))
         })
         .map(|c| c.check.clone())
         .collect()

@@ -27,7 +27,7 @@ pub const NAMES: [&str; 5] = [
     "queue_depth",
 ];
 /// The span each latency percentile is computed over.
-pub const QUANTILE_WINDOW: Duration = Duration::from_secs(3);
+pub const QUANTILE_WINDOW: Duration = Duration::from_millis(500);
 /// A snapshot older than this at a point's time gives no point (the service stopped reporting).
 const STALE: f64 = 5.0;
 

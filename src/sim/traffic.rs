@@ -96,7 +96,7 @@ pub async fn drive(
             () = shutdown.cancelled() => return,
             _ = batches.tick() => {}
         }
-        if last_tick.elapsed() >= Duration::from_secs(1) {
+        if last_tick.elapsed() >= super::SNAPSHOT_EVERY {
             last_tick = tokio::time::Instant::now();
             sim.tick(Utc::now());
         }

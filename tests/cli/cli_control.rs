@@ -106,6 +106,7 @@ async fn the_cli_reads_commands_and_reports_refusals_with_exit_codes() {
             "CANARY (NEW)",
             "EFFECT",
             "THRESHOLD",
+            "BOUND",
             "VERDICT"
         ]
     );

@@ -17,3 +17,4 @@ mod cli_faces;
 mod export_cli;
 mod judge_cli;
 mod replay_cli;
+mod replay_windows;

@@ -67,7 +67,7 @@ impl Noise {
 /// `errors_from` on, the canary's minutes have 200 errors.
 fn record(tag: &str, errors_from: Option<i64>) -> PathBuf {
     let dir = temp_dir(tag);
-    let times: Vec<i64> = (-15..=30).map(|m| START + 60 * m).collect();
+    let times: Vec<i64> = (-90..=180).map(|s| START + 10 * s).collect();
     for (side, seed) in [("baseline", 1), ("canary", 2)] {
         let mut noise = Noise(seed);
         let mut latency = String::from("timestamp,value\n");
@@ -143,28 +143,29 @@ fn decision(
     )
 }
 
-/// Analyses on the minute from 10:01: 3 passes by 10:03, and the stage's 5 minutes are up at
-/// the analysis of 10:05, which advances; the same at 50% by 10:10, where the gate waits and
-/// `--approve` approves at once; at 100% (where only `latency-limit` judges) success at 10:15.
+/// Analyses on the minute from 10:01, each stage judged on its own 10-second points since it
+/// started: accruing until 10:03 (fewer than 20 points), passes from 10:04, the third at 10:06,
+/// which advances; the same at 50% by 10:12, where the gate waits and
+/// `--approve` approves at once; at 100% (where only `latency-limit` judges) success at 10:17.
 #[test]
 fn a_healthy_recording_succeeds_with_the_plans_timeline() {
     let dir = record("healthy", None);
     let replay = replay_json(&dir, &["--approve"]);
     assert_eq!(replay["phase"], "succeeded", "{replay:#}");
-    assert_eq!(replay["analyses"], 15, "{replay:#}");
+    assert_eq!(replay["analyses"], 17, "{replay:#}");
     let want = vec![
         decision("10:00:00", "run-started", "10%", 10, &[]),
-        decision("10:05:00", "stage-advanced", "50%", 50, &[]),
-        decision("10:10:00", "waiting-approval", "50%", 50, &[]),
-        decision("10:10:00", "approved", "100%", 100, &[]),
-        decision("10:15:00", "succeeded", "100%", 100, &[]),
+        decision("10:06:00", "stage-advanced", "50%", 50, &[]),
+        decision("10:12:00", "waiting-approval", "50%", 50, &[]),
+        decision("10:12:00", "approved", "100%", 100, &[]),
+        decision("10:17:00", "succeeded", "100%", 100, &[]),
     ];
     assert_eq!(timeline(&replay), want, "{replay:#}");
 
     // Without --approve the replay stops at the gate, and the table says why.
     let waiting = replay_json(&dir, &[]);
     assert_eq!(waiting["phase"], "waiting-approval");
-    assert_eq!(waiting["analyses"], 10);
+    assert_eq!(waiting["analyses"], 12);
     assert_eq!(timeline(&waiting), want[..3].to_vec());
     let rule = rule();
     let out = canaryd(&[
@@ -179,7 +180,7 @@ fn a_healthy_recording_succeeds_with_the_plans_timeline() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let table = stdout(&out);
     assert!(
-        table.starts_with("web: waiting-approval after 10 analyses, at 50%"),
+        table.starts_with("web: waiting-approval after 12 analyses, at 50%"),
         "{table}"
     );
     assert!(table.contains("--approve approves every gate"), "{table}");
@@ -188,11 +189,12 @@ fn a_healthy_recording_succeeds_with_the_plans_timeline() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The canary's errors jump at 10:07 (at 50%): the analysis of 10:07 reads that minute in its
-/// 5-minute window (4.1% of errors against 0.5%). The dispersion-aware error judge (issue 18)
-/// reads one wild minute in five as overdispersion, not yet as a difference: the critical check
-/// rolls back at 10:09, with three bad minutes in the window. (Known cost, to be won back by the
-/// sequential per-stage evidence of issue 19: a step change inflates its own dispersion.)
+/// The canary's errors jump from 0.5% to 20% at 10:07, a minute into the 50% stage (which
+/// started at 10:06). The stage's mean cannot show it yet (fewer than 20 points of the stage,
+/// and a step inside the stage reads as dependence), so the window scan of the stage's latest
+/// points (issue 19) fails it: at 10:08 half of its 12 points are bad, which the dispersion-aware
+/// judge reads as overdispersion; at 10:09, two minutes after the onset, the critical check
+/// rolls back.
 #[test]
 fn a_degraded_recording_rolls_back_at_the_analysis_that_sees_it_naming_the_check() {
     let dir = record("degraded", Some(START + 7 * 60));
@@ -350,8 +352,8 @@ fn a_recording_without_usable_canary_latency_pauses_naming_the_checks_without_a_
         let dir = record(tag, None);
         let mut text = String::from("timestamp,value\n");
         if nan {
-            for m in -15..=30 {
-                text.push_str(&format!("{},NaN\n", START + 60 * m));
+            for s in -90..=180 {
+                text.push_str(&format!("{},NaN\n", START + 10 * s));
             }
         }
         for check in ["latency", "latency-limit"] {

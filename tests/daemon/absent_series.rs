@@ -101,7 +101,7 @@ async fn query_range(Query(q): Query<HashMap<String, String>>) -> axum::Json<Val
         _ => (1000.0, &[""]),
     };
     let mut values = Vec::new();
-    let mut t = start.ceil();
+    let mut t = start; // as Prometheus evaluates: start, start + step, ..., end
     while t <= end {
         values.push(json!([t, value.to_string()]));
         t += step;

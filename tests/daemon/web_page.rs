@@ -76,6 +76,7 @@ direction = "higher-is-worse"
 tolerance = 0.2
 query = 'latency_seconds{ {{label}}="{{side}}" }'
 window = "1m"
+step = "100ms"
 min_samples = 5
 
 [[checks]]
@@ -85,6 +86,7 @@ tolerance = 0.01
 errors_query = 'errors{ {{label}}="{{side}}" }'
 total_query = 'requests{ {{label}}="{{side}}" }'
 window = "1m"
+step = "100ms"
 "#;
 
 /// What the stand-in answers for one query at time `t`.
@@ -203,9 +205,11 @@ async fn the_status_pages_render_charts_history_and_escaped_reasons_in_chromium(
     // Real analyses, then a backend outage whose error message is hostile markup; it lasts
     // while the pages are read, so the alert is the last decision and the charts come from the
     // last analysis that had data.
-    wait_for("three analyses", Duration::from_secs(30), || async {
+    // Ten: the staged checks (relative, error rate) chart their stage's own points, 10 a
+    // second since the warm-up of `half`, which starts after a few seconds.
+    wait_for("ten analyses", Duration::from_secs(40), || async {
         let page = store.analyses_page("checkout", None, 10).unwrap();
-        (page.items.len() >= 3).then_some(())
+        (page.items.len() >= 10).then_some(())
     })
     .await;
     failing.store(true, Ordering::SeqCst);

@@ -15,8 +15,8 @@ fn the_demo_succeeds_one_rollout_and_rolls_back_the_other() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot run canaryd");
-    // Bounded: the demo gives up by itself after 55 s; kill it if it hangs beyond that.
-    let deadline = started + Duration::from_secs(75);
+    // Bounded: the demo gives up by itself after 90 s; kill it if it hangs beyond that.
+    let deadline = started + Duration::from_secs(110);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;

@@ -79,7 +79,7 @@ async fn analysed_with(several: &'static str, rule: &RolloutRule) -> Analysed {
         };
         let step = chrono::Duration::from_std(*step).unwrap();
         let mut points = Vec::new();
-        let mut t = *start + step;
+        let mut t = *start;
         while t <= *end {
             let wobble = (t.timestamp() / 60 % 3) as f64 * 0.01;
             points.push(Point {

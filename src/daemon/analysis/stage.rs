@@ -16,8 +16,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::judge::{self, CheckSpec, Direction};
-use crate::rules::CheckRule as Check;
+use crate::judge::{self, CheckSpec, Direction, SideData};
+use crate::rollout::RolloutState;
+use crate::rules::{CheckRule as Check, RolloutRule};
 use crate::stats::split_alpha;
 
 /// The most points a staged check's query asks for per series: Prometheus's limit.
@@ -49,35 +50,131 @@ impl EvidenceSpan {
         Some(EvidenceSpan::Stage { from, share })
     }
 
+    /// The span of `state`'s current stage under `rule`: from the stage's start (`now` when the
+    /// machine has not recorded one yet, as its first analysis of the stage will) plus the
+    /// warm-up. The daemon's analyses and `canaryd replay` both ask this.
+    pub fn of_rollout(rule: &RolloutRule, state: &RolloutState, now: DateTime<Utc>) -> Self {
+        let stage = state.phase.stage().unwrap_or(0);
+        let started = state.stage_started_at.unwrap_or(now);
+        EvidenceSpan::of_stage(stage, rule.plan.stages.len(), started, rule.plan.warmup)
+            .unwrap_or(EvidenceSpan::Window)
+    }
+
     /// Whether `check` is judged on its stage's evidence under this span.
     pub fn stages(&self, check: &Check) -> bool {
         matches!(self, EvidenceSpan::Stage { .. }) && judge::staged_supports(&check.spec)
     }
 
-    /// Where `check`'s queries start for an analysis at `now`.
+    /// Where `check`'s queries start for an analysis at `now`. A window is half-open,
+    /// `(now − window, now]`: a `2m` window at a `30s` step reads 4 points, so consecutive
+    /// analyses `window` apart read disjoint points and one spike on a boundary is not counted
+    /// twice towards `for` or `consecutive`. Under a stage's span a staged check reads all of
+    /// its stage since the warm-up (at most [`MAX_POINTS`] steps) and nothing before; the other
+    /// checks read their windows as an alerting rule would (an absolute threshold on the
+    /// canary's last minutes does not depend on the stage it was reached in).
     pub fn start(&self, check: &Check, now: DateTime<Utc>) -> DateTime<Utc> {
-        let window = now - chrono::Duration::from_std(check.window).unwrap_or_default();
+        let step = chrono::Duration::from_std(check.step).unwrap_or_default();
+        let window = chrono::Duration::from_std(check.window).unwrap_or_default();
+        let window_start = (now - window + step).min(now);
         match *self {
             EvidenceSpan::Stage { from, .. } if self.stages(check) => {
-                let step = chrono::Duration::from_std(check.step).unwrap_or_default();
                 let earliest = now - step * (MAX_POINTS as i32 - 1);
                 from.max(earliest).min(now)
             }
-            _ => window,
+            _ => window_start,
         }
     }
 
     /// The spec `check` is judged with: for a staged check, its confidence lowered so that its
-    /// significance is the stage's share of the rule's (staged checks are directional, whose
-    /// significance is half of 1 − confidence).
+    /// significance is half the stage's share of the rule's (staged checks are directional,
+    /// whose significance is half of 1 − confidence); the other half is the window scan's
+    /// ([`EvidenceSpan::scan`]).
     pub fn spec(&self, check: &Check) -> CheckSpec {
         let mut spec = check.spec.clone();
         if let EvidenceSpan::Stage { share, .. } = *self
             && self.stages(check)
             && spec.direction != Direction::Either
         {
-            spec.confidence = 1.0 - (1.0 - spec.confidence) * share;
+            spec.confidence = 1.0 - (1.0 - spec.confidence) * share / 2.0;
         }
         spec
+    }
+
+    /// The window scan of staged `check` at `now`, one of `staged` staged checks: the fixed-window
+    /// judge (issue 18's, calibrated per look) on the stage's points in the check's window, at a
+    /// significance spent over the stage's looks. Look `k` is counted in the check's steps since
+    /// the warm-up (a look between two new points sees the same data as the one before it and
+    /// adds no chance of a false alarm) and gets `a / (k (k + 1))` of the scan's half `a` of the
+    /// stage's share, split evenly over the staged checks (Bonferroni), so the sum over every
+    /// look of the stage stays within `a`. It catches what the stage's mean is slow to show: a
+    /// gross regression before the stage has [`crate::stats::MIN_POINTS`] points, and one that
+    /// starts in the middle of a long stage. `None` outside a stage's span.
+    pub fn scan(&self, check: &Check, now: DateTime<Utc>, staged: usize) -> Option<Scan> {
+        let EvidenceSpan::Stage { from, share } = *self else {
+            return None;
+        };
+        if !self.stages(check) || check.spec.direction == Direction::Either {
+            return None;
+        }
+        let step = check.step.as_secs_f64().max(1e-3);
+        let elapsed = (now - from).as_seconds_f64().max(0.0);
+        let look = (elapsed / step).floor() as u64 + 1;
+        let stage_alpha = (1.0 - check.spec.confidence) / 2.0 * share;
+        let k = look as f64;
+        let alpha = stage_alpha / 2.0 / (k * (k + 1.0)) / staged.max(1) as f64;
+        let mut spec = check.spec.clone();
+        spec.confidence = 1.0 - 2.0 * alpha;
+        let window = check.window.as_secs_f64();
+        let since = (now.timestamp_millis() as f64 / 1000.0 - window).max(from.timestamp() as f64);
+        Some(Scan {
+            spec,
+            since,
+            look,
+            alpha,
+        })
+    }
+}
+
+/// A staged check's window scan at one look (see [`EvidenceSpan::scan`]).
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// The check's spec at the look's significance.
+    pub spec: CheckSpec,
+    /// The scan reads the points after this time (unix seconds): the window, within the stage.
+    pub since: f64,
+    /// The look's number in the stage, in the check's steps since the warm-up, from 1.
+    pub look: u64,
+    /// The look's one-sided significance.
+    pub alpha: f64,
+}
+
+impl Scan {
+    /// `data`'s points in the scan's window.
+    pub fn recent(&self, data: &SideData) -> SideData {
+        match data {
+            SideData::Values(points) => SideData::Values(
+                points
+                    .iter()
+                    .filter(|p| p.t > self.since)
+                    .copied()
+                    .collect(),
+            ),
+            SideData::Counts(points) => SideData::Counts(
+                points
+                    .iter()
+                    .filter(|p| p.t > self.since)
+                    .copied()
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The note a failure found by the scan carries in its evidence.
+    pub fn note(&self) -> String {
+        format!(
+            "failed by the window scan: the stage's points of the last window, look {} of the \
+             stage at one-sided significance {:.2e} (the stage's bound had not shown it yet)",
+            self.look, self.alpha
+        )
     }
 }
