@@ -515,4 +515,17 @@ mod tests {
             "-/2"
         );
     }
+
+    /// `compare`'s BOUND column: how close a staged check is to a decision, in its limit's unit.
+    #[test]
+    fn the_bound_cell_shows_the_bound_in_the_limits_unit_with_the_rule() {
+        let relative = json!({"measure": "p99", "threshold_kind": "tolerance", "bound": 1.042,
+            "decided_by": "not-shown"});
+        assert_eq!(bound_cell(&relative), "+4.2% (not shown)");
+        let errors = json!({"measure": "error rate", "threshold_kind": "tolerance",
+            "bound": 0.0031, "decided_by": "shown-within"});
+        assert_eq!(bound_cell(&errors), "+0.31 pp (within)");
+        let none = json!({"measure": "p99", "threshold_kind": "threshold", "bound": null});
+        assert_eq!(bound_cell(&none), "-");
+    }
 }
