@@ -261,7 +261,12 @@ pub async fn analyse_over(
                 .extend(sides.into_iter().filter_map(|(_, note)| note));
         }
     }
-    Ok(describe(rule, &results, &series))
+    let mut analysed = describe(rule, &results, &series);
+    // A staged check's verdict rests on evidence valid at every look: no `for`/`consecutive`.
+    for (outcome, check) in analysed.report.checks.iter_mut().zip(&rule.checks) {
+        outcome.settled = span.stages(check);
+    }
+    Ok(analysed)
 }
 
 /// One point of a chart line: time (Unix seconds) and value (`null` when unusable).

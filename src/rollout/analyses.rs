@@ -228,12 +228,14 @@ impl Machine<'_> {
             if !fails {
                 continue;
             }
-            let met = match trigger.sustain {
-                Sustain::Immediately => true,
-                Sustain::For(d) => elapsed(streak.since, self.now) >= d,
-                Sustain::Consecutive(n) => streak.count >= n,
-            };
+            let met = outcome.settled
+                || match trigger.sustain {
+                    Sustain::Immediately => true,
+                    Sustain::For(d) => elapsed(streak.since, self.now) >= d,
+                    Sustain::Consecutive(n) => streak.count >= n,
+                };
             let what = match trigger.sustain {
+                _ if outcome.settled => format!("check `{name}` failing on its stage's evidence"),
                 Sustain::Immediately => format!("check `{name}` failing"),
                 Sustain::For(d) => format!(
                     "check `{name}` failing for {} (sustain {})",

@@ -171,6 +171,11 @@ pub struct CheckOutcome {
     /// The check's name, matched against `Trigger::check`.
     pub check: String,
     pub verdict: CheckVerdict,
+    /// Judged on its stage's evidence with bounds valid at every look (issue 19): a failure is
+    /// already sustained by the evidence itself, so the trigger's `for`/`consecutive` (meant for
+    /// blips on absolute thresholds) do not delay it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settled: bool,
 }
 
 impl CheckOutcome {
@@ -178,6 +183,7 @@ impl CheckOutcome {
         CheckOutcome {
             check: check.into(),
             verdict,
+            settled: false,
         }
     }
 

@@ -1243,3 +1243,44 @@ fn accruing_stage_evidence_holds_without_pausing_where_not_shown_windows_pause()
     );
     assert_eq!(s.weight, 25, "{:?}", s.phase);
 }
+
+/// Issue 19: `for`/`consecutive` are for blips on absolute thresholds. A check judged on its
+/// stage's evidence with bounds valid at every look (`CheckOutcome::settled`) acts on its first
+/// failure even under `consecutive = 3` or `for = 5m`; the same failure from a window check
+/// still waits for its sustain.
+#[test]
+fn a_settled_failure_acts_at_once_whatever_the_sustain() {
+    let settled_fail = || {
+        let checks = CHECKS
+            .iter()
+            .map(|c| match *c == "error-rate" {
+                true => CheckOutcome {
+                    settled: true,
+                    ..CheckOutcome::fail(*c)
+                },
+                false => CheckOutcome::pass(*c),
+            })
+            .collect();
+        report(AnalysisOutcome::Fail, checks)
+    };
+    for sustain in [
+        Sustain::Consecutive(3),
+        Sustain::For(Duration::from_secs(300)),
+    ] {
+        let p = with(|p| p.triggers[0].sustain = sustain);
+        let (state, actions) = run(&p, then(start(), vec![(MIN, settled_fail())]));
+        assert!(
+            matches!(state.phase, Phase::RolledBack { .. }),
+            "{sustain:?}: {:?}",
+            state.phase
+        );
+        let said = format!("{actions:?}");
+        assert!(said.contains("failing on its stage's evidence"), "{said}");
+        let (waiting, _) = run(&p, then(start(), vec![(MIN, fail("error-rate"))]));
+        assert!(
+            matches!(waiting.phase, Phase::Progressing { .. }),
+            "{sustain:?}: {:?}",
+            waiting.phase
+        );
+    }
+}
