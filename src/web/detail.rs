@@ -311,9 +311,12 @@ fn evidence(result: &Value, unit: Unit) -> Html {
     let decision = get(result, &["evidence", "decision"])
         .filter(|d| !d.is_null())
         .map(|d| {
+            let accruing = text(result, &["verdict", "cause"]) == Some("accruing");
             let rule = match text(d, &["rule"]).unwrap_or("?") {
                 "shown-beyond" => "shown beyond the limit (significant)",
                 "shown-within" => "shown within the limit",
+                // A staged check: its stage's bound tightens with every analysis (issue 19).
+                "not-shown" if accruing => "accruing over the stage, the next analyses decide",
                 "not-shown" => "not shown either way",
                 "observed" => "the observed value",
                 other => other,

@@ -193,6 +193,11 @@ fn evidence_shows_test_p_value_effect_interval_and_points_escaped() {
     let html = evidence(&decided, Unit::Seconds).into_string();
     let want = "<dt>Decided by</dt><dd class=\"decision\">not shown either way: bound 1.31 vs limit 1.1 (ratio)</dd>";
     assert!(html.contains(want), "{html}");
+    // A staged check whose stage's evidence is still accruing says so (issue 19).
+    decided["verdict"] = json!({"outcome": "inconclusive", "cause": "accruing"});
+    let html = evidence(&decided, Unit::Seconds).into_string();
+    let want = "<dd class=\"decision\">accruing over the stage, the next analyses decide: bound 1.31 vs limit 1.1 (ratio)</dd>";
+    assert!(html.contains(want), "{html}");
     let analysis = Analysis {
         run: 1,
         id: 1,
