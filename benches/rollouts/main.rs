@@ -508,7 +508,7 @@ impl Tally {
         causes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let shown: Vec<String> = causes
             .iter()
-            .take(3)
+            .take(6)
             .map(|(why, n)| format!("{why} ({n})"))
             .collect();
         match shown.is_empty() {

@@ -106,9 +106,9 @@ impl EvidenceSpan {
     /// judge (issue 18's, calibrated per look) on the stage's points in the check's window, at a
     /// significance spent over the stage's looks. Look `k` is counted in the check's steps since
     /// the warm-up (a look between two new points sees the same data as the one before it and
-    /// adds no chance of a false alarm) and gets `a / (k (k + 1))` of the scan's half `a` of the
-    /// stage's share, split evenly over the staged checks (Bonferroni), so the sum over every
-    /// look of the stage stays within `a`. It catches what the stage's mean is slow to show: a
+    /// adds no chance of a false alarm) and gets `a (w + 1) / ((k + w) (k + w + 1))` of the
+    /// scan's half `a` of the stage's share, `w` the window's steps, split evenly over the staged
+    /// checks (Bonferroni), so the sum over every look of the stage stays within `a`. It catches what the stage's mean is slow to show: a
     /// gross regression before the stage has [`crate::stats::MIN_POINTS`] points, and one that
     /// starts in the middle of a long stage. `None` outside a stage's span.
     pub fn scan(&self, check: &Check, now: DateTime<Utc>, staged: usize) -> Option<Scan> {
@@ -122,8 +122,13 @@ impl EvidenceSpan {
         let elapsed = (now - from).as_seconds_f64().max(0.0);
         let look = (elapsed / step).floor() as u64 + 1;
         let stage_alpha = (1.0 - check.spec.confidence) / 2.0 * share;
+        // Spent as `a·(w+1)/((k+w)(k+w+1))` with `w` the window's steps: the sum over every
+        // look is `a`, flat over the first window (a look with a few points gets no more than a
+        // look with a full window) and decaying like 1/k² after it.
+        let w = (check.window.as_secs_f64() / step).round().max(1.0);
         let k = look as f64;
-        let alpha = stage_alpha / 2.0 / (k * (k + 1.0)) / staged.max(1) as f64;
+        let alpha =
+            stage_alpha / 2.0 * (w + 1.0) / ((k + w) * (k + w + 1.0)) / staged.max(1) as f64;
         let mut spec = check.spec.clone();
         spec.confidence = 1.0 - 2.0 * alpha;
         let window = check.window.as_secs_f64();
