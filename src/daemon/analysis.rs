@@ -237,7 +237,7 @@ pub async fn analyse_over(
     }
     // The window scan: a staged check the stage's bound has not failed yet is failed by its
     // window's points at the look's spent significance (`stage::EvidenceSpan::scan`).
-    let staged = rule.checks.iter().filter(|c| span.stages(c)).count();
+    let staged = rule.checks.iter().filter(|c| span.scans(c)).count();
     for ((result, check), read) in results.iter_mut().zip(&rule.checks).zip(&reads) {
         let (Some(scan), Ok([(baseline, _), (canary, _)])) = (span.scan(check, now, staged), read)
         else {

@@ -192,24 +192,23 @@ fn a_healthy_recording_succeeds_with_the_plans_timeline() {
 /// The canary's errors jump from 0.5% to 20% at 10:07, a minute into the 50% stage (which
 /// started at 10:06). The stage's mean cannot show it yet (fewer than 20 points of the stage,
 /// and a step inside the stage reads as dependence), so the window scan of the stage's latest
-/// points (issue 19) fails it: at 10:08 half of its 12 points are bad, which the dispersion-aware
-/// judge reads as overdispersion; at 10:09, two minutes after the onset, the critical check
-/// rolls back.
+/// points (issue 19) fails it at 10:08, the first analysis after the onset (half of its 12
+/// points are bad), and the critical check rolls back.
 #[test]
 fn a_degraded_recording_rolls_back_at_the_analysis_that_sees_it_naming_the_check() {
     let dir = record("degraded", Some(START + 7 * 60));
     let replay = replay_json(&dir, &["--approve"]);
     assert_eq!(replay["phase"], "rolled-back", "{replay:#}");
-    assert_eq!(replay["analyses"], 9, "{replay:#}");
+    assert_eq!(replay["analyses"], 8, "{replay:#}");
     let timeline = timeline(&replay);
     assert_eq!(
         timeline.last().unwrap(),
-        &decision("10:09:00", "rolled-back", "50%", 0, &["errors"]),
+        &decision("10:08:00", "rolled-back", "50%", 0, &["errors"]),
         "{replay:#}"
     );
     assert_eq!(timeline.len(), 3, "{replay:#}");
 
-    // --analyses lists each analysis: the eight before do not fail, the ninth fails on `errors`.
+    // --analyses lists each analysis: the seven before do not fail, the eighth fails on `errors`.
     let rule = rule();
     let out = canaryd(&[
         "replay",
@@ -229,12 +228,12 @@ fn a_degraded_recording_rolls_back_at_the_analysis_that_sees_it_naming_the_check
         .skip_while(|l| !l.starts_with("analysis"))
         .skip(1)
         .collect();
-    assert_eq!(rows.len(), 9, "{table}");
-    assert!(rows[..8].iter().all(|r| !r.contains("fail")), "{table}");
+    assert_eq!(rows.len(), 8, "{table}");
+    assert!(rows[..7].iter().all(|r| !r.contains("fail")), "{table}");
     assert!(
-        rows[8].starts_with("2026-03-01T10:09:00+00:00  50%")
-            && rows[8].contains("fail")
-            && rows[8].ends_with("errors: fail"),
+        rows[7].starts_with("2026-03-01T10:08:00+00:00  50%")
+            && rows[7].contains("fail")
+            && rows[7].ends_with("errors: fail"),
         "{table}"
     );
     let _ = std::fs::remove_dir_all(&dir);
