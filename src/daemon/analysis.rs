@@ -225,34 +225,12 @@ pub async fn analyse_over(
         .collect();
     let specs: Vec<&judge::CheckSpec> = staged_specs.iter().collect();
     judge::apply_family_control(&specs, &mut results, control);
-    // Holm's correction makes a failing check not significant enough "not shown"; for a staged
-    // check that is its evidence still accruing (the next analysis may show it).
-    for (result, check) in results.iter_mut().zip(&rule.checks) {
-        if span.stages(check)
-            && let Verdict::Inconclusive { cause, .. } = &mut result.verdict
-            && *cause == InconclusiveCause::NotShown
-        {
-            *cause = InconclusiveCause::Accruing;
-        }
-    }
-    // The window scan: a staged check the stage's bound has not failed yet is failed by its
-    // window's points at the look's spent significance (`stage::EvidenceSpan::scan`).
-    let staged = rule.checks.iter().filter(|c| span.scans(c)).count();
-    for ((result, check), read) in results.iter_mut().zip(&rule.checks).zip(&reads) {
-        let (Some(scan), Ok([(baseline, _), (canary, _)])) = (span.scan(check, now, staged), read)
-        else {
-            continue;
-        };
-        if result.verdict == Verdict::Fail {
-            continue;
-        }
-        let (b, c) = (scan.recent(baseline), scan.recent(canary));
-        let mut scanned = judge::judge_check_with(&scan.spec, &b, &c, traffic);
-        if scanned.verdict == Verdict::Fail {
-            scanned.evidence.notes.push(scan.note());
-            *result = scanned;
-        }
-    }
+    // Staged checks: "not shown" is accruing, and an error rate's window scan may fail it.
+    let sides: Vec<Option<(&SideData, &SideData)>> = reads
+        .iter()
+        .map(|read| read.as_ref().ok().map(|[(b, _), (c, _)]| (b, c)))
+        .collect();
+    span.settle(rule, now, &sides, &mut results, traffic);
     for (result, read) in results.iter_mut().zip(reads) {
         if let Ok(sides) = read {
             result

@@ -18,7 +18,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::judge::{self, CheckSpec, Direction, SideData};
+use crate::judge::{
+    self, BaselineTraffic, CheckResult, CheckSpec, Direction, InconclusiveCause, SideData, Verdict,
+};
 use crate::rollout::RolloutState;
 use crate::rules::{CheckRule as Check, RolloutRule};
 use crate::stats::split_alpha;
@@ -152,6 +154,47 @@ impl EvidenceSpan {
             look,
             alpha,
         })
+    }
+}
+
+impl EvidenceSpan {
+    /// After the family-wise correction, for the staged checks of `rule` (`results` and `sides`
+    /// in its checks' order, `None` where the answers were refused): Holm's "not shown" is the
+    /// stage's evidence still accruing (the next analysis may show it), and an error rate whose
+    /// stage's bound has not failed it is failed by its window scan when the window's points
+    /// show the worsening at the look's spent significance (the evidence's notes say so).
+    pub fn settle(
+        &self,
+        rule: &RolloutRule,
+        now: DateTime<Utc>,
+        sides: &[Option<(&SideData, &SideData)>],
+        results: &mut [CheckResult],
+        traffic: BaselineTraffic,
+    ) {
+        let scanned = rule.checks.iter().filter(|c| self.scans(c)).count();
+        for ((result, check), read) in results.iter_mut().zip(&rule.checks).zip(sides) {
+            if !self.stages(check) {
+                continue;
+            }
+            if let Verdict::Inconclusive { cause, .. } = &mut result.verdict
+                && *cause == InconclusiveCause::NotShown
+            {
+                *cause = InconclusiveCause::Accruing;
+            }
+            let (Some(scan), Some((baseline, canary))) = (self.scan(check, now, scanned), read)
+            else {
+                continue;
+            };
+            if result.verdict == Verdict::Fail {
+                continue;
+            }
+            let (b, c) = (scan.recent(baseline), scan.recent(canary));
+            let mut found = judge::judge_check_with(&scan.spec, &b, &c, traffic);
+            if found.verdict == Verdict::Fail {
+                found.evidence.notes.push(scan.note());
+                *result = found;
+            }
+        }
     }
 }
 
