@@ -14,7 +14,39 @@ use super::raw::RawRule;
 pub fn warnings(raw: &RawRule, rule: &RolloutRule, src: &SourceText<'_>) -> Vec<Warning> {
     let mut found: Vec<Warning> = last_stage_unjudged(raw, rule, src).into_iter().collect();
     found.extend(one_error_fails(raw, rule, src));
+    found.extend(sustain_ignored(raw, rule, src));
     found
+}
+
+/// `for`/`consecutive` on a check judged on its stage's evidence (a relative check with a
+/// direction, an error rate where higher is worse): its failures rest on bounds valid at every
+/// look and act at the analysis that shows them, so the setting changes nothing (issue 19).
+fn sustain_ignored(raw: &RawRule, rule: &RolloutRule, src: &SourceText<'_>) -> Vec<Warning> {
+    rule.checks
+        .iter()
+        .filter(|c| crate::judge::staged_supports(&c.spec))
+        .filter_map(|c| {
+            let r = raw.checks.iter().find(|r| {
+                r.get_ref().name.as_ref().map(|n| n.get_ref().as_str()) == Some(&*c.spec.name)
+            })?;
+            let r = r.get_ref();
+            let (key, at) = match (&r.for_, &r.consecutive) {
+                (Some(f), _) => ("for", f.span()),
+                (None, Some(n)) => ("consecutive", n.span()),
+                (None, None) => return None,
+            };
+            Some(Warning(src.problem(
+                Some(at),
+                format!(
+                    "`{key}` has no effect on `{}`: it is judged on its stage's evidence, with bounds valid at every analysis, and a failure acts at the analysis that shows it",
+                    c.spec.name
+                ),
+                Some(format!(
+                    "remove `{key}` (it delays only absolute and trend checks, whose windows can blip)"
+                )),
+            )))
+        })
+        .collect()
 }
 
 /// Observed error-rate thresholds that one error fails: at `min_samples` requests a single error
@@ -241,6 +273,49 @@ mod tests {
             (&[10, 100], &["trend", "error-rate"]),
         ] {
             assert_eq!(warned(weights, kinds), None, "{weights:?} {kinds:?}");
+        }
+    }
+
+    #[test]
+    fn for_or_consecutive_on_a_check_judged_on_its_stage_is_warned_as_having_no_effect() {
+        let rule = |kind: &str, param: &str, sustain: &str| {
+            format!(
+                "[rollout]\nname = \"r\"\nteam = \"t\"\nsource = \"s\"\nactuator = \"a\"\n\
+                 [analysis]\nevery = \"1m\"\n[sides]\nbaseline = \"v1\"\ncanary = \"v2\"\n\
+                 [[stages]]\nname = \"s10\"\nweight = 10\n\
+                 [[checks]]\nname = \"c\"\nkind = \"{kind}\"\n{param}\n\
+                 query = 'q{{v=\"{{{{side}}}}\"}}'\nwindow = \"5m\"\n{sustain}\n"
+            )
+        };
+        let warnings = |text: String| {
+            let known = crate::rules::KnownNames::any();
+            let (parsed, warnings) =
+                crate::rules::parse_rule_with_warnings(Path::new("r.toml"), &text, &known);
+            parsed.unwrap();
+            warnings.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        let found = warnings(rule("relative", "tolerance = 0.1", "consecutive = 2"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("r.toml:20:15: warning: `consecutive` has no effect on `c`"),
+            "{found:?}"
+        );
+        assert!(found[0].contains("remove `consecutive`"), "{found:?}");
+        let found = warnings(rule("relative", "tolerance = 0.1", "for = \"15m\""));
+        assert!(found[0].contains("`for` has no effect on `c`"), "{found:?}");
+        // An absolute threshold keeps its `for`; a two-sided relative check is not staged.
+        for (kind, param) in [
+            ("absolute", "threshold = 0.5"),
+            (
+                "relative",
+                "tolerance = 0.1\ndirection = \"either\"\ndry_run = true",
+            ),
+        ] {
+            let quiet = warnings(rule(kind, param, "for = \"5m\""));
+            assert!(
+                quiet.iter().all(|w| !w.contains("has no effect")),
+                "{kind}: {quiet:?}"
+            );
         }
     }
 }
