@@ -31,8 +31,8 @@ use super::summary::{
     inconclusive, no_data_reason, not_computed, significance_level, significant_clause, summarize,
 };
 use super::{
-    CheckResult, CheckSpec, DecisionRule, DecisionScale, Direction, Effect, InconclusiveCause,
-    Interval, IntervalScale, Point, Thresholds,
+    CheckResult, CheckSpec, DecisionRule, DecisionScale, Direction, Effect, Evidence,
+    InconclusiveCause, Interval, IntervalScale, Point, Thresholds,
 };
 use crate::stats::{EstimateError, MeanEstimate, SPIKE_MADS, StatsError, despike, long_run};
 
@@ -183,6 +183,49 @@ fn robust_mean(x: &[f64]) -> Result<(MeanEstimate, String), StatsError> {
     }
 }
 
+/// Both sides of a relative check, cleaned (NaN and infinities dropped and counted), with their
+/// values and the evidence summarising them.
+pub(super) struct Sides {
+    pub b: Vec<Point>,
+    pub c: Vec<Point>,
+    pub bv: Vec<f64>,
+    pub cv: Vec<f64>,
+    pub evidence: Evidence,
+}
+
+/// The two sides' usable points and their evidence, or the no-data verdict when a side has
+/// none. The fixed-window judge and the stage's (`staged`) both start here.
+pub(super) fn sides(
+    spec: &CheckSpec,
+    b_points: &[Point],
+    c_points: &[Point],
+    thresholds: Thresholds,
+) -> Result<Sides, Box<CheckResult>> {
+    let (b, b_dropped) = clean(b_points);
+    let (c, c_dropped) = clean(c_points);
+    let bv: Vec<f64> = b.iter().map(|p| p.v).collect();
+    let cv: Vec<f64> = c.iter().map(|p| p.v).collect();
+    let evidence = evidence_of(
+        summarize(&bv, b_dropped),
+        summarize(&cv, c_dropped),
+        thresholds,
+    );
+    for (side, values, dropped) in [("baseline", &bv, b_dropped), ("canary", &cv, c_dropped)] {
+        if values.is_empty() {
+            let reason = no_data_reason(side, dropped);
+            let no_data = inconclusive(spec, InconclusiveCause::NoData, reason, evidence);
+            return Err(Box::new(no_data));
+        }
+    }
+    Ok(Sides {
+        b,
+        c,
+        bv,
+        cv,
+        evidence,
+    })
+}
+
 /// Judge a relative check on the two sides' points.
 pub(super) fn judge(
     spec: &CheckSpec,
@@ -191,23 +234,16 @@ pub(super) fn judge(
     c_points: &[Point],
     thresholds: Thresholds,
 ) -> CheckResult {
-    let (b, b_dropped) = clean(b_points);
-    let (c, c_dropped) = clean(c_points);
-    let bv: Vec<f64> = b.iter().map(|p| p.v).collect();
-    let cv: Vec<f64> = c.iter().map(|p| p.v).collect();
-    let mut evidence = evidence_of(
-        summarize(&bv, b_dropped),
-        summarize(&cv, c_dropped),
-        thresholds,
-    );
-    if bv.is_empty() {
-        let reason = no_data_reason("baseline", b_dropped);
-        return inconclusive(spec, InconclusiveCause::NoData, reason, evidence);
-    }
-    if cv.is_empty() {
-        let reason = no_data_reason("canary", c_dropped);
-        return inconclusive(spec, InconclusiveCause::NoData, reason, evidence);
-    }
+    let Sides {
+        b,
+        c,
+        bv,
+        cv,
+        mut evidence,
+    } = match sides(spec, b_points, c_points, thresholds) {
+        Ok(sides) => sides,
+        Err(no_data) => return *no_data,
+    };
     let need = spec.min_samples.max(MIN_POINTS_FLOOR);
     for (side, n) in [("baseline", bv.len()), ("canary", cv.len())] {
         if n < need {

@@ -19,8 +19,7 @@
 
 use super::align::{inferred_step, pair_nearest};
 use super::summary::{
-    evidence_of, finish, fmt_num, inconclusive, no_data_reason, pp, significance_level, summarize,
-    summarize_counts,
+    evidence_of, finish, fmt_num, inconclusive, pp, significance_level, summarize_counts,
 };
 use super::{
     CheckKind, CheckResult, CheckSpec, CountPoint, Decision, DecisionRule, DecisionScale,
@@ -132,31 +131,12 @@ fn relative(
     c_points: &[Point],
     thresholds: Thresholds,
 ) -> CheckResult {
-    let (b, b_dropped) = super::summary::clean(b_points);
-    let (c, c_dropped) = super::summary::clean(c_points);
-    let bv: Vec<f64> = b.iter().map(|p| p.v).collect();
-    let cv: Vec<f64> = c.iter().map(|p| p.v).collect();
-    let mut evidence = evidence_of(
-        summarize(&bv, b_dropped),
-        summarize(&cv, c_dropped),
-        thresholds,
-    );
-    if bv.is_empty() {
-        return inconclusive(
-            spec,
-            InconclusiveCause::NoData,
-            no_data_reason("baseline", b_dropped),
-            evidence,
-        );
-    }
-    if cv.is_empty() {
-        return inconclusive(
-            spec,
-            InconclusiveCause::NoData,
-            no_data_reason("canary", c_dropped),
-            evidence,
-        );
-    }
+    let super::relative::Sides {
+        b, c, mut evidence, ..
+    } = match super::relative::sides(spec, b_points, c_points, thresholds) {
+        Ok(sides) => sides,
+        Err(no_data) => return *no_data,
+    };
     let pairs: Vec<(f64, f64)> = inferred_step(&b, &c)
         .map(|step| pair_nearest(&b, &c, step))
         .unwrap_or_default()
