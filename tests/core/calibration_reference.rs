@@ -46,6 +46,7 @@ fn long_run_fields(lr: &stats::LongRun) -> Vec<(&'static str, f64)> {
         ("var_of_mean", lr.mean_estimate().variance),
         ("effective_n", lr.effective_n),
         ("df", lr.df),
+        ("dependence_df", lr.dependence_df),
     ]
 }
 
@@ -69,6 +70,7 @@ fn compute(case: &Value) -> Result<Vec<(&'static str, f64)>, EstimateError> {
             stats::newey_west_1994_lag(&floats(case, "x"))? as f64,
         )],
         "long_run" => long_run_fields(&stats::long_run(&floats(case, "x"))?),
+        "long_run_detrended" => long_run_fields(&stats::long_run_detrended(&floats(case, "x"))?),
         "paired_difference" => long_run_fields(&stats::paired_difference(
             &floats(case, "canary"),
             &floats(case, "baseline"),
@@ -199,7 +201,7 @@ fn estimators_agree_with_statsmodels() {
         mismatches.join("\n")
     );
     // Every estimator is covered, so a generator that silently drops one fails here.
-    assert_eq!(seen.len(), 13, "{seen:?}");
+    assert_eq!(seen.len(), 14, "{seen:?}");
 }
 
 mod props {

@@ -51,10 +51,16 @@ def nw1994_lag(x):
     return int(_kpss_autolag(xc, n))
 
 
-def long_run(x):
+def short_window_step(n):
+    """Standard errors of rho_hat the degrees of freedom step up: 1.5 to 20 points, 0 from 60."""
+    return 1.5 * min(max((60.0 - n) / 40.0, 0.0), 1.0)
+
+
+def long_run(x, line=False):
     """The automatic long-run variance: AR(1) prewhitening (Andrews-Monahan 1992) with the
-    Marriott-Pope bias correction, Newey-West (1994) lag on the residuals, recoloring, floored at
-    the i.i.d. variance; effective n and Satterthwaite-style degrees of freedom."""
+    Marriott-Pope bias correction ((2 + 4 rho_hat)/n for residuals of a fitted line), Newey-West
+    (1994) lag on the residuals, recoloring, floored at the i.i.d. variance; effective n and
+    Satterthwaite-style degrees of freedom."""
     x = np.asarray(x, dtype=float)
     n = len(x)
     mean = float(np.mean(x))
@@ -62,16 +68,20 @@ def long_run(x):
     variance = float(np.var(x, ddof=1))
     # AR(1) coefficient: OLS of x_t on x_{t-1}, both centred on the full mean, no constant.
     rho_hat = float(sm.OLS(xc[1:], xc[:-1]).fit().params[0])
-    rho = rho_hat + (1.0 + 3.0 * rho_hat) / n
+    bias = (2.0 + 4.0 * rho_hat) if line else (1.0 + 3.0 * rho_hat)
+    rho = rho_hat + bias / n
     rho = min(max(rho, -RHO_CLAMP), RHO_CLAMP)
     e = xc[1:] - rho * xc[:-1]
     m = len(e)
     lag = min(nw1994_lag(e), m - 1)
     lrv_e = hac_var_of_mean(e, lag) * m
     lrv = max(lrv_e / (1.0 - rho) ** 2, variance)
-    rho_up = min(max(rho, 0.0) + np.sqrt(max(1.0 - rho * rho, 0.0) / n), RHO_CLAMP)
-    inv = 4.0 * rho_up / (n * (1.0 - rho_up)) + (lag + 1) / (1.5 * n)
+    se = np.sqrt(max(1.0 - rho * rho, 0.0) / n)
+    rho_up = min(max(rho, 0.0) + short_window_step(n) * se, RHO_CLAMP)
+    dependence = 4.0 * rho_up / (n * (1.0 - rho_up))
+    inv = dependence + (lag + 1) / (1.5 * n)
     df = max(min(1.0 / inv, n - 1.0), 1.0)
+    dependence_df = max(min(1.0 / dependence, n - 1.0), 1.0) if dependence > 0 else n - 1.0
     return {
         "n": n,
         "mean": mean,
@@ -82,6 +92,7 @@ def long_run(x):
         "var_of_mean": lrv / n,
         "effective_n": n * variance / lrv,
         "df": df,
+        "dependence_df": dependence_df,
     }
 
 
@@ -155,6 +166,14 @@ def main():
                    (60, 0.8), (120, 0.4), (500, 0.9)):
         x = ar1(rng, n, rho, scale=0.1)
         cases.append({"test": "long_run", "x": x, "expected": long_run(x)})
+
+    # Residuals of a least-squares line (the trend check's detrended ranks are such a series).
+    for n, rho in ((10, 0.5), (30, 0.0), (30, 0.5), (45, 0.8)):
+        y = np.asarray(ar1(rng, n, rho, scale=2.0, level=50.0)) + 0.3 * np.arange(n)
+        t = np.arange(n, dtype=float)
+        slope, intercept = np.polyfit(t, y, 1)
+        r = [float(v) for v in y - (intercept + slope * t)]
+        cases.append({"test": "long_run_detrended", "x": r, "expected": long_run(r, line=True)})
 
     # Paired difference: per-step differences of two series sharing a load wave.
     for n, rho in ((10, 0.3), (30, 0.7), (45, 0.5)):
@@ -300,7 +319,10 @@ def main():
                         "max(newey_west(e, lag) * (n-1) / (1-rho)^2, var(x, ddof=1)); "
                         "effective_n = n var / lrv; df = clamp(1 / (4 rho_up/(n(1-rho_up)) + "
                         "(lag+1)/(1.5 n)), 1, n-1) with rho_up = min(max(rho, 0) + "
-                        "sqrt((1 - rho^2)/n), 0.97)",
+                        "k sqrt((1 - rho^2)/n), 0.97), k = 1.5 clamp((60 - n)/40, 0, 1); "
+                        "dependence_df = clamp(n(1-rho_up)/(4 rho_up), 1, n-1)",
+            "long_run_detrended": "long_run with the bias correction (2 + 4 rho_hat)/n, on "
+                                  "residuals of np.polyfit(t, y, 1)",
             "paired_difference": "long_run of canary - baseline per step",
             "unpaired_difference": "each side's long_run; estimate and variance add; df = "
                                    "(v_c + v_b)^2 / (v_c^2/df_c + v_b^2/df_b)",

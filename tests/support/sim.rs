@@ -110,8 +110,11 @@ name = "memory-trend"
 kind = "trend"
 max_slope_per_minute = 30000000.0
 query = 'sum(process_resident_memory_bytes{{{sel}}})'
-window = "10s"
-min_samples = 7
+# 20 points: Mann-Kendall ranks cap what 10 can show (z 4.0 for 10 points in order), and with
+# the degrees of freedom a possibly correlated window keeps (issue 18), a leak whose points
+# jitter around its line is not significant at 99% on 10 of them.
+window = "20s"
+min_samples = 10
 group = "saturation"
 action = "pause"
 
