@@ -18,3 +18,4 @@ mod export_cli;
 mod judge_cli;
 mod replay_cli;
 mod replay_windows;
+mod shipped_checkout;

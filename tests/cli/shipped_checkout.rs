@@ -1,0 +1,117 @@
+//! The shipped `rules/checkout-api.toml` replayed on flat healthy data with the canary's p99
+//! changed around 10:13: its `p99-critical` says "p99 above 500 ms for 2 minutes", and that is
+//! what must roll back. It read the window's `max` with `for = "2m"`, so two 30-second spikes
+//! two minutes apart (one in each of two analyses' windows) rolled a healthy canary back: the
+//! whole-rollout benchmark's healthy checkout-api canaries, whose p99 has a GC spike now and
+//! then, were rolled back 8.7-14.3% of the time by this check alone (issue 19 point 5).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// 2026-03-01T10:00:00Z.
+const START: i64 = 1_772_359_200;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "canaryd-shipped-{tag}-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A small deterministic wobble so that no series is constant.
+fn wobble(t: i64) -> f64 {
+    1.0 + 0.02 * ((t / 30) % 5) as f64 / 4.0
+}
+
+fn write_values(dir: &Path, check: &str, value: impl Fn(&str, i64) -> f64) {
+    for side in ["baseline", "canary"] {
+        let mut csv = String::from("timestamp,value\n");
+        for t in (START - 3600..=START + 3600).step_by(30) {
+            csv.push_str(&format!("{t},{}\n", value(side, t)));
+        }
+        std::fs::write(dir.join(format!("{check}.{side}.csv")), csv).unwrap();
+    }
+}
+
+fn write_counts(dir: &Path, check: &str) {
+    for side in ["baseline", "canary"] {
+        let mut csv = String::from("timestamp,errors,total\n");
+        for t in (START - 3600..=START + 3600).step_by(30) {
+            csv.push_str(&format!("{t},0,2000\n"));
+        }
+        std::fs::write(dir.join(format!("{check}.{side}.csv")), csv).unwrap();
+    }
+}
+
+/// Replay the shipped rule from 10:00 with the canary's p99 at 0.9 s at the instants for which
+/// `high` is true (every other series flat and healthy); the JSON answer.
+fn replay(tag: &str, high: impl Fn(i64) -> bool) -> Value {
+    let dir = temp_dir(tag);
+    let rule = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/checkout-api.toml");
+    let p99 = |side: &str, t: i64| {
+        if side == "canary" && high(t) {
+            0.9
+        } else {
+            0.2 * wobble(t)
+        }
+    };
+    write_values(&dir, "p99-critical", p99);
+    write_values(&dir, "p99-vs-baseline", p99);
+    write_values(&dir, "p95-warning", |_, t| 0.15 * wobble(t));
+    write_values(&dir, "memory-vs-baseline", |_, t| 4.0e8 * wobble(t));
+    write_values(&dir, "queue-depth-growth", |_, t| 100.0 * wobble(t));
+    for check in [
+        "error-rate-vs-baseline",
+        "error-rate-critical",
+        "5xx-critical",
+        "error-rate-warning",
+    ] {
+        write_counts(&dir, check);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .args(["replay", "--rule", rule.to_str().unwrap(), "--data"])
+        .arg(&dir)
+        .args(["--start", "2026-03-01T10:00:00Z", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn rollback(answer: &Value) -> Option<&Value> {
+    answer["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["action"] == "rolled-back")
+}
+
+#[test]
+fn two_brief_spikes_two_minutes_apart_do_not_roll_back() {
+    // 10:13:00 lies in the window (10:12, 10:14], 10:15:00 in (10:14, 10:16].
+    let answer = replay("spikes", |t| t == START + 780 || t == START + 900);
+    assert!(rollback(&answer).is_none(), "{answer:#}");
+}
+
+#[test]
+fn a_p99_above_500ms_for_three_minutes_rolls_back() {
+    // Above from 10:13:00 to 10:16:00: every analysis from 10:14 sees it.
+    let answer = replay("sustained", |t| (START + 780..=START + 960).contains(&t));
+    let r = rollback(&answer).unwrap_or_else(|| panic!("{answer:#}"));
+    assert_eq!(r["time"], "2026-03-01T10:16:00Z", "{answer:#}");
+    let checks = r["checks"].as_array().unwrap();
+    assert!(checks.iter().any(|c| c == "p99-critical"), "{answer:#}");
+}
