@@ -147,13 +147,26 @@ fn nw1994_lag(xc: &[f64]) -> usize {
 /// The automatic long-run variance of `x` (see the module doc for the recipe and its choice).
 /// At least 3 finite points that are not all equal.
 pub fn long_run(x: &[f64]) -> Result<LongRun, EstimateError> {
-    estimate(x, Removed::Mean)
+    estimate(x, x, Removed::Mean)
+}
+
+/// [`long_run`] with the AR(1) coefficient estimated on `dependence`, the same points cleaned
+/// harder of spikes (same length); everything else on `x`.
+pub fn long_run_dependence_from(x: &[f64], dependence: &[f64]) -> Result<LongRun, EstimateError> {
+    if dependence.len() != x.len() {
+        return Err(EstimateError::LengthMismatch {
+            canary: x.len(),
+            baseline: dependence.len(),
+        });
+    }
+    check_series("dependence", dependence)?;
+    estimate(x, dependence, Removed::Mean)
 }
 
 /// [`long_run`] of residuals from a fitted line: removing the slope too biases ρ̂ further down,
 /// so the bias correction is `(2 + 4ρ̂)/n` instead of `(1 + 3ρ̂)/n`.
 pub fn long_run_detrended(residuals: &[f64]) -> Result<LongRun, EstimateError> {
-    estimate(residuals, Removed::Line)
+    estimate(residuals, residuals, Removed::Line)
 }
 
 /// What was fitted to the series before its dependence is estimated.
@@ -163,7 +176,7 @@ enum Removed {
     Line,
 }
 
-fn estimate(x: &[f64], removed: Removed) -> Result<LongRun, EstimateError> {
+fn estimate(x: &[f64], dependence: &[f64], removed: Removed) -> Result<LongRun, EstimateError> {
     check_series("series", x)?;
     let n = x.len();
     let nf = n as f64;
@@ -182,9 +195,12 @@ fn estimate(x: &[f64], removed: Removed) -> Result<LongRun, EstimateError> {
     }
     // AR(1) by least squares of x_t on x_{t-1}, both centred on the whole mean; the denominator
     // is positive because a centred series that is zero but for its last point is all zero.
-    let num: f64 = xc[1..].iter().zip(&xc[..n - 1]).map(|(a, b)| a * b).sum();
-    let den: f64 = xc[..n - 1].iter().map(|b| b * b).sum();
-    let rho_hat = num / den;
+    let dc = centred(dependence);
+    let num: f64 = dc[1..].iter().zip(&dc[..n - 1]).map(|(a, b)| a * b).sum();
+    let den: f64 = dc[..n - 1].iter().map(|b| b * b).sum();
+    // A series that varies gives a positive denominator; a cleaned copy that does not gives none,
+    // and then no dependence is read from it.
+    let rho_hat = if den > 0.0 { num / den } else { 0.0 };
     let bias = match removed {
         Removed::Mean => 1.0 + 3.0 * rho_hat,
         Removed::Line => 2.0 + 4.0 * rho_hat,

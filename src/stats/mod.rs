@@ -44,8 +44,8 @@ pub use estimate::{EstimateError, MeanEstimate, Tolerance, difference};
 pub use fisher::{FisherExact, fisher_exact};
 pub use hodges_lehmann::{ShiftEstimate, hodges_lehmann, hodges_lehmann_ci};
 pub use long_run::{
-    LongRun, long_run, long_run_detrended, newey_west, newey_west_1994_lag, paired_difference,
-    unpaired_difference,
+    LongRun, long_run, long_run_dependence_from, long_run_detrended, newey_west,
+    newey_west_1994_lag, paired_difference, unpaired_difference,
 };
 pub use mann_kendall::{MannKendall, mann_kendall};
 pub use mann_whitney::{MannWhitney, MwMethod, mann_whitney_u};

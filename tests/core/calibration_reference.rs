@@ -71,6 +71,10 @@ fn compute(case: &Value) -> Result<Vec<(&'static str, f64)>, EstimateError> {
         )],
         "long_run" => long_run_fields(&stats::long_run(&floats(case, "x"))?),
         "long_run_detrended" => long_run_fields(&stats::long_run_detrended(&floats(case, "x"))?),
+        "long_run_dependence_from" => long_run_fields(&stats::long_run_dependence_from(
+            &floats(case, "x"),
+            &floats(case, "dependence"),
+        )?),
         "paired_difference" => long_run_fields(&stats::paired_difference(
             &floats(case, "canary"),
             &floats(case, "baseline"),
@@ -201,7 +205,7 @@ fn estimators_agree_with_statsmodels() {
         mismatches.join("\n")
     );
     // Every estimator is covered, so a generator that silently drops one fails here.
-    assert_eq!(seen.len(), 14, "{seen:?}");
+    assert_eq!(seen.len(), 15, "{seen:?}");
 }
 
 mod props {

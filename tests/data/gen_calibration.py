@@ -56,7 +56,7 @@ def short_window_step(n):
     return 1.5 * min(max((60.0 - n) / 40.0, 0.0), 1.0)
 
 
-def long_run(x, line=False):
+def long_run(x, line=False, dependence=None):
     """The automatic long-run variance: AR(1) prewhitening (Andrews-Monahan 1992) with the
     Marriott-Pope bias correction ((2 + 4 rho_hat)/n for residuals of a fitted line), Newey-West
     (1994) lag on the residuals, recoloring, floored at the i.i.d. variance; effective n and
@@ -66,8 +66,10 @@ def long_run(x, line=False):
     mean = float(np.mean(x))
     xc = x - mean
     variance = float(np.var(x, ddof=1))
-    # AR(1) coefficient: OLS of x_t on x_{t-1}, both centred on the full mean, no constant.
-    rho_hat = float(sm.OLS(xc[1:], xc[:-1]).fit().params[0])
+    # AR(1) coefficient: OLS of x_t on x_{t-1}, both centred on the full mean, no constant
+    # (of the cleaner copy `dependence` when given).
+    dc = xc if dependence is None else np.asarray(dependence, dtype=float) - np.mean(dependence)
+    rho_hat = float(sm.OLS(dc[1:], dc[:-1]).fit().params[0])
     bias = (2.0 + 4.0 * rho_hat) if line else (1.0 + 3.0 * rho_hat)
     rho = rho_hat + bias / n
     rho = min(max(rho, -RHO_CLAMP), RHO_CLAMP)
@@ -174,6 +176,24 @@ def main():
         slope, intercept = np.polyfit(t, y, 1)
         r = [float(v) for v in y - (intercept + slope * t)]
         cases.append({"test": "long_run_detrended", "x": r, "expected": long_run(r, line=True)})
+
+    # The correlation read from a copy cleaned harder of spikes (the relative check's spiky
+    # windows): 2.5 normal-consistent MADs, the replaced points the mean of their clean neighbours.
+    for n, rho in ((30, 0.7), (40, 0.3)):
+        x = np.asarray(ar1(rng, n, rho, scale=0.1))
+        x[[5, 17]] += (1.0, -0.8)
+        med = np.median(x)
+        half = 2.5 * stats.median_abs_deviation(x, scale="normal")
+        spike = np.abs(x - med) > half
+        clean = x.copy()
+        for i in np.where(spike)[0]:
+            lo = next((x[j] for j in range(i - 1, -1, -1) if not spike[j]), None)
+            hi = next((x[j] for j in range(i + 1, n) if not spike[j]), None)
+            near = [v for v in (lo, hi) if v is not None]
+            clean[i] = sum(near) / len(near)
+        xs, cs = [float(v) for v in x], [float(v) for v in clean]
+        cases.append({"test": "long_run_dependence_from", "x": xs, "dependence": cs,
+                      "expected": long_run(xs, dependence=cs)})
 
     # Paired difference: per-step differences of two series sharing a load wave.
     for n, rho in ((10, 0.3), (30, 0.7), (45, 0.5)):
@@ -323,6 +343,8 @@ def main():
                         "dependence_df = clamp(n(1-rho_up)/(4 rho_up), 1, n-1)",
             "long_run_detrended": "long_run with the bias correction (2 + 4 rho_hat)/n, on "
                                   "residuals of np.polyfit(t, y, 1)",
+            "long_run_dependence_from": "long_run of x with rho_hat from the OLS on `dependence` "
+                                        "(x despiked at 2.5 MADs) centred on its own mean",
             "paired_difference": "long_run of canary - baseline per step",
             "unpaired_difference": "each side's long_run; estimate and variance add; df = "
                                    "(v_c + v_b)^2 / (v_c^2/df_c + v_b^2/df_b)",
