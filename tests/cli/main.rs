@@ -17,5 +17,6 @@ mod cli_faces;
 mod export_cli;
 mod judge_cli;
 mod replay_cli;
+mod replay_support;
 mod replay_windows;
 mod shipped_checkout;

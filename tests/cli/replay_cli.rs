@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
+use crate::replay_support::temp_dir;
+
 /// 2026-03-01T10:00:00Z: the run starts here.
 const START: i64 = 1_772_359_200;
 
@@ -37,18 +39,6 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!(
-        "canaryd-replay-{tag}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A small deterministic noise in [-1, 1).
 struct Noise(u64);
 
@@ -66,7 +56,7 @@ impl Noise {
 /// 200 ms on both sides (1% noise), 1,000 requests a minute with 5 errors; from
 /// `errors_from` on, the canary's minutes have 200 errors.
 fn record(tag: &str, errors_from: Option<i64>) -> PathBuf {
-    let dir = temp_dir(tag);
+    let dir = temp_dir("replay", tag);
     let times: Vec<i64> = (-90..=180).map(|s| START + 10 * s).collect();
     for (side, seed) in [("baseline", 1), ("canary", 2)] {
         let mut noise = Noise(seed);

@@ -5,10 +5,9 @@
 //! healthy canary back on one point (the shipped `checkout-api`'s `p99-critical`, issue 19's
 //! whole-rollout benchmark: most healthy rollouts rolled back).
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use serde_json::Value;
+
+use crate::replay_support::{replay_json, temp_dir};
 
 /// 2026-03-01T10:00:00Z.
 const START: i64 = 1_772_359_200;
@@ -50,22 +49,10 @@ action = "rollback"
 for = "2m"
 "#;
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!(
-        "canaryd-windows-{tag}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Replay a p99 of 0.2 s every 30 s from 10:00 to 10:30 with the values at `spikes` (unix
 /// seconds) at 0.9 s; the JSON answer.
 fn replay(tag: &str, spikes: &[i64]) -> Value {
-    let dir = temp_dir(tag);
+    let dir = temp_dir("windows", tag);
     std::fs::write(dir.join("spiky.toml"), RULE).unwrap();
     for side in ["baseline", "canary"] {
         let mut csv = String::from("timestamp,value\n");
@@ -79,20 +66,7 @@ fn replay(tag: &str, spikes: &[i64]) -> Value {
         }
         std::fs::write(dir.join(format!("p99-critical.{side}.csv")), csv).unwrap();
     }
-    let rule = dir.join("spiky.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_canaryd"))
-        .args(["replay", "--rule", rule.to_str().unwrap(), "--data"])
-        .arg(&dir)
-        .args(["--start", "2026-03-01T10:00:00Z", "--output", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    replay_json(&dir.join("spiky.toml"), &dir, "2026-03-01T10:00:00Z")
 }
 
 #[test]

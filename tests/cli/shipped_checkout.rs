@@ -5,25 +5,14 @@
 //! whole-rollout benchmark's healthy checkout-api canaries, whose p99 has a GC spike now and
 //! then, were rolled back 8.7-14.3% of the time by this check alone (issue 19 point 5).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::Value;
 
+use crate::replay_support::{replay_json, temp_dir};
+
 /// 2026-03-01T10:00:00Z.
 const START: i64 = 1_772_359_200;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!(
-        "canaryd-shipped-{tag}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A small deterministic wobble so that no series is constant.
 fn wobble(t: i64) -> f64 {
@@ -53,7 +42,7 @@ fn write_counts(dir: &Path, check: &str) {
 /// Replay the shipped rule from 10:00 with the canary's p99 at 0.9 s at the instants for which
 /// `high` is true (every other series flat and healthy); the JSON answer.
 fn replay(tag: &str, high: impl Fn(i64) -> bool) -> Value {
-    let dir = temp_dir(tag);
+    let dir = temp_dir("shipped", tag);
     let rule = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/checkout-api.toml");
     let p99 = |side: &str, t: i64| {
         if side == "canary" && high(t) {
@@ -75,20 +64,9 @@ fn replay(tag: &str, high: impl Fn(i64) -> bool) -> Value {
     ] {
         write_counts(&dir, check);
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_canaryd"))
-        .args(["replay", "--rule", rule.to_str().unwrap(), "--data"])
-        .arg(&dir)
-        .args(["--start", "2026-03-01T10:00:00Z", "--output", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let answer = replay_json(&rule, &dir, "2026-03-01T10:00:00Z");
     let _ = std::fs::remove_dir_all(&dir);
-    serde_json::from_slice(&out.stdout).unwrap()
+    answer
 }
 
 fn rollback(answer: &Value) -> Option<&Value> {

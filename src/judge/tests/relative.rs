@@ -315,6 +315,28 @@ fn healthy_ar1(
     (SideData::Values(b), SideData::Values(c))
 }
 
+/// How many of `trials` healthy AR(1) canaries ([`healthy_ar1`]) a zero-tolerance relative
+/// check fails.
+fn healthy_fails(
+    rng: &mut Rng,
+    (n, rho): (usize, f64),
+    sigmas: (f64, f64),
+    spikes: f64,
+    trials: usize,
+) -> usize {
+    let s = spec(
+        CheckKind::Relative { tolerance: 0.0 },
+        Direction::HigherIsWorse,
+        5,
+    );
+    (0..trials)
+        .filter(|_| {
+            let (b, c) = healthy_ar1(rng, n, rho, sigmas, spikes);
+            judge_check(&s, &b, &c).verdict == Verdict::Fail
+        })
+        .count()
+}
+
 /// Issue 18 point 1: at confidence 0.99 a healthy canary fails a directional check at most
 /// 0.5% of the time, also when consecutive minutes are correlated. Before, Wilcoxon's test
 /// counted 30 correlated minutes as 30 independent ones and failed ρ = 0.7 about 14% of the
@@ -322,11 +344,6 @@ fn healthy_ar1(
 /// rates, so the test is deterministic and still tells the two apart.
 #[test]
 fn healthy_correlated_minutes_rarely_fail() {
-    let s = spec(
-        CheckKind::Relative { tolerance: 0.0 },
-        Direction::HigherIsWorse,
-        5,
-    );
     // (n, rho, sigmas, spike probability)
     let shapes = [
         (30, 0.7, (0.1, 0.1), 0.0),
@@ -337,16 +354,10 @@ fn healthy_correlated_minutes_rarely_fail() {
     ];
     let mut rng = Rng(18);
     for (n, rho, sigmas, spikes) in shapes {
-        let trials = 300;
-        let fails = (0..trials)
-            .filter(|_| {
-                let (b, c) = healthy_ar1(&mut rng, n, rho, sigmas, spikes);
-                judge_check(&s, &b, &c).verdict == Verdict::Fail
-            })
-            .count();
+        let fails = healthy_fails(&mut rng, (n, rho), sigmas, spikes, 300);
         assert!(
             fails <= 6,
-            "n {n}, rho {rho}, sigmas {sigmas:?}, spikes {spikes}: {fails} of {trials} failed"
+            "n {n}, rho {rho}, sigmas {sigmas:?}, spikes {spikes}: {fails} of 300 failed"
         );
     }
 }
@@ -356,21 +367,10 @@ fn healthy_correlated_minutes_rarely_fail() {
 /// understates how far it falls short in short windows). Held to at most 1.2% each on 2,000.
 #[test]
 fn short_correlated_windows_rarely_fail() {
-    let s = spec(
-        CheckKind::Relative { tolerance: 0.0 },
-        Direction::HigherIsWorse,
-        5,
-    );
     let mut rng = Rng(1810);
-    for (n, rho) in [(10, 0.8), (15, 0.8), (20, 0.7)] {
-        let trials = 2000;
-        let fails = (0..trials)
-            .filter(|_| {
-                let (b, c) = healthy_ar1(&mut rng, n, rho, (0.1, 0.1), 0.0);
-                judge_check(&s, &b, &c).verdict == Verdict::Fail
-            })
-            .count();
-        assert!(fails <= 24, "n {n}, rho {rho}: {fails} of {trials} failed");
+    for shape in [(10, 0.8), (15, 0.8), (20, 0.7)] {
+        let fails = healthy_fails(&mut rng, shape, (0.1, 0.1), 0.0, 2000);
+        assert!(fails <= 24, "{shape:?}: {fails} of 2000 failed");
     }
 }
 
@@ -381,20 +381,8 @@ fn short_correlated_windows_rarely_fail() {
 /// correlation of a spiky window read from a copy cleaned at 2.5 MADs, 195 (0.98%).
 #[test]
 fn heavy_tailed_correlated_minutes_hold_their_level() {
-    let s = spec(
-        CheckKind::Relative { tolerance: 0.0 },
-        Direction::HigherIsWorse,
-        5,
-    );
-    let mut rng = Rng(1870);
-    let trials = 20_000;
-    let fails = (0..trials)
-        .filter(|_| {
-            let (b, c) = healthy_ar1(&mut rng, 30, 0.7, (0.1, 0.1), 0.05);
-            judge_check(&s, &b, &c).verdict == Verdict::Fail
-        })
-        .count();
-    assert!(fails <= 210, "{fails} of {trials} failed");
+    let fails = healthy_fails(&mut Rng(1870), (30, 0.7), (0.1, 0.1), 0.05, 20_000);
+    assert!(fails <= 210, "{fails} of 20000 failed");
 }
 
 /// Issue 18 point 3: 7 points of a canary 40% slower could not fail (the smallest exact
