@@ -11,8 +11,9 @@
 //! variance of Kendall's S is multiplied by `n / n*`, the ratio of the long-run variance to the
 //! variance of the detrended series (here of the ranks of the residuals from the Theil-Sen line,
 //! so spikes weigh as ranks do), estimated by [`crate::stats::long_run_detrended`] as the
-//! relative check's is, with the bias correction of a fitted line: the z statistic is divided by its square root and referred to Student's t at the long-run
-//! degrees of freedom, and Sen's interval is widened to the same standard.
+//! relative check's is, with the bias correction of a fitted line: the z statistic is divided
+//! by its square root and referred to Student's t at the long-run degrees of freedom, and Sen's
+//! interval is widened to the same standard.
 
 use super::decision::{decide, not_shown_sentence};
 use super::summary::{

@@ -32,8 +32,8 @@
 //! `2(1+ρ)/(n(1-ρ))` (the delta method's at ρ̂, which held the level too but caught +10% at
 //! ρ = 0 and 30 points 45% of the time instead of 52%), the step by `python3
 //! bench/longrun_tradeoff.py`, which also shows the price: no step that holds 1% at ρ 0.8 comes
-//! near a test that knows ρ and σ (+10% at 30 points, ρ 0: about 50% against 87%; the i.i.d.
-//! t-test's 82% comes with 2.8% false alarms at ρ 0.3 and 20% at ρ 0.8). The detection
+//! near a test that knows ρ and σ (+10% at 30 points, ρ 0: about 51% against 87%; the i.i.d.
+//! t-test's 81% comes with 2.7% false alarms at ρ 0.3 and 20% at ρ 0.8). The detection
 //! benchmark (`cargo bench --bench detection --profile dev -- --table shapes`) measures the
 //! judge built on it, with spikes, heavy tails and unequal variances.
 
@@ -193,13 +193,13 @@ fn estimate(x: &[f64], dependence: &[f64], removed: Removed) -> Result<LongRun, 
         // underflow.
         return Err(EstimateError::NoVariation { what: "series" });
     }
-    // AR(1) by least squares of x_t on x_{t-1}, both centred on the whole mean; the denominator
-    // is positive because a centred series that is zero but for its last point is all zero.
+    // AR(1) by least squares of d_t on d_{t-1} (`d` the series or its cleaned copy), both centred
+    // on the whole mean. A series that varies gives a positive denominator (a centred series that
+    // is zero but for its last point is all zero); a copy that does not gives none, and then no
+    // dependence is read from it.
     let dc = centred(dependence);
     let num: f64 = dc[1..].iter().zip(&dc[..n - 1]).map(|(a, b)| a * b).sum();
     let den: f64 = dc[..n - 1].iter().map(|b| b * b).sum();
-    // A series that varies gives a positive denominator; a cleaned copy that does not gives none,
-    // and then no dependence is read from it.
     let rho_hat = if den > 0.0 { num / den } else { 0.0 };
     let bias = match removed {
         Removed::Mean => 1.0 + 3.0 * rho_hat,
@@ -225,8 +225,8 @@ fn estimate(x: &[f64], dependence: &[f64], removed: Removed) -> Result<LongRun, 
     // at a ρ that likely covers it.
     let se = ((1.0 - rho * rho).max(0.0) / nf).sqrt();
     let rho_up = (rho.max(0.0) + short_window_step(n) * se).min(RHO_CLAMP);
-    let dependence = 4.0 * rho_up / (nf * (1.0 - rho_up));
-    let inverse = dependence + (lag + 1) as f64 / (1.5 * nf);
+    let factor_term = 4.0 * rho_up / (nf * (1.0 - rho_up));
+    let inverse = factor_term + (lag + 1) as f64 / (1.5 * nf);
     Ok(LongRun {
         n,
         mean: m,
@@ -236,7 +236,7 @@ fn estimate(x: &[f64], dependence: &[f64], removed: Removed) -> Result<LongRun, 
         long_run_variance,
         effective_n: (nf * (variance / long_run_variance)).min(nf),
         df: (1.0 / inverse).min(nf - 1.0).max(1.0),
-        dependence_df: (1.0 / dependence).min(nf - 1.0).max(1.0),
+        dependence_df: (1.0 / factor_term).min(nf - 1.0).max(1.0),
     })
 }
 
