@@ -171,12 +171,12 @@ fn robust_mean(x: &[f64]) -> Result<(MeanEstimate, String), StatsError> {
     // correlation down, shrinking the long-run variance (ρ 0.7 with 5% Pareto spikes: 1.06-1.15%
     // of healthy canaries failed at the one-sided 0.5%). The correlation of such a window is read
     // from a copy cleaned at `DEPENDENCE_MADS`; a window without spikes keeps its own.
-    let dependence = if w != x {
-        despike(x, DEPENDENCE_MADS)?
+    let cleaner = if w != x {
+        Some(despike(x, DEPENDENCE_MADS)?)
     } else {
-        w.clone()
+        None
     };
-    match long_run_dependence_from(&w, &dependence) {
+    match long_run_dependence_from(&w, cleaner.as_deref().unwrap_or(&w)) {
         Ok(lr) => {
             let how = format!(
                 "lag-1 correlation {:.2}, worth {:.1} of {} points, {:.1} df",
