@@ -207,12 +207,18 @@ mod tests {
                 "[[checks]]\nname = \"c{i}\"\nkind = \"{kind}\"\n{param}\n{query}\nwindow = \"5m\"\n"
             );
         }
-        let known = crate::rules::KnownNames::any();
-        let (rule, warnings) =
-            crate::rules::parse_rule_with_warnings(Path::new("r.toml"), &text, &known);
-        rule.unwrap();
+        let warnings = warnings_of(&text);
         assert!(warnings.len() <= 1);
-        warnings.first().map(ToString::to_string)
+        warnings.into_iter().next()
+    }
+
+    /// The warnings `check` gives for a rule file `r.toml` holding `text` (which must parse).
+    fn warnings_of(text: &str) -> Vec<String> {
+        let known = crate::rules::KnownNames::any();
+        let (parsed, warnings) =
+            crate::rules::parse_rule_with_warnings(Path::new("r.toml"), text, &known);
+        parsed.unwrap();
+        warnings.iter().map(ToString::to_string).collect()
     }
 
     #[test]
@@ -227,14 +233,7 @@ mod tests {
                  window = \"5m\"\n{extra}"
             )
         };
-        let warnings = |text: String| {
-            let known = crate::rules::KnownNames::any();
-            let (parsed, warnings) =
-                crate::rules::parse_rule_with_warnings(Path::new("r.toml"), &text, &known);
-            parsed.unwrap();
-            warnings.iter().map(ToString::to_string).collect::<Vec<_>>()
-        };
-        let found = warnings(rule("0.005", "min_samples = 100\n"));
+        let found = warnings_of(&rule("0.005", "min_samples = 100\n"));
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
             found[0].starts_with("r.toml:14:1: warning: `errors`"),
@@ -252,7 +251,7 @@ mod tests {
             ("0.01", "min_samples = 100\n"),
         ] {
             assert_eq!(
-                warnings(rule(threshold, extra)),
+                warnings_of(&rule(threshold, extra)),
                 Vec::<String>::new(),
                 "{extra}"
             );
@@ -287,21 +286,14 @@ mod tests {
                  query = 'q{{v=\"{{{{side}}}}\"}}'\nwindow = \"5m\"\n{sustain}\n"
             )
         };
-        let warnings = |text: String| {
-            let known = crate::rules::KnownNames::any();
-            let (parsed, warnings) =
-                crate::rules::parse_rule_with_warnings(Path::new("r.toml"), &text, &known);
-            parsed.unwrap();
-            warnings.iter().map(ToString::to_string).collect::<Vec<_>>()
-        };
-        let found = warnings(rule("relative", "tolerance = 0.1", "consecutive = 2"));
+        let found = warnings_of(&rule("relative", "tolerance = 0.1", "consecutive = 2"));
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
             found[0].starts_with("r.toml:20:15: warning: `consecutive` has no effect on `c`"),
             "{found:?}"
         );
         assert!(found[0].contains("remove `consecutive`"), "{found:?}");
-        let found = warnings(rule("relative", "tolerance = 0.1", "for = \"15m\""));
+        let found = warnings_of(&rule("relative", "tolerance = 0.1", "for = \"15m\""));
         assert!(found[0].contains("`for` has no effect on `c`"), "{found:?}");
         // An absolute threshold keeps its `for`; a two-sided relative check is not staged.
         for (kind, param) in [
@@ -311,7 +303,7 @@ mod tests {
                 "tolerance = 0.1\ndirection = \"either\"\ndry_run = true",
             ),
         ] {
-            let quiet = warnings(rule(kind, param, "for = \"5m\""));
+            let quiet = warnings_of(&rule(kind, param, "for = \"5m\""));
             assert!(
                 quiet.iter().all(|w| !w.contains("has no effect")),
                 "{kind}: {quiet:?}"
