@@ -1,17 +1,16 @@
 //! Which evidence an analysis reads (issue 19 point 1): a check's fixed window, or for a staged
 //! check (`judge::staged_supports`) every point since its stage's warm-up ended, judged with
 //! the anytime-valid bounds at half the stage's share of the check's significance (an error
-//! rate's window scan spends the other half over the stage's looks: docs/sequential.md). It owns the span
-//! each check is queried over, the stage's share of α, the staged and scan specs the judge is
-//! given; it asks nothing and decides nothing itself.
+//! rate's window scan spends the other half over the stage's looks: docs/sequential.md). It
+//! owns the span each check is queried over, the stage's share of α, the staged and scan specs
+//! the judge is given; it asks nothing and decides nothing itself.
 //!
 //! **The span.** A staged check is queried from the end of its stage's warm-up to now: points from
 //! an earlier stage or weight never count for this one, so the rule's `window` is not a
 //! look-back for it (a look-back reaching over the stage's start would earn passes at 25% on data
 //! from 10%, the bug of issue 19). The window is what the scan reads (the stage's latest points)
 //! and how long the machine waits before a thin check is a lack of data; the stage's bound needs
-//! at least `stats::MIN_POINTS` points. A stage
-//! longer than [`MAX_POINTS`] steps reads only its last [`MAX_POINTS`] steps (Prometheus answers
+//! at least `stats::MIN_POINTS` points. A stage longer than [`MAX_POINTS`] steps reads only its last [`MAX_POINTS`] steps (Prometheus answers
 //! at most 11,000 points per series): the bound then is that of the latest part of the stage,
 //! still valid at every look because it is a function of the points it reads; summaries kept
 //! across analyses, asking only for what is new, are the next step.
@@ -155,9 +154,7 @@ impl EvidenceSpan {
             alpha,
         })
     }
-}
 
-impl EvidenceSpan {
     /// After the family-wise correction, for the staged checks of `rule` (`results` and `sides`
     /// in its checks' order, `None` where the answers were refused): Holm's "not shown" is the
     /// stage's evidence still accruing (the next analysis may show it), and an error rate whose
