@@ -10,8 +10,9 @@
 //! look-back for it (a look-back reaching over the stage's start would earn passes at 25% on data
 //! from 10%, the bug of issue 19). The window is what the scan reads (the stage's latest points)
 //! and how long the machine waits before a thin check is a lack of data; the stage's bound needs
-//! at least `stats::MIN_POINTS` points. A stage longer than [`MAX_POINTS`] steps reads only its last [`MAX_POINTS`] steps (Prometheus answers
-//! at most 11,000 points per series): the bound then is that of the latest part of the stage,
+//! at least `stats::MIN_POINTS` points. A stage longer than [`MAX_POINTS`] steps reads only its
+//! last [`MAX_POINTS`] steps (Prometheus answers at most 11,000 points per series): the bound
+//! then is that of the latest part of the stage,
 //! still valid at every look because it is a function of the points it reads; summaries kept
 //! across analyses, asking only for what is new, are the next step.
 
