@@ -160,6 +160,7 @@ fn simulate(
                 outcome: "pass".into(),
                 score: Some(1.0),
                 evidence: evidence(&mut rng),
+                kept: Vec::new(),
             });
             store.commit_step(&step).expect("commit");
             written += 1;

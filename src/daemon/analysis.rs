@@ -30,10 +30,12 @@ mod answers;
 mod answers_tests;
 #[cfg(test)]
 mod dry_run_tests;
+pub mod kept;
 mod stage;
 #[cfg(test)]
 mod stage_tests;
 
+pub use kept::Kept;
 pub use stage::{EvidenceSpan, MAX_POINTS};
 
 /// What one analysis produced.
@@ -45,6 +47,59 @@ pub struct Analysed {
     pub record: NewAnalysis,
     /// Every check's result, for the evidence table of notifications.
     pub results: Vec<CheckResult>,
+    /// The staged queries' answers so far, for the stage's next analysis (also in `record`).
+    pub kept: Vec<Kept>,
+}
+
+/// Where one query of an analysis starts, and what it resumes from.
+struct QueryPlan<'a> {
+    /// Where it would start without a kept answer.
+    start: DateTime<Utc>,
+    /// For a staged query: its stage's evidence start and step, to keep its answer.
+    stage: Option<(DateTime<Utc>, std::time::Duration)>,
+    /// A kept answer it resumes from, and where.
+    resumed: Option<(DateTime<Utc>, &'a Kept)>,
+}
+
+impl<'a> QueryPlan<'a> {
+    fn of(
+        check: &crate::rules::CheckRule,
+        text: &str,
+        span: EvidenceSpan,
+        now: DateTime<Utc>,
+        kept: &'a [Kept],
+    ) -> Self {
+        let start = span.start(check, now);
+        let stage = match span {
+            EvidenceSpan::Stage { from, .. } if span.stages(check) => Some((from, check.step)),
+            _ => None,
+        };
+        let resumed =
+            stage.and_then(|(from, step)| kept::resume(kept, text, step, from, start, now));
+        QueryPlan {
+            start,
+            stage,
+            resumed,
+        }
+    }
+
+    fn asked_from(&self) -> DateTime<Utc> {
+        self.resumed.map_or(self.start, |(at, _)| at)
+    }
+
+    /// Completes a resumed answer with its kept points, and returns what a staged query keeps.
+    fn keep(&self, text: &str, answer: &mut Option<Vec<Series>>) -> Option<Kept> {
+        if let (Some((at, prior)), Some(fresh)) = (self.resumed, answer.as_mut()) {
+            *fresh = kept::merge(prior, std::mem::take(fresh), at, self.start);
+        }
+        let (from, step) = self.stage?;
+        Some(Kept {
+            query: text.to_string(),
+            step,
+            from,
+            series: answer.clone()?,
+        })
+    }
 }
 
 /// Which query of which check and side an answer belongs to.
@@ -66,12 +121,23 @@ pub async fn analyse(
     now: DateTime<Utc>,
     weight: u8,
 ) -> Result<Analysed, SourceError> {
-    analyse_over(rule, source, permits, now, weight, EvidenceSpan::Window).await
+    analyse_over(
+        rule,
+        source,
+        permits,
+        now,
+        weight,
+        EvidenceSpan::Window,
+        &[],
+    )
+    .await
 }
 
 /// [`analyse`] over `span`: with [`EvidenceSpan::Stage`], the staged checks are queried from
 /// their stage's warm-up to now and judged on that evidence with anytime-valid bounds at the
-/// stage's share of their significance (Holm over their anytime p-values); see `stage`.
+/// stage's share of their significance (Holm over their anytime p-values); see `stage`. A staged
+/// query with an answer in `kept` (the previous analysis's [`Analysed::kept`]) asks only for what
+/// is new since (`kept`).
 pub async fn analyse_over(
     rule: &RolloutRule,
     source: Arc<dyn MetricSource>,
@@ -79,6 +145,7 @@ pub async fn analyse_over(
     now: DateTime<Utc>,
     weight: u8,
     span: EvidenceSpan,
+    kept: &[Kept],
 ) -> Result<Analysed, SourceError> {
     let mut slots = Vec::new();
     for (i, check) in rule.checks.iter().enumerate() {
@@ -96,12 +163,22 @@ pub async fn analyse_over(
             }
         }
     }
+    let slot_texts: Vec<String> = slots
+        .iter()
+        .map(|slot| rule.checks[slot.check].render_part(&rule.sides, slot.side, slot.part))
+        .collect();
+    // Where each query starts: a staged one resumes from the answer its stage kept (`kept`).
+    let plans: Vec<QueryPlan> = slots
+        .iter()
+        .zip(&slot_texts)
+        .map(|(slot, text)| QueryPlan::of(&rule.checks[slot.check], text, span, now, kept))
+        .collect();
     // The queries that share a start and a step are asked together (one request to Prometheus:
     // `MetricSource::query_range_many`); a rule's checks usually all do.
     let mut groups: Vec<(DateTime<Utc>, std::time::Duration, Vec<usize>)> = Vec::new();
     for (index, slot) in slots.iter().enumerate() {
         let check = &rule.checks[slot.check];
-        let start = span.start(check, now);
+        let start = plans[index].asked_from();
         match groups
             .iter_mut()
             .find(|(from, step, _)| *from == start && *step == check.step)
@@ -128,16 +205,7 @@ pub async fn analyse_over(
     };
     let texts: Vec<Vec<String>> = groups
         .iter()
-        .map(|(_, _, members)| {
-            members
-                .iter()
-                .map(|&index| {
-                    let slot = slots[index];
-                    let check = &rule.checks[slot.check];
-                    check.render_part(&rule.sides, slot.side, slot.part)
-                })
-                .collect()
-        })
+        .map(|(_, _, members)| members.iter().map(|&i| slot_texts[i].clone()).collect())
         .collect();
     for (group, texts) in texts.into_iter().enumerate() {
         // The semaphore is never closed, so acquiring only waits.
@@ -162,6 +230,14 @@ pub async fn analyse_over(
         // Dropping the set on an error aborts the requests still in flight.
         take(done, answer, &mut answers)?;
     }
+    let kept = plans.iter().zip(&slot_texts).zip(&mut answers);
+    let kept = kept.filter_map(|((plan, text), answer)| plan.keep(text, answer));
+    let kept: Vec<Kept> = kept.fold(Vec::new(), |mut all, k| {
+        if !all.iter().any(|a| a.query == k.query && a.step == k.step) {
+            all.push(k);
+        }
+        all
+    });
     let mut data = |check: usize, side: Side, part: usize| -> Vec<Series> {
         slots
             .iter()
@@ -244,6 +320,8 @@ pub async fn analyse_over(
     for (outcome, check) in analysed.report.checks.iter_mut().zip(&rule.checks) {
         outcome.settled = span.stages(check);
     }
+    analysed.record.kept = kept.iter().map(Kept::to_record).collect();
+    analysed.kept = kept;
     Ok(analysed)
 }
 
@@ -431,8 +509,10 @@ pub fn describe(rule: &RolloutRule, results: &[CheckResult], series: &[ChartSeri
                 score: &score,
                 series,
             }),
+            kept: Vec::new(),
         },
         results: results.to_vec(),
+        kept: Vec::new(),
     }
 }
 

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Shared;
-use super::analysis::{EvidenceSpan, analyse_over};
+use super::analysis::{EvidenceSpan, Kept, analyse_over};
 use super::command::CommandError;
 pub use super::mailbox::Msg;
 use super::status::RolloutStatus;
@@ -325,6 +325,7 @@ impl Runner {
         let rule = self.rule_for_run();
         // The stage's evidence since its warm-up (issue 19): see `analysis::stage`.
         let span = EvidenceSpan::of_rollout(&rule, &self.state, started);
+        let kept = self.kept_answers(&rule, span).await;
         let analysed = analyse_over(
             &rule,
             source,
@@ -332,10 +333,35 @@ impl Runner {
             started,
             self.state.weight,
             span,
+            &kept,
         )
         .await;
         self.analysed(analysed).await;
         self.turn = None;
+    }
+
+    /// The answers the rollout's previous analysis kept for its staged checks (`analysis::kept`),
+    /// so that this one asks the backend only for what is new. None when no check is staged; one
+    /// that cannot be read is logged and its query asks for the whole stage.
+    async fn kept_answers(&self, rule: &RolloutRule, span: EvidenceSpan) -> Vec<Kept> {
+        if !rule.checks.iter().any(|c| span.stages(c)) {
+            return Vec::new();
+        }
+        let name = self.name.clone();
+        match self.shared.store.call(move |s| s.kept_answers(&name)).await {
+            Ok(records) => records
+                .iter()
+                .filter_map(|r| {
+                    Kept::from_record(r)
+                        .inspect_err(|e| tracing::warn!(rollout = %self.name, "{e}"))
+                        .ok()
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(rollout = %self.name, error = %e, "Could not read the answers kept for this stage; asking for the whole stage.");
+                Vec::new()
+            }
+        }
     }
 
     /// The rule the current run's analyses use: a run started with another version than the

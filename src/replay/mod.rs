@@ -197,6 +197,8 @@ pub async fn replay_observed(
     let mut now = start;
     let mut next_analysis = start + chrono_of(first_delay(&rule.name, &rule.schedule, start));
     let mut last_tick: Option<DateTime<Utc>> = None;
+    // The answers the stage's analyses keep, as the daemon keeps them in its store.
+    let mut kept = Vec::new();
     loop {
         match sim.state.phase {
             Phase::Progressing { .. } => {}
@@ -232,9 +234,11 @@ pub async fn replay_observed(
                 Judging::Staged => EvidenceSpan::of_rollout(rule, &sim.state, now),
             };
             let source = Arc::clone(&source);
-            let analysed = analyse_over(rule, source, Arc::clone(&permits), now, weight, span)
+            let permits = Arc::clone(&permits);
+            let analysed = analyse_over(rule, source, permits, now, weight, span, &kept)
                 .await
                 .map_err(|source| ReplayError::Source { at: now, source })?;
+            kept = analysed.kept;
             log.push(AnalysisLine {
                 time: now,
                 stage: sim.stage_name(&sim.state),

@@ -9,7 +9,7 @@
 //! transactions every part runs in, and the store's health check. Each table has its own file,
 //! each adding methods to `Store`: `steps` (the `rollouts` table, [`Store::commit_step`] and the
 //! group commit's batch), `runs`, `history` (reading `audit` and `analyses`), `intents`,
-//! `outbox`, `incidents` and `flags`. Beside them: `offload` (the async façade, [`Store::call`]), `records`
+//! `outbox`, `incidents`, `flags` and `kept` (the answers a stage's analyses keep). Beside them: `offload` (the async façade, [`Store::call`]), `records`
 //! (the plain values handed in and out), `error` ([`StoreError`]), `schema` (migrations),
 //! `retention` (pruning old history, the incremental vacuum and the database's size), `group` (the group-commit queue), `checkpoint`, `health`, `lock` and `private` (the state
 //! directory created 0700 and the files in it 0600, whatever the umask).
@@ -74,6 +74,7 @@ mod health;
 mod history;
 mod incidents;
 mod intents;
+mod kept;
 mod lock;
 mod offload;
 mod outbox;
@@ -104,8 +105,8 @@ pub use lock::{Holder, LOCK_FILE, StateLock};
 pub use offload::ReadOnly;
 pub use records::{
     Analysis, AuditEntry, BadCursor, Committed, Cursor, Flag, IncidentStep, Intent, IntentStatus,
-    Message, MessageIncident, MessageStatus, NewAnalysis, NewAudit, NewIntent, NewMessage, NewRun,
-    OpenIncident, OutboxCounts, Page, RunRecord, Step, StoredRollout,
+    KeptAnswer, Message, MessageIncident, MessageStatus, NewAnalysis, NewAudit, NewIntent,
+    NewMessage, NewRun, OpenIncident, OutboxCounts, Page, RunRecord, Step, StoredRollout,
 };
 pub use retention::{Pruned, Retention, StoreSize};
 pub use schema::LATEST_VERSION;

@@ -107,6 +107,21 @@ pub struct NewAnalysis {
     /// Per-check evidence, as the judge produced it, already written as JSON (the daemon
     /// serialises it once, straight from its types; `serde_json::value::to_raw_value` makes one).
     pub evidence: Box<serde_json::value::RawValue>,
+    /// The answers the rollout's next analysis of the stage resumes from (`store::kept`): they
+    /// replace the ones kept before, and an analysis that keeps none clears them.
+    #[serde(skip)]
+    pub kept: Vec<KeptAnswer>,
+}
+
+/// One query's answer so far in a stage, kept for the next analysis, opaque to the store: the
+/// query's text, its step and the stage's start identify it; `data` is the answer as the
+/// daemon encoded it (`daemon::analysis::kept`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAnswer {
+    pub query: String,
+    pub step_ms: i64,
+    pub from_ms: i64,
+    pub data: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -169,6 +169,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
                CASE WHEN MAX(incident_action = 'resolve') THEN MAX(created_at) END
         FROM outbox WHERE incident_key IS NOT NULL GROUP BY incident_key;
     ",
+    // v5: the answers a stage's analyses keep for the next one (`store::kept`), so that each
+    // analysis asks the backend only for what is new, across restarts too.
+    "
+    CREATE TABLE kept_answers (
+        rollout TEXT NOT NULL,
+        query   TEXT NOT NULL,
+        step_ms INTEGER NOT NULL CHECK (step_ms > 0),
+        from_ms INTEGER NOT NULL,
+        data    BLOB NOT NULL,
+        PRIMARY KEY (rollout, query, step_ms, from_ms)
+    ) STRICT;
+    ",
 ];
 
 /// The schema version this build writes: the number of migrations.

@@ -53,6 +53,7 @@ impl Store {
             outcome: analysis.outcome.clone(),
             score: analysis.score.filter(|s| !s.is_nan()),
             evidence: analysis.evidence.get().to_string(),
+            kept: analysis.kept.clone(),
         });
         let outbox = step
             .outbox
@@ -309,6 +310,9 @@ impl Inner {
             ),
             None => None,
         };
+        if let Some(analysis) = &job.analysis {
+            self.replace_kept(tx, OP, &job.rollout, &analysis.kept)?;
+        }
 
         Ok(Committed {
             audit_ids,
@@ -361,4 +365,5 @@ pub(super) struct AnalysisJob {
     /// `None` for no score or NaN.
     pub(super) score: Option<f64>,
     pub(super) evidence: String,
+    pub(super) kept: Vec<super::KeptAnswer>,
 }

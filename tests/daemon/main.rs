@@ -26,6 +26,7 @@ mod daemon_faults;
 mod daemon_rollout;
 mod daemon_safety;
 mod incidents;
+mod kept_answers;
 mod rule_files;
 mod secrets;
 mod store_signals;

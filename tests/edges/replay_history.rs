@@ -157,3 +157,60 @@ fn a_replay_over_prometheus_history_decides_as_the_daemon_would() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 19 point 1 against the real Prometheus: a stage's analyses that resume from what the
+/// previous one kept (asking only for the last minutes) judge exactly what analyses re-reading
+/// the whole stage judge, minute after minute through the canary's error jump: Prometheus
+/// evaluates the resumed queries at the same instants of the stage's grid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_reads_of_prometheus_judge_what_whole_reads_judge() {
+    use canaryd::daemon::analysis::{EvidenceSpan, Kept, analyse_over};
+    use canaryd::source::{MetricSource, PrometheusConfig, PrometheusSource};
+    use chrono::DateTime;
+    use std::sync::Arc;
+
+    let prometheus =
+        tokio::task::spawn_blocking(|| Prometheus::builder().backfill(history()).start())
+            .await
+            .unwrap();
+    let dir = std::env::temp_dir().join(format!("canaryd-resumed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = rule(&dir, "canary");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let known = canaryd::rules::KnownNames::any();
+    let rule = canaryd::rules::parse_rule(std::path::Path::new(&path), &text, &known).unwrap();
+    let config = PrometheusConfig::new(prometheus.url());
+    let source: Arc<dyn MetricSource> =
+        Arc::new(PrometheusSource::new("prometheus", &config).unwrap());
+    let permits = Arc::new(tokio::sync::Semaphore::new(4));
+    let from = DateTime::from_timestamp(START, 0).unwrap();
+    let span = EvidenceSpan::of_stage(0, 3, from, std::time::Duration::ZERO).unwrap();
+    let mut kept: Vec<Kept> = Vec::new();
+    let mut verdicts = Vec::new();
+    for minute in 1..=12 {
+        let now = from + chrono::Duration::minutes(minute);
+        let analyse = |kept: &[Kept]| {
+            let (rule, source, permits) = (&rule, Arc::clone(&source), Arc::clone(&permits));
+            let kept = kept.to_vec();
+            async move {
+                analyse_over(rule, source, permits, now, 10, span, &kept)
+                    .await
+                    .unwrap()
+            }
+        };
+        let resumed = analyse(&kept).await;
+        let whole = analyse(&[]).await;
+        for (a, b) in resumed.results.iter().zip(&whole.results) {
+            assert_eq!(a.verdict, b.verdict, "{} at {now}", a.name);
+            assert_eq!(a.reason, b.reason, "{} at {now}", a.name);
+            assert_eq!(a.evidence.canary.points, b.evidence.canary.points);
+        }
+        assert_eq!(resumed.kept, whole.kept, "at {now}");
+        verdicts.push(format!("{:?}", resumed.report.overall));
+        kept = resumed.kept;
+    }
+    // The stage's evidence accrues, then the jump fails it: both kinds of look were compared.
+    assert_eq!(verdicts.first().unwrap(), "Inconclusive", "{verdicts:?}");
+    assert_eq!(verdicts.last().unwrap(), "Fail", "{verdicts:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,8 +13,8 @@
 //! at least `stats::MIN_POINTS` points. A stage longer than [`MAX_POINTS`] steps reads only its
 //! last [`MAX_POINTS`] steps (Prometheus answers at most 11,000 points per series): the bound
 //! then is that of the latest part of the stage,
-//! still valid at every look because it is a function of the points it reads; summaries kept
-//! across analyses, asking only for what is new, are the next step.
+//! still valid at every look because it is a function of the points it reads. Each analysis asks
+//! the backend only for what is new since the previous one (`kept`).
 
 use chrono::{DateTime, Utc};
 
@@ -82,8 +82,13 @@ impl EvidenceSpan {
         let window_start = (now - window + step).min(now);
         match *self {
             EvidenceSpan::Stage { from, .. } if self.stages(check) => {
+                // A long stage's latest steps, on the stage's grid: the instants its earlier
+                // analyses read (and `kept` resumes on).
                 let earliest = now - step * (MAX_POINTS as i32 - 1);
-                from.max(earliest).min(now)
+                let step_ms = step.num_milliseconds().max(1);
+                let behind = (earliest - from).num_milliseconds().max(0);
+                let skipped = (behind + step_ms - 1) / step_ms;
+                (from + chrono::Duration::milliseconds(skipped * step_ms)).min(now)
             }
             _ => window_start,
         }

@@ -63,7 +63,16 @@ step = "1m"
 /// from then on: 1000 requests a minute per side, 1% errors on the baseline, a latency of 0.2 s
 /// with a small deterministic wobble on both sides.
 fn source(switch: DateTime<Utc>, before: (f64, f64), after: (f64, f64)) -> MemorySource {
-    MemorySource::from_fn("prometheus", move |request| {
+    MemorySource::from_fn("prometheus", respond(switch, before, after))
+}
+
+/// The answers of [`source`].
+fn respond(
+    switch: DateTime<Utc>,
+    before: (f64, f64),
+    after: (f64, f64),
+) -> impl Fn(&Request) -> Result<Vec<Series>, crate::source::SourceError> + Send + Sync + 'static {
+    move |request| {
         let Request::Range {
             query,
             start,
@@ -102,13 +111,13 @@ fn source(switch: DateTime<Utc>, before: (f64, f64), after: (f64, f64)) -> Memor
             labels: Default::default(),
             points,
         }])
-    })
+    }
 }
 
 async fn staged(source: MemorySource, from: DateTime<Utc>) -> Analysed {
     let span = EvidenceSpan::of_stage(1, 2, from, std::time::Duration::ZERO).unwrap();
     let permits = Arc::new(Semaphore::new(4));
-    analyse_over(&rule(), Arc::new(source), permits, now(), 25, span)
+    analyse_over(&rule(), Arc::new(source), permits, now(), 25, span, &[])
         .await
         .unwrap()
 }
@@ -232,4 +241,114 @@ fn the_window_scan_spends_at_most_half_the_stages_share_over_all_its_looks() {
     // Outside a stage's span there is no scan, nor for a relative check.
     assert!(EvidenceSpan::Window.scan(check, now(), 2).is_none());
     assert!(span.scan(&rule.checks[1], now(), 2).is_none());
+}
+
+/// Issue 19 point 1, "the backend is asked only for what is new": the stage's first analysis asks
+/// from the stage's start; the next one, given what the first kept, asks only from three steps
+/// before the first's newest point, yet judges exactly what a whole re-read judges.
+#[tokio::test]
+async fn the_next_analysis_asks_only_for_what_is_new_and_judges_the_same() {
+    let stage_start = now() - Duration::minutes(40);
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recording = |asked: Arc<std::sync::Mutex<Vec<DateTime<Utc>>>>| {
+        let inner = respond(stage_start, (1.0, 1.0), (1.0, 1.0));
+        MemorySource::from_fn("prometheus", move |request| {
+            if let Request::Range { start, .. } = request {
+                asked.lock().unwrap().push(*start);
+            }
+            inner(request)
+        })
+    };
+    let span = EvidenceSpan::of_stage(1, 2, stage_start, std::time::Duration::ZERO).unwrap();
+    let first_at = now() - Duration::minutes(10);
+    let run = |at: DateTime<Utc>, kept: Vec<super::Kept>, asked| async move {
+        let permits = Arc::new(Semaphore::new(4));
+        let source = Arc::new(recording(asked));
+        analyse_over(&rule(), source, permits, at, 25, span, &kept)
+            .await
+            .unwrap()
+    };
+    let first = run(first_at, Vec::new(), Arc::clone(&asked)).await;
+    assert!(asked.lock().unwrap().iter().all(|s| *s == stage_start));
+    // Both staged checks' queries are kept (errors and totals, latency: per side), encoded for
+    // the store too.
+    assert_eq!(first.kept.len(), 6);
+    assert_eq!(first.record.kept.len(), 6);
+    asked.lock().unwrap().clear();
+    let next = run(now(), first.kept.clone(), Arc::clone(&asked)).await;
+    let resumed = first_at - Duration::minutes(3);
+    assert!(
+        asked.lock().unwrap().iter().all(|s| *s == resumed),
+        "{:?}",
+        asked.lock().unwrap()
+    );
+    let whole = run(now(), Vec::new(), Arc::new(Default::default())).await;
+    for check in ["latency", "errors"] {
+        let (a, b) = (verdict(&next, check), verdict(&whole, check));
+        assert_eq!(a.verdict, b.verdict, "{check}");
+        assert_eq!(a.reason, b.reason, "{check}");
+        assert_eq!(a.evidence.canary.points, 41, "{check}");
+    }
+    assert_eq!(next.kept, whole.kept);
+}
+
+/// What the backend says now about the re-asked points wins over what was kept: a late sample
+/// that changed the newest points of a rate is taken in. A kept answer of another stage is not
+/// resumed from.
+#[tokio::test]
+async fn re_asked_points_replace_the_kept_ones_and_another_stage_asks_everything() {
+    let stage_start = now() - Duration::minutes(40);
+    let span = EvidenceSpan::of_stage(1, 2, stage_start, std::time::Duration::ZERO).unwrap();
+    let first_at = now() - Duration::minutes(10);
+    let permits = || Arc::new(Semaphore::new(4));
+    let healthy = Arc::new(source(stage_start, (1.0, 1.0), (1.0, 1.0)));
+    let first = analyse_over(&rule(), healthy, permits(), first_at, 25, span, &[])
+        .await
+        .unwrap();
+    // Then the newest kept latency points turn out to be 0.9 s on the canary (late samples).
+    let base = respond(stage_start, (1.0, 1.0), (1.0, 1.0));
+    let late = MemorySource::from_fn("prometheus", move |request| {
+        let mut answer = base(request)?;
+        if request.query().starts_with("latency{version=\"new\"") {
+            for p in &mut answer[0].points {
+                if p.t >= (first_at - Duration::minutes(2)).timestamp() as f64 {
+                    p.v = 0.9;
+                }
+            }
+        }
+        Ok(answer)
+    });
+    let late = Arc::new(late);
+    let next = analyse_over(
+        &rule(),
+        late.clone(),
+        permits(),
+        now(),
+        25,
+        span,
+        &first.kept,
+    )
+    .await
+    .unwrap();
+    let canary = next
+        .kept
+        .iter()
+        .find(|k| k.query.starts_with("latency{version=\"new\""))
+        .unwrap();
+    let late_points = canary.series[0]
+        .points
+        .iter()
+        .filter(|p| p.v == 0.9)
+        .count();
+    assert_eq!(
+        late_points, 13,
+        "the two re-asked minutes before and the new ones"
+    );
+    // Another stage: its analysis asks from its own start, whatever was kept.
+    let other = EvidenceSpan::of_stage(1, 2, first_at, std::time::Duration::ZERO).unwrap();
+    let again = analyse_over(&rule(), late, permits(), now(), 25, other, &first.kept)
+        .await
+        .unwrap();
+    let latency = verdict(&again, "latency");
+    assert_eq!(latency.evidence.canary.points, 11);
 }
