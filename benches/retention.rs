@@ -160,7 +160,7 @@ fn simulate(
                 outcome: "pass".into(),
                 score: Some(1.0),
                 evidence: evidence(&mut rng),
-                kept: Vec::new(),
+                kept: None,
             });
             store.commit_step(&step).expect("commit");
             written += 1;

@@ -59,7 +59,7 @@ pub fn commit(store: &Store, seq: u64) -> Result<(), StoreError> {
         score: Some(seq as f64),
         evidence: serde_json::value::to_raw_value(&json!({ "seq": seq, "padding": padding }))
             .unwrap(),
-        kept: Vec::new(),
+        kept: None,
     });
     store.commit_step(&step).map(|_| ())
 }

@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo bench --bench rollouts --profile dev` (add `-- --trials N`, healthy rollouts per
 //! cell, default 300, degraded ones a third of that; `--threads N`, default 2; `--fresh-canary`,
-//! see below). The figures are
+//! see below; `--only TEXT`, the plans whose label contains TEXT). The figures are
 //! deterministic (fixed seeds, independent of the thread count) and do not depend on the profile.
 //!
 //! - Plans: `rules/checkout-api.toml` (cron every 2 min, 7 stages, approval auto-granted),
@@ -376,8 +376,19 @@ fn main() {
         .iter()
         .map(|p| Mode::ALL.iter().map(|m| m.rule(&p.rule)).collect())
         .collect();
+    let only: Option<String> = {
+        let args: Vec<String> = std::env::args().collect();
+        let at = args.iter().position(|a| a == "--only");
+        at.and_then(|at| args.get(at + 1).cloned())
+    };
     let mut cells = Vec::new();
     for (p, plan) in plans.iter().enumerate() {
+        if only
+            .as_ref()
+            .is_some_and(|only| !plan.label.contains(only.as_str()))
+        {
+            continue;
+        }
         for s in 0..SHAPES.len() {
             for (k, degradation) in scenarios(plan).into_iter().enumerate() {
                 let seed =
@@ -558,7 +569,10 @@ fn print_tables(
         "{trials} healthy and {} degraded rollouts per row and mode; {threads} threads, {seconds:.0} s.",
         (trials / 3).max(1)
     );
-    for plan in plans {
+    for (p, plan) in plans.iter().enumerate() {
+        if !cells.iter().any(|c| c.plan == p) {
+            continue;
+        }
         println!(
             "- {}: {} stages, analyses {}, {:.0} rpm, healthy error rate {:.1}%, shadow mirror {:.0}%, mid-rollout onset at {}%",
             plan.label,

@@ -47,18 +47,22 @@ pub struct Analysed {
     pub record: NewAnalysis,
     /// Every check's result, for the evidence table of notifications.
     pub results: Vec<CheckResult>,
-    /// The staged queries' answers so far, for the stage's next analysis (also in `record`).
-    pub kept: Vec<Kept>,
+    /// The staged queries' answers so far, for the stage's next analyses (also in `record`);
+    /// `None` when the ones kept before still serve (`kept::stale`).
+    pub kept: Option<Vec<Kept>>,
 }
 
 /// Where one query of an analysis starts, and what it resumes from.
 struct QueryPlan<'a> {
     /// Where it would start without a kept answer.
     start: DateTime<Utc>,
-    /// For a staged query: its stage's evidence start and step, to keep its answer.
+    /// For a staged query of a stage old enough to resume (`kept::worth_keeping`): its stage's
+    /// evidence start and step, to keep its answer.
     stage: Option<(DateTime<Utc>, std::time::Duration)>,
-    /// A kept answer it resumes from, and where.
-    resumed: Option<(DateTime<Utc>, &'a Kept)>,
+    /// The answer kept for it in this stage, if any.
+    prior: Option<&'a Kept>,
+    /// Where it resumes from `prior`, when that asks for less than the whole stage.
+    resumed: Option<DateTime<Utc>>,
 }
 
 impl<'a> QueryPlan<'a> {
@@ -71,34 +75,48 @@ impl<'a> QueryPlan<'a> {
     ) -> Self {
         let start = span.start(check, now);
         let stage = match span {
-            EvidenceSpan::Stage { from, .. } if span.stages(check) => Some((from, check.step)),
+            EvidenceSpan::Stage { from, .. }
+                if span.stages(check) && kept::worth_keeping(check.step, from, now) =>
+            {
+                Some((from, check.step))
+            }
             _ => None,
         };
-        let resumed =
-            stage.and_then(|(from, step)| kept::resume(kept, text, step, from, start, now));
+        let prior = stage.and_then(|(from, step)| kept::find(kept, text, step, from));
+        let resumed = prior
+            .zip(stage)
+            .and_then(|(prior, (from, step))| kept::resume(prior, step, from, start, now));
         QueryPlan {
             start,
             stage,
+            prior,
             resumed,
         }
     }
 
     fn asked_from(&self) -> DateTime<Utc> {
-        self.resumed.map_or(self.start, |(at, _)| at)
+        self.resumed.unwrap_or(self.start)
     }
 
-    /// Completes a resumed answer with its kept points, and returns what a staged query keeps.
-    fn keep(&self, text: &str, answer: &mut Option<Vec<Series>>) -> Option<Kept> {
-        if let (Some((at, prior)), Some(fresh)) = (self.resumed, answer.as_mut()) {
+    /// Completes a resumed answer with its kept points, and returns what a staged query keeps
+    /// and whether what it kept before is stale.
+    fn keep(&self, text: &str, answer: &mut Option<Vec<Series>>) -> Option<(Kept, bool)> {
+        if let (Some(at), Some(prior), Some(fresh)) = (self.resumed, self.prior, answer.as_mut()) {
             *fresh = kept::merge(prior, std::mem::take(fresh), at, self.start);
         }
         let (from, step) = self.stage?;
-        Some(Kept {
-            query: text.to_string(),
-            step,
-            from,
-            series: answer.clone()?,
-        })
+        let series = answer.clone()?;
+        let stale = kept::stale(self.prior, &series);
+        let query = text.to_string();
+        Some((
+            Kept {
+                query,
+                step,
+                from,
+                series,
+            },
+            stale,
+        ))
     }
 }
 
@@ -232,12 +250,17 @@ pub async fn analyse_over(
     }
     let kept = plans.iter().zip(&slot_texts).zip(&mut answers);
     let kept = kept.filter_map(|((plan, text), answer)| plan.keep(text, answer));
-    let kept: Vec<Kept> = kept.fold(Vec::new(), |mut all, k| {
-        if !all.iter().any(|a| a.query == k.query && a.step == k.step) {
+    let (kept, stale) = kept.fold((Vec::new(), false), |(mut all, stale), (k, old)| {
+        if !all
+            .iter()
+            .any(|a: &Kept| a.query == k.query && a.step == k.step)
+        {
             all.push(k);
         }
-        all
+        (all, stale || old)
     });
+    // Rewritten only when stale (`kept::stale`): the store's writes stay a few per stage.
+    let kept = stale.then_some(kept);
     let mut data = |check: usize, side: Side, part: usize| -> Vec<Series> {
         slots
             .iter()
@@ -320,7 +343,9 @@ pub async fn analyse_over(
     for (outcome, check) in analysed.report.checks.iter_mut().zip(&rule.checks) {
         outcome.settled = span.stages(check);
     }
-    analysed.record.kept = kept.iter().map(Kept::to_record).collect();
+    analysed.record.kept = kept
+        .as_ref()
+        .map(|kept| kept.iter().map(Kept::to_record).collect());
     analysed.kept = kept;
     Ok(analysed)
 }
@@ -509,10 +534,10 @@ pub fn describe(rule: &RolloutRule, results: &[CheckResult], series: &[ChartSeri
                 score: &score,
                 series,
             }),
-            kept: Vec::new(),
+            kept: None,
         },
         results: results.to_vec(),
-        kept: Vec::new(),
+        kept: None,
     }
 }
 

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Shared;
-use super::analysis::{EvidenceSpan, Kept, analyse_over};
+use super::analysis::{EvidenceSpan, Kept, analyse_over, kept};
 use super::command::CommandError;
 pub use super::mailbox::Msg;
 use super::status::RolloutStatus;
@@ -325,7 +325,7 @@ impl Runner {
         let rule = self.rule_for_run();
         // The stage's evidence since its warm-up (issue 19): see `analysis::stage`.
         let span = EvidenceSpan::of_rollout(&rule, &self.state, started);
-        let kept = self.kept_answers(&rule, span).await;
+        let kept = self.kept_answers(&rule, span, started).await;
         let analysed = analyse_over(
             &rule,
             source,
@@ -341,10 +341,25 @@ impl Runner {
     }
 
     /// The answers the rollout's previous analysis kept for its staged checks (`analysis::kept`),
-    /// so that this one asks the backend only for what is new. None when no check is staged; one
-    /// that cannot be read is logged and its query asks for the whole stage.
-    async fn kept_answers(&self, rule: &RolloutRule, span: EvidenceSpan) -> Vec<Kept> {
-        if !rule.checks.iter().any(|c| span.stages(c)) {
+    /// so that this one asks the backend only for what is new. None when no check is staged or
+    /// the stage is too young to resume from any; one that cannot be read is logged and its query
+    /// asks for the whole stage.
+    async fn kept_answers(
+        &self,
+        rule: &RolloutRule,
+        span: EvidenceSpan,
+        now: DateTime<Utc>,
+    ) -> Vec<Kept> {
+        let EvidenceSpan::Stage { from, .. } = span else {
+            return Vec::new();
+        };
+        let resumes = |c: &&crate::rules::CheckRule| kept::worth_keeping(c.step, from, now);
+        if !rule
+            .checks
+            .iter()
+            .filter(|c| span.stages(c))
+            .any(|c| resumes(&c))
+        {
             return Vec::new();
         }
         let name = self.name.clone();

@@ -238,7 +238,9 @@ pub async fn replay_observed(
             let analysed = analyse_over(rule, source, permits, now, weight, span, &kept)
                 .await
                 .map_err(|source| ReplayError::Source { at: now, source })?;
-            kept = analysed.kept;
+            if let Some(now_kept) = analysed.kept {
+                kept = now_kept;
+            }
             log.push(AnalysisLine {
                 time: now,
                 stage: sim.stage_name(&sim.state),

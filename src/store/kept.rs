@@ -1,8 +1,9 @@
 //! The answers a rollout's analyses keep between the looks of a stage (issue 19 point 1): each
 //! analysis of a staged check asks the backend only for the points after the ones it kept, so
 //! this part of [`super::Store`] owns the `kept_answers` table, one row per query of the
-//! rollout's current stage, replaced in the same transaction as the analysis that read it (no
-//! extra fsync) and read back before the next analysis, after a restart too. The rows are
+//! rollout's current stage, replaced in the same transaction as an analysis that read it (no
+//! extra fsync; the daemon replaces them only now and then) and read back before the next
+//! analysis, after a restart too. The rows are
 //! opaque bytes to the store: the daemon encodes and checks them (`daemon::analysis::kept`).
 
 use rusqlite::{Connection, params};
@@ -84,7 +85,7 @@ mod tests {
             outcome: "inconclusive".to_string(),
             score: None,
             evidence: serde_json::value::to_raw_value(&serde_json::json!({})).unwrap(),
-            kept,
+            kept: Some(kept),
         }
     }
 

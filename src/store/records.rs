@@ -107,10 +107,10 @@ pub struct NewAnalysis {
     /// Per-check evidence, as the judge produced it, already written as JSON (the daemon
     /// serialises it once, straight from its types; `serde_json::value::to_raw_value` makes one).
     pub evidence: Box<serde_json::value::RawValue>,
-    /// The answers the rollout's next analysis of the stage resumes from (`store::kept`): they
-    /// replace the ones kept before, and an analysis that keeps none clears them.
+    /// The answers the rollout's next analyses of the stage resume from (`store::kept`): they
+    /// replace the ones kept before (none: clear them); `None` leaves those as they are.
     #[serde(skip)]
-    pub kept: Vec<KeptAnswer>,
+    pub kept: Option<Vec<KeptAnswer>>,
 }
 
 /// One query's answer so far in a stage, kept for the next analysis, opaque to the store: the

@@ -71,7 +71,7 @@ fn analyse(store: &Store, rollout: &str, run: u32, from: i64, seconds: i64, deci
             outcome: "pass".into(),
             score: Some(1.0),
             evidence: evidence(s),
-            kept: Vec::new(),
+            kept: None,
         });
         store.commit_step(&step).unwrap();
     }

@@ -310,8 +310,8 @@ impl Inner {
             ),
             None => None,
         };
-        if let Some(analysis) = &job.analysis {
-            self.replace_kept(tx, OP, &job.rollout, &analysis.kept)?;
+        if let Some(kept) = job.analysis.as_ref().and_then(|a| a.kept.as_ref()) {
+            self.replace_kept(tx, OP, &job.rollout, kept)?;
         }
 
         Ok(Committed {
@@ -365,5 +365,5 @@ pub(super) struct AnalysisJob {
     /// `None` for no score or NaN.
     pub(super) score: Option<f64>,
     pub(super) evidence: String,
-    pub(super) kept: Vec<super::KeptAnswer>,
+    pub(super) kept: Option<Vec<super::KeptAnswer>>,
 }

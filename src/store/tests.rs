@@ -86,7 +86,7 @@ fn full_step<'a>(rollout: &'a str, state: &'a State, n: u32, at: DateTime<Utc>) 
             &json!({ "p99": { "verdict": "pass", "p": 0.41 } }),
         )
         .unwrap(),
-        kept: Vec::new(),
+        kept: None,
     });
     step
 }
@@ -574,7 +574,7 @@ fn a_nan_score_is_stored_as_no_score() {
         outcome: "inconclusive".to_string(),
         score: Some(f64::NAN),
         evidence: serde_json::value::to_raw_value(&json!([])).unwrap(),
-        kept: Vec::new(),
+        kept: None,
     });
     store.commit_step(&step).unwrap();
     let page = store.analyses_page("web", None, 5).unwrap();
@@ -633,7 +633,7 @@ fn a_page_exactly_full_at_the_end_has_no_next_cursor() {
             outcome: format!("o{i}"),
             score: None,
             evidence: serde_json::value::to_raw_value(&json!({})).unwrap(),
-            kept: Vec::new(),
+            kept: None,
         });
         store.commit_step(&step).unwrap();
     }

@@ -289,7 +289,7 @@ async fn a_change_left_pending_by_a_crash_that_still_fails_at_start_up_pauses_at
             outcome: "pass".to_string(),
             score: Some(100.0),
             evidence: serde_json::value::to_raw_value(&evidence).unwrap(),
-            kept: Vec::new(),
+            kept: None,
         });
         store.commit_step(&step).unwrap();
         assert_eq!(store.pending_intents().unwrap().len(), 1);

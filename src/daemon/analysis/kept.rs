@@ -3,8 +3,9 @@
 //! the backend for all of it again, the analysis resumes each staged query from the answer the
 //! previous one kept: it asks from [`OVERLAP`] (at least [`OVERLAP_STEPS`] steps) before the
 //! newest kept point, on the stage's grid of steps so that the backend evaluates the same
-//! instants as before, replaces the kept points from there on with the fresh answer, and keeps the
-//! result for the next analysis. Re-asking the newest points takes in late samples, which change
+//! instants as before, and replaces the kept points from there on with the fresh answer; the
+//! result is kept again once a quarter of it is newer than what was kept ([`stale`]). A stage
+//! younger than the overlap is asked whole and keeps nothing ([`worth_keeping`]). Re-asking the newest points takes in late samples, which change
 //! the last points of a rate. An answer is kept for its query's text, its step and the stage's
 //! start: a new stage, an edited query, another canary version or step asks for everything again.
 //! It owns that rule and the bytes the store keeps (`store::kept`); it is pure.
@@ -175,33 +176,71 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Where a staged query resumes at `now`: `start` is where it would start without a kept answer
-/// (the stage's evidence start, or the latest [`super::MAX_POINTS`] steps of a long stage), `from`
-/// the stage's evidence start. `None` when nothing kept matches the query, its step and the
-/// stage, or when resuming would ask for no less than the whole stage: ask from `start`.
-pub fn resume<'a>(
-    kept: &'a [Kept],
-    query: &str,
+/// Where a staged query resumes at `now` from the answer `found` kept for it ([`find`]): `start`
+/// is where it would start without one (the stage's evidence start, or the latest
+/// [`super::MAX_POINTS`] steps of a long stage), `from` the stage's evidence start. `None` when
+/// resuming would ask for no less than the whole stage: ask from `start`.
+pub fn resume(
+    found: &Kept,
     step: Duration,
     from: DateTime<Utc>,
     start: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Option<(DateTime<Utc>, &'a Kept)> {
-    // The store keeps milliseconds.
+) -> Option<DateTime<Utc>> {
     let ms = |d: Duration| i64::try_from(d.as_millis()).ok();
-    let found = kept.iter().find(|k| {
-        k.query == query
-            && ms(k.step) == ms(step)
-            && k.from.timestamp_millis() == from.timestamp_millis()
-    })?;
     let newest = found.newest()?;
     let step_ms = ms(step).filter(|s| *s > 0)?;
-    let overlap_ms = ms(OVERLAP.max(step * OVERLAP_STEPS))?;
+    let overlap_ms = ms(overlap(step))?;
     let back = (newest * 1000.0).floor() as i64 - overlap_ms;
     // On the stage's grid: the same instants the kept points were evaluated at.
     let steps = (back - from.timestamp_millis()).div_euclid(step_ms);
     let resume = from + chrono::Duration::milliseconds(steps.checked_mul(step_ms)?);
-    (resume > start && resume < now).then_some((resume, found))
+    (resume > start && resume < now).then_some(resume)
+}
+
+/// How far back a resumed query at `step` asks before the newest kept point.
+fn overlap(step: Duration) -> Duration {
+    OVERLAP.max(step * OVERLAP_STEPS)
+}
+
+/// Whether an answer at `step` of the stage whose evidence starts at `from` is worth keeping at
+/// `now`: once the stage is older than the overlap and a step, so that the next analysis can
+/// resume from it. A younger stage is asked whole, and nothing is read or written for it.
+pub fn worth_keeping(step: Duration, from: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    let age = (now - from).to_std().unwrap_or_default();
+    age >= overlap(step) + step
+}
+
+/// The answer kept for `query` at `step` in the stage whose evidence starts at `from`.
+pub fn find<'a>(
+    kept: &'a [Kept],
+    query: &str,
+    step: Duration,
+    from: DateTime<Utc>,
+) -> Option<&'a Kept> {
+    // The store keeps milliseconds.
+    kept.iter().find(|k| {
+        k.query == query
+            && k.step.as_millis() == step.as_millis()
+            && k.from.timestamp_millis() == from.timestamp_millis()
+    })
+}
+
+/// Whether the answer kept before (`prior`, `None`: nothing usable was kept) is worth replacing
+/// with `merged`, what the analysis now read: when a quarter or more of its points are newer
+/// than the kept ones. A kept answer that is a little behind costs only a longer resumed query
+/// (from its newest point on); rewriting it at every analysis would write the whole stage each
+/// time. So a stage of `n` points is written about `4 ln n` times, and a resumed query asks for
+/// at most about a quarter of the stage plus the overlap.
+pub fn stale(prior: Option<&Kept>, merged: &[Series]) -> bool {
+    let Some(newest) = prior.and_then(Kept::newest) else {
+        return true;
+    };
+    let points = merged.iter().flat_map(|s| &s.points);
+    let (total, newer) = points.fold((0usize, 0usize), |(total, newer), p| {
+        (total + 1, newer + usize::from(p.t > newest + SAME_INSTANT))
+    });
+    newer * 4 >= total.max(1)
 }
 
 /// The answer of a query resumed at `resume`: `kept`'s points from `start` up to `resume`, then
@@ -311,17 +350,39 @@ mod tests {
         let points: Vec<(f64, f64)> = (0..10).map(|i| (1_000.0 + 60.0 * i as f64, 1.0)).collect();
         let k = vec![kept(&points)];
         let step = Duration::from_secs(60);
+        let found = find(&k, "q", step, at(1_000)).unwrap();
         // Newest point 1,540; three steps (180 s, more than 120 s) back: 1,360.
-        let (resume, _) = resume(&k, "q", step, at(1_000), at(1_000), at(1_600)).unwrap();
-        assert_eq!(resume, at(1_360));
-        // Another query, step or stage: everything again.
-        assert!(super::resume(&k, "other", step, at(1_000), at(1_000), at(1_600)).is_none());
-        let ten = Duration::from_secs(10);
-        assert!(super::resume(&k, "q", ten, at(1_000), at(1_000), at(1_600)).is_none());
-        assert!(super::resume(&k, "q", step, at(1_060), at(1_060), at(1_600)).is_none());
+        let resumed = resume(found, step, at(1_000), at(1_000), at(1_600));
+        assert_eq!(resumed, Some(at(1_360)));
+        // Another query, step or stage: nothing kept for it.
+        assert!(find(&k, "other", step, at(1_000)).is_none());
+        assert!(find(&k, "q", Duration::from_secs(10), at(1_000)).is_none());
+        assert!(find(&k, "q", step, at(1_060)).is_none());
         // Nothing to save: the overlap reaches back to the start.
-        let short = vec![kept(&points[..3])];
-        assert!(super::resume(&short, "q", step, at(1_000), at(1_000), at(1_600)).is_none());
+        let short = kept(&points[..3]);
+        assert!(resume(&short, step, at(1_000), at(1_000), at(1_600)).is_none());
+    }
+
+    #[test]
+    fn a_stage_younger_than_the_overlap_keeps_nothing() {
+        let (minute, ten) = (Duration::from_secs(60), Duration::from_secs(10));
+        assert!(!worth_keeping(minute, at(0), at(239)));
+        assert!(worth_keeping(minute, at(0), at(240)), "three steps and one");
+        assert!(!worth_keeping(ten, at(0), at(129)));
+        assert!(worth_keeping(ten, at(0), at(130)), "two minutes and a step");
+    }
+
+    #[test]
+    fn a_kept_answer_is_rewritten_once_a_quarter_of_the_stage_is_newer() {
+        let points: Vec<(f64, f64)> = (0..12).map(|i| (1_000.0 + 60.0 * i as f64, 1.0)).collect();
+        let prior = kept(&points[..9]);
+        assert!(
+            !stale(Some(&prior), &kept(&points[..11]).series),
+            "2 of 11 new"
+        );
+        assert!(stale(Some(&prior), &kept(&points).series), "3 of 12 new");
+        assert!(stale(None, &kept(&points).series));
+        assert!(stale(Some(&kept(&[])), &[]));
     }
 
     #[test]

@@ -272,10 +272,11 @@ async fn the_next_analysis_asks_only_for_what_is_new_and_judges_the_same() {
     assert!(asked.lock().unwrap().iter().all(|s| *s == stage_start));
     // Both staged checks' queries are kept (errors and totals, latency: per side), encoded for
     // the store too.
-    assert_eq!(first.kept.len(), 6);
-    assert_eq!(first.record.kept.len(), 6);
+    let kept = first.kept.clone().unwrap();
+    assert_eq!(kept.len(), 6);
+    assert_eq!(first.record.kept.as_ref().map(Vec::len), Some(6));
     asked.lock().unwrap().clear();
-    let next = run(now(), first.kept.clone(), Arc::clone(&asked)).await;
+    let next = run(now(), kept, Arc::clone(&asked)).await;
     let resumed = first_at - Duration::minutes(3);
     assert!(
         asked.lock().unwrap().iter().all(|s| *s == resumed),
@@ -289,7 +290,17 @@ async fn the_next_analysis_asks_only_for_what_is_new_and_judges_the_same() {
         assert_eq!(a.reason, b.reason, "{check}");
         assert_eq!(a.evidence.canary.points, 41, "{check}");
     }
-    assert_eq!(next.kept, whole.kept);
+    // Ten new points of 41 are less than a quarter: what was kept still serves, and the store
+    // is not written; the whole re-read keeps the same answers.
+    assert!(next.kept.is_none() && next.record.kept.is_none());
+    let rewritten = run(
+        now() + Duration::minutes(4),
+        first.kept.clone().unwrap(),
+        asked,
+    )
+    .await;
+    let later = run(now() + Duration::minutes(4), Vec::new(), Default::default()).await;
+    assert_eq!(rewritten.kept.unwrap(), later.kept.unwrap());
 }
 
 /// What the backend says now about the re-asked points wins over what was kept: a late sample
@@ -319,34 +330,26 @@ async fn re_asked_points_replace_the_kept_ones_and_another_stage_asks_everything
         Ok(answer)
     });
     let late = Arc::new(late);
-    let next = analyse_over(
-        &rule(),
-        late.clone(),
-        permits(),
-        now(),
-        25,
-        span,
-        &first.kept,
-    )
-    .await
-    .unwrap();
+    let first = first.kept.unwrap();
+    let at = now() + Duration::minutes(1);
+    let next = analyse_over(&rule(), late.clone(), permits(), at, 25, span, &first)
+        .await
+        .unwrap();
+    // Eleven new minutes on 42 points: a quarter or more is new, so it is kept again.
+    let next = next.kept.unwrap();
     let canary = next
-        .kept
         .iter()
         .find(|k| k.query.starts_with("latency{version=\"new\""))
         .unwrap();
-    let late_points = canary.series[0]
-        .points
-        .iter()
-        .filter(|p| p.v == 0.9)
-        .count();
+    let late_points = canary.series[0].points.iter().filter(|p| p.v == 0.9);
     assert_eq!(
-        late_points, 13,
+        late_points.count(),
+        14,
         "the two re-asked minutes before and the new ones"
     );
     // Another stage: its analysis asks from its own start, whatever was kept.
     let other = EvidenceSpan::of_stage(1, 2, first_at, std::time::Duration::ZERO).unwrap();
-    let again = analyse_over(&rule(), late, permits(), now(), 25, other, &first.kept)
+    let again = analyse_over(&rule(), late, permits(), now(), 25, other, &first)
         .await
         .unwrap();
     let latency = verdict(&again, "latency");
