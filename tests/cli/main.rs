@@ -20,3 +20,4 @@ mod replay_cli;
 mod replay_support;
 mod replay_windows;
 mod shipped_checkout;
+mod shipped_search;
