@@ -224,7 +224,8 @@ fn all_finite(values: impl IntoIterator<Item = f64>) -> bool {
 
 /// Whether the numbers a verdict of this kind is computed from are all finite, computed here
 /// independently of the judge: sums (means and summed counts), the differences and ratios the
-/// relative tests are made of, the pairwise slopes of a trend.
+/// relative tests are made of, the pairwise slopes of a trend; for an observed last, min or max,
+/// the one value read.
 fn path_is_finite(spec: &CheckSpec, baseline: &SideData, canary: &SideData) -> bool {
     let counts_ok = |data: &SideData| {
         let (e, t) = summed(data);
@@ -246,6 +247,13 @@ fn path_is_finite(spec: &CheckSpec, baseline: &SideData, canary: &SideData) -> b
                     })
                 })
         }
+        // An observed last, min or max reads one of the (finite) values and computes nothing
+        // from the others.
+        CheckKind::Absolute {
+            aggregate: Aggregate::Last | Aggregate::Min | Aggregate::Max,
+            test: ThresholdTest::Observed,
+            ..
+        } => !c.is_empty(),
         CheckKind::Absolute { .. } => {
             let mut v: Vec<f64> = c.iter().map(|p| p.v).collect();
             v.sort_by(f64::total_cmp);
@@ -275,6 +283,85 @@ fn decided(r: &CheckResult) -> bool {
     matches!(r.verdict, Verdict::Pass | Verdict::Fail)
 }
 
+/// The fail-closed promise on one case (see the property below).
+fn stands_on_finite_numbers(
+    spec: &CheckSpec,
+    baseline: &SideData,
+    canary: &SideData,
+) -> Result<(), TestCaseError> {
+    let result = judge_check(spec, baseline, canary);
+    if decided(&result) {
+        for (name, v) in evidence_numbers(&result.evidence) {
+            prop_assert!(
+                v.is_finite(),
+                "{:?} with {name} = {v}: {}",
+                result.verdict,
+                result.reason
+            );
+        }
+        prop_assert!(
+            path_is_finite(spec, baseline, canary),
+            "{:?} although a number on its path is not finite: {}",
+            result.verdict,
+            result.reason
+        );
+    }
+    if let Verdict::Inconclusive {
+        cause: InconclusiveCause::NonFinite,
+        reason,
+    } = &result.verdict
+    {
+        prop_assert!(
+            reason.starts_with("the error counts overflow: ")
+                || reason.starts_with("the values overflow: "),
+            "{reason}"
+        );
+    }
+    prop_assert_eq!(
+        &result.reason,
+        match &result.verdict {
+            Verdict::Inconclusive { reason, .. } => reason,
+            _ => &result.reason,
+        }
+    );
+    Ok(())
+}
+
+/// A case random seeds found once: an observed `last` reads one value, so a last value beyond
+/// the threshold fails the canary even when its earlier values span more than f64's range (their
+/// differences overflow, and no verdict is computed from them).
+#[test]
+fn an_observed_last_value_fails_whatever_the_earlier_values_span() {
+    let spec = CheckSpec {
+        name: "p99".into(),
+        kind: CheckKind::Absolute {
+            threshold: 0.5,
+            aggregate: Aggregate::Last,
+            test: ThresholdTest::Observed,
+        },
+        direction: Direction::HigherIsWorse,
+        confidence: 0.99,
+        min_samples: 1,
+    };
+    let values = [-1.7e308, 1.7e308, 1.75e308];
+    let canary = SideData::Values(
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| Point {
+                t: 60.0 * i as f64,
+                v,
+            })
+            .collect(),
+    );
+    let baseline = SideData::Values(Vec::new());
+    assert_eq!(
+        judge_check(&spec, &baseline, &canary).verdict,
+        Verdict::Fail
+    );
+    stands_on_finite_numbers(&spec, &baseline, &canary).unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
@@ -282,29 +369,7 @@ proptest! {
     /// verdict stands on, and every number its evidence reports, is finite.
     #[test]
     fn no_verdict_stands_on_a_number_that_is_not_finite((spec, baseline, canary) in case()) {
-        let result = judge_check(&spec, &baseline, &canary);
-        if decided(&result) {
-            for (name, v) in evidence_numbers(&result.evidence) {
-                prop_assert!(v.is_finite(), "{:?} with {name} = {v}: {}", result.verdict, result.reason);
-            }
-            prop_assert!(
-                path_is_finite(&spec, &baseline, &canary),
-                "{:?} although a number on its path is not finite: {}",
-                result.verdict,
-                result.reason
-            );
-        }
-        if let Verdict::Inconclusive { cause: InconclusiveCause::NonFinite, reason } = &result.verdict {
-            prop_assert!(
-                reason.starts_with("the error counts overflow: ")
-                    || reason.starts_with("the values overflow: "),
-                "{reason}"
-            );
-        }
-        prop_assert_eq!(&result.reason, match &result.verdict {
-            Verdict::Inconclusive { reason, .. } => reason,
-            _ => &result.reason,
-        });
+        stands_on_finite_numbers(&spec, &baseline, &canary)?;
     }
 
     /// Counts that overflow when summed are never judged, whatever the other side holds.
