@@ -3,7 +3,7 @@
 //! daemon per scenario judging it with plans compressed to seconds.
 //!
 //! The scenarios run concurrently (one Prometheus, one metrics endpoint, each scenario its own
-//! service label, daemon, state and port) and each is bounded to 120 s (`full`: 95 s); the test prints each
+//! service label, daemon, state and port) and each is bounded to 240 s (`full`: 190 s); the test prints each
 //! scenario's wall time. `CANARYD_E2E_ONLY=healthy,spike` runs a subset.
 //! - healthy: the canary reaches 100% and the rollout succeeds.
 //! - slower: latency +50% from the 25% stage: rolled back by the p90 check, never past 25%.
@@ -29,10 +29,12 @@ use canaryd::sim::{self, Behaviour, Profile, Simulator, Split, Version};
 use tokio_util::sync::CancellationToken;
 
 /// A pass must be shown (issue 18) on the stage's own points (issue 19): the p90 check decides
-/// from the 20th second of each stage, so the three stages with a baseline take a minute or more.
-const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
-/// The `full` scenario's bound: its 100% stage alone lasts 25 s.
-const FULL_STAGE_LIMIT: Duration = Duration::from_secs(95);
+/// from the 20th second of each stage, so the three stages with a baseline take a minute or more
+/// (`healthy` about 100 s on an idle 2-core host, 120.1 s while the demo's test ran beside it:
+/// the bound is twice that, a bound on events, not a timing).
+const SCENARIO_LIMIT: Duration = Duration::from_secs(240);
+/// The `full` scenario's bound: its 100% stage alone lasts 25 s (about 72 s in all).
+const FULL_STAGE_LIMIT: Duration = Duration::from_secs(190);
 const RATE: u32 = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
