@@ -1,7 +1,8 @@
 //! The daemon's own metrics, rendered in the Prometheus text format for `/metrics`.
 //!
-//! A small registry of counters, gauges and histograms keyed by name and labels; rollout weights
-//! and phases are read from the rollouts' published status at render time. It owns the metric
+//! A small registry of counters, gauges and histograms keyed by name and labels (the per-check
+//! verdict counts in a compact form of their own, `verdicts`); rollout weights and phases are
+//! read from the rollouts' published status at render time. It owns the metric
 //! names and their help texts, and [`Timed`], the source wrapper that measures query latency;
 //! nothing else.
 
@@ -14,6 +15,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::status::RolloutStatus;
+use verdicts::Verdicts;
+
+mod verdicts;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -39,6 +43,8 @@ struct Histogram {
 pub struct Metrics {
     series: Arc<Mutex<BTreeMap<(&'static str, Labels), f64>>>,
     histograms: Arc<Mutex<BTreeMap<(&'static str, Labels), Histogram>>>,
+    /// `canaryd_check_verdicts_total`, the one family with a series per rollout and check.
+    verdicts: Arc<Mutex<Verdicts>>,
 }
 
 /// Help texts of the histograms.
@@ -203,8 +209,19 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn verdicts(&self) -> std::sync::MutexGuard<'_, Verdicts> {
+        self.verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Adds one to a counter.
     pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
+        if let (verdicts::NAME, [("rollout", r), ("check", c), ("verdict", v)]) = (name, labels)
+            && self.verdicts().inc(r, c, v)
+        {
+            return;
+        }
         let key = (name, own(labels));
         *self.lock().entry(key).or_insert(0.0) += 1.0;
     }
@@ -224,6 +241,7 @@ impl Metrics {
     /// `checks(rollout)` is the rule's checks, `None` when the rollout is gone. Label values come
     /// from the rules only, so the series stay as many as the rules say.
     pub fn retain_rollouts(&self, checks: impl Fn(&str) -> Option<Vec<String>>) {
+        self.verdicts().retain(&checks);
         self.lock().retain(|(_, labels), _| {
             let label = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
             let Some(rollout) = label("rollout") else {
@@ -258,6 +276,11 @@ impl Metrics {
 
     /// A series' current value (0 when never touched), for tests and status lines.
     pub fn get(&self, name: &'static str, labels: &[(&'static str, &str)]) -> f64 {
+        if let (verdicts::NAME, [("rollout", r), ("check", c), ("verdict", v)]) = (name, labels)
+            && let Some(count) = self.verdicts().get(r, c, v)
+        {
+            return count;
+        }
         self.lock()
             .get(&(name, own(labels)))
             .copied()
@@ -303,6 +326,8 @@ const PAGE_LINES: usize = 1024;
 enum Part {
     /// The counters and gauges of `HELP[i]`, after these labels.
     Series(usize, Option<Labels>),
+    /// `HELP[i]` is the check verdicts' family: its lines after this rollout's.
+    Verdicts(usize, Option<String>),
     Histograms,
     /// A per-rollout family (`ROLLOUT_FAMILIES[i]`), after this rollout.
     Rollouts(usize, Option<String>),
@@ -394,6 +419,10 @@ impl Pages {
                     if after.is_none() {
                         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
                     }
+                    if *name == verdicts::NAME {
+                        self.part = Part::Verdicts(i, None);
+                        continue;
+                    }
                     let from = match after {
                         Some(labels) => Bound::Excluded((*name, labels)),
                         None => Bound::Included((*name, Vec::new())),
@@ -413,6 +442,20 @@ impl Pages {
                             Part::Series(i, Some(labels.clone()))
                         }
                         _ => Part::Series(i + 1, None),
+                    };
+                }
+                Part::Verdicts(i, after) => {
+                    let verdicts = self.metrics.verdicts();
+                    let (written, stopped) = verdicts.render(
+                        &mut out,
+                        after.as_deref(),
+                        PAGE_LINES - lines,
+                        |set: &[(&'static str, String)]| render_labels(&set.to_vec()),
+                    );
+                    lines += written;
+                    self.part = match stopped {
+                        Some(rollout) => Part::Verdicts(i, Some(rollout)),
+                        None => Part::Series(i + 1, None),
                     };
                 }
                 Part::Histograms => {
@@ -572,190 +615,4 @@ fn render_labels(labels: &Labels) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_come_in_bounded_pages_with_every_series_once_and_in_order() {
-        let m = Metrics::new();
-        let names: Vec<String> = (0..1500).map(|i| format!("r{i:04}")).collect();
-        for name in &names {
-            m.inc(
-                "canaryd_analyses_total",
-                &[("rollout", name), ("verdict", "pass")],
-            );
-        }
-        m.set("canaryd_rules_loaded", &[], 300.0);
-        m.observe(
-            "canaryd_backend_query_duration_seconds",
-            &[("source", "p")],
-            0.02,
-        );
-        let statuses: BTreeMap<String, RolloutStatus> = names[..300]
-            .iter()
-            .map(|name| {
-                let status = RolloutStatus {
-                    run: 1,
-                    canary: String::new(),
-                    name: name.clone(),
-                    phase: "progressing",
-                    stage: Some(0),
-                    stage_name: Some("10%".into()),
-                    weight: 10,
-                };
-                (name.clone(), status)
-            })
-            .collect();
-        let listed = statuses.clone();
-        let mut pages = Pages::new(m.clone(), move |after, n| {
-            statuses_after(&statuses, after, n)
-        });
-        let mut text = String::new();
-        let mut count = 0;
-        while let Some(page) = pages.next_page() {
-            let lines = page.lines().filter(|l| !l.starts_with('#')).count();
-            assert!(
-                lines <= PAGE_LINES + PHASES.len(),
-                "page {count}: {lines} lines"
-            );
-            text.push_str(&page);
-            count += 1;
-        }
-        assert!(count >= 5, "{count} pages");
-        let family = |prefix: &str| -> Vec<&str> {
-            text.lines().filter(|l| l.starts_with(prefix)).collect()
-        };
-        let analyses = family("canaryd_analyses_total{");
-        let expected: Vec<String> = names
-            .iter()
-            .map(|n| format!("canaryd_analyses_total{{rollout=\"{n}\",verdict=\"pass\"}} 1"))
-            .collect();
-        assert_eq!(analyses, expected);
-        let weights = family("canaryd_rollout_weight{");
-        let expected: Vec<String> = names[..300]
-            .iter()
-            .map(|n| format!("canaryd_rollout_weight{{rollout=\"{n}\"}} 10"))
-            .collect();
-        assert_eq!(weights, expected);
-        let phases = family("canaryd_rollout_phase{");
-        assert_eq!(phases.len(), 300 * PHASES.len());
-        assert_eq!(
-            phases.iter().filter(|l| l.ends_with(" 1")).count(),
-            300,
-            "one current phase per rollout"
-        );
-        assert_eq!(family("canaryd_rollout_stage{").len(), 300);
-        for header in [
-            "# TYPE canaryd_analyses_total counter",
-            "# TYPE canaryd_rules_loaded gauge",
-            "# TYPE canaryd_backend_query_duration_seconds histogram",
-            "# TYPE canaryd_rollout_phase gauge",
-        ] {
-            assert_eq!(text.matches(header).count(), 1, "{header}");
-        }
-        assert!(text.contains("canaryd_rules_loaded 300\n"));
-        // `render`, the one-string form, is the same text.
-        let listed: Vec<RolloutStatus> = listed.into_values().collect();
-        assert_eq!(m.render(&listed), text);
-    }
-
-    #[test]
-    fn a_removed_rollouts_series_and_a_removed_checks_go() {
-        let m = Metrics::new();
-        let verdicts = "canaryd_check_verdicts_total";
-        for (rollout, check) in [("web", "p99"), ("web", "errors"), ("api", "p99")] {
-            m.inc(
-                verdicts,
-                &[("rollout", rollout), ("check", check), ("verdict", "pass")],
-            );
-            m.set(
-                "canaryd_rollout_inconclusive_streak",
-                &[("rollout", rollout)],
-                1.0,
-            );
-        }
-        m.set("canaryd_backend_up", &[("source", "prometheus")], 1.0);
-        m.set("canaryd_rules_loaded", &[], 1.0);
-        // `api` is gone and `web` lost its check `errors`.
-        m.retain_rollouts(|rollout| (rollout == "web").then(|| vec!["p99".to_string()]));
-        let text = m.render(&[]);
-        let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(
-            series,
-            [
-                "canaryd_check_verdicts_total{rollout=\"web\",check=\"p99\",verdict=\"pass\"} 1",
-                "canaryd_rollout_inconclusive_streak{rollout=\"web\"} 1",
-                "canaryd_backend_up{source=\"prometheus\"} 1",
-                "canaryd_rules_loaded 1",
-            ]
-        );
-    }
-
-    #[test]
-    fn renders_counters_gauges_and_rollouts_in_text_format() {
-        let m = Metrics::new();
-        m.inc(
-            "canaryd_analyses_total",
-            &[("rollout", "web"), ("verdict", "pass")],
-        );
-        m.inc(
-            "canaryd_analyses_total",
-            &[("rollout", "web"), ("verdict", "pass")],
-        );
-        m.set("canaryd_config_last_reload_successful", &[], 0.0);
-        let text = m.render(&[RolloutStatus {
-            run: 1,
-            canary: String::new(),
-            name: "we\"b".into(),
-            phase: "progressing",
-            stage: Some(1),
-            stage_name: Some("50%".into()),
-            weight: 50,
-        }]);
-        assert!(
-            text.contains("canaryd_analyses_total{rollout=\"web\",verdict=\"pass\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canaryd_config_last_reload_successful 0\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canaryd_rollout_weight{rollout=\"we\\\"b\"} 50\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("canaryd_rollout_phase{rollout=\"we\\\"b\",phase=\"progressing\"} 1\n")
-        );
-        assert!(text.contains("canaryd_rollout_phase{rollout=\"we\\\"b\",phase=\"paused\"} 0\n"));
-        assert!(text.contains("canaryd_rollout_stage{rollout=\"we\\\"b\"} 2\n"));
-        m.observe(
-            "canaryd_backend_query_duration_seconds",
-            &[("source", "p")],
-            0.02,
-        );
-        m.observe(
-            "canaryd_backend_query_duration_seconds",
-            &[("source", "p")],
-            30.0,
-        );
-        let text = m.render(&[]);
-        for line in [
-            "canaryd_backend_query_duration_seconds_bucket{source=\"p\",le=\"0.01\"} 0\n",
-            "canaryd_backend_query_duration_seconds_bucket{source=\"p\",le=\"0.025\"} 1\n",
-            "canaryd_backend_query_duration_seconds_bucket{source=\"p\",le=\"10\"} 1\n",
-            "canaryd_backend_query_duration_seconds_bucket{source=\"p\",le=\"+Inf\"} 2\n",
-            "canaryd_backend_query_duration_seconds_sum{source=\"p\"} 30.02\n",
-            "canaryd_backend_query_duration_seconds_count{source=\"p\"} 2\n",
-        ] {
-            assert!(text.contains(line), "{line} in {text}");
-        }
-        assert_eq!(
-            m.get(
-                "canaryd_analyses_total",
-                &[("rollout", "web"), ("verdict", "pass")]
-            ),
-            2.0
-        );
-    }
-}
+mod tests;
