@@ -98,25 +98,27 @@ impl<'a> QueryPlan<'a> {
         self.resumed.unwrap_or(self.start)
     }
 
-    /// Completes a resumed answer with its kept points, and returns what a staged query keeps
-    /// and whether what it kept before is stale.
-    fn keep(&self, text: &str, answer: &mut Option<Vec<Series>>) -> Option<(Kept, bool)> {
+    /// Completes a resumed answer with its kept points.
+    fn complete(&self, answer: &mut Option<Vec<Series>>) {
         if let (Some(at), Some(prior), Some(fresh)) = (self.resumed, self.prior, answer.as_mut()) {
             *fresh = kept::merge(prior, std::mem::take(fresh), at, self.start);
         }
+    }
+
+    /// Whether what this staged query kept before is stale next to its completed `answer`.
+    fn stale(&self, answer: &Option<Vec<Series>>) -> bool {
+        self.stage.is_some() && answer.as_ref().is_some_and(|a| kept::stale(self.prior, a))
+    }
+
+    /// What a staged query keeps of its completed `answer`.
+    fn keep(&self, text: &str, answer: &Option<Vec<Series>>) -> Option<Kept> {
         let (from, step) = self.stage?;
-        let series = answer.clone()?;
-        let stale = kept::stale(self.prior, &series);
-        let query = text.to_string();
-        Some((
-            Kept {
-                query,
-                step,
-                from,
-                series,
-            },
-            stale,
-        ))
+        Some(Kept {
+            query: text.to_string(),
+            step,
+            from,
+            series: answer.clone()?,
+        })
     }
 }
 
@@ -248,19 +250,23 @@ pub async fn analyse_over(
         // Dropping the set on an error aborts the requests still in flight.
         take(done, answer, &mut answers)?;
     }
-    let kept = plans.iter().zip(&slot_texts).zip(&mut answers);
-    let kept = kept.filter_map(|((plan, text), answer)| plan.keep(text, answer));
-    let (kept, stale) = kept.fold((Vec::new(), false), |(mut all, stale), (k, old)| {
-        if !all
-            .iter()
-            .any(|a: &Kept| a.query == k.query && a.step == k.step)
-        {
-            all.push(k);
+    for (plan, answer) in plans.iter().zip(&mut answers) {
+        plan.complete(answer);
+    }
+    // Kept again only when stale (`kept::stale`): the store's writes stay a few per stage, and an
+    // analysis whose kept answers still serve copies nothing.
+    let stale = plans.iter().zip(&answers).any(|(plan, a)| plan.stale(a));
+    let kept = stale.then(|| {
+        let mut all: Vec<Kept> = Vec::new();
+        for ((plan, text), answer) in plans.iter().zip(&slot_texts).zip(&answers) {
+            if let Some(k) = plan.keep(text, answer)
+                && !all.iter().any(|a| a.query == k.query && a.step == k.step)
+            {
+                all.push(k);
+            }
         }
-        (all, stale || old)
+        all
     });
-    // Rewritten only when stale (`kept::stale`): the store's writes stay a few per stage.
-    let kept = stale.then_some(kept);
     let mut data = |check: usize, side: Side, part: usize| -> Vec<Series> {
         slots
             .iter()

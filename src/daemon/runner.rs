@@ -353,13 +353,9 @@ impl Runner {
         let EvidenceSpan::Stage { from, .. } = span else {
             return Vec::new();
         };
-        let resumes = |c: &&crate::rules::CheckRule| kept::worth_keeping(c.step, from, now);
-        if !rule
-            .checks
-            .iter()
-            .filter(|c| span.stages(c))
-            .any(|c| resumes(&c))
-        {
+        let resumable =
+            |c: &crate::rules::CheckRule| span.stages(c) && kept::worth_keeping(c.step, from, now);
+        if !rule.checks.iter().any(resumable) {
             return Vec::new();
         }
         let name = self.name.clone();
