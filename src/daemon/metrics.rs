@@ -446,12 +446,8 @@ impl Pages {
                 }
                 Part::Verdicts(i, after) => {
                     let verdicts = self.metrics.verdicts();
-                    let (written, stopped) = verdicts.render(
-                        &mut out,
-                        after.as_deref(),
-                        PAGE_LINES - lines,
-                        |set: &[(&'static str, String)]| render_labels(&set.to_vec()),
-                    );
+                    let (written, stopped) =
+                        verdicts.render(&mut out, after.as_deref(), PAGE_LINES - lines);
                     lines += written;
                     self.part = match stopped {
                         Some(rollout) => Part::Verdicts(i, Some(rollout)),
@@ -597,7 +593,7 @@ fn number(v: f64) -> String {
     }
 }
 
-fn render_labels(labels: &Labels) -> String {
+fn render_labels(labels: &[(&'static str, String)]) -> String {
     if labels.is_empty() {
         return String::new();
     }

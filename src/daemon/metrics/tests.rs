@@ -1,3 +1,5 @@
+//! The registry's rendering, paging and pruning, on `Metrics` alone.
+
 use super::*;
 
 #[test]

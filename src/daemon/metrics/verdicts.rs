@@ -79,7 +79,6 @@ impl Verdicts {
         out: &mut String,
         after: Option<&str>,
         max: usize,
-        labels: impl Fn(&[(&'static str, String)]) -> String,
     ) -> (usize, Option<String>) {
         use std::ops::Bound;
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
@@ -100,7 +99,7 @@ impl Verdicts {
                         ("verdict", (*verdict).to_string()),
                     ];
                     let value = super::number(c.counts[v]);
-                    let _ = writeln!(out, "{NAME}{} {value}", labels(&set));
+                    let _ = writeln!(out, "{NAME}{} {value}", super::render_labels(&set));
                     lines += 1;
                 }
             }
