@@ -5,14 +5,16 @@
 //! (the runner and the notifiers do): it records what they decided, atomically.
 //!
 //! # Parts
-//! This file holds the [`Store`] handle: opening the connections, the read and write
-//! transactions every part runs in, and the store's health check. Each table has its own file,
-//! each adding methods to `Store`: `steps` (the `rollouts` table, [`Store::commit_step`] and the
-//! group commit's batch), `runs`, `history` (reading `audit` and `analyses`), `intents`,
-//! `outbox`, `incidents`, `flags` and `kept` (the answers a stage's analyses keep). Beside them: `offload` (the async façade, [`Store::call`]), `records`
-//! (the plain values handed in and out), `error` ([`StoreError`]), `schema` (migrations),
-//! `retention` (pruning old history, the incremental vacuum and the database's size), `group` (the group-commit queue), `checkpoint`, `health`, `lock` and `private` (the state
-//! directory created 0700 and the files in it 0600, whatever the umask).
+//! This file holds the [`Store`] handle: opening the connections, the read and write transactions
+//! every part runs in, and the store's health check. Each table has its own file, each adding
+//! methods to `Store`: `steps` (the `rollouts` table, [`Store::commit_step`] and the group commit's
+//! batch), `runs`, `history` (reading `audit` and `analyses`), `intents`, `outbox`, `incidents`,
+//! `flags` and `kept` (the answers a stage's analyses keep). Beside them: `offload` (the async
+//! façade, [`Store::call`]), `records` (the plain values handed in and out), `error`
+//! ([`StoreError`]), `schema` (migrations), `retention` (pruning old history, the incremental
+//! vacuum and the database's size), `group` (the group-commit queue), `checkpoint`, `health`,
+//! `lock` and `private` (the state directory created 0700 and the files in it 0600, whatever the
+//! umask).
 //!
 //! # The key operation
 //! [`Store::commit_step`] writes a decision (new state, audit entries, actuator intent,

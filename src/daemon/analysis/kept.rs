@@ -1,14 +1,15 @@
 //! Answers kept between the analyses of a stage (issue 19 point 1: the backend is asked only for
 //! what is new). A staged check is judged on its whole stage at every analysis; instead of asking
 //! the backend for all of it again, the analysis resumes each staged query from the answer the
-//! previous one kept: it asks from [`OVERLAP`] (at least [`OVERLAP_STEPS`] steps) before the
-//! newest kept point, on the stage's grid of steps so that the backend evaluates the same
-//! instants as before, and replaces the kept points from there on with the fresh answer; the
-//! result is kept again once a quarter of it is newer than what was kept ([`stale`]). A stage
-//! younger than the overlap is asked whole and keeps nothing ([`worth_keeping`]). Re-asking the newest points takes in late samples, which change
-//! the last points of a rate. An answer is kept for its query's text, its step and the stage's
-//! start: a new stage, an edited query, another canary version or step asks for everything again.
-//! It owns that rule and the bytes the store keeps (`store::kept`); it is pure.
+//! previous one kept: it asks from [`OVERLAP`] (at least [`OVERLAP_STEPS`] steps) before the newest
+//! kept point, on the stage's grid of steps so that the backend evaluates the same instants as
+//! before, and replaces the kept points from there on with the fresh answer; the result is kept
+//! again once a quarter of it is newer than what was kept ([`stale`]). A stage younger than the
+//! overlap is asked whole and keeps nothing ([`worth_keeping`]). Re-asking the newest points takes
+//! in late samples, which change the last points of a rate. An answer is kept for its query's text,
+//! its step and the stage's start: a new stage, an edited query, another canary version or step
+//! asks for everything again. It owns that rule and the bytes the store keeps (`store::kept`); it
+//! is pure.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
