@@ -38,3 +38,12 @@ pub fn replay_json(rule: &Path, data: &Path, start: &str) -> Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// The first rollback of a replay's JSON answer, if it rolled back.
+pub fn rollback(answer: &Value) -> Option<&Value> {
+    answer["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["action"] == "rolled-back")
+}

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::replay_support::{replay_json, temp_dir};
+use crate::replay_support::{replay_json, rollback, temp_dir};
 
 /// 2026-03-01T10:00:00Z.
 const START: i64 = 1_772_359_200;
@@ -45,14 +45,6 @@ fn replay(tag: &str, canary_errors: impl Fn(i64) -> u32) -> Value {
     let answer = replay_json(&rule, &dir, "2026-03-01T10:00:00Z");
     let _ = std::fs::remove_dir_all(&dir);
     answer
-}
-
-fn rollback(answer: &Value) -> Option<&Value> {
-    answer["decisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["action"] == "rolled-back")
 }
 
 #[test]
