@@ -320,7 +320,7 @@ pub async fn analyse_over(
         .zip(&reads)
         .map(|((check, spec), read)| match read {
             Ok([(baseline, _), (canary, _)]) if span.stages(check) => {
-                judge::judge_check_staged(spec, baseline, canary, traffic)
+                judge::judge_check_staged(spec, baseline, canary, traffic, span.pass_level(check))
             }
             Ok([(baseline, _), (canary, _)]) => {
                 judge::judge_check_with(spec, baseline, canary, traffic)

@@ -549,13 +549,15 @@ pub fn judge_check_with(
 }
 
 /// [`judge_check_with`] on a stage's evidence (every point since the stage's warm-up) with the
-/// anytime-valid bounds at the significance of `spec` (the stage's share): see `staged`. A check
+/// anytime-valid bounds: failed at the significance of `spec` (the stage's share), passed on the
+/// upper bound at the one-sided significance `pass` (the check's own): see `staged`. A check
 /// that is not staged ([`staged_supports`]) is judged as by [`judge_check_with`].
 pub fn judge_check_staged(
     spec: &CheckSpec,
     baseline: &SideData,
     canary: &SideData,
     traffic: BaselineTraffic,
+    pass: f64,
 ) -> CheckResult {
     let thresholds = Thresholds::of(spec);
     if setting_problem(spec).is_some()
@@ -563,7 +565,7 @@ pub fn judge_check_staged(
     {
         return judge_check_with(spec, baseline, canary, traffic);
     }
-    match staged::judge(spec, baseline, canary, thresholds) {
+    match staged::judge(spec, baseline, canary, thresholds, pass) {
         Some(result) => finite::guard(spec, result),
         None => judge_check_with(spec, baseline, canary, traffic),
     }

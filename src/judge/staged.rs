@@ -8,10 +8,12 @@
 //! `family`'s. Pure.
 //!
 //! The rule, with `L` the tolerance on the test's scale (`ln(1 + tolerance)` for a relative
-//! check's log-ratios, the tolerance itself for an error rate's difference) and α the share:
-//! **fail** when the anytime p-value of "the worsening is at most `L`" is below α (equivalently,
-//! the one-sided lower bound on the worsening is above `L`); **pass** when the upper bound is
-//! within `L`; otherwise the evidence is still accruing ([`InconclusiveCause::Accruing`]): the
+//! check's log-ratios, the tolerance itself for an error rate's difference), α the share and β
+//! the check's own one-sided significance: **fail** when the anytime p-value of "the worsening
+//! is at most `L`" is below α (equivalently, the one-sided lower bound on the worsening is above
+//! `L`); **pass** when the upper bound at β is within `L` (a rollout is promoted only if every
+//! stage passes, so a false pass needs no split over the stages: docs/sequential.md);
+//! otherwise the evidence is still accruing ([`InconclusiveCause::Accruing`]): the
 //! stage holds and the next analysis, with more points, decides. Fewer than
 //! [`crate::stats::MIN_POINTS`] points (or than `min_samples`) is accruing too, never a pass. Only
 //! directional relative checks and higher-is-worse error rates are staged ([`supports`]); the
@@ -41,26 +43,54 @@ pub fn supports(spec: &CheckSpec) -> bool {
     }
 }
 
-/// Judge a supported check on its stage's evidence at the significance of `spec` (the caller
-/// gives a spec whose confidence is the stage's share, see `daemon::analysis`). `None` when the
-/// kind is not staged ([`supports`]) or the data has the wrong shape: judge it as usual.
+/// Judge a supported check on its stage's evidence: failed at the significance of `spec` (the
+/// caller gives a spec whose confidence is the stage's share, see `daemon::analysis`), passed on
+/// the upper bound at the one-sided significance `pass`. `None` when the kind is not staged
+/// ([`supports`]) or the data has the wrong shape: judge it as usual.
 pub(super) fn judge(
     spec: &CheckSpec,
     baseline: &SideData,
     canary: &SideData,
     thresholds: Thresholds,
+    pass: f64,
 ) -> Option<CheckResult> {
     if !supports(spec) {
         return None;
     }
+    let levels = Levels {
+        fail: significance_level(spec),
+        pass,
+    };
     match (&spec.kind, baseline, canary) {
         (CheckKind::Relative { tolerance }, SideData::Values(b), SideData::Values(c)) => {
-            Some(relative(spec, *tolerance, b, c, thresholds))
+            Some(relative(spec, *tolerance, b, c, thresholds, levels))
         }
         (CheckKind::ErrorRate { tolerance }, SideData::Counts(b), SideData::Counts(c)) => {
-            Some(error_rate(spec, *tolerance, b, c, thresholds))
+            Some(error_rate(spec, *tolerance, b, c, thresholds, levels))
         }
         _ => None,
+    }
+}
+
+/// The one-sided significances of a staged check's two decisions.
+#[derive(Debug, Clone, Copy)]
+struct Levels {
+    /// A failure: the stage's share of the check's significance (Holm's level in the family).
+    fail: f64,
+    /// A pass: the check's own significance. A canary is promoted only if every stage passes,
+    /// so the chance of passing a stage where it is worse than the tolerance bounds the chance
+    /// of promoting it, with no split over the stages.
+    pass: f64,
+}
+
+impl Levels {
+    /// The test's description: what each decision is held to.
+    fn test(&self) -> String {
+        format!(
+            "one-sided: a failure at the stage's α {}, a pass on the bound at α {}",
+            fmt_num(self.fail),
+            fmt_num(self.pass)
+        )
     }
 }
 
@@ -130,6 +160,7 @@ fn relative(
     b_points: &[Point],
     c_points: &[Point],
     thresholds: Thresholds,
+    levels: Levels,
 ) -> CheckResult {
     let super::relative::Sides {
         b, c, mut evidence, ..
@@ -174,8 +205,8 @@ fn relative(
             return sequential_failed(spec, e, evidence);
         }
     }
-    let alpha = significance_level(spec);
-    let decided = mean.bounds(alpha).and_then(|bounds| {
+    let alpha = levels.fail;
+    let decided = mean.bounds(levels.pass).and_then(|bounds| {
         let p = if limit.is_finite() {
             anytime_p(&bounds.spread, limit, alpha)?
         } else {
@@ -201,17 +232,16 @@ fn relative(
         interval: Some(Interval {
             low,
             high,
-            confidence: 1.0 - alpha,
+            confidence: 1.0 - levels.pass,
             scale: IntervalScale::Ratio,
         }),
     });
     evidence.test = Some(format!(
         "anytime-valid confidence sequence on the mean paired log-ratio since the stage's \
-         warm-up (long-run variance: lag-1 correlation {:.2}, batches of {}), one-sided at the \
-         stage's α {}",
+         warm-up (long-run variance: lag-1 correlation {:.2}, batches of {}), {}",
         bounds.spread.rho,
         bounds.spread.batch_size,
-        fmt_num(alpha)
+        levels.test()
     ));
     evidence.comparison = Some(format!(
         "paired log-ratio by timestamp over the stage, {} pairs",
@@ -245,9 +275,12 @@ fn relative(
             pct(bad_bound)
         ),
         DecisionRule::NotShown => format!(
-            "{effect}: the stage's evidence is accruing, the bound {} is not yet within {}",
+            "{effect}: the stage's evidence is accruing, the bound {} is not yet within {} \
+             (anytime p = {}, a failure needs < {})",
             pct(bad_bound),
-            pct(limit_ratio)
+            pct(limit_ratio),
+            fmt_num(p),
+            fmt_num(alpha)
         ),
     };
     finish(spec, verdict_of(rule, &reason), reason, evidence)
@@ -259,6 +292,7 @@ fn error_rate(
     b_points: &[CountPoint],
     c_points: &[CountPoint],
     thresholds: Thresholds,
+    levels: Levels,
 ) -> CheckResult {
     let (b_summary, _, b_total) = summarize_counts(b_points);
     let (c_summary, _, c_total) = summarize_counts(c_points);
@@ -314,9 +348,9 @@ fn error_rate(
             evidence,
         );
     }
-    let alpha = significance_level(spec);
+    let alpha = levels.fail;
     let decided = rates
-        .bounds(alpha)
+        .bounds(levels.pass)
         .and_then(|bounds| Ok((bounds, anytime_p(&bounds.spread, tolerance, alpha)?)));
     let (bounds, p) = match decided {
         Ok(x) => x,
@@ -329,16 +363,15 @@ fn error_rate(
         interval: Some(Interval {
             low: bounds.lower,
             high: bounds.upper,
-            confidence: 1.0 - alpha,
+            confidence: 1.0 - levels.pass,
             scale: IntervalScale::Difference,
         }),
     });
     evidence.test = Some(format!(
         "anytime-valid confidence sequence on the mean per-step excess error rate since the \
-         stage's warm-up (never below binomial; lag-1 correlation {:.2}), one-sided at the \
-         stage's α {}",
+         stage's warm-up (never below binomial; lag-1 correlation {:.2}), {}",
         bounds.spread.rho,
-        fmt_num(alpha)
+        levels.test()
     ));
     evidence.comparison = Some(format!(
         "canary − baseline error rate per step over the stage, {steps} steps"
@@ -367,9 +400,12 @@ fn error_rate(
             pp(bounds.upper)
         ),
         DecisionRule::NotShown => format!(
-            "{effect}: the stage's evidence is accruing, the bound {} is not yet within {}",
+            "{effect}: the stage's evidence is accruing, the bound {} is not yet within {} \
+             (anytime p = {}, a failure needs < {})",
             pp(bounds.upper),
-            pp(tolerance)
+            pp(tolerance),
+            fmt_num(p),
+            fmt_num(alpha)
         ),
     };
     finish(spec, verdict_of(rule, &reason), reason, evidence)

@@ -121,6 +121,15 @@ impl EvidenceSpan {
         spec
     }
 
+    /// The one-sided significance at which staged `check` passes: its own (staged checks are
+    /// directional), not the stage's share. A rollout is promoted only if every stage passes, so
+    /// the chance of passing a stage where the canary is worse than the tolerance (at most this,
+    /// by the bound's coverage) bounds the chance of promoting it: the pass needs no split over
+    /// the stages, unlike the failure, which any stage can take (docs/sequential.md).
+    pub fn pass_level(&self, check: &Check) -> f64 {
+        (1.0 - check.spec.confidence) / 2.0
+    }
+
     /// The window scan of staged `check` at `now`, one of `staged` scanned checks: the fixed-window
     /// judge (issue 18's, calibrated per look) on the stage's points in the check's window, at a
     /// significance spent over the stage's looks. Look `k` is counted in the check's steps since
