@@ -1,7 +1,8 @@
 //! The daemon's own metrics, rendered in the Prometheus text format for `/metrics`.
 //!
-//! A small registry of counters, gauges and histograms keyed by name and labels (the per-check
-//! verdict counts in a compact form of their own, `verdicts`); rollout weights and phases are
+//! A small registry of counters, gauges and histograms keyed by name and labels (a rollout's
+//! series held per rollout, `per_rollout`, and the per-check verdict counts in a compact form of
+//! their own, `verdicts`); rollout weights and phases are
 //! read from the rollouts' published status at render time. It owns the metric
 //! names and their help texts, and [`Timed`], the source wrapper that measures query latency;
 //! nothing else.
@@ -15,8 +16,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::status::RolloutStatus;
+use per_rollout::PerRollout;
 use verdicts::Verdicts;
 
+mod per_rollout;
 mod verdicts;
 use std::future::Future;
 use std::pin::Pin;
@@ -43,6 +46,8 @@ struct Histogram {
 pub struct Metrics {
     series: Arc<Mutex<BTreeMap<(&'static str, Labels), f64>>>,
     histograms: Arc<Mutex<BTreeMap<(&'static str, Labels), Histogram>>>,
+    /// The series whose first label is `rollout`, but the verdicts'.
+    rollouts: Arc<Mutex<PerRollout>>,
     /// `canaryd_check_verdicts_total`, the one family with a series per rollout and check.
     verdicts: Arc<Mutex<Verdicts>>,
 }
@@ -209,6 +214,12 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn rollouts(&self) -> std::sync::MutexGuard<'_, PerRollout> {
+        self.rollouts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn verdicts(&self) -> std::sync::MutexGuard<'_, Verdicts> {
         self.verdicts
             .lock()
@@ -222,17 +233,24 @@ impl Metrics {
         {
             return;
         }
-        let key = (name, own(labels));
-        *self.lock().entry(key).or_insert(0.0) += 1.0;
+        self.add(name, labels, 1.0);
     }
 
     /// Sets a gauge.
     pub fn set(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
+        if let [("rollout", rollout), rest @ ..] = labels {
+            *self.rollouts().entry(name, rollout, rest) = value;
+            return;
+        }
         self.lock().insert((name, own(labels)), value);
     }
 
     /// Adds `value` to a counter.
     pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
+        if let [("rollout", rollout), rest @ ..] = labels {
+            *self.rollouts().entry(name, rollout, rest) += value;
+            return;
+        }
         let key = (name, own(labels));
         *self.lock().entry(key).or_insert(0.0) += value;
     }
@@ -242,6 +260,7 @@ impl Metrics {
     /// from the rules only, so the series stay as many as the rules say.
     pub fn retain_rollouts(&self, checks: impl Fn(&str) -> Option<Vec<String>>) {
         self.verdicts().retain(&checks);
+        self.rollouts().retain(&checks);
         self.lock().retain(|(_, labels), _| {
             let label = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
             let Some(rollout) = label("rollout") else {
@@ -257,6 +276,10 @@ impl Metrics {
 
     /// Drops a series (a broken rule file's, once it loads or is gone).
     pub fn remove(&self, name: &'static str, labels: &[(&'static str, &str)]) {
+        if let [("rollout", rollout), rest @ ..] = labels {
+            self.rollouts().remove(name, rollout, rest);
+            return;
+        }
         self.lock().remove(&(name, own(labels)));
     }
 
@@ -280,6 +303,9 @@ impl Metrics {
             && let Some(count) = self.verdicts().get(r, c, v)
         {
             return count;
+        }
+        if let [("rollout", rollout), rest @ ..] = labels {
+            return self.rollouts().get(name, rollout, rest).unwrap_or(0.0);
         }
         self.lock()
             .get(&(name, own(labels)))
@@ -326,6 +352,8 @@ const PAGE_LINES: usize = 1024;
 enum Part {
     /// The counters and gauges of `HELP[i]`, after these labels.
     Series(usize, Option<Labels>),
+    /// The series of `HELP[i]` held per rollout: its lines after this rollout's.
+    PerRollout(usize, Option<String>),
     /// `HELP[i]` is the check verdicts' family: its lines after this rollout's.
     Verdicts(usize, Option<String>),
     Histograms,
@@ -441,7 +469,20 @@ impl Pages {
                         Some(labels) if lines >= PAGE_LINES => {
                             Part::Series(i, Some(labels.clone()))
                         }
-                        _ => Part::Series(i + 1, None),
+                        _ => Part::PerRollout(i, None),
+                    };
+                }
+                Part::PerRollout(i, after) => {
+                    let (written, stopped) = self.metrics.rollouts().render(
+                        &mut out,
+                        HELP[i].0,
+                        after.as_deref(),
+                        PAGE_LINES - lines,
+                    );
+                    lines += written;
+                    self.part = match stopped {
+                        Some(rollout) => Part::PerRollout(i, Some(rollout)),
+                        None => Part::Series(i + 1, None),
                     };
                 }
                 Part::Verdicts(i, after) => {

@@ -209,3 +209,32 @@ fn renders_counters_gauges_and_rollouts_in_text_format() {
         2.0
     );
 }
+
+#[test]
+fn a_rollouts_series_render_by_family_then_rollout_then_labels_and_can_be_removed() {
+    let m = Metrics::new();
+    let analyses = "canaryd_analyses_total";
+    let errors = "canaryd_backend_query_errors_total";
+    // Counted out of order, with two families on the same rollouts.
+    for (rollout, verdict) in [("web", "pass"), ("api", "fail"), ("web", "fail"), ("web", "pass")] {
+        m.inc(analyses, &[("rollout", rollout), ("verdict", verdict)]);
+    }
+    m.add(errors, &[("rollout", "web"), ("source", "prom")], 2.0);
+    m.set("canaryd_rollout_backend_errors", &[("rollout", "web")], 3.0);
+    m.remove("canaryd_rollout_backend_errors", &[("rollout", "web")]);
+    assert_eq!(
+        m.get("canaryd_rollout_backend_errors", &[("rollout", "web")]),
+        0.0
+    );
+    let text = m.render(&[]);
+    let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        series,
+        [
+            "canaryd_analyses_total{rollout=\"api\",verdict=\"fail\"} 1",
+            "canaryd_analyses_total{rollout=\"web\",verdict=\"fail\"} 1",
+            "canaryd_analyses_total{rollout=\"web\",verdict=\"pass\"} 2",
+            "canaryd_backend_query_errors_total{rollout=\"web\",source=\"prom\"} 2",
+        ]
+    );
+}
