@@ -220,12 +220,18 @@ enum End {
 
 /// The checks behind a stop: those the decision names, marked when they were not failing but
 /// without a verdict (a pause on missing or inconclusive evidence); a pause no check caused is
-/// a stage that outlived its `max_duration`. With it, whether a failing check among them is a
-/// statistical one (anything but an observed threshold), which the targets are about.
+/// a stage that outlived its `max_duration`, named with the checks its last analysis did not
+/// pass (the state's `holding`). With it, whether a failing check among them is a statistical
+/// one (anything but an observed threshold), which the targets are about.
 fn cause(rule: &RolloutRule, replayed: &Replay, checks: &[String]) -> Stop {
     if checks.is_empty() {
+        let held = &replayed.state.holding;
+        let why = match held.is_empty() {
+            true => "stage timed out".into(),
+            false => format!("stage timed out: {}", held.join(" + ")),
+        };
         return Stop {
-            why: "stage timed out".into(),
+            why,
             statistical: false,
         };
     }

@@ -62,6 +62,13 @@ impl Machine<'_> {
 
         // Count the evidence.
         let with_data = !report.checks.is_empty() && !report.checks.iter().any(lacks_data);
+        let passed = report.overall == AnalysisOutcome::Pass && with_data;
+        self.next.holding = report
+            .checks
+            .iter()
+            .filter(|c| !passed && holds(c))
+            .map(|c| c.check.clone())
+            .collect();
         let mut summary = format!("analysis {:?}", report.overall);
         match report.overall {
             AnalysisOutcome::Pass if with_data => {
@@ -329,6 +336,18 @@ fn lacks_data(outcome: &CheckOutcome) -> bool {
 
 /// Whether every check of `report` without a verdict is a staged check whose evidence is still
 /// accruing (and at least one is), the rest passing or not applicable.
+/// Whether a check that did not pass holds its stage: anything but a pass or a check that
+/// does not apply (a relative check at 100%, with no baseline left).
+fn holds(outcome: &CheckOutcome) -> bool {
+    !matches!(
+        outcome.verdict,
+        CheckVerdict::Pass
+            | CheckVerdict::Inconclusive {
+                cause: InconclusiveCause::NotApplicable
+            }
+    )
+}
+
 fn accruing_only(report: &AnalysisReport) -> bool {
     let cause = |c: &CheckOutcome| match c.verdict {
         CheckVerdict::Inconclusive { cause } => Some(cause),

@@ -227,6 +227,7 @@ impl Machine<'_> {
         self.next.passes = 0;
         self.next.inconclusive_streak = 0;
         self.next.failing.clear();
+        self.next.holding.clear();
         let why = format!("emergency stop by {by}: {reason}");
         self.transition(phase, 0, AuditAction::EmergencyStopped, why, by);
         self.notify(

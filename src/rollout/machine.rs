@@ -134,6 +134,11 @@ pub struct RolloutState {
     pub inconclusive_streak: u32,
     /// Checks failing right now, by name.
     pub failing: BTreeMap<String, FailingCheck>,
+    /// When the stage's latest counted analysis did not pass: its checks without a pass
+    /// (failing, or without a verdict, such as a stage's evidence still accruing), not those
+    /// that do not apply. What holds the stage, named when it outlives its `max_duration`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holding: Vec<String>,
     /// Analyses in a row that failed on metric backend errors. While non-zero the rollout holds:
     /// no tick advances it. Stored, so a restart during an outage keeps holding.
     #[serde(default)]
@@ -190,6 +195,7 @@ impl RolloutState {
             failing: BTreeMap::new(),
             backend_errors: 0,
             awaiting_analysis: false,
+            holding: Vec::new(),
             run: Run::default(),
         }
     }
@@ -385,6 +391,7 @@ impl Machine<'_> {
         self.next.passes = 0;
         self.next.inconclusive_streak = 0;
         self.next.failing.clear();
+        self.next.holding.clear();
         self.next.awaiting_analysis = false;
     }
 
@@ -428,6 +435,7 @@ impl Machine<'_> {
         self.next.passes = 0;
         self.next.inconclusive_streak = 0;
         self.next.failing.clear();
+        self.next.holding.clear();
         let why = format!("rolled back by {by}: {reason}");
         let phase = Phase::RolledBack {
             reason: reason.clone(),
@@ -453,6 +461,7 @@ impl Machine<'_> {
             self.next.passes = 0;
             self.next.inconclusive_streak = 0;
             self.next.failing.clear();
+        self.next.holding.clear();
             let action = if action == AuditAction::StageAdvanced {
                 AuditAction::Succeeded
             } else {

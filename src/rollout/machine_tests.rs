@@ -1244,6 +1244,50 @@ fn accruing_stage_evidence_holds_without_pausing_where_not_shown_windows_pause()
     assert_eq!(s.weight, 25, "{:?}", s.phase);
 }
 
+/// A stage that outlives its `max_duration` pauses for a person, who must see what held it:
+/// the reason names the checks without a pass in the stage's last analysis (a staged bound
+/// still accruing, here), not only "0 of 3 passes". A passing analysis holds nothing, and the
+/// names do not outlive the stage.
+#[test]
+fn a_timed_out_stage_names_the_checks_that_held_it() {
+    let p = with(|p| p.stages[0].max_duration = Some(Duration::from_secs(30 * 60)));
+    let held = report(
+        AnalysisOutcome::Inconclusive,
+        vec![
+            CheckOutcome::inconclusive("latency", InconclusiveCause::Accruing),
+            CheckOutcome::inconclusive("cpu", InconclusiveCause::NotApplicable),
+            CheckOutcome::pass("error-rate"),
+        ],
+    );
+    let (s, _) = run(
+        &p,
+        then(
+            then(start(), repeat(1, 3, held.clone())),
+            vec![(30 * MIN, Event::Tick)],
+        ),
+    );
+    let Phase::Paused { reason, .. } = &s.phase else {
+        panic!("{:?}", s.phase);
+    };
+    assert!(
+        reason.ends_with("0 of 3 required passing analyses; not passing in its last analysis: latency"),
+        "{reason}"
+    );
+    // The last analysis passed: nothing held it but the count of passes.
+    let (s, _) = run(
+        &p,
+        then(
+            then(start(), repeat(1, 3, held)),
+            vec![(20 * MIN, pass()), (30 * MIN, Event::Tick)],
+        ),
+    );
+    let Phase::Paused { reason, .. } = &s.phase else {
+        panic!("{:?}", s.phase);
+    };
+    assert!(reason.ends_with("1 of 3 required passing analyses"), "{reason}");
+    assert!(s.holding.is_empty());
+}
+
 /// Issue 19: `for`/`consecutive` are for blips on absolute thresholds. A check judged on its
 /// stage's evidence with bounds valid at every look (`CheckOutcome::settled`) acts on its first
 /// failure even under `consecutive = 3` or `for = 5m`; the same failure from a window check

@@ -2,6 +2,8 @@
 //! duration and its passes are reached, or pauses once its maximum duration is. Part of
 //! [`super`]'s `Machine`; pure like the rest.
 
+use std::fmt::Write as _;
+
 use super::{Machine, Phase, ResumeTo, StepError, elapsed, human};
 use crate::rollout::event::{AuditAction, TriggeredBy};
 use crate::rollout::plan::{EventKind, Severity};
@@ -55,13 +57,20 @@ impl Machine<'_> {
         if let Some(max) = s.max_duration
             && ran >= max
         {
-            let reason = format!(
+            let mut reason = format!(
                 "stage ran {} (max {}) with {} of {} required passing analyses",
                 human(ran),
                 human(max),
                 self.next.passes,
                 s.required_passes
             );
+            if !self.next.holding.is_empty() {
+                let _ = write!(
+                    reason,
+                    "; not passing in its last analysis: {}",
+                    self.next.holding.join(", ")
+                );
+            }
             self.pause(
                 stage,
                 ResumeTo::Progressing,

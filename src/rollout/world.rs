@@ -102,6 +102,7 @@ impl Machine<'_> {
         self.next.passes = 0;
         self.next.inconclusive_streak = 0;
         self.next.failing.clear();
+        self.next.holding.clear();
         self.actions.push(Action::Audit {
             action: AuditAction::ActuationFailed,
             previous_weight: attempted,
