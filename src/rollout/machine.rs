@@ -461,7 +461,7 @@ impl Machine<'_> {
             self.next.passes = 0;
             self.next.inconclusive_streak = 0;
             self.next.failing.clear();
-        self.next.holding.clear();
+            self.next.holding.clear();
             let action = if action == AuditAction::StageAdvanced {
                 AuditAction::Succeeded
             } else {

@@ -1270,7 +1270,9 @@ fn a_timed_out_stage_names_the_checks_that_held_it() {
         panic!("{:?}", s.phase);
     };
     assert!(
-        reason.ends_with("0 of 3 required passing analyses; not passing in its last analysis: latency"),
+        reason.ends_with(
+            "0 of 3 required passing analyses; not passing in its last analysis: latency"
+        ),
         "{reason}"
     );
     // The last analysis passed: nothing held it but the count of passes.
@@ -1284,7 +1286,10 @@ fn a_timed_out_stage_names_the_checks_that_held_it() {
     let Phase::Paused { reason, .. } = &s.phase else {
         panic!("{:?}", s.phase);
     };
-    assert!(reason.ends_with("1 of 3 required passing analyses"), "{reason}");
+    assert!(
+        reason.ends_with("1 of 3 required passing analyses"),
+        "{reason}"
+    );
     assert!(s.holding.is_empty());
 }
 

@@ -216,7 +216,12 @@ fn a_rollouts_series_render_by_family_then_rollout_then_labels_and_can_be_remove
     let analyses = "canaryd_analyses_total";
     let errors = "canaryd_backend_query_errors_total";
     // Counted out of order, with two families on the same rollouts.
-    for (rollout, verdict) in [("web", "pass"), ("api", "fail"), ("web", "fail"), ("web", "pass")] {
+    for (rollout, verdict) in [
+        ("web", "pass"),
+        ("api", "fail"),
+        ("web", "fail"),
+        ("web", "pass"),
+    ] {
         m.inc(analyses, &[("rollout", rollout), ("verdict", verdict)]);
     }
     m.add(errors, &[("rollout", "web"), ("source", "prom")], 2.0);

@@ -80,14 +80,15 @@ impl Verdicts {
 
     /// Keeps the rollouts and checks `checks(rollout)` still names (`None`: the rollout is gone).
     pub(super) fn retain(&mut self, checks: impl Fn(&str) -> Option<Vec<String>>) {
-        self.rollouts.retain(|rollout, counts| match checks(rollout) {
-            None => false,
-            Some(names) => {
-                counts.retain(|c| names.iter().any(|n| **n == *c.check));
-                counts.shrink_to_fit();
-                true
-            }
-        });
+        self.rollouts
+            .retain(|rollout, counts| match checks(rollout) {
+                None => false,
+                Some(names) => {
+                    counts.retain(|c| names.iter().any(|n| **n == *c.check));
+                    counts.shrink_to_fit();
+                    true
+                }
+            });
         // A name no rollout counts any more is forgotten.
         self.names.retain(|name| Arc::strong_count(name) > 1);
     }
