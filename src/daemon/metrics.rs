@@ -622,6 +622,33 @@ impl MetricSource for Timed {
     }
 }
 
+/// Writes the lines of whole rollouts of `by_rollout` after `after`, each by `write` (which
+/// returns the lines it wrote), until at least `max` lines are written; returns the lines
+/// written and, when it stopped before the end, the last rollout written. The compact
+/// per-rollout families page this way.
+fn page_rollouts<T>(
+    by_rollout: &BTreeMap<Box<str>, T>,
+    out: &mut String,
+    after: Option<&str>,
+    max: usize,
+    mut write: impl FnMut(&mut String, &str, &T) -> usize,
+) -> (usize, Option<String>) {
+    let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+    let mut lines = 0;
+    let mut last: Option<&str> = None;
+    for (rollout, of_rollout) in by_rollout.range::<str, _>((from, Bound::Unbounded)) {
+        if lines >= max {
+            return (lines, last.map(str::to_string));
+        }
+        let written = write(out, rollout, of_rollout);
+        if written > 0 {
+            lines += written;
+            last = Some(rollout);
+        }
+    }
+    (lines, None)
+}
+
 fn own(labels: &[(&'static str, &str)]) -> Labels {
     labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect()
 }

@@ -73,45 +73,54 @@ fn respond(
     after: (f64, f64),
 ) -> impl Fn(&Request) -> Result<Vec<Series>, crate::source::SourceError> + Send + Sync + 'static {
     move |request| {
-        let Request::Range {
-            query,
-            start,
-            end,
-            step,
-        } = request
-        else {
-            return Ok(vec![]);
-        };
-        let canary = query.contains("\"new\"");
-        let step = Duration::from_std(*step).unwrap();
-        let mut points = Vec::new();
-        let mut t = *start;
-        while t <= *end {
+        range_answer(request, |query, canary, t| {
             let k = t.timestamp() / 60;
             let (latency, errors) = match (canary, t < switch) {
                 (false, _) => (1.0, 1.0),
                 (true, true) => before,
                 (true, false) => after,
             };
-            let v = if query.contains("5..") {
+            if query.contains("5..") {
                 (10.0 + (k % 5) as f64 - 2.0) * errors
             } else if query.contains("http_requests_total") {
                 1000.0
             } else {
                 0.2 * latency
                     * (1.0 + 0.02 * ((k * 7 % 5) as f64 - 2.0) + 0.01 * (canary as u8 as f64))
-            };
-            points.push(Point {
-                t: t.timestamp() as f64,
-                v,
-            });
-            t += step;
-        }
-        Ok(vec![Series {
-            labels: Default::default(),
-            points,
-        }])
+            }
+        })
     }
+}
+
+/// One series answering a range request, its value at each step `value(query, canary, t)`.
+fn range_answer(
+    request: &Request,
+    value: impl Fn(&str, bool, DateTime<Utc>) -> f64,
+) -> Result<Vec<Series>, crate::source::SourceError> {
+    let Request::Range {
+        query,
+        start,
+        end,
+        step,
+    } = request
+    else {
+        return Ok(vec![]);
+    };
+    let canary = query.contains("\"new\"");
+    let step = Duration::from_std(*step).unwrap();
+    let mut points = Vec::new();
+    let mut t = *start;
+    while t <= *end {
+        points.push(Point {
+            t: t.timestamp() as f64,
+            v: value(query, canary, t),
+        });
+        t += step;
+    }
+    Ok(vec![Series {
+        labels: Default::default(),
+        points,
+    }])
 }
 
 async fn staged(source: MemorySource, from: DateTime<Utc>) -> Analysed {
@@ -215,39 +224,17 @@ async fn a_gross_regression_in_a_young_stage_is_failed_by_the_window_scan() {
 /// noise a minute (seeded by the minute, so every read of a minute agrees).
 fn noisy_latency(ratio: f64) -> MemorySource {
     MemorySource::from_fn("prometheus", move |request| {
-        let Request::Range {
-            query,
-            start,
-            end,
-            step,
-        } = request
-        else {
-            return Ok(vec![]);
-        };
-        let canary = query.contains("\"new\"");
-        let step = Duration::from_std(*step).unwrap();
-        let mut points = Vec::new();
-        let mut t = *start;
-        while t <= *end {
+        range_answer(request, |query, canary, t| {
             let minute = (t.timestamp() / 60) as u64;
             let noise = crate::sim::Rng::new(2 * minute + canary as u64).normal();
-            let v = if query.contains("5..") {
+            if query.contains("5..") {
                 10.0
             } else if query.contains("http_requests_total") {
                 1000.0
             } else {
                 0.2 * (0.05 * noise).exp() * if canary { ratio } else { 1.0 }
-            };
-            points.push(Point {
-                t: t.timestamp() as f64,
-                v,
-            });
-            t += step;
-        }
-        Ok(vec![Series {
-            labels: Default::default(),
-            points,
-        }])
+            }
+        })
     })
 }
 

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::ops::Bound;
 
 /// One series of a rollout.
 #[derive(Debug)]
@@ -125,15 +124,10 @@ impl PerRollout {
         after: Option<&str>,
         max: usize,
     ) -> (usize, Option<String>) {
-        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut lines = 0;
-        let mut last: Option<&str> = None;
         let mut labels: Vec<(&'static str, String)> = Vec::new();
-        for (rollout, series) in self.0.range::<str, _>((from, Bound::Unbounded)) {
-            if lines >= max {
-                return (lines, last.map(str::to_string));
-            }
+        super::page_rollouts(&self.0, out, after, max, |out, rollout, series| {
             let start = series.partition_point(|s| s.family < family);
+            let mut lines = 0;
             for s in series[start..].iter().take_while(|s| s.family == family) {
                 labels.clear();
                 labels.push(("rollout", rollout.to_string()));
@@ -141,9 +135,8 @@ impl PerRollout {
                 let value = super::number(s.value);
                 let _ = writeln!(out, "{family}{} {value}", super::render_labels(&labels));
                 lines += 1;
-                last = Some(rollout);
             }
-        }
-        (lines, None)
+            lines
+        })
     }
 }

@@ -101,14 +101,8 @@ impl Verdicts {
         after: Option<&str>,
         max: usize,
     ) -> (usize, Option<String>) {
-        use std::ops::Bound;
-        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut lines = 0;
-        let mut last: Option<&str> = None;
-        for (rollout, checks) in self.rollouts.range::<str, _>((from, Bound::Unbounded)) {
-            if lines >= max {
-                return (lines, last.map(str::to_string));
-            }
+        super::page_rollouts(&self.rollouts, out, after, max, |out, rollout, checks| {
+            let mut lines = 0;
             for c in checks {
                 for (v, verdict) in VERDICTS.iter().enumerate() {
                     if c.seen & (1 << v) == 0 {
@@ -124,8 +118,7 @@ impl Verdicts {
                     lines += 1;
                 }
             }
-            last = Some(rollout);
-        }
-        (lines, None)
+            lines
+        })
     }
 }
