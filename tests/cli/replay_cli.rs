@@ -2,7 +2,8 @@
 //! (`tests/fixtures/replay/web.toml`: analysed on the minute, stages 10% → 50% (approval) →
 //! 100% of 5 minutes and 3 passes each): a healthy canary succeeds with the timeline the plan
 //! gives, stops at the approval gate without `--approve`; a canary whose error rate jumps rolls
-//! back at the first analysis whose window holds the jump, naming the check; a canary without
+//! back at the first analysis whose window holds the jump, naming the check; a stage that cannot
+//! show its latency pauses at its `max_duration` naming the check that held it; a canary without
 //! usable latency (no points, or only NaN) pauses on the inconclusive streak, never passing; the
 //! JSON has exactly the documented keys; bad, missing and oversized files are errors naming
 //! file and line.
@@ -367,4 +368,55 @@ fn a_recording_without_usable_canary_latency_pauses_naming_the_checks_without_a_
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// A stage that cannot show its latency within the tolerance (the canary is 10% slower, the
+/// tolerance 10%: the bound never gets within it, nor is a worsening beyond it shown) holds,
+/// accruing, until its `max_duration`; the pause then names the check that held it, so the
+/// person it asks knows where to look.
+#[test]
+fn a_stage_past_its_max_duration_pauses_naming_the_check_that_held_it() {
+    let dir = record("held", None);
+    let mut noise = Noise(7);
+    let mut latency = String::from("timestamp,value\n");
+    for s in -90..=180 {
+        let v = 0.22 * (1.0 + 0.01 * noise.next());
+        latency.push_str(&format!("{},{v}\n", START + 10 * s));
+    }
+    for check in ["latency", "latency-limit"] {
+        std::fs::write(dir.join(format!("{check}.canary.csv")), &latency).unwrap();
+    }
+    let text = std::fs::read_to_string(rule()).unwrap().replacen(
+        "min_duration = \"5m\"",
+        "min_duration = \"5m\"\nmax_duration = \"8m\"",
+        1,
+    );
+    let rule = dir.join("web.toml");
+    std::fs::write(&rule, text).unwrap();
+    let replay = crate::replay_support::replay_json(&rule, &dir, "2026-03-01T10:00:00Z");
+    assert_eq!(replay["phase"], "paused", "{replay:#}");
+    let pause = replay["decisions"].as_array().unwrap().last().unwrap();
+    assert_eq!(pause["action"], "paused", "{replay:#}");
+    assert_eq!(pause["stage"], "10%", "{replay:#}");
+    // The table, for people, gives the machine's reason.
+    let out = canaryd(&[
+        "replay",
+        "--rule",
+        rule.to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+        "--start",
+        "2026-03-01T10:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.ends_with(
+            "stage ran 8m (max 8m) with 0 of 3 required passing analyses; \
+             not passing in its last analysis: latency"
+        ),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
