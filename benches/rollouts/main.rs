@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo bench --bench rollouts --profile dev` (add `-- --trials N`, healthy rollouts per
 //! cell, default 300, degraded ones a third of that; `--threads N`, default 2; `--fresh-canary`,
-//! see below; `--only TEXT`, the plans whose label contains TEXT). The figures are
+//! see below; `--only TEXT`, the plans whose label contains TEXT; `--timeline`, the decisions
+//! and analyses of the first two healthy rollouts of each row on stderr). The figures are
 //! deterministic (fixed seeds, independent of the thread count) and do not depend on the profile.
 //!
 //! - Plans: `rules/checkout-api.toml` (cron every 2 min, 7 stages, approval auto-granted),
@@ -40,6 +41,7 @@
 mod world;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,7 +52,7 @@ use canaryd::replay::{Judging, Options, Replay, replay_observed};
 use canaryd::rollout::{AuditAction, CheckVerdict};
 use canaryd::rules::{KnownNames, Queries, RolloutRule, Schedule, parse_rule};
 use canaryd::sim::Rng;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 
 use world::{Degradation, Onset, Service, Setup, Shape, World};
 
@@ -300,6 +302,7 @@ fn run_trial(
     rule: &RolloutRule,
     setup: Setup,
     runtime: &tokio::runtime::Runtime,
+    timeline: Option<String>,
 ) -> End {
     let world = Arc::new(World::new(rule, setup));
     let span: f64 = rule
@@ -321,6 +324,9 @@ fn run_trial(
         .block_on(replay_observed(rule, source, &options, &mut on_weight))
         .unwrap_or_else(|e| panic!("{}: {e}", plan.label));
     let start = START as f64;
+    if let Some(label) = timeline {
+        print_timeline(&label, &replayed, start);
+    }
     let find = |action: AuditAction| {
         let d = replayed
             .decisions
@@ -358,6 +364,34 @@ fn run_trial(
     }
 }
 
+/// `--timeline`: one trial's decisions and analyses on stderr, in minutes from the run's start,
+/// each analysis with the checks that did not pass in it (what held its stage).
+fn print_timeline(label: &str, replayed: &Replay, start: f64) {
+    let minutes = |t: DateTime<Utc>| (t.timestamp() as f64 - start) / 60.0;
+    let mut text = format!(
+        "{label}: {} after {} analyses\n",
+        replayed.phase, replayed.analyses
+    );
+    for d in &replayed.decisions {
+        let stage = d.stage.as_deref().unwrap_or("-");
+        let (at, action) = (minutes(d.time), &d.action);
+        let _ = writeln!(text, "  {at:7.1} min  {action:?} {stage} ({}%)", d.weight);
+    }
+    for l in &replayed.log {
+        let held: Vec<String> = l
+            .report
+            .checks
+            .iter()
+            .filter(|c| c.verdict != CheckVerdict::Pass)
+            .map(|c| format!("{} ({:?})", c.check, c.verdict))
+            .collect();
+        let stage = l.stage.as_deref().unwrap_or("-");
+        let at = minutes(l.time);
+        let _ = writeln!(text, "    {at:7.1} {stage}: {}", held.join(", "));
+    }
+    eprint!("{text}");
+}
+
 /// One row of a table: a plan, a data shape and what happens to the canary.
 #[derive(Clone, Copy)]
 struct Cell {
@@ -392,6 +426,7 @@ fn main() {
     let trials = arg("--trials").unwrap_or(300).max(1);
     let threads = arg("--threads").unwrap_or(2).max(1);
     let fresh_canary = std::env::args().any(|a| a == "--fresh-canary");
+    let show_timeline = std::env::args().any(|a| a == "--timeline");
     let began = Instant::now();
     let plans = load_plans();
     let rules: Vec<Vec<RolloutRule>> = plans
@@ -459,12 +494,22 @@ fn main() {
                         fresh_canary,
                         seed: Rng::new(cell.seed ^ t as u64).next_u64(),
                     };
+                    let timeline =
+                        (show_timeline && t < 2 && cell.degradation.is_none()).then(|| {
+                            format!(
+                                "{} | {} | {} | trial {t}",
+                                plans[cell.plan].label,
+                                SHAPES[cell.shape].label,
+                                Mode::ALL[m].label()
+                            )
+                        });
                     let end = run_trial(
                         &plans[cell.plan],
                         Mode::ALL[m],
                         &rules[cell.plan][m],
                         setup,
                         &runtime,
+                        timeline,
                     );
                     ends.lock().unwrap()[j] = Some(end);
                 }
