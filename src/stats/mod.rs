@@ -54,7 +54,7 @@ pub use quantile::{quantile, quantiles};
 pub use ratio::{relative_paired, relative_unpaired};
 pub use robust::{SPIKE_MADS, despike};
 pub use sequential::{
-    AnytimeP, MIN_POINTS, SequentialBounds, SequentialError, SequentialMean, Spread, TARGET_POINTS,
+    AnytimeP, Dependence, MIN_POINTS, MIN_POINTS_WITH_PRIOR, SequentialBounds, SequentialError, SequentialMean, Spread, TARGET_POINTS,
     ln_e_value, mixing_parameter, one_sided_boundary, radius, two_sided_boundary,
 };
 pub use sequential_rates::SequentialRates;

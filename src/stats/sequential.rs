@@ -30,6 +30,22 @@ pub const TARGET_POINTS: f64 = 60.0;
 /// (docs/sequential.md).
 pub const MIN_POINTS: usize = 20;
 
+/// Points a bound needs when an earlier segment of the same series of at least [`MIN_POINTS`]
+/// points ([`SequentialMean::with_prior`]) says how dependent its points are: the floor of
+/// [`MIN_POINTS`] is there because ten points of a strongly correlated series can look
+/// independent, which the earlier segment's points rule out (docs/sequential.md).
+pub const MIN_POINTS_WITH_PRIOR: usize = 10;
+
+/// The lag-1 dependence of a segment of a series: its points and its sums of squared and of
+/// lag-1 products of deviations from its own mean. The segment's level does not matter (an
+/// earlier stage's, at another weight), only how its points hang together.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Dependence {
+    pub n: usize,
+    c0: f64,
+    c1: f64,
+}
+
 /// Batches kept between `BATCHES` and `2·BATCHES`: when `2·BATCHES` are complete, neighbours
 /// merge and the batch size doubles.
 const BATCHES: usize = 32;
@@ -183,6 +199,8 @@ pub struct SequentialMean {
     batch_size: usize,
     batches: Vec<Batch>,
     open: Batch,
+    /// An earlier segment's dependence, pooled into the lag-1 estimate.
+    prior: Dependence,
 }
 
 impl Default for SequentialMean {
@@ -253,6 +271,48 @@ impl SequentialMean {
             batch_size: 1,
             batches: Vec::with_capacity(2 * BATCHES),
             open: Batch::default(),
+            prior: Dependence::default(),
+        }
+    }
+
+    /// An accumulator whose lag-1 estimate pools `prior`, the dependence of an earlier segment
+    /// of the same series (the points just before the stage's evidence starts): the mean and the
+    /// variance are still this segment's own, but with a prior of [`MIN_POINTS`] points or more
+    /// a bound is given from [`MIN_POINTS_WITH_PRIOR`] points.
+    pub fn with_prior(prior: Dependence) -> SequentialMean {
+        SequentialMean {
+            prior,
+            ..SequentialMean::new()
+        }
+    }
+
+    /// The dependence of the points so far, to pool into a later segment's estimate.
+    pub fn dependence(&self) -> Dependence {
+        if self.n < 2 {
+            return Dependence::default();
+        }
+        let (c0, c1) = self.lag_sums();
+        Dependence { n: self.n, c0, c1 }
+    }
+
+    /// The sums of squared and of lag-1 products of deviations from the mean.
+    fn lag_sums(&self) -> (f64, f64) {
+        let n = self.n as f64;
+        let mean = self.sum / n;
+        let k = n - 1.0;
+        // Values are shifted by the first point, so the first is 0 and the sums over t ≥ 2 of
+        // x_t and x_t² are the sums over all points.
+        let c1 = self.sum_cross - mean * (self.sum + self.sum_prev) + k * mean * mean;
+        let c0 = self.sum_sq - n * mean * mean;
+        (c0, c1)
+    }
+
+    /// Points a bound needs: [`MIN_POINTS`], or [`MIN_POINTS_WITH_PRIOR`] with a long prior.
+    pub fn needed(&self) -> usize {
+        if self.prior.n >= MIN_POINTS {
+            MIN_POINTS_WITH_PRIOR
+        } else {
+            MIN_POINTS
         }
     }
 
@@ -311,10 +371,11 @@ impl SequentialMean {
     /// standard deviation, the AR(1) one (`σ_e/(1−ρ̂)`) and the prewhitened batch-means one
     /// (residual batch sums' variance per point, recoloured by `1/(1−ρ̂)²`).
     pub fn spread(&self) -> Result<Spread, SequentialError> {
-        if self.n < MIN_POINTS {
+        let needed = self.needed();
+        if self.n < needed {
             return Err(SequentialError::TooFew {
                 what: "a sequential bound",
-                needed: MIN_POINTS,
+                needed,
                 got: self.n,
             });
         }
@@ -330,15 +391,28 @@ impl SequentialMean {
         if variance <= 1e-300 * (1.0 + (mean + self.shift).abs()) {
             return Err(SequentialError::NoVariation { what: "the series" });
         }
-        // Lag-1 autocorrelation around the overall mean, bias-corrected (Marriott-Pope).
+        // Lag-1 autocorrelation around the overall mean, bias-corrected (Marriott-Pope); with a
+        // prior, pooled with the earlier segment's (each around its own mean, so each carries
+        // the bias of one mean: about `(1+3ρ)/n` per segment, `2(1+3ρ)/N` pooled), and never
+        // below this segment's own. `n_rho` is the points the estimate rests on.
         let k = n - 1.0;
-        // Values are shifted by the first point, so the first is 0 and the sums over t ≥ 2 of
-        // x_t and x_t² are the sums over all points.
         let sum_cur = self.sum;
-        let c1 = self.sum_cross - mean * (sum_cur + self.sum_prev) + k * mean * mean;
-        let c0 = self.sum_sq - n * mean * mean;
+        let (c0, c1) = self.lag_sums();
         let raw = (c1 / c0).clamp(-1.0, 1.0);
-        let rho = (raw + (1.0 + 3.0 * raw) / n).clamp(-RHO_CLAMP, RHO_CLAMP);
+        let own = (raw + (1.0 + 3.0 * raw) / n).clamp(-RHO_CLAMP, RHO_CLAMP);
+        let (rho, n_rho) = match self.prior {
+            Dependence { n: p, c0: p0, c1: p1 } if p >= 2 && p0 > 0.0 && p0.is_finite() => {
+                let total = n + p as f64;
+                let raw = ((c1 + p1) / (c0 + p0)).clamp(-1.0, 1.0);
+                let pooled = (raw + 2.0 * (1.0 + 3.0 * raw) / total).clamp(-RHO_CLAMP, RHO_CLAMP);
+                if pooled > own {
+                    (pooled, total)
+                } else {
+                    (own, n)
+                }
+            }
+            _ => (own, n),
+        };
         // Residuals e_t = (x_t − x̄) − ρ(x_{t−1} − x̄) for t ≥ 2.
         let cur_sq = self.sum_sq;
         let e_sum = (sum_cur - k * mean) - rho * (self.sum_prev - k * mean);
@@ -351,7 +425,7 @@ impl SequentialMean {
         // falsely are those whose ρ̂ falls short of the truth, and the early looks of a stage
         // have few points. The excess vanishes as n grows, so the estimate stays consistent.
         let rho_up = if rho > 0.0 {
-            (rho + ((1.0 - rho * rho) / n).sqrt()).min(RHO_CLAMP)
+            (rho + ((1.0 - rho * rho) / n_rho).sqrt()).min(RHO_CLAMP)
         } else {
             rho
         };
@@ -376,7 +450,7 @@ impl SequentialMean {
         }
         // Degrees of freedom as `stats::long_run` counts them for the AR(1) factor, plus the
         // i.i.d. variance's own: `1/df = 1/(n−1) + 4ρ⁺/(n(1−ρ⁺))`, at least 1.
-        let inv_df = 1.0 / (n - 1.0) + 4.0 * rho_up.max(0.0) / (n * (1.0 - rho_up));
+        let inv_df = 1.0 / (n - 1.0) + 4.0 * rho_up.max(0.0) / (n_rho * (1.0 - rho_up));
         Ok(Spread {
             n: self.n,
             mean: mean + self.shift,

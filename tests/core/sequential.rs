@@ -5,7 +5,9 @@
 //! looked at repeatedly, must be shown to break that guarantee on the same kind of data.
 
 use canaryd::sim::Rng;
-use canaryd::stats::{MIN_POINTS, SequentialMean, SequentialRates, radius};
+use canaryd::stats::{
+    MIN_POINTS, MIN_POINTS_WITH_PRIOR, SequentialMean, SequentialRates, radius,
+};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 const ALPHA: f64 = 0.05;
@@ -67,6 +69,47 @@ fn a_healthy_series_is_ever_excluded_at_most_alpha_of_the_time_at_every_correlat
         assert!(
             rate <= ALPHA,
             "ρ {rho}: the truth was excluded in {:.1}% of healthy series (α {:.0}%); all: {rates:?}",
+            100.0 * rate,
+            100.0 * ALPHA
+        );
+    }
+}
+
+/// With the dependence of the 20 points before the stage (`SequentialMean::with_prior`: the
+/// previous stage's or the warm-up's, at another level) a bound is given from the 10th point of
+/// the stage instead of the 20th. A healthy series must still be ever excluded in at most α of
+/// the stages, looked at after every point from the 10th, at every correlation: the points
+/// before the stage are what keeps ten correlated points from looking independent.
+#[test]
+fn with_the_dependence_before_the_stage_a_bound_from_ten_points_keeps_its_guarantee() {
+    let rates: Vec<(f64, f64)> = [0.0, 0.5, 0.8]
+        .iter()
+        .map(|&rho| {
+            let mut rng = Rng::new(31_000 + (rho * 10.0) as u64);
+            let crossed = (0..SERIES)
+                .filter(|_| {
+                    let series = ar1(&mut rng, 20 + POINTS, rho);
+                    let mut before = SequentialMean::new();
+                    for x in &series[..20] {
+                        // Another level before the stage: only how the points hang together counts.
+                        before.push(x + 3.0).unwrap();
+                    }
+                    let mut acc = SequentialMean::with_prior(before.dependence());
+                    assert_eq!(acc.needed(), MIN_POINTS_WITH_PRIOR);
+                    series[20..].iter().any(|&x| {
+                        acc.push(x).unwrap();
+                        acc.len() >= MIN_POINTS_WITH_PRIOR
+                            && acc.bounds(ALPHA).unwrap().lower > 0.0
+                    })
+                })
+                .count();
+            (rho, crossed as f64 / SERIES as f64)
+        })
+        .collect();
+    for &(rho, rate) in &rates {
+        assert!(
+            rate <= ALPHA,
+            "ρ {rho}: excluded in {:.1}% of healthy stages (α {:.0}%); all: {rates:?}",
             100.0 * rate,
             100.0 * ALPHA
         );
