@@ -278,6 +278,8 @@ pub async fn analyse_over(
     // query answering several series), and how they were read (`answers`).
     type Read = Result<[(SideData, Option<String>); 2], String>;
     let mut reads: Vec<Read> = Vec::new();
+    // A staged relative check's points before its stage (`EvidenceSpan::split`).
+    let mut befores: Vec<Option<[SideData; 2]>> = Vec::new();
     let mut series = Vec::new();
     for (i, check) in rule.checks.iter().enumerate() {
         let mut read_side = |side: Side| {
@@ -295,6 +297,14 @@ pub async fn analyse_over(
                 .map_err(|e| format!("{name}: {e}"))
         };
         let read = read_side(Side::Baseline).and_then(|b| Ok([b, read_side(Side::Canary)?]));
+        let (read, before) = match read {
+            Ok([(b, b_note), (c, c_note)]) => {
+                let ([b, c], before) = span.split(check, [b, c]);
+                (Ok([(b, b_note), (c, c_note)]), before)
+            }
+            Err(e) => (Err(e), None),
+        };
+        befores.push(before);
         let line = |which: usize| {
             read.as_ref()
                 .map_or_else(|_| Vec::new(), |sides| plotted(&sides[which].0))
@@ -317,10 +327,14 @@ pub async fn analyse_over(
         .checks
         .iter()
         .zip(&staged_specs)
-        .zip(&reads)
-        .map(|((check, spec), read)| match read {
+        .zip(reads.iter().zip(&befores))
+        .map(|((check, spec), (read, before))| match read {
             Ok([(baseline, _), (canary, _)]) if span.stages(check) => {
-                judge::judge_check_staged(spec, baseline, canary, traffic, span.pass_level(check))
+                let staged = judge::Staged {
+                    pass: span.pass_level(check),
+                    before: before.as_ref().map(|[b, c]| (b, c)),
+                };
+                judge::judge_check_staged(spec, baseline, canary, traffic, staged)
             }
             Ok([(baseline, _), (canary, _)]) => {
                 judge::judge_check_with(spec, baseline, canary, traffic)

@@ -548,16 +548,27 @@ pub fn judge_check_with(
     finite::guard(spec, judge_kind(spec, baseline, canary, thresholds))
 }
 
+/// How a staged check is judged beyond its spec (see [`judge_check_staged`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Staged<'a> {
+    /// The one-sided significance its pass is held to (the check's own).
+    pub pass: f64,
+    /// The baseline's and the canary's points just before the stage's evidence starts, for
+    /// the dependence of a relative check's points only: never judged.
+    pub before: Option<(&'a SideData, &'a SideData)>,
+}
+
 /// [`judge_check_with`] on a stage's evidence (every point since the stage's warm-up) with the
 /// anytime-valid bounds: failed at the significance of `spec` (the stage's share), passed on the
-/// upper bound at the one-sided significance `pass` (the check's own): see `staged`. A check
-/// that is not staged ([`staged_supports`]) is judged as by [`judge_check_with`].
+/// upper bound at the one-sided significance `staged.pass` (the check's own), a relative check's
+/// dependence pooled with `staged.before`'s: see `staged`. A check that is not staged
+/// ([`staged_supports`]) is judged as by [`judge_check_with`].
 pub fn judge_check_staged(
     spec: &CheckSpec,
     baseline: &SideData,
     canary: &SideData,
     traffic: BaselineTraffic,
-    pass: f64,
+    staged: Staged<'_>,
 ) -> CheckResult {
     let thresholds = Thresholds::of(spec);
     if setting_problem(spec).is_some()
@@ -565,7 +576,7 @@ pub fn judge_check_staged(
     {
         return judge_check_with(spec, baseline, canary, traffic);
     }
-    match staged::judge(spec, baseline, canary, thresholds, pass) {
+    match staged::judge(spec, baseline, canary, thresholds, staged) {
         Some(result) => finite::guard(spec, result),
         None => judge_check_with(spec, baseline, canary, traffic),
     }

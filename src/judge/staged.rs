@@ -15,7 +15,9 @@
 //! stage passes, so a false pass needs no split over the stages: docs/sequential.md);
 //! otherwise the evidence is still accruing ([`InconclusiveCause::Accruing`]): the
 //! stage holds and the next analysis, with more points, decides. Fewer than
-//! [`crate::stats::MIN_POINTS`] points (or than `min_samples`) is accruing too, never a pass. Only
+//! [`crate::stats::MIN_POINTS`] points (or than `min_samples`) is accruing too, never a pass; a
+//! relative check given the points just before its stage pools their dependence into its lag-1
+//! estimate (never their level) and decides from [`crate::stats::MIN_POINTS_WITH_PRIOR`]. Only
 //! directional relative checks and higher-is-worse error rates are staged ([`supports`]); the
 //! other kinds keep their fixed windows.
 
@@ -29,7 +31,7 @@ use super::{
     Verdict,
 };
 use crate::stats::{
-    MIN_POINTS, SPIKE_MADS, SequentialError, SequentialMean, SequentialRates, Spread,
+    Dependence, MIN_POINTS, SPIKE_MADS, SequentialError, SequentialMean, SequentialRates, Spread,
     TARGET_POINTS, despike, ln_e_value, mixing_parameter, radius,
 };
 
@@ -52,18 +54,29 @@ pub(super) fn judge(
     baseline: &SideData,
     canary: &SideData,
     thresholds: Thresholds,
-    pass: f64,
+    staged: super::Staged<'_>,
 ) -> Option<CheckResult> {
     if !supports(spec) {
         return None;
     }
     let levels = Levels {
         fail: significance_level(spec),
-        pass,
+        pass: staged.pass,
     };
     match (&spec.kind, baseline, canary) {
         (CheckKind::Relative { tolerance }, SideData::Values(b), SideData::Values(c)) => {
-            Some(relative(spec, *tolerance, b, c, thresholds, levels))
+            let before = match staged.before {
+                Some((SideData::Values(b), SideData::Values(c))) => Some((&b[..], &c[..])),
+                _ => None,
+            };
+            Some(relative(
+                spec,
+                *tolerance,
+                (b, c),
+                before,
+                thresholds,
+                levels,
+            ))
         }
         (CheckKind::ErrorRate { tolerance }, SideData::Counts(b), SideData::Counts(c)) => {
             Some(error_rate(spec, *tolerance, b, c, thresholds, levels))
@@ -154,11 +167,42 @@ fn sequential_failed(spec: &CheckSpec, err: SequentialError, ev: super::Evidence
     )
 }
 
+/// The oriented log-ratios of `b` and `c` paired by timestamp, isolated spikes replaced, or
+/// `None` when a value is not positive.
+fn log_ratios(b: &[Point], c: &[Point], sign: f64) -> Option<Vec<f64>> {
+    let ratios: Vec<f64> = inferred_step(b, c)
+        .map(|step| pair_nearest(b, c, step))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(i, j)| (b[i].v, c[j].v))
+        .map(|(b, c)| (b > 0.0 && c > 0.0).then(|| sign * (c / b).ln()))
+        .collect::<Option<_>>()?;
+    Some(despike(&ratios, SPIKE_MADS).unwrap_or(ratios))
+}
+
+/// The dependence of the finite points before the stage (`before`, baseline and canary), for
+/// the stage's lag-1 estimate; none when they do not pair or are not positive.
+fn dependence_before(before: Option<(&[Point], &[Point])>, sign: f64) -> Dependence {
+    let finite = |points: &[Point]| -> Vec<Point> {
+        points.iter().copied().filter(|p| p.v.is_finite()).collect()
+    };
+    let Some(ratios) = before.and_then(|(b, c)| log_ratios(&finite(b), &finite(c), sign)) else {
+        return Dependence::default();
+    };
+    let mut mean = SequentialMean::new();
+    for r in ratios {
+        if mean.push(r).is_err() {
+            return Dependence::default();
+        }
+    }
+    mean.dependence()
+}
+
 fn relative(
     spec: &CheckSpec,
     tolerance: f64,
-    b_points: &[Point],
-    c_points: &[Point],
+    (b_points, c_points): (&[Point], &[Point]),
+    before: Option<(&[Point], &[Point])>,
     thresholds: Thresholds,
     levels: Levels,
 ) -> CheckResult {
@@ -174,7 +218,17 @@ fn relative(
         .into_iter()
         .map(|(i, j)| (b[i].v, c[j].v))
         .collect();
-    let need = spec.min_samples.max(MIN_POINTS);
+    // Oriented so that a worsening is positive.
+    let (sign, limit) = match spec.direction {
+        Direction::LowerIsWorse if tolerance < 1.0 => (-1.0, -(1.0 - tolerance).ln()),
+        Direction::LowerIsWorse => (-1.0, f64::INFINITY),
+        _ => (1.0, tolerance.ln_1p()),
+    };
+    // The points before the stage tell how dependent its points are (never its level): with
+    // enough of them the bound decides from fewer of the stage's own (docs/sequential.md).
+    let prior = dependence_before(before, sign);
+    let mut mean = SequentialMean::with_prior(prior);
+    let need = spec.min_samples.max(mean.needed());
     if pairs.len() < need {
         return accruing(spec, pairs.len(), need, "paired points", evidence);
     }
@@ -183,12 +237,6 @@ fn relative(
             .to_string();
         return inconclusive(spec, InconclusiveCause::Untestable, reason, evidence);
     }
-    // Oriented so that a worsening is positive.
-    let (sign, limit) = match spec.direction {
-        Direction::LowerIsWorse if tolerance < 1.0 => (-1.0, -(1.0 - tolerance).ln()),
-        Direction::LowerIsWorse => (-1.0, f64::INFINITY),
-        _ => (1.0, tolerance.ln_1p()),
-    };
     // Isolated spikes (a log-ratio more than 3.5 MADs from the stage's median) are replaced by
     // their neighbours' mean, as the fixed-window judge does: one wild minute of a p99 must not
     // widen the stage's bound for the rest of the stage. A change in the middle of a stage that
@@ -199,7 +247,6 @@ fn relative(
         Ok(clean) => clean,
         Err(_) => ratios,
     };
-    let mut mean = SequentialMean::new();
     for r in ratios {
         if let Err(e) = mean.push(r) {
             return sequential_failed(spec, e, evidence);
@@ -236,9 +283,13 @@ fn relative(
             scale: IntervalScale::Ratio,
         }),
     });
+    let pooled = match prior.n {
+        0 => String::new(),
+        n => format!(", its dependence pooled with the {n} points before the stage"),
+    };
     evidence.test = Some(format!(
         "anytime-valid confidence sequence on the mean paired log-ratio since the stage's \
-         warm-up (long-run variance: lag-1 correlation {:.2}, batches of {}), {}",
+         warm-up (long-run variance: lag-1 correlation {:.2}, batches of {}{pooled}), {}",
         bounds.spread.rho,
         bounds.spread.batch_size,
         levels.test()

@@ -54,8 +54,9 @@ pub use quantile::{quantile, quantiles};
 pub use ratio::{relative_paired, relative_unpaired};
 pub use robust::{SPIKE_MADS, despike};
 pub use sequential::{
-    AnytimeP, Dependence, MIN_POINTS, MIN_POINTS_WITH_PRIOR, SequentialBounds, SequentialError, SequentialMean, Spread, TARGET_POINTS,
-    ln_e_value, mixing_parameter, one_sided_boundary, radius, two_sided_boundary,
+    AnytimeP, Dependence, MIN_POINTS, MIN_POINTS_WITH_PRIOR, SequentialBounds, SequentialError,
+    SequentialMean, Spread, TARGET_POINTS, ln_e_value, mixing_parameter, one_sided_boundary,
+    radius, two_sided_boundary,
 };
 pub use sequential_rates::SequentialRates;
 pub use signed_rank::{

@@ -401,7 +401,11 @@ impl SequentialMean {
         let raw = (c1 / c0).clamp(-1.0, 1.0);
         let own = (raw + (1.0 + 3.0 * raw) / n).clamp(-RHO_CLAMP, RHO_CLAMP);
         let (rho, n_rho) = match self.prior {
-            Dependence { n: p, c0: p0, c1: p1 } if p >= 2 && p0 > 0.0 && p0.is_finite() => {
+            Dependence {
+                n: p,
+                c0: p0,
+                c1: p1,
+            } if p >= 2 && p0 > 0.0 && p0.is_finite() => {
                 let total = n + p as f64;
                 let raw = ((c1 + p1) / (c0 + p0)).clamp(-1.0, 1.0);
                 let pooled = (raw + 2.0 * (1.0 + 3.0 * raw) / total).clamp(-RHO_CLAMP, RHO_CLAMP);

@@ -5,9 +5,7 @@
 //! looked at repeatedly, must be shown to break that guarantee on the same kind of data.
 
 use canaryd::sim::Rng;
-use canaryd::stats::{
-    MIN_POINTS, MIN_POINTS_WITH_PRIOR, SequentialMean, SequentialRates, radius,
-};
+use canaryd::stats::{MIN_POINTS, MIN_POINTS_WITH_PRIOR, SequentialMean, SequentialRates, radius};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 const ALPHA: f64 = 0.05;
@@ -98,8 +96,7 @@ fn with_the_dependence_before_the_stage_a_bound_from_ten_points_keeps_its_guaran
                     assert_eq!(acc.needed(), MIN_POINTS_WITH_PRIOR);
                     series[20..].iter().any(|&x| {
                         acc.push(x).unwrap();
-                        acc.len() >= MIN_POINTS_WITH_PRIOR
-                            && acc.bounds(ALPHA).unwrap().lower > 0.0
+                        acc.len() >= MIN_POINTS_WITH_PRIOR && acc.bounds(ALPHA).unwrap().lower > 0.0
                     })
                 })
                 .count();

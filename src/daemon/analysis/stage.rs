@@ -14,7 +14,12 @@
 //! last [`MAX_POINTS`] steps (Prometheus answers at most 11,000 points per series): the bound
 //! then is that of the latest part of the stage,
 //! still valid at every look because it is a function of the points it reads. Each analysis asks
-//! the backend only for what is new since the previous one (`kept`).
+//! the backend only for what is new since the previous one (`kept`). A staged relative check
+//! also reads the [`LOOKBACK`] steps before its stage's evidence starts (the warm-up's, the
+//! previous stage's): they never count for the stage's mean, only for how dependent its points
+//! are, which lets its bound decide from `stats::MIN_POINTS_WITH_PRIOR` points ([`split`]).
+
+use crate::stats::MIN_POINTS;
 
 use chrono::{DateTime, Utc};
 
@@ -27,6 +32,10 @@ use crate::stats::split_alpha;
 
 /// The most points a staged check's query asks for per series: Prometheus's limit.
 pub const MAX_POINTS: u32 = 11_000;
+
+/// Steps a staged relative check reads before its stage's evidence starts, for the dependence
+/// of its points only (`stats::SequentialMean::with_prior`).
+pub const LOOKBACK: u32 = MIN_POINTS as u32;
 
 /// Whose evidence an analysis judges.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,15 +92,56 @@ impl EvidenceSpan {
         match *self {
             EvidenceSpan::Stage { from, .. } if self.stages(check) => {
                 // A long stage's latest steps, on the stage's grid: the instants its earlier
-                // analyses read (and `kept` resumes on).
+                // analyses read (and `kept` resumes on). A relative check starts its lookback
+                // before the stage, on the same grid.
+                let back = if self.looks_back(check) { LOOKBACK } else { 0 };
+                let first = from - step * back as i32;
                 let earliest = now - step * (MAX_POINTS as i32 - 1);
                 let step_ms = step.num_milliseconds().max(1);
-                let behind = (earliest - from).num_milliseconds().max(0);
+                let behind = (earliest - first).num_milliseconds().max(0);
                 let skipped = (behind + step_ms - 1) / step_ms;
-                (from + chrono::Duration::milliseconds(skipped * step_ms)).min(now)
+                (first + chrono::Duration::milliseconds(skipped * step_ms)).min(now)
             }
             _ => window_start,
         }
+    }
+
+    /// Whether staged `check` reads [`LOOKBACK`] steps before its stage for the dependence of
+    /// its points: relative checks, whose bound is a [`crate::stats::SequentialMean`]'s (an error
+    /// rate's has a binomial floor and its window scan for a young stage).
+    pub fn looks_back(&self, check: &Check) -> bool {
+        self.stages(check) && matches!(check.spec.kind, judge::CheckKind::Relative { .. })
+    }
+
+    /// `check`'s two sides as read, split at its stage's evidence start: the stage's points,
+    /// and for a check that [`looks_back`](Self::looks_back) the points before them (`None`
+    /// otherwise). Only the stage's points are judged, charted and scanned.
+    pub fn split(
+        &self,
+        check: &Check,
+        sides: [SideData; 2],
+    ) -> ([SideData; 2], Option<[SideData; 2]>) {
+        let EvidenceSpan::Stage { from, .. } = *self else {
+            return (sides, None);
+        };
+        if !self.looks_back(check) {
+            return (sides, None);
+        }
+        let at = from.timestamp_millis() as f64 / 1000.0;
+        let cut = |data: SideData| match data {
+            SideData::Values(points) => {
+                let (before, since): (Vec<_>, Vec<_>) = points.into_iter().partition(|p| p.t < at);
+                (SideData::Values(since), SideData::Values(before))
+            }
+            SideData::Counts(points) => {
+                let (before, since): (Vec<_>, Vec<_>) = points.into_iter().partition(|p| p.t < at);
+                (SideData::Counts(since), SideData::Counts(before))
+            }
+        };
+        let [b, c] = sides;
+        let (b, b_before) = cut(b);
+        let (c, c_before) = cut(c);
+        ([b, c], Some([b_before, c_before]))
     }
 
     /// Whether staged `check` also has a window scan ([`EvidenceSpan::scan`]): error-rate checks
