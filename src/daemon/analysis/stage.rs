@@ -82,7 +82,8 @@ impl EvidenceSpan {
     /// `(now − window, now]`: a `2m` window at a `30s` step reads 4 points, so consecutive
     /// analyses `window` apart read disjoint points and one spike on a boundary is not counted
     /// twice towards `for` or `consecutive`. Under a stage's span a staged check reads all of
-    /// its stage since the warm-up (at most [`MAX_POINTS`] steps) and nothing before; the other
+    /// its stage since the warm-up (at most [`MAX_POINTS`] steps) and nothing before it but a
+    /// relative check's [`LOOKBACK`] steps, which only [`split`](Self::split) sees; the other
     /// checks read their windows as an alerting rule would (an absolute threshold on the
     /// canary's last minutes does not depend on the stage it was reached in).
     pub fn start(&self, check: &Check, now: DateTime<Utc>) -> DateTime<Utc> {
