@@ -282,15 +282,18 @@ pub async fn analyse_over(
     let mut befores: Vec<Option<[SideData; 2]>> = Vec::new();
     let mut series = Vec::new();
     for (i, check) in rule.checks.iter().enumerate() {
+        let judged_from = span.judged_from(check);
         let mut read_side = |side: Side| {
             let query = |part| check.render_part(&rule.sides, side, part);
             let read = match &check.queries {
                 Queries::Values { .. } => answers::values(&query(0), data(i, side, 0))
                     .map(|points| (SideData::Values(points), None)),
-                Queries::Counts { .. } => {
-                    answers::counts((&query(0), data(i, side, 0)), (&query(1), data(i, side, 1)))
-                        .map(|(points, note)| (SideData::Counts(points), note))
-                }
+                Queries::Counts { .. } => answers::counts(
+                    (&query(0), data(i, side, 0)),
+                    (&query(1), data(i, side, 1)),
+                    judged_from,
+                )
+                .map(|(points, note)| (SideData::Counts(points), note)),
             };
             let name = side_name(side);
             read.map(|(data, note)| (data, note.map(|n| format!("{name}: {n}"))))

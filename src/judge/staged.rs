@@ -16,8 +16,8 @@
 //! otherwise the evidence is still accruing ([`InconclusiveCause::Accruing`]): the
 //! stage holds and the next analysis, with more points, decides. Fewer than
 //! [`crate::stats::MIN_POINTS`] points (or than `min_samples`) is accruing too, never a pass; a
-//! relative check given the points just before its stage pools their dependence into its lag-1
-//! estimate (never their level) and decides from [`crate::stats::MIN_POINTS_WITH_PRIOR`]. Only
+//! check given the points just before its stage pools their dependence into its lag-1 estimate
+//! (never their level) and decides from [`crate::stats::MIN_POINTS_WITH_PRIOR`]. Only
 //! directional relative checks and higher-is-worse error rates are staged ([`supports`]); the
 //! other kinds keep their fixed windows.
 
@@ -31,7 +31,7 @@ use super::{
     Verdict,
 };
 use crate::stats::{
-    Dependence, MIN_POINTS, SPIKE_MADS, SequentialError, SequentialMean, SequentialRates, Spread,
+    Dependence, SPIKE_MADS, SequentialError, SequentialMean, SequentialRates, Spread,
     TARGET_POINTS, despike, ln_e_value, mixing_parameter, radius,
 };
 
@@ -79,7 +79,18 @@ pub(super) fn judge(
             ))
         }
         (CheckKind::ErrorRate { tolerance }, SideData::Counts(b), SideData::Counts(c)) => {
-            Some(error_rate(spec, *tolerance, b, c, thresholds, levels))
+            let before = match staged.before {
+                Some((SideData::Counts(b), SideData::Counts(c))) => Some((&b[..], &c[..])),
+                _ => None,
+            };
+            Some(error_rate(
+                spec,
+                *tolerance,
+                (b, c),
+                before,
+                thresholds,
+                levels,
+            ))
         }
         _ => None,
     }
@@ -337,23 +348,13 @@ fn relative(
     finish(spec, verdict_of(rule, &reason), reason, evidence)
 }
 
-fn error_rate(
-    spec: &CheckSpec,
-    tolerance: f64,
+/// Pushes the usable steps of `b_points` and `c_points`, paired by timestamp, into `rates`;
+/// returns the steps with traffic on both sides.
+fn push_steps(
+    rates: &mut SequentialRates,
     b_points: &[CountPoint],
     c_points: &[CountPoint],
-    thresholds: Thresholds,
-    levels: Levels,
-) -> CheckResult {
-    let (b_summary, _, b_total) = summarize_counts(b_points);
-    let (c_summary, _, c_total) = summarize_counts(c_points);
-    let mut evidence = evidence_of(b_summary, c_summary, thresholds);
-    for (side, total) in [("baseline", b_total), ("canary", c_total)] {
-        if total <= 0.0 {
-            let reason = format!("no data: the {side} has no requests");
-            return inconclusive(spec, InconclusiveCause::NoData, reason, evidence);
-        }
-    }
+) -> Result<usize, SequentialError> {
     let usable = |p: &&CountPoint| {
         p.errors.is_finite()
             && p.total.is_finite()
@@ -370,22 +371,50 @@ fn error_rate(
     let pairs = inferred_step(&bp, &cp)
         .map(|step| pair_nearest(&bp, &cp, step))
         .unwrap_or_default();
-    let mut rates = match SequentialRates::new(1.0) {
+    for (i, j) in &pairs {
+        let count = |p: &CountPoint| (p.errors.round() as u64, p.total.round() as u64);
+        rates.push(count(c[*j]), count(b[*i]))?;
+    }
+    Ok(pairs.len().saturating_sub(rates.skipped()))
+}
+
+fn error_rate(
+    spec: &CheckSpec,
+    tolerance: f64,
+    (b_points, c_points): (&[CountPoint], &[CountPoint]),
+    before: Option<(&[CountPoint], &[CountPoint])>,
+    thresholds: Thresholds,
+    levels: Levels,
+) -> CheckResult {
+    let (b_summary, _, b_total) = summarize_counts(b_points);
+    let (c_summary, _, c_total) = summarize_counts(c_points);
+    let mut evidence = evidence_of(b_summary, c_summary, thresholds);
+    for (side, total) in [("baseline", b_total), ("canary", c_total)] {
+        if total <= 0.0 {
+            let reason = format!("no data: the {side} has no requests");
+            return inconclusive(spec, InconclusiveCause::NoData, reason, evidence);
+        }
+    }
+    let prior = before
+        .and_then(|(b, c)| {
+            let mut rates = SequentialRates::new(1.0).ok()?;
+            push_steps(&mut rates, b, c).ok()?;
+            Some(rates.dependence())
+        })
+        .unwrap_or_default();
+    let mut rates = match SequentialRates::with_prior(1.0, prior) {
         Ok(r) => r,
         Err(e) => return sequential_failed(spec, e, evidence),
     };
-    for (i, j) in &pairs {
-        let count = |p: &CountPoint| (p.errors.round() as u64, p.total.round() as u64);
-        if let Err(e) = rates.push(count(c[*j]), count(b[*i])) {
-            return sequential_failed(spec, e, evidence);
-        }
-    }
-    let steps = pairs.len().saturating_sub(rates.skipped());
-    if steps < MIN_POINTS {
+    let steps = match push_steps(&mut rates, b_points, c_points) {
+        Ok(steps) => steps,
+        Err(e) => return sequential_failed(spec, e, evidence),
+    };
+    if steps < rates.needed() {
         return accruing(
             spec,
             steps,
-            MIN_POINTS,
+            rates.needed(),
             "steps with traffic on both sides",
             evidence,
         );

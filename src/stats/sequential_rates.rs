@@ -13,8 +13,8 @@
 //! drop steps other than those without traffic on a side, or decide a verdict.
 
 use super::sequential::{
-    SequentialBounds, SequentialError, SequentialMean, Spread, TARGET_POINTS, mixing_parameter,
-    radius,
+    Dependence, SequentialBounds, SequentialError, SequentialMean, Spread, TARGET_POINTS,
+    mixing_parameter, radius,
 };
 
 /// The running summaries of both sides' per-step counts.
@@ -45,6 +45,24 @@ impl SequentialRates {
             inverse_totals: [0.0; 2],
             skipped: 0,
         })
+    }
+
+    /// Like [`Self::new`], its per-step excesses' lag-1 estimate pooled with `prior`, the
+    /// dependence of the steps just before the stage ([`SequentialMean::with_prior`]).
+    pub fn with_prior(factor: f64, prior: Dependence) -> Result<SequentialRates, SequentialError> {
+        let mut rates = SequentialRates::new(factor)?;
+        rates.diff = SequentialMean::with_prior(prior);
+        Ok(rates)
+    }
+
+    /// The dependence of the per-step excesses so far, to pool into a later stage's estimate.
+    pub fn dependence(&self) -> Dependence {
+        self.diff.dependence()
+    }
+
+    /// Steps a bound needs ([`SequentialMean::needed`]).
+    pub fn needed(&self) -> usize {
+        self.diff.needed()
     }
 
     /// Adds one step's `(errors, total)` of each side. A step without traffic on a side carries

@@ -135,28 +135,31 @@ fn decision(
 }
 
 /// Analyses on the minute from 10:01, each stage judged on its own 10-second points since it
-/// started: accruing until 10:03 (fewer than 20 points), passes from 10:04, the third at 10:06,
-/// which advances; the same at 50% by 10:12, where the gate waits and
-/// `--approve` approves at once; at 100% (where only `latency-limit` judges) success at 10:17.
+/// started, with the 20 points before it for their dependence only: accruing at 10:01 (fewer
+/// than 10 points), passes from 10:02, the stage's 5 minutes and 3 passes reached at 10:05,
+/// which advances; the same at 50% by 10:10, where the gate waits and `--approve` approves at
+/// once; at 100% (where only `latency-limit` judges) success at 10:15: every stage at its
+/// `min_duration`, as a fixed window would. (Waiting for 20 of the stage's points, the stages
+/// took 6 minutes each, success at 10:17.)
 #[test]
 fn a_healthy_recording_succeeds_with_the_plans_timeline() {
     let dir = record("healthy", None);
     let replay = replay_json(&dir, &["--approve"]);
     assert_eq!(replay["phase"], "succeeded", "{replay:#}");
-    assert_eq!(replay["analyses"], 17, "{replay:#}");
+    assert_eq!(replay["analyses"], 15, "{replay:#}");
     let want = vec![
         decision("10:00:00", "run-started", "10%", 10, &[]),
-        decision("10:06:00", "stage-advanced", "50%", 50, &[]),
-        decision("10:12:00", "waiting-approval", "50%", 50, &[]),
-        decision("10:12:00", "approved", "100%", 100, &[]),
-        decision("10:17:00", "succeeded", "100%", 100, &[]),
+        decision("10:05:00", "stage-advanced", "50%", 50, &[]),
+        decision("10:10:00", "waiting-approval", "50%", 50, &[]),
+        decision("10:10:00", "approved", "100%", 100, &[]),
+        decision("10:15:00", "succeeded", "100%", 100, &[]),
     ];
     assert_eq!(timeline(&replay), want, "{replay:#}");
 
     // Without --approve the replay stops at the gate, and the table says why.
     let waiting = replay_json(&dir, &[]);
     assert_eq!(waiting["phase"], "waiting-approval");
-    assert_eq!(waiting["analyses"], 12);
+    assert_eq!(waiting["analyses"], 10);
     assert_eq!(timeline(&waiting), want[..3].to_vec());
     let rule = rule();
     let out = canaryd(&[
@@ -171,7 +174,7 @@ fn a_healthy_recording_succeeds_with_the_plans_timeline() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let table = stdout(&out);
     assert!(
-        table.starts_with("web: waiting-approval after 12 analyses, at 50%"),
+        table.starts_with("web: waiting-approval after 10 analyses, at 50%"),
         "{table}"
     );
     assert!(table.contains("--approve approves every gate"), "{table}");
@@ -180,11 +183,10 @@ fn a_healthy_recording_succeeds_with_the_plans_timeline() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The canary's errors jump from 0.5% to 20% at 10:07, a minute into the 50% stage (which
-/// started at 10:06). The stage's mean cannot show it yet (fewer than 20 points of the stage,
-/// and a step inside the stage reads as dependence), so the window scan of the stage's latest
-/// points (issue 19) fails it at 10:08, the first analysis after the onset (half of its 12
-/// points are bad), and the critical check rolls back.
+/// The canary's errors jump from 0.5% to 20% at 10:07, two minutes into the 50% stage (which
+/// started at 10:05). The stage's mean cannot show it yet (a step inside the stage reads as
+/// dependence), so the window scan of the stage's latest points (issue 19) fails it at 10:08,
+/// the first analysis after the onset, and the critical check rolls back.
 #[test]
 fn a_degraded_recording_rolls_back_at_the_analysis_that_sees_it_naming_the_check() {
     let dir = record("degraded", Some(START + 7 * 60));

@@ -209,25 +209,41 @@ fn binomial(rng: &mut Rng, n: u64, p: f64) -> u64 {
 /// far more variable than binomial. Returns, per series, whether the dispersion-aware bound and
 /// a bound with the binomial variance alone (what a count test assumes) ever excluded 0.
 fn overdispersed_crossings(seed: u64) -> (usize, usize) {
+    overdispersed_crossings_after(seed, 0)
+}
+
+/// [`overdispersed_crossings`] with `before` steps of the same process before the stage, whose
+/// dependence the stage's estimate pools (`SequentialRates::with_prior`), looked at from the
+/// step its bound first decides at.
+fn overdispersed_crossings_after(seed: u64, before: usize) -> (usize, usize) {
     let mut rng = Rng::new(seed);
     let (mut aware, mut binomial_only) = (0, 0);
     for _ in 0..SERIES {
-        let mut rates = SequentialRates::new(1.0).unwrap();
         let (mut zc, mut zb) = (rng.normal(), rng.normal());
-        let (mut aware_hit, mut binomial_hit) = (false, false);
-        let (mut sum, mut errors) = (0.0, [0u64; 2]);
-        for step in 0..POINTS {
+        let mut step_counts = |rng: &mut Rng| {
             zc = 0.5 * zc + 0.75f64.sqrt() * rng.normal();
             zb = 0.5 * zb + 0.75f64.sqrt() * rng.normal();
             let pc = 0.02 * (0.5 * zc - 0.125).exp();
             let pb = 0.02 * (0.5 * zb - 0.125).exp();
-            let (ec, eb) = (binomial(&mut rng, 600, pc), binomial(&mut rng, 600, pb));
+            (binomial(rng, 600, pc), binomial(rng, 600, pb))
+        };
+        let mut prior = SequentialRates::new(1.0).unwrap();
+        for _ in 0..before {
+            let (ec, eb) = step_counts(&mut rng);
+            prior.push((ec, 600), (eb, 600)).unwrap();
+        }
+        let mut rates = SequentialRates::with_prior(1.0, prior.dependence()).unwrap();
+        let needed = rates.needed();
+        let (mut aware_hit, mut binomial_hit) = (false, false);
+        let (mut sum, mut errors) = (0.0, [0u64; 2]);
+        for step in 0..POINTS {
+            let (ec, eb) = step_counts(&mut rng);
             rates.push((ec, 600), (eb, 600)).unwrap();
             sum += (ec as f64 - eb as f64) / 600.0;
             errors[0] += ec;
             errors[1] += eb;
             let n = step + 1;
-            if n < MIN_POINTS {
+            if n < needed {
                 continue;
             }
             aware_hit |= rates.bounds(ALPHA).unwrap().lower > 0.0;
@@ -248,6 +264,19 @@ fn overdispersed_crossings(seed: u64) -> (usize, usize) {
         binomial_only += usize::from(binomial_hit);
     }
     (aware, binomial_only)
+}
+
+/// The error counts' bound with the dependence of the 20 steps before the stage decides from
+/// the 10th step, and still excludes healthy overdispersed counts in at most α of the stages.
+#[test]
+fn overdispersed_counts_with_the_steps_before_the_stage_keep_the_guarantee_from_ten_steps() {
+    let (aware, _) = overdispersed_crossings_after(37, 20);
+    let rate = aware as f64 / SERIES as f64;
+    assert!(
+        rate <= ALPHA,
+        "excluded in {:.1}% of healthy series",
+        100.0 * rate
+    );
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! backfilled by promtool with 50 minutes of a service scraped every 5 s (latency gauges, request
 //! and error counters), and the rule of `tests/fixtures/replay/web.toml` asking it through the
 //! Prometheus source edge. A healthy canary (`good`) succeeds with the plan's timeline; the
-//! `canary` version, whose errors jump from 1 in 200 to 1 in 5 after 10:06, as its 50% stage
-//! starts, is rolled back by the analysis of 10:07 (the stage's first six points are all bad: the
-//! window scan fails them at once, issue 19), naming the check.
+//! `canary` version, whose errors jump from 1 in 200 to 1 in 5 after 10:06, a minute into its
+//! 50% stage (started at 10:05), is rolled back by the analysis of 10:08, the second after the
+//! jump (the window scan of issue 19: at 10:07 half of the stage's points are still good),
+//! naming the check.
 
 use crate::prometheus_support::Prometheus;
 
@@ -114,24 +115,24 @@ fn a_replay_over_prometheus_history_decides_as_the_daemon_would() {
 
     let healthy = replay(&rule(&dir, "good"), &prometheus.url());
     assert_eq!(healthy["phase"], "succeeded", "{healthy:#}");
-    assert_eq!(healthy["analyses"], 17, "{healthy:#}");
+    assert_eq!(healthy["analyses"], 15, "{healthy:#}");
     assert_eq!(
         timeline(&healthy),
         [
             "2026-03-01T10:00:00Z run-started 10% 10% []",
-            "2026-03-01T10:06:00Z stage-advanced 50% 50% []",
-            "2026-03-01T10:12:00Z waiting-approval 50% 50% []",
-            "2026-03-01T10:12:00Z approved 100% 100% []",
-            "2026-03-01T10:17:00Z succeeded 100% 100% []",
+            "2026-03-01T10:05:00Z stage-advanced 50% 50% []",
+            "2026-03-01T10:10:00Z waiting-approval 50% 50% []",
+            "2026-03-01T10:10:00Z approved 100% 100% []",
+            "2026-03-01T10:15:00Z succeeded 100% 100% []",
         ]
     );
 
     let degraded = replay(&rule(&dir, "canary"), &prometheus.url());
     assert_eq!(degraded["phase"], "rolled-back", "{degraded:#}");
-    assert_eq!(degraded["analyses"], 7, "{degraded:#}");
+    assert_eq!(degraded["analyses"], 8, "{degraded:#}");
     assert_eq!(
         timeline(&degraded).last().unwrap(),
-        "2026-03-01T10:07:00Z rolled-back 50% 0% [\"errors\"]"
+        "2026-03-01T10:08:00Z rolled-back 50% 0% [\"errors\"]"
     );
 
     // A Prometheus that is not there: exit 4, saying which query could not be read.

@@ -81,10 +81,13 @@ pub(super) fn values(query: &str, answer: Vec<Series>) -> Result<Vec<Point>, Sev
 }
 
 /// A side's counts from its errors and totals answers, and a note when the errors were read as
-/// zeros because their query returned no series while the totals had points.
+/// zeros because their query returned no series while the totals had points. The note counts
+/// the steps from `judged_from` (unix seconds) on: a staged check's judged points, not its
+/// lookback before the stage.
 pub(super) fn counts(
     (errors_query, errors): (&str, Vec<Series>),
     (total_query, totals): (&str, Vec<Series>),
+    judged_from: f64,
 ) -> Result<(Vec<CountPoint>, Option<String>), SeveralSeries> {
     let errors = one(errors_query, errors)?;
     let totals = one(total_query, totals)?.unwrap_or_default();
@@ -92,15 +95,16 @@ pub(super) fn counts(
         Some(errors) => Ok((pair_counts(&errors, &totals), None)),
         None if totals.is_empty() => Ok((Vec::new(), None)),
         None => {
-            let requests: f64 = totals
-                .iter()
+            let judged = totals.iter().filter(|p| p.t >= judged_from);
+            let requests: f64 = judged
+                .clone()
                 .map(|p| p.v)
                 .filter(|v| v.is_finite() && *v >= 0.0)
                 .sum();
             let note = format!(
                 "errors query returned no series: 0 errors over {} requests ({} steps)",
                 whole_or_one_decimal(requests),
-                totals.len()
+                judged.count()
             );
             let zeros = totals
                 .iter()
@@ -180,7 +184,8 @@ mod tests {
             &[],
             vec![p(60.0, 1500.0), p(120.0, 1500.0), p(180.0, 1500.5)],
         )];
-        let (points, note) = counts(("errors", vec![]), ("totals", totals)).unwrap();
+        let (points, note) =
+            counts(("errors", vec![]), ("totals", totals), f64::NEG_INFINITY).unwrap();
         assert_eq!(
             points,
             vec![
@@ -216,7 +221,7 @@ mod tests {
             (vec![], vec![series(&[], vec![])]),
         ];
         for (errors, totals) in cases {
-            let (points, note) = counts(("e", errors), ("t", totals)).unwrap();
+            let (points, note) = counts(("e", errors), ("t", totals), f64::NEG_INFINITY).unwrap();
             assert!(points.is_empty(), "{points:?}");
             assert_eq!(note, None);
         }
@@ -224,6 +229,7 @@ mod tests {
         let (points, note) = counts(
             ("e", errors()),
             ("t", vec![series(&[], vec![p(60.0, 100.0)])]),
+            f64::NEG_INFINITY,
         )
         .unwrap();
         assert_eq!(points.len(), 1);
@@ -257,12 +263,14 @@ mod tests {
         let e = counts(
             ("errors{}", vec![series(&[], vec![]), series(&[], vec![])]),
             ("totals", vec![]),
+            f64::NEG_INFINITY,
         )
         .unwrap_err();
         assert_eq!(e.query, "errors{}");
         let e = counts(
             ("errors", vec![]),
             ("totals{}", vec![series(&[], vec![]), series(&[], vec![])]),
+            f64::NEG_INFINITY,
         )
         .unwrap_err();
         assert_eq!(e.query, "totals{}");

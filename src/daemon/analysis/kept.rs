@@ -228,16 +228,21 @@ pub fn find<'a>(
 }
 
 /// Whether the answer kept before (`prior`, `None`: nothing usable was kept) is worth replacing
-/// with `merged`, what the analysis now read: when a quarter or more of its points are newer
-/// than the kept ones. A kept answer that is a little behind costs only a longer resumed query
-/// (from its newest point on); rewriting it at every analysis would write the whole stage each
-/// time. So a stage of `n` points is written about `4 ln n` times, and a resumed query asks for
-/// at most about a quarter of the stage plus the overlap.
+/// with `merged`, what the analysis now read: when a quarter or more of its stage's points (not
+/// counting the lookback before the stage) are newer than the kept ones. A kept answer that is a
+/// little behind costs only a longer resumed query (from its newest point on); rewriting it at
+/// every analysis would write the whole stage each time. So a stage of `n` points is written
+/// about `4 ln n` times, and a resumed query asks for at most about a quarter of the stage plus
+/// the overlap.
 pub fn stale(prior: Option<&Kept>, merged: &[Series]) -> bool {
-    let Some(newest) = prior.and_then(Kept::newest) else {
+    let Some((newest, from)) = prior.and_then(|k| Some((k.newest()?, k.from))) else {
         return true;
     };
-    let points = merged.iter().flat_map(|s| &s.points);
+    let from = from.timestamp_millis() as f64 / 1000.0;
+    let points = merged
+        .iter()
+        .flat_map(|s| &s.points)
+        .filter(|p| p.t >= from);
     let (total, newer) = points.fold((0usize, 0usize), |(total, newer), p| {
         (total + 1, newer + usize::from(p.t > newest + SAME_INSTANT))
     });

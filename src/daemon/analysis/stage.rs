@@ -14,10 +14,10 @@
 //! last [`MAX_POINTS`] steps (Prometheus answers at most 11,000 points per series): the bound
 //! then is that of the latest part of the stage,
 //! still valid at every look because it is a function of the points it reads. Each analysis asks
-//! the backend only for what is new since the previous one (`kept`). A staged relative check
-//! also reads the [`LOOKBACK`] steps before its stage's evidence starts (the warm-up's, the
-//! previous stage's): they never count for the stage's mean, only for how dependent its points
-//! are, which lets its bound decide from `stats::MIN_POINTS_WITH_PRIOR` points ([`split`]).
+//! the backend only for what is new since the previous one (`kept`). A staged check also reads
+//! the [`LOOKBACK`] steps before its stage's evidence starts (the warm-up's, the previous
+//! stage's): they never count for the stage's mean, only for how dependent its points are,
+//! which lets its bound decide from `stats::MIN_POINTS_WITH_PRIOR` points ([`split`]).
 
 use crate::stats::MIN_POINTS;
 
@@ -33,8 +33,8 @@ use crate::stats::split_alpha;
 /// The most points a staged check's query asks for per series: Prometheus's limit.
 pub const MAX_POINTS: u32 = 11_000;
 
-/// Steps a staged relative check reads before its stage's evidence starts, for the dependence
-/// of its points only (`stats::SequentialMean::with_prior`).
+/// Steps a staged check reads before its stage's evidence starts, for the dependence of its
+/// points only (`stats::SequentialMean::with_prior`).
 pub const LOOKBACK: u32 = MIN_POINTS as u32;
 
 /// Whose evidence an analysis judges.
@@ -82,8 +82,8 @@ impl EvidenceSpan {
     /// `(now − window, now]`: a `2m` window at a `30s` step reads 4 points, so consecutive
     /// analyses `window` apart read disjoint points and one spike on a boundary is not counted
     /// twice towards `for` or `consecutive`. Under a stage's span a staged check reads all of
-    /// its stage since the warm-up (at most [`MAX_POINTS`] steps) and nothing before it but a
-    /// relative check's [`LOOKBACK`] steps, which only [`split`](Self::split) sees; the other
+    /// its stage since the warm-up (at most [`MAX_POINTS`] steps) and nothing before it but its
+    /// [`LOOKBACK`] steps, which only [`split`](Self::split) sees; the other
     /// checks read their windows as an alerting rule would (an absolute threshold on the
     /// canary's last minutes does not depend on the stage it was reached in).
     pub fn start(&self, check: &Check, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -93,8 +93,8 @@ impl EvidenceSpan {
         match *self {
             EvidenceSpan::Stage { from, .. } if self.stages(check) => {
                 // A long stage's latest steps, on the stage's grid: the instants its earlier
-                // analyses read (and `kept` resumes on). A relative check starts its lookback
-                // before the stage, on the same grid.
+                // analyses read (and `kept` resumes on), from its lookback before the stage, on
+                // the same grid.
                 let back = if self.looks_back(check) { LOOKBACK } else { 0 };
                 let first = from - step * back as i32;
                 let earliest = now - step * (MAX_POINTS as i32 - 1);
@@ -108,27 +108,34 @@ impl EvidenceSpan {
     }
 
     /// Whether staged `check` reads [`LOOKBACK`] steps before its stage for the dependence of
-    /// its points: relative checks, whose bound is a [`crate::stats::SequentialMean`]'s (an error
-    /// rate's has a binomial floor and its window scan for a young stage).
+    /// its points: every staged check (relative, error rate) does.
     pub fn looks_back(&self, check: &Check) -> bool {
-        self.stages(check) && matches!(check.spec.kind, judge::CheckKind::Relative { .. })
+        self.stages(check)
+    }
+
+    /// Where `check`'s judged points start (unix seconds): its stage's evidence start for a
+    /// staged check, which reads a lookback before it; everything read otherwise.
+    pub fn judged_from(&self, check: &Check) -> f64 {
+        match *self {
+            EvidenceSpan::Stage { from, .. } if self.looks_back(check) => {
+                from.timestamp_millis() as f64 / 1000.0
+            }
+            _ => f64::NEG_INFINITY,
+        }
     }
 
     /// `check`'s two sides as read, split at its stage's evidence start: the stage's points,
-    /// and for a check that [`looks_back`](Self::looks_back) the points before them (`None`
-    /// otherwise). Only the stage's points are judged, charted and scanned.
+    /// and for a staged check the points before them (`None` otherwise). Only the stage's
+    /// points are judged, charted and scanned.
     pub fn split(
         &self,
         check: &Check,
         sides: [SideData; 2],
     ) -> ([SideData; 2], Option<[SideData; 2]>) {
-        let EvidenceSpan::Stage { from, .. } = *self else {
-            return (sides, None);
-        };
         if !self.looks_back(check) {
             return (sides, None);
         }
-        let at = from.timestamp_millis() as f64 / 1000.0;
+        let at = self.judged_from(check);
         let cut = |data: SideData| match data {
             SideData::Values(points) => {
                 let (before, since): (Vec<_>, Vec<_>) = points.into_iter().partition(|p| p.t < at);
