@@ -63,6 +63,25 @@ pub(super) fn judge(
         fail: significance_level(spec),
         pass: staged.pass,
     };
+    // Read with its lookback in the stage's warm-up: the points before the stage are there,
+    // the stage's own not yet. That is the evidence accruing, not a lack of data.
+    let empty = |d: &SideData| match d {
+        SideData::Values(p) => p.is_empty(),
+        SideData::Counts(p) => p.is_empty(),
+    };
+    if staged.before.is_some_and(|(b, c)| !empty(b) && !empty(c))
+        && empty(baseline)
+        && empty(canary)
+    {
+        let evidence = evidence_of(Default::default(), Default::default(), thresholds);
+        let reason = "the stage's evidence starts after its warm-up: no point of it yet";
+        return Some(inconclusive(
+            spec,
+            InconclusiveCause::Accruing,
+            reason.to_string(),
+            evidence,
+        ));
+    }
     match (&spec.kind, baseline, canary) {
         (CheckKind::Relative { tolerance }, SideData::Values(b), SideData::Values(c)) => {
             let before = match staged.before {

@@ -196,6 +196,33 @@ async fn a_young_stage_is_accruing_never_a_pass() {
     }
 }
 
+/// In a stage's warm-up the lookback's points are there and the stage's own not yet: the staged
+/// checks are accruing, never "no data" (which would count towards a pause).
+#[tokio::test]
+async fn in_the_warm_up_the_stage_is_accruing_not_without_data() {
+    let started = now() - Duration::minutes(1);
+    let span = EvidenceSpan::of_stage(1, 2, started, std::time::Duration::from_secs(300)).unwrap();
+    let permits = Arc::new(Semaphore::new(4));
+    let source = Arc::new(source(started, (1.0, 1.0), (1.0, 1.0)));
+    let analysed = analyse_over(&rule(), source, permits, now(), 25, span, &[])
+        .await
+        .unwrap();
+    for check in ["latency", "errors"] {
+        let result = verdict(&analysed, check);
+        assert_eq!(
+            result.verdict.cause(),
+            Some(InconclusiveCause::Accruing),
+            "{check}: {}",
+            result.reason
+        );
+        assert!(
+            result.reason.contains("starts after its warm-up"),
+            "{}",
+            result.reason
+        );
+    }
+}
+
 /// Issue 19 point 3, "a gross regression is acted on within two analyses once min_samples is
 /// met": ten minutes into a stage (11 points, too few for the error rate's bound) a canary with
 /// five times the errors is failed by the window scan of the stage's latest points, at the
