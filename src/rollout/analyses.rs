@@ -63,12 +63,23 @@ impl Machine<'_> {
         // Count the evidence.
         let with_data = !report.checks.is_empty() && !report.checks.iter().any(lacks_data);
         let passed = report.overall == AnalysisOutcome::Pass && with_data;
+        // A dry-run check records its verdicts and acts on none: it neither holds the stage nor
+        // ends the accruing stage's exemption from the inconclusive streak.
+        let plan = self.plan;
+        let acting = |c: &&CheckOutcome| {
+            !plan
+                .triggers
+                .iter()
+                .any(|t| t.dry_run && *t.check == *c.check)
+        };
         self.next.holding = report
             .checks
             .iter()
+            .filter(acting)
             .filter(|c| !passed && holds(c))
             .map(|c| c.check.clone())
             .collect();
+        let accruing = accruing_only(report.checks.iter().filter(acting));
         let mut summary = format!("analysis {:?}", report.overall);
         match report.overall {
             AnalysisOutcome::Pass if with_data => {
@@ -86,7 +97,7 @@ impl Machine<'_> {
                 self.next.passes = 0;
                 // A staged check's evidence still accruing holds the stage: the anytime bound
                 // decides at a later analysis, and waiting for it is not a streak to pause on.
-                if !accruing_only(report) {
+                if !accruing {
                     self.next.inconclusive_streak += 1;
                 }
             }
@@ -348,16 +359,17 @@ fn holds(outcome: &CheckOutcome) -> bool {
     )
 }
 
-fn accruing_only(report: &AnalysisReport) -> bool {
+/// Whether `checks` (those that act) wait only for a stage's evidence still accruing: some are
+/// accruing and every other passes or does not apply.
+fn accruing_only<'a>(checks: impl Iterator<Item = &'a CheckOutcome> + Clone) -> bool {
     let cause = |c: &CheckOutcome| match c.verdict {
         CheckVerdict::Inconclusive { cause } => Some(cause),
         CheckVerdict::Pass | CheckVerdict::Fail => None,
     };
-    report
-        .checks
-        .iter()
+    checks
+        .clone()
         .any(|c| cause(c) == Some(InconclusiveCause::Accruing))
-        && report.checks.iter().all(|c| {
+        && checks.into_iter().all(|c| {
             c.verdict == CheckVerdict::Pass
                 || matches!(
                     cause(c),

@@ -1244,6 +1244,46 @@ fn accruing_stage_evidence_holds_without_pausing_where_not_shown_windows_pause()
     assert_eq!(s.weight, 25, "{:?}", s.phase);
 }
 
+/// A dry-run check records its verdicts and acts on none: while a stage's evidence is accruing,
+/// its failure must not turn the wait into an inconclusive streak that pauses the rollout (the
+/// whole-rollout benchmark paused a healthy search-api rollout so, through its dry-run p50
+/// check), nor be named as what held a stage that timed out.
+#[test]
+fn a_failing_dry_run_check_does_not_pause_an_accruing_stage() {
+    let p = with(|p| {
+        p.triggers[1].dry_run = true;
+        p.stages[0].max_duration = Some(Duration::from_secs(30 * 60));
+    });
+    let accruing_beside_dry_run_fail = report(
+        AnalysisOutcome::Inconclusive,
+        vec![
+            CheckOutcome::inconclusive("error-rate", InconclusiveCause::Accruing),
+            CheckOutcome::fail("latency"),
+            CheckOutcome::pass("cpu"),
+        ],
+    );
+    let (s, _) = run(
+        &p,
+        then(start(), repeat(1, 8, accruing_beside_dry_run_fail.clone())),
+    );
+    assert_eq!(s.phase.name(), "progressing", "{:?}", s.phase);
+    assert_eq!(s.inconclusive_streak, 0);
+    let (s, _) = run(
+        &p,
+        then(
+            then(start(), repeat(1, 3, accruing_beside_dry_run_fail)),
+            vec![(30 * MIN, Event::Tick)],
+        ),
+    );
+    let Phase::Paused { reason, .. } = &s.phase else {
+        panic!("{:?}", s.phase);
+    };
+    assert!(
+        reason.ends_with("not passing in its last analysis: error-rate"),
+        "{reason}"
+    );
+}
+
 /// A stage that outlives its `max_duration` pauses for a person, who must see what held it:
 /// the reason names the checks without a pass in the stage's last analysis (a staged bound
 /// still accruing, here), not only "0 of 3 passes". A passing analysis holds nothing, and the
