@@ -177,23 +177,32 @@ async fn a_regression_from_the_stage_start_fails_on_the_stage_evidence() {
     }
 }
 
+/// The reasons of both staged checks, after asserting that they are accruing.
+fn accruing_reasons(analysed: &Analysed) -> Vec<&str> {
+    ["latency", "errors"]
+        .into_iter()
+        .map(|check| {
+            let result = verdict(analysed, check);
+            let cause = result.verdict.cause();
+            assert_eq!(
+                cause,
+                Some(InconclusiveCause::Accruing),
+                "{check}: {}",
+                result.reason
+            );
+            result.reason.as_str()
+        })
+        .collect()
+}
+
 /// Fewer points than a bound needs since the stage's warm-up is the evidence accruing: never a
-/// pass, and not a lack of data either. Eight minutes in (9 points), the latency check, which
-/// reads the 20 points before its stage for their dependence, needs 10
-/// (`stats::MIN_POINTS_WITH_PRIOR`), the error rate 20 (`stats::MIN_POINTS`).
+/// pass, and not a lack of data either. Eight minutes in (9 points), the checks, which read the
+/// 20 points before their stage for their dependence, need 10 (`stats::MIN_POINTS_WITH_PRIOR`).
 #[tokio::test]
 async fn a_young_stage_is_accruing_never_a_pass() {
     let stage_start = now() - Duration::minutes(8);
     let analysed = staged(source(stage_start, (1.0, 1.0), (1.0, 1.0)), stage_start).await;
-    for check in ["latency", "errors"] {
-        let result = verdict(&analysed, check);
-        assert_eq!(
-            result.verdict.cause(),
-            Some(InconclusiveCause::Accruing),
-            "{check}: {}",
-            result.reason
-        );
-    }
+    accruing_reasons(&analysed);
 }
 
 /// In a stage's warm-up the lookback's points are there and the stage's own not yet: the staged
@@ -207,19 +216,8 @@ async fn in_the_warm_up_the_stage_is_accruing_not_without_data() {
     let analysed = analyse_over(&rule(), source, permits, now(), 25, span, &[])
         .await
         .unwrap();
-    for check in ["latency", "errors"] {
-        let result = verdict(&analysed, check);
-        assert_eq!(
-            result.verdict.cause(),
-            Some(InconclusiveCause::Accruing),
-            "{check}: {}",
-            result.reason
-        );
-        assert!(
-            result.reason.contains("starts after its warm-up"),
-            "{}",
-            result.reason
-        );
+    for reason in accruing_reasons(&analysed) {
+        assert!(reason.contains("starts after its warm-up"), "{reason}");
     }
 }
 
