@@ -278,7 +278,7 @@ pub async fn analyse_over(
     // query answering several series), and how they were read (`answers`).
     type Read = Result<[(SideData, Option<String>); 2], String>;
     let mut reads: Vec<Read> = Vec::new();
-    // A staged relative check's points before its stage (`EvidenceSpan::split`).
+    // A staged check's points before its stage (`EvidenceSpan::split`).
     let mut befores: Vec<Option<[SideData; 2]>> = Vec::new();
     let mut series = Vec::new();
     for (i, check) in rule.checks.iter().enumerate() {

@@ -554,14 +554,14 @@ pub struct Staged<'a> {
     /// The one-sided significance its pass is held to (the check's own).
     pub pass: f64,
     /// The baseline's and the canary's points just before the stage's evidence starts, for
-    /// the dependence of a relative check's points only: never judged.
+    /// the dependence of the check's points only: never judged.
     pub before: Option<(&'a SideData, &'a SideData)>,
 }
 
 /// [`judge_check_with`] on a stage's evidence (every point since the stage's warm-up) with the
 /// anytime-valid bounds: failed at the significance of `spec` (the stage's share), passed on the
-/// upper bound at the one-sided significance `staged.pass` (the check's own), a relative check's
-/// dependence pooled with `staged.before`'s: see `staged`. A check that is not staged
+/// upper bound at the one-sided significance `staged.pass` (the check's own), the dependence of
+/// its points pooled with `staged.before`'s: see `staged`. A check that is not staged
 /// ([`staged_supports`]) is judged as by [`judge_check_with`].
 pub fn judge_check_staged(
     spec: &CheckSpec,

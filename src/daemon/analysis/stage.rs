@@ -19,8 +19,6 @@
 //! stage's): they never count for the stage's mean, only for how dependent its points are,
 //! which lets its bound decide from `stats::MIN_POINTS_WITH_PRIOR` points ([`split`]).
 
-use crate::stats::MIN_POINTS;
-
 use chrono::{DateTime, Utc};
 
 use crate::judge::{
@@ -28,7 +26,7 @@ use crate::judge::{
 };
 use crate::rollout::RolloutState;
 use crate::rules::{CheckRule as Check, RolloutRule};
-use crate::stats::split_alpha;
+use crate::stats::{MIN_POINTS, split_alpha};
 
 /// The most points a staged check's query asks for per series: Prometheus's limit.
 pub const MAX_POINTS: u32 = 11_000;
@@ -95,8 +93,7 @@ impl EvidenceSpan {
                 // A long stage's latest steps, on the stage's grid: the instants its earlier
                 // analyses read (and `kept` resumes on), from its lookback before the stage, on
                 // the same grid.
-                let back = if self.looks_back(check) { LOOKBACK } else { 0 };
-                let first = from - step * back as i32;
+                let first = from - step * LOOKBACK as i32;
                 let earliest = now - step * (MAX_POINTS as i32 - 1);
                 let step_ms = step.num_milliseconds().max(1);
                 let behind = (earliest - first).num_milliseconds().max(0);
@@ -107,17 +104,11 @@ impl EvidenceSpan {
         }
     }
 
-    /// Whether staged `check` reads [`LOOKBACK`] steps before its stage for the dependence of
-    /// its points: every staged check (relative, error rate) does.
-    pub fn looks_back(&self, check: &Check) -> bool {
-        self.stages(check)
-    }
-
     /// Where `check`'s judged points start (unix seconds): its stage's evidence start for a
     /// staged check, which reads a lookback before it; everything read otherwise.
     pub fn judged_from(&self, check: &Check) -> f64 {
         match *self {
-            EvidenceSpan::Stage { from, .. } if self.looks_back(check) => {
+            EvidenceSpan::Stage { from, .. } if self.stages(check) => {
                 from.timestamp_millis() as f64 / 1000.0
             }
             _ => f64::NEG_INFINITY,
@@ -132,7 +123,7 @@ impl EvidenceSpan {
         check: &Check,
         sides: [SideData; 2],
     ) -> ([SideData; 2], Option<[SideData; 2]>) {
-        if !self.looks_back(check) {
+        if !self.stages(check) {
             return (sides, None);
         }
         let at = self.judged_from(check);
