@@ -345,8 +345,6 @@ fn lacks_data(outcome: &CheckOutcome) -> bool {
     }
 }
 
-/// Whether every check of `report` without a verdict is a staged check whose evidence is still
-/// accruing (and at least one is), the rest passing or not applicable.
 /// Whether a check that did not pass holds its stage: anything but a pass or a check that
 /// does not apply (a relative check at 100%, with no baseline left).
 fn holds(outcome: &CheckOutcome) -> bool {
