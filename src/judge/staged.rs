@@ -197,15 +197,23 @@ fn sequential_failed(spec: &CheckSpec, err: SequentialError, ev: super::Evidence
     )
 }
 
-/// The oriented log-ratios of `b` and `c` paired by timestamp, isolated spikes replaced, or
-/// `None` when a value is not positive.
-fn log_ratios(b: &[Point], c: &[Point], sign: f64) -> Option<Vec<f64>> {
-    let ratios: Vec<f64> = inferred_step(b, c)
+/// The values of `b` and `c` paired by timestamp.
+fn paired(b: &[Point], c: &[Point]) -> Vec<(f64, f64)> {
+    inferred_step(b, c)
         .map(|step| pair_nearest(b, c, step))
         .unwrap_or_default()
         .into_iter()
         .map(|(i, j)| (b[i].v, c[j].v))
-        .map(|(b, c)| (b > 0.0 && c > 0.0).then(|| sign * (c / b).ln()))
+        .collect()
+}
+
+/// The oriented log-ratios of `pairs` with isolated spikes (a log-ratio more than 3.5 MADs from
+/// the median) replaced by their neighbours' mean, as the fixed-window judge does; `None` when a
+/// value is not positive.
+fn log_ratios(pairs: &[(f64, f64)], sign: f64) -> Option<Vec<f64>> {
+    let ratios: Vec<f64> = pairs
+        .iter()
+        .map(|&(b, c)| (b > 0.0 && c > 0.0).then(|| sign * (c / b).ln()))
         .collect::<Option<_>>()?;
     Some(despike(&ratios, SPIKE_MADS).unwrap_or(ratios))
 }
@@ -216,7 +224,8 @@ fn dependence_before(before: Option<(&[Point], &[Point])>, sign: f64) -> Depende
     let finite = |points: &[Point]| -> Vec<Point> {
         points.iter().copied().filter(|p| p.v.is_finite()).collect()
     };
-    let Some(ratios) = before.and_then(|(b, c)| log_ratios(&finite(b), &finite(c), sign)) else {
+    let Some(ratios) = before.and_then(|(b, c)| log_ratios(&paired(&finite(b), &finite(c)), sign))
+    else {
         return Dependence::default();
     };
     let mut mean = SequentialMean::new();
@@ -242,12 +251,7 @@ fn relative(
         Ok(sides) => sides,
         Err(no_data) => return *no_data,
     };
-    let pairs: Vec<(f64, f64)> = inferred_step(&b, &c)
-        .map(|step| pair_nearest(&b, &c, step))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(i, j)| (b[i].v, c[j].v))
-        .collect();
+    let pairs = paired(&b, &c);
     // Oriented so that a worsening is positive.
     let (sign, limit) = match spec.direction {
         Direction::LowerIsWorse if tolerance < 1.0 => (-1.0, -(1.0 - tolerance).ln()),
@@ -262,20 +266,14 @@ fn relative(
     if pairs.len() < need {
         return accruing(spec, pairs.len(), need, "paired points", evidence);
     }
-    if !pairs.iter().all(|(b, c)| *b > 0.0 && *c > 0.0) {
+    // Isolated spikes are replaced: one wild minute of a p99 must not widen the stage's bound for
+    // the rest of the stage. A change in the middle of a stage that is still a minority of its
+    // points can look like spikes here; the window scan, where it is the majority, is what
+    // catches it (docs/sequential.md).
+    let Some(ratios) = log_ratios(&pairs, sign) else {
         let reason = "the stage's evidence compares log-ratios, and some values are not positive"
             .to_string();
         return inconclusive(spec, InconclusiveCause::Untestable, reason, evidence);
-    }
-    // Isolated spikes (a log-ratio more than 3.5 MADs from the stage's median) are replaced by
-    // their neighbours' mean, as the fixed-window judge does: one wild minute of a p99 must not
-    // widen the stage's bound for the rest of the stage. A change in the middle of a stage that
-    // is still a minority of its points can look like spikes here; the window scan, where it is
-    // the majority, is what catches it (docs/sequential.md).
-    let ratios: Vec<f64> = pairs.iter().map(|(b, c)| sign * (c / b).ln()).collect();
-    let ratios = match despike(&ratios, SPIKE_MADS) {
-        Ok(clean) => clean,
-        Err(_) => ratios,
     };
     for r in ratios {
         if let Err(e) = mean.push(r) {
